@@ -1,0 +1,49 @@
+"""The narrow context a node sees: progress, interrupt, previews, folders, its prompt. Nothing more."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine import folders as folder_config
+from engine.folders import Folders
+
+EventListener = Callable[[str, dict[str, Any]], None]
+
+
+class Interrupted(Exception):
+    """Raised inside a prompt when the user interrupts it; carries the node id it stopped at."""
+
+
+@dataclass
+class Context:
+    node_id: str
+    prompt_id: str
+    emit: EventListener
+    interrupt_flag: threading.Event
+    prompt: dict[str, Any] = field(default_factory=dict)
+    extra_pnginfo: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def folders(self) -> Folders:
+        return folder_config.current()
+
+    def check_interrupt(self) -> None:
+        if self.interrupt_flag.is_set():
+            raise Interrupted(self.node_id)
+
+    def progress(self, value: int, total: int) -> None:
+        """Report progress (and let an interrupt stop the node here)."""
+        self.check_interrupt()
+        self.emit(
+            "progress", {"value": value, "max": total, "prompt_id": self.prompt_id, "node": self.node_id}
+        )
+
+    def preview(self, image_format: str, data: bytes) -> None:
+        """Send an encoded preview image (PNG or JPEG) to the client watching this prompt."""
+        self.emit(
+            "preview_image",
+            {"format": image_format, "image": data, "prompt_id": self.prompt_id, "node": self.node_id},
+        )

@@ -1,0 +1,96 @@
+"""Where Loom reads and writes files: output, input and temp folders, and the model folders."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MODEL_KINDS = (
+    "checkpoints",
+    "vae",
+    "loras",
+    "embeddings",
+    "vae_approx",
+    "clip",
+    "unet",
+    "upscale_models",
+    "controlnet",
+)
+
+
+class UnsafePathError(ValueError):
+    """A file name that would leave its folder (`..`, an absolute path, a NUL byte, a symlink out)."""
+
+
+@dataclass
+class Folders:
+    output: Path
+    input: Path
+    temp: Path
+    models: dict[str, list[Path]] = field(default_factory=dict)
+
+    @classmethod
+    def under(cls, base: Path, models_base: Path | None = None) -> Folders:
+        models_base = models_base or base / "models"
+        return cls(
+            output=base / "output",
+            input=base / "input",
+            temp=base / "temp",
+            models={kind: [models_base / kind] for kind in MODEL_KINDS},
+        )
+
+    def by_type(self, folder_type: str) -> Path:
+        """The folder named by ComfyUI's `type` field: output, input or temp."""
+        folders = {"output": self.output, "input": self.input, "temp": self.temp}
+        if folder_type not in folders:
+            raise UnsafePathError(f"unknown folder type {folder_type!r}; expected output, input or temp")
+        return folders[folder_type]
+
+    def model_files(self, kind: str) -> list[str]:
+        """Files of one model kind, as relative names, across all its folders (read fresh each call)."""
+        names: set[str] = set()
+        for root in self.models.get(kind, []):
+            if root.is_dir():
+                for path in root.rglob("*"):
+                    if path.is_file() and not path.name.startswith("."):
+                        names.add(path.relative_to(root).as_posix())
+        return sorted(names)
+
+    def model_path(self, kind: str, name: str) -> Path:
+        for root in self.models.get(kind, []):
+            path = safe_join(root, name)
+            if path.is_file():
+                return path
+        raise FileNotFoundError(
+            f"no {kind} file named {name!r} in {', '.join(map(str, self.models.get(kind, [])))}"
+        )
+
+
+_current: Folders | None = None
+
+
+def configure(folders: Folders) -> None:
+    """Set the process-wide folders (ComfyUI's folder_paths is process-wide too; packs rely on it)."""
+    global _current
+    _current = folders
+
+
+def current() -> Folders:
+    global _current
+    if _current is None:
+        _current = Folders.under(PROJECT_ROOT)
+    return _current
+
+
+def safe_join(root: Path, *parts: str) -> Path:
+    """root/parts, refusing anything that would resolve outside root."""
+    for part in parts:
+        if "\x00" in part or os.path.isabs(part) or part.startswith(("/", "\\")):
+            raise UnsafePathError(f"{part!r} is not a relative file name")
+    root = root.resolve()
+    path = root.joinpath(*parts).resolve()
+    if path != root and root not in path.parents:
+        raise UnsafePathError(f"{'/'.join(parts)!r} leaves its folder")
+    return path

@@ -1,0 +1,172 @@
+"""Image nodes that need no model. IMAGE is a float tensor [batch, height, width, channels] in 0..1."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from engine.native import Image, Input, Mask, Node
+
+MAX_RESOLUTION = 16384
+UPSCALE_METHODS = ("nearest-exact", "bilinear", "area", "bicubic", "lanczos")
+CROP_METHODS = ("disabled", "center")
+BLEND_MODES = ("normal", "multiply", "screen", "overlay", "soft_light", "difference")
+
+
+def resize(image: Any, width: int, height: int, method: str = "bilinear", crop: str = "disabled") -> Any:
+    """Resize an IMAGE batch; `crop="center"` first cuts it to the target aspect ratio."""
+    import torch
+    import torch.nn.functional as F
+
+    if crop == "center":
+        old_h, old_w = image.shape[1], image.shape[2]
+        scale = max(width / old_w, height / old_h)
+        keep_w, keep_h = round(width / scale), round(height / scale)
+        top, left = (old_h - keep_h) // 2, (old_w - keep_w) // 2
+        image = image[:, top : top + keep_h, left : left + keep_w]
+    pixels = image.movedim(-1, 1)
+    if method == "lanczos":
+        return _resize_lanczos(pixels, width, height).movedim(1, -1)
+    kwargs = {"align_corners": False, "antialias": True} if method in ("bilinear", "bicubic") else {}
+    out = F.interpolate(pixels, size=(height, width), mode=method, **kwargs)
+    return torch.clamp(out, 0.0, 1.0).movedim(1, -1)
+
+
+def _resize_lanczos(pixels: Any, width: int, height: int) -> Any:
+    import numpy as np
+    import torch
+    from PIL import Image as PILImage
+
+    frames = []
+    for frame in pixels:
+        array = (frame.movedim(0, -1).cpu().numpy() * 255).clip(0, 255).astype(np.uint8)
+        resized = PILImage.fromarray(array).resize((width, height), PILImage.Resampling.LANCZOS)
+        frames.append(torch.from_numpy(np.asarray(resized).astype(np.float32) / 255.0).movedim(-1, 0))
+    return torch.stack(frames).to(pixels.device)
+
+
+class EmptyImage(Node):
+    """A batch of images filled with one colour."""
+
+    category = "image"
+
+    def run(
+        self,
+        width: Annotated[int, Input("Width in pixels.", min=1, max=MAX_RESOLUTION, step=1)] = 512,
+        height: Annotated[int, Input("Height in pixels.", min=1, max=MAX_RESOLUTION, step=1)] = 512,
+        batch_size: Annotated[int, Input("Number of images.", min=1, max=4096)] = 1,
+        color: Annotated[int, Input("Fill colour as 0xRRGGBB.", min=0, max=0xFFFFFF, step=1)] = 0,
+    ) -> Image:
+        import torch
+
+        rgb = [((color >> shift) & 0xFF) / 255.0 for shift in (16, 8, 0)]
+        return torch.tensor(rgb, dtype=torch.float32).expand(batch_size, height, width, 3).clone()
+
+
+class ImageInvert(Node):
+    """Invert the colours of an image (1 - value)."""
+
+    display_name = "Invert Image"
+    category = "image"
+
+    def run(self, image: Annotated[Image, Input("The image to invert.")]) -> Image:
+        return 1.0 - image
+
+
+class ImageScale(Node):
+    """Resize an image. A width or height of 0 keeps the aspect ratio from the other side."""
+
+    display_name = "Upscale Image"
+    category = "image/upscaling"
+
+    def run(
+        self,
+        image: Annotated[Image, Input("The image to resize.")],
+        upscale_method: Annotated[str, Input("How pixels are resampled.", choices=UPSCALE_METHODS)] = (
+            "nearest-exact"
+        ),
+        width: Annotated[
+            int, Input("Target width; 0 keeps the aspect ratio.", min=0, max=MAX_RESOLUTION)
+        ] = 512,
+        height: Annotated[
+            int, Input("Target height; 0 keeps the aspect ratio.", min=0, max=MAX_RESOLUTION)
+        ] = 512,
+        crop: Annotated[
+            str, Input("Crop to the target aspect ratio first.", choices=CROP_METHODS)
+        ] = "disabled",
+    ) -> Image:
+        old_h, old_w = image.shape[1], image.shape[2]
+        if width == 0 and height == 0:
+            return image
+        if width == 0:
+            width = max(1, round(old_w * height / old_h))
+        if height == 0:
+            height = max(1, round(old_h * width / old_w))
+        return resize(image, width, height, upscale_method, crop)
+
+
+class ImageBlend(Node):
+    """Blend two images with a blend mode; the second is resized to the first if they differ."""
+
+    display_name = "Image Blend"
+    category = "image/postprocessing"
+
+    def run(
+        self,
+        image1: Annotated[Image, Input("The base image.")],
+        image2: Annotated[Image, Input("The image blended on top.")],
+        blend_factor: Annotated[
+            float, Input("0 keeps image1, 1 is fully blended.", min=0.0, max=1.0, step=0.01)
+        ] = (0.5),
+        blend_mode: Annotated[str, Input("How the two are combined.", choices=BLEND_MODES)] = "normal",
+    ) -> Image:
+        import torch
+
+        if image1.shape[1:3] != image2.shape[1:3]:
+            image2 = resize(image2, image1.shape[2], image1.shape[1], "bicubic", "center")
+        blended = _blend(image1, image2.to(image1.device), blend_mode)
+        return torch.clamp(image1 * (1 - blend_factor) + blended * blend_factor, 0.0, 1.0)
+
+
+def _blend(a: Any, b: Any, mode: str) -> Any:
+    import torch
+
+    if mode == "multiply":
+        return a * b
+    if mode == "screen":
+        return 1 - (1 - a) * (1 - b)
+    if mode == "overlay":
+        return torch.where(a <= 0.5, 2 * a * b, 1 - 2 * (1 - a) * (1 - b))
+    if mode == "soft_light":
+        g = torch.where(a <= 0.25, ((16 * a - 12) * a + 4) * a, torch.sqrt(a))
+        return torch.where(b <= 0.5, a - (1 - 2 * b) * a * (1 - a), a + (2 * b - 1) * (g - a))
+    if mode == "difference":
+        return a - b
+    return b
+
+
+class ImageBatch(Node):
+    """Join two image batches into one; the second is resized to the first if their sizes differ."""
+
+    display_name = "Batch Images"
+    category = "image"
+
+    def run(
+        self,
+        image1: Annotated[Image, Input("The first batch.")],
+        image2: Annotated[Image, Input("The batch appended after it.")],
+    ) -> Image:
+        import torch
+
+        if image1.shape[1:3] != image2.shape[1:3]:
+            image2 = resize(image2, image1.shape[2], image1.shape[1], "bilinear", "center")
+        return torch.cat((image1, image2.to(image1.device)), dim=0)
+
+
+class MaskToImage(Node):
+    """Show a mask as a grey-scale image (white where the mask is 1)."""
+
+    display_name = "Convert Mask to Image"
+    category = "mask"
+
+    def run(self, mask: Annotated[Mask, Input("The mask to show.")]) -> Image:
+        return mask.reshape(-1, mask.shape[-2], mask.shape[-1], 1).expand(-1, -1, -1, 3).clone()
