@@ -83,7 +83,9 @@ def test_karras_and_exponential_follow_their_formulas(model_sampling: ModelSampl
     assert calculate_sigmas(model_sampling, "exponential", n).tolist() == pytest.approx(
         [*exponential, 0.0], rel=1e-5
     )
-    assert get_sigmas_karras(3, 0.1, 10.0, rho=1.0).tolist() == pytest.approx([10.0, 5.05, 0.1, 0.0], rel=1e-5)
+    assert get_sigmas_karras(3, 0.1, 10.0, rho=1.0).tolist() == pytest.approx(
+        [10.0, 5.05, 0.1, 0.0], rel=1e-5
+    )
     assert get_sigmas_exponential(3, 0.1, 10.0).tolist() == pytest.approx([10.0, 1.0, 0.1, 0.0], rel=1e-6)
 
 
@@ -119,7 +121,9 @@ def test_beta_distribution_quantiles() -> None:
 def test_denoise_keeps_the_tail_of_a_longer_schedule(model_sampling: ModelSampling) -> None:
     full = calculate_sigmas(model_sampling, "karras", 8)
     assert torch.equal(sigmas_for(model_sampling, "karras", 4, denoise=0.5), full[-5:])
-    assert torch.equal(sigmas_for(model_sampling, "karras", 4, denoise=1.0), calculate_sigmas(model_sampling, "karras", 4))
+    assert torch.equal(
+        sigmas_for(model_sampling, "karras", 4, denoise=1.0), calculate_sigmas(model_sampling, "karras", 4)
+    )
     assert len(sigmas_for(model_sampling, "karras", 4, denoise=0.0)) == 0
 
 
