@@ -1,0 +1,74 @@
+"""Sampler lookup by ComfyUI's KSampler names."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+from torch import Tensor
+
+from engine.sampling.samplers_dpmpp import (
+    sample_dpmpp_2m,
+    sample_dpmpp_2m_sde,
+    sample_dpmpp_2s_ancestral,
+    sample_dpmpp_3m_sde,
+    sample_dpmpp_sde,
+    sample_res_multistep,
+)
+from engine.sampling.samplers_karras import (
+    sample_dpm_2,
+    sample_dpm_2_ancestral,
+    sample_euler,
+    sample_euler_ancestral,
+    sample_heun,
+    sample_heunpp2,
+    sample_ipndm,
+    sample_ipndm_v,
+    sample_lms,
+)
+from engine.sampling.samplers_misc import sample_ddpm, sample_dpm_adaptive, sample_dpm_fast, sample_lcm
+
+Sampler = Callable[..., Tensor]
+"""``sampler(model, x, sigmas, *, extra_args=None, callback=None, noise_sampler=None, **options)``."""
+
+# The "_gpu" names only move ComfyUI's Brownian tree to the GPU; with Loom's seeded
+# noise sampler they are the same algorithm. "ddim" is Euler in ComfyUI (the sample()
+# entry point gives it ComfyUI's separately seeded inpainting noise).
+_SAMPLERS: dict[str, Sampler] = {
+    "euler": sample_euler,
+    "euler_ancestral": sample_euler_ancestral,
+    "heun": sample_heun,
+    "heunpp2": sample_heunpp2,
+    "dpm_2": sample_dpm_2,
+    "dpm_2_ancestral": sample_dpm_2_ancestral,
+    "lms": sample_lms,
+    "dpm_fast": sample_dpm_fast,
+    "dpm_adaptive": sample_dpm_adaptive,
+    "dpmpp_2s_ancestral": sample_dpmpp_2s_ancestral,
+    "dpmpp_sde": sample_dpmpp_sde,
+    "dpmpp_sde_gpu": sample_dpmpp_sde,
+    "dpmpp_2m": sample_dpmpp_2m,
+    "dpmpp_2m_sde": sample_dpmpp_2m_sde,
+    "dpmpp_2m_sde_gpu": sample_dpmpp_2m_sde,
+    "dpmpp_2m_sde_heun": partial(sample_dpmpp_2m_sde, solver_type="heun"),
+    "dpmpp_2m_sde_heun_gpu": partial(sample_dpmpp_2m_sde, solver_type="heun"),
+    "dpmpp_3m_sde": sample_dpmpp_3m_sde,
+    "dpmpp_3m_sde_gpu": sample_dpmpp_3m_sde,
+    "ddpm": sample_ddpm,
+    "lcm": sample_lcm,
+    "ipndm": sample_ipndm,
+    "ipndm_v": sample_ipndm_v,
+    "res_multistep": sample_res_multistep,
+    "res_multistep_ancestral": partial(sample_res_multistep, eta=1.0),
+    "ddim": sample_euler,
+}
+
+SAMPLER_NAMES: tuple[str, ...] = tuple(_SAMPLERS)
+
+
+def get_sampler(name: str) -> Sampler:
+    """The sampler function registered under a ComfyUI sampler name."""
+    try:
+        return _SAMPLERS[name]
+    except KeyError:
+        raise ValueError(f"unknown sampler {name!r}; expected one of {SAMPLER_NAMES}") from None
