@@ -46,10 +46,23 @@ def node_key(
             items.append([name, "@", source_keys[str(value[0])], value[1]])
         else:
             items.append([name, value])
-    payload = json.dumps(
-        [class_type, version, items, fingerprint, salt], sort_keys=True, default=repr, separators=(",", ":")
-    )
+    if not isinstance(fingerprint, (str, int, float, bool, type(None))):
+        fingerprint = repr(fingerprint)
+    try:
+        payload = json.dumps(
+            [class_type, version, items, fingerprint, salt],
+            sort_keys=True,
+            default=_refuse,
+            separators=(",", ":"),
+        )
+    except TypeError:
+        # A literal that is not JSON (a tensor an expansion passed on) has no stable key: never reuse it.
+        return uuid.uuid4().hex
     return hashlib.blake2b(payload.encode(), digest_size=16).hexdigest()
+
+
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} has no stable cache key")
 
 
 def _is_link(value: Any) -> bool:

@@ -2,7 +2,7 @@
 
 The convention: `INPUT_TYPES()` (required / optional / hidden), `RETURN_TYPES`, `RETURN_NAMES`,
 `OUTPUT_IS_LIST`, `FUNCTION`, `CATEGORY`, `OUTPUT_NODE`, `DESCRIPTION`, `IS_CHANGED`,
-`VALIDATE_INPUTS`, `INPUT_IS_LIST`, `NOT_IDEMPOTENT`.
+`VALIDATE_INPUTS`, `INPUT_IS_LIST`, `NOT_IDEMPOTENT`, `check_lazy_status`.
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ def comfy_spec(
     def invoke(instance: Any, values: dict[str, Any], ctx: Any) -> Any:
         return getattr(instance, function_name)(**values)
 
+    def check_lazy(instance: Any, values: dict[str, Any]) -> Any:
+        return instance.check_lazy_status(**values)
+
     return NodeSpec(
         id=node_id,
         display_name=display_name or node_id,
@@ -47,6 +50,7 @@ def comfy_spec(
         validate_params=parameter_names(validate) if validate else None,
         accepts_extra_inputs=accepts_extra,
         input_is_list=bool(getattr(cls, "INPUT_IS_LIST", False)),
+        check_lazy=check_lazy if callable(getattr(cls, "check_lazy_status", None)) else None,
         not_idempotent=bool(getattr(cls, "NOT_IDEMPOTENT", False)),
         extra_info={k: True for k in ("DEPRECATED", "EXPERIMENTAL") if getattr(cls, k, False)},
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,8 @@ class Context:
     interrupt_flag: threading.Event
     prompt: dict[str, Any] = field(default_factory=dict)
     extra_pnginfo: dict[str, Any] = field(default_factory=dict)
+    # Nodes created by expansion report progress as the node the user sees on the canvas.
+    display_node: str | None = None
 
     @property
     def folders(self) -> Folders:
@@ -38,12 +41,28 @@ class Context:
         """Report progress (and let an interrupt stop the node here)."""
         self.check_interrupt()
         self.emit(
-            "progress", {"value": value, "max": total, "prompt_id": self.prompt_id, "node": self.node_id}
+            "progress",
+            {
+                "value": value,
+                "max": total,
+                "prompt_id": self.prompt_id,
+                "node": self.display_node or self.node_id,
+            },
         )
 
     def preview(self, image_format: str, data: bytes) -> None:
         """Send an encoded preview image (PNG or JPEG) to the client watching this prompt."""
         self.emit(
             "preview_image",
-            {"format": image_format, "image": data, "prompt_id": self.prompt_id, "node": self.node_id},
+            {
+                "format": image_format,
+                "image": data,
+                "prompt_id": self.prompt_id,
+                "node": self.display_node or self.node_id,
+            },
         )
+
+
+# The context of the node running in this thread or task: how helpers that take no context argument
+# (ComfyUI's ProgressBar, throw_exception_if_processing_interrupted) find the running node.
+current_context: ContextVar[Context | None] = ContextVar("loom_current_context", default=None)

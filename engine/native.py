@@ -226,15 +226,22 @@ def _output_spec(node_id: str, annotation: Any, name: str | None) -> OutputSpec:
 
 
 def _invoker(outputs: tuple[OutputSpec, ...], wants_context: bool) -> Callable[[Any, dict, Any], Any]:
-    """Calls run() and turns its return value into ComfyUI's shape (a tuple or a ui dict)."""
+    """Calls run() and turns its return value into ComfyUI's shape (a tuple or a ui dict); an
+    `async def run` gives a coroutine that does the same once awaited."""
     single = len(outputs) == 1
 
-    def invoke(instance: Any, inputs: dict[str, Any], ctx: Any) -> Any:
-        result = instance.run(**inputs, ctx=ctx) if wants_context else instance.run(**inputs)
+    def shape(result: Any) -> Any:
         if isinstance(result, Ui):
             return {"ui": dict(result)}
         if single:
             return (result,)
         return () if result is None else tuple(result)
+
+    async def shape_later(pending: Any) -> Any:
+        return shape(await pending)
+
+    def invoke(instance: Any, inputs: dict[str, Any], ctx: Any) -> Any:
+        result = instance.run(**inputs, ctx=ctx) if wants_context else instance.run(**inputs)
+        return shape_later(result) if inspect.isawaitable(result) else shape(result)
 
     return invoke

@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 Section = Literal["required", "optional", "hidden"]
@@ -84,6 +85,8 @@ class NodeSpec:
     validate_params: frozenset[str] | None = None
     accepts_extra_inputs: bool = False
     input_is_list: bool = False
+    # ComfyUI's check_lazy_status: (instance, inputs) -> names of lazy inputs still needed.
+    check_lazy: Callable[[Any, dict[str, Any]], Any] | None = None
     not_idempotent: bool = False
     native: bool = False
     extra_info: dict[str, Any] = field(default_factory=dict)
@@ -93,6 +96,10 @@ class NodeSpec:
 
     def input(self, name: str) -> InputSpec | None:
         return self._by_name.get(name)  # type: ignore[attr-defined]
+
+    @cached_property
+    def lazy_inputs(self) -> frozenset[str]:
+        return frozenset(i.name for i in self.inputs if i.lazy)
 
     def sections(self, section: Section) -> list[InputSpec]:
         return [i for i in self.inputs if i.section == section]

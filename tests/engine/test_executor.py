@@ -151,8 +151,11 @@ def test_cache_modes(registry: NodeRegistry, loom_folders: Any, mode: str) -> No
     run(executor, chain())
     CALLS.clear()
     run(executor, chain())
-    expected = ["AddNumbers", "Scale", "ShowNumber"] if mode == "none" else ["AddNumbers"]
-    assert called() == expected  # LRU of 2 keeps only the two most recent entries
+    # LRU of 2 keeps the two most recent entries (nodes 2 and 3); node 1 is then not needed at all,
+    # because ComfyUI never runs the ancestors of a cached node.
+    expected = ["AddNumbers", "Scale", "ShowNumber"] if mode == "none" else []
+    assert called() == expected
+    assert len(executor.cache) == (0 if mode == "none" else 2)
 
 
 def test_default_cache_keeps_only_what_latest_prompt_used(executor: Executor) -> None:

@@ -1,0 +1,471 @@
+"""One prompt's execution: cache keys, the dynamic schedule, node calls, expansion and async nodes."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import math
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from engine.cache import Entry, node_key
+from engine.context import Context, EventListener, Interrupted, current_context
+from engine.execution.calls import CallResult, blocker_in, fan_out, items, merge, normalize, plain_slots
+from engine.execution.dynprompt import DynamicPrompt
+from engine.execution.failures import DependencyCycleError, DuplicateNodeError, NodeFailure, now_ms
+from engine.execution.graph_builder import ExecutionBlocker, GraphBuilder
+from engine.execution.scheduler import ExecutionList, natural_key
+from engine.graph import is_link, plan
+from engine.spec import NodeSpec, parameter_names
+
+if TYPE_CHECKING:
+    from engine.executor import ExecutionResult, Executor
+
+logger = logging.getLogger(__name__)
+HIDDEN_TYPES = frozenset(
+    {"PROMPT", "DYNPROMPT", "EXTRA_PNGINFO", "UNIQUE_ID", "AUTH_TOKEN_COMFY_ORG", "API_KEY_COMFY_ORG"}
+)
+# How often a run waiting on async nodes looks at the interrupt flag.
+INTERRUPT_POLL_S = 0.05
+
+
+class PromptRun:
+    def __init__(
+        self,
+        executor: Executor,
+        prompt: dict[str, Any],
+        prompt_id: str,
+        extra_data: dict[str, Any],
+        emit: EventListener,
+        result: ExecutionResult,
+    ) -> None:
+        self.executor = executor
+        self.cache = executor.cache
+        self.prompt = prompt
+        self.prompt_id = prompt_id
+        self.extra_data = extra_data
+        self.emit = emit
+        self.result = result
+        self.dynprompt = DynamicPrompt(prompt)
+        self.keys: dict[str, str] = {}
+        self.values: dict[str, Entry] = {}
+        self.schedule = ExecutionList(self.dynprompt, self._resolved, self._lazy_inputs, self._is_output)
+        self._specs: dict[str, NodeSpec] = {}
+        self._started: set[str] = set()
+        self._expansions: dict[str, tuple[list[CallResult], dict[str, list[Any]]]] = {}
+        self._tasks: dict[asyncio.Future[Any], tuple[str, dict[str, list[Any]]]] = {}
+        self._finished: dict[str, tuple[list[Any], dict[str, list[Any]]]] = {}
+        self._ephemeral_instances: dict[str, Any] = {}
+        # With no cache between prompts, a value is dropped once every node reading it has run.
+        self._readers: dict[str, int] | None = {} if self.cache.mode == "none" else None
+        self._counted: set[str] = set()
+
+    def used_keys(self) -> set[str]:
+        return set(self.keys.values())
+
+    def nodes_with_values(self) -> list[str]:
+        return sorted((n for n, k in self.keys.items() if k in self.values), key=natural_key)
+
+    async def execute(self, outputs: list[str]) -> None:
+        try:
+            order = plan(self.prompt, outputs)
+            for node_id in order:
+                self.keys[node_id] = await self._key(node_id)
+            for node_id in order:
+                entry = self.cache.get(self.keys[node_id])
+                if entry is not None:
+                    self.values[self.keys[node_id]] = entry
+                    self.result.cached.append(node_id)
+            self.emit(
+                "execution_cached",
+                {"nodes": list(self.result.cached), "prompt_id": self.prompt_id, "timestamp": now_ms()},
+            )
+            self._count_readers(order)
+            for node_id in outputs:
+                self.schedule.add_node(node_id)
+            while self.schedule.pending:
+                ready = self.schedule.pop_ready()
+                if ready is not None:
+                    await self._stage(ready)
+                elif self._tasks:
+                    await self._collect_tasks()
+                else:
+                    self._raise_cycle()
+        finally:
+            if self._tasks:
+                for task in self._tasks:
+                    task.cancel()
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- one node -------------------------------------------------------------------------------
+
+    async def _stage(self, node_id: str) -> None:
+        spec = self._spec(node_id)
+        if node_id in self._finished:
+            raws, arguments = self._finished.pop(node_id)
+            await self._finish(node_id, spec, raws, arguments)
+            return
+        if node_id in self._expansions:
+            self._store(node_id, self._resolve_expansion(node_id, spec))
+            return
+        entry = self.values.get(self.keys[node_id])
+        if entry is not None:  # cached, or an identical node already ran in this prompt
+            self._report_ui(node_id, entry)
+            self._complete(node_id)
+            return
+        if self.executor.interrupt_flag.is_set():
+            raise Interrupted(node_id)
+        if node_id not in self._started:
+            self._started.add(node_id)
+            display = self.dynprompt.get_display_node_id(node_id)
+            self.emit("executing", {"node": node_id, "display_node": display, "prompt_id": self.prompt_id})
+        arguments, missing = self._gather(node_id, spec)
+        instance = self._instance(node_id, spec)
+        if spec.check_lazy is not None and await self._wants_more(
+            node_id, spec, instance, arguments, missing
+        ):
+            return  # staged again once the inputs it asked for exist
+        raws = self._call(node_id, spec, instance, arguments)
+        if any(isinstance(raw, asyncio.Future) for raw in raws):
+            task = asyncio.ensure_future(_resolve_all(raws))
+            self._tasks[task] = (node_id, arguments)
+            return
+        await self._finish(node_id, spec, raws, arguments)
+
+    def _gather(self, node_id: str, spec: NodeSpec) -> tuple[dict[str, list[Any]], set[str]]:
+        """Each input as a list of items; lazy inputs not computed yet are [None] and listed as missing."""
+        arguments: dict[str, list[Any]] = {}
+        missing: set[str] = set()
+        for name, value in self.dynprompt.get_node(node_id)["inputs"].items():
+            declared = spec.input(name)
+            if declared is None:
+                if not spec.accepts_extra_inputs:
+                    continue
+            elif declared.section == "hidden" and declared.type in HIDDEN_TYPES:
+                continue
+            if is_link(value) and not (declared is not None and declared.raw_link):
+                entry = self.values.get(self.keys[str(value[0])])
+                if entry is None:
+                    arguments[name] = [None]
+                    missing.add(name)
+                else:
+                    arguments[name] = entry.outputs[value[1]]
+            else:
+                arguments[name] = [value]
+        for declared in spec.inputs:
+            if declared.section == "hidden" and declared.type in HIDDEN_TYPES:
+                arguments[declared.name] = [self._hidden(declared.type, node_id)]
+        return arguments, missing
+
+    def _hidden(self, kind: str, node_id: str) -> Any:
+        if kind == "PROMPT":
+            return self.prompt
+        if kind == "DYNPROMPT":
+            return self.dynprompt
+        if kind == "UNIQUE_ID":
+            return node_id
+        if kind == "EXTRA_PNGINFO":
+            return self.extra_data.get("extra_pnginfo")
+        return self.extra_data.get(kind.lower())
+
+    async def _wants_more(
+        self,
+        node_id: str,
+        spec: NodeSpec,
+        instance: Any,
+        arguments: dict[str, list[Any]],
+        missing: set[str],
+    ) -> bool:
+        """Ask check_lazy_status which lazy inputs it needs; schedule those. True if the node must wait."""
+        assert spec.check_lazy is not None
+        needed: set[str] = set()
+        for call in fan_out(spec, arguments):
+            if blocker_in(spec, call) is not None:
+                continue
+            try:
+                answer = spec.check_lazy(instance, call)
+                if inspect.isawaitable(answer):
+                    answer = await answer
+            except Interrupted:
+                raise
+            except Exception as exc:
+                raise NodeFailure(node_id, exc, arguments) from exc
+            if isinstance(answer, (list, tuple, set)):
+                needed.update(name for name in answer if isinstance(name, str))
+        waits = False
+        for name in sorted(needed):
+            if name in missing or name not in arguments:
+                waits = self.schedule.make_input_strong_link(node_id, name) or waits
+        return waits
+
+    def _call(
+        self, node_id: str, spec: NodeSpec, instance: Any, arguments: dict[str, list[Any]]
+    ) -> list[Any]:
+        """Call the node once per list item; coroutines become tasks that run alongside other nodes."""
+        display = self.dynprompt.get_display_node_id(node_id)
+        ctx = Context(
+            node_id=node_id,
+            prompt_id=self.prompt_id,
+            emit=self.emit,
+            interrupt_flag=self.executor.interrupt_flag,
+            prompt=self.prompt,
+            extra_pnginfo=self.extra_data.get("extra_pnginfo") or {},
+            display_node=display if display != node_id else None,
+        )
+        raws: list[Any] = []
+        token = current_context.set(ctx)
+        try:
+            for index, call in enumerate(fan_out(spec, arguments)):
+                blocker = blocker_in(spec, call)
+                if blocker is not None:
+                    raws.append(self._blocked(node_id, spec, blocker))
+                    continue
+                GraphBuilder.set_default_prefix(node_id, index, 0)
+                raw = spec.invoke(instance, call, ctx)
+                raws.append(asyncio.ensure_future(raw) if inspect.isawaitable(raw) else raw)
+        except Interrupted:
+            raise
+        except Exception as exc:
+            raise NodeFailure(node_id, exc, arguments) from exc
+        finally:
+            current_context.reset(token)
+        return raws
+
+    def _blocked(self, node_id: str, spec: NodeSpec, blocker: ExecutionBlocker) -> ExecutionBlocker:
+        """A blocker with a message is reported once, where it stops a node, then passes on silently."""
+        if blocker.message is None:
+            return blocker
+        event = {
+            "prompt_id": self.prompt_id,
+            "node_id": node_id,
+            "node_type": spec.id,
+            "executed": list(self.result.executed),
+            "exception_message": f"Execution Blocked: {blocker.message}",
+            "exception_type": "ExecutionBlocked",
+            "traceback": [],
+            "current_inputs": [],
+            "current_outputs": [],
+        }
+        self.result.blocked.append(event)
+        self.emit("execution_error", event)
+        return ExecutionBlocker(None)
+
+    async def _collect_tasks(self) -> None:
+        done, _ = await asyncio.wait(
+            self._tasks, timeout=INTERRUPT_POLL_S, return_when=asyncio.FIRST_COMPLETED
+        )
+        if self.executor.interrupt_flag.is_set():
+            raise Interrupted(min((n for n, _ in self._tasks.values()), key=natural_key))
+        for task in sorted(done, key=lambda t: natural_key(self._tasks[t][0])):
+            node_id, arguments = self._tasks.pop(task)
+            try:
+                raws = task.result()
+            except Interrupted:
+                raise
+            except Exception as exc:
+                raise NodeFailure(node_id, exc, arguments) from exc
+            self._finished[node_id] = (raws, arguments)
+            self.schedule.requeue(node_id)
+
+    async def _finish(
+        self, node_id: str, spec: NodeSpec, raws: list[Any], arguments: dict[str, list[Any]]
+    ) -> None:
+        try:
+            calls = [normalize(spec, raw) for raw in raws]
+        except Exception as exc:
+            raise NodeFailure(node_id, exc, arguments) from exc
+        if any(call.graph is not None for call in calls):
+            await self._expand(node_id, calls, arguments)
+            return
+        self._store(node_id, merge(spec, [plain_slots(spec, c) for c in calls], [c.ui for c in calls]))
+
+    def _store(self, node_id: str, entry: Entry) -> None:
+        key = self.keys[node_id]
+        self.values[key] = entry
+        self.cache.put(key, entry)
+        self.result.executed.append(node_id)
+        self._report_ui(node_id, entry)
+        self._complete(node_id)
+
+    def _complete(self, node_id: str) -> None:
+        self.schedule.complete(node_id)
+        if self._readers is not None and node_id in self._counted:
+            self._counted.discard(node_id)
+            for value in self.dynprompt.get_node(node_id)["inputs"].values():
+                if is_link(value) and str(value[0]) in self.prompt:
+                    source = self.keys[str(value[0])]
+                    self._readers[source] -= 1
+                    if self._readers[source] == 0:
+                        self.values.pop(source, None)
+
+    def _count_readers(self, node_ids: list[str]) -> None:
+        if self._readers is None:
+            return
+        for node_id in node_ids:
+            if self.keys[node_id] in self.values:
+                continue
+            self._counted.add(node_id)
+            for value in self.dynprompt.get_node(node_id)["inputs"].values():
+                if is_link(value) and str(value[0]) in self.prompt:
+                    source = self.keys[str(value[0])]
+                    self._readers[source] = self._readers.get(source, 0) + 1
+
+    def _report_ui(self, node_id: str, entry: Entry) -> None:
+        if entry.ui is None:
+            return
+        display = self.dynprompt.get_display_node_id(node_id)
+        self.result.outputs[node_id] = entry.ui
+        self.result.meta[node_id] = {
+            "node_id": node_id,
+            "display_node": display,
+            "parent_node": self.dynprompt.get_parent_node_id(node_id),
+            "real_node_id": self.dynprompt.get_real_node_id(node_id),
+        }
+        self.emit(
+            "executed",
+            {"node": node_id, "display_node": display, "output": entry.ui, "prompt_id": self.prompt_id},
+        )
+
+    # -- expansion ------------------------------------------------------------------------------
+
+    async def _expand(self, node_id: str, calls: list[CallResult], arguments: dict[str, list[Any]]) -> None:
+        """Add the returned nodes to the prompt; the node resolves once the outputs it named exist."""
+        added: list[str] = []
+        try:
+            for call in calls:
+                for new_id, info in (call.graph or {}).items():
+                    if self.dynprompt.has_node(new_id):
+                        raise DuplicateNodeError(
+                            f"Attempt to add duplicate node {new_id}. Ensure node ids are unique and "
+                            "deterministic or use graph_utils.GraphBuilder."
+                        )
+                    class_type = info.get("class_type") if isinstance(info, dict) else None
+                    if not isinstance(class_type, str) or class_type not in self.executor.registry:
+                        raise ValueError(f"expansion node {new_id!r} has unknown class_type {class_type!r}")
+                    node = {"class_type": class_type, "inputs": dict(info.get("inputs") or {})}
+                    display = info.get("override_display_id", node_id)
+                    self.dynprompt.add_ephemeral_node(new_id, node, node_id, display)
+                    added.append(new_id)
+            await self._key_added(added)
+        except Exception as exc:
+            raise NodeFailure(node_id, exc, arguments) from exc
+        self._expansions[node_id] = (calls, arguments)
+        for new_id in added:
+            if self._is_output(new_id):
+                self.schedule.add_node(new_id)
+        for call in calls:
+            if call.graph is not None:
+                for value in call.values:
+                    if is_link(value):
+                        self.schedule.add_strong_link(str(value[0]), node_id)
+        self.schedule.requeue(node_id)
+
+    async def _key_added(self, added: list[str]) -> None:
+        """Keys for expansion nodes, sources first; nodes in a cycle get keys that match nothing."""
+        waiting = list(added)
+        while waiting:
+            ready = [n for n in waiting if all(s in self.keys for s in self._sources(n))]
+            if not ready:
+                break
+            for node_id in ready:
+                self.keys[node_id] = await self._key(node_id)
+            waiting = [n for n in waiting if n not in self.keys]
+        for node_id in waiting:
+            unknown = [s for s in self._sources(node_id) if not self.dynprompt.has_node(s)]
+            if unknown:
+                raise ValueError(f"expansion node {node_id!r} links to {unknown[0]!r}, which does not exist")
+            self.keys[node_id] = node_key("cycle", "", {}, {}, math.nan)
+
+    def _resolve_expansion(self, node_id: str, spec: NodeSpec) -> Entry:
+        calls, arguments = self._expansions.pop(node_id)
+        slots_per_call = []
+        try:
+            for call in calls:
+                if call.graph is None:
+                    slots_per_call.append(plain_slots(spec, call))
+                    continue
+                slots = []
+                for value, output in zip(call.values, spec.outputs, strict=False):
+                    if is_link(value):
+                        slots.append(list(self.values[self.keys[str(value[0])]].outputs[value[1]]))
+                    else:
+                        slots.append(items(value, output.is_list))
+                slots_per_call.append(slots)
+        except (KeyError, IndexError) as exc:
+            raise NodeFailure(node_id, exc, arguments) from exc
+        return merge(spec, slots_per_call, [call.ui for call in calls])
+
+    def _raise_cycle(self) -> None:
+        """Nothing is ready and nothing is running: expanded nodes wait on each other. Blame the node
+        whose expansion created them (cycles among submitted nodes never pass validation)."""
+        cycle = self.schedule.nodes_in_cycle() or sorted(self.schedule.pending, key=natural_key)
+        blamed = cycle[0]
+        for node_id in cycle:
+            display = self.dynprompt.get_display_node_id(node_id)
+            if display != node_id:
+                blamed = display
+                break
+        raise NodeFailure(
+            blamed,
+            DependencyCycleError("Dependency cycle detected"),
+            exception_type="graph.DependencyCycleError",
+        )
+
+    # -- lookups --------------------------------------------------------------------------------
+
+    async def _key(self, node_id: str) -> str:
+        spec = self._spec(node_id)
+        inputs = self.dynprompt.get_node(node_id)["inputs"]
+        fingerprint = None
+        if spec.fingerprint is not None:
+            literals = {name: None if is_link(v) else v for name, v in inputs.items()}
+            accepted = _accepted_names(spec.fingerprint)
+            if accepted is not None:
+                literals = {k: v for k, v in literals.items() if k in accepted}
+            try:
+                fingerprint = spec.fingerprint(**literals)
+                if inspect.isawaitable(fingerprint):
+                    fingerprint = await fingerprint
+            except Exception as exc:  # ComfyUI's rule: a failing IS_CHANGED means "changed"
+                logger.warning("IS_CHANGED of node %s (%s) raised %r; running it", node_id, spec.id, exc)
+                fingerprint = math.nan
+        sources = {s: self.keys[s] for s in self._sources(node_id)}
+        salt = node_id if spec.not_idempotent else ""
+        return node_key(spec.id, spec.version, inputs, sources, fingerprint, salt)
+
+    def _sources(self, node_id: str) -> list[str]:
+        return [str(v[0]) for v in self.dynprompt.get_node(node_id)["inputs"].values() if is_link(v)]
+
+    def _spec(self, node_id: str) -> NodeSpec:
+        spec = self._specs.get(node_id)
+        if spec is None:
+            found = self.executor.registry.get(self.dynprompt.get_node(node_id)["class_type"])
+            assert found is not None, "execute() takes validated prompts"
+            spec = self._specs[node_id] = found
+        return spec
+
+    def _instance(self, node_id: str, spec: NodeSpec) -> Any:
+        if node_id in self.prompt:
+            return self.executor.instance(node_id, spec)
+        if node_id not in self._ephemeral_instances:
+            self._ephemeral_instances[node_id] = spec.cls()
+        return self._ephemeral_instances[node_id]
+
+    def _resolved(self, node_id: str) -> bool:
+        return self.keys[node_id] in self.values
+
+    def _lazy_inputs(self, node_id: str) -> frozenset[str]:
+        return self._spec(node_id).lazy_inputs
+
+    def _is_output(self, node_id: str) -> bool:
+        return self._spec(node_id).output_node
+
+
+@cache
+def _accepted_names(function: Any) -> frozenset[str] | None:
+    return parameter_names(function)
+
+
+async def _resolve_all(raws: list[Any]) -> list[Any]:
+    return [await raw if isinstance(raw, asyncio.Future) else raw for raw in raws]
