@@ -351,10 +351,11 @@ def _lt(a: Any, b: Any) -> bool:
 def _custom_validation(spec: NodeSpec, inputs: dict[str, Any], linked_types: dict[str, str]) -> list[Error]:
     assert spec.validate is not None
     wanted = spec.validate_params
+    # ComfyUI's rule: linked inputs are not computed yet at validation, so they arrive as None.
     arguments = {
-        name: value
+        name: None if isinstance(value, list) else value
         for name, value in inputs.items()
-        if not isinstance(value, list) and (wanted is None or name in wanted)
+        if wanted is None or name in wanted
     }
     if wanted is not None and "input_types" in wanted:
         arguments["input_types"] = linked_types

@@ -30,6 +30,10 @@ class NodeRegistry:
             spec = comfy_spec(node_id or cls.__name__, cls, display_name, python_module)
         else:
             raise NodeDefinitionError(node_id or str(getattr(cls, "__name__", cls)), "is not a node class")
+        return self.add(spec)
+
+    def add(self, spec: NodeSpec) -> NodeSpec:
+        """Add an already described node; an id that is taken raises NodeDefinitionError."""
         if spec.id in self._specs:
             owner = self._specs[spec.id].python_module
             raise NodeDefinitionError(spec.id, f"a node with this id is already registered by {owner}")
