@@ -1,8 +1,7 @@
 """The durable prompt queue and history, in SQLite.
 
 One table holds every accepted prompt through its life: pending → running → done. A prompt that
-was running when the process died is pending again at the next start (it keeps its number, so it
-runs first); pending prompts keep their order; done prompts carry their history entry in
+was running when the process died is pending again at the next start and runs first; pending prompts keep their order; done prompts carry their history entry in
 ComfyUI's shape. WAL mode with synchronous=NORMAL survives a killed process without an fsync per
 commit, so a submit costs well under a millisecond.
 
@@ -49,6 +48,10 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         """,
     ),
 )
+
+
+# A prompt that had started (the process died or stopped under it) keeps started_at and goes first.
+RUN_ORDER = "started_at IS NULL, number, seq"
 
 
 class DuplicatePromptError(ValueError):
@@ -102,7 +105,7 @@ class PromptStore:
         self._db.execute("PRAGMA busy_timeout=5000")
         self._migrate()
         with self._write() as db:
-            db.execute("UPDATE prompts SET state = 'pending', started_at = NULL WHERE state = 'running'")
+            db.execute("UPDATE prompts SET state = 'pending' WHERE state = 'running'")
 
     def close(self) -> None:
         with self._lock:
@@ -181,7 +184,7 @@ class PromptStore:
         with self._write() as db:
             cursor = db.execute(
                 "SELECT number, prompt_id, prompt, extra_data, outputs FROM prompts"
-                " WHERE state = 'pending' ORDER BY number, seq LIMIT 1"
+                f" WHERE state = 'pending' ORDER BY {RUN_ORDER} LIMIT 1"
             )
             row = cursor.fetchone()
             if row is None:
@@ -205,8 +208,7 @@ class PromptStore:
         """Put a running prompt back (the server is stopping and it will run at the next start)."""
         with self._write() as db:
             db.execute(
-                "UPDATE prompts SET state = 'pending', started_at = NULL"
-                " WHERE prompt_id = ? AND state = 'running'",
+                "UPDATE prompts SET state = 'pending' WHERE prompt_id = ? AND state = 'running'",
                 (prompt_id,),
             )
 
@@ -214,7 +216,7 @@ class PromptStore:
         """(running, pending), pending in the order they will run."""
         rows = self._read(
             "SELECT number, prompt_id, prompt, extra_data, outputs, state FROM prompts"
-            " WHERE state IN ('pending', 'running') ORDER BY number, seq"
+            f" WHERE state IN ('pending', 'running') ORDER BY {RUN_ORDER}"
         )
         running = [_item(r) for r in rows if r["state"] == "running"]
         return running, [_item(r) for r in rows if r["state"] == "pending"]
