@@ -1,9 +1,10 @@
 """The durable prompt queue and history, in SQLite.
 
 One table holds every accepted prompt through its life: pending → running → done. A prompt that
-was running when the process died is pending again at the next start and runs first; pending prompts keep their order; done prompts carry their history entry in
-ComfyUI's shape. WAL mode with synchronous=NORMAL survives a killed process without an fsync per
-commit, so a submit costs well under a millisecond.
+was running when the process died is pending again at the next start and runs first; pending
+prompts keep their order; done prompts carry their history entry in ComfyUI's shape. WAL mode
+with synchronous=NORMAL survives a killed process without an fsync per commit, so a submit costs
+well under a millisecond.
 
 The connection is shared by the event loop (submits, reads) and the worker thread (claims,
 results); a lock serialises them, and every call is one short transaction.
