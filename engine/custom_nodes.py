@@ -181,3 +181,25 @@ def _describe_failure(exc: BaseException, path: Path) -> str:
             "them. Install them yourself after checking they do not change Loom's pinned versions."
         )
     return text
+
+
+def folders_from_extra_paths(configs: list[Path]) -> list[Path]:
+    """`custom_nodes` folders named in ComfyUI-style extra_model_paths YAML files (missing files skipped).
+
+    Each top-level section may set `base_path` (relative to the YAML file) and `custom_nodes`, one
+    folder per line, relative to `base_path`."""
+    import yaml
+
+    found: list[Path] = []
+    for config in configs:
+        if not config.is_file():
+            continue
+        sections = yaml.safe_load(config.read_text()) or {}
+        for section in sections.values() if isinstance(sections, dict) else []:
+            if not isinstance(section, dict) or not section.get("custom_nodes"):
+                continue
+            base = config.parent / Path(str(section.get("base_path", ""))).expanduser()
+            for line in str(section["custom_nodes"]).splitlines():
+                if line.strip():
+                    found.append((base / Path(line.strip()).expanduser()).resolve())
+    return found

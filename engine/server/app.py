@@ -15,18 +15,26 @@ from aiohttp import web
 
 from engine import folders as folder_config
 from engine.cache import OutputCache
+from engine.comfy_compat.prompt_server import PromptServer
+from engine.custom_nodes import DEFAULT_FOLDER, folders_from_extra_paths, load_custom_nodes
 from engine.executor import Executor
 from engine.queue import PromptStore
-from engine.server import routes_files, routes_info, routes_jobs, routes_queue
+from engine.server import routes_files, routes_info, routes_jobs, routes_packs, routes_queue
 from engine.server.config import ServerConfig
 from engine.server.hub import Hub
-from engine.server.keys import CONFIG, EXECUTOR, HUB, REGISTRY, STORE, WORKER
+from engine.server.keys import CONFIG, EXECUTOR, HUB, PACKS, REGISTRY, STORE, WORKER
 from engine.server.security import MIDDLEWARES
 from engine.server.worker import Worker
 
 log = logging.getLogger("loom.server")
 
-COMFY_ROUTES = (routes_queue.routes, routes_jobs.routes, routes_files.routes, routes_info.routes)
+COMFY_ROUTES = (
+    routes_queue.routes,
+    routes_jobs.routes,
+    routes_files.routes,
+    routes_info.routes,
+    routes_packs.routes,
+)
 
 
 def create_app(config: ServerConfig) -> web.Application:
@@ -55,10 +63,14 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
 
         config.registry = builtin_registry()
     app[REGISTRY] = config.registry
+    # Packs load before the server answers (as in ComfyUI), and may add routes of their own.
+    pack_folders = [DEFAULT_FOLDER, *folders_from_extra_paths(config.extra_model_paths)]
+    app[PACKS] = load_custom_nodes(config.registry, pack_folders, disable_all=config.disable_custom_nodes)
     app[STORE] = store = await asyncio.to_thread(PromptStore, config.database)
     app[EXECUTOR] = executor = Executor(config.registry, OutputCache(config.cache_mode, config.cache_lru))
     app[HUB] = hub = Hub()
     hub.bind(asyncio.get_running_loop())
+    PromptServer.instance.bind(app, hub.send_threadsafe)
     app[WORKER] = worker = Worker(store, executor, hub)
     tasks = [asyncio.create_task(worker.run()), asyncio.create_task(hub.publish())]
     yield

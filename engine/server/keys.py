@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from engine.custom_nodes import PackReport
 from engine.executor import Executor
 from engine.queue import PromptStore
 from engine.registry import NodeRegistry
@@ -17,3 +18,4 @@ STORE = web.AppKey("store", PromptStore)
 EXECUTOR = web.AppKey("executor", Executor)
 HUB = web.AppKey("hub", Hub)
 WORKER = web.AppKey("worker", Worker)
+PACKS = web.AppKey("packs", PackReport)

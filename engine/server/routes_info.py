@@ -56,12 +56,6 @@ async def embeddings(request: web.Request) -> web.Response:
     return web.json_response([str(Path(n).with_suffix("")) for n in names])
 
 
-@routes.get("/extensions")
-async def extensions(request: web.Request) -> web.Response:
-    """Front-end extension scripts; custom node packs add theirs here when they are loaded."""
-    return web.json_response([])
-
-
 @routes.get("/system_stats")
 async def system_stats(request: web.Request) -> web.Response:
     return web.json_response(await asyncio.to_thread(_system_stats, request.app))

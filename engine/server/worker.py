@@ -160,11 +160,11 @@ class Worker:
             run.outputs[node] = data["output"]
             run.meta[node] = {
                 "node_id": node,
-                "display_node": node,
+                "display_node": data.get("display_node", node),
                 "parent_node": None,
                 "real_node_id": node,
             }
-        if event in TERMINAL:
+        if event in TERMINAL and data.get("exception_type") != "ExecutionBlocked":
             self._finish(run, event, data)
         else:
             self.hub.send_threadsafe(event, data, run.sid)
