@@ -52,7 +52,6 @@ class PromptRun:
         self.values: dict[str, Entry] = {}
         self.schedule = ExecutionList(self.dynprompt, self._resolved, self._lazy_inputs, self._is_output)
         self._specs: dict[str, NodeSpec] = {}
-        self._started: set[str] = set()
         self._expansions: dict[str, tuple[list[CallResult], dict[str, list[Any]]]] = {}
         self._tasks: dict[asyncio.Future[Any], tuple[str, dict[str, list[Any]]]] = {}
         self._finished: dict[str, tuple[list[Any], dict[str, list[Any]]]] = {}
@@ -102,6 +101,18 @@ class PromptRun:
 
     async def _stage(self, node_id: str) -> None:
         spec = self._spec(node_id)
+        entry = self.values.get(self.keys[node_id])
+        if entry is not None and node_id not in self._expansions:
+            # cached, or an identical node already ran in this prompt
+            self._report_ui(node_id, entry)
+            self._complete(node_id)
+            return
+        if self.executor.interrupt_flag.is_set():
+            raise Interrupted(node_id)
+        # Sent each time the node is staged, as ComfyUI does: again after the inputs it asked for,
+        # its async call or its expansion have run.
+        display = self.dynprompt.get_display_node_id(node_id)
+        self.emit("executing", {"node": node_id, "display_node": display, "prompt_id": self.prompt_id})
         if node_id in self._finished:
             raws, arguments = self._finished.pop(node_id)
             await self._finish(node_id, spec, raws, arguments)
@@ -109,17 +120,6 @@ class PromptRun:
         if node_id in self._expansions:
             self._store(node_id, self._resolve_expansion(node_id, spec))
             return
-        entry = self.values.get(self.keys[node_id])
-        if entry is not None:  # cached, or an identical node already ran in this prompt
-            self._report_ui(node_id, entry)
-            self._complete(node_id)
-            return
-        if self.executor.interrupt_flag.is_set():
-            raise Interrupted(node_id)
-        if node_id not in self._started:
-            self._started.add(node_id)
-            display = self.dynprompt.get_display_node_id(node_id)
-            self.emit("executing", {"node": node_id, "display_node": display, "prompt_id": self.prompt_id})
         arguments, missing = self._gather(node_id, spec)
         instance = self._instance(node_id, spec)
         if spec.check_lazy is not None and await self._wants_more(

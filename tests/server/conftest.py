@@ -77,10 +77,14 @@ def start_server(base: Path, *flags: str, port: int | None = None) -> Server:
         text=True,
     )
     assert process.stdout is not None
+    output = ""  # start-up may log first (a custom node pack that failed to load, say)
     line = process.stdout.readline()
+    while line and "listening" not in line:
+        output += line
+        line = process.stdout.readline()
     if "listening" not in line:
         process.kill()
-        raise RuntimeError(f"server did not start: {line}{process.stdout.read()}")
+        raise RuntimeError(f"server did not start: {output}{process.stdout.read()}")
     os.set_blocking(process.stdout.fileno(), False)
     token = flags[flags.index("--token") + 1] if "--token" in flags else None
     return Server(base, port, process, token, line)
