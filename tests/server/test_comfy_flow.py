@@ -99,7 +99,9 @@ async def test_node_info_and_listing_routes(server: Server) -> None:
         assert "checkpoints" in await client.get("/models")
         assert (await client.get("/models/checkpoints")) == []
         await client.get("/models/nope", status=404)
-        assert (await client.get("/embeddings")) == [] and (await client.get("/extensions")) == []
+        assert (await client.get("/embeddings")) == []
+        # the example pack in custom_nodes/ ships a front-end script
+        assert (await client.get("/extensions")) == ["/extensions/loom_toolbox/toolbox.js"]
         stats = await client.get("/system_stats")
         assert {"os", "ram_total", "python_version"} <= set(stats["system"]) and stats["devices"]
         assert (await client.get("/features"))["max_upload_size"] > 0
