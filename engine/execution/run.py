@@ -213,9 +213,9 @@ class PromptRun(RunState):
         self.schedule.complete(node_id)
         if self._readers is not None and node_id in self._counted:
             self._counted.discard(node_id)
-            for value in self.dynprompt.get_node(node_id)["inputs"].values():
-                if is_link(value) and str(value[0]) in self.prompt:
-                    source = self.keys[str(value[0])]
+            for _, source_id, _ in self.links(node_id):
+                if source_id in self.prompt:
+                    source = self.keys[source_id]
                     self._readers[source] -= 1
                     if self._readers[source] == 0:
                         self.values.pop(source, None)
@@ -227,9 +227,9 @@ class PromptRun(RunState):
             if self.keys[node_id] in self.values:
                 continue
             self._counted.add(node_id)
-            for value in self.dynprompt.get_node(node_id)["inputs"].values():
-                if is_link(value) and str(value[0]) in self.prompt:
-                    source = self.keys[str(value[0])]
+            for _, source_id, _ in self.links(node_id):
+                if source_id in self.prompt:
+                    source = self.keys[source_id]
                     self._readers[source] = self._readers.get(source, 0) + 1
 
     def _report_ui(self, node_id: str, entry: Entry) -> None:

@@ -12,9 +12,6 @@ import heapq
 from collections.abc import Callable
 from typing import Any
 
-from engine.execution.dynprompt import DynamicPrompt
-from engine.graph import is_link
-
 
 def natural_key(node_id: str) -> tuple[int, str]:
     return (int(node_id), "") if node_id.isdigit() else (1 << 62, node_id)
@@ -23,12 +20,12 @@ def natural_key(node_id: str) -> tuple[int, str]:
 class ExecutionList:
     def __init__(
         self,
-        dynprompt: DynamicPrompt,
+        links: Callable[[str], list[tuple[str, str, int]]],
         resolved: Callable[[str], bool],
         lazy_inputs: Callable[[str], frozenset[str]],
         is_output: Callable[[str], bool],
     ) -> None:
-        self.dynprompt = dynprompt
+        self._links = links
         self._resolved = resolved
         self._lazy_inputs = lazy_inputs
         self._is_output = is_output
@@ -49,9 +46,9 @@ class ExecutionList:
             self.pending.add(current)
             self._block_count.setdefault(current, 0)
             lazy = self._lazy_inputs(current)
-            for name, value in self.dynprompt.get_node(current)["inputs"].items():
-                if is_link(value) and name not in lazy and self._block(str(value[0]), current):
-                    stack.append(str(value[0]))
+            for name, source, _ in self._links(current):
+                if name not in lazy and self._block(source, current):
+                    stack.append(source)
             self._queue_if_ready(current)
 
     def add_strong_link(self, source: str, consumer: str) -> bool:
@@ -62,10 +59,8 @@ class ExecutionList:
 
     def make_input_strong_link(self, node_id: str, input_name: str) -> bool:
         """A lazy input the node asked for becomes a dependency. False if there is nothing to wait for."""
-        value = self.dynprompt.get_node(node_id)["inputs"].get(input_name)
-        if not is_link(value):
-            return False
-        return self.add_strong_link(str(value[0]), node_id)
+        source = next((s for name, s, _ in self._links(node_id) if name == input_name), None)
+        return source is not None and self.add_strong_link(source, node_id)
 
     def pop_ready(self) -> str | None:
         while self._heap:

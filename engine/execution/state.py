@@ -48,8 +48,9 @@ class RunState:
         self.dynprompt = DynamicPrompt(prompt)
         self.keys: dict[str, str] = {}
         self.values: dict[str, Entry] = {}
-        self.schedule = ExecutionList(self.dynprompt, self._resolved, self._lazy_inputs, self._is_output)
+        self.schedule = ExecutionList(self.links, self._resolved, self._lazy_inputs, self._is_output)
         self._specs: dict[str, NodeSpec] = {}
+        self._links: dict[str, list[tuple[str, str, int]]] = {}
         self._expansions: dict[str, tuple[list[CallResult], dict[str, list[Any]]]] = {}
         self._tasks: dict[asyncio.Future[Any], tuple[str, dict[str, list[Any]]]] = {}
         self._finished: dict[str, tuple[list[Any], dict[str, list[Any]]]] = {}
@@ -137,7 +138,15 @@ class RunState:
         return node_key(spec.id, spec.version, inputs, sources, fingerprint, salt)
 
     def _sources(self, node_id: str) -> list[str]:
-        return [str(v[0]) for v in self.dynprompt.get_node(node_id)["inputs"].values() if is_link(v)]
+        return [source for _, source, _ in self.links(node_id)]
+
+    def links(self, node_id: str) -> list[tuple[str, str, int]]:
+        """(input, source node, slot) of each linked input; a node's inputs never change once added."""
+        found = self._links.get(node_id)
+        if found is None:
+            inputs = self.dynprompt.get_node(node_id)["inputs"]
+            found = self._links[node_id] = [(n, str(v[0]), v[1]) for n, v in inputs.items() if is_link(v)]
+        return found
 
     def _spec(self, node_id: str) -> NodeSpec:
         spec = self._specs.get(node_id)
