@@ -10,10 +10,13 @@ dropped.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+
+log = logging.getLogger(__name__)
 
 SendFunction = Callable[[str, Any, str | None], None]
 PromptHandler = Callable[[dict[str, Any]], dict[str, Any]]
@@ -49,9 +52,13 @@ class PromptServer:
         self.on_prompt_handlers.append(handler)
 
     def trigger_on_prompt(self, json_data: dict[str, Any]) -> dict[str, Any]:
-        """Let packs rewrite a submitted prompt, as ComfyUI does before validation."""
+        """Let packs rewrite a submitted prompt, as ComfyUI does before validation; a handler that
+        raises is logged and skipped."""
         for handler in self.on_prompt_handlers:
-            json_data = handler(json_data)
+            try:
+                json_data = handler(json_data)
+            except Exception:
+                log.exception("on_prompt handler %r failed; prompt passed on unchanged", handler)
         return json_data
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from engine.comfy_compat.prompt_server import PromptServer
 from engine.graph import prompt_error, validate_prompt
 from engine.queue import DuplicatePromptError
 from engine.registry import NodeRegistry
@@ -41,6 +42,7 @@ def ui_to_api_prompt(workflow: dict[str, Any], registry: NodeRegistry) -> dict[s
 
 async def submit(app: web.Application, body: dict[str, Any]) -> dict[str, Any]:
     """Validate and queue; returns {prompt_id, number, node_errors} or raises a 400 ApiError."""
+    body = PromptServer.instance.trigger_on_prompt(body)  # custom node packs may rewrite it
     if "prompt" not in body:
         raise prompt_failure("no_prompt", "No prompt provided", "No prompt provided")
     prompt = body["prompt"]

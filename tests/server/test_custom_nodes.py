@@ -68,6 +68,15 @@ async def test_pack_routes_and_messages(pack_server: Server) -> None:
     assert ("conformance.message", {"node": "2", "value": 4.0}) in events
 
 
+async def test_pack_on_prompt_handler_rewrites_submissions(pack_server: Server) -> None:
+    prompt = {"1": node("TestAlias", value=2.0), "2": node("TestShow", value=["1", 0])}
+    async with connect(pack_server) as client, client.websocket("alias") as ws:
+        prompt_id = await client.queue(prompt, client_id="alias")
+        await events_until_done(ws, prompt_id)
+        history = (await client.get(f"/history/{prompt_id}"))[prompt_id]
+    assert history["outputs"]["2"] == {"values": [2.0]}
+
+
 async def test_lazy_branch_never_runs_over_the_websocket(pack_server: Server) -> None:
     prompt = {
         "1": node("StubFloat", value=10.0),

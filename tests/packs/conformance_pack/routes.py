@@ -11,6 +11,17 @@ async def ping(request):
     return web.json_response({"pong": True})
 
 
+def rename_aliases(json_data):
+    """An on_prompt handler: the alias class type `TestAlias` becomes StubFloat before validation."""
+    for node in (json_data.get("prompt") or {}).values():
+        if isinstance(node, dict) and node.get("class_type") == "TestAlias":
+            node["class_type"] = "StubFloat"
+    return json_data
+
+
+PromptServer.instance.add_on_prompt_handler(rename_aliases)
+
+
 class TestMessage:
     @classmethod
     def INPUT_TYPES(cls):
