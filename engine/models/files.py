@@ -100,6 +100,8 @@ def load_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     """
     path = Path(path)
     suffix = path.suffix.lower()
+    if suffix in PICKLE_SUFFIXES and not path.is_file():
+        raise ModelLoadError(f"{path}: cannot read: no such file")
     if suffix in SAFETENSORS_SUFFIXES:
         header = read_header(path)
         from safetensors import SafetensorError
@@ -115,14 +117,11 @@ def load_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
 
 
 def _load_pickle(path: Path) -> dict[str, torch.Tensor]:
-    import pickle
-    import zipfile
-
     import torch
 
     try:
         loaded: Any = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError) as exc:
+    except Exception as exc:  # torch raises many types for damaged or unsafe pickles; all mean "unreadable"
         raise CorruptModelError(
             f"{path}: cannot be read as a weights-only torch checkpoint (truncated, damaged, or it "
             f"contains code objects, which Loom refuses to run): {str(exc).splitlines()[0]}"

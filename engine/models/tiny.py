@@ -1,7 +1,9 @@
 """Tiny random-weight model sets in each real Stable Diffusion topology, for tests and test checkpoints.
 
 A few channels each, two text layers; the token embedding keeps CLIP's 49,408 rows (narrow) so the real
-tokenizer's ids fit. Save one with `save_single_file` to get an original-layout checkpoint of a few MB.
+tokenizer's ids fit. Heads follow each family's convention (SD1 UNet: 8 heads; otherwise 64 channels a head),
+so the files load even without Loom's `loom.arch` metadata (e.g. as .ckpt). Saved with `save_single_file`,
+an SD1 set is about 15 MB in fp32, 8 MB in fp16.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from .detect import Family, PredictionType
 from .tokenizer import CONTEXT_LENGTH, VOCAB_SIZE
 
 TinyFamily = Literal["sd1", "sd2", "sdxl"]
-TEXT_WIDTH = 32
+TEXT_WIDTH = 64
+PROJECTION_DIM = 32
 
 
 @dataclass
@@ -35,10 +38,10 @@ def _text_encoder(layout: str, projection: bool) -> Any:
         hidden_size=TEXT_WIDTH,
         intermediate_size=2 * TEXT_WIDTH,
         num_hidden_layers=2,
-        num_attention_heads=2,
+        num_attention_heads=1,
         max_position_embeddings=CONTEXT_LENGTH,
         hidden_act="quick_gelu" if layout == "hf" else "gelu",
-        projection_dim=16,
+        projection_dim=PROJECTION_DIM,
         bos_token_id=49406,
         eos_token_id=49407,
         pad_token_id=49407 if layout == "hf" else 0,
@@ -62,10 +65,11 @@ def _unet_config(family: TinyFamily) -> dict[str, Any]:
         }
     if family == "sd2":
         return common | {
+            "block_out_channels": [64, 64],
             "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
             "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
             "cross_attention_dim": TEXT_WIDTH,
-            "attention_head_dim": [2, 4],
+            "attention_head_dim": [1, 1],
             "use_linear_projection": True,
             "upcast_attention": True,
         }
@@ -73,12 +77,12 @@ def _unet_config(family: TinyFamily) -> dict[str, Any]:
         "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
         "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"],
         "cross_attention_dim": 2 * TEXT_WIDTH,
-        "attention_head_dim": [1, 2],
+        "attention_head_dim": [1, 1],
         "transformer_layers_per_block": [1, 2],
         "use_linear_projection": True,
         "addition_embed_type": "text_time",
         "addition_time_embed_dim": 8,
-        "projection_class_embeddings_input_dim": 16 + 6 * 8,
+        "projection_class_embeddings_input_dim": PROJECTION_DIM + 6 * 8,
     }
 
 
