@@ -110,7 +110,7 @@ def _positional(spec: NodeSpec, stored: list[Any]) -> dict[str, Any]:
 def _fits(kind: Kind, value: Any, after_control: bool) -> bool:
     """Whether `value` looks like the frontend-only widget of this kind (used only on a length mismatch)."""
     if kind == "control":
-        return isinstance(value, bool) or value in CONTROL_VALUES
+        return isinstance(value, bool) or (isinstance(value, str) and value in CONTROL_VALUES)
     if kind == "filter":
         return after_control and isinstance(value, str)
     return value == UPLOAD_BUTTON_VALUE
