@@ -53,13 +53,9 @@ def widget_inputs(node: UiNode, spec: NodeSpec) -> dict[str, Any]:
 def layout(spec: NodeSpec, legacy: bool = False) -> list[Widget]:
     """The node's widgets in frontend order. `legacy`: old workflows also stored forceInput values."""
     widgets: list[Widget] = []
-    upload_for = next(
-        (
-            i
-            for i in spec.sections("required")
-            if i.type == COMBO and any(i.options.get(o) is True for o in UPLOAD_OPTIONS)
-        ),
-        None,
+    has_upload = any(
+        i.type == COMBO and any(i.options.get(o) is True for o in UPLOAD_OPTIONS)
+        for i in spec.sections("required")
     )
     for section in ("required", "optional"):
         for item in spec.sections(section):
@@ -72,7 +68,7 @@ def layout(spec: NodeSpec, legacy: bool = False) -> list[Widget]:
             if _has_control(item):
                 widgets.append(Widget("control"))
                 widgets.extend([Widget("filter")] if item.type == COMBO else [])
-        if section == "required" and upload_for is not None:
+        if section == "required" and has_upload:
             widgets.append(Widget("upload"))
     return widgets
 
