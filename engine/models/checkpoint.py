@@ -6,7 +6,9 @@ Imports torch, diffusers and transformers lazily: importing this module is cheap
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +18,6 @@ from .detect import (
     Family,
     ModelSpec,
     PredictionType,
-    TextEncoderSpec,
     detect_model,
 )
 from .errors import ModelLoadError, UnsupportedModelError
@@ -71,23 +72,47 @@ def build_from_state_dict(
     metadata: dict[str, str] | None = None,
     dtype: torch.dtype | None = None,
 ) -> LoadedCheckpoint:
-    """Build the diffusers/transformers models described by `spec` and fill them from `state`."""
+    """Build the diffusers/transformers models described by `spec` and fill them from `state`.
+
+    Floating weights become `dtype` (float32 when None). Models are built with empty (meta) parameters and
+    the file's tensors are assigned in, skipping random initialisation (13 s for SD1.5's UNet on 2 cores).
+    """
+    import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    unet = UNet2DConditionModel(**spec.unet_config)
-    _fill(unet, convert_ldm_unet_checkpoint(state, spec.unet_config), "UNet")
+    from .keymap import text_from_original, text_state_for_model
+
+    target = dtype or torch.float32
+    unet = _filled(
+        lambda: UNet2DConditionModel(**spec.unet_config),
+        lambda m: convert_ldm_unet_checkpoint(state, spec.unet_config),
+        "UNet",
+        target,
+    )
     vae = None
     if spec.vae_config is not None:
+        vae_config = spec.vae_config
         vae_state = {k: v for k, v in state.items() if k.startswith(VAE_PREFIX)}
-        vae = AutoencoderKL(**spec.vae_config)
-        _fill(vae, convert_ldm_vae_checkpoint(vae_state, spec.vae_config), "VAE")
-    encoders = [_build_text_encoder(te, state) for te in spec.text_encoders]
-    models = [m for m in (unet, vae, *encoders) if m is not None]
-    for model in models:
-        model.eval().requires_grad_(False)
-        if dtype is not None:
-            model.to(dtype)
+        vae = _filled(
+            lambda: AutoencoderKL(**vae_config),
+            lambda m: convert_ldm_vae_checkpoint(vae_state, vae_config),
+            "VAE",
+            target,
+        )
+    encoders = [
+        _filled(
+            partial(
+                CLIPTextModelWithProjection if te.with_projection else CLIPTextModel,
+                CLIPTextConfig(**te.config),
+            ),
+            partial(text_state_for_model, text_from_original(state, te.prefix, te.layout)),
+            te.prefix,
+            target,
+        )
+        for te in spec.text_encoders
+    ]
     return LoadedCheckpoint(
         family=spec.family,
         prediction_type=spec.prediction_type,
@@ -100,27 +125,30 @@ def build_from_state_dict(
     )
 
 
-def _build_text_encoder(te: TextEncoderSpec, state: dict[str, torch.Tensor]) -> Any:
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+def _filled(
+    build: Callable[[], Any], weights: Callable[[Any], dict[str, Any]], what: str, dtype: torch.dtype
+) -> Any:
+    """`build()` with empty parameters, then every parameter assigned from `weights(model)`, in eval mode."""
+    from accelerate import init_empty_weights
 
-    from .keymap import text_from_original, text_state_for_model
-
-    config = CLIPTextConfig(**te.config)
-    model = CLIPTextModelWithProjection(config) if te.with_projection else CLIPTextModel(config)
-    canonical = text_from_original(state, te.prefix, te.layout)
-    _fill(model, text_state_for_model(canonical, model), f"text encoder {te.prefix}")
-    return model
-
-
-def _fill(model: Any, state: dict[str, Any], what: str) -> None:
-    """Load `state` into `model`, requiring every persistent weight to be present with the right shape."""
-    wanted = {k for k in model.state_dict() if not k.endswith("position_ids")}
-    missing = sorted(wanted - state.keys())
+    with init_empty_weights(include_buffers=False):
+        model = build()
+    state = weights(model)
+    params = {name for name, _ in model.named_parameters()}
+    missing = sorted(params - state.keys())
     if missing:
         raise UnsupportedModelError(
             f"{what}: {len(missing)} weights missing from the file, e.g. {missing[:3]}"
         )
-    model.load_state_dict({k: v for k, v in state.items() if k in wanted}, strict=False)
+    known = model.state_dict().keys()
+    # Copy: tensors read from a file may be misaligned views, which sends CPU kernels down other paths.
+    state = {
+        k: v.to(dtype if v.is_floating_point() else v.dtype, copy=True)
+        for k, v in state.items()
+        if k in known
+    }
+    model.load_state_dict(state, strict=False, assign=True)
+    return model.eval().requires_grad_(False)
 
 
 _PIPELINES: dict[str, Family] = {
