@@ -30,7 +30,15 @@ if TYPE_CHECKING:
 
 @dataclass
 class LoadedCheckpoint:
-    """The models of one checkpoint. `text_encoders[i]` pads its prompts with `pad_ids[i]`."""
+    """The models of one checkpoint, in eval mode with gradients off.
+
+    `unet` is a diffusers `UNet2DConditionModel`, `vae` an `AutoencoderKL` (None when the file has none),
+    `text_encoders` transformers `CLIPTextModel`s in the family's order (SDXL: CLIP-L, then CLIP-G as a
+    `CLIPTextModelWithProjection`); `text_encoders[i]` pads prompts with `pad_ids[i]`. Every text layer is
+    kept: SD1 conditions on the last hidden state, SD2 on the penultimate one passed through
+    `final_layer_norm`, SDXL on both encoders' penultimate states (no final norm) concatenated, with
+    CLIP-G's projected pooled output as the extra embedding.
+    """
 
     family: Family
     prediction_type: PredictionType
