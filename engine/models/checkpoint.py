@@ -26,6 +26,8 @@ from .tokenizer import PAD_OPEN_CLIP, PAD_SD1, tokenize
 
 if TYPE_CHECKING:
     import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
 
 @dataclass
@@ -42,9 +44,9 @@ class LoadedCheckpoint:
 
     family: Family
     prediction_type: PredictionType
-    unet: Any
-    vae: Any | None
-    text_encoders: list[Any]
+    unet: UNet2DConditionModel
+    vae: AutoencoderKL | None
+    text_encoders: list[CLIPTextModel | CLIPTextModelWithProjection]
     pad_ids: list[int]
     vae_scaling_factor: float
     metadata: dict[str, str] = field(default_factory=dict)
@@ -65,9 +67,14 @@ def load_checkpoint(path: str | Path, dtype: torch.dtype | None = None) -> Loade
         return load_diffusers_folder(path, dtype)
     state, metadata = load_state_dict(path)
     shapes = {k: tuple(v.shape) for k, v in state.items()}
-    spec = detect_model(shapes, metadata, state.__getitem__)
+    try:
+        spec = detect_model(shapes, metadata, state.__getitem__)
+    except UnsupportedModelError as exc:
+        raise UnsupportedModelError(f"{path}: {exc}") from exc
     try:
         return build_from_state_dict(spec, state, metadata, dtype)
+    except UnsupportedModelError as exc:
+        raise UnsupportedModelError(f"{path}: {exc}") from exc
     except (RuntimeError, KeyError, ValueError) as exc:
         raise UnsupportedModelError(
             f"{path}: detected {spec.family} but its weights do not fit: {exc}"
