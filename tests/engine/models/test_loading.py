@@ -156,3 +156,16 @@ def test_unet_only_file_without_text_encoder(tmp_path: Path) -> None:
     # Tiny widths match no full-size family, so a bare UNet cannot be placed.
     with pytest.raises(UnsupportedModelError, match="context width 64"):
         load_checkpoint(path)
+
+
+def test_heads_come_from_metadata_when_shapes_cannot_tell(tmp_path: Path) -> None:
+    models = build_tiny("sd1")
+    path = save_single_file(tmp_path / "m.safetensors", models.unet, models.vae, models.text_encoders, "sd1")
+    shapes = dict(read_header(path).shapes)
+    shapes["cond_stage_model.transformer.text_model.embeddings.token_embedding.weight"] = (49408, 48)
+    with pytest.raises(
+        UnsupportedModelError, match=r"attention heads of text encoder 0 \(48 channels\).*loom\.arch"
+    ):
+        detect_model(shapes, {})
+    spec = detect_model(shapes, {"loom.arch": json.dumps({"text_heads": [3]})})
+    assert spec.text_encoders[0].config["num_attention_heads"] == 3
