@@ -91,9 +91,9 @@ def detect_model(
 def describe_keys(shapes: Shapes) -> str:
     """A short human description of what a non-checkpoint state dict seems to be."""
     keys = list(shapes)
-    sample = ", ".join(keys[:4]) or "none"
     if not keys:
         return "the file holds no tensors"
+    sample = ", ".join(keys[:4])
     guess = ""
     if any("lora_" in k or ".lora." in k or "lora_down" in k or k.endswith(".alpha") for k in keys):
         guess = "; this looks like a LoRA (load it with a LoRA loader, not as a checkpoint)"

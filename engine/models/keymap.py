@@ -176,7 +176,7 @@ def text_from_original(
         if rest.startswith("attn.in_proj_"):
             kind = rest.removeprefix("attn.in_proj_")
             for name, part in zip(_QKV, value.chunk(3, dim=0), strict=True):
-                out[f"{layer}self_attn.{name}.{kind}"] = part.contiguous()
+                out[f"{layer}self_attn.{name}.{kind}"] = part.clone()  # no storage shared between q, k, v
         else:
             out[layer + _rename(rest, tuple((b, a) for a, b in _OPEN_CLIP_LAYER_NAMES))] = value
     return out

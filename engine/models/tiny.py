@@ -9,10 +9,14 @@ an SD1 set is about 15 MB in fp32, 8 MB in fp16.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .detect import Family, PredictionType
 from .tokenizer import CONTEXT_LENGTH, VOCAB_SIZE
+
+if TYPE_CHECKING:
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
 TinyFamily = Literal["sd1", "sd2", "sdxl"]
 TEXT_WIDTH = 64
@@ -25,9 +29,9 @@ class TinyModels:
 
     family: Family
     prediction_type: PredictionType
-    unet: Any
-    vae: Any
-    text_encoders: list[Any]
+    unet: UNet2DConditionModel
+    vae: AutoencoderKL
+    text_encoders: list[CLIPTextModel | CLIPTextModelWithProjection]
 
 
 def _text_encoder(layout: str, projection: bool) -> Any:

@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from engine.models.checkpoint import load_checkpoint
 from engine.models.detect import detect_model
+from engine.models.errors import UnsupportedModelError
 from engine.models.files import read_header
 from engine.models.save import save_single_file
 from engine.models.tiny import build_tiny
@@ -116,3 +117,55 @@ def test_library_import_is_light() -> None:
     root = Path(__file__).resolve().parents[3]
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_real_file_extras_are_ignored(tmp_path: Path) -> None:
+    """Keys real checkpoints carry beside the weights (schedules, EMA bookkeeping, buffers, logit scale)."""
+    for family, extras in {
+        "sd1": {
+            "alphas_cumprod": torch.rand(1000),
+            "model_ema.decay": torch.tensor(0.9999),
+            "cond_stage_model.transformer.text_model.embeddings.position_ids": torch.arange(77)[None],
+        },
+        "sd2": {"cond_stage_model.model.logit_scale": torch.tensor(4.6)},
+    }.items():
+        models = build_tiny(family)  # type: ignore[arg-type]
+        path = tmp_path / f"{family}.safetensors"
+        save_single_file(path, models.unet, models.vae, models.text_encoders, models.family)
+        save_file(load_file(str(path)) | extras, str(path))
+        loaded = load_checkpoint(path)
+        assert loaded.family == family
+        assert_same_weights(models.text_encoders[0], loaded.text_encoders[0])
+
+
+def test_sd1_text_keys_without_text_model_prefix(tmp_path: Path) -> None:
+    """Some early SD1 files name CLIP-L keys without `text_model.`."""
+    models = build_tiny("sd1")
+    path = save_single_file(tmp_path / "m.safetensors", models.unet, models.vae, models.text_encoders, "sd1")
+    old_names = {
+        k.replace(".transformer.text_model.", ".transformer."): v for k, v in load_file(str(path)).items()
+    }
+    save_file(old_names, str(path))
+    loaded = load_checkpoint(path)
+    assert_same_weights(models.text_encoders[0], loaded.text_encoders[0])
+
+
+def test_unet_only_file_without_text_encoder(tmp_path: Path) -> None:
+    models = build_tiny("sd1")
+    path = save_single_file(tmp_path / "m.safetensors", models.unet, None, [], "sd1")
+    # Tiny widths match no full-size family, so a bare UNet cannot be placed.
+    with pytest.raises(UnsupportedModelError, match="context width 64"):
+        load_checkpoint(path)
+
+
+def test_heads_come_from_metadata_when_shapes_cannot_tell(tmp_path: Path) -> None:
+    models = build_tiny("sd1")
+    path = save_single_file(tmp_path / "m.safetensors", models.unet, models.vae, models.text_encoders, "sd1")
+    shapes = dict(read_header(path).shapes)
+    shapes["cond_stage_model.transformer.text_model.embeddings.token_embedding.weight"] = (49408, 48)
+    with pytest.raises(
+        UnsupportedModelError, match=r"attention heads of text encoder 0 \(48 channels\).*loom\.arch"
+    ):
+        detect_model(shapes, {})
+    spec = detect_model(shapes, {"loom.arch": json.dumps({"text_heads": [3]})})
+    assert spec.text_encoders[0].config["num_attention_heads"] == 3
