@@ -64,8 +64,8 @@ def latent_format(family: str, scale_factor: float, metadata: dict[str, str]) ->
         stored = json.loads(metadata[RGB_METADATA_KEY])
         return LatentFormat(
             scale_factor,
-            tuple(tuple(row) for row in stored["factors"]),  # type: ignore[misc]
-            tuple(stored.get("bias", (0.0, 0.0, 0.0))),  # type: ignore[arg-type]
+            tuple(tuple(row) for row in stored["factors"]),
+            tuple(stored.get("bias", (0.0, 0.0, 0.0))),
         )
     if family.startswith("sdxl"):
         return LatentFormat(scale_factor, SDXL_RGB, SDXL_BIAS)

@@ -33,7 +33,7 @@ def unet_aliases(unet: Any) -> dict[str, tuple[int, str]]:
 
     # The key map only renames, so mapping names to themselves yields diffusers name → original name.
     weights: dict[str, Any] = {f"{name}.weight": f"{name}.weight" for name, module in _patchable(unet)}
-    original: dict[str, str] = {v: k for k, v in unet_to_original(weights, unet.config).items()}
+    original: dict[str, str] = {str(v): k for k, v in unet_to_original(weights, unet.config).items()}
     aliases: dict[str, tuple[int, str]] = {}
     for key in weights:
         module = key.removesuffix(".weight")
