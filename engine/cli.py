@@ -156,11 +156,17 @@ def database_path(given: Path | None) -> Path:
 
 
 def server_config(args: argparse.Namespace) -> ServerConfig:
+    from engine.diffusion import devices
     from engine.server.config import ServerConfig
 
     cache = make_cache(args)
+    devices.configure(force_cpu=args.cpu)
+    configured = configure_folders(args)
+    extra_paths = [path for group in args.extra_model_paths_config for path in group]
+    for path in extra_paths:
+        configured.add_extra_paths(path)
     return ServerConfig(
-        folders=configure_folders(args),
+        folders=configured,
         database=database_path(args.database),
         listen=args.listen,
         port=args.port,
@@ -168,7 +174,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         cpu=args.cpu,
         cache_mode=cache.mode,
         cache_lru=cache.lru_size,
-        extra_model_paths=[path for group in args.extra_model_paths_config for path in group],
+        extra_model_paths=extra_paths,
         disable_custom_nodes=args.disable_all_custom_nodes,
         max_upload_bytes=int(args.max_upload_size * (1 << 20)),
     )
@@ -178,7 +184,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "run":
         return run_workflow(args)
+    from engine.folders import ExtraPathsError
     from engine.server import serve
 
-    serve(server_config(args))
+    try:
+        config = server_config(args)
+    except ExtraPathsError as exc:
+        print(f"--extra-model-paths-config: {exc}", file=sys.stderr)
+        return 2
+    serve(config)
     return 0

@@ -94,3 +94,11 @@ def manager() -> ModelManager:
 
 def configure(force_cpu: bool) -> None:
     _manager.force_cpu = force_cpu
+
+
+def unload_models() -> None:
+    """POST /free's unload_models: every model off the GPU, and no checkpoint kept for reuse."""
+    from engine.diffusion.handles import forget_loaded
+
+    _manager.offload_all()
+    forget_loaded()

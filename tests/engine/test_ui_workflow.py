@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
+from engine.folders import Folders
 from engine.graph import validate_prompt
 from engine.registry import NodeRegistry
 from engine.ui_workflow import WorkflowConversionError, is_ui_workflow, ui_to_api
-from tests.engine.fixtures import comfy_sd_nodes
+from nodes import builtin_registry
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -57,8 +58,7 @@ class SeedConventions:
 
 @pytest.fixture(scope="module")
 def sd() -> NodeRegistry:
-    registry = NodeRegistry()
-    registry.register_module(comfy_sd_nodes)
+    registry = builtin_registry()
     registry.register(IntConstant, "IntConstant")
     registry.register(SeedConventions, "SeedConventions")
     return registry
@@ -105,9 +105,12 @@ def convert_error(workflow: Any, registry: NodeRegistry) -> WorkflowConversionEr
 
 
 @pytest.mark.parametrize("name", ["default_t2i_v04.json", "default_t2i_v1.json"])
-def test_default_text_to_image_workflow(sd: NodeRegistry, name: str) -> None:
+def test_default_text_to_image_workflow(sd: NodeRegistry, name: str, loom_folders: Folders) -> None:
     prompt = ui_to_api(load(name), sd)
     assert prompt == expected()
+    checkpoints = loom_folders.models["checkpoints"][0]
+    checkpoints.mkdir(parents=True)
+    (checkpoints / "v1-5-pruned-emaonly.safetensors").touch()  # validation only lists the folder
     assert validate_prompt(sd, prompt).ok
 
 
