@@ -1,4 +1,6 @@
-"""Command line: `python main.py` serves; `python main.py run WORKFLOW.json` runs one workflow headless."""
+"""Command line: `python main.py` serves; `python main.py run WORKFLOW.json` runs one workflow headless.
+
+The server's modules are imported only when serving, so `run` and `--help` stay quick."""
 
 from __future__ import annotations
 
@@ -7,11 +9,14 @@ import json
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine import folders
 from engine.cache import OutputCache
 from engine.folders import Folders
+
+if TYPE_CHECKING:
+    from engine.server.config import ServerConfig
 
 
 def add_folder_and_cache_flags(parser: argparse.ArgumentParser, suppress: bool = False) -> None:
@@ -36,11 +41,49 @@ def add_folder_and_cache_flags(parser: argparse.ArgumentParser, suppress: bool =
     )
 
 
+def add_server_flags(parser: argparse.ArgumentParser) -> None:
+    """ComfyUI's names for the flags both servers have, plus Loom's --database and --token."""
+    parser.add_argument(
+        "--listen",
+        nargs="?",
+        const="0.0.0.0,::",
+        default="127.0.0.1",
+        metavar="IP",
+        help="address(es) to listen on, comma-separated; without a value, all (then a token is required)",
+    )
+    parser.add_argument("--port", type=int, default=8188, help="port to listen on")
+    parser.add_argument("--cpu", action="store_true", help="run everything on the CPU")
+    parser.add_argument(
+        "--extra-model-paths-config",
+        type=Path,
+        nargs="+",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="YAML file(s) with more model folders",
+    )
+    parser.add_argument(
+        "--disable-all-custom-nodes", action="store_true", help="do not load any custom node pack"
+    )
+    parser.add_argument("--max-upload-size", type=float, default=50, metavar="MB", help="largest upload")
+    parser.add_argument(
+        "--database",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="queue and history database: a .db file, or a folder to hold loom.db (default: user/loom.db)",
+    )
+    parser.add_argument(
+        "--token", default=None, help="access token; required beyond loopback (one is generated if absent)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="main.py", description="Loom: node-graph workflows for Stable Diffusion"
     )
     add_folder_and_cache_flags(parser)
+    add_server_flags(parser)
     commands = parser.add_subparsers(dest="command")
     run = commands.add_parser("run", help="run an API-format workflow without a server")
     run.add_argument("workflow", type=Path, help="API-format workflow JSON")
@@ -104,9 +147,38 @@ def run_workflow(args: argparse.Namespace) -> int:
     return 0
 
 
+def database_path(given: Path | None) -> Path:
+    if given is None:
+        return Path.cwd() / "user" / "loom.db"
+    if given.is_dir() or not given.suffix:
+        return given / "loom.db"
+    return given
+
+
+def server_config(args: argparse.Namespace) -> ServerConfig:
+    from engine.server.config import ServerConfig
+
+    cache = make_cache(args)
+    return ServerConfig(
+        folders=configure_folders(args),
+        database=database_path(args.database),
+        listen=args.listen,
+        port=args.port,
+        token=args.token,
+        cpu=args.cpu,
+        cache_mode=cache.mode,
+        cache_lru=cache.lru_size,
+        extra_model_paths=[path for group in args.extra_model_paths_config for path in group],
+        disable_custom_nodes=args.disable_all_custom_nodes,
+        max_upload_bytes=int(args.max_upload_size * (1 << 20)),
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "run":
         return run_workflow(args)
-    build_parser().print_help()
+    from engine.server import serve
+
+    serve(server_config(args))
     return 0

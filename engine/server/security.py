@@ -1,0 +1,83 @@
+"""Middlewares: JSON errors instead of tracebacks, same-origin writes, loopback Host names, tokens.
+
+- A browser page on another site can POST to a local server; it cannot forge the `Origin` header,
+  so a write (or websocket) whose Origin host differs from Host, or is `null`, is refused.
+- DNS rebinding makes the attacker's name resolve to 127.0.0.1, so Origin and Host agree; while
+  listening on loopback only, the Host header must therefore name loopback too.
+- Beyond loopback, every request needs the token, as `Authorization: Bearer` or `?token=` (for
+  websockets and <img> URLs, which cannot set headers).
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from engine.server.http import ApiError, error
+from engine.server.keys import CONFIG
+
+log = logging.getLogger(__name__)
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return web.json_response(exc.body, status=exc.status)
+    except web.HTTPException:
+        raise
+    except Exception as exc:
+        log.exception("%s %s failed", request.method, request.path)
+        return error(500, f"internal error: {type(exc).__name__}: {str(exc)[:300]}")
+
+
+@web.middleware
+async def same_origin(request: web.Request, handler: Handler) -> web.StreamResponse:
+    config = request.app[CONFIG]
+    if config.loopback_only and not _is_loopback_host(request.host):
+        return error(403, f"Host {request.host[:100]!r} is not a loopback name; use 127.0.0.1 or localhost")
+    writes = request.method not in SAFE_METHODS or request.headers.get("Upgrade", "").lower() == "websocket"
+    origin = request.headers.get("Origin")
+    if writes and origin is not None and (origin == "null" or urlsplit(origin).netloc != request.host):
+        return error(403, f"cross-origin request from {origin[:100]!r} refused")
+    return await handler(request)
+
+
+@web.middleware
+async def require_token(request: web.Request, handler: Handler) -> web.StreamResponse:
+    token = request.app[CONFIG].token
+    if token is None:
+        return await handler(request)
+    header = request.headers.get("Authorization", "")
+    given = header[7:] if header.startswith("Bearer ") else request.query.get("token", "")
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        response = error(401, "a valid token is required (Authorization: Bearer TOKEN or ?token=TOKEN)")
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+    return await handler(request)
+
+
+def _is_loopback_host(host: str) -> bool:
+    if host.startswith("["):
+        name = host[1:].split("]", 1)[0]
+    elif host.count(":") > 1:
+        name = host
+    else:
+        name = host.split(":", 1)[0]
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+MIDDLEWARES = (json_errors, same_origin, require_token)

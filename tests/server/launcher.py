@@ -1,0 +1,24 @@
+"""`python -m tests.server.launcher [main.py flags]`: the real server with the test nodes registered."""
+
+from __future__ import annotations
+
+import sys
+
+from engine.cli import build_parser, server_config
+from engine.server import serve
+from nodes import builtin_registry
+from tests.engine import counting_nodes
+from tests.server import server_nodes
+
+
+def main(argv: list[str]) -> None:
+    config = server_config(build_parser().parse_args(argv))
+    registry = builtin_registry()
+    registry.register_module(counting_nodes)
+    registry.register_module(server_nodes)
+    config.registry = registry
+    serve(config)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

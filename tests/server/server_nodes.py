@@ -1,0 +1,44 @@
+"""Test nodes for the server: one that waits for a file (so a test decides when a prompt ends), one
+that sends a preview image."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+from engine.context import Context
+from engine.native import Input, Node
+
+# The smallest valid PNG: one transparent pixel.
+TINY_PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6300010000000500010d0a2db40000000049454e44ae426082"
+)
+
+
+class WaitForFile(Node):
+    """Reports progress every 20 ms until `path` exists; interruptible at each report."""
+
+    category = "test"
+    not_idempotent = True
+
+    def run(
+        self, ctx: Context, path: Annotated[str, Input("The file to wait for.")], value: float = 1.0
+    ) -> float:
+        step = 0
+        while not Path(path).exists():
+            step += 1
+            ctx.progress(step, 10**6)
+            time.sleep(0.02)
+        return value
+
+
+class SendPreview(Node):
+    """Sends one PNG preview and passes its input on."""
+
+    category = "test"
+
+    def run(self, ctx: Context, value: float = 1.0) -> float:
+        ctx.preview("PNG", TINY_PNG)
+        return value
