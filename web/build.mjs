@@ -2,6 +2,7 @@
 import { build } from "esbuild";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { basename } from "node:path";
+import { gzipSync } from "node:zlib";
 
 const dist = new URL("./dist/", import.meta.url);
 await rm(dist, { recursive: true, force: true });
@@ -28,6 +29,9 @@ const html = (await readFile(new URL("./index.html", import.meta.url), "utf8"))
   .replace("%SCRIPT%", `assets/${script}`)
   .replace("%STYLE%", `assets/${style}`);
 await writeFile(new URL("./index.html", dist), html);
-for (const [path, info] of Object.entries(result.metafile.outputs)) {
-  if (!path.endsWith(".map")) console.log(`${path}  ${(info.bytes / 1024).toFixed(0)} KiB`);
+for (const path of Object.keys(result.metafile.outputs).filter((p) => !p.endsWith(".map"))) {
+  // The server sends these pre-compressed siblings to browsers that accept gzip.
+  const packed = gzipSync(await readFile(path), { level: 9 });
+  await writeFile(`${path}.gz`, packed);
+  console.log(`${path}  ${(result.metafile.outputs[path].bytes / 1024).toFixed(0)} KiB (${(packed.length / 1024).toFixed(0)} KiB gzipped)`);
 }

@@ -14,6 +14,7 @@ export function createEditor(element: HTMLCanvasElement): { graph: LGraph; canva
   const canvas = new LGraphCanvas(element, graph);
   canvas.allow_searchbox = false;
   canvas.render_canvas_border = false;
+  canvas.show_info = false;
   canvas.default_connection_color_byType = { ...TYPE_COLORS };
   Object.assign(LGraphCanvas.link_type_colors, TYPE_COLORS);
   const resize = () => {
@@ -36,7 +37,11 @@ export function fitView(canvas: LGraphCanvas): void {
     right = Math.max(right, node.pos[0] + node.size[0]);
     bottom = Math.max(bottom, node.pos[1] + node.size[1]);
   }
-  canvas.ds.fitToBounds([left - 20, top - 60, right - left + 40, bottom - top + 80], { zoom: 0.95 });
+  // Leave room for the toolbar; never zoom in past 100 %: small graphs stay at their natural size.
+  const [width, height] = [canvas.canvas.width, canvas.canvas.height - 60];
+  const scale = Math.min(1, (0.92 * width) / (right - left), (0.92 * height) / (bottom - top));
+  canvas.ds.scale = scale;
+  canvas.ds.offset = [width / 2 / scale - (left + right) / 2, (height / 2 + 60) / scale - (top + bottom) / 2];
   canvas.setDirty(true, true);
 }
 

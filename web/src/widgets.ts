@@ -45,36 +45,27 @@ export function addInputWidget(node: LGraphNode, name: string, spec: InputSpec):
 
 function createWidget(node: LGraphNode, name: string, type: string, spec: InputSpec, options: Options): IBaseWidget {
   const min = options.min as number | undefined;
+  const redraw = () => node.setDirtyCanvas(true, true);
   const max = options.max as number | undefined;
   switch (type) {
     case "INT": {
       const step = Number(options.step ?? 1) || 1;
-      const widget = node.addWidget("number", name, Number(options.default ?? min ?? 0), null, {
-        min,
-        max,
-        step2: step,
-        precision: 0,
-      });
-      widget.callback = (value: number) => {
-        const base = min ?? 0;
+      const base = min ?? 0;
+      const snap = (value: number) => {
         widget.value = Math.round((value - base) / step) * step + base;
       };
+      const widget = node.addWidget("number", name, Number(options.default ?? min ?? 0), snap, { min, max, step2: step, precision: 0 });
       return widget;
     }
     case "FLOAT": {
       const step = Number(options.step ?? 0.01) || 0.01;
       const round = typeof options.round === "number" && options.round > 0 ? options.round : step;
       const precision = Math.max(decimals(round), decimals(step));
-      const kind = options.display === "slider" ? "slider" : "number";
-      const widget = node.addWidget(kind, name, Number(options.default ?? min ?? 0), null, {
-        min,
-        max,
-        step2: step,
-        precision,
-      });
-      widget.callback = (value: number) => {
+      const snap = (value: number) => {
         widget.value = Number((Math.round(value / round) * round).toFixed(precision));
       };
+      const kind = options.display === "slider" ? "slider" : "number";
+      const widget = node.addWidget(kind, name, Number(options.default ?? min ?? 0), snap, { min, max, step2: step, precision });
       return widget;
     }
     case "STRING": {
@@ -82,17 +73,17 @@ function createWidget(node: LGraphNode, name: string, type: string, spec: InputS
       if (options.multiline) {
         return node.addCustomWidget(new MultilineWidget(node, name, value, String(options.placeholder ?? name)));
       }
-      return node.addWidget("text", name, value, null, {});
+      return node.addWidget("text", name, value, redraw, {});
     }
     case "BOOLEAN":
-      return node.addWidget("toggle", name, Boolean(options.default ?? false), null, {
+      return node.addWidget("toggle", name, Boolean(options.default ?? false), redraw, {
         on: options.label_on as string | undefined,
         off: options.label_off as string | undefined,
       });
     default: {
       const values = comboValues(spec).map(String);
       const value = options.default !== undefined ? String(options.default) : (values[0] ?? "");
-      const widget = node.addWidget("combo", name, value, null, { values });
+      const widget = node.addWidget("combo", name, value, redraw, { values });
       if (options.image_upload) addUploadButton(node, widget);
       return widget;
     }
@@ -100,7 +91,9 @@ function createWidget(node: LGraphNode, name: string, type: string, spec: InputS
 }
 
 function addControlWidget(node: LGraphNode, target: IBaseWidget): void {
-  const control = node.addWidget("combo", CONTROL_WIDGET, "randomize", null, { values: CONTROL_MODES });
+  const control = node.addWidget("combo", CONTROL_WIDGET, "randomize", () => node.setDirtyCanvas(true), {
+    values: CONTROL_MODES,
+  });
   control.tooltip = "How the value changes after each queued run";
   target.linkedWidgets = [control];
   (control as ControlWidget).controls = target;
