@@ -73,8 +73,7 @@ export function wireSearch(canvas: LGraphCanvas, search: NodeSearch): void {
       linkReleaseContext?: { links: ConnectingLink[] };
     };
     const { clientX, clientY } = detail.originalEvent;
-    const at = canvas.convertEventToCanvasOffset(detail.originalEvent);
-    const graphPos = canvas.convertOffsetToCanvas(at, [0, 0]);
+    const graphPos = [...canvas.graph_mouse];
     if (detail.subType === "empty-double-click") {
       search.open({ x: clientX, y: clientY }, (type) => addNode(canvas, type, graphPos));
     } else if (detail.subType === "empty-release" && detail.linkReleaseContext?.links.length) {

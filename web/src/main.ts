@@ -1,13 +1,14 @@
 // Loom's canvas: loads /object_info, restores the last workflow (or the default graph), wires the page.
 import "@comfyorg/litegraph/style.css";
 import "./style.css";
-import { LGraphEventMode, type LGraph, type LGraphCanvas } from "@comfyorg/litegraph";
+import { LGraphEventMode, type LGraph, type LGraphCanvas, type LGraphNode } from "@comfyorg/litegraph";
 import { api, Socket, type ObjectInfo } from "./api";
 import { addNode, createEditor, fitView, groupSelection, toggleMode, wireSearch } from "./editor";
 import { Feedback } from "./feedback";
 import { registerFrontendNodes } from "./frontendNodes";
 import { ChangeTracker, savedWorkflow } from "./history";
 import { markMissingNodes, registerNodeDefs } from "./nodeTypes";
+import { graphToPrompt, type ApiPrompt } from "./prompt";
 import { Runner } from "./runner";
 import { NodeSearch } from "./search";
 import { $, QueuePanel, toast } from "./ui";
@@ -17,8 +18,11 @@ interface Loom {
   graph: LGraph;
   canvas: LGraphCanvas;
   info: ObjectInfo;
+  feedback: Feedback;
   load(workflow: unknown): void;
   queue(count?: number): Promise<void>;
+  toPrompt(): ApiPrompt;
+  add(type: string, pos: [number, number]): LGraphNode | null;
 }
 
 declare global {
@@ -156,7 +160,16 @@ async function start(): Promise<void> {
   for (const name of ["pointerup", "keyup", "change"]) addEventListener(name, () => tracker.check());
   addEventListener("wheel", () => tracker.saveViewport(), { passive: true });
 
-  window.loom = { graph, canvas, info, load, queue };
+  window.loom = {
+    graph,
+    canvas,
+    info,
+    feedback,
+    load,
+    queue,
+    toPrompt: () => graphToPrompt(graph),
+    add: (type, pos) => addNode(canvas, type, pos),
+  };
   document.body.dataset.ready = "true";
 }
 

@@ -26,6 +26,11 @@ function add(graph: LGraph, type: string, pos: [number, number], values: Record<
   return node;
 }
 
+/** Connects by input name: every widget has a socket too, so input indices are not the spec's. */
+function link(from: LGraphNode, output: number, to: LGraphNode, input: string): void {
+  from.connect(output, to, to.findInputSlot(input));
+}
+
 /** The checkpoint the default graph uses: Loom's shipped default first, else the first one listed. */
 export function defaultCheckpoint(info: ObjectInfo): string | undefined {
   const spec = info.CheckpointLoaderSimple?.input.required?.ckpt_name;
@@ -56,23 +61,23 @@ export function buildDefaultGraph(graph: LGraph, info: ObjectInfo): void {
     positive.setSize([380, 220]);
     negative.setSize([380, 200]);
     save.setSize([320, 360]);
-    loader.connect(1, positive, 0);
-    loader.connect(1, negative, 0);
-    loader.connect(0, sampler, 0);
-    positive.connect(0, sampler, 1);
-    negative.connect(0, sampler, 2);
-    latent.connect(0, sampler, 3);
-    sampler.connect(0, decode, 0);
-    loader.connect(2, decode, 1);
-    decode.connect(0, save, 0);
+    link(loader, 1, positive, "clip");
+    link(loader, 1, negative, "clip");
+    link(loader, 0, sampler, "model");
+    link(positive, 0, sampler, "positive");
+    link(negative, 0, sampler, "negative");
+    link(latent, 0, sampler, "latent_image");
+    link(sampler, 0, decode, "samples");
+    link(loader, 2, decode, "vae");
+    link(decode, 0, save, "images");
     return;
   }
   const empty = add(graph, "EmptyImage", [60, 120], { width: 64, height: 64, batch_size: 1, color: 0x3366cc });
   const invert = add(graph, "ImageInvert", [420, 120]);
   const save = add(graph, "SaveImage", [700, 120], { filename_prefix: "Loom" });
   save.setSize([320, 360]);
-  empty.connect(0, invert, 0);
-  invert.connect(0, save, 0);
+  link(empty, 0, invert, "image");
+  link(invert, 0, save, "images");
 }
 
 /** Builds a graph from an API-format prompt, laying nodes out in columns by their depth. */
