@@ -72,6 +72,7 @@ export function wireSearch(canvas: LGraphCanvas, search: NodeSearch): void {
       originalEvent: MouseEvent;
       linkReleaseContext?: { links: ConnectingLink[] };
     };
+    if (!detail.originalEvent) return;
     const { clientX, clientY } = detail.originalEvent;
     const graphPos = [...canvas.graph_mouse];
     if (detail.subType === "empty-double-click") {

@@ -85,6 +85,7 @@ export function registerNodeDefs(info: ObjectInfo): void {
 
       constructor(title: string) {
         super(title);
+        this.serialize_widgets = true;
         buildNode(this, def);
       }
 
