@@ -28,9 +28,13 @@ async def read_json(request: web.Request, *, allow_empty: bool = False) -> dict[
     limit = request.app[CONFIG].max_json_bytes
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(f"request body is larger than {limit} bytes", 413)
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise ApiError(f"request body is larger than {limit} bytes", 413)
+    chunks, size = [], 0
+    async for chunk in request.content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(f"request body is larger than {limit} bytes", 413)
+        chunks.append(chunk)
+    body = b"".join(chunks)
     if allow_empty and not body.strip():
         return {}
     try:

@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from engine.folders import UnsafePathError, safe_join
 from engine.server.config import ServerConfig
@@ -96,16 +97,11 @@ async def upload_image(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     if not request.content_type.startswith("multipart/"):
         raise ApiError("send multipart/form-data with an 'image' file field")
-    fields: dict[str, str] = {}
-    upload: tuple[str, bytes] | None = None
-    reader = await request.multipart()
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader) or part.name is None:
-            continue
-        if part.name == "image" and part.filename is not None:
-            upload = (part.filename, await _read_limited(part, config.max_upload_bytes))
-        elif part.name in ("type", "subfolder", "overwrite"):
-            fields[part.name] = (await _read_limited(part, 4096)).decode("utf-8", "replace")
+    try:
+        fields, upload = await _read_form(request, config.max_upload_bytes)
+    except (ValueError, RuntimeError, HttpProcessingError) as exc:
+        # aiohttp's multipart parser reports hostile or broken bodies with these
+        raise ApiError(f"malformed multipart body: {str(exc)[:200]}") from None
     if upload is None:
         raise ApiError("no 'image' file field in the upload")
     filename, data = upload
@@ -115,6 +111,20 @@ async def upload_image(request: web.Request) -> web.Response:
     overwrite = fields.get("overwrite", "").lower() in ("true", "1")
     name = await asyncio.to_thread(_store, config, folder_type, subfolder, filename, data, overwrite)
     return web.json_response({"name": name, "subfolder": subfolder, "type": folder_type})
+
+
+async def _read_form(request: web.Request, limit: int) -> tuple[dict[str, str], tuple[str, bytes] | None]:
+    fields: dict[str, str] = {}
+    upload: tuple[str, bytes] | None = None
+    reader = await request.multipart()
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader) or part.name is None:
+            continue
+        if part.name == "image" and part.filename is not None:
+            upload = (part.filename, await _read_limited(part, limit))
+        elif part.name in ("type", "subfolder", "overwrite"):
+            fields[part.name] = (await _read_limited(part, 4096)).decode("utf-8", "replace")
+    return fields, upload
 
 
 async def _read_limited(part: BodyPartReader, limit: int) -> bytes:

@@ -16,6 +16,7 @@ import logging
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
 from engine.server.http import ApiError, error
@@ -34,6 +35,8 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return web.json_response(exc.body, status=exc.status)
     except web.HTTPException:
         raise
+    except HttpProcessingError as exc:
+        return error(400, f"malformed request: {str(exc)[:200]}")
     except Exception as exc:
         log.exception("%s %s failed", request.method, request.path)
         return error(500, f"internal error: {type(exc).__name__}: {str(exc)[:300]}")

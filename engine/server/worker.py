@@ -115,11 +115,16 @@ class Worker:
             finally:
                 self.running = None
 
-    async def stop(self) -> None:
-        """Interrupt the running prompt; it goes back to pending and runs at the next start."""
+    async def stop(self, grace: float = 5.0) -> None:
+        """Interrupt the running prompt and give it `grace` seconds to stop; it goes back to pending
+        and runs at the next start (if it does not stop in time, start-up recovery does the same)."""
         self.stopping = True
         if self.running is not None:
             self.executor.interrupt()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self.running is not None and loop.time() < deadline:
+            await asyncio.sleep(0.02)
         self._thread.shutdown(wait=False, cancel_futures=True)
 
     # In the executor's thread

@@ -66,3 +66,24 @@ def test_running_prompt_is_pending_again_after_reopen(tmp_path: Path) -> None:
     assert running == [] and [i.prompt_id for i in pending] == ["a", "b"]
     store.close()
     reopened.close()
+
+
+async def test_clean_stop_puts_the_running_prompt_back(tmp_path: Path) -> None:
+    release = tmp_path / "release"
+    first = start_server(tmp_path)
+    try:
+        async with connect(first) as client:
+            running = await client.queue(waiting(release), prompt_id="interrupted-by-stop")
+            await client.wait_running(running)
+    finally:
+        first.stop(signal.SIGTERM)
+    second = start_server(tmp_path, port=first.port)
+    try:
+        async with connect(second) as client:
+            assert [i[1] for i in (await client.get("/queue"))["queue_running"]] == [running]
+            assert await client.get("/history") == {}
+            release.touch()
+            await client.wait_queue_empty()
+            assert (await client.get(f"/history/{running}"))[running]["status"]["status_str"] == "success"
+    finally:
+        second.stop()
