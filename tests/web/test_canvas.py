@@ -213,3 +213,13 @@ def test_runtime_error_is_shown_on_the_node(canvas: Canvas) -> None:
     canvas.shot("runtime-error")
     message = canvas.js("[...loom.feedback.errors.values()][0].message")
     assert "cannot handle 1" in message
+
+
+def test_a_widget_becomes_an_input_when_linked_and_a_widget_again_when_unlinked(canvas: Canvas) -> None:
+    source = canvas.js("loom.add('PrimitiveInt', [-300, 300]).id")
+    canvas.js(f"loom.graph.getNodeById({source}).connect(0, loom.graph.getNodeById(1), 'width')")
+    canvas.shot("linked")
+    assert canvas.js("loom.toPrompt()")["1"]["inputs"]["width"] == [str(source), 0]
+    canvas.js("(n => n.disconnectInput(n.findInputSlot('width')))(loom.graph.getNodeById(1))")
+    canvas.shot("unlinked")
+    assert canvas.js("loom.toPrompt()")["1"]["inputs"]["width"] == 64
