@@ -17,7 +17,7 @@ from engine import folders as folder_config
 from engine.cache import OutputCache
 from engine.executor import Executor
 from engine.queue import PromptStore
-from engine.server import routes_files, routes_info, routes_jobs, routes_queue
+from engine.server import routes_files, routes_info, routes_jobs, routes_queue, web_ui
 from engine.server.config import ServerConfig
 from engine.server.hub import Hub
 from engine.server.keys import CONFIG, EXECUTOR, HUB, REGISTRY, STORE, WORKER
@@ -40,6 +40,7 @@ def create_app(config: ServerConfig) -> web.Application:
                 app.router.add_route(route.method, route.path, route.handler, **route.kwargs)
                 app.router.add_route(route.method, "/api" + route.path, route.handler, **route.kwargs)
     app.add_routes(routes_jobs.api_routes)
+    web_ui.setup(app)
     app.cleanup_ctx.append(_services)
     app.on_shutdown.append(_close_websockets)
     return app
