@@ -51,6 +51,8 @@ test: setup web chromium lint typecheck
 
 bench: setup
 	$(BIN)/python bench/engine_bench.py
+	$(BIN)/python bench/server_bench.py
+	$(BIN)/python bench/sd_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache web/node_modules web/dist
