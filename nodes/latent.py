@@ -10,6 +10,8 @@ from nodes.image import CROP_METHODS, MAX_RESOLUTION, upscale
 
 LATENT_UPSCALE_METHODS = ("nearest-exact", "bilinear", "area", "bicubic", "bislerp")
 PIXELS = Input("In pixels; the latent is 1/8 of it.", min=16, max=MAX_RESOLUTION, step=8)
+METHOD = Input("How values are resampled.", choices=LATENT_UPSCALE_METHODS)
+LATENTS = Input("The latents to resize.")
 
 
 class EmptyLatentImage(Node):
