@@ -45,10 +45,8 @@ class LatentUpscale(Node):
 
     def run(
         self,
-        samples: Annotated[Latent, Input("The latents to resize.")],
-        upscale_method: Annotated[
-            str, Input("How values are resampled.", choices=LATENT_UPSCALE_METHODS)
-        ] = "nearest-exact",
+        samples: Annotated[Latent, LATENTS],
+        upscale_method: Annotated[str, METHOD] = "nearest-exact",
         width: Annotated[int, Input("Target width in pixels.", min=0, max=MAX_RESOLUTION, step=8)] = 512,
         height: Annotated[int, Input("Target height in pixels.", min=0, max=MAX_RESOLUTION, step=8)] = 512,
         crop: Annotated[
@@ -71,10 +69,8 @@ class LatentUpscaleBy(Node):
 
     def run(
         self,
-        samples: Annotated[Latent, Input("The latents to resize.")],
-        upscale_method: Annotated[
-            str, Input("How values are resampled.", choices=LATENT_UPSCALE_METHODS)
-        ] = "nearest-exact",
+        samples: Annotated[Latent, LATENTS],
+        upscale_method: Annotated[str, METHOD] = "nearest-exact",
         scale_by: Annotated[float, Input("The factor.", min=0.01, max=8.0, step=0.01)] = 1.5,
     ) -> Latent:
         height, width = samples["samples"].shape[2], samples["samples"].shape[3]
