@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Re-install only when a requirements file changes.
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint typecheck bench clean
+.PHONY: setup web chromium run test lint typecheck bench clean
 
 setup: $(STAMP)
 
@@ -14,21 +14,45 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $(STAMP)
 
-run: setup
+# The browser canvas: `npm ci` from the lock file when it changes, a rebuild when a source changes.
+WEB_STAMP := web/node_modules/.installed
+WEB_SOURCES := $(wildcard web/src/*) web/index.html web/build.mjs web/tsconfig.json
+web: web/dist/index.html
+
+$(WEB_STAMP): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	touch $(WEB_STAMP)
+
+web/dist/index.html: $(WEB_STAMP) $(WEB_SOURCES)
+	cd web && node build.mjs
+
+# The browser tests drive Debian's chromium (Playwright's own download is not used).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+chromium: $(CHROMIUM)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+run: setup web
 	$(BIN)/python main.py $(ARGS)
 
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: setup
+typecheck: setup web
 	$(BIN)/mypy
+	cd web && npx --no-install tsc --noEmit
 
-test: setup lint typecheck
+test: setup web chromium lint typecheck
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: setup
 	$(BIN)/python bench/engine_bench.py
+	$(BIN)/python bench/server_bench.py
+	$(BIN)/python bench/sd_bench.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache web/node_modules web/dist

@@ -109,6 +109,7 @@ def make_cache(args: argparse.Namespace) -> OutputCache:
 
 
 def run_workflow(args: argparse.Namespace) -> int:
+    from engine.custom_nodes import load_custom_nodes
     from engine.executor import Executor
     from engine.graph import describe_errors, validate_prompt
     from nodes import builtin_registry
@@ -120,6 +121,7 @@ def run_workflow(args: argparse.Namespace) -> int:
         return 2
     output_folders = configure_folders(args)
     registry = builtin_registry()
+    load_custom_nodes(registry, disable_all=args.disable_all_custom_nodes)
     checked = validate_prompt(registry, prompt)
     if checked.node_errors or not checked.ok:
         print(describe_errors(checked), file=sys.stderr)
@@ -128,7 +130,8 @@ def run_workflow(args: argparse.Namespace) -> int:
 
     def show(event: str, data: dict[str, Any]) -> None:
         if event == "executing" and data["node"] is not None:
-            print(f"running #{data['node']} ({checked.prompt[data['node']]['class_type']})", file=sys.stderr)
+            shown = data["display_node"]  # nodes made by expansion show as the node that made them
+            print(f"running #{shown} ({checked.prompt[shown]['class_type']})", file=sys.stderr)
 
     executor = Executor(registry, make_cache(args))
     result = executor.execute(checked.prompt, str(uuid.uuid4()), checked.outputs, listener=show)
@@ -156,11 +159,17 @@ def database_path(given: Path | None) -> Path:
 
 
 def server_config(args: argparse.Namespace) -> ServerConfig:
+    from engine.diffusion import devices
     from engine.server.config import ServerConfig
 
     cache = make_cache(args)
+    devices.configure(force_cpu=args.cpu)
+    configured = configure_folders(args)
+    extra_paths = [path for group in args.extra_model_paths_config for path in group]
+    for path in extra_paths:
+        configured.add_extra_paths(path)
     return ServerConfig(
-        folders=configure_folders(args),
+        folders=configured,
         database=database_path(args.database),
         listen=args.listen,
         port=args.port,
@@ -168,7 +177,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         cpu=args.cpu,
         cache_mode=cache.mode,
         cache_lru=cache.lru_size,
-        extra_model_paths=[path for group in args.extra_model_paths_config for path in group],
+        extra_model_paths=extra_paths,
         disable_custom_nodes=args.disable_all_custom_nodes,
         max_upload_bytes=int(args.max_upload_size * (1 << 20)),
     )
@@ -178,7 +187,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "run":
         return run_workflow(args)
+    from engine.folders import ExtraPathsError
     from engine.server import serve
 
-    serve(server_config(args))
+    try:
+        config = server_config(args)
+    except ExtraPathsError as exc:
+        print(f"--extra-model-paths-config: {exc}", file=sys.stderr)
+        return 2
+    serve(config)
     return 0

@@ -21,13 +21,12 @@ from types import ModuleType
 from typing import Any, Literal
 
 from engine import comfy_compat
-from engine.folders import PROJECT_ROOT
+from engine import folders as folder_config
 from engine.native import Node
 from engine.registry import NodeRegistry
 from engine.spec import NodeSpec
 
 logger = logging.getLogger(__name__)
-DEFAULT_FOLDER = PROJECT_ROOT / "custom_nodes"
 PackState = Literal["loaded", "failed", "disabled"]
 
 
@@ -64,13 +63,14 @@ class PackReport:
 def load_custom_nodes(
     registry: NodeRegistry, folders: list[Path] | None = None, disable_all: bool = False
 ) -> PackReport:
-    """Import every pack in `folders` (default: the project's `custom_nodes/`) into `registry`."""
+    """Import every pack in `folders` (default: the configured ones, `custom_nodes/` and those of
+    --extra-model-paths-config files) into `registry`."""
     report = PackReport()
     if disable_all:
         logger.info("Custom node packs are disabled (--disable-all-custom-nodes)")
         return report
     comfy_compat.install()
-    for folder in folders if folders is not None else [DEFAULT_FOLDER]:
+    for folder in folders if folders is not None else folder_config.current().custom_nodes:
         if not folder.is_dir():
             continue
         for path in sorted(folder.iterdir(), key=lambda p: p.name.lower()):
@@ -181,25 +181,3 @@ def _describe_failure(exc: BaseException, path: Path) -> str:
             "them. Install them yourself after checking they do not change Loom's pinned versions."
         )
     return text
-
-
-def folders_from_extra_paths(configs: list[Path]) -> list[Path]:
-    """`custom_nodes` folders named in ComfyUI-style extra_model_paths YAML files (missing files skipped).
-
-    Each top-level section may set `base_path` (relative to the YAML file) and `custom_nodes`, one
-    folder per line, relative to `base_path`."""
-    import yaml
-
-    found: list[Path] = []
-    for config in configs:
-        if not config.is_file():
-            continue
-        sections = yaml.safe_load(config.read_text()) or {}
-        for section in sections.values() if isinstance(sections, dict) else []:
-            if not isinstance(section, dict) or not section.get("custom_nodes"):
-                continue
-            base = config.parent / Path(str(section.get("base_path", ""))).expanduser()
-            for line in str(section["custom_nodes"]).splitlines():
-                if line.strip():
-                    found.append((base / Path(line.strip()).expanduser()).resolve())
-    return found

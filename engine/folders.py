@@ -24,12 +24,17 @@ class UnsafePathError(ValueError):
     """A file name that would leave its folder (`..`, an absolute path, a NUL byte, a symlink out)."""
 
 
+class ExtraPathsError(ValueError):
+    """An --extra-model-paths-config file that cannot be used; the message names the file and entry."""
+
+
 @dataclass
 class Folders:
     output: Path
     input: Path
     temp: Path
     models: dict[str, list[Path]] = field(default_factory=dict)
+    custom_nodes: list[Path] = field(default_factory=lambda: [PROJECT_ROOT / "custom_nodes"])
 
     @classmethod
     def under(cls, base: Path, models_base: Path | None = None) -> Folders:
@@ -47,6 +52,31 @@ class Folders:
         if folder_type not in folders:
             raise UnsafePathError(f"unknown folder type {folder_type!r}; expected output, input or temp")
         return folders[folder_type]
+
+    def add_extra_paths(self, config_file: Path) -> None:
+        """Add the folders of a ComfyUI `extra_model_paths.yaml`: named sections with an optional
+        `base_path` (relative to the file) and one key per folder kind, each holding one path or
+        several on separate lines; `custom_nodes` adds node pack folders; `is_default: true` puts a
+        section's folders first."""
+        for section, entries in _read_extra_paths(config_file).items():
+            base = Path(os.path.expanduser(str(entries.get("base_path", ""))))
+            base = base if base.is_absolute() else config_file.parent / base
+            first = bool(entries.get("is_default"))
+            for kind, value in entries.items():
+                if kind in ("base_path", "is_default"):
+                    continue
+                if not isinstance(value, str):
+                    raise ExtraPathsError(f"{config_file}: {section}.{kind} must be a path or lines of paths")
+                paths = [
+                    (base / os.path.expanduser(line.strip())).resolve()
+                    for line in value.splitlines()
+                    if line.strip()
+                ]
+                existing = self.custom_nodes if kind == "custom_nodes" else self.models.setdefault(kind, [])
+                if first:
+                    existing[:0] = paths
+                else:
+                    existing.extend(paths)
 
     def model_files(self, kind: str) -> list[str]:
         """Files of one model kind, as relative names, across all its folders (read fresh each call)."""
@@ -66,6 +96,22 @@ class Folders:
         raise FileNotFoundError(
             f"no {kind} file named {name!r} in {', '.join(map(str, self.models.get(kind, [])))}"
         )
+
+
+def _read_extra_paths(config_file: Path) -> dict[str, dict[str, object]]:
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(config_file.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ExtraPathsError(f"{config_file}: cannot read: {exc}") from exc
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict) or not all(isinstance(v, dict) for v in loaded.values()):
+        raise ExtraPathsError(
+            f"{config_file}: expected named sections, each a mapping of folder kinds to paths"
+        )
+    return loaded
 
 
 _current: Folders | None = None

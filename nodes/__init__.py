@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from engine.registry import NodeRegistry
-from nodes import image, image_io, primitives
+from nodes import conditioning, image, image_io, latent, loaders, primitives, sampling, vae
 
-BUILTIN_MODULES = (primitives, image, image_io)
+BUILTIN_MODULES = (primitives, image, image_io, loaders, conditioning, latent, sampling, vae)
 
 
 def builtin_registry() -> NodeRegistry:

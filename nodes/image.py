@@ -13,35 +13,72 @@ BLEND_MODES = ("normal", "multiply", "screen", "overlay", "soft_light", "differe
 
 
 def resize(image: Any, width: int, height: int, method: str = "bilinear", crop: str = "disabled") -> Any:
-    """Resize an IMAGE batch; `crop="center"` first cuts it to the target aspect ratio."""
+    """Resize an IMAGE batch [B, H, W, C]; `crop="center"` first cuts it to the target aspect ratio."""
     import torch
+
+    return torch.clamp(upscale(image.movedim(-1, 1), width, height, method, crop), 0.0, 1.0).movedim(1, -1)
+
+
+def upscale(samples: Any, width: int, height: int, method: str, crop: str = "disabled") -> Any:
+    """Resize a [B, C, H, W] batch (images or latents) as ComfyUI's common_upscale does."""
     import torch.nn.functional as F
 
     if crop == "center":
-        old_h, old_w = image.shape[1], image.shape[2]
+        old_h, old_w = samples.shape[2], samples.shape[3]
         scale = max(width / old_w, height / old_h)
         keep_w, keep_h = round(width / scale), round(height / scale)
         top, left = (old_h - keep_h) // 2, (old_w - keep_w) // 2
-        image = image[:, top : top + keep_h, left : left + keep_w]
-    pixels = image.movedim(-1, 1)
+        samples = samples[:, :, top : top + keep_h, left : left + keep_w]
     if method == "lanczos":
-        return _resize_lanczos(pixels, width, height).movedim(1, -1)
+        return _resize_lanczos(samples, width, height)
+    if method == "bislerp":
+        return bislerp(samples, width, height)
     kwargs = {"align_corners": False, "antialias": True} if method in ("bilinear", "bicubic") else {}
-    out = F.interpolate(pixels, size=(height, width), mode=method, **kwargs)
-    return torch.clamp(out, 0.0, 1.0).movedim(1, -1)
+    return F.interpolate(samples, size=(height, width), mode=method, **kwargs)
 
 
-def _resize_lanczos(pixels: Any, width: int, height: int) -> Any:
+def bislerp(samples: Any, width: int, height: int) -> Any:
+    """Bilinear resampling that interpolates each pixel's channel vector by spherical interpolation
+    (direction) and linear interpolation (length), which keeps latent statistics intact."""
+    import torch
+
+    def slerp(a: Any, b: Any, t: Any) -> Any:
+        a_len, b_len = a.norm(dim=1, keepdim=True), b.norm(dim=1, keepdim=True)
+        a_dir, b_dir = a / a_len.clamp_min(1e-8), b / b_len.clamp_min(1e-8)
+        dot = (a_dir * b_dir).sum(dim=1, keepdim=True).clamp(-1.0, 1.0)
+        omega = torch.acos(dot)
+        sin = torch.sin(omega)
+        linear = sin.abs() < 1e-4
+        w_a = torch.where(
+            linear, 1 - t, torch.sin((1 - t) * omega) / sin.where(~linear, torch.ones_like(sin))
+        )
+        w_b = torch.where(linear, t, torch.sin(t * omega) / sin.where(~linear, torch.ones_like(sin)))
+        return (w_a * a_dir + w_b * b_dir) * (a_len * (1 - t) + b_len * t)
+
+    def axis(size_in: int, size_out: int) -> tuple[Any, Any, Any]:
+        pos = ((torch.arange(size_out, dtype=torch.float32) + 0.5) * size_in / size_out - 0.5).clamp(
+            0, size_in - 1
+        )
+        low = pos.floor().long()
+        return low, (low + 1).clamp(max=size_in - 1), (pos - low).to(samples.device)
+
+    y0, y1, ty = axis(samples.shape[2], height)
+    x0, x1, tx = axis(samples.shape[3], width)
+    rows = slerp(samples[:, :, y0], samples[:, :, y1], ty.reshape(1, 1, -1, 1))
+    return slerp(rows[:, :, :, x0], rows[:, :, :, x1], tx.reshape(1, 1, 1, -1))
+
+
+def _resize_lanczos(samples: Any, width: int, height: int) -> Any:
     import numpy as np
     import torch
     from PIL import Image as PILImage
 
     frames = []
-    for frame in pixels:
+    for frame in samples:
         array = (frame.movedim(0, -1).cpu().numpy() * 255).clip(0, 255).astype(np.uint8)
         resized = PILImage.fromarray(array).resize((width, height), PILImage.Resampling.LANCZOS)
         frames.append(torch.from_numpy(np.asarray(resized).astype(np.float32) / 255.0).movedim(-1, 0))
-    return torch.stack(frames).to(pixels.device)
+    return torch.stack(frames).to(samples.device)
 
 
 class EmptyImage(Node):

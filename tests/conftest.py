@@ -35,6 +35,22 @@ def loom_folders(tmp_path: Path) -> Iterator[Folders]:
     folders.configure(previous)
 
 
+@pytest.fixture(scope="session")
+def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models folder whose checkpoints/ holds tiny SD1.x, SD2.x (v-prediction) and SDXL files."""
+    from tests.nodes.sd_fixtures import write_tiny_checkpoints
+
+    root = tmp_path_factory.mktemp("models")
+    write_tiny_checkpoints(root / "checkpoints")
+    return root
+
+
+@pytest.fixture
+def sd_folders(loom_folders: Folders, tiny_models_dir: Path) -> Folders:
+    loom_folders.models = Folders.under(tiny_models_dir.parent, models_base=tiny_models_dir).models
+    return loom_folders
+
+
 @pytest.fixture
 def registry() -> NodeRegistry:
     registry = builtin_registry()

@@ -16,10 +16,10 @@ from aiohttp import web
 from engine import folders as folder_config
 from engine.cache import OutputCache
 from engine.comfy_compat.prompt_server import PromptServer
-from engine.custom_nodes import DEFAULT_FOLDER, folders_from_extra_paths, load_custom_nodes
+from engine.custom_nodes import load_custom_nodes
 from engine.executor import Executor
 from engine.queue import PromptStore
-from engine.server import routes_files, routes_info, routes_jobs, routes_packs, routes_queue
+from engine.server import routes_files, routes_info, routes_jobs, routes_packs, routes_queue, web_ui
 from engine.server.config import ServerConfig
 from engine.server.hub import Hub
 from engine.server.keys import CONFIG, EXECUTOR, HUB, PACKS, REGISTRY, STORE, WORKER
@@ -48,6 +48,7 @@ def create_app(config: ServerConfig) -> web.Application:
                 app.router.add_route(route.method, route.path, route.handler, **route.kwargs)
                 app.router.add_route(route.method, "/api" + route.path, route.handler, **route.kwargs)
     app.add_routes(routes_jobs.api_routes)
+    web_ui.setup(app)
     app.cleanup_ctx.append(_services)
     app.on_shutdown.append(_close_websockets)
     return app
@@ -64,8 +65,10 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         config.registry = builtin_registry()
     app[REGISTRY] = config.registry
     # Packs load before the server answers (as in ComfyUI), and may add routes of their own.
-    pack_folders = [DEFAULT_FOLDER, *folders_from_extra_paths(config.extra_model_paths)]
-    app[PACKS] = load_custom_nodes(config.registry, pack_folders, disable_all=config.disable_custom_nodes)
+    # The folders are custom_nodes/ and those of --extra-model-paths-config files.
+    app[PACKS] = load_custom_nodes(
+        config.registry, config.folders.custom_nodes, disable_all=config.disable_custom_nodes
+    )
     app[STORE] = store = await asyncio.to_thread(PromptStore, config.database)
     app[EXECUTOR] = executor = Executor(config.registry, OutputCache(config.cache_mode, config.cache_lru))
     app[HUB] = hub = Hub()

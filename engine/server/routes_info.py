@@ -103,10 +103,15 @@ async def features(request: web.Request) -> web.Response:
 
 @routes.post("/free")
 async def free(request: web.Request) -> web.Response:
-    """Drop cached node outputs (`free_memory`); `unload_models` is the model manager's, when it exists."""
+    """`free_memory` drops cached node outputs; `unload_models` moves models off the GPU and forgets
+    loaded checkpoints (ComfyUI's POST /free)."""
     body = await read_json(request, allow_empty=True)
     if body.get("free_memory"):
         request.app[WORKER].free_cache()
+    if body.get("unload_models"):
+        from engine.diffusion.devices import unload_models
+
+        await asyncio.to_thread(unload_models)
     return web.Response()
 
 

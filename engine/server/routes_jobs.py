@@ -14,8 +14,9 @@ from aiohttp import web
 from engine.folders import UnsafePathError, safe_join
 from engine.queue import JobRow, JobSort, PromptStore, State
 from engine.server.http import ApiError, query_int, read_json
-from engine.server.keys import CONFIG, STORE, WORKER
-from engine.server.submit import submit
+from engine.server.keys import CONFIG, REGISTRY, STORE, WORKER
+from engine.server.submit import converted, submit
+from engine.ui_workflow import is_ui_workflow
 
 routes = web.RouteTableDef()
 api_routes = web.RouteTableDef()
@@ -118,6 +119,16 @@ async def get_job(request: web.Request) -> web.Response:
 def find_job(store: PromptStore, prompt_id: str) -> JobRow | None:
     rows, _ = store.jobs(JOB_STATES.values(), prompt_id=prompt_id)
     return rows[0] if rows else None
+
+
+@api_routes.post("/api/workflow/convert")
+async def post_convert(request: web.Request) -> web.Response:
+    """A UI-format workflow (the body, or its "workflow" field) converted to the API format."""
+    body = await read_json(request)
+    workflow = body.get("workflow", body)
+    if not is_ui_workflow(workflow):
+        raise ApiError("expected a UI-format workflow: an object with 'nodes' and 'links' lists")
+    return web.json_response(converted(workflow, request.app[REGISTRY]))
 
 
 @api_routes.post("/api/run")

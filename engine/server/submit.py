@@ -16,6 +16,7 @@ from engine.queue import DuplicatePromptError
 from engine.registry import NodeRegistry
 from engine.server.http import ApiError
 from engine.server.keys import CONFIG, REGISTRY, STORE, WORKER
+from engine.ui_workflow import is_ui_workflow
 
 MAX_ID_LENGTH = 200
 
@@ -27,17 +28,14 @@ def prompt_failure(kind: str, message: str, details: str = "", node_errors: Any 
     return failure
 
 
-def is_ui_workflow(prompt: Any) -> bool:
-    return isinstance(prompt, dict) and "nodes" in prompt and "links" in prompt
+def converted(workflow: dict[str, Any], registry: NodeRegistry) -> dict[str, Any]:
+    """A UI-format (litegraph) workflow as an API-format prompt, or ComfyUI's 400 naming the node."""
+    from engine.ui_workflow import WorkflowConversionError, ui_to_api
 
-
-def ui_to_api_prompt(workflow: dict[str, Any], registry: NodeRegistry) -> dict[str, Any]:
-    """Where the UI-format converter (engine.ui_workflow.ui_to_api) plugs in."""
-    raise prompt_failure(
-        "ui_workflow_not_supported",
-        "This is a UI-format workflow (it has nodes and links)",
-        "Server-side conversion is not available in this build; export the workflow in API format.",
-    )
+    try:
+        return ui_to_api(workflow, registry)
+    except WorkflowConversionError as exc:
+        raise prompt_failure("invalid_prompt", "Cannot convert the UI-format workflow", str(exc)) from None
 
 
 async def submit(app: web.Application, body: dict[str, Any]) -> dict[str, Any]:
@@ -47,7 +45,7 @@ async def submit(app: web.Application, body: dict[str, Any]) -> dict[str, Any]:
         raise prompt_failure("no_prompt", "No prompt provided", "No prompt provided")
     prompt = body["prompt"]
     if is_ui_workflow(prompt):
-        prompt = ui_to_api_prompt(prompt, app[REGISTRY])
+        prompt = converted(prompt, app[REGISTRY])
     prompt_id = _prompt_id(body.get("prompt_id"))
     number = _number(body.get("number"))
     extra_data = body.get("extra_data", {})

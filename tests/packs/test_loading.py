@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.custom_nodes import PackReport, folders_from_extra_paths, load_custom_nodes
+from engine.custom_nodes import PackReport, load_custom_nodes
 from engine.executor import Executor
 from engine.graph import validate_prompt
 from engine.registry import NodeRegistry
@@ -163,23 +163,3 @@ def test_node_that_raises_fails_its_prompt_only(registry: NodeRegistry, tmp_path
 
     assert run("RaisingNode") == "bad value 3"
     assert run("CalmNode") == "success"
-
-
-def test_custom_nodes_folders_from_extra_model_paths_yaml(tmp_path: Path) -> None:
-    config = write(
-        tmp_path / "conf" / "extra_model_paths.yaml",
-        """
-        comfyui:
-            base_path: ../comfy
-            checkpoints: models/checkpoints
-            custom_nodes: |
-                custom_nodes
-                more_nodes
-        other:
-            base_path: /opt/x
-    """,
-    )
-    assert folders_from_extra_paths([config, tmp_path / "missing.yaml"]) == [
-        (tmp_path / "comfy" / "custom_nodes").resolve(),
-        (tmp_path / "comfy" / "more_nodes").resolve(),
-    ]

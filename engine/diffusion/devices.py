@@ -1,0 +1,104 @@
+"""Device placement: models stay on the CPU until a node needs them, then move to the best device.
+
+One process-wide manager, like the rest of the engine's configuration. On CUDA, models are cast to
+half precision when they are loaded (bf16 for the VAE where supported, fp16 elsewhere) and the least
+recently used ones go back to the CPU when GPU memory runs short. On the CPU everything is fp32.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import torch
+
+ModelRole = Literal["unet", "vae", "text"]
+# Keep this much GPU memory free for activations on top of the weights being loaded.
+ACTIVATION_RESERVE = 2 << 30
+
+
+class ModelManager:
+    def __init__(self, force_cpu: bool = False) -> None:
+        self.force_cpu = force_cpu
+        self._on_device: OrderedDict[int, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def device(self) -> torch.device:
+        import torch
+
+        if not self.force_cpu and torch.cuda.is_available():
+            return torch.device("cuda")
+        if not self.force_cpu and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+
+    def dtype(self, role: ModelRole) -> torch.dtype:
+        import torch
+
+        device = self.device
+        if device.type == "cuda":
+            return torch.bfloat16 if role == "vae" and torch.cuda.is_bf16_supported() else torch.float16
+        if device.type == "mps":
+            return torch.float16 if role != "vae" else torch.float32
+        return torch.float32
+
+    def use(self, *modules: Any) -> torch.device:
+        """Put modules on the compute device (evicting others if memory is short); returns the device."""
+        device = self.device
+        with self._lock:
+            for module in modules:
+                if device.type == "cuda":
+                    self._make_room(_bytes_of(module), keep=modules)
+                module.to(device)
+                self._on_device[id(module)] = module
+                self._on_device.move_to_end(id(module))
+        return device
+
+    def offload_all(self) -> None:
+        """Move every model back to the CPU and release cached GPU memory (POST /free)."""
+        import torch
+
+        with self._lock:
+            for module in self._on_device.values():
+                module.to("cpu")
+            self._on_device.clear()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def _make_room(self, needed: int, keep: tuple[Any, ...]) -> None:
+        import torch
+
+        kept = {id(m) for m in keep}
+        for key in list(self._on_device):
+            free, _ = torch.cuda.mem_get_info()
+            if free >= needed + ACTIVATION_RESERVE:
+                return
+            if key not in kept:
+                self._on_device.pop(key).to("cpu")
+                torch.cuda.empty_cache()
+
+
+def _bytes_of(module: Any) -> int:
+    return sum(p.numel() * p.element_size() for p in module.parameters())
+
+
+_manager = ModelManager()
+
+
+def manager() -> ModelManager:
+    return _manager
+
+
+def configure(force_cpu: bool) -> None:
+    _manager.force_cpu = force_cpu
+
+
+def unload_models() -> None:
+    """POST /free's unload_models: every model off the GPU, and no checkpoint kept for reuse."""
+    from engine.diffusion.handles import forget_loaded
+
+    _manager.offload_all()
+    forget_loaded()

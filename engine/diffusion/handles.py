@@ -1,0 +1,139 @@
+"""What travels along MODEL, CLIP and VAE links: the loaded modules plus what nodes add to them.
+
+Handles are immutable; a node that changes a model (a LoRA, a clip skip) returns a new handle that
+shares the modules and carries its patches, so the cached output of the loader stays untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from engine.diffusion.devices import manager
+from engine.diffusion.latent_formats import LatentFormat, latent_format
+from engine.diffusion.patches import WeightPatch
+
+
+@dataclass(frozen=True)
+class ModelHandle:
+    """MODEL: a denoising UNet, its noise schedule and the weight patches to apply while sampling."""
+
+    unet: Any
+    sampling: Any  # engine.sampling.ModelSampling
+    family: str
+    latent: LatentFormat
+    patches: tuple[WeightPatch, ...] = ()
+
+    def patched(self, patches: tuple[WeightPatch, ...]) -> ModelHandle:
+        return replace(self, patches=self.patches + patches)
+
+
+@dataclass(frozen=True)
+class ClipHandle:
+    """CLIP: the text encoders of a checkpoint, their padding, the layer to read and weight patches."""
+
+    encoders: tuple[Any, ...]
+    pad_ids: tuple[int, ...]
+    family: str
+    # Which hidden layer conditions the UNet (CLIPSetLastLayer); None is the family's default.
+    layer: int | None = None
+    patches: tuple[WeightPatch, ...] = ()
+
+    def patched(self, patches: tuple[WeightPatch, ...]) -> ClipHandle:
+        return replace(self, patches=self.patches + patches)
+
+
+@dataclass(frozen=True)
+class VaeHandle:
+    """VAE: the autoencoder and its latent conventions."""
+
+    vae: Any
+    latent: LatentFormat
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    model: ModelHandle
+    clip: ClipHandle | None
+    vae: VaeHandle | None
+
+
+_loaded: dict[tuple[str, int, int, str], Checkpoint] = {}
+_loading = threading.Lock()
+
+
+def load(path: Path) -> Checkpoint:
+    """Load a checkpoint once per file version; later prompts (and other graphs) share it."""
+    from engine.models.checkpoint import load_checkpoint
+    from engine.sampling import ModelSampling
+
+    stat = os.stat(path)
+    dtype = manager().dtype("unet")
+    key = (str(path), stat.st_mtime_ns, stat.st_size, str(dtype))
+    with _loading:
+        if key in _loaded:
+            return _loaded[key]
+        loaded = load_checkpoint(path, dtype=dtype)
+        fmt = latent_format(loaded.family, loaded.vae_scaling_factor, loaded.metadata)
+        model = ModelHandle(loaded.unet, ModelSampling(loaded.prediction_type), loaded.family, fmt)
+        clip = None
+        if loaded.text_encoders:
+            clip = ClipHandle(tuple(loaded.text_encoders), tuple(loaded.pad_ids), loaded.family)
+        vae = VaeHandle(loaded.vae, fmt) if loaded.vae is not None else None
+        _loaded.clear()  # keep one checkpoint in memory at a time; the output cache holds what is in use
+        _loaded[key] = Checkpoint(model, clip, vae)
+        return _loaded[key]
+
+
+def forget_loaded() -> None:
+    """Drop the loader's memory of checkpoints (POST /free with unload_models)."""
+    with _loading:
+        _loaded.clear()
+
+
+def load_vae(path: Path) -> VaeHandle:
+    """A standalone VAE file in the original layout (keys `encoder.*`, `decoder.*`, optionally prefixed)."""
+    from diffusers import AutoencoderKL
+    from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
+
+    from engine.models.detect import VAE_PREFIX, vae_config_from_shapes
+    from engine.models.errors import UnsupportedModelError
+    from engine.models.files import load_state_dict
+
+    state, metadata = load_state_dict(path)
+    state = {VAE_PREFIX + k.removeprefix(VAE_PREFIX): v for k, v in state.items()}
+    if f"{VAE_PREFIX}decoder.conv_in.weight" not in state:
+        found = ", ".join(sorted(state)[:3])
+        raise UnsupportedModelError(
+            f"{path.name}: not a VAE in the original layout (found keys like {found})"
+        )
+    config = vae_config_from_shapes({k: tuple(v.shape) for k, v in state.items()}, "sd1", {})
+    vae: Any = AutoencoderKL(**config)
+    missing, _ = vae.load_state_dict(convert_ldm_vae_checkpoint(state, config), strict=False)
+    if missing:
+        raise UnsupportedModelError(f"{path.name}: VAE weights missing, e.g. {missing[:3]}")
+    vae.eval().requires_grad_(False).to(manager().dtype("vae"))
+    return VaeHandle(vae, latent_format("sd1", config["scaling_factor"], metadata))
+
+
+def apply_lora(
+    path: Path, model: ModelHandle, clip: ClipHandle | None, strength_model: float, strength_clip: float
+) -> tuple[ModelHandle, ClipHandle | None]:
+    """New handles carrying the LoRA's patches; a file that fits neither model is an error."""
+    from engine.diffusion.lora import LoraError, lora_patches, text_aliases, unet_aliases
+    from engine.models.files import load_state_dict
+
+    state, _ = load_state_dict(path)
+    unet_patches, unknown = lora_patches(state, unet_aliases(model.unet), strength_model)
+    clip_patches: tuple[WeightPatch, ...] = ()
+    if clip is not None:
+        clip_patches, unknown_text = lora_patches(state, text_aliases(clip.encoders), strength_clip)
+        unknown &= unknown_text
+    if not unet_patches and not clip_patches:
+        raise LoraError(
+            f"{path.name} matches no layer of this model (first of its layers: {sorted(unknown)[:2]})"
+        )
+    return model.patched(unet_patches), clip.patched(clip_patches) if clip is not None else None

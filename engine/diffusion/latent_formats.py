@@ -1,0 +1,72 @@
+"""Per-family latent conventions: the VAE scaling factor and a cheap latent → RGB preview projection.
+
+LATENT values hold raw VAE latents (as in ComfyUI); samplers work on latents times the scaling
+factor. The RGB factors are least-squares fits of each family's VAE, published by ComfyUI.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+SD15_RGB = (
+    (0.3512, 0.2297, 0.3227),
+    (0.3250, 0.4974, 0.2350),
+    (-0.2829, 0.1762, 0.2721),
+    (-0.2120, -0.2616, -0.7177),
+)
+SDXL_RGB = (
+    (0.3651, 0.4232, 0.4341),
+    (-0.2533, -0.0042, 0.1068),
+    (0.1076, 0.1111, -0.0362),
+    (-0.3165, -0.2492, -0.2188),
+)
+SDXL_BIAS = (0.1084, -0.0175, -0.0011)
+# A checkpoint trained with its own VAE (Loom's default model) stores its projection in metadata.
+RGB_METADATA_KEY = "loom.latent_rgb"
+
+
+@dataclass(frozen=True)
+class LatentFormat:
+    scale_factor: float
+    rgb_factors: tuple[tuple[float, float, float], ...] = SD15_RGB
+    rgb_bias: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    channels: int = 4
+
+    def process_in(self, latent: Any) -> Any:
+        return latent * self.scale_factor
+
+    def process_out(self, latent: Any) -> Any:
+        return latent / self.scale_factor
+
+    def preview_jpeg(self, x0: Any, max_side: int = 512) -> bytes:
+        """A JPEG of the first image of a scaled latent batch, by linear projection (no VAE)."""
+        import torch
+        from PIL import Image
+
+        factors = torch.tensor(self.rgb_factors, dtype=torch.float32, device=x0.device)
+        bias = torch.tensor(self.rgb_bias, dtype=torch.float32, device=x0.device)
+        rgb = torch.einsum("chw,cr->hwr", x0[0].float(), factors) + bias
+        array = ((rgb + 1.0) * 127.5).clamp(0, 255).to(torch.uint8).cpu().numpy()
+        image = Image.fromarray(array)
+        if max(image.size) < 64:  # tiny latents (Loom's default model) are scaled up to be visible
+            image = image.resize((image.width * 8, image.height * 8), Image.Resampling.NEAREST)
+        image.thumbnail((max_side, max_side))
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=85)
+        return buffer.getvalue()
+
+
+def latent_format(family: str, scale_factor: float, metadata: dict[str, str]) -> LatentFormat:
+    if RGB_METADATA_KEY in metadata:
+        stored = json.loads(metadata[RGB_METADATA_KEY])
+        return LatentFormat(
+            scale_factor,
+            tuple(tuple(row) for row in stored["factors"]),
+            tuple(stored.get("bias", (0.0, 0.0, 0.0))),
+        )
+    if family.startswith("sdxl"):
+        return LatentFormat(scale_factor, SDXL_RGB, SDXL_BIAS)
+    return LatentFormat(scale_factor)

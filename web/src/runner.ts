@@ -1,0 +1,169 @@
+// Queueing prompts and following them: websocket events drive the canvas feedback and the overall bar.
+import type { LGraph } from "@comfyorg/litegraph";
+import { api, ApiError, type ImageRef, type Socket, type SocketEvent } from "./api";
+import type { Feedback, NodeError } from "./feedback";
+import { graphToPrompt, missingNodeTypes } from "./prompt";
+import { toast } from "./ui";
+import { applyControls } from "./widgets";
+
+interface NodeErrorBody {
+  errors?: { message?: string; details?: string; extra_info?: { input_name?: string } }[];
+  class_type?: string;
+}
+
+export class Runner extends EventTarget {
+  /** Node count of each prompt this page queued, for the overall progress bar. */
+  #sizes = new Map<string, number>();
+  #done = new Set<string>();
+  #current: string | null = null;
+  #previewUrl: string | null = null;
+
+  constructor(
+    private graph: () => LGraph,
+    private feedback: Feedback,
+    private overall: HTMLElement,
+    socket: Socket,
+  ) {
+    super();
+    socket.addEventListener("message", (event) => this.#onMessage((event as CustomEvent<SocketEvent>).detail));
+    socket.addEventListener("preview", (event) => this.#onPreview((event as CustomEvent<Blob>).detail));
+  }
+
+  /** Converts the graph and queues it `count` times; seeds move on after each, as their controls say. */
+  async queue(count: number): Promise<void> {
+    const graph = this.graph();
+    const missing = missingNodeTypes(graph);
+    if (missing.length) {
+      toast(`Cannot queue: missing node types ${missing.join(", ")}`, "error");
+      return;
+    }
+    this.feedback.clearErrors();
+    for (let i = 0; i < count; i++) {
+      const prompt = graphToPrompt(graph);
+      const workflow = graph.serialize();
+      try {
+        const { prompt_id } = await api.queuePrompt(prompt, workflow);
+        this.#sizes.set(prompt_id, Object.keys(prompt).length);
+      } catch (error) {
+        this.#showSubmitError(error);
+        break;
+      } finally {
+        this.dispatchEvent(new Event("queued"));
+      }
+      for (const node of graph.nodes) applyControls(node);
+      graph.setDirtyCanvas(true, true);
+    }
+  }
+
+  #showSubmitError(error: unknown): void {
+    if (!(error instanceof ApiError)) {
+      toast(`Queueing failed: ${error instanceof Error ? error.message : error}`, "error");
+      return;
+    }
+    const nodeErrors = (error.body.node_errors ?? {}) as Record<string, NodeErrorBody>;
+    const lines: string[] = [];
+    for (const [id, body] of Object.entries(nodeErrors)) {
+      const found: NodeError = { message: "", inputs: new Map() };
+      for (const item of body.errors ?? []) {
+        const text = [item.message, item.details].filter(Boolean).join(": ");
+        const input = item.extra_info?.input_name;
+        if (input) found.inputs.set(input, text);
+        else found.message = text;
+        const title = this.graph().getNodeById(id)?.title ?? body.class_type ?? id;
+        lines.push(`${title}${input ? ` › ${input}` : ""}: ${text}`);
+      }
+      this.feedback.errors.set(id, found);
+    }
+    this.feedback.redraw();
+    toast([error.message, ...lines].join("\n"), "error");
+  }
+
+  #onMessage({ type, data }: SocketEvent): void {
+    const promptId = data.prompt_id as string | undefined;
+    switch (type) {
+      case "status":
+        this.dispatchEvent(new CustomEvent("status", { detail: data.status }));
+        break;
+      case "execution_start":
+        this.#current = promptId ?? null;
+        this.#done.clear();
+        this.feedback.clearErrors();
+        this.#setOverall(0);
+        break;
+      case "execution_cached":
+        for (const id of (data.nodes as string[]) ?? []) this.#done.add(String(id));
+        this.#setOverall();
+        break;
+      case "executing": {
+        const node = data.node == null ? null : String(data.node);
+        if (this.feedback.running) this.#done.add(this.feedback.running);
+        this.feedback.running = node;
+        this.#setOverall();
+        this.feedback.redraw();
+        break;
+      }
+      case "progress":
+        this.feedback.progress.set(String(data.node), Number(data.value) / Math.max(1, Number(data.max)));
+        this.#setOverall();
+        this.feedback.redraw();
+        break;
+      case "executed": {
+        const images = ((data.output as { images?: ImageRef[] } | undefined)?.images ?? []).map((image) => api.viewUrl(image));
+        const node = String(data.display_node ?? data.node);
+        if (images.length) this.feedback.setImages(node, images);
+        this.#done.add(node);
+        this.dispatchEvent(new Event("executed"));
+        break;
+      }
+      case "execution_error": {
+        const id = String(data.node_id);
+        const message = `${data.exception_type ?? "Error"}: ${data.exception_message ?? ""}`;
+        this.feedback.errors.set(id, { message, inputs: new Map() });
+        toast(`${data.node_type ?? "Node"} ${id} failed — ${message}`, "error");
+        this.#finish();
+        break;
+      }
+      case "execution_interrupted":
+        toast("Interrupted");
+        this.#finish();
+        break;
+      case "execution_success":
+        this.#finish();
+        break;
+    }
+  }
+
+  #finish(): void {
+    this.feedback.running = null;
+    this.feedback.progress.clear();
+    this.#current = null;
+    this.#setOverall(null);
+    this.feedback.redraw();
+    this.dispatchEvent(new Event("finished"));
+  }
+
+  #onPreview(blob: Blob): void {
+    const node = this.feedback.running;
+    if (!node) return;
+    if (this.#previewUrl) URL.revokeObjectURL(this.#previewUrl);
+    this.#previewUrl = URL.createObjectURL(blob);
+    this.feedback.setImages(node, [this.#previewUrl]);
+  }
+
+  /** The bar under the toolbar: nodes done (plus the running node's share) over the prompt's size. */
+  #setOverall(value?: number | null): void {
+    const bar = this.overall.firstElementChild as HTMLElement;
+    if (value === null) {
+      this.overall.classList.remove("active");
+      return;
+    }
+    const size = (this.#current && this.#sizes.get(this.#current)) || 0;
+    if (value === undefined) {
+      const running = this.feedback.running;
+      const partial = running ? (this.feedback.progress.get(running) ?? 0) : 0;
+      value = size ? Math.min(1, (this.#done.size + partial) / size) : partial;
+    }
+    this.overall.classList.add("active");
+    bar.style.width = `${(value * 100).toFixed(1)}%`;
+  }
+}
