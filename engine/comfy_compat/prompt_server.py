@@ -35,11 +35,15 @@ class PromptServer:
         self.on_prompt_handlers: list[PromptHandler] = []
         self._send: SendFunction | None = None
 
-    def bind(self, app: web.Application, send: SendFunction) -> None:
-        """Called once by Loom's server: serve the packs' routes and deliver their messages."""
+    def bind(
+        self, app: web.Application, send: SendFunction, loop: asyncio.AbstractEventLoop | None = None
+    ) -> None:
+        """Called once by Loom's server: serve the packs' routes and deliver their messages. Packs
+        schedule coroutines on `loop` (the server's) from node code."""
         app.add_routes(self.routes)
         self.app = app
         self._send = send
+        self.loop = loop
 
     def send_sync(self, event: str, data: Any, sid: str | None = None) -> None:
         if self._send is not None:

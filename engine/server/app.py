@@ -73,7 +73,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[EXECUTOR] = executor = Executor(config.registry, OutputCache(config.cache_mode, config.cache_lru))
     app[HUB] = hub = Hub()
     hub.bind(asyncio.get_running_loop())
-    PromptServer.instance.bind(app, hub.send_threadsafe)
+    PromptServer.instance.bind(app, hub.send_threadsafe, asyncio.get_running_loop())
     app[WORKER] = worker = Worker(store, executor, hub)
     tasks = [asyncio.create_task(worker.run()), asyncio.create_task(hub.publish())]
     yield
