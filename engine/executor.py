@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -74,10 +76,8 @@ class Executor:
         emit("execution_start", {"prompt_id": prompt_id, "timestamp": now_ms()})
         result = ExecutionResult("success")
         run = PromptRun(self, prompt, prompt_id, extra_data or {}, emit, result)
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
         try:
-            self._loop.run_until_complete(run.execute(outputs))
+            self._drive(run.execute(outputs))
         except NodeFailure as failure:
             self._fail(run, failure)
         except Interrupted as interrupted:
@@ -88,6 +88,20 @@ class Executor:
             self.cache.finish_prompt(run.used_keys())
         emit("executing", {"node": None, "display_node": None, "prompt_id": prompt_id})
         return result
+
+    def _drive(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run a prompt on the executor's own event loop (async nodes run concurrently on it)."""
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop.run_until_complete(work)
+            return
+        # Called from inside a running loop (a notebook, Playwright's sync API): this thread cannot
+        # drive a second loop, so a helper thread drives ours.
+        with ThreadPoolExecutor(max_workers=1) as helper:
+            helper.submit(self._loop.run_until_complete, work).result()
 
     def instance(self, node_id: str, spec: NodeSpec) -> Any:
         """The node object for a node id: created once and reused by later prompts, as ComfyUI does."""

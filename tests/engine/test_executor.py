@@ -182,3 +182,13 @@ def test_node_instances_are_reused_per_node_id(executor: Executor) -> None:
     first = executor.instance("2", executor.registry.get("Scale"))  # type: ignore[arg-type]
     run(executor, chain(a=7.0))
     assert executor.instance("2", executor.registry.get("Scale")) is first  # type: ignore[arg-type]
+
+
+def test_execute_works_when_called_inside_a_running_event_loop(executor: Executor) -> None:
+    """As from a notebook or a test driving a browser with Playwright's sync API."""
+    import asyncio
+
+    async def inside() -> ExecutionResult:
+        return run(executor, chain(a=2.0, factor=3.0))
+
+    assert asyncio.run(inside()).outputs == {"3": {"numbers": [9.0]}}
