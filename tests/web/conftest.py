@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts" / "web"
@@ -101,6 +102,37 @@ class Canvas:
 
     def node_types(self) -> list[str]:
         return list(self.js("loom.graph.nodes.map(n => n.type)"))
+
+    def wait_for_count(self, node_type: str, count: int) -> None:
+        """Wait (instead of sleeping a fixed time) until the graph holds `count` nodes of a type."""
+        script = "([type, count]) => loom.graph.nodes.filter(n => n.type === type).length === count"
+        self.page.wait_for_function(script, arg=[node_type, count], timeout=10000)
+
+    def open_search(self, x: int, y: int) -> None:
+        """Double-click the canvas at (x, y) until the search box opens: litegraph tells a double
+        click by the time between the clicks, which a renderer starved of CPU can stretch."""
+        for _ in range(5):
+            self.page.dblclick("#graph", position={"x": x, "y": y})
+            try:
+                self.page.wait_for_selector(".search input", timeout=3000)
+                return
+            except PlaywrightTimeoutError:
+                continue
+        raise AssertionError(f"double-clicking the canvas at {x},{y} did not open the search box")
+
+    def add_from_search(self, query: str, x: int, y: int) -> None:
+        """Search from a double click at (x, y) and add the first match there."""
+        self.open_search(x, y)
+        self.page.keyboard.type(query)
+        self.page.wait_for_selector(".search li")
+        self.page.keyboard.press("Enter")
+
+    def wait_until_saved(self, node_type: str, count: int = 1) -> None:
+        """Wait until the change history has recorded (and localStorage holds) `count` nodes of a type."""
+        script = """([type, count]) => {
+            const saved = JSON.parse(localStorage.getItem('loom.workflow') || '{"nodes": []}');
+            return saved.nodes.filter(n => n.type === type).length === count; }"""
+        self.page.wait_for_function(script, arg=[node_type, count], timeout=10000)
 
     def to_screen(self, x: float, y: float) -> tuple[float, float]:
         """Graph coordinates to page coordinates."""

@@ -127,9 +127,9 @@ def test_ctrl_enter_queues_batches_and_seeds_move_on(canvas: Canvas) -> None:
 
 
 def test_search_box_adds_a_node_with_its_widgets_at_the_cursor(canvas: Canvas) -> None:
-    canvas.page.dblclick("#graph", position={"x": 300, "y": 650})
-    canvas.page.wait_for_selector(".search input")
+    canvas.open_search(300, 650)
     canvas.page.keyboard.type("upscale image")
+    canvas.page.wait_for_selector(".search li")
     canvas.shot("search")
     assert canvas.page.locator(".search li").first.get_attribute("data-type") == "ImageScale"
     canvas.page.keyboard.press("Enter")

@@ -73,37 +73,28 @@ def test_loom_png_restores_the_graph_that_made_it(canvas: Canvas) -> None:
 
 
 def test_workflow_survives_a_reload(canvas: Canvas) -> None:
-    canvas.page.dblclick("#graph", position={"x": 300, "y": 650})
-    canvas.page.keyboard.type("blend")
-    canvas.page.keyboard.press("Enter")
-    canvas.page.wait_for_timeout(100)
+    canvas.add_from_search("blend", 300, 650)
+    canvas.wait_until_saved("ImageBlend")
     canvas.open()
     canvas.shot("reloaded")
     assert "ImageBlend" in canvas.node_types()
 
 
 def test_undo_redo_and_copy_paste(canvas: Canvas) -> None:
-    canvas.page.dblclick("#graph", position={"x": 300, "y": 650})
-    canvas.page.keyboard.type("batch images")
-    canvas.page.keyboard.press("Enter")
-    canvas.page.wait_for_timeout(100)
-    assert canvas.node_types().count("ImageBatch") == 1
+    canvas.add_from_search("batch images", 300, 650)
+    canvas.wait_for_count("ImageBatch", 1)
+    canvas.wait_until_saved("ImageBatch")  # the undo history has recorded the addition
     canvas.page.click("#graph", position={"x": 360, "y": 690})
     canvas.page.keyboard.press("Control+c")
     canvas.page.mouse.move(500, 700)
     canvas.page.keyboard.press("Control+v")
-    canvas.page.wait_for_timeout(100)
+    canvas.wait_for_count("ImageBatch", 2)
+    canvas.wait_until_saved("ImageBatch", 2)
     canvas.shot("pasted")
-    assert canvas.node_types().count("ImageBatch") == 2
-    canvas.page.keyboard.press("Control+z")
-    canvas.page.wait_for_timeout(100)
-    assert canvas.node_types().count("ImageBatch") == 1
-    canvas.page.keyboard.press("Control+z")
-    canvas.page.wait_for_timeout(100)
-    assert canvas.node_types().count("ImageBatch") == 0
-    canvas.page.keyboard.press("Control+y")
-    canvas.page.wait_for_timeout(100)
-    assert canvas.node_types().count("ImageBatch") == 1
+    for keys, count in (("Control+z", 1), ("Control+z", 0), ("Control+y", 1)):
+        canvas.page.keyboard.press(keys)
+        canvas.wait_for_count("ImageBatch", count)
+        canvas.wait_until_saved("ImageBatch", count)
 
 
 def test_save_downloads_the_ui_workflow(canvas: Canvas) -> None:
