@@ -1,0 +1,1 @@
+"""Loom model loading: checkpoint detection and loading, the offline CLIP tokenizer, single-file saving."""
