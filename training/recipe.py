@@ -31,12 +31,17 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--two-object-prob", type=float, default=0.15)
     parser.add_argument("--vae-scenes", type=int, default=6000)
     parser.add_argument("--vae-minutes", type=float, default=10.0)
+    parser.add_argument("--vae-batch-size", type=int, default=32)
     parser.add_argument("--vae", type=Path, help="reuse this VAE state dict instead of training one")
+    parser.add_argument("--vae-init", type=Path, help="continue training this VAE state dict")
+    parser.add_argument("--vae-lr", type=float, default=1e-3)
     parser.add_argument("--minutes", type=float, default=60.0, help="text encoder + UNet training time")
     parser.add_argument("--max-steps", type=int)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--high-noise-frac", type=float, default=0.5)
     parser.add_argument("--min-snr", type=float, default=5.0, help="0 turns min-SNR weighting off")
+    parser.add_argument("--high-noise-weight-cap", type=float, default=10.0)
+    parser.add_argument("--pure-noise-frac", type=float, default=0.1)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -55,9 +60,9 @@ def main(argv: list[str] | None = None) -> Path:
         vae.load_state_dict(torch.load(args.vae))
         vae.eval().requires_grad_(False)
     else:
-        vae = train_vae(
-            make_scenes(args.vae_scenes, args.seed + 1, args.two_object_prob), args.vae_minutes, log=log
-        )
+        vae_data = make_scenes(args.vae_scenes, args.seed + 1, args.two_object_prob)
+        init = torch.load(args.vae_init) if args.vae_init else None
+        vae = train_vae(vae_data, args.vae_minutes, args.vae_batch_size, args.vae_lr, log=log, init=init)
         torch.save(vae.state_dict(), args.work / "vae.pt")
     data = make_scenes(args.scenes, args.seed + 2, args.two_object_prob)
     latents = encode(vae, to_tensor(data.images))  # type: ignore[arg-type]
@@ -68,6 +73,8 @@ def main(argv: list[str] | None = None) -> Path:
         batch_size=args.batch_size,
         high_noise_frac=args.high_noise_frac,
         min_snr=args.min_snr or None,
+        high_noise_weight_cap=args.high_noise_weight_cap,
+        pure_noise_frac=args.pure_noise_frac,
         seed=args.seed,
     )
     trained = train_diffusion(latents, data.scenes, config, log=log)

@@ -8,6 +8,7 @@ custom scaling factor and the UNet trains on (and KSampler starts from) unit-var
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -32,11 +33,20 @@ def vae_loss(vae: Any, batch: torch.Tensor) -> torch.Tensor:
 
 
 def train_vae(
-    data: SceneSet, minutes: float, batch_size: int = 32, lr: float = 1e-3, seed: int = 0, log: Any = None
+    data: SceneSet,
+    minutes: float,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    seed: int = 0,
+    log: Any = None,
+    init: dict[str, torch.Tensor] | None = None,
 ) -> Any:
-    """Train for `minutes` of wall-clock time (at least 3 steps); returns the normalised VAE."""
+    """Train for `minutes` of wall-clock time (at least 3 steps), the learning rate decaying on a cosine
+    over that time; `init` continues from an earlier VAE's state dict. Returns the normalised VAE."""
     torch.manual_seed(seed)
     vae = build_vae().train()
+    if init is not None:
+        vae.load_state_dict(init)
     images = to_tensor(data.images)
     assert isinstance(images, torch.Tensor)
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
@@ -44,6 +54,9 @@ def train_vae(
     start, step = time.monotonic(), 0
     bar = tqdm(desc="vae", unit="step")
     while step < 3 or time.monotonic() - start < minutes * 60:
+        progress = min(1.0, (time.monotonic() - start) / max(minutes * 60, 1e-9))
+        for group in opt.param_groups:
+            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * progress))
         index = torch.randint(0, len(images), (batch_size,), generator=generator)
         loss = vae_loss(vae, images[index])
         opt.zero_grad(set_to_none=True)
