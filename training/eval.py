@@ -1,8 +1,9 @@
 """Evaluate a text-to-image checkpoint on prompts of the caption grammar, judged by `classify`.
 
-Prints per-attribute accuracy over single-object prompts (each attribute counted where the prompt states it;
-shape always), two-object binding (every object's stated attributes found on one object each), the distinct
-placements the five position words give with one seed, determinism, model load time and time per image.
+Prints per-attribute accuracy over single-object prompts (each attribute counted where the prompt states
+it, shape always; `found_unplaced`: an object appears for prompts that leave the position out), two-object
+binding (every object's stated attributes found on one object each), the distinct placements the five
+position words give with one seed, determinism, model load time and time per image.
 `--validate` judges rendered ground truth for the same prompts instead, which must score 100 %.
 """
 
@@ -53,6 +54,8 @@ def judge(images: np.ndarray, prompts: list[str], scores: Scores) -> None:
         found = detect(image, max_objects=len(spec))
         if len(spec) == 1:
             scores.add("found", bool(found))
+            if spec[0].position is None:
+                scores.add("found_unplaced", bool(found))
             result = matches(found[0].obj, spec[0]) if found else dict.fromkeys(("shape", "colour"), False)
             for name in ATTRIBUTES:
                 if name in result or getattr(spec[0], name) is not None:

@@ -3,7 +3,8 @@
 CLIP text encode (last hidden state, SD1 padding), an empty latent of the image size / 8·(VAE factor),
 initial noise from `prepare_noise(latent, seed)`, ComfyUI's KSampler sigmas, CFG with cond and uncond in
 one batch (`uncond + cfg · (cond − uncond)` on the denoised predictions), then VAE decode of latent / scale.
-Prompts of a batch are sampled together, each with its own seed; the result equals sampling one at a time.
+Prompts of a batch are sampled together, each with its own seed; with a deterministic sampler (euler) that
+matches sampling one at a time up to float rounding (a pixel may differ by one level).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from engine.models.tokenizer import tokenize
 from engine.sampling.model_sampling import make_betas
 
-from .data import Obj, caption
+from .data import POSITIONS, Obj, caption
 from .models import build_text_encoder, build_unet
 
 TIMESTEPS = 1000
@@ -43,6 +43,7 @@ class DiffusionConfig:
     high_noise_weight_cap: float = 1.0
     # Share of samples at t = 999 whose input is pure noise, as KSampler's first step sees it (training
     # inputs at t = 999 still carry 6.8 % of the image, from which the model learns to read the layout).
+    # Only captions that state every position get them: without one, the layout should come from the noise.
     pure_noise_frac: float = 0.0
     ema_decay: float = 0.999
     keep: dict[str, float] = field(default_factory=lambda: {"colour": 0.8, "size": 0.7, "position": 0.85})
@@ -75,12 +76,14 @@ class Captioner:
             self.cache[text] = tokenize(text)
         return self.cache[text]
 
-    def __call__(self, scenes: list[list[Obj]]) -> torch.Tensor:
+    def __call__(self, scenes: list[list[Obj]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids, and whether each caption states the position of every object."""
         texts = [
             "" if self.rng.random() < self.uncond_prob else caption(scene, self.rng, self.keep)
             for scene in scenes
         ]
-        return torch.tensor([self.ids(t) for t in texts])
+        placed = [sum(t.count(p) for p in POSITIONS) == len(s) for t, s in zip(texts, scenes, strict=True)]
+        return torch.tensor([self.ids(t) for t in texts]), torch.tensor(placed)
 
 
 def sample_timesteps(config: DiffusionConfig, count: int, generator: torch.Generator) -> torch.Tensor:
@@ -117,9 +120,9 @@ def train_diffusion(
     ):
         index = torch.randint(0, len(latents), (config.batch_size,), generator=generator)
         x0 = latents[index]
-        ids = captioner([scenes[i] for i in index.tolist()])
+        ids, placed = captioner([scenes[i] for i in index.tolist()])
         t = sample_timesteps(config, config.batch_size, generator)
-        pure = torch.rand(config.batch_size, generator=generator) < config.pure_noise_frac
+        pure = (torch.rand(config.batch_size, generator=generator) < config.pure_noise_frac) & placed
         t = torch.where(pure, TIMESTEPS - 1, t)
         noise = torch.randn(x0.shape, generator=generator)
         a = abar[t].view(-1, 1, 1, 1)
