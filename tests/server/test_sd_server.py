@@ -84,3 +84,18 @@ async def test_free_unloads_models_and_next_prompt_still_runs(sd_server: Server)
         await events_until_done(ws, prompt_id)
         entry = (await client.get(f"/history/{prompt_id}"))[prompt_id]
         assert entry["status"]["status_str"] == "success"
+
+
+async def test_default_workflow_on_the_shipped_model_makes_a_64px_png(sd_server: Server) -> None:
+    prompt = json.loads((Path(__file__).parents[2] / "workflows" / "default_text_to_image.json").read_text())
+    async with connect(sd_server) as client:
+        done = await client.post("/api/run", {"prompt": prompt, "timeout": 120, "inline_images": True})
+        assert done["status"] == "success", done
+        image = done["outputs"]["9"]["images"][0]
+        async with client.session.get(f"{sd_server.url}/view", params=image) as response:
+            png = await response.read()
+    from io import BytesIO
+
+    from PIL import Image
+
+    assert Image.open(BytesIO(png)).size == (64, 64)
