@@ -1,4 +1,6 @@
-"""`python -m tests.server.launcher [main.py flags]`: the real server with the test nodes registered."""
+"""`python -m tests.server.launcher [--without-models] [main.py flags]`: the real server with the test
+nodes registered; `--without-models` hides every model folder (the canvas then opens its model-free
+graph)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,10 @@ from tests.server import server_nodes
 
 
 def main(argv: list[str]) -> None:
-    config = server_config(build_parser().parse_args(argv))
+    without_models = "--without-models" in argv
+    config = server_config(build_parser().parse_args([a for a in argv if a != "--without-models"]))
+    if without_models:
+        config.folders.models = {kind: [] for kind in config.folders.models}
     registry = builtin_registry()
     registry.register_module(counting_nodes)
     registry.register_module(server_nodes)

@@ -38,15 +38,13 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def _start_server(base: Path, *flags: str) -> Iterator[str]:
     if not (ROOT / "web" / "dist" / "index.html").is_file():
         pytest.fail("web/dist is not built: run `make web` (make test does it)")
-    base = tmp_path_factory.mktemp("web-server")
     port = _free_port()
     folders = [f"--{name}-directory={base / name}" for name in ("output", "input", "temp")]
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.server.launcher", "--port", str(port), *folders],
+        [sys.executable, "-m", "tests.server.launcher", "--port", str(port), *folders, *flags],
         cwd=base,
         env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
         stdout=subprocess.PIPE,
@@ -61,6 +59,18 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield f"http://127.0.0.1:{port}"
     process.terminate()
     process.wait(10)
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A server with no model files: the canvas opens its model-free graph, which runs instantly."""
+    yield from _start_server(tmp_path_factory.mktemp("web-server"), "--without-models")
+
+
+@pytest.fixture(scope="session")
+def shipped_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A server as `make run` starts it, with Loom's shipped default model."""
+    yield from _start_server(tmp_path_factory.mktemp("web-shipped"))
 
 
 @pytest.fixture(scope="session")
@@ -148,12 +158,23 @@ class Canvas:
         return self.to_screen(x, y)
 
 
-@pytest.fixture
-def canvas(browser: Browser, server_url: str, request: pytest.FixtureRequest) -> Iterator[Canvas]:
+def _open_canvas(browser: Browser, url: str, request: pytest.FixtureRequest) -> Iterator[Canvas]:
     context = browser.new_context(viewport={"width": 1400, "height": 850}, accept_downloads=True)
     page = context.new_page()
-    view = Canvas(page, server_url, request.node.name.removeprefix("test_"))
+    view = Canvas(page, url, request.node.name.removeprefix("test_"))
     view.open()
     yield view
     context.close()
     assert not view.errors, f"console errors: {view.errors}"
+
+
+@pytest.fixture
+def canvas(browser: Browser, server_url: str, request: pytest.FixtureRequest) -> Iterator[Canvas]:
+    yield from _open_canvas(browser, server_url, request)
+
+
+@pytest.fixture
+def shipped_canvas(
+    browser: Browser, shipped_server_url: str, request: pytest.FixtureRequest
+) -> Iterator[Canvas]:
+    yield from _open_canvas(browser, shipped_server_url, request)

@@ -9,8 +9,14 @@ export type UiWorkflow = ISerialisedGraph | SerialisableGraph;
 export type ApiWorkflow = Record<string, { class_type: string; inputs: Record<string, unknown>; _meta?: { title?: string } }>;
 export type Workflow = { ui: UiWorkflow } | { api: ApiWorkflow };
 
-export const DEFAULT_POSITIVE = "a lighthouse on a rocky coast at dawn, watercolor, soft light";
-export const DEFAULT_NEGATIVE = "blurry, text, watermark";
+// Loom's shipped model only knows its shapes grammar (docs/default-model.md); real checkpoints get a
+// prompt of the kind people write.
+const SHIPPED_PROMPTS = { positive: "a large red circle on the left", negative: "" };
+const GENERAL_PROMPTS = {
+  positive: "a lighthouse on a rocky coast at dawn, watercolor, soft light",
+  negative: "blurry, text, watermark",
+};
+const SHIPPED_CHECKPOINT = /(^|\/)loom_default[^/]*\.safetensors$/;
 
 function setWidget(node: LGraphNode, name: string, value: unknown): void {
   const widget = node.widgets?.find((w) => w.name === name);
@@ -35,7 +41,7 @@ function link(from: LGraphNode, output: number, to: LGraphNode, input: string): 
 export function defaultCheckpoint(info: ObjectInfo): string | undefined {
   const spec = info.CheckpointLoaderSimple?.input.required?.ckpt_name;
   const names = spec ? comboValues(spec).map(String) : [];
-  return names.find((name) => /(^|\/)loom_default[^/]*\.safetensors$/.test(name)) ?? names[0];
+  return names.find((name) => SHIPPED_CHECKPOINT.test(name)) ?? names[0];
 }
 
 /** ComfyUI's text-to-image graph, or a model-free one when no checkpoint loader is available. */
@@ -44,9 +50,10 @@ export function buildDefaultGraph(graph: LGraph, info: ObjectInfo): void {
   const checkpoint = defaultCheckpoint(info);
   const sd = ["CLIPTextEncode", "EmptyLatentImage", "KSampler", "VAEDecode", "SaveImage"].every((t) => t in info);
   if (checkpoint && sd) {
+    const prompts = SHIPPED_CHECKPOINT.test(checkpoint) ? SHIPPED_PROMPTS : GENERAL_PROMPTS;
     const loader = add(graph, "CheckpointLoaderSimple", [40, 260], { ckpt_name: checkpoint });
-    const positive = add(graph, "CLIPTextEncode", [420, 80], { text: DEFAULT_POSITIVE });
-    const negative = add(graph, "CLIPTextEncode", [420, 340], { text: DEFAULT_NEGATIVE });
+    const positive = add(graph, "CLIPTextEncode", [420, 80], { text: prompts.positive });
+    const negative = add(graph, "CLIPTextEncode", [420, 340], { text: prompts.negative });
     const latent = add(graph, "EmptyLatentImage", [470, 600], { width: 64, height: 64, batch_size: 1 });
     const sampler = add(graph, "KSampler", [880, 180], {
       seed: Math.floor(Math.random() * 2 ** 40),
