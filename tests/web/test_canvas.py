@@ -223,3 +223,8 @@ def test_a_widget_becomes_an_input_when_linked_and_a_widget_again_when_unlinked(
     canvas.js("(n => n.disconnectInput(n.findInputSlot('width')))(loom.graph.getNodeById(1))")
     canvas.shot("unlinked")
     assert canvas.js("loom.toPrompt()")["1"]["inputs"]["width"] == 64
+
+
+def test_node_packs_front_end_scripts_are_loaded(canvas: Canvas) -> None:
+    assert "/extensions/loom_toolbox/toolbox.js" in canvas.js("loom.extensions")
+    assert "ShowText" in canvas.js("Object.keys(loom.info)")  # the pack's nodes are in the palette too

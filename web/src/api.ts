@@ -100,6 +100,7 @@ sessionStorage.setItem("loom.clientId", clientId);
 
 export const api = {
   objectInfo: () => request("/object_info") as Promise<ObjectInfo>,
+  extensions: () => request("/extensions") as Promise<string[]>,
 
   queuePrompt: (prompt: Record<string, unknown>, workflow: unknown) =>
     post("/prompt", { prompt, client_id: clientId, extra_data: { extra_pnginfo: { workflow } } }) as Promise<{

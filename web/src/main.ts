@@ -23,6 +23,8 @@ interface Loom {
   queue(count?: number): Promise<void>;
   toPrompt(): ApiPrompt;
   add(type: string, pos: [number, number]): LGraphNode | null;
+  /** URLs of the custom node packs' front-end scripts that loaded. */
+  extensions: string[];
 }
 
 declare global {
@@ -169,8 +171,29 @@ async function start(): Promise<void> {
     queue,
     toPrompt: () => graphToPrompt(graph),
     add: (type, pos) => addNode(canvas, type, pos),
+    extensions: [],
   };
+  window.loom.extensions = await loadExtensions();
   document.body.dataset.ready = "true";
+}
+
+/** Custom node packs' front-end scripts (their WEB_DIRECTORY), loaded as modules once `window.loom`
+ * exists; one that fails is reported and skipped. */
+async function loadExtensions(): Promise<string[]> {
+  const urls = await api.extensions().catch(() => [] as string[]);
+  const loaded = await Promise.all(
+    urls.map(async (url) => {
+      try {
+        await import(url);
+        return url;
+      } catch (error) {
+        console.warn(`extension ${url} did not load`, error);
+        toast(`A node pack's front-end script did not load: ${url}`, "error");
+        return undefined;
+      }
+    }),
+  );
+  return loaded.filter((url): url is string => url !== undefined);
 }
 
 function download(text: string, name: string): void {
