@@ -105,3 +105,9 @@ def test_interrupt_stops_async_nodes(loom_pack: Any) -> None:
     result = pack.run(prompt)
     assert result.status == "interrupted" and time.perf_counter() - started < 2.0
     assert result.error is not None and result.error["node_id"] == "2"
+
+
+def test_packs_can_import_max_resolution_from_nodes() -> None:
+    from nodes import MAX_RESOLUTION
+
+    assert MAX_RESOLUTION == 16384
