@@ -37,6 +37,15 @@ def upscale(samples: Any, width: int, height: int, method: str, crop: str = "dis
     return F.interpolate(samples, size=(height, width), mode=method, **kwargs)
 
 
+def fill_aspect(old_w: int, old_h: int, width: int, height: int) -> tuple[int, int]:
+    """(width, height) with a side given as 0 computed from the other, keeping the aspect ratio."""
+    if width == 0:
+        width = max(1, round(old_w * height / old_h))
+    if height == 0:
+        height = max(1, round(old_h * width / old_w))
+    return width, height
+
+
 def bislerp(samples: Any, width: int, height: int) -> Any:
     """Bilinear resampling that interpolates each pixel's channel vector by spherical interpolation
     (direction) and linear interpolation (length), which keeps latent statistics intact."""
@@ -134,11 +143,7 @@ class ImageScale(Node):
         old_h, old_w = image.shape[1], image.shape[2]
         if width == 0 and height == 0:
             return image
-        if width == 0:
-            width = max(1, round(old_w * height / old_h))
-        if height == 0:
-            height = max(1, round(old_h * width / old_w))
-        return resize(image, width, height, upscale_method, crop)
+        return resize(image, *fill_aspect(old_w, old_h, width, height), upscale_method, crop)
 
 
 class ImageBlend(Node):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from engine.native import Input, Latent, Mask, Node
-from nodes.image import CROP_METHODS, MAX_RESOLUTION, upscale
+from nodes.image import CROP_METHODS, MAX_RESOLUTION, fill_aspect, upscale
 
 LATENT_UPSCALE_METHODS = ("nearest-exact", "bilinear", "area", "bicubic", "bislerp")
 PIXELS = Input("In pixels; the latent is 1/8 of it.", min=16, max=MAX_RESOLUTION, step=8)
@@ -56,9 +56,7 @@ class LatentUpscale(Node):
         old_h, old_w = samples["samples"].shape[2], samples["samples"].shape[3]
         if width == 0 and height == 0:
             return samples
-        w = width // 8 if width else max(1, round(old_w * height / 8 / old_h))
-        h = height // 8 if height else max(1, round(old_h * width / 8 / old_w))
-        return _resized(samples, w, h, upscale_method, crop)
+        return _resized(samples, *fill_aspect(old_w, old_h, width // 8, height // 8), upscale_method, crop)
 
 
 class LatentUpscaleBy(Node):
