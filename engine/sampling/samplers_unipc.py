@@ -107,10 +107,16 @@ def sample_uni_pc(
     denoised = run.denoise(x, sigmas[0]) if steps > 0 else x
     for i in range(steps):
         run.report(i, x, sigmas[i], sigmas[i], denoised)
-        history = [*history[-(MAX_ORDER - 1) :], (denoised, -math.log(sig[i]))]
+        point = (denoised, -math.log(sig[i]))
+        if history and history[-1][1] == point[1]:
+            history[-1] = point  # a repeated sigma is the same point, not a new one
+        else:
+            history = [*history[-(MAX_ORDER - 1) :], point]
         if sig[i + 1] == 0:
             return denoised  # first-order step to sigma 0: exactly the denoised prediction
-        order = min(MAX_ORDER, i + 1, steps - i)
+        if sig[i + 1] == sig[i]:
+            continue  # zero-length step (repeated sigma): nothing to integrate
+        order = min(MAX_ORDER, len(history), steps - i)
         m0, lambda0 = history[-1]
         h = math.log(sig[i] / sig[i + 1])
         earlier = history[-order:-1][::-1]  # newest first
