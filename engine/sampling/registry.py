@@ -27,6 +27,7 @@ from engine.sampling.samplers_karras import (
     sample_lms,
 )
 from engine.sampling.samplers_misc import sample_ddpm, sample_dpm_adaptive, sample_dpm_fast, sample_lcm
+from engine.sampling.samplers_unipc import sample_uni_pc, sample_uni_pc_bh2
 
 Sampler = Callable[..., Tensor]
 """``sampler(model, x, sigmas, *, extra_args=None, callback=None, noise_sampler=None, **options)``."""
@@ -61,6 +62,8 @@ _SAMPLERS: dict[str, Sampler] = {
     "res_multistep": sample_res_multistep,
     "res_multistep_ancestral": partial(sample_res_multistep, eta=1.0),
     "ddim": sample_euler,
+    "uni_pc": sample_uni_pc,
+    "uni_pc_bh2": sample_uni_pc_bh2,
 }
 
 SAMPLER_NAMES: tuple[str, ...] = tuple(_SAMPLERS)
