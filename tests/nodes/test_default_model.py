@@ -75,3 +75,24 @@ def test_the_evaluators_batched_sampler_matches_the_nodes(executor: Executor, sh
     batched: Any = TextToImage(load_checkpoint(shipped.model_path("checkpoints", "loom_default.safetensors")))
     image = batched(["a small orange triangle at the bottom"], [7])[0]
     assert np.abs(image.astype(int) - through_nodes).max() <= 2  # rounding vs SaveImage's truncation
+
+
+def test_latent_previews_look_like_the_final_image(executor: Executor, shipped: Folders) -> None:
+    """The shipped model carries its own latent → RGB projection (training/latent_preview.py)."""
+    import io
+
+    previews: list[bytes] = []
+    prompt = json.loads(DEFAULT_WORKFLOW.read_text())
+    prompt["6"]["inputs"]["text"] = "a large blue square at the top"
+    checked = validate_prompt(executor.registry, prompt)
+
+    def keep_previews(event: str, data: dict[str, Any]) -> None:
+        if event == "preview_image":
+            previews.append(data["image"])
+
+    result = executor.execute(checked.prompt, "p", checked.outputs, listener=keep_previews)
+    image = result.outputs["9"]["images"][0]
+    final = Image.open(shipped.output / image["subfolder"] / image["filename"]).convert("RGB")
+    last_preview = Image.open(io.BytesIO(previews[-1])).convert("RGB").resize((8, 8), Image.Resampling.BOX)
+    expected = np.asarray(final.resize((8, 8), Image.Resampling.BOX), dtype=float)
+    assert np.abs(np.asarray(last_preview, dtype=float) - expected).mean() < 25

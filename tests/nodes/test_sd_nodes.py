@@ -55,7 +55,9 @@ def test_seed_change_reruns_only_sampler_and_after(executor: Executor, sd_folder
     assert result.executed == ["3", "8", "9"]
 
 
-@pytest.mark.parametrize("sampler", ["euler", "euler_ancestral", "dpmpp_2m", "dpmpp_sde", "ddim", "lcm", "uni_pc"])
+@pytest.mark.parametrize(
+    "sampler", ["euler", "euler_ancestral", "dpmpp_2m", "dpmpp_sde", "ddim", "lcm", "uni_pc"]
+)
 @pytest.mark.parametrize("scheduler", ["normal", "karras", "simple", "sgm_uniform"])
 def test_samplers_and_schedulers_through_ksampler(
     executor: Executor, sd_folders: Folders, sampler: str, scheduler: str
