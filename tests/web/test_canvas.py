@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from playwright.sync_api import Route
+from playwright.sync_api import Browser, Route
 
-from tests.web.conftest import Canvas
+from tests.web.conftest import ARTIFACTS, Canvas
 
 FALLBACK = ["EmptyImage", "ImageInvert", "SaveImage"]
 
@@ -228,3 +228,28 @@ def test_a_widget_becomes_an_input_when_linked_and_a_widget_again_when_unlinked(
 def test_node_packs_front_end_scripts_are_loaded(canvas: Canvas) -> None:
     assert "/extensions/loom_toolbox/toolbox.js" in canvas.js("loom.extensions")
     assert "ShowText" in canvas.js("Object.keys(loom.info)")  # the pack's nodes are in the palette too
+
+
+def test_high_dpi_screens_get_a_sharp_canvas_that_still_takes_clicks(
+    browser: Browser, server_url: str
+) -> None:
+    context = browser.new_context(viewport={"width": 1000, "height": 700}, device_scale_factor=2)
+    page = context.new_page()
+    try:
+        page.goto(server_url)
+        page.wait_for_selector("body[data-ready=true]")
+        size = page.evaluate(
+            "(() => { const c = document.getElementById('graph'); return [c.width, c.clientWidth]; })()"
+        )
+        assert size == [2000, 1000]
+        arrow = """() => {
+            const n = loom.graph.getNodeById(1), w = n.widgets[0], { offset, scale } = loom.canvas.ds;
+            const [x, y] = [n.pos[0] + n.size[0] - 20, n.pos[1] + w.y + 10];
+            return [(x + offset[0]) * scale, (y + offset[1]) * scale];
+        }"""
+        page.mouse.click(*page.evaluate(arrow))
+        assert page.evaluate("loom.graph.getNodeById(1).widgets[0].value") == 65
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=ARTIFACTS / "high_dpi.png")
+    finally:
+        context.close()

@@ -17,8 +17,16 @@ export function createEditor(element: HTMLCanvasElement): { graph: LGraph; canva
   canvas.show_info = false;
   canvas.default_connection_color_byType = { ...TYPE_COLORS };
   Object.assign(LGraphCanvas.link_type_colors, TYPE_COLORS);
+  // The backing store has the screen's pixel density, so the graph is sharp on high-DPI screens;
+  // the context is scaled once per resize (as ComfyUI's front end does) and litegraph works in CSS
+  // pixels.
   const resize = () => {
-    canvas.resize(innerWidth, innerHeight);
+    const ratio = Math.max(devicePixelRatio, 1);
+    element.width = Math.round(innerWidth * ratio);
+    element.height = Math.round(innerHeight * ratio);
+    element.style.width = `${innerWidth}px`;
+    element.style.height = `${innerHeight}px`;
+    element.getContext("2d")?.scale(ratio, ratio);
     canvas.setDirty(true, true);
   };
   addEventListener("resize", resize);
@@ -38,7 +46,7 @@ export function fitView(canvas: LGraphCanvas): void {
     bottom = Math.max(bottom, node.pos[1] + node.size[1]);
   }
   // Leave room for the toolbar; never zoom in past 100 %: small graphs stay at their natural size.
-  const [width, height] = [canvas.canvas.width, canvas.canvas.height - 60];
+  const [width, height] = [canvas.canvas.clientWidth, canvas.canvas.clientHeight - 60];
   const scale = Math.min(1, (0.92 * width) / (right - left), (0.92 * height) / (bottom - top));
   canvas.ds.scale = scale;
   canvas.ds.offset = [width / 2 / scale - (left + right) / 2, (height / 2 + 60) / scale - (top + bottom) / 2];
