@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> Path:
         vae = train_vae(vae_data, args.vae_minutes, args.vae_batch_size, args.vae_lr, log=log, init=init)
         torch.save(vae.state_dict(), args.work / "vae.pt")
     data = make_scenes(args.scenes, args.seed + 2, args.two_object_prob)
-    latents = encode(vae, to_tensor(data.images))  # type: ignore[arg-type]
+    latents = encode(vae, to_tensor(data.images))
     log(f"latents {tuple(latents.shape)} mean {latents.mean():.3f} std {latents.std():.3f}")
     config = DiffusionConfig(
         minutes=args.minutes,

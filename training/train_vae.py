@@ -48,7 +48,6 @@ def train_vae(
     if init is not None:
         vae.load_state_dict(init)
     images = to_tensor(data.images)
-    assert isinstance(images, torch.Tensor)
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
     generator = torch.Generator().manual_seed(seed)
     start, step = time.monotonic(), 0
