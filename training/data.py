@@ -34,7 +34,6 @@ POSITIONS: dict[str, tuple[float, float]] = {
     "at the bottom": (0.5, 0.75),
     "in the center": (0.5, 0.5),
 }
-POSITION_WORDS = {phrase.split()[-1]: phrase for phrase in POSITIONS}
 
 
 @dataclass(frozen=True)
@@ -126,14 +125,6 @@ def caption(scene: list[Obj], rng: random.Random, keep: dict[str, float]) -> str
         for obj in scene
     ]
     return prompt_of(spec)
-
-
-def random_prompt_spec(rng: random.Random, keep: dict[str, float], objects: int = 1) -> list[Obj]:
-    """A random prompt of the grammar, as a spec (attributes left out are None)."""
-    scene = [random_object(rng)]
-    if objects == 2:
-        scene = random_scene(rng, two_object_prob=1.0)
-    return parse_prompt(caption(scene, rng, keep))
 
 
 _OBJECT = re.compile(

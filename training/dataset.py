@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .data import Obj, random_scene, render
+
+if TYPE_CHECKING:
+    import torch
 
 JITTER = 0.06
 
@@ -27,7 +31,7 @@ def make_scenes(count: int, seed: int, two_object_prob: float) -> SceneSet:
     return SceneSet(images, scenes)
 
 
-def to_tensor(images: np.ndarray) -> object:
+def to_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 NHWC → float NCHW in [-1, 1]."""
     import torch
 

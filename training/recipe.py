@@ -15,12 +15,15 @@ from pathlib import Path
 
 import torch
 
+from engine.diffusion.latent_formats import RGB_METADATA_KEY
+from engine.models.detect import VAE_SCALING
 from engine.models.save import save_single_file
 
 from .dataset import make_scenes, to_tensor
+from .latent_preview import fit as fit_preview
 from .models import build_vae, count_parameters
 from .train_diffusion import DiffusionConfig, train_diffusion
-from .train_vae import encode, train_vae
+from .train_vae import encode, finetune_decoder, train_vae
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -35,12 +38,13 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--vae", type=Path, help="reuse this VAE state dict instead of training one")
     parser.add_argument("--vae-init", type=Path, help="continue training this VAE state dict")
     parser.add_argument("--vae-lr", type=float, default=1e-3)
+    parser.add_argument("--decoder-minutes", type=float, default=11.0, help="decoder-only fine-tuning")
     parser.add_argument("--minutes", type=float, default=53.0, help="text encoder + UNet training time")
     parser.add_argument("--max-steps", type=int)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--high-noise-frac", type=float, default=0.5)
+    parser.add_argument("--high-noise-frac", type=float, default=0.3)
     parser.add_argument("--min-snr", type=float, default=5.0, help="0 turns min-SNR weighting off")
-    parser.add_argument("--high-noise-weight-cap", type=float, default=10.0)
+    parser.add_argument("--high-noise-weight-cap", type=float, default=5.0)
     parser.add_argument("--pure-noise-frac", type=float, default=0.15)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
@@ -63,9 +67,10 @@ def main(argv: list[str] | None = None) -> Path:
         vae_data = make_scenes(args.vae_scenes, args.seed + 1, args.two_object_prob)
         init = torch.load(args.vae_init) if args.vae_init else None
         vae = train_vae(vae_data, args.vae_minutes, args.vae_batch_size, args.vae_lr, log=log, init=init)
+        vae = finetune_decoder(vae, vae_data, args.decoder_minutes, batch_size=args.vae_batch_size)
         torch.save(vae.state_dict(), args.work / "vae.pt")
     data = make_scenes(args.scenes, args.seed + 2, args.two_object_prob)
-    latents = encode(vae, to_tensor(data.images))  # type: ignore[arg-type]
+    latents = encode(vae, to_tensor(data.images))
     log(f"latents {tuple(latents.shape)} mean {latents.mean():.3f} std {latents.std():.3f}")
     config = DiffusionConfig(
         minutes=args.minutes,
@@ -90,6 +95,7 @@ def main(argv: list[str] | None = None) -> Path:
             {"steps": trained.steps, "seconds": round(trained.seconds), **vars(args)}, default=str
         ),
         "loom.image_size": "64",
+        RGB_METADATA_KEY: json.dumps(fit_preview(vae, VAE_SCALING["sd1"])),
     }
     save_single_file(
         args.out, trained.unet, vae, [trained.text_encoder], "sd1", metadata=metadata, dtype=torch.float16

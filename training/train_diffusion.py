@@ -36,15 +36,15 @@ class DiffusionConfig:
     warmup: int = 200
     uncond_prob: float = 0.1
     # A `high_noise_frac` share of timesteps is drawn from [high_noise_start, 1000), the rest uniformly.
-    high_noise_frac: float = 0.5
+    high_noise_frac: float = 0.3
     high_noise_start: int = 600
     min_snr: float | None = 5.0
     # eps-loss weight clamp(1 / SNR, 1, cap): up to x0-loss strength at high noise, where layout is decided.
-    high_noise_weight_cap: float = 1.0
+    high_noise_weight_cap: float = 5.0
     # Share of samples at t = 999 whose input is pure noise, as KSampler's first step sees it (training
     # inputs at t = 999 still carry 6.8 % of the image, from which the model learns to read the layout).
     # Only captions that state every position get them: without one, the layout should come from the noise.
-    pure_noise_frac: float = 0.0
+    pure_noise_frac: float = 0.15
     ema_decay: float = 0.999
     keep: dict[str, float] = field(default_factory=lambda: {"colour": 0.8, "size": 0.7, "position": 0.85})
     unet_channels: list[int] | None = None

@@ -32,7 +32,18 @@ def test_latent_normalisation_keeps_decoding_and_gives_unit_latents() -> None:
 def test_recipe_few_steps_gives_a_loadable_deterministic_checkpoint(tmp_path: Path) -> None:
     out = tmp_path / "tiny.safetensors"
     args = ["--out", str(out), "--work", str(tmp_path / "work"), "--scenes", "64", "--vae-scenes", "16"]
-    args += ["--vae-minutes", "0", "--vae-batch-size", "4", "--minutes", "0", "--batch-size", "8"]
+    args += [
+        "--vae-minutes",
+        "0",
+        "--decoder-minutes",
+        "0",
+        "--vae-batch-size",
+        "4",
+        "--minutes",
+        "0",
+        "--batch-size",
+        "8",
+    ]
     recipe_main(args)
     assert "trained 3 steps" in (tmp_path / "work" / "loss_log.txt").read_text()
     checkpoint = load_checkpoint(out)
