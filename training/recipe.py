@@ -20,7 +20,7 @@ from engine.models.save import save_single_file
 from .dataset import make_scenes, to_tensor
 from .models import build_vae, count_parameters
 from .train_diffusion import DiffusionConfig, train_diffusion
-from .train_vae import encode, finetune_decoder, train_vae
+from .train_vae import encode, finetune_decoder, latent_rgb, train_vae
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> Path:
             {"steps": trained.steps, "seconds": round(trained.seconds), **vars(args)}, default=str
         ),
         "loom.image_size": "64",
+        "loom.latent_rgb": json.dumps(latent_rgb(vae, to_tensor(data.images[:2000]))),
     }
     save_single_file(
         args.out, trained.unet, vae, [trained.text_encoder], "sd1", metadata=metadata, dtype=torch.float16
