@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--vae", type=Path, help="reuse this VAE state dict instead of training one")
     parser.add_argument("--vae-init", type=Path, help="continue training this VAE state dict")
     parser.add_argument("--vae-lr", type=float, default=1e-3)
-    parser.add_argument("--decoder-minutes", type=float, default=11.0, help="decoder-only fine-tuning")
+    parser.add_argument("--decoder-minutes", type=float, default=20.0, help="decoder-only fine-tuning")
     parser.add_argument("--minutes", type=float, default=53.0, help="text encoder + UNet training time")
     parser.add_argument("--max-steps", type=int)
     parser.add_argument("--batch-size", type=int, default=64)

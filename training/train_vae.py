@@ -76,7 +76,7 @@ def finetune_decoder(
     vae: Any,
     data: SceneSet,
     minutes: float,
-    latent_noise: float = 0.3,
+    latent_noise: float = 0.5,
     batch_size: int = 32,
     lr: float = 3e-4,
 ) -> Any:
