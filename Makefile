@@ -58,7 +58,7 @@ bench: setup
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache web/node_modules web/dist
 
-# The shipped default model (docs/default-model.md): about 75 minutes on 2 CPU cores.
+# The shipped default model (docs/default-model.md): about 90 minutes on 2 shared CPU cores.
 .PHONY: train-default
 train-default: setup
 	$(BIN)/python -m training.recipe --out models/checkpoints/loom_default.safetensors $(ARGS)

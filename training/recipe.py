@@ -16,14 +16,12 @@ from pathlib import Path
 import torch
 
 from engine.diffusion.latent_formats import RGB_METADATA_KEY
-from engine.models.detect import VAE_SCALING
 from engine.models.save import save_single_file
 
 from .dataset import make_scenes, to_tensor
-from .latent_preview import fit as fit_preview
 from .models import build_vae, count_parameters
 from .train_diffusion import DiffusionConfig, train_diffusion
-from .train_vae import encode, finetune_decoder, train_vae
+from .train_vae import encode, finetune_decoder, latent_rgb, train_vae
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -38,7 +36,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--vae", type=Path, help="reuse this VAE state dict instead of training one")
     parser.add_argument("--vae-init", type=Path, help="continue training this VAE state dict")
     parser.add_argument("--vae-lr", type=float, default=1e-3)
-    parser.add_argument("--decoder-minutes", type=float, default=11.0, help="decoder-only fine-tuning")
+    parser.add_argument("--decoder-minutes", type=float, default=20.0, help="decoder-only fine-tuning")
     parser.add_argument("--minutes", type=float, default=53.0, help="text encoder + UNet training time")
     parser.add_argument("--max-steps", type=int)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -95,7 +93,7 @@ def main(argv: list[str] | None = None) -> Path:
             {"steps": trained.steps, "seconds": round(trained.seconds), **vars(args)}, default=str
         ),
         "loom.image_size": "64",
-        RGB_METADATA_KEY: json.dumps(fit_preview(vae, VAE_SCALING["sd1"])),
+        RGB_METADATA_KEY: json.dumps(latent_rgb(vae, to_tensor(data.images[:2000]))),
     }
     save_single_file(
         args.out, trained.unet, vae, [trained.text_encoder], "sd1", metadata=metadata, dtype=torch.float16

@@ -76,7 +76,7 @@ def finetune_decoder(
     vae: Any,
     data: SceneSet,
     minutes: float,
-    latent_noise: float = 0.15,
+    latent_noise: float = 0.5,
     batch_size: int = 32,
     lr: float = 3e-4,
 ) -> Any:
@@ -137,3 +137,19 @@ def normalise_latents(vae: Any, images: torch.Tensor) -> None:
     # post_quant_conv(z) = W z + b = (W / scale) z' + (W mean + b).
     post.bias += post.weight[:, :, 0, 0] @ mean
     post.weight /= scale[None, :, None, None]
+
+
+@torch.no_grad()
+def latent_rgb(vae: Any, images: torch.Tensor) -> dict[str, list[Any]]:
+    """Least-squares map from a scaled latent pixel to the RGB (in −1..1) of the image patch it covers.
+
+    Stored as `loom.latent_rgb` metadata ({"factors": 4 × [r, g, b], "bias": [r, g, b]}) for live previews.
+    """
+    latents = encode(vae, images)
+    factor = images.shape[-1] // latents.shape[-1]
+    rgb = torch.nn.functional.avg_pool2d(images, factor)
+    z = latents.permute(0, 2, 3, 1).reshape(-1, latents.shape[1]).double()
+    target = rgb.permute(0, 2, 3, 1).reshape(-1, 3).double()
+    design = torch.cat([z, torch.ones(len(z), 1, dtype=z.dtype)], dim=1)
+    solution = torch.linalg.lstsq(design, target).solution
+    return {"factors": solution[:-1].tolist(), "bias": solution[-1].tolist()}

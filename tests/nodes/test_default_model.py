@@ -78,7 +78,7 @@ def test_the_evaluators_batched_sampler_matches_the_nodes(executor: Executor, sh
 
 
 def test_latent_previews_look_like_the_final_image(executor: Executor, shipped: Folders) -> None:
-    """The shipped model carries its own latent → RGB projection (training/latent_preview.py)."""
+    """The shipped model carries its own latent → RGB projection (training/train_vae.py: latent_rgb)."""
     import io
 
     previews: list[bytes] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -35,11 +36,10 @@ def test_file_is_small_sd1_eps_and_loads_fast() -> None:
     start = time.perf_counter()
     checkpoint = load_checkpoint(SHIPPED)
     assert time.perf_counter() - start < 2.0  # under 1 s on an idle machine; CI shares its cores
-    assert (checkpoint.family, checkpoint.prediction_type, checkpoint.vae_scaling_factor) == (
-        "sd1",
-        "eps",
-        0.18215,
-    )
+    assert checkpoint.family == "sd1" and checkpoint.prediction_type == "eps"
+    assert checkpoint.vae_scaling_factor == 0.18215
+    preview = json.loads(checkpoint.metadata["loom.latent_rgb"])
+    assert np.array(preview["factors"]).shape == (4, 3) and len(preview["bias"]) == 3
 
 
 def test_same_prompt_and_seed_give_the_same_image(t2i: TextToImage) -> None:
