@@ -24,7 +24,7 @@ from engine.cache import OutputCache
 from engine.executor import Executor
 from engine.graph import plan, validate_prompt
 from nodes import builtin_registry
-from nodes.image import ImageInvert
+from nodes.image.basic import ImageInvert
 
 TARGETS = {"validate_1000_ms": 50.0, "cached_10_ms": 2.0, "overhead_per_node_ms": 0.2}
 

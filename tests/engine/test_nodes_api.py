@@ -115,7 +115,7 @@ def test_native_default_outside_range_is_rejected() -> None:
 
 
 def test_duplicate_node_id_is_rejected(registry: NodeRegistry) -> None:
-    from nodes.image import ImageInvert
+    from nodes.image.basic import ImageInvert
 
     with pytest.raises(NodeDefinitionError, match="already registered"):
         registry.register(ImageInvert)

@@ -146,7 +146,7 @@ def test_packs_cannot_replace_builtins_and_clashes_are_reported(
     assert first is not None and second is not None
     assert first.nodes == ["SharedNode"] and first.conflicts == ["EmptyImage"]
     assert second.nodes == ["OwnNode"] and second.conflicts == ["SharedNode"]
-    assert registry.get("EmptyImage").python_module == "nodes.image"  # type: ignore[union-attr]
+    assert registry.get("EmptyImage").python_module == "nodes.image.basic"  # type: ignore[union-attr]
     assert registry.get("SharedNode").python_module == "custom_nodes.a_first"  # type: ignore[union-attr]
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from engine import folders
 from engine.folders import safe_join
-from nodes.image_io import expand_prefix, next_counter
+from nodes.image.io import expand_prefix, next_counter
 
 supported_pt_extensions: set[str] = {".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft"}
 _extensions: dict[str, set[str]] = {}

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from engine.diffusion.handles import ClipHandle
 from engine.native import Clip, Conditioning, Input, Node
-from nodes.image import MAX_RESOLUTION
+from nodes.image.basic import MAX_RESOLUTION
 
 NO_CLIP = (
     "clip input is invalid: None. If the clip is from a checkpoint loader node, "

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from engine.native import Input, Latent, Mask, Node
-from nodes.image import CROP_METHODS, MAX_RESOLUTION, fill_aspect, upscale
+from nodes.image.basic import CROP_METHODS, MAX_RESOLUTION, fill_aspect, upscale
 
 LATENT_UPSCALE_METHODS = ("nearest-exact", "bilinear", "area", "bicubic", "bislerp")
 PIXELS = Input("In pixels; the latent is 1/8 of it.", min=16, max=MAX_RESOLUTION, step=8)

@@ -1,0 +1,1 @@
+"""Conditioning nodes: text encoding and combining, areas and masks."""

@@ -1,0 +1,1 @@
+"""Image nodes: making, transforming, loading and saving images."""

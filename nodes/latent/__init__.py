@@ -1,0 +1,1 @@
+"""Latent nodes: empty latents, resizing, masks, and the VAE's way in and out."""

@@ -1,0 +1,1 @@
+"""Loaders: checkpoints, VAEs, LoRAs and the CLIP layer to read."""

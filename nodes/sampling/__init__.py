@@ -1,0 +1,1 @@
+"""Sampling nodes: KSampler and ComfyUI's custom sampling (samplers, schedulers, guiders, noise)."""

@@ -1,0 +1,1 @@
+"""Primitives, strings and switches (ComfyUI's utils category)."""
