@@ -13,6 +13,9 @@ export interface NodeDef {
   output_is_list?: boolean[];
   output_name?: string[];
   output_node?: boolean;
+  deprecated?: boolean;
+  experimental?: boolean;
+  dev_only?: boolean;
 }
 
 export type ObjectInfo = Record<string, NodeDef>;

@@ -7,6 +7,7 @@ import { addNode, createEditor, fitView, groupSelection, toggleMode, wireSearch 
 import { Feedback } from "./feedback";
 import { registerFrontendNodes } from "./frontendNodes";
 import { ChangeTracker, savedWorkflow } from "./history";
+import { missingModels, missingReport } from "./models";
 import { markMissingNodes, registerNodeDefs } from "./nodeTypes";
 import { graphToPrompt, type ApiPrompt } from "./prompt";
 import { Runner } from "./runner";
@@ -50,8 +51,8 @@ async function start(): Promise<void> {
       return;
     }
     graph.configure(workflow.ui);
-    const missing = markMissingNodes(graph.nodes);
-    if (missing.length) toast(`Missing node types (shown in red): ${missing.join(", ")}`, "error");
+    const missing = missingReport(markMissingNodes(graph.nodes), missingModels(graph));
+    if (missing.length) toast(missing.join("\n"), "error");
     const ds = (workflow.ui.extra as { ds?: { scale: number; offset: [number, number] } } | undefined)?.ds;
     if (keepView) return;
     if (ds?.offset && ds.scale) {

@@ -64,15 +64,16 @@ function buildNode(node: LGraphNode, def: NodeDef): void {
 }
 
 /**
- * Loading an older workflow replaces the inputs with the saved ones, which list only the sockets;
- * give every widget its socket back (appended, so saved link slot numbers stay right).
+ * Loading a workflow replaces the inputs with the saved ones; older ones (ComfyUI 0.4) list only the
+ * sockets. Give back, appended so that saved link slot numbers stay right, every input of the
+ * definition the file lacks: widget sockets, and sockets the node type gained since it was saved.
  */
-function restoreWidgetSockets(node: LGraphNode, def: NodeDef): void {
-  const specs = new Map(orderedInputs(def).map(([name, spec]) => [name, spec]));
-  for (const widget of node.widgets ?? []) {
-    const spec = specs.get(widget.name);
-    if (!spec || node.inputs.some((input) => input.name === widget.name || input.widget?.name === widget.name)) continue;
-    node.addInput(widget.name, inputType(spec), { widget: { name: widget.name } });
+function restoreMissingInputs(node: LGraphNode, def: NodeDef): void {
+  for (const [name, spec, optional] of orderedInputs(def)) {
+    if (node.inputs.some((input) => input.name === name || input.widget?.name === name)) continue;
+    const shape = optional ? RenderShape.HollowCircle : undefined;
+    const widget = node.widgets?.some((w) => w.name === name);
+    node.addInput(name, inputType(spec), widget ? { widget: { name }, shape } : { shape });
   }
 }
 
@@ -89,11 +90,22 @@ export function registerNodeDefs(info: ObjectInfo): void {
         buildNode(this, def);
       }
 
+      override configure(info: ISerialisedNode): void {
+        // litegraph copies saved inputs over the constructed ones index by index, so a file that
+        // lists fewer inputs than the node has would keep stale ones beside them (two `clip`
+        // sockets); the saved list replaces ours instead.
+        if (info.inputs) this.inputs = [];
+        super.configure(info);
+      }
+
       override onConfigure(_info: ISerialisedNode): void {
-        restoreWidgetSockets(this, def);
+        restoreMissingInputs(this, def);
       }
     }
     LiteGraph.registerNodeType(def.name, DefinedNode);
+    // registerNodeType sets the category from a "category/name" type; ours are plain names, so the
+    // category (which the right-click Add Node menu lists) is restored from /object_info.
+    DefinedNode.category = def.category;
   }
 }
 

@@ -2,6 +2,7 @@
 import type { LGraph } from "@comfyorg/litegraph";
 import { api, ApiError, type ImageRef, type Socket, type SocketEvent } from "./api";
 import type { Feedback, NodeError } from "./feedback";
+import { missingModels, missingReport } from "./models";
 import { graphToPrompt, missingNodeTypes } from "./prompt";
 import { toast } from "./ui";
 import { applyControls } from "./widgets";
@@ -32,12 +33,8 @@ export class Runner extends EventTarget {
   /** Converts the graph and queues it `count` times; seeds move on after each, as their controls say. */
   async queue(count: number): Promise<void> {
     const graph = this.graph();
-    const missing = missingNodeTypes(graph);
-    if (missing.length) {
-      toast(`Cannot queue: missing node types ${missing.join(", ")}`, "error");
-      return;
-    }
     this.feedback.clearErrors();
+    if (!this.#checkInstalled(graph)) return;
     for (let i = 0; i < count; i++) {
       const prompt = graphToPrompt(graph);
       const workflow = graph.serialize();
@@ -53,6 +50,22 @@ export class Runner extends EventTarget {
       for (const node of graph.nodes) applyControls(node);
       graph.setDirtyCanvas(true, true);
     }
+  }
+
+  /** Refuses to queue, naming every missing node type and model file (with its folder) at once. */
+  #checkInstalled(graph: LGraph): boolean {
+    const models = missingModels(graph);
+    const report = missingReport(missingNodeTypes(graph), models);
+    if (!report.length) return true;
+    for (const model of models) {
+      const id = String(model.node.id);
+      const found = this.feedback.errors.get(id) ?? { message: "", inputs: new Map<string, string>() };
+      found.inputs.set(model.input, `${model.file} is not in models/${model.folder ?? ""}`);
+      this.feedback.errors.set(id, found);
+    }
+    this.feedback.redraw();
+    toast(["Cannot queue:", ...report].join("\n"), "error");
+    return false;
   }
 
   #showSubmitError(error: unknown): void {
