@@ -12,7 +12,8 @@ import { markMissingNodes, registerNodeDefs } from "./nodeTypes";
 import { graphToPrompt, type ApiPrompt } from "./prompt";
 import { Runner } from "./runner";
 import { NodeSearch } from "./search";
-import { $, QueuePanel, toast } from "./ui";
+import { wireTooltips } from "./tooltips";
+import { $, QueuePanel, setStatus, toast } from "./ui";
 import { buildDefaultGraph, loadApiWorkflow, parseWorkflow, readWorkflowFile, type Workflow } from "./workflow";
 
 interface Loom {
@@ -40,6 +41,7 @@ async function start(): Promise<void> {
   registerNodeDefs(info);
   const { graph, canvas } = createEditor($("graph") as HTMLCanvasElement);
   const feedback = new Feedback(canvas);
+  wireTooltips(canvas);
   const viewport = () => ({ scale: canvas.ds.scale, offset: [...canvas.ds.offset] });
 
   const apply = (workflow: Workflow, keepView = false) => {
@@ -175,6 +177,7 @@ async function start(): Promise<void> {
     extensions: [],
   };
   window.loom.extensions = await loadExtensions();
+  setStatus(null);
   document.body.dataset.ready = "true";
 }
 

@@ -4,7 +4,10 @@ import { api, ApiError, type ImageRef, type Socket, type SocketEvent } from "./a
 import type { Feedback, NodeError } from "./feedback";
 import { missingModels, missingReport } from "./models";
 import { graphToPrompt, missingNodeTypes } from "./prompt";
-import { toast } from "./ui";
+import { shippedSizeHint } from "./shipped";
+import { nodeDef } from "./nodeTypes";
+import { duration } from "./summary";
+import { setStatus, toast } from "./ui";
 import { applyControls } from "./widgets";
 
 interface NodeErrorBody {
@@ -18,6 +21,7 @@ export class Runner extends EventTarget {
   #done = new Set<string>();
   #current: string | null = null;
   #previewUrl: string | null = null;
+  #startedAt = 0;
 
   constructor(
     private graph: () => LGraph,
@@ -35,12 +39,15 @@ export class Runner extends EventTarget {
     const graph = this.graph();
     this.feedback.clearErrors();
     if (!this.#checkInstalled(graph)) return;
+    const hint = shippedSizeHint(graph);
+    if (hint) toast(hint);
     for (let i = 0; i < count; i++) {
       const prompt = graphToPrompt(graph);
       const workflow = graph.serialize();
       try {
-        const { prompt_id } = await api.queuePrompt(prompt, workflow);
+        const { prompt_id, number } = await api.queuePrompt(prompt, workflow);
         this.#sizes.set(prompt_id, Object.keys(prompt).length);
+        if (!this.#current) setStatus(`Queued #${number}`);
       } catch (error) {
         this.#showSubmitError(error);
         break;
@@ -99,6 +106,8 @@ export class Runner extends EventTarget {
         break;
       case "execution_start":
         this.#current = promptId ?? null;
+        this.#startedAt = performance.now();
+        setStatus("Starting…");
         this.#done.clear();
         this.feedback.clearErrors();
         this.#setOverall(0);
@@ -111,12 +120,14 @@ export class Runner extends EventTarget {
         const node = data.node == null ? null : String(data.node);
         if (this.feedback.running) this.#done.add(this.feedback.running);
         this.feedback.running = node;
+        if (node !== null) setStatus(this.#describeRunning(node));
         this.#setOverall();
         this.feedback.redraw();
         break;
       }
       case "progress":
         this.feedback.progress.set(String(data.node), Number(data.value) / Math.max(1, Number(data.max)));
+        setStatus(`${this.#title(String(data.node))}: step ${data.value} of ${data.max}`);
         this.#setOverall();
         this.feedback.redraw();
         break;
@@ -134,16 +145,37 @@ export class Runner extends EventTarget {
         this.feedback.errors.set(id, { message, inputs: new Map() });
         toast(`${data.node_type ?? "Node"} ${id} failed — ${message}`, "error");
         this.#finish();
+        setStatus(`Failed in ${this.#title(id)} after ${this.#elapsed()}`, 8000);
         break;
       }
       case "execution_interrupted":
         toast("Interrupted");
         this.#finish();
+        setStatus(null);
         break;
       case "execution_success":
         this.#finish();
+        setStatus(`Finished in ${this.#elapsed()}`, 5000);
         break;
     }
+  }
+
+  #title(id: string): string {
+    return this.graph().getNodeById(id)?.title ?? `node ${id}`;
+  }
+
+  #elapsed(): string {
+    return duration(performance.now() - this.#startedAt);
+  }
+
+  /** Loaders say they are loading: the first prompt spends most of its time reading the model. */
+  #describeRunning(id: string): string {
+    const node = this.graph().getNodeById(id);
+    const def = node && nodeDef(node);
+    if (!node || !def) return `Running ${this.#title(id)}…`;
+    if (!def.category.startsWith("loaders") && !def.name.endsWith("Loader")) return `Running ${node.title}…`;
+    const file = node.widgets?.find((w) => w.type === "combo" && w.name.endsWith("_name"))?.value;
+    return `Loading the model${file ? ` ${file}` : ""} (${node.title}): the first run reads it from disk…`;
   }
 
   #finish(): void {
