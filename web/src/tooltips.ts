@@ -21,7 +21,8 @@ export function wireTooltips(canvas: LGraphCanvas): void {
     timer = window.setTimeout(() => {
       const text = helpAt(canvas, event);
       if (!text) return;
-      tip.textContent = text;
+      // Descriptions come from docstrings: lines wrapped in the source, paragraphs kept.
+      tip.textContent = text.replace(/(?<!\n)\n(?!\n)/g, " ");
       tip.style.left = `${Math.min(event.clientX + 14, innerWidth - 380)}px`;
       tip.style.top = `${event.clientY + 18}px`;
       tip.hidden = false;
