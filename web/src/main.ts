@@ -210,5 +210,7 @@ function download(text: string, name: string): void {
 
 start().catch((error) => {
   console.error(error);
-  toast(`Loom could not start: ${error instanceof Error ? error.message : error}`, "error");
+  const message = `Loom could not start: ${error instanceof Error ? error.message : error}`;
+  setStatus(message);
+  toast(message, "error");
 });
