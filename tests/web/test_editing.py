@@ -145,3 +145,25 @@ def test_comfyui_v04_text_to_image_file_loads_without_duplicated_sockets(canvas:
     assert prompt["6"]["inputs"] == {"samples": ["5", 0], "vae": ["1", 2]}
     saved = json.loads(json.dumps(canvas.js("loom.graph.serialize()")))
     assert [link[1:5] for link in saved["links"] if link[0] == 10] == [[8, 0, 5, 4]]
+
+
+def test_comfyui_subgraphs_are_named_kept_through_the_autosave_and_not_queued(canvas: Canvas) -> None:
+    workflow = (DATA / "comfyui_subgraph.json").read_bytes()
+    canvas.page.set_input_files(
+        "#file-input", {"name": "sub.json", "mimeType": "application/json", "buffer": workflow}
+    )
+    canvas.wait_for_count("SaveImage", 1)
+    canvas.shot("loaded")
+    assert "Blue square" in canvas.page.locator(".toast.error").last.inner_text()
+    subgraph_id = json.loads(workflow)["definitions"]["subgraphs"][0]["id"]
+    canvas.wait_until_saved(subgraph_id)
+    canvas.open()  # the autosaved copy
+    assert canvas.js("loom.graph.getNodeById(1).title") == "Subgraph: Blue square"
+    saved = canvas.js("loom.graph.serialize()")
+    (definition,) = saved["definitions"]["subgraphs"]
+    assert definition["id"] == subgraph_id and [n["type"] for n in definition["nodes"]] == ["EmptyImage"]
+    requests: list[str] = []
+    canvas.page.on("request", lambda request: requests.append(request.url))
+    canvas.page.click("#queue-button")
+    assert "Blue square" in canvas.page.locator(".toast.error").last.inner_text()
+    assert not [url for url in requests if url.endswith("/prompt")]

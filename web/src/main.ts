@@ -12,6 +12,7 @@ import { markMissingNodes, registerNodeDefs } from "./nodeTypes";
 import { graphToPrompt, type ApiPrompt } from "./prompt";
 import { Runner } from "./runner";
 import { NodeSearch } from "./search";
+import { keepSubgraphDefinitions } from "./subgraphs";
 import { wireTooltips } from "./tooltips";
 import { $, QueuePanel, setStatus, toast } from "./ui";
 import { buildDefaultGraph, loadApiWorkflow, parseWorkflow, readWorkflowFile, type Workflow } from "./workflow";
@@ -41,6 +42,7 @@ async function start(): Promise<void> {
   registerNodeDefs(info);
   const { graph, canvas } = createEditor($("graph") as HTMLCanvasElement);
   const feedback = new Feedback(canvas);
+  keepSubgraphDefinitions(graph);
   wireTooltips(canvas);
   const viewport = () => ({ scale: canvas.ds.scale, offset: [...canvas.ds.offset] });
 
@@ -53,7 +55,7 @@ async function start(): Promise<void> {
       return;
     }
     graph.configure(workflow.ui);
-    const missing = missingReport(markMissingNodes(graph.nodes), missingModels(graph));
+    const missing = missingReport(graph, markMissingNodes(graph), missingModels(graph));
     if (missing.length) toast(missing.join("\n"), "error");
     const ds = (workflow.ui.extra as { ds?: { scale: number; offset: [number, number] } } | undefined)?.ds;
     if (keepView) return;

@@ -2,6 +2,7 @@
 import type { LGraph, LGraphNode } from "@comfyorg/litegraph";
 import { nodeDef } from "./nodeTypes";
 import { isExecutable } from "./prompt";
+import { subgraphName } from "./subgraphs";
 
 /** ComfyUI's loaders name their file inputs consistently; each name maps to its `models/` folder. */
 const FOLDER_BY_INPUT: Record<string, string> = {
@@ -70,8 +71,13 @@ export function describeMissing(model: MissingModel): string {
  * One report for everything a workflow needs that is not installed: each missing node type and each
  * missing model file once, with its folder. Empty when nothing is missing.
  */
-export function missingReport(types: string[], models: MissingModel[]): string[] {
-  const lines = types.length ? [`Missing node types (shown in red): ${types.join(", ")}`] : [];
+export function missingReport(graph: LGraph, types: string[], models: MissingModel[]): string[] {
+  const subgraphs = types.map((type) => subgraphName(graph, type)).filter((name) => name !== undefined);
+  const others = types.filter((type) => subgraphName(graph, type) === undefined);
+  const lines = others.length ? [`Missing node types (shown in red): ${others.join(", ")}`] : [];
+  if (subgraphs.length) {
+    lines.push(`Subgraphs, which this canvas cannot open or run yet (kept as they are): ${subgraphs.join(", ")}`);
+  }
   const seen = new Set<string>();
   for (const model of models) {
     const key = `${model.folder}/${model.file}`;

@@ -1,7 +1,8 @@
 // Turns /object_info into LiteGraph node classes: typed sockets, widgets with sockets beside them.
-import { LGraphNode, LiteGraph, RenderShape } from "@comfyorg/litegraph";
+import { LGraphNode, LiteGraph, RenderShape, type LGraph } from "@comfyorg/litegraph";
 import type { ISerialisedNode } from "@comfyorg/litegraph/dist/types/serialisation";
 import type { InputSpec, NodeDef, ObjectInfo } from "./api";
+import { subgraphName } from "./subgraphs";
 import { addInputWidget, hasWidget, inputType } from "./widgets";
 
 /** Link and socket colours per type (the palette artists know from ComfyUI). */
@@ -109,21 +110,26 @@ export function registerNodeDefs(info: ObjectInfo): void {
   }
 }
 
-/** Nodes the server does not know: draws them in red with their type so the graph still loads. */
-export function markMissingNodes(nodes: LGraphNode[]): string[] {
+/**
+ * Nodes the server does not know: drawn in red with their type (or, for a ComfyUI subgraph, its
+ * name) so the graph still loads, and saved back with their data unchanged.
+ */
+export function markMissingNodes(graph: LGraph): string[] {
   const missing = new Set<string>();
-  for (const node of nodes) {
+  for (const node of graph.nodes) {
     if (!node.has_errors || node.constructor !== LGraphNode || !node.last_serialization) continue;
     const type = String(node.last_serialization.type);
+    const subgraph = subgraphName(graph, type);
     missing.add(type);
     node.type = type;
-    node.title = `Missing: ${type}`;
+    node.title = subgraph === undefined ? `Missing: ${type}` : `Subgraph: ${subgraph}`;
+    const note = subgraph === undefined ? "This node type is not installed" : "Subgraphs cannot be opened or run here yet";
     node.color = "#a33";
     node.bgcolor = "#4a1f1f";
     node.onDrawForeground = function (ctx) {
       ctx.fillStyle = "#fbb";
       ctx.font = "12px sans-serif";
-      ctx.fillText("This node type is not installed", 8, this.size[1] - 8);
+      ctx.fillText(note, 8, this.size[1] - 8);
     };
   }
   return [...missing];

@@ -62,7 +62,7 @@ export class Runner extends EventTarget {
   /** Refuses to queue, naming every missing node type and model file (with its folder) at once. */
   #checkInstalled(graph: LGraph): boolean {
     const models = missingModels(graph);
-    const report = missingReport(missingNodeTypes(graph), models);
+    const report = missingReport(graph, missingNodeTypes(graph), models);
     if (!report.length) return true;
     for (const model of models) {
       const id = String(model.node.id);
