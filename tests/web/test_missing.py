@@ -80,3 +80,20 @@ def test_missing_model_files_and_node_types_are_named_on_load_and_on_queue(canva
     assert not [url for url in requests if url.endswith("/prompt")], "nothing is sent that cannot run"
     errors = canvas.js("[...loom.feedback.errors].map(([id, e]) => [id, [...e.inputs.keys()]])")
     assert errors == [["1", ["ckpt_name"]]]
+
+
+def test_a_model_file_gone_since_the_page_loaded_is_named_once_with_its_folder(canvas: Canvas) -> None:
+    canvas.js(
+        """(() => { loom.graph.clear();
+            const l = loom.add('CheckpointLoaderSimple', [0, 0]), e = loom.add('EmptyLatentImage', [0, 200]);
+            const d = loom.add('VAEDecode', [400, 0]), s = loom.add('SaveImage', [700, 0]);
+            const file = l.widgets.find(w => w.name === 'ckpt_name');
+            file.options.values = ['gone.safetensors']; file.value = 'gone.safetensors';
+            e.connect(0, d, 'samples'); l.connect(2, d, 'vae'); d.connect(0, s, 'images'); })()"""
+    )
+    canvas.page.click("#queue-button")
+    toast = canvas.page.locator(".toast.error").inner_text()
+    canvas.shot("gone")
+    assert "gone.safetensors is not in models/checkpoints" in toast, toast
+    assert toast.count("gone.safetensors") == 1 and "Value not in list" not in toast
+    canvas.errors.remove(BAD_REQUEST)

@@ -39,7 +39,8 @@ export interface MissingModel {
   folder?: string;
 }
 
-function folderOf(node: LGraphNode, input: string): string | undefined {
+/** The `models/` folder a loader's input reads from, when its name says so. */
+export function modelFolder(node: LGraphNode, input: string): string | undefined {
   const type = nodeDef(node)?.name ?? "";
   return FOLDER_BY_NODE[type]?.[input] ?? FOLDER_BY_INPUT[input];
 }
@@ -53,7 +54,7 @@ export function missingModels(graph: LGraph): MissingModel[] {
       if (widget.type !== "combo" || node.getSlotFromWidget(widget)?.link != null) continue;
       const values = ((widget.options.values ?? []) as unknown[]).map(String);
       const file = String(widget.value ?? "");
-      const folder = folderOf(node, widget.name);
+      const folder = modelFolder(node, widget.name);
       if (!file || values.includes(file) || !(folder || MODEL_SUFFIX.test(file))) continue;
       missing.push({ node, input: widget.name, file, folder });
     }

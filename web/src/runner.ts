@@ -2,7 +2,7 @@
 import type { LGraph } from "@comfyorg/litegraph";
 import { api, ApiError, type ImageRef, type Socket, type SocketEvent } from "./api";
 import type { Feedback, NodeError } from "./feedback";
-import { missingModels, missingReport } from "./models";
+import { missingModels, missingReport, modelFolder } from "./models";
 import { graphToPrompt, missingNodeTypes } from "./prompt";
 import { shippedSizeHint } from "./shipped";
 import { nodeDef } from "./nodeTypes";
@@ -10,8 +10,15 @@ import { duration } from "./summary";
 import { setStatus, toast } from "./ui";
 import { applyControls } from "./widgets";
 
+interface NodeErrorItem {
+  type?: string;
+  message?: string;
+  details?: string;
+  extra_info?: { input_name?: string; received_value?: unknown };
+}
+
 interface NodeErrorBody {
-  errors?: { message?: string; details?: string; extra_info?: { input_name?: string } }[];
+  errors?: NodeErrorItem[];
   class_type?: string;
 }
 
@@ -67,7 +74,7 @@ export class Runner extends EventTarget {
     for (const model of models) {
       const id = String(model.node.id);
       const found = this.feedback.errors.get(id) ?? { message: "", inputs: new Map<string, string>() };
-      found.inputs.set(model.input, `${model.file} is not in models/${model.folder ?? ""}`);
+      found.inputs.set(model.input, `${model.file} is not in ${model.folder ? `models/${model.folder}` : "the server's list"}`);
       this.feedback.errors.set(id, found);
     }
     this.feedback.redraw();
@@ -85,7 +92,7 @@ export class Runner extends EventTarget {
     for (const [id, body] of Object.entries(nodeErrors)) {
       const found: NodeError = { message: "", inputs: new Map() };
       for (const item of body.errors ?? []) {
-        const text = [item.message, item.details].filter(Boolean).join(": ");
+        const text = this.#errorText(id, item);
         const input = item.extra_info?.input_name;
         if (input) found.inputs.set(input, text);
         else found.message = text;
@@ -95,7 +102,20 @@ export class Runner extends EventTarget {
       this.feedback.errors.set(id, found);
     }
     this.feedback.redraw();
-    toast([error.message, ...lines].join("\n"), "error");
+    // With node errors, the top-level details only repeat the first of them.
+    const summary = lines.length ? ((error.body.error as { message?: string } | undefined)?.message ?? error.message) : error.message;
+    toast([summary, ...lines].join("\n"), "error");
+  }
+
+  /** A server error in words; a model file the server lacks is named with the folder it belongs in. */
+  #errorText(id: string, item: NodeErrorItem): string {
+    const input = item.extra_info?.input_name;
+    const node = this.graph().getNodeById(id);
+    const folder = node && input ? modelFolder(node, input) : undefined;
+    if (item.type === "value_not_in_list" && folder) {
+      return `${String(item.extra_info?.received_value ?? "the file")} is not in models/${folder}: put it there`;
+    }
+    return [item.message, item.details].filter(Boolean).join(": ");
   }
 
   #onMessage({ type, data }: SocketEvent): void {
