@@ -69,11 +69,15 @@ def gaussian_kernel(size: int, sigma: float, device: Any = None) -> Any:
 
 
 def window_extreme(images: Any, size: int, largest: bool) -> Any:
-    """Max (dilation) or min (erosion) of each [B, C, H, W] pixel's `size`×`size` neighbourhood; the
-    window starts size//2 before the pixel, and pixels outside the image are ignored."""
+    """Max (dilation) or min (erosion) of each [B, C, H, W] pixel's `size`×`size` neighbourhood, pixels
+    outside the image ignored. For an even size the erosion window starts size//2 before the pixel and
+    the dilation window size//2 after it (the dilation reflects the window about its origin, as kornia's
+    morphology, which ComfyUI uses, does)."""
     import torch.nn.functional as F
 
     before, after = size // 2, size - size // 2 - 1
+    if largest:
+        before, after = after, before
     sign = 1.0 if largest else -1.0
     padded = F.pad(sign * images, (before, after, before, after), value=-float("inf"))
     return sign * F.max_pool2d(padded, kernel_size=size, stride=1)
