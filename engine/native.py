@@ -10,8 +10,9 @@
 Each parameter of `run` is an input: its annotation gives the type (`int`, `float`, `str`, `bool`,
 a socket type such as `Image`, or `str` with `choices=` for a combo), `Input(...)` the description
 and constraints, its default the widget default; a default of `None` makes it optional. The return
-annotation gives the outputs: one type, a `NamedTuple` of several named outputs, or `Ui` for an
-output node that only shows something. A parameter named `ctx` receives the node's `Context`.
+annotation gives the outputs: one type (named by `Output(...)` in `Annotated[...]`, else by its type),
+a `NamedTuple` of several named outputs, or `Ui` for an output node that only shows something.
+A parameter named `ctx` receives the node's `Context`.
 """
 
 from __future__ import annotations
@@ -50,6 +51,13 @@ class Input:
     lazy: bool = False
     # Further ComfyUI widget options published as they are, e.g. {"display": "color"}.
     extra: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Output:
+    """Names a single output, used inside the return annotation: `-> Annotated[int, Output("length")]`."""
+
+    name: str
 
 
 class Ui(dict[str, Any]):
@@ -242,7 +250,8 @@ def _output_spec(node_id: str, annotation: Any, name: str | None) -> OutputSpec:
         raise NodeDefinitionError(
             node_id, f"return annotation {annotation!r} is not a node type; use a NamedTuple for several"
         )
-    return OutputSpec(type_name, name or type_name)
+    named = next((m.name for m in metadata if isinstance(m, Output)), None)
+    return OutputSpec(type_name, name or named or type_name)
 
 
 def _invoker(outputs: tuple[OutputSpec, ...], wants_context: bool) -> Callable[[Any, dict, Any], Any]:
