@@ -37,6 +37,7 @@ class ConditioningAverage(Node):
 
     def run(
         self,
+        *,
         conditioning_to: Annotated[Conditioning, Input("The conditioning weighted by the strength.")],
         conditioning_from: Annotated[Conditioning, Input("The conditioning blended in.")],
         conditioning_to_strength: Annotated[
@@ -72,6 +73,7 @@ class ConditioningConcat(Node):
 
     def run(
         self,
+        *,
         conditioning_to: Annotated[Conditioning, Input("The conditioning appended to.")],
         conditioning_from: Annotated[Conditioning, Input("The conditioning whose tokens are appended.")],
     ) -> Conditioning:
@@ -92,12 +94,13 @@ class ConditioningSetMask(Node):
 
     def run(
         self,
+        *,
         conditioning: Annotated[Conditioning, Input("The conditioning to place.")],
         mask: Annotated[Mask, Input("Where it applies (1) and where not (0).")],
         strength: Annotated[float, STRENGTH] = 1.0,
         set_cond_area: Annotated[
             str, Input("Predict on the whole image or the mask's bounds.", choices=MASK_AREAS)
-        ] = ("default"),
+        ],
     ) -> Conditioning:
         mask = mask.unsqueeze(0) if mask.ndim < 3 else mask
         return with_options(
@@ -113,6 +116,7 @@ class ConditioningSetAreaPercentage(Node):
 
     def run(
         self,
+        *,
         conditioning: Annotated[Conditioning, Input("The conditioning to place.")],
         width: Annotated[float, FRACTION] = 1.0,
         height: Annotated[float, FRACTION] = 1.0,
@@ -135,6 +139,7 @@ class ConditioningSetAreaStrength(Node):
 
     def run(
         self,
+        *,
         conditioning: Annotated[Conditioning, Input("The conditioning.")],
         strength: Annotated[float, STRENGTH] = 1.0,
     ) -> Conditioning:
@@ -149,6 +154,7 @@ class ConditioningSetTimestepRange(Node):
 
     def run(
         self,
+        *,
         conditioning: Annotated[Conditioning, Input("The conditioning.")],
         start: Annotated[
             float, Input("Fraction of sampling where it starts.", min=0.0, max=1.0, step=0.001)

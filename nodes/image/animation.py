@@ -47,13 +47,14 @@ class SaveAnimatedWEBP(Node):
 
     def run(
         self,
+        *,
         ctx: Context,
         images: Annotated[Image, Input("The frames.")],
         filename_prefix: Annotated[str, PREFIX] = "ComfyUI",
         fps: Annotated[float, FPS] = 6.0,
         lossless: Annotated[bool, Input("Lossless compression.")] = True,
         quality: Annotated[int, Input("Quality (lossy) or effort (lossless).", min=0, max=100)] = 80,
-        method: Annotated[str, Input("Encoder speed against size.", choices=tuple(WEBP_METHODS))] = "default",
+        method: Annotated[str, Input("Encoder speed against size.", choices=tuple(WEBP_METHODS))],
     ) -> Ui:
         frames = _frames(images)
         exif = frames[0].getexif()
@@ -83,6 +84,7 @@ class SaveAnimatedPNG(Node):
 
     def run(
         self,
+        *,
         ctx: Context,
         images: Annotated[Image, Input("The frames.")],
         filename_prefix: Annotated[str, PREFIX] = "ComfyUI",

@@ -101,7 +101,9 @@ class EmptyImage(Node):
         width: Annotated[int, Input("Width in pixels.", min=1, max=MAX_RESOLUTION, step=1)] = 512,
         height: Annotated[int, Input("Height in pixels.", min=1, max=MAX_RESOLUTION, step=1)] = 512,
         batch_size: Annotated[int, Input("Number of images.", min=1, max=4096)] = 1,
-        color: Annotated[int, Input("Fill colour as 0xRRGGBB.", min=0, max=0xFFFFFF, step=1)] = 0,
+        color: Annotated[
+            int, Input("Fill colour as 0xRRGGBB.", min=0, max=0xFFFFFF, step=1, extra={"display": "color"})
+        ] = 0,
     ) -> Image:
         import torch
 
@@ -132,10 +134,10 @@ class ImageScale(Node):
             "nearest-exact"
         ),
         width: Annotated[
-            int, Input("Target width; 0 keeps the aspect ratio.", min=0, max=MAX_RESOLUTION)
+            int, Input("Target width; 0 keeps the aspect ratio.", min=0, max=MAX_RESOLUTION, step=1)
         ] = 512,
         height: Annotated[
-            int, Input("Target height; 0 keeps the aspect ratio.", min=0, max=MAX_RESOLUTION)
+            int, Input("Target height; 0 keeps the aspect ratio.", min=0, max=MAX_RESOLUTION, step=1)
         ] = 512,
         crop: Annotated[
             str, Input("Crop to the target aspect ratio first.", choices=CROP_METHODS)

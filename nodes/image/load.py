@@ -26,10 +26,11 @@ class LoadImageMask(Node):
 
     def run(
         self,
+        *,
         image: Annotated[
             str, Input("A file in the input folder.", choices=input_images, extra={"image_upload": True})
         ],
-        channel: Annotated[str, Input("The channel to read.", choices=MASK_CHANNELS)] = "alpha",
+        channel: Annotated[str, Input("The channel to read.", choices=MASK_CHANNELS)],
     ) -> Mask:
         import numpy as np
         import torch
@@ -78,6 +79,7 @@ class LoadImageOutput(Node):
 
     def run(
         self,
+        *,
         image: Annotated[
             str,
             Input(

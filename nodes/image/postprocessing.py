@@ -34,6 +34,7 @@ class ImageBlur(Node):
 
     def run(
         self,
+        *,
         image: Annotated[Image, Input("The image to blur.")],
         blur_radius: Annotated[int, Input("Kernel radius in pixels.", min=1, max=31, step=1)] = 1,
         sigma: Annotated[float, Input("Spread of the Gaussian.", min=0.1, max=10.0, step=0.1)] = 1.0,
@@ -48,6 +49,7 @@ class ImageSharpen(Node):
 
     def run(
         self,
+        *,
         image: Annotated[Image, Input("The image to sharpen.")],
         sharpen_radius: Annotated[int, Input("Kernel radius in pixels.", min=1, max=31, step=1)] = 1,
         sigma: Annotated[float, Input("Spread of the Gaussian.", min=0.1, max=10.0, step=0.01)] = 1.0,
@@ -69,9 +71,10 @@ class ImageQuantize(Node):
 
     def run(
         self,
+        *,
         image: Annotated[Image, Input("The image.")],
         colors: Annotated[int, Input("Number of colours.", min=1, max=256, step=1)] = 256,
-        dither: Annotated[str, Input("Dithering.", choices=DITHERS)] = "none",
+        dither: Annotated[str, Input("Dithering.", choices=DITHERS)],
     ) -> Image:
         import numpy as np
         import torch
@@ -125,8 +128,9 @@ class Morphology(Node):
 
     def run(
         self,
+        *,
         image: Annotated[Image, Input("The image.")],
-        operation: Annotated[str, Input("The operation.", choices=MORPHOLOGY)] = "erode",
+        operation: Annotated[str, Input("The operation.", choices=MORPHOLOGY)],
         kernel_size: Annotated[int, Input("Kernel width in pixels.", min=3, max=999, step=1)] = 3,
     ) -> Image:
         images = image.movedim(-1, 1)

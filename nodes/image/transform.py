@@ -40,8 +40,9 @@ class ImageScaleBy(Node):
 
     def run(
         self,
+        *,
         image: Annotated[Image, Input("The image to resize.")],
-        upscale_method: Annotated[str, METHOD] = "nearest-exact",
+        upscale_method: Annotated[str, METHOD],
         scale_by: Annotated[float, Input("The factor.", min=0.01, max=8.0, step=0.01)] = 1.0,
     ) -> Image:
         height, width = image.shape[1], image.shape[2]
@@ -55,8 +56,9 @@ class ImageScaleToTotalPixels(Node):
 
     def run(
         self,
+        *,
         image: Annotated[Image, Input("The image to resize.")],
-        upscale_method: Annotated[str, METHOD] = "nearest-exact",
+        upscale_method: Annotated[str, METHOD],
         megapixels: Annotated[float, Input("Target size.", min=0.01, max=16.0, step=0.01)] = 1.0,
     ) -> Image:
         height, width = image.shape[1], image.shape[2]
@@ -72,6 +74,7 @@ class ImageCrop(Node):
 
     def run(
         self,
+        *,
         image: Annotated[Image, Input("The image to crop.")],
         width: Annotated[int, SIZE] = 512,
         height: Annotated[int, SIZE] = 512,
@@ -96,6 +99,7 @@ class ImagePadForOutpaint(Node):
 
     def run(
         self,
+        *,
         image: Annotated[Image, Input("The image to extend.")],
         left: Annotated[int, PAD] = 0,
         top: Annotated[int, PAD] = 0,
@@ -138,6 +142,7 @@ class ImageCompositeMasked(Node):
 
     def run(
         self,
+        *,
         destination: Annotated[Image, Input("The image pasted into.")],
         source: Annotated[Image, Input("The image pasted.")],
         x: Annotated[int, PIXELS] = 0,
@@ -164,6 +169,7 @@ class ImageStitch(Node):
 
     def run(
         self,
+        *,
         image1: Annotated[Image, Input("The first image.")],
         direction: Annotated[str, Input("Where image2 goes.", choices=DIRECTIONS)] = "right",
         match_image_size: Annotated[bool, Input("Resize image2 to image1's height (width).")] = True,
@@ -285,8 +291,9 @@ class ImageFlip(Node):
 
     def run(
         self,
+        *,
         image: Annotated[Image, Input("The image to flip.")],
-        flip_method: Annotated[str, Input("Which axis to mirror across.", choices=FLIPS)] = FLIPS[0],
+        flip_method: Annotated[str, Input("Which axis to mirror across.", choices=FLIPS)],
     ) -> Image:
         import torch
 
@@ -300,8 +307,9 @@ class ImageRotate(Node):
 
     def run(
         self,
+        *,
         image: Annotated[Image, Input("The image to rotate.")],
-        rotation: Annotated[str, Input("Clockwise rotation.", choices=ROTATIONS)] = "none",
+        rotation: Annotated[str, Input("Clockwise rotation.", choices=ROTATIONS)],
     ) -> Image:
         import torch
 

@@ -24,6 +24,7 @@ class LatentComposite(Node):
 
     def run(
         self,
+        *,
         samples_to: Annotated[Latent, Input("The latents pasted into.")],
         samples_from: Annotated[Latent, Input("The latents pasted.")],
         x: Annotated[int, POSITION] = 0,
@@ -69,6 +70,7 @@ class LatentCompositeMasked(Node):
 
     def run(
         self,
+        *,
         destination: Annotated[Latent, Input("The latents pasted into.")],
         source: Annotated[Latent, Input("The latents pasted.")],
         x: Annotated[int, POSITION] = 0,
@@ -91,6 +93,7 @@ class LatentBlend(Node):
 
     def run(
         self,
+        *,
         samples1: Annotated[Latent, Input("The first latents (weight blend_factor).")],
         samples2: Annotated[Latent, Input("The second latents (weight 1 − blend_factor).")],
         blend_factor: Annotated[float, Input("Weight of samples1.", min=0, max=1, step=0.01)] = 0.5,
@@ -111,6 +114,7 @@ class LatentCrop(Node):
 
     def run(
         self,
+        *,
         samples: Annotated[Latent, Input("The latents to crop.")],
         width: Annotated[int, Input("In pixels.", min=64, max=MAX_RESOLUTION, step=8)] = 512,
         height: Annotated[int, Input("In pixels.", min=64, max=MAX_RESOLUTION, step=8)] = 512,
@@ -132,8 +136,9 @@ class LatentRotate(Node):
 
     def run(
         self,
+        *,
         samples: Annotated[Latent, Input("The latents to rotate.")],
-        rotation: Annotated[str, Input("Clockwise rotation.", choices=ROTATIONS)] = "none",
+        rotation: Annotated[str, Input("Clockwise rotation.", choices=ROTATIONS)],
     ) -> Latent:
         import torch
 
@@ -150,8 +155,9 @@ class LatentFlip(Node):
 
     def run(
         self,
+        *,
         samples: Annotated[Latent, Input("The latents to flip.")],
-        flip_method: Annotated[str, Input("Which axis to mirror across.", choices=FLIPS)] = FLIPS[0],
+        flip_method: Annotated[str, Input("Which axis to mirror across.", choices=FLIPS)],
     ) -> Latent:
         import torch
 

@@ -21,6 +21,7 @@ class SolidMask(Node):
 
     def run(
         self,
+        *,
         value: Annotated[float, Input("The value of every pixel.", min=0.0, max=1.0, step=0.01)] = 1.0,
         width: Annotated[int, SIZE] = 512,
         height: Annotated[int, SIZE] = 512,
@@ -46,6 +47,7 @@ class CropMask(Node):
 
     def run(
         self,
+        *,
         mask: Annotated[Mask, Input("The mask to crop.")],
         x: Annotated[int, PIXELS] = 0,
         y: Annotated[int, PIXELS] = 0,
@@ -63,11 +65,12 @@ class MaskComposite(Node):
 
     def run(
         self,
+        *,
         destination: Annotated[Mask, Input("The mask combined into.")],
         source: Annotated[Mask, Input("The mask placed on it.")],
         x: Annotated[int, PIXELS] = 0,
         y: Annotated[int, PIXELS] = 0,
-        operation: Annotated[str, Input("How the two are combined.", choices=OPERATIONS)] = "multiply",
+        operation: Annotated[str, Input("How the two are combined.", choices=OPERATIONS)],
     ) -> Mask:
         import torch
 
@@ -109,6 +112,7 @@ class FeatherMask(Node):
 
     def run(
         self,
+        *,
         mask: Annotated[Mask, Input("The mask to feather.")],
         left: Annotated[int, PIXELS] = 0,
         top: Annotated[int, PIXELS] = 0,
@@ -137,6 +141,7 @@ class GrowMask(Node):
 
     def run(
         self,
+        *,
         mask: Annotated[Mask, Input("The mask to grow or shrink.")],
         expand: Annotated[
             int,
@@ -173,6 +178,7 @@ class ThresholdMask(Node):
 
     def run(
         self,
+        *,
         mask: Annotated[Mask, Input("The mask.")],
         value: Annotated[float, Input("The threshold.", min=0.0, max=1.0, step=0.01)] = 0.5,
     ) -> Mask:
@@ -187,8 +193,9 @@ class ImageToMask(Node):
 
     def run(
         self,
+        *,
         image: Annotated[Image, Input("The image.")],
-        channel: Annotated[str, Input("The channel to take.", choices=CHANNELS)] = "red",
+        channel: Annotated[str, Input("The channel to take.", choices=CHANNELS)],
     ) -> Mask:
         index = CHANNELS.index(channel)
         if index >= image.shape[-1]:
@@ -205,6 +212,7 @@ class ImageColorToMask(Node):
 
     def run(
         self,
+        *,
         image: Annotated[Image, Input("The image.")],
         color: Annotated[
             int, Input("The colour as 0xRRGGBB.", min=0, max=0xFFFFFF, step=1, extra={"display": "color"})

@@ -28,6 +28,7 @@ class StringConcatenate(Node):
 
     def run(
         self,
+        *,
         string_a: Annotated[str, Input("The first text.", multiline=True)],
         string_b: Annotated[str, Input("The second text.", multiline=True)],
         delimiter: Annotated[str, Input("Put between the two.", extra={"multiline": False})] = "",
@@ -43,6 +44,7 @@ class StringReplace(Node):
 
     def run(
         self,
+        *,
         string: Annotated[str, TEXT],
         find: Annotated[str, Input("The text to find.", multiline=True)],
         replace: Annotated[str, Input("What to put instead.", multiline=True)],
@@ -58,6 +60,7 @@ class StringSubstring(Node):
 
     def run(
         self,
+        *,
         string: Annotated[str, TEXT],
         start: Annotated[int, Input("First character (0-based).")],
         end: Annotated[int, Input("One past the last character.")],
@@ -83,9 +86,10 @@ class StringCompare(Node):
 
     def run(
         self,
+        *,
         string_a: Annotated[str, Input("The text examined.", multiline=True)],
         string_b: Annotated[str, Input("The text looked for.", multiline=True)],
-        mode: Annotated[str, Input("The comparison.", choices=COMPARE_MODES)] = "Starts With",
+        mode: Annotated[str, Input("The comparison.", choices=COMPARE_MODES)],
         case_sensitive: Annotated[bool, Input("Upper and lower case differ.")] = True,
     ) -> bool:
         a, b = (string_a, string_b) if case_sensitive else (string_a.lower(), string_b.lower())
@@ -102,6 +106,7 @@ class RegexMatch(Node):
 
     def run(
         self,
+        *,
         string: Annotated[str, TEXT],
         regex_pattern: Annotated[str, Input("A Python regular expression.", multiline=True)],
         case_insensitive: Annotated[bool, Input("Ignore case.")] = True,
@@ -123,9 +128,10 @@ class RegexExtract(Node):
 
     def run(
         self,
+        *,
         string: Annotated[str, TEXT],
         regex_pattern: Annotated[str, Input("A Python regular expression.", multiline=True)],
-        mode: Annotated[str, Input("What to extract.", choices=EXTRACT_MODES)] = "First Match",
+        mode: Annotated[str, Input("What to extract.", choices=EXTRACT_MODES)],
         case_insensitive: Annotated[bool, Input("Ignore case.")] = True,
         multiline: Annotated[bool, Input("^ and $ match at every line.")] = False,
         dotall: Annotated[bool, Input(". matches newlines too.")] = False,
