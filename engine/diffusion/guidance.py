@@ -40,9 +40,12 @@ def guided_model(model: ModelHandle, positive: list[Any], negative: list[Any], c
     if not math.isclose(cfg, 1.0):
         entries += [_Entry(c, o, False) for c, o in negative]
     has_negative = any(not e.positive for e in entries)
+    by_size: dict[tuple[int, ...], list[_Entry]] = {}
 
     def denoise(x: Any, sigma: Any, **_: Any) -> Any:
-        active = [e for e in entries if _active(model, e.options, sigma)]
+        if tuple(x.shape[2:]) not in by_size:
+            by_size[tuple(x.shape[2:])] = _with_opposite_areas(entries, x)
+        active = [e for e in by_size[tuple(x.shape[2:])] if _active(model, e.options, sigma)]
         cond, uncond = _predict_sides(model, active, x, sigma, has_negative)
         if uncond is None:
             return cond
@@ -122,13 +125,25 @@ def _entry_weight(entry: _Entry, area: tuple[int, int, int, int], x: Any) -> Any
 
 
 def _area(entry: _Entry, x: Any) -> tuple[int, int, int, int]:
+    """The entry's area in latent pixels, clipped to the latent; the whole latent if it has none."""
     height, width = x.shape[2], x.shape[3]
+    area = _resolved_area(entry, x)
+    if area is None:
+        return (height, width, 0, 0)
+    h, w, y, x0 = area
+    y, x0 = min(y, height - 1), min(x0, width - 1)
+    return (max(1, min(h, height - y)), max(1, min(w, width - x0)), y, x0)
+
+
+def _resolved_area(entry: _Entry, x: Any) -> tuple[int, int, int, int] | None:
+    """(h, w, y, x) in latent pixels from a pixel area, a percentage area or the mask's bounds."""
     area = entry.options.get("area")
     if entry.options.get("set_area_to_bounds") and entry.mask is not None:
         area = _mask_bounds(entry.mask)
     if area is None:
-        return (height, width, 0, 0)
+        return None
     if area[0] == "percentage":
+        height, width = x.shape[2], x.shape[3]
         _, h_part, w_part, y_part, x_part = area
         area = (
             max(1, round(h_part * height)),
@@ -137,8 +152,72 @@ def _area(entry: _Entry, x: Any) -> tuple[int, int, int, int]:
             round(x_part * width),
         )
     h, w, y, x0 = (int(v) for v in area)
-    y, x0 = min(y, height - 1), min(x0, width - 1)
-    return (max(1, min(h, height - y)), max(1, min(w, width - x0)), y, x0)
+    return (h, w, y, x0)
+
+
+# What an entry predicts with (ComfyUI's "model conds"), as opposed to where and when it applies.
+MODEL_CONDITION_KEYS = frozenset(
+    {
+        "pooled_output",
+        "width",
+        "height",
+        "crop_w",
+        "crop_h",
+        "target_width",
+        "target_height",
+        "aesthetic_score",
+        "concat_latent_image",
+        "concat_mask",
+    }
+)
+
+
+def _with_opposite_areas(entries: list[_Entry], x: Any) -> list[_Entry]:
+    """ComfyUI's rule that every area has an opposite one: for each entry with an area, the other side
+    (when it is used) gets a copy of its smallest entry covering that area, placed like the entry."""
+    for entry in entries:
+        _resize_mask(entry, x)
+    sides = {side: [e for e in entries if e.positive == side] for side in (True, False)}
+    if not sides[False]:
+        return entries
+    for side in (True, False):
+        index = 0
+        while index < len(sides[side]):  # grows: copies placed on this side are looked at too
+            copy = _same_area_copy(sides[not side], sides[side][index], x)
+            if copy is not None:
+                sides[not side].append(copy)
+            index += 1
+    return sides[True] + sides[False]
+
+
+def _same_area_copy(candidates: list[_Entry], entry: _Entry, x: Any) -> _Entry | None:
+    area = _resolved_area(entry, x)
+    if area is None:
+        return None
+    smallest: _Entry | None = None
+    smallest_area: tuple[int, int, int, int] | None = None
+    for other in candidates:
+        other_area = _resolved_area(other, x)
+        if other_area is None:
+            if smallest is None:
+                smallest = other
+        elif _inside(area, other_area) and (
+            smallest is None
+            or smallest_area is None
+            or math.prod(smallest_area[:2]) > math.prod(other_area[:2])
+        ):
+            smallest, smallest_area = other, other_area
+    if smallest is None or smallest_area == area:
+        return None
+    options = {k: v for k, v in entry.options.items() if k not in MODEL_CONDITION_KEYS}
+    options.update({k: v for k, v in smallest.options.items() if k in MODEL_CONDITION_KEYS})
+    return _Entry(smallest.context, options, smallest.positive, entry.mask)
+
+
+def _inside(area: tuple[int, int, int, int], outer: tuple[int, int, int, int]) -> bool:
+    h, w, y, x0 = area
+    outer_h, outer_w, outer_y, outer_x = outer
+    return y >= outer_y and x0 >= outer_x and y + h <= outer_y + outer_h and x0 + w <= outer_x + outer_w
 
 
 def _mask_bounds(mask: Any) -> tuple[int, int, int, int]:

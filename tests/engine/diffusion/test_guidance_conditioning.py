@@ -128,3 +128,19 @@ def test_instruct_pix2pix_model_gets_the_image_latent_as_is() -> None:
 def test_unknown_extra_channels_are_a_clear_error() -> None:
     with pytest.raises(ValueError, match="Loom knows 9-channel inpainting"):
         denoised(model(in_channels=5), [entry(1.0)])
+
+
+def test_every_area_gets_an_opposite_one_as_in_comfyui() -> None:
+    handle = model()
+    area_a, area_b = (24, 24, 4, 4), (8, 8, 12, 12)  # B lies inside A
+    positive = [entry(1.0, area=area_b), entry(3.0)]
+    negative = [entry(5.0), entry(7.0, area=area_a)]
+    x = torch.zeros(1, 4, 32, 32)
+    out = guided_model(handle, positive, negative, 2.0)(x, torch.tensor([1.0]))[0, 0, 16, 16]
+    # B's copy on the negative side predicts with the smallest negative entry covering B (7, area A);
+    # A's copy on the positive side with the full positive entry (3). At (16, 16) every weight is 1:
+    # cond = -(1 + 3 + 3) / 3, uncond = -(5 + 7 + 7) / 3, result = uncond + (cond - uncond) · 2
+    cond, uncond = -7 / 3, -19 / 3
+    assert out.item() == pytest.approx(uncond + (cond - uncond) * 2)
+    # three UNet calls: the whole latent, area A (its entry and the copy), area B (likewise)
+    assert sorted(x.shape[0] for x in handle.unet.inputs) == [2, 2, 2]
