@@ -311,3 +311,21 @@ def test_ui_workflow_with_core_nodes_converts_and_runs(executor: Executor, loom_
     pixels = np.asarray(PILImage.open(loom_folders.output / result.outputs["7"]["images"][0]["filename"]))
     assert pixels.shape == (24, 40, 3)
     assert pixels[12, 0].tolist() == [0, 255, 0] and pixels[12, 20, 0] > 150  # green padding, red centre
+
+
+def test_ui_load_image_mask_skips_the_upload_widget(executor: Executor, loom_folders: Folders) -> None:
+    PILImage.new("RGB", (4, 2), (255, 0, 0)).save(loom_folders.input / "m.png")
+    nodes = [
+        ui_node(
+            1,
+            "LoadImageMask",
+            ["m.png", "red", "image"],
+            [],
+            [{"name": "MASK", "type": "MASK", "links": [1]}],
+        ),
+        ui_node(2, "PreviewAny", [], [{"name": "source", "type": "*", "link": 1}], []),
+    ]
+    workflow = {"nodes": nodes, "links": [[1, 1, 0, 2, 0, "MASK"]], "version": 0.4}
+    prompt = ui_to_api(workflow, executor.registry)
+    assert prompt["1"]["inputs"] == {"image": "m.png", "channel": "red"}
+    assert run(executor, prompt).outputs["2"]["text"][0].startswith("tensor([[[1., 1., 1., 1.]")
