@@ -169,3 +169,55 @@ def _ramp(height: int, width: int, overlap: int, fade_top: bool, fade_left: bool
         if fade_left:
             ramp[:, :, i] *= value
     return ramp
+
+
+class VAEEncodeTiled(Node):
+    """Encode a large image tile by tile to save memory; the tiles' latents overlap and are blended."""
+
+    display_name = "VAE Encode (Tiled)"
+    category = "_for_testing"
+
+    def run(
+        self,
+        pixels: Annotated[Image, Input("The image to encode.")],
+        vae: Annotated[Vae, Input("The VAE.")],
+        tile_size: Annotated[int, Input("Tile size in pixels.", min=64, max=4096, step=64)] = 512,
+        overlap: Annotated[
+            int, Input("Overlap of neighbouring tiles in pixels.", min=0, max=4096, step=32)
+        ] = 64,
+        temporal_size: Annotated[
+            int, Input("Frames per tile (video models only).", min=8, max=4096, step=4)
+        ] = 64,
+        temporal_overlap: Annotated[
+            int, Input("Frame overlap (video models only).", min=4, max=4096, step=4)
+        ] = 8,
+    ) -> Latent:
+        return {"samples": encode_tiled(vae, pixels, tile_size, min(overlap, tile_size // 4))}
+
+
+def encode_tiled(vae: VaeHandle | None, pixels: Any, tile: int, overlap: int) -> Any:
+    """Encode overlapping pixel tiles (sizes in pixels, multiples of 8) and blend their latents with
+    linear ramps over the overlaps, the mirror of decode_tiled."""
+    import torch
+
+    pixels = _crop8(pixels)[..., :3]
+    height, width = pixels.shape[1] // 8, pixels.shape[2] // 8
+    tile, overlap = tile // 8, overlap // 8
+    if tile >= height and tile >= width:
+        return encode(vae, pixels)
+    stride = max(tile - overlap, 1)
+    tiles = [(top, left) for top in _starts(height, tile, stride) for left in _starts(width, tile, stride)]
+    parts = [
+        encode(vae, pixels[:, top * 8 : (top + tile) * 8, left * 8 : (left + tile) * 8])
+        for top, left in tiles
+    ]
+    # latent pixels per 8 image pixels (1 for SD's f=8 VAE)
+    scale = parts[0].shape[2] / min(tile, height)
+    out = torch.zeros((pixels.shape[0], parts[0].shape[1], round(height * scale), round(width * scale)))
+    weight = torch.zeros((1, 1, out.shape[2], out.shape[3]))
+    for (top, left), part in zip(tiles, parts, strict=True):
+        ramp = _ramp(part.shape[2], part.shape[3], round(overlap * scale), top > 0, left > 0).movedim(-1, 1)
+        y, x = round(top * scale), round(left * scale)
+        out[:, :, y : y + part.shape[2], x : x + part.shape[3]] += part * ramp
+        weight[:, :, y : y + part.shape[2], x : x + part.shape[3]] += ramp
+    return out / weight
