@@ -7,6 +7,7 @@ from functools import partial
 
 from torch import Tensor
 
+from engine.sampling.noise import NoiseSampler, brownian_tree_noise_sampler, default_noise_sampler
 from engine.sampling.samplers_dpmpp import (
     sample_dpmpp_2m,
     sample_dpmpp_2m_sde,
@@ -32,8 +33,8 @@ from engine.sampling.samplers_unipc import sample_uni_pc, sample_uni_pc_bh2
 Sampler = Callable[..., Tensor]
 """``sampler(model, x, sigmas, *, extra_args=None, callback=None, noise_sampler=None, **options)``."""
 
-# The "_gpu" names only move ComfyUI's Brownian tree to the GPU; with Loom's seeded
-# noise sampler they are the same algorithm. "ddim" is Euler in ComfyUI (the sample()
+# The "_gpu" names are the same algorithms with the Brownian tree on the latent's device
+# (see BROWNIAN_TREE_ON_CPU). "ddim" is Euler in ComfyUI (the sample()
 # entry point gives it ComfyUI's separately seeded inpainting noise).
 _SAMPLERS: dict[str, Sampler] = {
     "euler": sample_euler,
@@ -67,6 +68,27 @@ _SAMPLERS: dict[str, Sampler] = {
 }
 
 SAMPLER_NAMES: tuple[str, ...] = tuple(_SAMPLERS)
+
+# SDE samplers draw their noise from a Brownian tree, as ComfyUI's do; the value says whether
+# the tree lives on the CPU (plain names) or on the latent's device (the "_gpu" names).
+BROWNIAN_TREE_ON_CPU: dict[str, bool] = {
+    "dpmpp_sde": True,
+    "dpmpp_sde_gpu": False,
+    "dpmpp_2m_sde": True,
+    "dpmpp_2m_sde_gpu": False,
+    "dpmpp_2m_sde_heun": True,
+    "dpmpp_2m_sde_heun_gpu": False,
+    "dpmpp_3m_sde": True,
+    "dpmpp_3m_sde_gpu": False,
+}
+
+
+def noise_sampler_for(name: str, x: Tensor, sigmas: Tensor, seed: int | None) -> NoiseSampler:
+    """The per-step noise ComfyUI gives the named sampler: a seeded Brownian tree for the SDE
+    samplers, a seeded generator on x's device for the others."""
+    if name in BROWNIAN_TREE_ON_CPU and bool((sigmas > 0).any()):
+        return brownian_tree_noise_sampler(x, sigmas, seed, on_cpu=BROWNIAN_TREE_ON_CPU[name])
+    return default_noise_sampler(x, seed)
 
 
 def get_sampler(name: str) -> Sampler:
