@@ -98,19 +98,32 @@ def ksampler_prompt(ckpt: str, sampler: str, scheduler: str, steps: int, seed: i
     return prompt
 
 
-def custom_prompt(ckpt: str, sampler: str, scheduler: str, steps: int, seed: int) -> dict[str, Any]:
-    prompt = _common(ckpt, seed, f"sca_{sampler}_{scheduler}")
+def custom_prompt(
+    ckpt: str,
+    sampler: str,
+    scheduler: str,
+    steps: int,
+    seed: int,
+    sampler_node: tuple[str, dict[str, Any]] | None = None,
+    sigmas_node: tuple[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """SamplerCustomAdvanced + CFGGuider + RandomNoise; by default KSamplerSelect + BasicScheduler,
+    or the given sampler and sigmas nodes (class name, literal inputs)."""
+    tag = sampler_node[0] if sampler_node else sampler
+    prompt = _common(ckpt, seed, f"sca_{tag}_{sigmas_node[0] if sigmas_node else scheduler}")
+    select = sampler_node or ("KSamplerSelect", {"sampler_name": sampler})
+    sigmas = sigmas_node or ("BasicScheduler", {"scheduler": scheduler, "steps": steps, "denoise": 1.0})
+    sigma_inputs = dict(sigmas[1])
+    if sigmas[0] in MODEL_SCHEDULERS:
+        sigma_inputs["model"] = ["ckpt", 0]
     prompt |= {
         "noise": {"class_type": "RandomNoise", "inputs": {"noise_seed": seed}},
         "guider": {
             "class_type": "CFGGuider",
             "inputs": {"model": ["ckpt", 0], "positive": ["pos", 0], "negative": ["neg", 0], "cfg": 5.0},
         },
-        "select": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": sampler}},
-        "sigmas": {
-            "class_type": "BasicScheduler",
-            "inputs": {"model": ["ckpt", 0], "scheduler": scheduler, "steps": steps, "denoise": 1.0},
-        },
+        "select": {"class_type": select[0], "inputs": select[1]},
+        "sigmas": {"class_type": sigmas[0], "inputs": sigma_inputs},
         "sample": {
             "class_type": "SamplerCustomAdvanced",
             "inputs": {
@@ -123,6 +136,55 @@ def custom_prompt(ckpt: str, sampler: str, scheduler: str, steps: int, seed: int
         },
     }
     return prompt
+
+
+MODEL_SCHEDULERS = ("BasicScheduler", "SDTurboScheduler", "BetaSamplingScheduler")
+SD = {"sigma_max": 14.614642, "sigma_min": 0.0291675}
+# Sampler and scheduler nodes run the same on both servers through SamplerCustomAdvanced.
+CUSTOM_CASES: list[tuple[tuple[str, dict[str, Any]], tuple[str, dict[str, Any]]]] = [
+    (
+        ("SamplerEulerAncestral", {"eta": 0.5, "s_noise": 1.0}),
+        ("AlignYourStepsScheduler", {"model_type": "SD1", "steps": 6, "denoise": 1.0}),
+    ),
+    (
+        ("SamplerDPMPP_2M_SDE", {"solver_type": "heun", "eta": 1.0, "s_noise": 1.0, "noise_device": "cpu"}),
+        ("KarrasScheduler", {"steps": 6, "rho": 7.0, **SD}),
+    ),
+    (
+        ("SamplerDPMPP_SDE", {"eta": 1.0, "s_noise": 1.0, "r": 0.5, "noise_device": "cpu"}),
+        ("ExponentialScheduler", {"steps": 6, **SD}),
+    ),
+    (
+        ("SamplerDPMPP_3M_SDE", {"eta": 1.0, "s_noise": 1.0, "noise_device": "gpu"}),
+        ("PolyexponentialScheduler", {"steps": 6, "rho": 1.5, **SD}),
+    ),
+    (
+        ("SamplerDPMPP_2S_Ancestral", {"eta": 1.0, "s_noise": 1.0}),
+        ("BetaSamplingScheduler", {"steps": 6, "alpha": 0.6, "beta": 0.6}),
+    ),
+    (
+        ("SamplerLMS", {"order": 3}),
+        ("VPScheduler", {"steps": 6, "beta_d": 19.9, "beta_min": 0.1, "eps_s": 0.001}),
+    ),
+    (
+        (
+            "SamplerDPMAdaptative",
+            {
+                "order": 3,
+                "rtol": 0.05,
+                "atol": 0.0078,
+                "h_init": 0.05,
+                "pcoeff": 0.0,
+                "icoeff": 1.0,
+                "dcoeff": 0.0,
+                "accept_safety": 0.81,
+                "eta": 0.0,
+                "s_noise": 1.0,
+            },
+        ),
+        ("SDTurboScheduler", {"steps": 4, "denoise": 1.0}),
+    ),
+]
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -162,20 +224,26 @@ def main() -> int:
         for sampler in shared:
             prompt = ksampler_prompt(args.ckpt, sampler, scheduler, args.steps, args.seed)
             jobs.append((f"KSampler {sampler} / {scheduler}", args.comfy, prompt, args.loom, prompt))
-    if _has_nodes(args.comfy) and _has_nodes(args.loom):
-        for sampler in ("euler", "euler_ancestral", "dpmpp_2m_sde"):
-            scheduler = schedulers[0]
-            ks = ksampler_prompt(args.ckpt, sampler, scheduler, args.steps, args.seed)
-            sca = custom_prompt(args.ckpt, sampler, scheduler, args.steps, args.seed)
-            label = f"{sampler} / {scheduler}"
+    comfy_custom, loom_custom = _has_nodes(args.comfy), _has_nodes(args.loom)
+    for sampler in ("euler", "euler_ancestral", "dpmpp_2m_sde") if comfy_custom else ():
+        scheduler = schedulers[0]
+        label = f"{sampler} / {scheduler}"
+        ks = ksampler_prompt(args.ckpt, sampler, scheduler, args.steps, args.seed)
+        sca = custom_prompt(args.ckpt, sampler, scheduler, args.steps, args.seed)
+        jobs.append(
+            (f"ComfyUI SamplerCustomAdvanced vs Loom KSampler {label}", args.comfy, sca, args.loom, ks)
+        )
+        if loom_custom:
             jobs.append(
                 (f"ComfyUI KSampler vs Loom SamplerCustomAdvanced {label}", args.comfy, ks, args.loom, sca)
             )
-            jobs.append(
-                (f"ComfyUI SamplerCustomAdvanced vs Loom KSampler {label}", args.comfy, sca, args.loom, ks)
-            )
-    else:
-        print("custom-sampling pairs skipped: a server lacks one of", ", ".join(CUSTOM_NODES))
+    if comfy_custom and loom_custom:
+        for sampler_node, sigmas_node in CUSTOM_CASES:
+            prompt = custom_prompt(args.ckpt, "", "", args.steps, args.seed, sampler_node, sigmas_node)
+            label = f"SamplerCustomAdvanced {sampler_node[0]} + {sigmas_node[0]}"
+            jobs.append((label, args.comfy, prompt, args.loom, prompt))
+    if not loom_custom:
+        print("Loom lacks one of", ", ".join(CUSTOM_NODES), "- its custom-sampling pairs are skipped")
 
     # Queue everything on both servers first, so that the two run side by side.
     queued = [(label, cp, _post_prompt(cp, cq), lp, _post_prompt(lp, lq)) for label, cp, cq, lp, lq in jobs]
