@@ -163,6 +163,10 @@ CUSTOM_CASES: list[tuple[tuple[str, dict[str, Any]], tuple[str, dict[str, Any]]]
         ("BetaSamplingScheduler", {"steps": 6, "alpha": 0.6, "beta": 0.6}),
     ),
     (
+        ("SamplerER_SDE", {"solver_type": "Reverse-time SDE", "max_stage": 3, "eta": 0.5, "s_noise": 1.0}),
+        ("BasicScheduler", {"scheduler": "karras", "steps": 6, "denoise": 1.0}),
+    ),
+    (
         ("SamplerLMS", {"order": 3}),
         ("VPScheduler", {"steps": 6, "beta_d": 19.9, "beta_min": 0.1, "eps_s": 0.001}),
     ),

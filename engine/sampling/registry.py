@@ -16,6 +16,7 @@ from engine.sampling.samplers_dpmpp import (
     sample_dpmpp_sde,
     sample_res_multistep,
 )
+from engine.sampling.samplers_er_sde import sample_er_sde
 from engine.sampling.samplers_karras import (
     sample_dpm_2,
     sample_dpm_2_ancestral,
@@ -62,6 +63,7 @@ _SAMPLERS: dict[str, Sampler] = {
     "ipndm_v": sample_ipndm_v,
     "res_multistep": sample_res_multistep,
     "res_multistep_ancestral": partial(sample_res_multistep, eta=1.0),
+    "er_sde": sample_er_sde,
     "ddim": sample_euler,
     "uni_pc": sample_uni_pc,
     "uni_pc_bh2": sample_uni_pc_bh2,

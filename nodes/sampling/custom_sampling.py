@@ -453,6 +453,36 @@ class SamplerDPMAdaptative(Node):
         return _sampler("dpm_adaptive", s_noise=s_noise, **options)
 
 
+ER_SDE_TYPES = ("ER-SDE", "Reverse-time SDE", "ODE")
+
+
+class SamplerER_SDE(Node):
+    """ER-SDE-Solver: its own noise schedule (ER-SDE), the reverse-time SDE of strength eta, or the ODE."""
+
+    category = SAMPLERS
+
+    def run(
+        self,
+        solver_type: Annotated[str, Input("Which SDE to solve.", choices=ER_SDE_TYPES)] = "ER-SDE",
+        max_stage: Annotated[int, Input("Highest solver stage (order).", min=1, max=3)] = 3,
+        eta: Annotated[
+            float,
+            Input(
+                "Stochastic strength of the reverse-time SDE (0: the ODE); unused by ER-SDE.",
+                min=0.0,
+                max=100.0,
+                step=0.01,
+                round=False,
+            ),
+        ] = 1.0,
+        s_noise: Annotated[float, S_NOISE] = 1.0,
+    ) -> SamplerSocket:
+        if solver_type == "ODE" or (solver_type == "Reverse-time SDE" and eta == 0):
+            eta, s_noise = 0.0, 0.0
+        scaler_eta = None if solver_type == "ER-SDE" else eta
+        return _sampler("er_sde", s_noise=s_noise, max_stage=max_stage, eta=scaler_eta)
+
+
 class RandomNoise(Node):
     """Noise from a seed, the same as KSampler's for that seed."""
 

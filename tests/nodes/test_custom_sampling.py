@@ -158,6 +158,24 @@ def test_invalid_schedule_inputs_name_node_and_input(registry: NodeRegistry) -> 
             {"eta": 1.0, "s_noise": 1.0},
         ),
         ("SamplerLMS", {"order": 3}, "lms", {"order": 3}),
+        (
+            "SamplerER_SDE",
+            {"solver_type": "ER-SDE", "max_stage": 2, "eta": 0.5, "s_noise": 0.9},
+            "er_sde",
+            {"s_noise": 0.9, "max_stage": 2, "eta": None},
+        ),
+        (
+            "SamplerER_SDE",
+            {"solver_type": "Reverse-time SDE", "max_stage": 3, "eta": 0.5, "s_noise": 0.9},
+            "er_sde",
+            {"s_noise": 0.9, "max_stage": 3, "eta": 0.5},
+        ),
+        (
+            "SamplerER_SDE",
+            {"solver_type": "ODE", "max_stage": 3, "eta": 0.5, "s_noise": 0.9},
+            "er_sde",
+            {"s_noise": 0.0, "max_stage": 3, "eta": 0.0},
+        ),
     ],
 )
 def test_sampler_nodes_bind_their_options(

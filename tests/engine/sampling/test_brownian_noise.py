@@ -53,3 +53,28 @@ def test_tree_noise_is_consistent_across_sub_intervals() -> None:
     halves = upper + lower
     assert torch.allclose(whole, halves, atol=1e-4)
     assert abs(float(whole.std() / 3) - 1) < 0.5  # unit Gaussian after dividing by sqrt(length)
+
+
+def test_er_sde_first_stage_ode_is_euler(model_sampling: ModelSampling) -> None:
+    """With f(l) = l (reverse-time eta 0), no noise and one stage, ER-SDE's step is the Euler step."""
+    sigmas = sigmas_for(model_sampling, "karras", 5)
+    noise = prepare_noise(LATENT, 4)
+    model = gaussian_denoiser(0.3, 0.5)
+    euler = sample(model, noise, LATENT, sigmas, "euler", model_sampling=model_sampling)
+    options = {"eta": 0.0, "s_noise": 0.0, "max_stage": 1}
+    ode = sample(
+        model, noise, LATENT, sigmas, "er_sde", model_sampling=model_sampling, sampler_options=options
+    )
+    assert torch.allclose(ode, euler, atol=1e-5)
+    higher = {"eta": 0.0, "s_noise": 0.0, "max_stage": 3}
+    third = sample(
+        model, noise, LATENT, sigmas, "er_sde", model_sampling=model_sampling, sampler_options=higher
+    )
+    assert not torch.allclose(third, euler, atol=1e-4)  # the extra stages do something
+    first = sample(model, noise, LATENT, sigmas, "er_sde", model_sampling=model_sampling, seed=1)
+    assert torch.equal(
+        first, sample(model, noise, LATENT, sigmas, "er_sde", model_sampling=model_sampling, seed=1)
+    )
+    assert not torch.allclose(
+        first, sample(model, noise, LATENT, sigmas, "er_sde", model_sampling=model_sampling, seed=2)
+    )
