@@ -64,6 +64,29 @@ def default_noise_sampler(x: Tensor, seed: int | None = None) -> NoiseSampler:
     return sample
 
 
+def seed_stream_noise(x: Tensor, seed: int | None) -> Callable[..., Tensor]:
+    """ComfyUI's ``torch.randn_like`` on the global generator right after ``prepare_noise(seed)``.
+
+    A CPU generator seeded with ``seed`` first draws (and discards) the initial noise shaped like
+    ``x``; each call ``sample(sigma, sigma_next, like=t)`` then draws the next noise shaped like
+    ``t`` (default ``x``) from that stream. Samplers whose latent changes size use it.
+    """
+    generator = torch.Generator(device="cpu")
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+        torch.randn(x.shape, dtype=x.dtype, generator=generator, device="cpu")
+
+    def sample(sigma: Tensor, sigma_next: Tensor, like: Tensor | None = None) -> Tensor:
+        target = x if like is None else like
+        return torch.randn(target.shape, dtype=target.dtype, generator=generator, device="cpu").to(
+            target.device
+        )
+
+    return sample
+
+
 def brownian_tree_noise_sampler(
     x: Tensor, sigmas: Tensor, seed: int | None = None, *, on_cpu: bool = True
 ) -> NoiseSampler:

@@ -7,7 +7,12 @@ from functools import partial
 
 from torch import Tensor
 
-from engine.sampling.noise import NoiseSampler, brownian_tree_noise_sampler, default_noise_sampler
+from engine.sampling.noise import (
+    NoiseSampler,
+    brownian_tree_noise_sampler,
+    default_noise_sampler,
+    seed_stream_noise,
+)
 from engine.sampling.samplers_dpmpp import (
     sample_dpmpp_2m,
     sample_dpmpp_2m_sde,
@@ -28,6 +33,7 @@ from engine.sampling.samplers_karras import (
     sample_ipndm_v,
     sample_lms,
 )
+from engine.sampling.samplers_lcm_upscale import sample_lcm_upscale
 from engine.sampling.samplers_misc import sample_ddpm, sample_dpm_adaptive, sample_dpm_fast, sample_lcm
 from engine.sampling.samplers_unipc import sample_uni_pc, sample_uni_pc_bh2
 
@@ -71,6 +77,9 @@ _SAMPLERS: dict[str, Sampler] = {
 
 SAMPLER_NAMES: tuple[str, ...] = tuple(_SAMPLERS)
 
+# Samplers that only custom sampling reaches (SamplerLCMUpscale), not offered by KSampler.
+_CUSTOM_ONLY: dict[str, Sampler] = {"lcm_upscale": sample_lcm_upscale}
+
 # SDE samplers draw their noise from a Brownian tree, as ComfyUI's do; the value says whether
 # the tree lives on the CPU (plain names) or on the latent's device (the "_gpu" names).
 BROWNIAN_TREE_ON_CPU: dict[str, bool] = {
@@ -88,6 +97,8 @@ BROWNIAN_TREE_ON_CPU: dict[str, bool] = {
 def noise_sampler_for(name: str, x: Tensor, sigmas: Tensor, seed: int | None) -> NoiseSampler:
     """The per-step noise ComfyUI gives the named sampler: a seeded Brownian tree for the SDE
     samplers, a seeded generator on x's device for the others."""
+    if name == "lcm_upscale":  # its latent grows, so it draws from the seed's stream at each size
+        return seed_stream_noise(x, seed)
     if name in BROWNIAN_TREE_ON_CPU and bool((sigmas > 0).any()):
         return brownian_tree_noise_sampler(x, sigmas, seed, on_cpu=BROWNIAN_TREE_ON_CPU[name])
     return default_noise_sampler(x, seed)
@@ -96,6 +107,6 @@ def noise_sampler_for(name: str, x: Tensor, sigmas: Tensor, seed: int | None) ->
 def get_sampler(name: str) -> Sampler:
     """The sampler function registered under a ComfyUI sampler name."""
     try:
-        return _SAMPLERS[name]
+        return _SAMPLERS[name] if name in _SAMPLERS else _CUSTOM_ONLY[name]
     except KeyError:
         raise ValueError(f"unknown sampler {name!r}; expected one of {SAMPLER_NAMES}") from None

@@ -483,6 +483,36 @@ class SamplerER_SDE(Node):
         return _sampler("er_sde", s_noise=s_noise, max_stage=max_stage, eta=scaler_eta)
 
 
+LCM_UPSCALE_METHODS = ("bislerp", "nearest-exact", "bilinear", "area", "bicubic")
+
+
+class SamplerLCMUpscale(Node):
+    """LCM sampling that enlarges the latent step by step up to scale_ratio, for LCM hires fixes."""
+
+    category = SAMPLERS
+
+    def run(
+        self,
+        scale_ratio: Annotated[
+            float, Input("Final size over the starting size.", min=0.1, max=20.0, step=0.01)
+        ] = 1.0,
+        scale_steps: Annotated[
+            int,
+            Input("Steps over which to enlarge; -1 spreads it over about half.", min=-1, max=1000, step=1),
+        ] = -1,
+        upscale_method: Annotated[
+            str, Input("How the latent is resampled.", choices=LCM_UPSCALE_METHODS)
+        ] = "bislerp",
+    ) -> SamplerSocket:
+        from functools import partial
+
+        from nodes.image.basic import upscale
+
+        resize = partial(upscale, method=upscale_method)
+        steps = None if scale_steps < 0 else scale_steps
+        return _sampler("lcm_upscale", total_upscale=scale_ratio, upscale_steps=steps, resize=resize)
+
+
 class RandomNoise(Node):
     """Noise from a seed, the same as KSampler's for that seed."""
 

@@ -258,3 +258,36 @@ def test_add_noise_scales_by_the_schedule_span_in_model_space(
         registry, "AddNoise", model=model, noise=RandomNoise(7), sigmas=torch.zeros(0), latent_image=empty
     )
     assert unchanged is empty
+
+
+def test_lcm_upscale_grows_the_latent_and_continues_the_seed_stream(registry: NodeRegistry) -> None:
+    sampler = one(
+        registry, "SamplerLCMUpscale", scale_ratio=2.0, scale_steps=-1, upscale_method="nearest-exact"
+    )
+    assert sampler.name == "lcm_upscale" and sampler.options["total_upscale"] == 2.0
+    assert sampler.options["upscale_steps"] is None
+    latent = torch.zeros(1, 4, 4, 4)
+    noise = prepare_noise(latent, 5)
+    sigmas = torch.tensor([8.0, 4.0, 2.0, 1.0, 0.0])
+    seen: list[tuple[int, ...]] = []
+
+    def model(x: torch.Tensor, sigma: torch.Tensor, **_: Any) -> torch.Tensor:
+        seen.append(tuple(x.shape))
+        return torch.zeros_like(x)
+
+    out = sampler.sample(model, noise, latent, sigmas, seed=5, model_sampling=ModelSampling())
+    # Default: about half the steps enlarge, by 1.5 then 2 (np.linspace(1, 2, 3)[1:]).
+    assert seen == [(1, 4, 4, 4), (1, 4, 6, 6), (1, 4, 8, 8), (1, 4, 8, 8)]
+    assert out.shape == (1, 4, 8, 8) and torch.equal(out, torch.zeros(1, 4, 8, 8))  # last step lands on 0
+    # With a zero model, x after step 0 is 4 * (the seed's next draw after the initial noise), at 6x6.
+    stream = torch.Generator().manual_seed(5)
+    torch.randn((1, 4, 4, 4), generator=stream)
+    expected_first = 4.0 * torch.randn((1, 4, 6, 6), generator=stream)
+    captured: list[torch.Tensor] = []
+
+    def recording(x: torch.Tensor, sigma: torch.Tensor, **_: Any) -> torch.Tensor:
+        captured.append(x)
+        return torch.zeros_like(x)
+
+    sampler.sample(recording, noise, latent, sigmas, seed=5, model_sampling=ModelSampling())
+    assert torch.allclose(captured[1], expected_first)
