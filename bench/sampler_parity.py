@@ -138,6 +138,26 @@ def custom_prompt(
     return prompt
 
 
+def split_prompt(ckpt: str, steps: int, seed: int) -> dict[str, Any]:
+    """Noise added by AddNoise over the high part of a split schedule (the first two steps), then
+    the low part sampled with DisableNoise (whose seed 0 seeds the ancestral noise)."""
+    prompt = custom_prompt(ckpt, "euler_ancestral", "karras", steps, seed)
+    prompt["split"] = {"class_type": "SplitSigmas", "inputs": {"sigmas": ["sigmas", 0], "step": 2}}
+    prompt["noised"] = {
+        "class_type": "AddNoise",
+        "inputs": {
+            "model": ["ckpt", 0],
+            "noise": ["noise", 0],
+            "sigmas": ["split", 0],
+            "latent_image": ["latent", 0],
+        },
+    }
+    prompt["off"] = {"class_type": "DisableNoise", "inputs": {}}
+    prompt["sample"]["inputs"] |= {"noise": ["off", 0], "sigmas": ["split", 1], "latent_image": ["noised", 0]}
+    prompt["save"]["inputs"]["filename_prefix"] = f"split_s{seed}"
+    return prompt
+
+
 MODEL_SCHEDULERS = ("BasicScheduler", "SDTurboScheduler", "BetaSamplingScheduler")
 SD = {"sigma_max": 14.614642, "sigma_min": 0.0291675}
 # Sampler and scheduler nodes run the same on both servers through SamplerCustomAdvanced.
@@ -253,6 +273,10 @@ def main() -> int:
             prompt = custom_prompt(args.ckpt, "", "", args.steps, args.seed, sampler_node, sigmas_node)
             label = f"SamplerCustomAdvanced {sampler_node[0]} + {sigmas_node[0]}"
             jobs.append((label, args.comfy, prompt, args.loom, prompt))
+        prompt = split_prompt(args.ckpt, args.steps, args.seed)
+        jobs.append(
+            ("SplitSigmas + AddNoise + DisableNoise, euler_ancestral", args.comfy, prompt, args.loom, prompt)
+        )
     if not loom_custom:
         print("Loom lacks one of", ", ".join(CUSTOM_NODES), "- its custom-sampling pairs are skipped")
 
