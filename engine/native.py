@@ -42,6 +42,9 @@ class Input:
     min: float | None = None
     max: float | None = None
     step: float | None = None
+    # FLOAT widgets: the precision the front end rounds typed values to; False keeps them unrounded
+    # (needed where step is coarser than the value, e.g. sigma_min 0.0291675 with step 0.01).
+    round: float | bool | None = None
     choices: Sequence[Any] | Callable[[], Sequence[Any]] | None = None
     multiline: bool = False
     # Seeds: the canvas offers fixed / increment / decrement / randomize after each run.
@@ -193,7 +196,7 @@ def _input_spec(node_id: str, param: inspect.Parameter, annotation: Any) -> Inpu
         section = "optional"
     elif param.default is not inspect.Parameter.empty:
         options["default"] = param.default
-    for key in ("min", "max", "step"):
+    for key in ("min", "max", "step", "round"):
         if getattr(info, key) is not None:
             options[key] = getattr(info, key)
     if info.multiline:

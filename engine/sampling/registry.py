@@ -7,6 +7,12 @@ from functools import partial
 
 from torch import Tensor
 
+from engine.sampling.noise import (
+    NoiseSampler,
+    brownian_tree_noise_sampler,
+    default_noise_sampler,
+    seed_stream_noise,
+)
 from engine.sampling.samplers_dpmpp import (
     sample_dpmpp_2m,
     sample_dpmpp_2m_sde,
@@ -15,6 +21,7 @@ from engine.sampling.samplers_dpmpp import (
     sample_dpmpp_sde,
     sample_res_multistep,
 )
+from engine.sampling.samplers_er_sde import sample_er_sde
 from engine.sampling.samplers_karras import (
     sample_dpm_2,
     sample_dpm_2_ancestral,
@@ -26,14 +33,15 @@ from engine.sampling.samplers_karras import (
     sample_ipndm_v,
     sample_lms,
 )
+from engine.sampling.samplers_lcm_upscale import sample_lcm_upscale
 from engine.sampling.samplers_misc import sample_ddpm, sample_dpm_adaptive, sample_dpm_fast, sample_lcm
 from engine.sampling.samplers_unipc import sample_uni_pc, sample_uni_pc_bh2
 
 Sampler = Callable[..., Tensor]
 """``sampler(model, x, sigmas, *, extra_args=None, callback=None, noise_sampler=None, **options)``."""
 
-# The "_gpu" names only move ComfyUI's Brownian tree to the GPU; with Loom's seeded
-# noise sampler they are the same algorithm. "ddim" is Euler in ComfyUI (the sample()
+# The "_gpu" names are the same algorithms with the Brownian tree on the latent's device
+# (see BROWNIAN_TREE_ON_CPU). "ddim" is Euler in ComfyUI (the sample()
 # entry point gives it ComfyUI's separately seeded inpainting noise).
 _SAMPLERS: dict[str, Sampler] = {
     "euler": sample_euler,
@@ -61,6 +69,7 @@ _SAMPLERS: dict[str, Sampler] = {
     "ipndm_v": sample_ipndm_v,
     "res_multistep": sample_res_multistep,
     "res_multistep_ancestral": partial(sample_res_multistep, eta=1.0),
+    "er_sde": sample_er_sde,
     "ddim": sample_euler,
     "uni_pc": sample_uni_pc,
     "uni_pc_bh2": sample_uni_pc_bh2,
@@ -68,10 +77,36 @@ _SAMPLERS: dict[str, Sampler] = {
 
 SAMPLER_NAMES: tuple[str, ...] = tuple(_SAMPLERS)
 
+# Samplers that only custom sampling reaches (SamplerLCMUpscale), not offered by KSampler.
+_CUSTOM_ONLY: dict[str, Sampler] = {"lcm_upscale": sample_lcm_upscale}
+
+# SDE samplers draw their noise from a Brownian tree, as ComfyUI's do; the value says whether
+# the tree lives on the CPU (plain names) or on the latent's device (the "_gpu" names).
+BROWNIAN_TREE_ON_CPU: dict[str, bool] = {
+    "dpmpp_sde": True,
+    "dpmpp_sde_gpu": False,
+    "dpmpp_2m_sde": True,
+    "dpmpp_2m_sde_gpu": False,
+    "dpmpp_2m_sde_heun": True,
+    "dpmpp_2m_sde_heun_gpu": False,
+    "dpmpp_3m_sde": True,
+    "dpmpp_3m_sde_gpu": False,
+}
+
+
+def noise_sampler_for(name: str, x: Tensor, sigmas: Tensor, seed: int | None) -> NoiseSampler:
+    """The per-step noise ComfyUI gives the named sampler: a seeded Brownian tree for the SDE
+    samplers, a seeded generator on x's device for the others."""
+    if name == "lcm_upscale":  # its latent grows, so it draws from the seed's stream at each size
+        return seed_stream_noise(x, seed)
+    if name in BROWNIAN_TREE_ON_CPU and bool((sigmas > 0).any()):
+        return brownian_tree_noise_sampler(x, sigmas, seed, on_cpu=BROWNIAN_TREE_ON_CPU[name])
+    return default_noise_sampler(x, seed)
+
 
 def get_sampler(name: str) -> Sampler:
     """The sampler function registered under a ComfyUI sampler name."""
     try:
-        return _SAMPLERS[name]
+        return _SAMPLERS[name] if name in _SAMPLERS else _CUSTOM_ONLY[name]
     except KeyError:
         raise ValueError(f"unknown sampler {name!r}; expected one of {SAMPLER_NAMES}") from None
