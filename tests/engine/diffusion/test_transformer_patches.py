@@ -1,0 +1,132 @@
+"""Attention and block patches keyed by ComfyUI's block ids, on diffusers' UNet."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from engine.diffusion.unet_hooks import layout, optimized_attention
+from tests.engine.diffusion.conftest import sample, tiny_model
+
+# (block, block_index, transformer_index) of every cross-attention in one UNet call, in call order, as
+# ComfyUI's UNet reports them for these layouts (tiny SD1: attention at level 0; tiny SDXL: level 1,
+# two transformer blocks per stack).
+ATTENTION_SITES = {
+    "sd1": [(("input", 1), 0, 0), (("middle", 0), 0, 1), (("output", 2), 0, 2), (("output", 3), 0, 3)],
+    "sdxl": [
+        (("input", 3), 0, 0), (("input", 3), 1, 0), (("middle", 0), 0, 1), (("middle", 0), 1, 1),
+        (("output", 0), 0, 2), (("output", 0), 1, 2), (("output", 1), 0, 3), (("output", 1), 1, 3),
+    ],
+}  # fmt: skip
+
+
+def test_identity_attention_patches_keep_the_image_and_see_comfy_extra_options(family: str) -> None:
+    model = tiny_model(family)
+    patched = model.clone()
+    sites: list[tuple[Any, ...]] = []
+    extras: list[dict[str, Any]] = []
+
+    def attn2(n: Any, context: Any, value: Any, extra: dict[str, Any]) -> tuple[Any, Any, Any]:
+        sites.append((extra["block"], extra["block_index"], extra["transformer_index"]))
+        extras.append(extra)
+        return n, context, value
+
+    patched.set_model_attn2_patch(attn2)
+    patched.set_model_attn1_patch(lambda n, context, value, extra: (n, context, value))
+    patched.set_model_attn1_output_patch(lambda n, extra: n)
+    patched.set_model_attn2_output_patch(lambda n, extra: n)
+    assert torch.equal(sample(patched, steps=1), sample(model, steps=1))
+    assert sites == ATTENTION_SITES[family]
+    extra = extras[0]
+    assert extra["cond_or_uncond"] == [0, 1] and extra["original_shape"] == [2, 4, 8, 8]
+    assert extra["n_heads"] * extra["dim_head"] > 0 and extra["sigmas"].numel() == 1
+    assert len(extra["activations_shape"]) == 4 and extra["sample_sigmas"].shape == (2,)
+
+
+def test_attn2_replace_at_one_block_with_plain_attention_is_identical(family: str) -> None:
+    model = tiny_model(family)
+    block, index, _ = ATTENTION_SITES[family][0]
+    patched = model.clone()
+    calls: list[tuple[int, ...]] = []
+
+    def plain(q: Any, k: Any, v: Any, extra: dict[str, Any]) -> Any:
+        calls.append(tuple(q.shape))
+        return optimized_attention(q, k, v, extra["n_heads"])
+
+    patched.set_model_attn2_replace(plain, block[0], block[1], index)
+    assert torch.equal(sample(patched, steps=1), sample(model, steps=1))
+    assert len(calls) == 1 and calls[0][0] == 2
+
+
+def test_attn2_replace_returning_zeros_changes_the_image_only_where_registered(family: str) -> None:
+    model = tiny_model(family)
+    block, _, _ = ATTENTION_SITES[family][0]
+    zeroed = model.clone()
+    zeroed.set_model_attn2_replace(lambda q, k, v, extra: torch.zeros_like(q), block[0], block[1])
+    unused = model.clone()
+    unused.set_model_attn2_replace(lambda q, k, v, extra: torch.zeros_like(q), "input", 99)
+    base = sample(model, steps=2)
+    assert not torch.allclose(sample(zeroed, steps=2), base)
+    assert torch.equal(sample(unused, steps=2), base)
+    assert "patches_replace" not in model.model_options["transformer_options"]
+
+
+def test_attn1_replace_and_attn_patch_that_scales_context() -> None:
+    model = tiny_model("sd1")
+    patched = model.clone()
+    patched.set_model_attn1_replace(lambda q, k, v, extra: optimized_attention(q, k, v, extra["n_heads"]), "middle", 0)
+    assert torch.equal(sample(patched, steps=1), sample(model, steps=1))
+    scaled = model.clone()
+    scaled.set_model_attn2_patch(lambda n, context, value, extra: (n, context * 0, value * 0))
+    assert not torch.allclose(sample(scaled, steps=1), sample(model, steps=1))
+
+
+def test_block_patches_run_at_comfy_block_ids_and_identity_keeps_the_image(family: str) -> None:
+    model = tiny_model(family)
+    patched = model.clone()
+    inputs: list[Any] = []
+    outputs: list[Any] = []
+
+    def input_patch(h: Any, options: dict[str, Any]) -> Any:
+        inputs.append(options["block"])
+        return h
+
+    def output_patch(h: Any, hsp: Any, options: dict[str, Any]) -> tuple[Any, Any]:
+        outputs.append(options["block"])
+        assert h.shape[0] == hsp.shape[0] and h.shape[2:] == hsp.shape[2:]
+        return h, hsp
+
+    patched.set_model_input_block_patch(input_patch)
+    patched.set_model_output_block_patch(output_patch)
+    assert torch.equal(sample(patched, steps=1), sample(model, steps=1))
+    # Two levels of one resnet each: conv_in, level 0, its downsampler, level 1; three per up level.
+    assert inputs == [("input", 0), ("input", 1), ("input", 2), ("input", 3)]
+    assert outputs == [("output", i) for i in range(4)]
+    assert layout(model.unet).block_ids()["input"] == inputs
+
+
+@pytest.mark.parametrize("kind", ["input", "output"])
+def test_block_patch_that_changes_h_changes_the_image(kind: str) -> None:
+    model = tiny_model("sd1")
+    patched = model.clone()
+    if kind == "input":
+        patched.set_model_input_block_patch(lambda h, options: h * 2 if options["block"] == ("input", 1) else h)
+    else:
+        patched.set_model_output_block_patch(
+            lambda h, hsp, options: (h, hsp * 0) if options["block"] == ("output", 3) else (h, hsp)
+        )
+    assert not torch.allclose(sample(patched, steps=1), sample(model, steps=1))
+
+
+def test_input_block_patch_scaling_conv_in_is_computed_by_hand() -> None:
+    """Doubling conv_in's output equals doubling conv_in's weight and bias."""
+    model = tiny_model("sd1")
+    patched = model.clone()
+    patched.set_model_input_block_patch(lambda h, options: h * 2 if options["block"] == ("input", 0) else h)
+    doubled = model.clone()
+    doubled.add_patches(
+        {f"diffusion_model.input_blocks.0.0.{p}": ("diff", (t.clone(),)) for p, t in model.unet.conv_in.state_dict().items()}
+    )
+    torch.testing.assert_close(sample(patched, steps=2), sample(doubled, steps=2), atol=1e-4, rtol=1e-4)
