@@ -22,10 +22,6 @@ CFG = Input("How strongly the prompt steers the image (classifier-free guidance)
 GUIDERS = "sampling/custom_sampling/guiders"
 
 
-class GuiderOutput(NamedTuple):
-    GUIDER: Guider
-
-
 class CFGGuider(Node):
     """Classifier-free guidance: steer towards the positive and away from the negative conditioning."""
 
@@ -37,13 +33,13 @@ class CFGGuider(Node):
         positive: Annotated[Conditioning, Input("What the image should show.")],
         negative: Annotated[Conditioning, Input("What the image should not show.")],
         cfg: Annotated[float, CFG] = 8.0,
-    ) -> GuiderOutput:
+    ) -> Guider:
         from engine.diffusion.guider import CFGGuider as Engine
 
         guider = Engine(model)
         guider.set_conds(positive, negative)
         guider.set_cfg(cfg)
-        return GuiderOutput(guider)
+        return guider
 
 
 class DualCFGGuider(Node):
@@ -61,13 +57,13 @@ class DualCFGGuider(Node):
         cfg_conds: Annotated[float, CFG] = 8.0,
         cfg_cond2_negative: Annotated[float, CFG] = 8.0,
         style: Annotated[str, Input("Add the two guidances, or nest one in the other.", choices=("regular", "nested"))] = "regular",
-    ) -> GuiderOutput:
+    ) -> Guider:
         from engine.diffusion.guider import Guider_DualCFG
 
         guider = Guider_DualCFG(model)
         guider.set_conds(cond1, cond2, negative)
         guider.set_cfg(cfg_conds, cfg_cond2_negative, nested=style == "nested")
-        return GuiderOutput(guider)
+        return guider
 
 
 class BasicGuider(Node):
@@ -79,12 +75,12 @@ class BasicGuider(Node):
         self,
         model: Annotated[Model, Input("The denoising model, with its patches.")],
         conditioning: Annotated[Conditioning, Input("What the image should show.")],
-    ) -> GuiderOutput:
+    ) -> Guider:
         from engine.diffusion.guider import Guider_Basic
 
         guider = Guider_Basic(model)
         guider.set_conds(conditioning)
-        return GuiderOutput(guider)
+        return guider
 
 
 class PerpNegGuider(Node):
@@ -101,13 +97,13 @@ class PerpNegGuider(Node):
         empty_conditioning: Annotated[Conditioning, Input("The encoding of an empty prompt.")],
         cfg: Annotated[float, CFG] = 8.0,
         neg_scale: Annotated[float, Input("Strength of the negative prompt.", min=0.0, max=100.0, step=0.01)] = 1.0,
-    ) -> GuiderOutput:
+    ) -> Guider:
         from engine.diffusion.guider import Guider_PerpNeg
 
         guider = Guider_PerpNeg(model)
         guider.set_conds(positive, negative, empty_conditioning)
         guider.set_cfg(cfg, neg_scale)
-        return GuiderOutput(guider)
+        return guider
 
 
 class SampledLatents(NamedTuple):
