@@ -124,3 +124,27 @@ class DiffusionModel:
                 return_dict=False,
             )[0]
         return sampling.calculate_denoised(sigma, output.float(), x)
+
+
+class SD15(DiffusionModel):
+    """An SD1.x UNet (ComfyUI's model_base.SD15 name, for packs' isinstance checks)."""
+
+
+class SD20(DiffusionModel):
+    """An SD2.x UNet."""
+
+
+class SDXL(DiffusionModel):
+    """An SDXL base UNet."""
+
+
+class SDXLRefiner(DiffusionModel):
+    """An SDXL refiner UNet."""
+
+
+_FAMILY_CLASSES: dict[str, type[DiffusionModel]] = {"sd1": SD15, "sd2": SD20, "sdxl": SDXL, "sdxl_refiner": SDXLRefiner}
+
+
+def diffusion_model(unet: Any, model_sampling: Any, family: str, latent_format: Any) -> DiffusionModel:
+    """The DiffusionModel subclass of `family` (the base class for families without one)."""
+    return _FAMILY_CLASSES.get(family, DiffusionModel)(unet, model_sampling, family, latent_format)

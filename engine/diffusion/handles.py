@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.diffusion.devices import manager
-from engine.diffusion.diffusion_model import DiffusionModel
+from engine.diffusion.diffusion_model import diffusion_model
 from engine.diffusion.latent_formats import LatentFormat, latent_format
 from engine.diffusion.model_patcher import ModelPatcher
 from engine.diffusion.patches import WeightPatch
@@ -26,7 +26,7 @@ ModelHandle = ModelPatcher
 
 def model_patcher(unet: Any, sampling: Any, family: str, latent: LatentFormat) -> ModelPatcher:
     """A MODEL for a loaded UNet with its noise schedule (engine.sampling.ModelSampling)."""
-    return ModelPatcher(DiffusionModel(unet, sampling, family, latent))
+    return ModelPatcher(diffusion_model(unet, sampling, family, latent))
 
 
 @dataclass(frozen=True)

@@ -54,10 +54,21 @@ def active(options: dict[str, Any], x: Any) -> Iterator[None]:
 
 
 def optimized_attention(
-    q: Any, k: Any, v: Any, heads: int, mask: Any = None, attn_precision: Any = None, skip_reshape: bool = False
+    q: Any,
+    k: Any,
+    v: Any,
+    heads: int,
+    mask: Any = None,
+    attn_precision: Any = None,
+    skip_reshape: bool = False,
+    skip_output_reshape: bool = False,
+    **kwargs: Any,
 ) -> Any:
-    """Attention in ComfyUI's layout: q, k, v as (batch, tokens, heads * dim_head), same layout out."""
-    del attn_precision
+    """Attention in ComfyUI's layout: q, k, v as (batch, tokens, heads * dim_head), the same layout out
+    (with `skip_reshape`, inputs are already (batch, heads, tokens, dim_head); with
+    `skip_output_reshape`, so is the output). `attn_precision` is accepted and ignored: the
+    computation runs in the inputs' dtype, as torch's scaled_dot_product_attention does."""
+    del attn_precision, kwargs
     batch = q.shape[0]
     if not skip_reshape:
         dim_head = q.shape[-1] // heads
@@ -67,7 +78,29 @@ def optimized_attention(
     if mask is not None and mask.ndim == 3:
         mask = mask.unsqueeze(1)
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=0.0, is_causal=False)
+    if skip_output_reshape:
+        return out
     return out.transpose(1, 2).reshape(batch, -1, out.shape[1] * out.shape[3]).to(q.dtype)
+
+
+def attention_basic(
+    q: Any, k: Any, v: Any, heads: int, mask: Any = None, attn_precision: Any = None,
+    skip_reshape: bool = False, skip_output_reshape: bool = False, **kwargs: Any,
+) -> Any:
+    """The same attention written out (softmax(q k^T / sqrt(d)) v), computed in float32."""
+    batch = q.shape[0]
+    dtype = q.dtype
+    if not skip_reshape:
+        dim_head = q.shape[-1] // heads
+        q, k, v = (t.view(batch, -1, heads, dim_head).transpose(1, 2) for t in (q, k, v))
+    scores = (q.float() @ k.float().transpose(-1, -2)) * (q.shape[-1] ** -0.5)
+    if mask is not None:
+        mask = mask if mask.ndim == 4 else mask.reshape((1,) * (4 - mask.ndim) + tuple(mask.shape))
+        scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
+    out = (scores.softmax(dim=-1) @ v.float()).to(dtype)
+    if skip_output_reshape:
+        return out
+    return out.transpose(1, 2).reshape(batch, -1, out.shape[1] * out.shape[3])
 
 
 class ComfyAttnProcessor:
