@@ -58,7 +58,9 @@ class DiffusionModel:
         self.model_sampling = model_sampling
         self.family = family
         self.latent_format = latent_format
-        self.model_type = _PREDICTION_TO_TYPE.get(getattr(model_sampling, "prediction_type", "eps"), ModelType.EPS)
+        self.model_type = _PREDICTION_TO_TYPE.get(
+            getattr(model_sampling, "prediction_type", "eps"), ModelType.EPS
+        )
         unet_config = dict(unet.config) if hasattr(unet, "config") else {}
         self.model_config = ModelConfig(family, unet_config, latent_format)
         self.current_patcher: Any = None
@@ -142,7 +144,12 @@ class SDXLRefiner(DiffusionModel):
     """An SDXL refiner UNet."""
 
 
-_FAMILY_CLASSES: dict[str, type[DiffusionModel]] = {"sd1": SD15, "sd2": SD20, "sdxl": SDXL, "sdxl_refiner": SDXLRefiner}
+_FAMILY_CLASSES: dict[str, type[DiffusionModel]] = {
+    "sd1": SD15,
+    "sd2": SD20,
+    "sdxl": SDXL,
+    "sdxl_refiner": SDXLRefiner,
+}
 
 
 def diffusion_model(unet: Any, model_sampling: Any, family: str, latent_format: Any) -> DiffusionModel:

@@ -33,7 +33,11 @@ def convert_cond(conditioning: list[Any], prompt_type: str = "positive") -> list
 
 
 def calc_cond_batch(
-    model: Any, conds: list[list[dict[str, Any]] | None], x_in: Any, timestep: Any, model_options: dict[str, Any]
+    model: Any,
+    conds: list[list[dict[str, Any]] | None],
+    x_in: Any,
+    timestep: Any,
+    model_options: dict[str, Any],
 ) -> list[Any]:
     """The denoised prediction of each cond list (None lists give zeros), as ComfyUI's calc_cond_batch."""
     import torch
@@ -72,19 +76,35 @@ def cfg_function(
     model_options = model_options or {}
     if "sampler_cfg_function" in model_options:
         args = {
-            "cond": x - cond_pred, "uncond": x - uncond_pred, "cond_scale": cond_scale, "timestep": timestep,
-            "input": x, "sigma": timestep, "cond_denoised": cond_pred, "uncond_denoised": uncond_pred,
-            "model": model, "model_options": model_options, "input_cond": cond, "input_uncond": uncond,
-        }  # fmt: skip
+            "cond": x - cond_pred,
+            "uncond": x - uncond_pred,
+            "cond_scale": cond_scale,
+            "timestep": timestep,
+            "input": x,
+            "sigma": timestep,
+            "cond_denoised": cond_pred,
+            "uncond_denoised": uncond_pred,
+            "model": model,
+            "model_options": model_options,
+            "input_cond": cond,
+            "input_uncond": uncond,
+        }
         result = x - model_options["sampler_cfg_function"](args)
     else:
         result = uncond_pred + (cond_pred - uncond_pred) * cond_scale
     for fn in model_options.get("sampler_post_cfg_function", []):
         args = {
-            "denoised": result, "cond": cond, "uncond": uncond, "cond_scale": cond_scale, "model": model,
-            "uncond_denoised": uncond_pred, "cond_denoised": cond_pred, "sigma": timestep,
-            "model_options": model_options, "input": x,
-        }  # fmt: skip
+            "denoised": result,
+            "cond": cond,
+            "uncond": uncond,
+            "cond_scale": cond_scale,
+            "model": model,
+            "uncond_denoised": uncond_pred,
+            "cond_denoised": cond_pred,
+            "sigma": timestep,
+            "model_options": model_options,
+            "input": x,
+        }
         result = fn(args)
     return result
 
@@ -110,11 +130,19 @@ def sampling_function(
         out = calc_cond_batch(model, conds, x, timestep, model_options)
     for fn in model_options.get("sampler_pre_cfg_function", []):
         args = {
-            "conds": conds, "conds_out": out, "cond_scale": cond_scale, "timestep": timestep, "input": x,
-            "sigma": timestep, "model": model, "model_options": model_options,
-        }  # fmt: skip
+            "conds": conds,
+            "conds_out": out,
+            "cond_scale": cond_scale,
+            "timestep": timestep,
+            "input": x,
+            "sigma": timestep,
+            "model": model,
+            "model_options": model_options,
+        }
         out = fn(args)
-    return cfg_function(model, out[0], out[1], cond_scale, x, timestep, model_options, cond=cond, uncond=conds[1])
+    return cfg_function(
+        model, out[0], out[1], cond_scale, x, timestep, model_options, cond=cond, uncond=conds[1]
+    )
 
 
 def _active_at(entry: dict[str, Any], model: Any, timestep: Any) -> bool:
@@ -195,7 +223,9 @@ def _run_group(
     return list(output.chunk(len(group)))
 
 
-def _added_conditions(model: Any, entries: list[dict[str, Any]], crop: Any, batch: int) -> dict[str, Any] | None:
+def _added_conditions(
+    model: Any, entries: list[dict[str, Any]], crop: Any, batch: int
+) -> dict[str, Any] | None:
     """SDXL's pooled text embedding and size/crop time ids; None for SD1.x/SD2.x."""
     import torch
 

@@ -31,11 +31,11 @@ class _Call:
 
     @property
     def patches(self) -> dict[str, list[Any]]:
-        return self.options.get("patches", {})  # type: ignore[no-any-return]
+        return self.options.get("patches", {})
 
     @property
     def replace(self) -> dict[str, dict[Any, Any]]:
-        return self.options.get("patches_replace", {})  # type: ignore[no-any-return]
+        return self.options.get("patches_replace", {})
 
 
 _current: ContextVar[_Call | None] = ContextVar("loom_transformer_options", default=None)
@@ -84,8 +84,15 @@ def optimized_attention(
 
 
 def attention_basic(
-    q: Any, k: Any, v: Any, heads: int, mask: Any = None, attn_precision: Any = None,
-    skip_reshape: bool = False, skip_output_reshape: bool = False, **kwargs: Any,
+    q: Any,
+    k: Any,
+    v: Any,
+    heads: int,
+    mask: Any = None,
+    attn_precision: Any = None,
+    skip_reshape: bool = False,
+    skip_output_reshape: bool = False,
+    **kwargs: Any,
 ) -> Any:
     """The same attention written out (softmax(q k^T / sqrt(d)) v), computed in float32."""
     batch = q.shape[0]
@@ -125,7 +132,9 @@ class ComfyAttnProcessor:
     ) -> Any:
         call = _current.get()
         if call is None or not self._patched(call):
-            return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
+            return self.original(
+                attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs
+            )
         extra = {k: v for k, v in call.options.items() if k not in ("patches", "patches_replace")}
         extra.update(n_heads=attn.heads, dim_head=attn.inner_dim // attn.heads, attn_precision=None)
         n, context, value = hidden_states, encoder_hidden_states, None

@@ -26,13 +26,24 @@ def test_cfg_function_returning_cond_equals_cfg_one(family: str) -> None:
     patched.set_model_sampler_cfg_function(cond_only)
     # cfg=1 skips the negative; the patched run predicts both, and returns x - (x - cond).
     torch.testing.assert_close(sample(patched, cfg=5.0), sample(model, cfg=1.0), atol=2e-4, rtol=1e-4)
-    assert {"cond", "uncond", "cond_scale", "input", "sigma", "cond_denoised", "uncond_denoised", "model"} <= seen[0]
+    assert {
+        "cond",
+        "uncond",
+        "cond_scale",
+        "input",
+        "sigma",
+        "cond_denoised",
+        "uncond_denoised",
+        "model",
+    } <= seen[0]
 
 
 def test_old_style_cfg_function_gets_cond_uncond_scale() -> None:
     model = tiny_model("sd1")
     patched = model.clone()
-    patched.set_model_sampler_cfg_function(lambda cond, uncond, cond_scale: uncond + (cond - uncond) * cond_scale)
+    patched.set_model_sampler_cfg_function(
+        lambda cond, uncond, cond_scale: uncond + (cond - uncond) * cond_scale
+    )
     torch.testing.assert_close(sample(patched, cfg=4.0), sample(model, cfg=4.0), atol=2e-4, rtol=1e-4)
 
 
@@ -111,5 +122,7 @@ def test_denoise_mask_function_reshapes_the_mask(family: str) -> None:
         return torch.ones_like(mask)
 
     patched.set_model_denoise_mask_function(regenerate_all)
-    torch.testing.assert_close(sample(patched, latent=latent, denoise_mask=keep_all), sample(model, latent=latent))
+    torch.testing.assert_close(
+        sample(patched, latent=latent, denoise_mask=keep_all), sample(model, latent=latent)
+    )
     assert received[0] == ((1, 1, 8, 8), (4,))

@@ -16,10 +16,16 @@ from tests.engine.diffusion.conftest import sample, tiny_model
 ATTENTION_SITES = {
     "sd1": [(("input", 1), 0, 0), (("middle", 0), 0, 1), (("output", 2), 0, 2), (("output", 3), 0, 3)],
     "sdxl": [
-        (("input", 3), 0, 0), (("input", 3), 1, 0), (("middle", 0), 0, 1), (("middle", 0), 1, 1),
-        (("output", 0), 0, 2), (("output", 0), 1, 2), (("output", 1), 0, 3), (("output", 1), 1, 3),
+        (("input", 3), 0, 0),
+        (("input", 3), 1, 0),
+        (("middle", 0), 0, 1),
+        (("middle", 0), 1, 1),
+        (("output", 0), 0, 2),
+        (("output", 0), 1, 2),
+        (("output", 1), 0, 3),
+        (("output", 1), 1, 3),
     ],
-}  # fmt: skip
+}
 
 
 def test_identity_attention_patches_keep_the_image_and_see_comfy_extra_options(family: str) -> None:
@@ -76,7 +82,9 @@ def test_attn2_replace_returning_zeros_changes_the_image_only_where_registered(f
 def test_attn1_replace_and_attn_patch_that_scales_context() -> None:
     model = tiny_model("sd1")
     patched = model.clone()
-    patched.set_model_attn1_replace(lambda q, k, v, extra: optimized_attention(q, k, v, extra["n_heads"]), "middle", 0)
+    patched.set_model_attn1_replace(
+        lambda q, k, v, extra: optimized_attention(q, k, v, extra["n_heads"]), "middle", 0
+    )
     assert torch.equal(sample(patched, steps=1), sample(model, steps=1))
     scaled = model.clone()
     scaled.set_model_attn2_patch(lambda n, context, value, extra: (n, context * 0, value * 0))
@@ -112,7 +120,9 @@ def test_block_patch_that_changes_h_changes_the_image(kind: str) -> None:
     model = tiny_model("sd1")
     patched = model.clone()
     if kind == "input":
-        patched.set_model_input_block_patch(lambda h, options: h * 2 if options["block"] == ("input", 1) else h)
+        patched.set_model_input_block_patch(
+            lambda h, options: h * 2 if options["block"] == ("input", 1) else h
+        )
     else:
         patched.set_model_output_block_patch(
             lambda h, hsp, options: (h, hsp * 0) if options["block"] == ("output", 3) else (h, hsp)
@@ -127,6 +137,9 @@ def test_input_block_patch_scaling_conv_in_is_computed_by_hand() -> None:
     patched.set_model_input_block_patch(lambda h, options: h * 2 if options["block"] == ("input", 0) else h)
     doubled = model.clone()
     doubled.add_patches(
-        {f"diffusion_model.input_blocks.0.0.{p}": ("diff", (t.clone(),)) for p, t in model.unet.conv_in.state_dict().items()}
+        {
+            f"diffusion_model.input_blocks.0.0.{p}": ("diff", (t.clone(),))
+            for p, t in model.unet.conv_in.state_dict().items()
+        }
     )
     torch.testing.assert_close(sample(patched, steps=2), sample(doubled, steps=2), atol=1e-4, rtol=1e-4)

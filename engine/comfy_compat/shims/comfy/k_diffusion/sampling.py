@@ -25,7 +25,9 @@ def append_zero(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([x, x.new_zeros([1])])
 
 
-def get_sigmas_karras(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0, device: Any = "cpu") -> torch.Tensor:
+def get_sigmas_karras(
+    n: int, sigma_min: float, sigma_max: float, rho: float = 7.0, device: Any = "cpu"
+) -> torch.Tensor:
     return _karras(n, sigma_min, sigma_max, rho).to(device)
 
 
@@ -44,7 +46,9 @@ def _k_diffusion(name: str) -> Callable[..., Any]:
     ) -> torch.Tensor:
         if noise_sampler is None:
             noise_sampler = default_noise_sampler(x, (extra_args or {}).get("seed"))
-        return loom(model, x, sigmas, extra_args=extra_args, callback=callback, noise_sampler=noise_sampler, **options)
+        return loom(
+            model, x, sigmas, extra_args=extra_args, callback=callback, noise_sampler=noise_sampler, **options
+        )
 
     sampler.__name__ = sampler.__qualname__ = f"sample_{name}"
     sampler.__doc__ = loom.__doc__
