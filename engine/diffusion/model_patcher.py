@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import logging
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,6 +22,19 @@ if TYPE_CHECKING:
     from engine.diffusion.diffusion_model import DiffusionModel
 
 # torch and the weight code load on first use, so that importing the node library stays light.
+
+
+# transformer_options["patches"] names that Loom's UNet calls (engine.diffusion.unet_hooks).
+CALLED_PATCHES = frozenset(
+    {
+        "attn1_patch",
+        "attn2_patch",
+        "attn1_output_patch",
+        "attn2_output_patch",
+        "input_block_patch",
+        "output_block_patch",
+    }
+)
 
 
 def set_model_options_patch_replace(
@@ -195,6 +209,13 @@ class ModelPatcher:
 
     # transformer_options: patches at ComfyUI's call points in the UNet (engine.diffusion.unet_hooks)
     def set_model_patch(self, patch: Any, name: str) -> None:
+        if name not in CALLED_PATCHES:
+            logging.warning(
+                "ModelPatcher: Loom's UNet (diffusers') has no call point for %r patches; this one will "
+                "not run (supported: %s)",
+                name,
+                ", ".join(sorted(CALLED_PATCHES)),
+            )
         to = self.model_options["transformer_options"]
         patches = to.setdefault("patches", {})
         patches[name] = [*patches.get(name, []), patch]

@@ -143,3 +143,42 @@ def test_input_block_patch_scaling_conv_in_is_computed_by_hand() -> None:
         }
     )
     torch.testing.assert_close(sample(patched, steps=2), sample(doubled, steps=2), atol=1e-4, rtol=1e-4)
+
+
+def test_block_ids_on_the_full_sd1_layout() -> None:
+    """SD1.5's layout (4 levels of 2 resnets, attention on the first 3) at tiny widths."""
+    from diffusers import UNet2DConditionModel
+
+    from engine.diffusion.handles import model_patcher
+    from engine.diffusion.latent_formats import latent_format
+    from engine.sampling import ModelSampling
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        block_out_channels=(32, 32, 32, 32),
+        layers_per_block=2,
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        cross_attention_dim=32,
+        attention_head_dim=8,
+        norm_num_groups=32,
+    ).eval()
+    model = model_patcher(unet, ModelSampling("eps"), "sd1", latent_format("sd1", 0.18215, {}))
+    seen: dict[str, list[Any]] = {"attn": [], "input": [], "output": []}
+    model.set_model_attn2_patch(lambda n, c, v, extra: (seen["attn"].append(extra["block"]), (n, c, v))[1])
+    model.set_model_input_block_patch(lambda h, o: (seen["input"].append(o["block"][1]), h)[1])
+    model.set_model_output_block_patch(lambda h, hsp, o: (seen["output"].append(o["block"][1]), (h, hsp))[1])
+    context = torch.zeros(1, 77, 32)
+    sigmas = torch.tensor([1.0])
+    from engine.diffusion.guidance import calc_cond_batch, convert_cond
+
+    with torch.no_grad(), model.applied() as inner:
+        calc_cond_batch(
+            inner, [convert_cond([[context, {}]])], torch.zeros(1, 4, 16, 16), sigmas, model.model_options
+        )
+    attention_inputs = [("input", i) for i in (1, 2, 4, 5, 7, 8)]
+    attention_outputs = [("output", i) for i in range(3, 12)]
+    assert seen["attn"] == [*attention_inputs, ("middle", 0), *attention_outputs]
+    assert seen["input"] == list(range(12)) and seen["output"] == list(range(12))
+    assert "diffusion_model.output_blocks.5.2.conv.weight" in model.model_state_dict()  # an upsampler
