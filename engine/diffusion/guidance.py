@@ -1,11 +1,12 @@
 """Classifier-free guidance over CONDITIONING lists, with ComfyUI's hooks and area conditioning.
 
 CONDITIONING is ComfyUI's list of `[cond_tensor, options]` pairs; options may hold `pooled_output`,
-`area` (height, width, y, x in latent pixels), `strength`, `start_percent`/`end_percent`,
-`prompt_type` and SDXL's size hints. `convert_cond` turns a list into the dicts the sampler works
+`area` (height, width, y, x in latent pixels, or `("percentage", h, w, y, x)`), `strength`, `mask`
+with `mask_strength` and `set_area_to_bounds`, `start_percent`/`end_percent`, `prompt_type` and
+SDXL's size hints. `convert_cond` turns a list into the dicts the sampler works
 on. `calc_cond_batch` predicts every entry of several cond lists in one UNet batch per area shape
 (contexts of different lengths are repeated to a common length, which leaves cross-attention
-unchanged) and blends each list's entries by their feathered area masks; `sampling_function` then
+unchanged) and blends each list's entries by their masks or feathered areas; `sampling_function` then
 applies, as ComfyUI does, the pre-cfg functions, the cfg function (default
 `uncond + (cond - uncond) * cfg`) and the post-cfg functions of `model_options`. At cfg 1 the
 negative side is skipped unless a patch set `disable_cfg1_optimization`.
@@ -56,7 +57,7 @@ def calc_cond_batch(
         outputs = _run_group(model, group, x_in, timestep, area, model_options)
         h, w, y, x0 = area
         for (entry, index), output in zip(group, outputs, strict=True):
-            mult = _area_weight(area, x_in) * entry.get("strength", 1.0)
+            mult = _weight(entry, area, x_in) * entry.get("strength", 1.0)
             sums[index][:, :, y : y + h, x0 : x0 + w] += output * mult
             counts[index][:, :, y : y + h, x0 : x0 + w] += mult
     return [s / c for s, c in zip(sums, counts, strict=True)]
@@ -154,6 +155,59 @@ def _active_at(entry: dict[str, Any], model: Any, timestep: Any) -> bool:
     start = float(sampling.percent_to_sigma(entry.get("start_percent", 0.0)))
     end = float(sampling.percent_to_sigma(entry.get("end_percent", 1.0)))
     return end <= sigma <= start
+
+
+def resolve_conds(entries: list[dict[str, Any]], latent_shape: Any) -> list[dict[str, Any]]:
+    """Fix what depends on the latent's size before sampling (ComfyUI's resolve_areas_and_cond_masks):
+    percentage areas become latent pixels, masks are resized to the latent, and a mask with
+    `set_area_to_bounds` sets the area to its bounding box (at least 8 latent pixels a side)."""
+    import torch.nn.functional as F
+
+    height, width = int(latent_shape[-2]), int(latent_shape[-1])
+    resolved = []
+    for entry in entries:
+        entry = dict(entry)
+        area = entry.get("area")
+        if area is not None and area[0] == "percentage":
+            h, w, y, x = (float(v) for v in area[1:5])
+            entry["area"] = (
+                max(1, round(h * height)),
+                max(1, round(w * width)),
+                round(y * height),
+                round(x * width),
+            )
+        if "mask" in entry:
+            mask = entry["mask"]
+            mask = mask.unsqueeze(0) if mask.ndim == 2 else mask
+            if tuple(mask.shape[1:]) != (height, width):
+                mask = F.interpolate(
+                    mask.unsqueeze(1).float(), size=(height, width), mode="bilinear"
+                ).squeeze(1)
+            entry["mask"] = mask
+            if entry.get("set_area_to_bounds", False):
+                entry["area"] = _mask_bounds(mask)
+        resolved.append(entry)
+    return resolved
+
+
+def _mask_bounds(mask: Any) -> tuple[int, int, int, int]:
+    rows, cols = (mask.abs().amax(dim=0) > 0).nonzero(as_tuple=True)
+    if len(rows) == 0:
+        return (8, 8, 0, 0)
+    y, x = int(rows.min()), int(cols.min())
+    return (max(8, int(rows.max()) - y + 1), max(8, int(cols.max()) - x + 1), y, x)
+
+
+def _weight(entry: dict[str, Any], area: tuple[int, int, int, int], x: Any) -> Any:
+    """An entry's blending weight over its area: its mask there (times mask_strength), else 1 with
+    feathered inner edges."""
+    if "mask" not in entry:
+        return _area_weight(area, x)
+    h, w, y, x0 = area
+    mask = entry["mask"].to(x.device, x.dtype)[: x.shape[0], y : y + h, x0 : x0 + w] * entry.get(
+        "mask_strength", 1.0
+    )
+    return mask.unsqueeze(1).repeat(x.shape[0] // mask.shape[0], x.shape[1], 1, 1)
 
 
 def _area(entry: dict[str, Any], x: Any) -> tuple[int, int, int, int]:

@@ -17,7 +17,13 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from engine.diffusion.guidance import calc_cond_batch, cfg_function, convert_cond, sampling_function
+from engine.diffusion.guidance import (
+    calc_cond_batch,
+    cfg_function,
+    convert_cond,
+    resolve_conds,
+    sampling_function,
+)
 
 StepCallback = Callable[[int, Any, Any, int], None]
 """ComfyUI's sampling callback: `callback(step, denoised, x, total_steps)`."""
@@ -87,7 +93,8 @@ class CFGGuider:
         patcher = self.model_patcher
         device = manager().use(patcher.unet)
         self.conds = {
-            name: [_on(dict(e), device) for e in entries] for name, entries in self.original_conds.items()
+            name: resolve_conds([_on(dict(e), device) for e in entries], latent_image.shape)
+            for name, entries in self.original_conds.items()
         }
         options = create_model_options_clone(self.model_options)
         options.setdefault("transformer_options", {})["sample_sigmas"] = sigmas
