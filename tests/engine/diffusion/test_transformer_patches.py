@@ -182,3 +182,7 @@ def test_block_ids_on_the_full_sd1_layout() -> None:
     assert seen["attn"] == [*attention_inputs, ("middle", 0), *attention_outputs]
     assert seen["input"] == list(range(12)) and seen["output"] == list(range(12))
     assert "diffusion_model.output_blocks.5.2.conv.weight" in model.model_state_dict()  # an upsampler
+    config = model.model.model_config.unet_config  # ComfyUI's keys, as FreeU and others read them
+    assert config["model_channels"] == 32 and config["channel_mult"] == [1, 1, 1, 1]
+    assert config["transformer_depth"] == [1, 1, 1, 1, 1, 1, 0, 0] and config["num_res_blocks"] == [2] * 4
+    assert config["context_dim"] == 32 and config["transformer_depth_middle"] == 1
