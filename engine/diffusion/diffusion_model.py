@@ -57,6 +57,7 @@ def comfy_unet_config(config: dict[str, Any]) -> dict[str, Any]:
     levels = len(channels)
     depth = config.get("transformer_layers_per_block", 1)
     depth = list(depth) if isinstance(depth, (list, tuple)) else [depth] * levels
+    middle = depth[-1] if depth else 1  # diffusers' mid block takes the last level's depth
     depth = [
         d if t.startswith("CrossAttn") else 0
         for d, t in zip(depth, config.get("down_block_types", []), strict=False)
@@ -68,7 +69,7 @@ def comfy_unet_config(config: dict[str, Any]) -> dict[str, Any]:
         "channel_mult": [c // channels[0] for c in channels],
         "num_res_blocks": [config.get("layers_per_block", 2)] * levels,
         "transformer_depth": [d for d in depth for _ in range(config.get("layers_per_block", 2))],
-        "transformer_depth_middle": depth[-1] if depth else 1,
+        "transformer_depth_middle": middle,
         "context_dim": config.get("cross_attention_dim"),
         "use_linear_in_transformer": bool(config.get("use_linear_projection", False)),
         "adm_in_channels": config.get("projection_class_embeddings_input_dim"),
