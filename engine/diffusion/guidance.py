@@ -1,240 +1,224 @@
-"""Classifier-free guidance over CONDITIONING lists, with area conditioning.
+"""Classifier-free guidance over CONDITIONING lists, with ComfyUI's hooks and area conditioning.
 
 CONDITIONING is ComfyUI's list of `[cond_tensor, options]` pairs; options may hold `pooled_output`,
-`area` (height, width, y, x in latent pixels, or `("percentage", h, w, y, x)` as fractions), `strength`,
-`mask` with `mask_strength` and `set_area_to_bounds` (predict only on the mask's bounding box),
-`start_percent`/`end_percent` (the part of the schedule where the entry applies), `concat_latent_image`
-and `concat_mask` (the extra input channels of inpainting and InstructPix2Pix models), and SDXL's size
-hints. Every active entry of the positive and negative lists is predicted in one UNet batch per area
-shape (contexts of different lengths are repeated to a common length, which leaves cross-attention
-unchanged); the entries of each side are blended by their masks (or feathered areas) times their
-strengths, then
-    denoised = uncond + (cond - uncond) * cfg.
-At cfg 1 the negative side is skipped.
+`area` (height, width, y, x in latent pixels, or `("percentage", h, w, y, x)`), `strength`, `mask`
+with `mask_strength` and `set_area_to_bounds`, `start_percent`/`end_percent`, `prompt_type`,
+`concat_latent_image`/`concat_mask` (the extra input channels of inpainting and InstructPix2Pix
+models) and SDXL's size hints. `convert_cond` turns a list into the dicts the sampler works
+on. `calc_cond_batch` predicts every entry of several cond lists in one UNet batch per area shape
+(contexts of different lengths are repeated to a common length, which leaves cross-attention
+unchanged) and blends each list's entries by their masks or feathered areas; `sampling_function` then
+applies, as ComfyUI does, the pre-cfg functions, the cfg function (default
+`uncond + (cond - uncond) * cfg`) and the post-cfg functions of `model_options`. At cfg 1 the
+negative side is skipped unless a patch set `disable_cfg1_optimization`. Before sampling,
+`add_opposite_areas` gives every area an opposite one, as ComfyUI's process_conds does.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import uuid
 from typing import Any
-
-from engine.diffusion.handles import ModelHandle
-from engine.sampling import Model
 
 FEATHER = 8  # latent pixels over which an area's inner edges fade in
 
 
-@dataclass
-class _Entry:
-    context: Any
-    options: dict[str, Any]
-    positive: bool
-    # The option "mask" resized to the latent [B, h, w], made when the latent size is first seen.
-    mask: Any = None
+def convert_cond(conditioning: list[Any], prompt_type: str = "positive") -> list[dict[str, Any]]:
+    """ComfyUI's convert_cond: `[[tensor, options], ...]` → `[{"cross_attn": tensor, **options}, ...]`."""
+    out = []
+    for cond, options in conditioning:
+        entry = dict(options)
+        entry["cross_attn"] = cond
+        entry.setdefault("prompt_type", prompt_type)
+        entry["uuid"] = uuid.uuid4()
+        out.append(entry)
+    return out
 
 
-def guided_model(model: ModelHandle, positive: list[Any], negative: list[Any], cfg: float) -> Model:
-    """The denoised-prediction callable samplers call, with CFG applied."""
-    entries = [_Entry(c, o, True) for c, o in positive]
-    if not math.isclose(cfg, 1.0):
-        entries += [_Entry(c, o, False) for c, o in negative]
-    has_negative = any(not e.positive for e in entries)
-    by_size: dict[tuple[int, ...], list[_Entry]] = {}
+def calc_cond_batch(
+    model: Any,
+    conds: list[list[dict[str, Any]] | None],
+    x_in: Any,
+    timestep: Any,
+    model_options: dict[str, Any],
+) -> list[Any]:
+    """The denoised prediction of each cond list (None lists give zeros), as ComfyUI's calc_cond_batch."""
+    import torch
 
-    def denoise(x: Any, sigma: Any, **_: Any) -> Any:
-        if tuple(x.shape[2:]) not in by_size:
-            by_size[tuple(x.shape[2:])] = _with_opposite_areas(entries, x)
-        active = [e for e in by_size[tuple(x.shape[2:])] if _active(model, e.options, sigma)]
-        cond, uncond = _predict_sides(model, active, x, sigma, has_negative)
-        if uncond is None:
-            return cond
-        return uncond + (cond - uncond) * cfg
+    sums = [torch.zeros_like(x_in) for _ in conds]
+    counts = [torch.ones_like(x_in) * 1e-37 for _ in conds]
+    runs = []
+    for index, cond in enumerate(conds):
+        for entry in cond or []:
+            if _active_at(entry, model, timestep):
+                runs.append((entry, index, _area(entry, x_in)))
+    groups: dict[tuple[int, int, int, int], list[tuple[dict[str, Any], int]]] = {}
+    for entry, index, area in runs:
+        groups.setdefault(area, []).append((entry, index))
+    for area, group in groups.items():
+        outputs = _run_group(model, group, x_in, timestep, area, model_options)
+        h, w, y, x0 = area
+        for (entry, index), output in zip(group, outputs, strict=True):
+            mult = _weight(entry, area, x_in) * entry.get("strength", 1.0)
+            sums[index][:, :, y : y + h, x0 : x0 + w] += output * mult
+            counts[index][:, :, y : y + h, x0 : x0 + w] += mult
+    return [s / c for s, c in zip(sums, counts, strict=True)]
 
-    return denoise
+
+def cfg_function(
+    model: Any,
+    cond_pred: Any,
+    uncond_pred: Any,
+    cond_scale: float,
+    x: Any,
+    timestep: Any,
+    model_options: dict[str, Any] | None = None,
+    cond: Any = None,
+    uncond: Any = None,
+) -> Any:
+    model_options = model_options or {}
+    if "sampler_cfg_function" in model_options:
+        args = {
+            "cond": x - cond_pred,
+            "uncond": x - uncond_pred,
+            "cond_scale": cond_scale,
+            "timestep": timestep,
+            "input": x,
+            "sigma": timestep,
+            "cond_denoised": cond_pred,
+            "uncond_denoised": uncond_pred,
+            "model": model,
+            "model_options": model_options,
+            "input_cond": cond,
+            "input_uncond": uncond,
+        }
+        result = x - model_options["sampler_cfg_function"](args)
+    else:
+        result = uncond_pred + (cond_pred - uncond_pred) * cond_scale
+    for fn in model_options.get("sampler_post_cfg_function", []):
+        args = {
+            "denoised": result,
+            "cond": cond,
+            "uncond": uncond,
+            "cond_scale": cond_scale,
+            "model": model,
+            "uncond_denoised": uncond_pred,
+            "cond_denoised": cond_pred,
+            "sigma": timestep,
+            "model_options": model_options,
+            "input": x,
+        }
+        result = fn(args)
+    return result
 
 
-def _active(model: ModelHandle, options: dict[str, Any], sigma: Any) -> bool:
-    """Whether sigma lies in the entry's start_percent..end_percent part of the schedule."""
-    if "start_percent" not in options and "end_percent" not in options:
+def sampling_function(
+    model: Any,
+    x: Any,
+    timestep: Any,
+    uncond: Any,
+    cond: Any,
+    cond_scale: float,
+    model_options: dict[str, Any] | None = None,
+    seed: int | None = None,
+) -> Any:
+    """One guided denoised prediction: cond batch, pre-cfg functions, cfg, post-cfg functions."""
+    model_options = model_options or {}
+    skip_uncond = math.isclose(cond_scale, 1.0) and not model_options.get("disable_cfg1_optimization", False)
+    conds = [cond, None if skip_uncond else uncond]
+    if "sampler_calc_cond_batch_function" in model_options:
+        args = {"conds": conds, "input": x, "sigma": timestep, "model": model, "model_options": model_options}
+        out = model_options["sampler_calc_cond_batch_function"](args)
+    else:
+        out = calc_cond_batch(model, conds, x, timestep, model_options)
+    for fn in model_options.get("sampler_pre_cfg_function", []):
+        args = {
+            "conds": conds,
+            "conds_out": out,
+            "cond_scale": cond_scale,
+            "timestep": timestep,
+            "input": x,
+            "sigma": timestep,
+            "model": model,
+            "model_options": model_options,
+        }
+        out = fn(args)
+    return cfg_function(
+        model, out[0], out[1], cond_scale, x, timestep, model_options, cond=cond, uncond=conds[1]
+    )
+
+
+def _active_at(entry: dict[str, Any], model: Any, timestep: Any) -> bool:
+    """ConditioningSetTimestepRange: an entry applies only between its start and end percent."""
+    if "start_percent" not in entry and "end_percent" not in entry:
         return True
-    current = float(sigma.reshape(-1)[0])
-    start = _percent_to_sigma(model.sampling, options.get("start_percent", 0.0))
-    end = _percent_to_sigma(model.sampling, options.get("end_percent", 1.0))
-    return end <= current <= start
+    sampling = model.model_sampling
+    sigma = float(timestep.reshape(-1)[0])
+    start = float(sampling.percent_to_sigma(entry.get("start_percent", 0.0)))
+    end = float(sampling.percent_to_sigma(entry.get("end_percent", 1.0)))
+    return end <= sigma <= start
 
 
-def _percent_to_sigma(sampling: Any, percent: float) -> float:
-    """ComfyUI's percent_to_sigma: 0 is the start of sampling (no limit), 1 its end (sigma 0)."""
-    import torch
-
-    custom = getattr(sampling, "percent_to_sigma", None)
-    if custom is not None:
-        return float(custom(percent))
-    if percent <= 0.0:
-        return 999999999.9
-    if percent >= 1.0:
-        return 0.0
-    return float(sampling.sigma(torch.tensor((1.0 - percent) * 999.0)))
-
-
-def _predict_sides(
-    model: ModelHandle, entries: list[_Entry], x: Any, sigma: Any, has_negative: bool
-) -> tuple[Any, Any]:
-    import torch
-
-    sums = {True: torch.zeros_like(x), False: torch.zeros_like(x)}
-    weights = {True: torch.full_like(x, 1e-37), False: torch.full_like(x, 1e-37)}
-    for entry in entries:
-        _resize_mask(entry, x)
-    for group in _group_by_area(entries, x):
-        area = group[0][1]
-        predictions = _run_unet(model, [entry for entry, _ in group], x, sigma, area)
-        for (entry, area), prediction in zip(group, predictions.chunk(len(group)), strict=True):
-            h, w, y, x0 = area
-            mult = _entry_weight(entry, area, x)
-            sums[entry.positive][:, :, y : y + h, x0 : x0 + w] += prediction * mult
-            weights[entry.positive][:, :, y : y + h, x0 : x0 + w] += mult
-    return sums[True] / weights[True], sums[False] / weights[False] if has_negative else None
-
-
-def _resize_mask(entry: _Entry, x: Any) -> None:
-    """Resize the entry's mask to the latent once (bilinear, as ComfyUI does before sampling)."""
+def resolve_conds(entries: list[dict[str, Any]], latent_shape: Any) -> list[dict[str, Any]]:
+    """Fix what depends on the latent's size before sampling (ComfyUI's resolve_areas_and_cond_masks):
+    percentage areas become latent pixels, masks are resized to the latent, and a mask with
+    `set_area_to_bounds` sets the area to its bounding box (at least 8 latent pixels a side)."""
     import torch.nn.functional as F
 
-    mask = entry.options.get("mask")
-    if mask is None or (entry.mask is not None and entry.mask.shape[-2:] == x.shape[2:]):
-        return
-    mask = mask.reshape(-1, mask.shape[-2], mask.shape[-1]).to(x.device, x.dtype)
-    if mask.shape[-2:] != x.shape[2:]:
-        mask = F.interpolate(mask.unsqueeze(1), size=x.shape[2:], mode="bilinear").squeeze(1)
-    entry.mask = mask
-
-
-def _entry_weight(entry: _Entry, area: tuple[int, int, int, int], x: Any) -> Any:
-    """How much the entry's prediction counts at each pixel of its area: its mask (times mask_strength)
-    or, without a mask, 1 fading in at the area's inner edges; times its strength."""
-    strength = entry.options.get("strength", 1.0)
-    if entry.mask is None:
-        return _area_weight(area, x) * strength
-    h, w, y, x0 = area
-    mask = entry.mask[: x.shape[0], y : y + h, x0 : x0 + w] * entry.options.get("mask_strength", 1.0)
-    if mask.shape[0] < x.shape[0]:
-        mask = mask.repeat(x.shape[0] // mask.shape[0], 1, 1)
-    return mask.unsqueeze(1) * strength
-
-
-def _area(entry: _Entry, x: Any) -> tuple[int, int, int, int]:
-    """The entry's area in latent pixels, clipped to the latent; the whole latent if it has none."""
-    height, width = x.shape[2], x.shape[3]
-    area = _resolved_area(entry, x)
-    if area is None:
-        return (height, width, 0, 0)
-    h, w, y, x0 = area
-    y, x0 = min(y, height - 1), min(x0, width - 1)
-    return (max(1, min(h, height - y)), max(1, min(w, width - x0)), y, x0)
-
-
-def _resolved_area(entry: _Entry, x: Any) -> tuple[int, int, int, int] | None:
-    """(h, w, y, x) in latent pixels from a pixel area, a percentage area or the mask's bounds."""
-    area = entry.options.get("area")
-    if entry.options.get("set_area_to_bounds") and entry.mask is not None:
-        area = _mask_bounds(entry.mask)
-    if area is None:
-        return None
-    if area[0] == "percentage":
-        height, width = x.shape[2], x.shape[3]
-        _, h_part, w_part, y_part, x_part = area
-        area = (
-            max(1, round(h_part * height)),
-            max(1, round(w_part * width)),
-            round(y_part * height),
-            round(x_part * width),
-        )
-    h, w, y, x0 = (int(v) for v in area)
-    return (h, w, y, x0)
-
-
-# What an entry predicts with (ComfyUI's "model conds"), as opposed to where and when it applies.
-MODEL_CONDITION_KEYS = frozenset(
-    {
-        "pooled_output",
-        "width",
-        "height",
-        "crop_w",
-        "crop_h",
-        "target_width",
-        "target_height",
-        "aesthetic_score",
-        "concat_latent_image",
-        "concat_mask",
-    }
-)
-
-
-def _with_opposite_areas(entries: list[_Entry], x: Any) -> list[_Entry]:
-    """ComfyUI's rule that every area has an opposite one: for each entry with an area, the other side
-    (when it is used) gets a copy of its smallest entry covering that area, placed like the entry."""
+    height, width = int(latent_shape[-2]), int(latent_shape[-1])
+    resolved = []
     for entry in entries:
-        _resize_mask(entry, x)
-    sides = {side: [e for e in entries if e.positive == side] for side in (True, False)}
-    if not sides[False]:
-        return entries
-    for side in (True, False):
-        index = 0
-        while index < len(sides[side]):  # grows: copies placed on this side are looked at too
-            copy = _same_area_copy(sides[not side], sides[side][index], x)
-            if copy is not None:
-                sides[not side].append(copy)
-            index += 1
-    return sides[True] + sides[False]
-
-
-def _same_area_copy(candidates: list[_Entry], entry: _Entry, x: Any) -> _Entry | None:
-    area = _resolved_area(entry, x)
-    if area is None:
-        return None
-    smallest: _Entry | None = None
-    smallest_area: tuple[int, int, int, int] | None = None
-    for other in candidates:
-        other_area = _resolved_area(other, x)
-        if other_area is None:
-            if smallest is None:
-                smallest = other
-        elif _inside(area, other_area) and (
-            smallest is None
-            or smallest_area is None
-            or math.prod(smallest_area[:2]) > math.prod(other_area[:2])
-        ):
-            smallest, smallest_area = other, other_area
-    if smallest is None or smallest_area == area:
-        return None
-    options = {k: v for k, v in entry.options.items() if k not in MODEL_CONDITION_KEYS}
-    options.update({k: v for k, v in smallest.options.items() if k in MODEL_CONDITION_KEYS})
-    return _Entry(smallest.context, options, smallest.positive, entry.mask)
-
-
-def _inside(area: tuple[int, int, int, int], outer: tuple[int, int, int, int]) -> bool:
-    h, w, y, x0 = area
-    outer_h, outer_w, outer_y, outer_x = outer
-    return y >= outer_y and x0 >= outer_x and y + h <= outer_y + outer_h and x0 + w <= outer_x + outer_w
+        entry = dict(entry)
+        area = entry.get("area")
+        if area is not None and area[0] == "percentage":
+            h, w, y, x = (float(v) for v in area[1:5])
+            entry["area"] = (
+                max(1, round(h * height)),
+                max(1, round(w * width)),
+                round(y * height),
+                round(x * width),
+            )
+        if "mask" in entry:
+            mask = entry["mask"]
+            mask = mask.unsqueeze(0) if mask.ndim == 2 else mask
+            if tuple(mask.shape[1:]) != (height, width):
+                mask = F.interpolate(
+                    mask.unsqueeze(1).float(), size=(height, width), mode="bilinear"
+                ).squeeze(1)
+            entry["mask"] = mask
+            if entry.get("set_area_to_bounds", False):
+                entry["area"] = _mask_bounds(mask)
+        resolved.append(entry)
+    return resolved
 
 
 def _mask_bounds(mask: Any) -> tuple[int, int, int, int]:
-    """The bounding box (at least 8×8) of where any mask of the batch is non-zero; (8, 8, 0, 0) if none."""
-    rows, cols = mask.abs().amax(0).nonzero(as_tuple=True)
-    if rows.numel() == 0:
+    rows, cols = (mask.abs().amax(dim=0) > 0).nonzero(as_tuple=True)
+    if len(rows) == 0:
         return (8, 8, 0, 0)
-    top, left = int(rows.min()), int(cols.min())
-    return (max(8, int(rows.max()) - top + 1), max(8, int(cols.max()) - left + 1), top, left)
+    y, x = int(rows.min()), int(cols.min())
+    return (max(8, int(rows.max()) - y + 1), max(8, int(cols.max()) - x + 1), y, x)
 
 
-def _group_by_area(entries: list[_Entry], x: Any) -> list[list[tuple[_Entry, tuple[int, int, int, int]]]]:
-    groups: dict[tuple[int, int, int, int], list[tuple[_Entry, tuple[int, int, int, int]]]] = {}
-    for entry in entries:
-        area = _area(entry, x)
-        groups.setdefault(area, []).append((entry, area))
-    return list(groups.values())
+def _weight(entry: dict[str, Any], area: tuple[int, int, int, int], x: Any) -> Any:
+    """An entry's blending weight over its area: its mask there (times mask_strength), else 1 with
+    feathered inner edges."""
+    if "mask" not in entry:
+        return _area_weight(area, x)
+    h, w, y, x0 = area
+    mask = entry["mask"].to(x.device, x.dtype)[: x.shape[0], y : y + h, x0 : x0 + w] * entry.get(
+        "mask_strength", 1.0
+    )
+    return mask.unsqueeze(1).repeat(x.shape[0] // mask.shape[0], x.shape[1], 1, 1)
+
+
+def _area(entry: dict[str, Any], x: Any) -> tuple[int, int, int, int]:
+    height, width = x.shape[2], x.shape[3]
+    if "area" not in entry:
+        return (height, width, 0, 0)
+    h, w, y, x0 = (int(v) for v in entry["area"])
+    y, x0 = min(y, height - 1), min(x0, width - 1)
+    return (max(1, min(h, height - y)), max(1, min(w, width - x0)), y, x0)
 
 
 def _area_weight(area: tuple[int, int, int, int], x: Any) -> Any:
@@ -256,77 +240,143 @@ def _area_weight(area: tuple[int, int, int, int], x: Any) -> Any:
 
 
 def _common_length(contexts: list[Any]) -> list[Any]:
-    lengths = [c.shape[1] for c in contexts]
-    target = math.lcm(*lengths)
+    target = math.lcm(*(c.shape[1] for c in contexts))
     return [c.repeat(1, target // c.shape[1], 1) for c in contexts]
 
 
-def _run_unet(model: ModelHandle, entries: list[_Entry], x: Any, sigma: Any, area: tuple[int, ...]) -> Any:
-    """One UNet call for all entries sharing an area; returns denoised predictions stacked by entry."""
+def _run_group(
+    model: Any,
+    group: list[tuple[dict[str, Any], int]],
+    x: Any,
+    sigma: Any,
+    area: tuple[int, int, int, int],
+    model_options: dict[str, Any],
+) -> list[Any]:
+    """One UNet call (through the unet wrapper, if any) for the entries sharing an area."""
     import torch
 
     h, w, y, x0 = area
     batch = x.shape[0]
     crop = x[:, :, y : y + h, x0 : x0 + w]
-    x_all = crop.repeat(len(entries), 1, 1, 1)
-    contexts = _common_length([e.context.to(x.device) for e in entries])
+    x_all = crop.repeat(len(group), 1, 1, 1)
+    contexts = _common_length([entry["cross_attn"].to(x.device) for entry, _ in group])
     context = torch.cat([c.expand(batch, -1, -1) if c.shape[0] == 1 else c for c in contexts])
-    sigmas = sigma.reshape(-1).expand(x_all.shape[0]) if sigma.numel() == 1 else sigma.repeat(len(entries))
-    added = _added_conditions(model, entries, crop, batch)
-
-    sampling = model.sampling
-    x_in = sampling.calculate_input(sigmas, x_all)
-    extra = _concat_channels(model, entries, x, area)
-    if extra is not None:
-        x_in = torch.cat([x_in, extra], dim=1)
-    timestep = sampling.timestep(sigmas).float()
-    dtype = next(model.unet.parameters()).dtype
-    output = model.unet(
-        x_in.to(dtype),
-        timestep,
-        encoder_hidden_states=context.to(dtype),
-        added_cond_kwargs=added,
-        return_dict=False,
-    )[0]
-    return sampling.calculate_denoised(sigmas, output.float(), x_all)
+    sigmas = sigma.reshape(-1).expand(x_all.shape[0]) if sigma.numel() == 1 else sigma.repeat(len(group))
+    cond_or_uncond = [index for _, index in group]
+    options = dict(model_options.get("transformer_options", {}))
+    options.update(cond_or_uncond=cond_or_uncond[:], uuids=[e["uuid"] for e, _ in group], sigmas=sigma)
+    c: dict[str, Any] = {"c_crossattn": context, "transformer_options": options}
+    concat = _concat_channels(model, [entry for entry, _ in group], x, area)
+    if concat is not None:
+        c["c_concat"] = concat
+    added = _added_conditions(model, [entry for entry, _ in group], crop, batch)
+    if added is not None:
+        c["added_cond_kwargs"] = added
+    wrapper = model_options.get("model_function_wrapper")
+    if wrapper is not None:
+        args = {"input": x_all, "timestep": sigmas, "c": c, "cond_or_uncond": cond_or_uncond}
+        output = wrapper(model.apply_model, args)
+    else:
+        output = model.apply_model(x_all, sigmas, **c)
+    return list(output.chunk(len(group)))
 
 
 def _added_conditions(
-    model: ModelHandle, entries: list[_Entry], crop: Any, batch: int
+    model: Any, entries: list[dict[str, Any]], crop: Any, batch: int
 ) -> dict[str, Any] | None:
     """SDXL's pooled text embedding and size/crop time ids; None for SD1.x/SD2.x."""
     import torch
 
-    if getattr(model.unet.config, "addition_embed_type", None) != "text_time":
+    unet = model.diffusion_model
+    if getattr(unet.config, "addition_embed_type", None) != "text_time":
         return None
-    dtype = next(model.unet.parameters()).dtype
+    dtype = model.get_dtype()
     pooled, time_ids = [], []
     for entry in entries:
-        options = entry.options
         height, width = crop.shape[2] * 8, crop.shape[3] * 8
-        sizes = [options.get("height", height), options.get("width", width)]
-        sizes += [options.get("crop_h", 0), options.get("crop_w", 0)]
+        sizes = [entry.get("height", height), entry.get("width", width)]
+        sizes += [entry.get("crop_h", 0), entry.get("crop_w", 0)]
         if model.family == "sdxl_refiner":
-            sizes.append(options.get("aesthetic_score", 6.0 if entry.positive else 2.5))
+            default_score = 2.5 if entry.get("prompt_type") == "negative" else 6.0
+            sizes.append(entry.get("aesthetic_score", default_score))
         else:
-            sizes += [options.get("target_height", height), options.get("target_width", width)]
-        pooled.append(options["pooled_output"].to(crop.device).expand(batch, -1))
+            sizes += [entry.get("target_height", height), entry.get("target_width", width)]
+        pooled.append(entry["pooled_output"].to(crop.device).expand(batch, -1))
         time_ids.append(torch.tensor([sizes], device=crop.device, dtype=torch.float32).expand(batch, -1))
     return {"text_embeds": torch.cat(pooled).to(dtype), "time_ids": torch.cat(time_ids).to(dtype)}
+
+
+# What an entry predicts with (ComfyUI's "model conds"), as opposed to where and when it applies.
+MODEL_CONDITION_KEYS = frozenset(
+    {
+        "cross_attn",
+        "pooled_output",
+        "width",
+        "height",
+        "crop_w",
+        "crop_h",
+        "target_width",
+        "target_height",
+        "aesthetic_score",
+        "concat_latent_image",
+        "concat_mask",
+    }
+)
+
+
+def add_opposite_areas(conds: dict[str, list[dict[str, Any]]]) -> None:
+    """ComfyUI's rule that every area has an opposite one: for each entry with an area, every other
+    cond list gets a copy of it that predicts with that list's smallest entry covering the area (or its
+    first entry without an area). Areas must be resolved to latent pixels first (`resolve_conds`)."""
+    for name, entries in conds.items():
+        for entry in entries:  # grows while it is read: copies placed here are looked at too
+            for other_name, others in conds.items():
+                if other_name != name:
+                    _add_same_area_copy(others, entry)
+
+
+def _add_same_area_copy(entries: list[dict[str, Any]], entry: dict[str, Any]) -> None:
+    area = entry.get("area")
+    if area is None:
+        return
+    smallest: dict[str, Any] | None = None
+    for other in entries:
+        other_area = other.get("area")
+        if other_area is None:
+            if smallest is None:
+                smallest = other
+        elif _inside(area, other_area) and (
+            smallest is None
+            or "area" not in smallest
+            or math.prod(smallest["area"][:2]) > math.prod(other_area[:2])
+        ):
+            smallest = other
+    if smallest is None or tuple(smallest.get("area", ())) == tuple(area):
+        return
+    copy = {k: v for k, v in entry.items() if k not in MODEL_CONDITION_KEYS}
+    copy.update({k: v for k, v in smallest.items() if k in MODEL_CONDITION_KEYS})
+    entries.append(copy)
+
+
+def _inside(area: Any, outer: Any) -> bool:
+    h, w, y, x0 = (int(v) for v in area)
+    outer_h, outer_w, outer_y, outer_x = (int(v) for v in outer)
+    return y >= outer_y and x0 >= outer_x and y + h <= outer_y + outer_h and x0 + w <= outer_x + outer_w
 
 
 # SD1.x's latent of a mid-grey image, what ComfyUI feeds an inpainting model without a masked image.
 BLANK_INPAINT_LATENT = (0.8223, -0.6876, 0.6364, 0.1380)
 
 
-def _concat_channels(model: ModelHandle, entries: list[_Entry], x: Any, area: tuple[int, ...]) -> Any:
+def _concat_channels(model: Any, entries: list[dict[str, Any]], x: Any, area: tuple[int, ...]) -> Any:
     """Extra UNet input channels after the noisy latent, stacked by entry, cropped to the area: for a
     9-channel inpainting model the mask and the masked image's latent (`concat_mask`,
     `concat_latent_image`), for an 8-channel InstructPix2Pix model the image's latent; None if the
     model takes no extra channels."""
     import torch
 
-    extra = int(getattr(model.unet.config, "in_channels", x.shape[1])) - x.shape[1]
+    config = getattr(model.diffusion_model, "config", None)
+    extra = int(getattr(config, "in_channels", x.shape[1])) - x.shape[1]
     if extra <= 0:
         return None
     if extra not in (4, 5):
@@ -337,22 +387,19 @@ def _concat_channels(model: ModelHandle, entries: list[_Entry], x: Any, area: tu
     h, w, y, x0 = area
     parts = []
     for entry in entries:
-        image = entry.options.get("concat_latent_image")
+        image = entry.get("concat_latent_image")
         if extra == 5:
-            mask = entry.options.get("concat_mask")
+            mask = entry.get("concat_mask")
             mask = (
                 torch.ones_like(x[:, :1])
                 if mask is None
                 else _fit(mask.reshape(-1, 1, *mask.shape[-2:]), x).round()
             )
             if image is None:
-                image = (
-                    torch.tensor(BLANK_INPAINT_LATENT, dtype=x.dtype, device=x.device)
-                    .view(1, 4, 1, 1)
-                    .expand_as(x)
-                )
+                blank = torch.tensor(BLANK_INPAINT_LATENT, dtype=x.dtype, device=x.device)
+                image = blank.view(1, 4, 1, 1).expand_as(x)
             else:
-                image = _fit(model.latent.process_in(image.to(x.device, x.dtype)), x)
+                image = _fit(model.process_latent_in(image.to(x.device, x.dtype)), x)
             channels = torch.cat([mask, image], dim=1)
         else:
             channels = torch.zeros_like(x) if image is None else _fit(image, x)

@@ -1,7 +1,9 @@
 """What travels along MODEL, CLIP and VAE links: the loaded modules plus what nodes add to them.
 
-Handles are immutable; a node that changes a model (a LoRA, a clip skip) returns a new handle that
-shares the modules and carries its patches, so the cached output of the loader stays untouched.
+MODEL is a ComfyUI-style ModelPatcher (engine.diffusion.model_patcher); a node that changes it
+clones it first. CLIP and VAE handles are immutable; a node that changes one (a LoRA, a clip skip)
+returns a new handle that shares the modules and carries its patches, so the cached output of the
+loader stays untouched.
 """
 
 from __future__ import annotations
@@ -13,22 +15,18 @@ from pathlib import Path
 from typing import Any
 
 from engine.diffusion.devices import manager
+from engine.diffusion.diffusion_model import diffusion_model
 from engine.diffusion.latent_formats import LatentFormat, latent_format
+from engine.diffusion.model_patcher import ModelPatcher
 from engine.diffusion.patches import WeightPatch
 
+# MODEL is a ModelPatcher; the old name stays for code written before it.
+ModelHandle = ModelPatcher
 
-@dataclass(frozen=True)
-class ModelHandle:
-    """MODEL: a denoising UNet, its noise schedule and the weight patches to apply while sampling."""
 
-    unet: Any
-    sampling: Any  # engine.sampling.ModelSampling
-    family: str
-    latent: LatentFormat
-    patches: tuple[WeightPatch, ...] = ()
-
-    def patched(self, patches: tuple[WeightPatch, ...]) -> ModelHandle:
-        return replace(self, patches=self.patches + patches)
+def model_patcher(unet: Any, sampling: Any, family: str, latent: LatentFormat) -> ModelPatcher:
+    """A MODEL for a loaded UNet with its noise schedule (engine.sampling.ModelSampling)."""
+    return ModelPatcher(diffusion_model(unet, sampling, family, latent))
 
 
 @dataclass(frozen=True)
@@ -56,7 +54,7 @@ class VaeHandle:
 
 @dataclass(frozen=True)
 class Checkpoint:
-    model: ModelHandle
+    model: ModelPatcher
     clip: ClipHandle | None
     vae: VaeHandle | None
 
@@ -78,7 +76,7 @@ def load(path: Path) -> Checkpoint:
             return _loaded[key]
         loaded = load_checkpoint(path, dtype=dtype)
         fmt = latent_format(loaded.family, loaded.vae_scaling_factor, loaded.metadata)
-        model = ModelHandle(loaded.unet, ModelSampling(loaded.prediction_type), loaded.family, fmt)
+        model = model_patcher(loaded.unet, ModelSampling(loaded.prediction_type), loaded.family, fmt)
         clip = None
         if loaded.text_encoders:
             clip = ClipHandle(tuple(loaded.text_encoders), tuple(loaded.pad_ids), loaded.family)
@@ -120,14 +118,15 @@ def load_vae(path: Path) -> VaeHandle:
 
 
 def apply_lora(
-    path: Path, model: ModelHandle, clip: ClipHandle | None, strength_model: float, strength_clip: float
-) -> tuple[ModelHandle, ClipHandle | None]:
-    """New handles carrying the LoRA's patches; a file that fits neither model is an error."""
-    from engine.diffusion.lora import LoraError, lora_patches, text_aliases, unet_aliases
+    path: Path, model: ModelPatcher, clip: ClipHandle | None, strength_model: float, strength_clip: float
+) -> tuple[ModelPatcher, ClipHandle | None]:
+    """A clone of the model with the LoRA's weight patches (ModelPatcher.add_patches, as ComfyUI's
+    loader does) and a CLIP handle with its text-encoder patches; a file that fits neither is an error."""
+    from engine.diffusion.lora import LoraError, lora_patches, model_lora_patches, text_aliases
     from engine.models.files import load_state_dict
 
     state, _ = load_state_dict(path)
-    unet_patches, unknown = lora_patches(state, unet_aliases(model.unet), strength_model)
+    unet_patches, unknown = model_lora_patches(state, model.unet)
     clip_patches: tuple[WeightPatch, ...] = ()
     if clip is not None:
         clip_patches, unknown_text = lora_patches(state, text_aliases(clip.encoders), strength_clip)
@@ -136,4 +135,7 @@ def apply_lora(
         raise LoraError(
             f"{path.name} matches no layer of this model (first of its layers: {sorted(unknown)[:2]})"
         )
-    return model.patched(unet_patches), clip.patched(clip_patches) if clip is not None else None
+    patched = model.clone()
+    if strength_model != 0:
+        patched.add_patches(unet_patches, strength_model)
+    return patched, clip.patched(clip_patches) if clip is not None else None

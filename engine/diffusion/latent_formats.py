@@ -35,6 +35,23 @@ class LatentFormat:
     rgb_bias: tuple[float, float, float] = (0.0, 0.0, 0.0)
     channels: int = 4
 
+    # ComfyUI's latent_format attribute names, read by packs.
+    @property
+    def latent_channels(self) -> int:
+        return self.channels
+
+    @property
+    def latent_dimensions(self) -> int:
+        return 2
+
+    @property
+    def latent_rgb_factors(self) -> list[list[float]]:
+        return [list(row) for row in self.rgb_factors]
+
+    @property
+    def latent_rgb_factors_bias(self) -> list[float]:
+        return list(self.rgb_bias)
+
     def process_in(self, latent: Any) -> Any:
         return latent * self.scale_factor
 

@@ -70,26 +70,54 @@ def _patchable(module: Any) -> list[tuple[str, Any]]:
     ]
 
 
-def lora_patches(
-    state: Mapping[str, Any], aliases: dict[str, tuple[int, str]], strength: float
-) -> tuple[tuple[WeightPatch, ...], set[str]]:
-    """Patches for the layers of `aliases` that the LoRA file covers, and the file's layers it does not."""
+def _pairs(state: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """LoRA layers of a file: base name → its down, up and alpha entries."""
     pairs: dict[str, dict[str, Any]] = {}
     for key, value in state.items():
         for suffix, part in _PARTS.items():
             if key.endswith(suffix):
                 pairs.setdefault(key[: -len(suffix)], {})[part] = value
                 break
+    return pairs
+
+
+def _checked(base: str, parts: dict[str, Any]) -> tuple[Any, Any, float | None]:
+    if "down" not in parts or "up" not in parts:
+        raise LoraError(f"LoRA layer {base!r} lacks its {'down' if 'down' not in parts else 'up'} weight")
+    alpha = float(parts["alpha"]) if "alpha" in parts else None
+    return parts["up"], parts["down"], alpha
+
+
+def lora_patches(
+    state: Mapping[str, Any], aliases: dict[str, tuple[int, str]], strength: float
+) -> tuple[tuple[WeightPatch, ...], set[str]]:
+    """Patches for the layers of `aliases` that the LoRA file covers, and the file's layers it does not."""
     patches = []
     unknown = set()
-    for base, parts in pairs.items():
+    for base, parts in _pairs(state).items():
         if base not in aliases:
             unknown.add(base)
             continue
-        if "down" not in parts or "up" not in parts:
-            raise LoraError(f"LoRA layer {base!r} lacks its {'down' if 'down' not in parts else 'up'} weight")
+        up, down, alpha = _checked(base, parts)
         target, parameter = aliases[base]
-        rank = parts["down"].shape[0]
-        scale = float(parts["alpha"]) / rank if "alpha" in parts else 1.0
-        patches.append(WeightPatch(target, parameter, parts["up"], parts["down"], scale, strength))
+        scale = alpha / down.shape[0] if alpha is not None else 1.0
+        patches.append(WeightPatch(target, parameter, up, down, scale, strength))
     return tuple(patches), unknown
+
+
+def model_lora_patches(state: Mapping[str, Any], unet: Any) -> tuple[dict[str, Any], set[str]]:
+    """The UNet layers of a LoRA file as ModelPatcher weight patches (ComfyUI's `("lora", ...)` format,
+    keyed by ComfyUI's state-dict names), and the file's layers that are not UNet layers."""
+    from engine.diffusion.weights import comfy_names
+
+    to_comfy = {name: key for key, name in comfy_names(unet).items()}
+    aliases = unet_aliases(unet)
+    patches: dict[str, Any] = {}
+    unknown = set()
+    for base, parts in _pairs(state).items():
+        if base not in aliases:
+            unknown.add(base)
+            continue
+        up, down, alpha = _checked(base, parts)
+        patches[to_comfy[aliases[base][1]]] = ("lora", (up, down, alpha, None, None, None))
+    return patches, unknown

@@ -90,6 +90,14 @@ class ModelSampling:
         log_sigma = (1 - w) * self.log_sigmas[low] + w * self.log_sigmas[high]
         return log_sigma.exp().to(timestep.device)
 
+    def percent_to_sigma(self, percent: float) -> float:
+        """Sigma at a fraction of the schedule (0 = start, 1 = end), as ComfyUI's timestep ranges use it."""
+        if percent <= 0.0:
+            return 999999999.9
+        if percent >= 1.0:
+            return 0.0
+        return float(self.sigma(torch.tensor((1.0 - percent) * (len(self.sigmas) - 1))))
+
     def calculate_input(self, sigma: Tensor, x: Tensor) -> Tensor:
         """Network input c_in * x = x / sqrt(sigma^2 + sigma_data^2)."""
         sigma = _per_sample(sigma, x)

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import torch
 
+from engine.diffusion.diffusion_model import diffusion_model
 from engine.diffusion.handles import ModelHandle
 from engine.diffusion.latent_formats import latent_format
 from engine.registry import NodeRegistry
@@ -33,7 +34,7 @@ def one(registry: NodeRegistry, node: str, **inputs: Any) -> Any:
 @pytest.fixture
 def model() -> ModelHandle:
     """A MODEL value as the loader makes it; these nodes only read its schedule and latent format."""
-    return ModelHandle(None, ModelSampling(), "sd1", latent_format("sd1", 0.18215, {}))
+    return ModelHandle(diffusion_model(None, ModelSampling(), "sd1", latent_format("sd1", 0.18215, {})))
 
 
 def close(actual: torch.Tensor, expected: list[float], rel: float = 1e-5) -> None:

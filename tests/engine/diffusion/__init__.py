@@ -1,0 +1,1 @@
+"""Tests of engine.diffusion: the MODEL object model, its patches and the guiders."""

@@ -7,23 +7,29 @@ eps model at sigma s and x = 0 every entry's denoised prediction is -s · (its c
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import torch
 
-from engine.diffusion.guidance import guided_model
-from engine.diffusion.handles import ModelHandle
+from engine.diffusion.diffusion_model import diffusion_model
+from engine.diffusion.guider import CFGGuider
 from engine.diffusion.latent_formats import LatentFormat
+from engine.diffusion.model_patcher import ModelPatcher
 from engine.sampling import ModelSampling
+
+
+class StubConfig(dict):
+    """A diffusers-style config: a dict whose keys read as attributes."""
+
+    __getattr__ = dict.__getitem__
 
 
 class StubUnet(torch.nn.Module):
     def __init__(self, in_channels: int = 4) -> None:
         super().__init__()
         self.weight = torch.nn.Parameter(torch.zeros(1))
-        self.config = SimpleNamespace(addition_embed_type=None, in_channels=in_channels)
+        self.config = StubConfig(addition_embed_type=None, in_channels=in_channels)
         self.inputs: list[torch.Tensor] = []
 
     def forward(self, x: torch.Tensor, timestep: Any, encoder_hidden_states: torch.Tensor, **_: Any) -> tuple:
@@ -32,8 +38,22 @@ class StubUnet(torch.nn.Module):
         return (eps,)
 
 
-def model(in_channels: int = 4) -> ModelHandle:
-    return ModelHandle(StubUnet(in_channels), ModelSampling("eps"), "sd1", LatentFormat(0.5))
+def model(in_channels: int = 4) -> ModelPatcher:
+    unet = StubUnet(in_channels)
+    return ModelPatcher(diffusion_model(unet, ModelSampling("eps"), "sd1", LatentFormat(0.5)))
+
+
+def guided_model(handle: ModelPatcher, positive: list, negative: list, cfg: float) -> Any:
+    """The guided denoiser a sampler would call, through ComfyUI's CFGGuider."""
+    guider = CFGGuider(handle)
+    guider.set_conds(positive, negative)
+    guider.set_cfg(cfg)
+
+    def denoise(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        guider.prepare_conds(x.shape, x.device)
+        return guider.predict_noise(x, sigma, handle.model_options)
+
+    return denoise
 
 
 def entry(value: float, **options: Any) -> list[Any]:
@@ -41,7 +61,7 @@ def entry(value: float, **options: Any) -> list[Any]:
 
 
 def denoised(
-    handle: ModelHandle, positive: list, size: tuple[int, int] = (8, 8), sigma: float = 1.0
+    handle: ModelPatcher, positive: list, size: tuple[int, int] = (8, 8), sigma: float = 1.0
 ) -> torch.Tensor:
     x = torch.zeros(1, 4, *size)
     return guided_model(handle, positive, [], 1.0)(x, torch.tensor([sigma]))[0, 0]

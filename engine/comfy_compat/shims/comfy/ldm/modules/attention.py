@@ -1,0 +1,56 @@
+"""ComfyUI's comfy.ldm.modules.attention: the attention functions patches call.
+
+Attention patches and replacements (ModelPatcher.set_model_attn2_replace, ...) receive q, k, v in
+ComfyUI's layout (batch, tokens, heads * dim_head) and often call `optimized_attention` themselves.
+Every backend name maps to one of two implementations: torch's scaled_dot_product_attention
+(optimized_attention, attention_pytorch, attention_split, attention_sub_quad, attention_xformers)
+or the written-out softmax (attention_basic). Loom's UNet is diffusers', so ComfyUI's module classes
+(CrossAttention, BasicTransformerBlock, SpatialTransformer) are not provided.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from engine.diffusion.unet_hooks import attention_basic, optimized_attention
+
+optimized_attention_masked = optimized_attention
+attention_pytorch = optimized_attention
+attention_split = optimized_attention
+attention_sub_quad = optimized_attention
+attention_xformers = optimized_attention
+
+_REGISTERED: dict[str, Callable[..., Any]] = {"pytorch": optimized_attention, "basic": attention_basic}
+
+
+def optimized_attention_for_device(
+    device: Any = None, mask: bool = False, small_input: bool = False
+) -> Callable[..., Any]:
+    return optimized_attention
+
+
+def register_attention_function(name: str, func: Callable[..., Any]) -> None:
+    _REGISTERED[name] = func
+
+
+def get_attention_function(name: str, default: Any = ...) -> Callable[..., Any] | None:
+    if name in _REGISTERED:
+        return _REGISTERED[name]
+    if default is ...:
+        raise KeyError(f"no attention function registered as {name!r}; known: {sorted(_REGISTERED)}")
+    return default
+
+
+__all__ = [
+    "attention_basic",
+    "attention_pytorch",
+    "attention_split",
+    "attention_sub_quad",
+    "attention_xformers",
+    "get_attention_function",
+    "optimized_attention",
+    "optimized_attention_for_device",
+    "optimized_attention_masked",
+    "register_attention_function",
+]

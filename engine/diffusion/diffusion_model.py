@@ -1,0 +1,186 @@
+"""What ComfyUI calls BaseModel (`ModelPatcher.model`), over Loom's diffusers UNet.
+
+It answers the attributes packs read (`diffusion_model`, `model_sampling`, `latent_format`,
+`model_config`, `model_type`, `get_dtype()`, `state_dict()` in ComfyUI's key names) and
+`apply_model(x, sigma, c_crossattn=..., transformer_options=...)`, which returns the denoised
+prediction as ComfyUI's does. The conditioning dict `c` that Loom's sampler passes holds
+`c_crossattn`, `transformer_options` and, for SDXL, diffusers' `added_cond_kwargs` (text_embeds,
+time_ids) in place of ComfyUI's `y` vector.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ModelType(enum.Enum):
+    """ComfyUI's comfy.model_base.ModelType (the prediction parameterisation)."""
+
+    EPS = 1
+    V_PREDICTION = 2
+    V_PREDICTION_EDM = 3
+    STABLE_CASCADE = 4
+    EDM = 5
+    FLOW = 6
+    V_PREDICTION_CONTINUOUS = 7
+    FLUX = 8
+    IMG_TO_IMG = 9
+
+
+_PREDICTION_TO_TYPE = {"eps": ModelType.EPS, "v_prediction": ModelType.V_PREDICTION}
+_FAMILY_TO_CLASS = {"sd1": "SD15", "sd2": "SD20", "sdxl": "SDXL", "sdxl_refiner": "SDXLRefiner"}
+
+
+@dataclass
+class ModelConfig:
+    """The parts of ComfyUI's supported_models config packs read."""
+
+    family: str
+    unet_config: dict[str, Any]
+    latent_format: Any
+    sampling_settings: dict[str, Any] = field(default_factory=dict)
+    manual_cast_dtype: Any = None
+    custom_operations: Any = None
+
+    @property
+    def name(self) -> str:
+        """ComfyUI's class name for this family's config (SD15, SD20, SDXL, SDXLRefiner)."""
+        return _FAMILY_TO_CLASS.get(self.family, self.family)
+
+
+def comfy_unet_config(config: dict[str, Any]) -> dict[str, Any]:
+    """diffusers' UNet config with ComfyUI's unet_config keys added (packs read `model_channels`,
+    `context_dim`, `channel_mult`, ...)."""
+    channels = list(config.get("block_out_channels", [320]))
+    levels = len(channels)
+    depth = config.get("transformer_layers_per_block", 1)
+    depth = list(depth) if isinstance(depth, (list, tuple)) else [depth] * levels
+    middle = depth[-1] if depth else 1  # diffusers' mid block takes the last level's depth
+    depth = [
+        d if t.startswith("CrossAttn") else 0
+        for d, t in zip(depth, config.get("down_block_types", []), strict=False)
+    ]
+    comfy = {
+        "in_channels": config.get("in_channels", 4),
+        "out_channels": config.get("out_channels", 4),
+        "model_channels": channels[0],
+        "channel_mult": [c // channels[0] for c in channels],
+        "num_res_blocks": [config.get("layers_per_block", 2)] * levels,
+        "transformer_depth": [d for d in depth for _ in range(config.get("layers_per_block", 2))],
+        "transformer_depth_middle": middle,
+        "context_dim": config.get("cross_attention_dim"),
+        "use_linear_in_transformer": bool(config.get("use_linear_projection", False)),
+        "adm_in_channels": config.get("projection_class_embeddings_input_dim"),
+        "use_spatial_transformer": True,
+        "legacy": False,
+    }
+    return {**config, **comfy}
+
+
+class DiffusionModel:
+    """A UNet with its sampling schedule and latent format, shared by every ModelPatcher clone."""
+
+    def __init__(self, unet: Any, model_sampling: Any, family: str, latent_format: Any) -> None:
+        self.diffusion_model = unet
+        self.model_sampling = model_sampling
+        self.family = family
+        self.latent_format = latent_format
+        self.model_type = _PREDICTION_TO_TYPE.get(
+            getattr(model_sampling, "prediction_type", "eps"), ModelType.EPS
+        )
+        unet_config = comfy_unet_config(dict(unet.config)) if hasattr(unet, "config") else {}
+        self.model_config = ModelConfig(family, unet_config, latent_format)
+        self.current_patcher: Any = None
+
+    @property
+    def device(self) -> Any:
+        return next(self.diffusion_model.parameters()).device
+
+    def get_dtype(self) -> Any:
+        return next(self.diffusion_model.parameters()).dtype
+
+    def state_dict(self) -> dict[str, Any]:
+        """The UNet's weights under ComfyUI's names (`diffusion_model.input_blocks.…`)."""
+        from engine.diffusion.weights import comfy_names
+
+        own = dict(self.diffusion_model.state_dict(keep_vars=False))
+        return {key: own[name] for key, name in comfy_names(self.diffusion_model).items()}
+
+    def memory_required(self, input_shape: Any, cond_shapes: Any = None) -> int:
+        import math
+
+        area = int(input_shape[0]) * math.prod(int(s) for s in input_shape[2:])
+        return area * 4 * 1024 * self.get_dtype().itemsize
+
+    def process_latent_in(self, latent: Any) -> Any:
+        return self.latent_format.process_in(latent)
+
+    def process_latent_out(self, latent: Any) -> Any:
+        return self.latent_format.process_out(latent)
+
+    def apply_model(
+        self,
+        x: Any,
+        t: Any,
+        c_concat: Any = None,
+        c_crossattn: Any = None,
+        control: Any = None,
+        transformer_options: dict[str, Any] | None = None,
+        added_cond_kwargs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Denoised prediction at noise level `t` (a sigma per batch entry, as in ComfyUI)."""
+        import torch
+
+        from engine.diffusion import unet_hooks
+
+        sigma = t
+        sampling = self.model_sampling
+        x_in = sampling.calculate_input(sigma, x)
+        if c_concat is not None:
+            x_in = torch.cat([x_in, c_concat.to(x_in)], dim=1)
+        timestep = sampling.timestep(sigma).float()
+        dtype = self.get_dtype()
+        unet = self.diffusion_model
+        unet_hooks.install(unet)
+        options = transformer_options if transformer_options is not None else {}
+        with unet_hooks.active(options, x):
+            output = unet(
+                x_in.to(dtype),
+                timestep,
+                encoder_hidden_states=c_crossattn.to(dtype),
+                added_cond_kwargs=added_cond_kwargs,
+                return_dict=False,
+            )[0]
+        return sampling.calculate_denoised(sigma, output.float(), x)
+
+
+class SD15(DiffusionModel):
+    """An SD1.x UNet (ComfyUI's model_base.SD15 name, for packs' isinstance checks)."""
+
+
+class SD20(DiffusionModel):
+    """An SD2.x UNet."""
+
+
+class SDXL(DiffusionModel):
+    """An SDXL base UNet."""
+
+
+class SDXLRefiner(DiffusionModel):
+    """An SDXL refiner UNet."""
+
+
+_FAMILY_CLASSES: dict[str, type[DiffusionModel]] = {
+    "sd1": SD15,
+    "sd2": SD20,
+    "sdxl": SDXL,
+    "sdxl_refiner": SDXLRefiner,
+}
+
+
+def diffusion_model(unet: Any, model_sampling: Any, family: str, latent_format: Any) -> DiffusionModel:
+    """The DiffusionModel subclass of `family` (the base class for families without one)."""
+    return _FAMILY_CLASSES.get(family, DiffusionModel)(unet, model_sampling, family, latent_format)

@@ -1,0 +1,313 @@
+"""GUIDER: what turns a patched MODEL and conditioning into the denoiser a sampler calls.
+
+`CFGGuider` follows ComfyUI's comfy.samplers.CFGGuider: `set_conds`, `set_cfg`, `predict_noise`
+(ComfyUI's name for the guided denoised prediction) and `sample(noise, latent_image, sampler,
+sigmas, denoise_mask, callback, disable_pbar, seed)`, which returns the latent in the VAE's space.
+It applies the ModelPatcher's patches for the run, honours every model_options hook (cfg, pre/post
+cfg, unet wrapper, denoise mask function, transformer patches) and passes
+`transformer_options["sample_sigmas"]`. Subclasses give ComfyUI's DualCFG, Basic and PerpNeg guiders.
+
+`sampler` is a Loom sampler name or a SAMPLER object with
+`.sample(model_fn, noise, latent, sigmas, *, callback, seed, denoise_mask, model_sampling)`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from engine.diffusion.guidance import (
+    add_opposite_areas,
+    calc_cond_batch,
+    cfg_function,
+    convert_cond,
+    resolve_conds,
+    sampling_function,
+)
+
+StepCallback = Callable[[int, Any, Any, int], None]
+"""ComfyUI's sampling callback: `callback(step, denoised, x, total_steps)`."""
+
+
+class CFGGuider:
+    """Classifier-free guidance of one positive and one negative conditioning."""
+
+    def __init__(self, model_patcher: Any) -> None:
+        self.model_patcher = model_patcher
+        self.model_options: dict[str, Any] = model_patcher.model_options
+        self.original_conds: dict[str, list[dict[str, Any]]] = {}
+        self.conds: dict[str, list[dict[str, Any]]] = {}
+        self.cfg = 1.0
+        self.inner_model: Any = model_patcher.model
+
+    def set_conds(self, positive: list[Any], negative: list[Any]) -> None:
+        self.inner_set_conds({"positive": positive, "negative": negative})
+
+    def set_cfg(self, cfg: float) -> None:
+        self.cfg = cfg
+
+    def inner_set_conds(self, conds: dict[str, list[Any]]) -> None:
+        for name, conditioning in conds.items():
+            self.original_conds[name] = convert_cond(
+                conditioning, "negative" if name == "negative" else "positive"
+            )
+
+    def __call__(
+        self, x: Any, timestep: Any, model_options: dict[str, Any] | None = None, seed: int | None = None
+    ) -> Any:
+        return self.predict_noise(x, timestep, model_options or {}, seed)
+
+    def predict_noise(
+        self, x: Any, timestep: Any, model_options: dict[str, Any] | None = None, seed: int | None = None
+    ) -> Any:
+        return sampling_function(
+            self.inner_model,
+            x,
+            timestep,
+            self.conds.get("negative"),
+            self.conds.get("positive"),
+            self.cfg,
+            model_options=model_options,
+            seed=seed,
+        )
+
+    def prepare_conds(self, latent_shape: Any, device: Any) -> None:
+        """Resolve areas and masks for this latent size and add opposite areas (ComfyUI's
+        process_conds); `predict_noise` uses the result."""
+        self.conds = {
+            name: resolve_conds([_on(dict(e), device) for e in entries], latent_shape)
+            for name, entries in self.original_conds.items()
+        }
+        add_opposite_areas(self.conds)
+
+    def sample(
+        self,
+        noise: Any,
+        latent_image: Any,
+        sampler: Any,
+        sigmas: Any,
+        denoise_mask: Any = None,
+        callback: StepCallback | None = None,
+        disable_pbar: bool = False,
+        seed: int | None = None,
+    ) -> Any:
+        """Denoise `latent_image` (VAE space) from `noise` along `sigmas`; returns the VAE-space result."""
+        import torch
+
+        from engine.diffusion.devices import manager
+        from engine.diffusion.model_patcher import create_model_options_clone
+
+        if sigmas.shape[-1] == 0:
+            return latent_image
+        patcher = self.model_patcher
+        device = manager().use(patcher.unet)
+        self.prepare_conds(latent_image.shape, device)
+        options = create_model_options_clone(self.model_options)
+        options.setdefault("transformer_options", {})["sample_sigmas"] = sigmas
+        mask = _latent_mask(denoise_mask, latent_image).to(device) if denoise_mask is not None else None
+        with torch.no_grad(), patcher.applied() as model:
+            self.inner_model = model
+            latent = model.process_latent_in(latent_image.float().to(device))
+            result = _run_sampler(
+                self, options, sampler, noise.float().to(device), latent, sigmas, mask, callback, seed
+            )
+            return model.process_latent_out(result.float())
+
+
+def _run_sampler(
+    guider: CFGGuider,
+    options: dict[str, Any],
+    sampler: Any,
+    noise: Any,
+    latent: Any,
+    sigmas: Any,
+    mask: Any,
+    callback: StepCallback | None,
+    seed: int | None,
+) -> Any:
+    from engine.sampling import sample
+
+    model_sampling = guider.model_patcher.get_model_object("model_sampling")
+
+    def model_fn(x: Any, sigma: Any, **_: Any) -> Any:
+        return guider(x, sigma, model_options=options, seed=seed)
+
+    if mask is not None and "denoise_mask_function" in options:
+        model_fn, mask = _masked(guider, options, model_fn, model_sampling, mask, latent, noise, sigmas), None
+    total = max(len(sigmas) - 1, 0)
+    on_step = None
+    if callback is not None:
+        step_callback = callback
+
+        def on_step(step: dict[str, Any]) -> None:
+            step_callback(step["i"], step["denoised"], step["x"], total)
+
+    if isinstance(sampler, str):
+        return sample(
+            model_fn,
+            noise,
+            latent,
+            sigmas,
+            sampler,
+            model_sampling=model_sampling,
+            callback=on_step,
+            seed=seed,
+            denoise_mask=mask,
+        )
+    return sampler.sample(
+        model_fn,
+        noise,
+        latent,
+        sigmas,
+        callback=on_step,
+        seed=seed,
+        denoise_mask=mask,
+        model_sampling=model_sampling,
+    )
+
+
+def _masked(
+    guider: CFGGuider,
+    options: dict[str, Any],
+    model_fn: Any,
+    model_sampling: Any,
+    mask: Any,
+    latent: Any,
+    noise: Any,
+    sigmas: Any,
+) -> Any:
+    """Inpainting with a denoise_mask_function (ComfyUI's KSamplerX0Inpaint): the function may reshape
+    the mask at each step before the area outside it is pinned to the re-noised original."""
+    function = options["denoise_mask_function"]
+
+    def masked(x: Any, sigma: Any, **extra: Any) -> Any:
+        step_mask = function(sigma, mask, extra_options={"model": guider, "sigmas": sigmas})
+        keep = 1.0 - step_mask
+        x = x * step_mask + model_sampling.noise_scaling(sigma, noise, latent) * keep
+        return model_fn(x, sigma, **extra) * step_mask + latent * keep
+
+    return masked
+
+
+def _on(entry: dict[str, Any], device: Any) -> dict[str, Any]:
+    return {k: v.to(device) if hasattr(v, "to") and hasattr(v, "dtype") else v for k, v in entry.items()}
+
+
+def _latent_mask(mask: Any, samples: Any) -> Any:
+    """A noise mask [B?, (C?), H, W] resized to the latent and broadcast over its batch and channels."""
+    import torch.nn.functional as F
+
+    mask = mask.reshape(-1, 1, mask.shape[-2], mask.shape[-1]).float()
+    mask = F.interpolate(mask, size=samples.shape[2:], mode="bilinear")
+    if mask.shape[0] < samples.shape[0]:
+        mask = mask.repeat(samples.shape[0] // mask.shape[0] + 1, 1, 1, 1)[: samples.shape[0]]
+    return mask
+
+
+class Guider_Basic(CFGGuider):
+    """Only the positive conditioning, no guidance (cfg 1): for distilled models such as Flux."""
+
+    def set_conds(self, positive: list[Any]) -> None:  # type: ignore[override]
+        self.inner_set_conds({"positive": positive})
+
+
+class Guider_DualCFG(CFGGuider):
+    """Two positive conditionings against a negative: regular (added) or nested guidance."""
+
+    def set_cfg(self, cfg1: float, cfg2: float, nested: bool = False) -> None:  # type: ignore[override]
+        self.cfg1, self.cfg2, self.nested = cfg1, cfg2, nested
+
+    def set_conds(self, positive: list[Any], middle: list[Any], negative: list[Any]) -> None:  # type: ignore[override]
+        self.inner_set_conds({"positive": positive, "negative": negative})
+        self.original_conds["middle"] = convert_cond(middle, "negative")
+
+    def predict_noise(
+        self, x: Any, timestep: Any, model_options: dict[str, Any] | None = None, seed: int | None = None
+    ) -> Any:
+        options = model_options or {}
+        negative, middle, positive = (self.conds.get(k) for k in ("negative", "middle", "positive"))
+        model = self.inner_model
+        if self.nested:
+            out = calc_cond_batch(model, [negative, middle, positive], x, timestep, options)
+            text = cfg_function(
+                model, out[2], out[1], self.cfg1, x, timestep, options, cond=positive, uncond=middle
+            )
+            return out[0] + self.cfg2 * (text - out[0])
+        if not options.get("disable_cfg1_optimization", False) and math.isclose(self.cfg2, 1.0):
+            negative = None
+            if math.isclose(self.cfg1, 1.0):
+                middle = None
+        out = calc_cond_batch(model, [negative, middle, positive], x, timestep, options)
+        guided = cfg_function(
+            model, out[1], out[0], self.cfg2, x, timestep, options, cond=middle, uncond=negative
+        )
+        return guided + (out[2] - out[1]) * self.cfg1
+
+
+def perp_neg(
+    x: Any, pos_pred: Any, neg_pred: Any, empty_pred: Any, neg_scale: float, cond_scale: float
+) -> Any:
+    """Perp-Neg (Armandpour et al. 2023): remove from the negative direction its part along the positive."""
+    del x
+    pos = pos_pred - empty_pred
+    neg = neg_pred - empty_pred
+    perp = neg - ((neg * pos).sum() / (pos.norm() ** 2)) * pos
+    return empty_pred + cond_scale * (pos - perp * neg_scale)
+
+
+class Guider_PerpNeg(CFGGuider):
+    """Guidance by a positive, a negative and an empty prompt with Perp-Neg."""
+
+    def set_conds(self, positive: list[Any], negative: list[Any], empty_negative_prompt: list[Any]) -> None:  # type: ignore[override]
+        self.inner_set_conds({"positive": positive, "negative": negative})
+        self.original_conds["empty_negative_prompt"] = convert_cond(empty_negative_prompt, "negative")
+
+    def set_cfg(self, cfg: float, neg_scale: float = 1.0) -> None:
+        self.cfg, self.neg_scale = cfg, neg_scale
+
+    def predict_noise(
+        self, x: Any, timestep: Any, model_options: dict[str, Any] | None = None, seed: int | None = None
+    ) -> Any:
+        options = model_options or {}
+        positive, negative, empty = (
+            self.conds.get(k) for k in ("positive", "negative", "empty_negative_prompt")
+        )
+        if not options.get("disable_cfg1_optimization", False) and math.isclose(self.neg_scale, 0.0):
+            negative = None
+            if math.isclose(self.cfg, 1.0):
+                empty = None
+        conds = [positive, negative, empty]
+        model = self.inner_model
+        out = calc_cond_batch(model, conds, x, timestep, options)
+        for fn in options.get("sampler_pre_cfg_function", []):
+            args = {
+                "conds": conds,
+                "conds_out": out,
+                "cond_scale": self.cfg,
+                "timestep": timestep,
+                "input": x,
+                "sigma": timestep,
+                "model": model,
+                "model_options": options,
+            }
+            out = fn(args)
+        pos_pred, neg_pred, empty_pred = out
+        result = perp_neg(x, pos_pred, neg_pred, empty_pred, self.neg_scale, self.cfg)
+        for fn in options.get("sampler_post_cfg_function", []):
+            args = {
+                "denoised": result,
+                "cond": positive,
+                "uncond": negative,
+                "cond_scale": self.cfg,
+                "model": model,
+                "uncond_denoised": neg_pred,
+                "cond_denoised": pos_pred,
+                "sigma": timestep,
+                "model_options": options,
+                "input": x,
+                "empty_cond": empty,
+                "empty_cond_denoised": empty_pred,
+            }
+            result = fn(args)
+        return result
