@@ -12,9 +12,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from engine.diffusion.clip import CLIP
 from engine.diffusion.devices import manager
 from engine.diffusion.latent_formats import LatentFormat, latent_format
 from engine.diffusion.patches import WeightPatch
+from engine.diffusion.vae import VAE
 
 
 @dataclass(frozen=True)
@@ -31,27 +33,9 @@ class ModelHandle:
         return replace(self, patches=self.patches + patches)
 
 
-@dataclass(frozen=True)
-class ClipHandle:
-    """CLIP: the text encoders of a checkpoint, their padding, the layer to read and weight patches."""
-
-    encoders: tuple[Any, ...]
-    pad_ids: tuple[int, ...]
-    family: str
-    # Which hidden layer conditions the UNet (CLIPSetLastLayer); None is the family's default.
-    layer: int | None = None
-    patches: tuple[WeightPatch, ...] = ()
-
-    def patched(self, patches: tuple[WeightPatch, ...]) -> ClipHandle:
-        return replace(self, patches=self.patches + patches)
-
-
-@dataclass(frozen=True)
-class VaeHandle:
-    """VAE: the autoencoder and its latent conventions."""
-
-    vae: Any
-    latent: LatentFormat
+# CLIP and VAE answer ComfyUI's calls; they keep their historical handle names here.
+ClipHandle = CLIP
+VaeHandle = VAE
 
 
 @dataclass(frozen=True)
