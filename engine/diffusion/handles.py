@@ -66,7 +66,7 @@ def load(path: Path) -> Checkpoint:
         clip = None
         if loaded.text_encoders:
             clip = ClipHandle(tuple(loaded.text_encoders), tuple(loaded.pad_ids), loaded.family)
-        vae = VaeHandle(loaded.vae, fmt) if loaded.vae is not None else None
+        vae = VAE.wrap(loaded.vae, fmt) if loaded.vae is not None else None
         _loaded.clear()  # keep one checkpoint in memory at a time; the output cache holds what is in use
         _loaded[key] = Checkpoint(model, clip, vae)
         return _loaded[key]
@@ -80,27 +80,11 @@ def forget_loaded() -> None:
 
 def load_vae(path: Path) -> VaeHandle:
     """A standalone VAE file in the original layout (keys `encoder.*`, `decoder.*`, optionally prefixed)."""
-    from diffusers import AutoencoderKL
-    from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
-
-    from engine.models.detect import VAE_PREFIX, vae_config_from_shapes
-    from engine.models.errors import UnsupportedModelError
+    from engine.diffusion.vae import vae_from_state_dict
     from engine.models.files import load_state_dict
 
     state, metadata = load_state_dict(path)
-    state = {VAE_PREFIX + k.removeprefix(VAE_PREFIX): v for k, v in state.items()}
-    if f"{VAE_PREFIX}decoder.conv_in.weight" not in state:
-        found = ", ".join(sorted(state)[:3])
-        raise UnsupportedModelError(
-            f"{path.name}: not a VAE in the original layout (found keys like {found})"
-        )
-    config = vae_config_from_shapes({k: tuple(v.shape) for k, v in state.items()}, "sd1", {})
-    vae: Any = AutoencoderKL(**config)
-    missing, _ = vae.load_state_dict(convert_ldm_vae_checkpoint(state, config), strict=False)
-    if missing:
-        raise UnsupportedModelError(f"{path.name}: VAE weights missing, e.g. {missing[:3]}")
-    vae.eval().requires_grad_(False).to(manager().dtype("vae"))
-    return VaeHandle(vae, latent_format("sd1", config["scaling_factor"], metadata))
+    return vae_from_state_dict(state, metadata, path.name)
 
 
 def apply_lora(

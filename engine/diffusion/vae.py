@@ -10,11 +10,10 @@ and wash out. The model is a diffusers `AutoencoderKL` (ComfyUI's is its own `Au
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from engine.diffusion.devices import manager
-from engine.diffusion.latent_formats import LatentFormat
+from engine.diffusion.latent_formats import LatentFormat, latent_format
 
 if TYPE_CHECKING:
     import torch
@@ -25,12 +24,36 @@ NO_VAE = (
 )
 
 
-@dataclass(frozen=True, eq=False)
 class VAE:
-    """VAE: the autoencoder and its latent conventions."""
+    """VAE: the autoencoder and its latent conventions.
+
+    `VAE(sd=state_dict)` builds one from original-layout weights, as ComfyUI's constructor does; Loom's
+    loaders wrap a loaded model with `VAE.wrap(model, latent_format)`.
+    """
 
     vae: Any
     latent: LatentFormat
+
+    def __init__(
+        self,
+        sd: dict[str, Any] | None = None,
+        device: Any = None,
+        config: Any = None,
+        dtype: Any = None,
+        metadata: Any = None,
+    ) -> None:
+        if sd is None or config is not None:
+            raise ValueError("VAE: Loom builds a VAE from its weights only: VAE(sd=state_dict)")
+        built = vae_from_state_dict(sd, metadata or {}, "VAE")
+        self.vae, self.latent = built.vae, built.latent
+        if dtype is not None:
+            self.vae.to(dtype)
+
+    @classmethod
+    def wrap(cls, vae: Any, latent: LatentFormat) -> VAE:
+        made = cls.__new__(cls)
+        made.vae, made.latent = vae, latent
+        return made
 
     # ComfyUI's attributes ---------------------------------------------------------------------------
 
@@ -191,6 +214,27 @@ class VAE:
             for tx, ty in shapes
         )
         return (first + second + third) / 3.0
+
+
+def vae_from_state_dict(state: dict[str, Any], metadata: dict[str, str], name: str) -> VAE:
+    """A VAE from original-layout weights (keys `encoder.*`, `decoder.*`, optionally prefixed)."""
+    from diffusers import AutoencoderKL
+    from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
+
+    from engine.models.detect import VAE_PREFIX, vae_config_from_shapes
+    from engine.models.errors import UnsupportedModelError
+
+    state = {VAE_PREFIX + k.removeprefix(VAE_PREFIX): v for k, v in state.items()}
+    if f"{VAE_PREFIX}decoder.conv_in.weight" not in state:
+        found = ", ".join(sorted(state)[:3])
+        raise UnsupportedModelError(f"{name}: not a VAE in the original layout (found keys like {found})")
+    config = vae_config_from_shapes({k: tuple(v.shape) for k, v in state.items()}, "sd1", {})
+    vae: Any = AutoencoderKL(**config)
+    missing, _ = vae.load_state_dict(convert_ldm_vae_checkpoint(state, config), strict=False)
+    if missing:
+        raise UnsupportedModelError(f"{name}: VAE weights missing, e.g. {missing[:3]}")
+    vae.eval().requires_grad_(False).to(manager().dtype("vae"))
+    return VAE.wrap(vae, latent_format("sd1", config["scaling_factor"], metadata))
 
 
 class _TileProgress:
