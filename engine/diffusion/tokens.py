@@ -120,27 +120,41 @@ class SDTokenizer:
         for word in (w for w in words if w):
             if word.startswith(EMBEDDING_PREFIX) and directories is not None:
                 name = word[len(EMBEDDING_PREFIX) :].strip("\n")
-                vectors, word = self._embedding(name, directories)
+                vectors, word, set_weight = self._embedding(name, directories)
                 if vectors is None:
-                    log.warning("warning, embedding:%s does not exist, ignoring", name)
+                    missing = (name.split() or [""])[0]
+                    log.warning(
+                        "warning, embedding:%s does not exist in %s, ignoring",
+                        missing,
+                        " or ".join(directories) or "(no embeddings folder)",
+                    )
                 else:
                     rows = vectors.reshape(1, -1) if vectors.ndim == 1 else vectors
-                    groups.append([(row, weight) for row in rows])
+                    groups.append([(row, weight if set_weight is None else set_weight) for row in rows])
                 if not word:
                     continue
             groups.append([(token, weight) for token in self._ids(word)])
         return groups
 
-    def _embedding(self, name: str, directories: list[str]) -> tuple[Any, str]:
-        """The vectors of the embedding `name` starts with, and the text left after its name."""
+    def _embedding(self, name: str, directories: list[str]) -> tuple[Any, str, float | None]:
+        """The vectors of the embedding `name` starts with, the text after its name, and the weight
+        `embedding:name:1.2` sets (Loom's addition: ComfyUI looks for a file named "name:1.2")."""
         first, *rest = name.split() or [""]
         leftover = " ".join(rest)
         vectors = self._load(first, directories)
-        if vectors is None:
-            stripped = first.strip(",")
-            if len(stripped) < len(first):
-                return self._load(stripped, directories), f"{first[len(stripped) :]} {leftover}"
-        return vectors, leftover
+        if vectors is not None:
+            return vectors, leftover, None
+        stripped = first.strip(",")
+        if len(stripped) < len(first):
+            vectors = self._load(stripped, directories)
+            if vectors is not None:
+                return vectors, f"{first[len(stripped) :]} {leftover}", None
+        base, _, suffix = stripped.rpartition(":")
+        try:
+            weight = float(suffix)
+        except ValueError:
+            return None, f"{first[len(stripped) :]} {leftover}".strip(), None
+        return self._load(base, directories), f"{first[len(stripped) :]} {leftover}".strip(), weight
 
     def _load(self, name: str, directories: list[str]) -> Any:
         path = find_embedding(name, directories) if name else None

@@ -1,0 +1,1 @@
+"""Tests of the object model that travels on links: CLIP, VAE, embeddings."""
