@@ -6,13 +6,17 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
 
 from engine.diffusion import handles
+from engine.executor import Executor
 from engine.folders import Folders
 from engine.models.tiny import TEXT_WIDTH
+from tests.nodes.sd_fixtures import text_to_image
+from tests.nodes.test_sd_nodes import image_of, run
 
 ROWS = 2
 
@@ -139,3 +143,19 @@ def test_listed_by_name(sd_folders: Folders, embeddings: Path) -> None:
     write(embeddings, "style", "a1111_pt")
     write(embeddings, "other", "a1111_safetensors")
     assert sorted(sd_folders.model_files("embeddings")) == ["other.safetensors", "style.pt"]
+
+
+def test_prompts_with_embeddings_through_the_nodes(
+    executor: Executor, sd_folders: Folders, embeddings: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write(embeddings, "style", "a1111_pt")
+
+    def pixels(text: str) -> Any:
+        executor.cache.clear()
+        return image_of(sd_folders, run(executor, text_to_image("tiny_sd1.safetensors", text=text)))
+
+    plain = pixels("a red cat")
+    assert not np.array_equal(pixels("a red embedding:style cat"), plain)
+    with caplog.at_level(logging.WARNING):
+        assert np.array_equal(pixels("a red embedding:nowhere cat"), plain)
+    assert "embedding:nowhere does not exist" in caplog.text
