@@ -56,8 +56,14 @@ class CLIP:
 
     @property
     def tokenizer(self) -> ClipTokenizer:
-        widths = [e.get_input_embeddings().weight.shape[-1] for e in self.encoders]
-        return ClipTokenizer(self.family, widths, self.embedding_directory)
+        """This CLIP's tokenizers (kept, so a pack's changes to them last; rebuilt when the
+        embedding folders are replaced)."""
+        cached = self.__dict__.get("_tokenizer")
+        if cached is None or cached[0] is not self.embedding_directory:
+            widths = [e.get_input_embeddings().weight.shape[-1] for e in self.encoders]
+            cached = (self.embedding_directory, ClipTokenizer(self.family, widths, self.embedding_directory))
+            self.__dict__["_tokenizer"] = cached
+        return cached[1]
 
     @property
     def cond_stage_model(self) -> Any:

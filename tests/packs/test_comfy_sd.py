@@ -87,7 +87,8 @@ def test_clone_clip_layer_and_state_dict(comfy: Any, sd_folders: Folders) -> Non
         49408,
         TEXT_WIDTH,
     )
-    assert isinstance(clip.tokenizer, object) and clip.tokenizer.clip_l.embedding_key == "clip_l"
+    assert clip.tokenizer is clip.tokenizer and clip.tokenizer.clip_l.embedding_key == "clip_l"
+    assert clip.tokenizer.clip_l.max_length == 77 and clip.tokenizer.clip_l.pad_token == 49407
     assert clip.patcher.model.clip_l.transformer.text_model is clip.encoders[0]
 
 
