@@ -15,9 +15,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from engine.diffusion.devices import manager
-from engine.diffusion.patches import WeightPatch, applied
-from engine.diffusion.text_encode import ENCODER_OPTIONS, encode_token_weights
-from engine.diffusion.tokens import ENCODER_KEYS, ClipTokenizer
+from engine.diffusion.patches import WeightPatch
+from engine.diffusion.tokens import ClipTokenizer
 
 
 def loom_embedding_folders() -> list[str]:
@@ -67,10 +66,13 @@ class CLIP:
 
     @property
     def cond_stage_model(self) -> Any:
-        """The encoders under ComfyUI's module names (`clip_l.transformer.text_model.…`), sharing weights."""
-        from engine.diffusion.clip_modules import cond_stage_model
+        """The encoders as ComfyUI's text-encoder classes (`SDXLClipModel`, …) under its module names
+        (`clip_l.transformer.text_model.…`), sharing the weights; one per CLIP, kept."""
+        from engine.diffusion.clip_models import cond_stage_model
 
-        return cond_stage_model(self.family, self.encoders)
+        if "_cond_stage_model" not in self.__dict__:
+            self.__dict__["_cond_stage_model"] = cond_stage_model(self)
+        return self.__dict__["_cond_stage_model"]
 
     @property
     def patcher(self) -> Any:
@@ -156,24 +158,14 @@ class CLIP:
     # Loom's encoding ---------------------------------------------------------------------------------
 
     def _encode(self, tokens: dict[str, Any], unprojected: bool) -> tuple[Any, Any]:
-        import torch
-
-        keys = [key for key, _, _ in ENCODER_KEYS[self.family]]
-        missing = [key for key in keys if key not in tokens]
-        if missing:
-            raise ValueError(f"tokens for a {self.family} CLIP need the keys {keys}; {missing} missing")
-        device = manager().use(*self.encoders)
-        options = ENCODER_OPTIONS[self.family]
-        with applied(self.encoders, self.patches):
-            outputs = [
-                encode_token_weights(
-                    encoder, options[i], self.pad_ids[i], tokens[keys[i]], self.layer, unprojected, device
-                )
-                for i, encoder in enumerate(self.encoders)
-            ]
-        length = min(cond.shape[1] for cond, _ in outputs)
-        cond = torch.cat([c[:, :length] for c, _ in outputs], dim=-1)
-        return cond, outputs[-1][1]
+        """Through `cond_stage_model`, as ComfyUI: its options reset, then this CLIP's layer."""
+        model = self.cond_stage_model
+        model.reset_clip_options()
+        if self.layer is not None:
+            model.set_clip_options({"layer": self.layer})
+        if unprojected:
+            model.set_clip_options({"projected_pooled": False})
+        return model.encode_token_weights(tokens)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> CLIP:
         return replace(self, tokenizer_options=copy.deepcopy(self.tokenizer_options, memo))

@@ -2,8 +2,8 @@
 
 ComfyUI names a checkpoint's text-encoder weights `clip_l.transformer.text_model.encoder.layers.0.…`
 (`clip_g`, `clip_h` for the other encoders); packs use those keys with `get_sd`, `add_patches`,
-`comfy.lora.model_lora_keys_clip`. `cond_stage_model` builds a module tree with those names over the
-transformers modules themselves (no copies), so its state dict reads and loads the live weights.
+`comfy.lora.model_lora_keys_clip`. `Transformer` gives an encoder ComfyUI's inner names
+(`text_model`, `text_projection`); `clip_models` builds `cond_stage_model` from it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from engine.diffusion.clip import CLIP
 
 
-class _Transformer(torch.nn.Module):
+class Transformer(torch.nn.Module):
     """ComfyUI's `SDClipModel.transformer`: `text_model` (and `text_projection` for CLIP-G)."""
 
     def __init__(self, encoder: Any) -> None:
@@ -29,28 +29,6 @@ class _Transformer(torch.nn.Module):
             self.text_projection = encoder.text_projection
         else:
             self.text_model = encoder
-
-
-class _Encoder(torch.nn.Module):
-    def __init__(self, encoder: Any) -> None:
-        super().__init__()
-        self.transformer = _Transformer(encoder)
-
-
-class CondStageModel(torch.nn.Module):
-    """The text encoders as `clip_l` / `clip_g` / `clip_h` children, as ComfyUI's `cond_stage_model`."""
-
-    def __init__(self, family: str, encoders: tuple[Any, ...]) -> None:
-        super().__init__()
-        self.family = family
-        for (key, _, _), encoder in zip(ENCODER_KEYS[family], encoders, strict=True):
-            self.add_module(f"clip_{key}", _Encoder(encoder))
-        self.clip_name = ENCODER_KEYS[family][0][0]
-        self.clip = f"clip_{self.clip_name}"
-
-
-def cond_stage_model(family: str, encoders: tuple[Any, ...]) -> CondStageModel:
-    return CondStageModel(family, encoders)
 
 
 def comfy_keys(family: str, encoders: tuple[Any, ...]) -> dict[str, tuple[int, str]]:
@@ -73,7 +51,7 @@ def load_encoder_state(family: str, encoders: tuple[Any, ...], sd: dict[str, Any
     for encoder in reversed(encoders):  # prefer CLIP-G for SDXL when both fit, as ComfyUI does by depth
         inner = getattr(encoder, "text_model", encoder)
         if inner.embeddings.token_embedding.weight.shape[-1] == width and len(inner.encoder.layers) == layers:
-            target = _Transformer(encoder)
+            target = Transformer(encoder)
             return target.load_state_dict({_with_text_model(k): v for k, v in sd.items()}, strict=False)
     raise ValueError(
         f"CLIP.load_sd: no text encoder of width {width} with {layers} layers in this {family} CLIP"

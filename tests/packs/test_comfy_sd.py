@@ -246,3 +246,44 @@ def test_ops_cli_args_and_sd1_clip_helpers(comfy: Any, loom_folders: Folders) ->
     ]
     assert sd1_clip.parse_parentheses("x (y (z)) w") == ["x ", "(y (z))", " w"]
     assert sd1_clip.unescape_important("\0\2c\0\1") == "(c)"
+
+
+def test_cond_stage_model_as_advanced_encode_packs_use_it(comfy: Any, sd_folders: Folders) -> None:
+    """What prompt-blending packs do: isinstance on the model class, their own layer option, the
+    patcher loaded, then each encoder's `encode_token_weights` on its windows."""
+    sd, sdxl_clip, mm = comfy("comfy.sd"), comfy("comfy.sdxl_clip"), comfy("comfy.model_management")
+    _, base, _, _ = sd.load_checkpoint_guess_config(checkpoint(sd_folders, "sdxl"))
+    clip = base.clone()
+    clip.clip_layer(-1)
+    clip.add_patches(
+        comfy("comfy.lora").load_lora(
+            kohya_xl_lora(clip), comfy("comfy.lora").model_lora_keys_clip(clip.cond_stage_model)
+        )
+    )
+    model = clip.cond_stage_model
+    assert isinstance(model, sdxl_clip.SDXLClipModel) and isinstance(model.clip_g, sdxl_clip.SDXLClipG)
+    assert not isinstance(model, comfy("comfy.sd1_clip").SD1ClipModel)
+    assert model is clip.cond_stage_model and model is not base.cond_stage_model
+
+    tokens = clip.tokenize("a (blue:1.2) cat")
+    model.set_clip_options({"layer": clip.layer_idx})
+    mm.load_model_gpu(clip.patcher)
+    l_cond, _ = model.clip_l.encode_token_weights(tokens["l"])
+    g_cond, g_pooled = model.clip_g.encode_token_weights(tokens["g"])
+    cond, pooled = clip.encode_from_tokens(tokens, return_pooled=True)
+    assert torch.equal(torch.cat([l_cond, g_cond], dim=-1), cond) and torch.equal(g_pooled, pooled)
+    assert torch.equal(model.encode_token_weights(tokens)[0], cond)
+    assert not torch.equal(base.encode_from_tokens(tokens), cond)  # the base CLIP: no LoRA, layer -2
+    model.reset_clip_options()
+    assert model.clip_l.layer == "hidden" and model.clip_l.layer_idx == -2
+
+
+def kohya_xl_lora(clip: Any) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(8)
+    lora = {}
+    for prefix, key in (("lora_te1_", "clip_l"), ("lora_te2_", "clip_g")):
+        weight = clip.get_sd()[f"{key}.transformer.text_model.encoder.layers.1.mlp.fc2.weight"]
+        name = prefix + "text_model_encoder_layers_1_mlp_fc2"
+        lora[f"{name}.lora_up.weight"] = torch.randn(weight.shape[0], 2, generator=generator)
+        lora[f"{name}.lora_down.weight"] = torch.randn(2, weight.shape[1], generator=generator)
+    return lora

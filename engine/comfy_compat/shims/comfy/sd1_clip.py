@@ -1,9 +1,9 @@
 """ComfyUI's comfy.sd1_clip: prompt parsing, CLIP tokenizers and embedding loading, as Loom does them.
 
 `SDTokenizer` is Loom's own (engine.diffusion.tokens), which tokenizes exactly as ComfyUI 0.3.64:
-weights, escapes, `embedding:name`, 77-token windows. ComfyUI's text-encoder model classes
-(`SDClipModel`, `SD1ClipModel`) are not here: Loom's encoders are transformers models, reached
-through `CLIP.cond_stage_model` and `CLIP.encode_from_tokens`.
+weights, escapes, `embedding:name`, 77-token windows. `SD1ClipModel` and `SDClipModel` are the classes
+of `clip.cond_stage_model` and its `clip_l` (engine.diffusion.clip_models): `isinstance` checks,
+`set_clip_options`, `encode_token_weights` work; building one from a config, as ComfyUI can, does not.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from engine.diffusion.clip_models import SD1ClipModel, SDClipModel
 from engine.diffusion.embeddings import EmbeddingError, find_embedding, load_embedding
 from engine.diffusion.prompt_weights import (
     escape_important,
@@ -22,7 +23,9 @@ from engine.diffusion.prompt_weights import (
 from engine.diffusion.tokens import SDTokenizer
 
 __all__ = [
+    "SD1ClipModel",
     "SD1Tokenizer",
+    "SDClipModel",
     "SDTokenizer",
     "escape_important",
     "expand_directory_list",

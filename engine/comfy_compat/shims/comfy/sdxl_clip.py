@@ -1,12 +1,14 @@
-"""ComfyUI's comfy.sdxl_clip tokenizers: CLIP-L and CLIP-G (padded with 0, 1280-wide embeddings).
-
-ComfyUI's SDXL text-encoder model classes are not here (see comfy.sd1_clip)."""
+"""ComfyUI's comfy.sdxl_clip: the SDXL tokenizers (CLIP-G pads with 0, 1280-wide embeddings) and the
+classes of an SDXL CLIP's `cond_stage_model` (`SDXLClipModel`, `SDXLRefinerClipModel`, `SDXLClipG`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from engine.diffusion.clip_models import SDXLClipG, SDXLClipModel, SDXLRefinerClipModel
 from engine.diffusion.tokens import SDTokenizer
+
+__all__ = ["SDXLClipG", "SDXLClipGTokenizer", "SDXLClipModel", "SDXLRefinerClipModel", "SDXLTokenizer"]
 
 
 class SDXLClipGTokenizer(SDTokenizer):
