@@ -287,3 +287,26 @@ def kohya_xl_lora(clip: Any) -> dict[str, torch.Tensor]:
         lora[f"{name}.lora_up.weight"] = torch.randn(weight.shape[0], 2, generator=generator)
         lora[f"{name}.lora_down.weight"] = torch.randn(2, weight.shape[1], generator=generator)
     return lora
+
+
+def test_calculate_weight_applies_comfy_patch_entries(comfy: Any) -> None:
+    from engine.diffusion.patches import WeightPatch
+
+    lora = comfy("comfy.lora")
+    generator = torch.Generator().manual_seed(9)
+    weight = torch.randn(6, 4, generator=generator)
+    up, down = torch.randn(6, 2, generator=generator), torch.randn(2, 4, generator=generator)
+    diff = torch.randn(6, 4, generator=generator)
+    lora_patch = (0.7, ("lora", (up, down, 1.0, None, None)), 1.0, None, None)
+    out = lora.calculate_weight([lora_patch], weight.clone(), "w")
+    assert torch.equal(out, weight + WeightPatch(0, "w", up, down, 0.5, 0.7).delta(weight))
+    out = lora.calculate_weight([(0.5, (diff,), 2.0, None, None)], weight.clone(), "w")
+    assert torch.allclose(out, weight * 2.0 + 0.5 * diff)
+    out = lora.calculate_weight([(1.0, ("set", (diff,)), 1.0, None, None)], weight.clone(), "w")
+    assert torch.equal(out, diff)
+    out = lora.calculate_weight([(1.0, ("diff", (diff[:2],)), 1.0, (0, 1, 2), None)], weight.clone(), "w")
+    assert torch.equal(out[1:3], weight[1:3] + diff[:2]) and torch.equal(out[0], weight[0])
+    with pytest.raises(NotImplementedError, match="DoRA"):
+        lora.calculate_weight(
+            [(1.0, ("lora", (up, down, 1.0, None, torch.ones(6))), 1.0, None, None)], weight, "w"
+        )
