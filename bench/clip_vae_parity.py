@@ -67,6 +67,112 @@ pickle.dump(out, open({work!r} + "/out.pkl", "wb"))
 """
 
 
+COND_PROMPTS = [
+    "a red circle",
+    "",
+    "a (red:1.3) ((circle)), " * 6,
+    "photo of embedding:big, (embedding:big:0.8) in the rain",
+]
+
+
+def cond_script(comfy: str, work: str) -> str:
+    """ComfyUI loads the same CLIP-L file and encodes the same prompts (default layer and clip skip).
+    `--fp32-text-enc`: by default ComfyUI keeps text encoders in fp16 even on the CPU, Loom in fp32."""
+    return f"""
+import pickle, sys
+sys.argv = ["x", "--cpu", "--fp32-text-enc"]
+sys.path.insert(0, {comfy!r})
+import comfy.options
+comfy.options.enable_args_parsing()
+import comfy.sd
+clip = comfy.sd.load_clip([{work!r} + "/clip_l.safetensors"], embedding_directory=[{work!r} + "/embeddings"])
+out = []
+for skip in (None, -2):
+    c = clip.clone()
+    if skip is not None:
+        c.clip_layer(skip)
+    for p in pickle.load(open({work!r} + "/cond_in.pkl", "rb")):
+        out.append(c.encode_from_tokens(c.tokenize(p), return_pooled=True))
+pickle.dump(out, open({work!r} + "/cond_out.pkl", "wb"))
+"""
+
+
+def write_clip_l(folder: Path) -> None:
+    """A full-size CLIP-L text encoder (SD1.x's) with random weights, as ComfyUI saves one."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(0)
+    config = CLIPTextConfig(
+        vocab_size=49408,
+        hidden_size=768,
+        intermediate_size=3072,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        max_position_embeddings=77,
+        projection_dim=768,
+        hidden_act="quick_gelu",
+        eos_token_id=49407,
+        bos_token_id=49406,
+        pad_token_id=1,
+    )
+    model = CLIPTextModel(config).eval()
+    state = {}
+    for key, value in model.state_dict().items():
+        name = key if key.startswith("text_model.") else "text_model." + key
+        state[name] = value.contiguous()
+    save_file(state, str(folder / "clip_l.safetensors"))
+    generator = torch.Generator().manual_seed(2)
+    save_file(
+        {"emb_params": torch.randn(2, 768, generator=generator) * 0.02},
+        str(folder / "embeddings" / "big.safetensors"),
+    )
+
+
+def conditioning_parity(args: argparse.Namespace, work: Path) -> list[tuple[str, str, float, float]]:
+    import torch
+
+    from engine import comfy_compat
+
+    (work / "embeddings").mkdir(exist_ok=True)
+    write_clip_l(work)
+    with open(work / "cond_in.pkl", "wb") as handle:
+        pickle.dump(COND_PROMPTS, handle)
+    subprocess.run(
+        [args.python, "-c", cond_script(args.comfy, str(work))],
+        check=True,
+        cwd=args.comfy,
+        env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+    )
+    with open(work / "cond_out.pkl", "rb") as handle:
+        theirs = pickle.load(handle)
+    comfy_compat.install()
+    import comfy.sd  # Loom's adapter
+
+    clip = comfy.sd.load_clip(
+        [str(work / "clip_l.safetensors")], embedding_directory=[str(work / "embeddings")]
+    )
+    rows = []
+    index = 0
+    for skip in (None, -2):
+        c = clip.clone()
+        if skip is not None:
+            c.clip_layer(skip)
+        for prompt in COND_PROMPTS:
+            cond, pooled = c.encode_from_tokens(c.tokenize(prompt), return_pooled=True)
+            ref_cond, ref_pooled = theirs[index]
+            index += 1
+            same_shape = cond.shape == ref_cond.shape
+            diff = float((cond - ref_cond).abs().max()) if same_shape else float("inf")
+            pooled_diff = (
+                float((pooled - ref_pooled).abs().max()) if pooled.shape == ref_pooled.shape else float("inf")
+            )
+            rows.append((prompt[:34], "default" if skip is None else f"layer {skip}", diff, pooled_diff))
+    del torch
+    return rows
+
+
 def plain(value: Any) -> Any:
     """Tokens with tensors replaced by their values, for exact comparison."""
     import torch
@@ -156,6 +262,7 @@ def main() -> None:
         for (tile, overlap), reference in zip(tiles, theirs["tiled"], strict=True):
             ours = tiled_scale(samples, fn, tile, tile, overlap, upscale_amount=2, out_channels=3)
             tiled.append((tile, overlap, float((ours - reference).abs().max())))
+        cond_rows = conditioning_parity(args, Path(work))
 
     print(f"{'prompt':42} {'windows':>7} {'SD1 tokens':>10} {'SDXL tokens+ids':>15}")
     for prompt, windows, a, b in rows:
@@ -163,11 +270,17 @@ def main() -> None:
     print(f"\n{'tile':>5} {'overlap':>7} {'max |Loom - ComfyUI|':>22}")
     for tile, overlap, diff in tiled:
         print(f"{tile:>5} {overlap:>7} {diff:>22.3g}")
+    header = "CLIP-L conditioning (full size, random weights)"
+    print(f"\n{header:50} {'layer':>9} {'max |cond diff|':>16} {'max |pooled diff|':>18}")
+    for prompt, layer, diff, pooled_diff in cond_rows:
+        print(f"{prompt!r:50} {layer:>9} {diff:>16.3g} {pooled_diff:>18.3g}")
+    worst = max(max(d, p) for *_, d, p in cond_rows)
     same = sum(a and b for _, _, a, b in rows)
     exact = sum(d == 0.0 for *_, d in tiled)
     print(
         f"\n{same}/{len(rows)} prompts tokenize identically (SD1 and SDXL, embeddings included); "
-        f"tiled_scale identical in {exact}/{len(tiled)} tilings (ComfyUI side {comfy_s:.1f} s)"
+        f"tiled_scale identical in {exact}/{len(tiled)} tilings; CLIP-L conditioning within {worst:.2g} of "
+        f"ComfyUI's in {len(cond_rows)} encodings (ComfyUI's tokenizers and tiling: {comfy_s:.1f} s)"
     )
 
 

@@ -118,11 +118,14 @@ _DEFAULTS: dict[str, Any] = {
 
 def _command_line() -> dict[str, Any]:
     """--listen, --port and --cpu as given to Loom's main (unknown flags are someone else's)."""
-    parser = argparse.ArgumentParser(add_help=False)
+    parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
     parser.add_argument("--listen", default=None)
     parser.add_argument("--port", type=int, default=None)
     parser.add_argument("--cpu", action="store_true")
-    known, _ = parser.parse_known_args(sys.argv[1:])
+    try:
+        known, _ = parser.parse_known_args(sys.argv[1:])
+    except argparse.ArgumentError:
+        return {}  # not Loom's command line (a test runner's, say): ComfyUI's defaults stand
     return {k: v for k, v in vars(known).items() if v not in (None, False)}
 
 
