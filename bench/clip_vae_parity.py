@@ -173,6 +173,67 @@ def conditioning_parity(args: argparse.Namespace, work: Path) -> list[tuple[str,
     return rows
 
 
+def vae_script(comfy: str, work: str) -> str:
+    """ComfyUI builds a VAE from the same original-layout weights and decodes the same latents."""
+    return f"""
+import pickle, sys
+sys.argv = ["x", "--cpu"]
+sys.path.insert(0, {comfy!r})
+import comfy.options
+comfy.options.enable_args_parsing()
+import comfy.sd, comfy.utils
+vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file({work!r} + "/vae.safetensors"))
+data = pickle.load(open({work!r} + "/vae_in.pkl", "rb"))
+out = {{"decode": vae.decode(data["latent"]), "tiled": vae.decode_tiled(data["latent"], 16, 16, 4),
+        "encode": vae.encode(data["image"])}}
+pickle.dump(out, open({work!r} + "/vae_out.pkl", "wb"))
+"""
+
+
+def vae_parity(args: argparse.Namespace, work: Path) -> list[tuple[str, float]]:
+    """A full-size SD VAE with random weights: decode, tiled decode and encode on both sides."""
+    import torch
+    from diffusers import AutoencoderKL
+    from safetensors.torch import save_file
+
+    from engine.models.keymap import vae_to_original
+
+    torch.manual_seed(0)
+    model = AutoencoderKL(
+        block_out_channels=[128, 256, 512, 512],
+        down_block_types=["DownEncoderBlock2D"] * 4,
+        up_block_types=["UpDecoderBlock2D"] * 4,
+        layers_per_block=2,
+        latent_channels=4,
+    ).eval()
+    state = {k: v.contiguous() for k, v in vae_to_original(model.state_dict(), model.config).items()}
+    save_file(state, str(work / "vae.safetensors"))
+    generator = torch.Generator().manual_seed(3)
+    data = {
+        "latent": torch.randn(1, 4, 32, 32, generator=generator),
+        "image": torch.rand(1, 64, 72, 3, generator=generator),
+    }
+    with open(work / "vae_in.pkl", "wb") as handle:
+        pickle.dump(data, handle)
+    subprocess.run(
+        [args.python, "-c", vae_script(args.comfy, str(work))],
+        check=True,
+        cwd=args.comfy,
+        env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+    )
+    with open(work / "vae_out.pkl", "rb") as handle:
+        theirs = pickle.load(handle)
+    import comfy.sd  # Loom's adapter (installed by conditioning_parity)
+
+    vae = comfy.sd.VAE(sd=dict(state))
+    ours = {
+        "decode": vae.decode(data["latent"]),
+        "tiled": vae.decode_tiled(data["latent"], 16, 16, 4),
+        "encode": vae.encode(data["image"]),
+    }
+    return [(name, float((ours[name] - theirs[name]).abs().max())) for name in ("decode", "tiled", "encode")]
+
+
 def plain(value: Any) -> Any:
     """Tokens with tensors replaced by their values, for exact comparison."""
     import torch
@@ -263,6 +324,7 @@ def main() -> None:
             ours = tiled_scale(samples, fn, tile, tile, overlap, upscale_amount=2, out_channels=3)
             tiled.append((tile, overlap, float((ours - reference).abs().max())))
         cond_rows = conditioning_parity(args, Path(work))
+        vae_rows = vae_parity(args, Path(work))
 
     print(f"{'prompt':42} {'windows':>7} {'SD1 tokens':>10} {'SDXL tokens+ids':>15}")
     for prompt, windows, a, b in rows:
@@ -275,12 +337,16 @@ def main() -> None:
     for prompt, layer, diff, pooled_diff in cond_rows:
         print(f"{prompt!r:50} {layer:>9} {diff:>16.3g} {pooled_diff:>18.3g}")
     worst = max(max(d, p) for *_, d, p in cond_rows)
+    print(f"\n{'SD VAE (full size, random weights)':36} {'max |Loom - ComfyUI|':>22}")
+    for name, diff in vae_rows:
+        print(f"{name:36} {diff:>22.3g}")
     same = sum(a and b for _, _, a, b in rows)
     exact = sum(d == 0.0 for *_, d in tiled)
     print(
         f"\n{same}/{len(rows)} prompts tokenize identically (SD1 and SDXL, embeddings included); "
         f"tiled_scale identical in {exact}/{len(tiled)} tilings; CLIP-L conditioning within {worst:.2g} of "
-        f"ComfyUI's in {len(cond_rows)} encodings (ComfyUI's tokenizers and tiling: {comfy_s:.1f} s)"
+        f"ComfyUI's in {len(cond_rows)} encodings; VAE decode/tiled decode/encode within "
+        f"{max(d for _, d in vae_rows):.2g} (ComfyUI's tokenizers and tiling: {comfy_s:.1f} s)"
     )
 
 
