@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 SD15_RGB = (
     (0.3512, 0.2297, 0.3227),
@@ -35,22 +35,21 @@ class LatentFormat:
     rgb_bias: tuple[float, float, float] = (0.0, 0.0, 0.0)
     channels: int = 4
 
-    # ComfyUI's latent_format attribute names, read by packs.
+    # ComfyUI's attribute names, read by packs (`model.latent_format.latent_rgb_factors`, …).
+    latent_dimensions = 2
+    taesd_decoder_name: ClassVar[str | None] = None
+
     @property
     def latent_channels(self) -> int:
         return self.channels
-
-    @property
-    def latent_dimensions(self) -> int:
-        return 2
 
     @property
     def latent_rgb_factors(self) -> list[list[float]]:
         return [list(row) for row in self.rgb_factors]
 
     @property
-    def latent_rgb_factors_bias(self) -> list[float]:
-        return list(self.rgb_bias)
+    def latent_rgb_factors_bias(self) -> list[float] | None:
+        return list(self.rgb_bias) if any(self.rgb_bias) else None
 
     def process_in(self, latent: Any) -> Any:
         return latent * self.scale_factor
@@ -76,14 +75,31 @@ class LatentFormat:
         return buffer.getvalue()
 
 
+@dataclass(frozen=True)
+class SD15(LatentFormat):
+    """SD1.x and SD2.x latents (ComfyUI's `latent_formats.SD15`, which packs test with isinstance)."""
+
+    scale_factor: float = 0.18215
+    taesd_decoder_name = "taesd_decoder"
+
+
+@dataclass(frozen=True)
+class SDXL(LatentFormat):
+    """SDXL latents (ComfyUI's `latent_formats.SDXL`)."""
+
+    scale_factor: float = 0.13025
+    rgb_factors: tuple[tuple[float, float, float], ...] = SDXL_RGB
+    rgb_bias: tuple[float, float, float] = SDXL_BIAS
+    taesd_decoder_name = "taesdxl_decoder"
+
+
 def latent_format(family: str, scale_factor: float, metadata: dict[str, str]) -> LatentFormat:
+    kind = SDXL if family.startswith("sdxl") else SD15
     if RGB_METADATA_KEY in metadata:
         stored = json.loads(metadata[RGB_METADATA_KEY])
-        return LatentFormat(
+        return kind(
             scale_factor,
             tuple(tuple(row) for row in stored["factors"]),
             tuple(stored.get("bias", (0.0, 0.0, 0.0))),
         )
-    if family.startswith("sdxl"):
-        return LatentFormat(scale_factor, SDXL_RGB, SDXL_BIAS)
-    return LatentFormat(scale_factor)
+    return kind(scale_factor)

@@ -26,11 +26,8 @@ class CLIPTextEncodeSDXLRefiner(Node):
         text: Annotated[str, Input("The prompt.", multiline=True, extra={"dynamicPrompts": True})],
         clip: Annotated[Clip, Input("The refiner's text encoder.")],
     ) -> Conditioning:
-        from engine.diffusion.text_encode import encode_prompt
-
         if clip is None:
             raise RuntimeError(NO_CLIP)
-        cond, pooled = encode_prompt(clip, text)
-        return [
-            [cond, {"pooled_output": pooled, "aesthetic_score": ascore, "width": width, "height": height}]
-        ]
+        return clip.encode_from_tokens_scheduled(
+            clip.tokenize(text), add_dict={"aesthetic_score": ascore, "width": width, "height": height}
+        )

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from engine.diffusion.devices import manager
-from engine.diffusion.handles import VaeHandle
+from engine.diffusion.vae import VAE
 from engine.native import Image, Input, Latent, Mask, Node, Vae
 
 NO_VAE = (
@@ -13,34 +12,23 @@ NO_VAE = (
 )
 
 
-def decode(vae: VaeHandle | None, samples: Any) -> Any:
+def decode(vae: VAE | None, samples: Any) -> Any:
     """Raw latents [B, C, h, w] → IMAGE [B, H, W, 3] in 0..1."""
-    import torch
-
     if vae is None:
         raise RuntimeError(NO_VAE)
-    device = manager().use(vae.vae)
-    with torch.no_grad():
-        pixels = vae.vae.decode(samples.to(device, next(vae.vae.parameters()).dtype)).sample
-    return ((pixels.float() + 1.0) / 2.0).clamp(0.0, 1.0).movedim(1, -1).cpu()
+    return vae.decode(samples)
 
 
-def encode(vae: VaeHandle | None, pixels: Any) -> Any:
-    """IMAGE [B, H, W, C] (cropped to multiples of 8) → raw latents, the posterior's mean."""
-    import torch
-
+def encode(vae: VAE | None, pixels: Any) -> Any:
+    """IMAGE [B, H, W, C] (cropped to the VAE's multiple) → raw latents, the posterior's mean."""
     if vae is None:
         raise RuntimeError(NO_VAE)
-    pixels = _crop8(pixels)[..., :3]
-    device = manager().use(vae.vae)
-    with torch.no_grad():
-        x = (pixels.movedim(-1, 1) * 2.0 - 1.0).to(device, next(vae.vae.parameters()).dtype)
-        return vae.vae.encode(x).latent_dist.mode().float().cpu()
+    return vae.encode(pixels[..., :3])
 
 
-def _crop8(pixels: Any) -> Any:
-    height, width = (pixels.shape[1] // 8) * 8, (pixels.shape[2] // 8) * 8
-    top, left = (pixels.shape[1] % 8) // 2, (pixels.shape[2] % 8) // 2
+def _crop(pixels: Any, ratio: int) -> Any:
+    height, width = (pixels.shape[1] // ratio) * ratio, (pixels.shape[2] // ratio) * ratio
+    top, left = (pixels.shape[1] % ratio) // 2, (pixels.shape[2] % ratio) // 2
     return pixels[:, top : top + height, left : left + width]
 
 
@@ -92,7 +80,10 @@ class VAEEncodeForInpaint(Node):
         mask = F.interpolate(
             mask.reshape(-1, 1, mask.shape[-2], mask.shape[-1]).float(), size=size, mode="bilinear"
         )
-        pixels, mask = _crop8(pixels).clone(), _crop8(mask.movedim(1, -1)).movedim(-1, 1)
+        if vae is None:
+            raise RuntimeError(NO_VAE)
+        ratio = vae.spacial_compression_encode()
+        pixels, mask = _crop(pixels, ratio).clone(), _crop(mask.movedim(1, -1), ratio).movedim(-1, 1)
         if grow_mask_by > 0:
             kernel = torch.ones((1, 1, grow_mask_by, grow_mask_by))
             padding = grow_mask_by // 2
@@ -107,7 +98,7 @@ class VAEEncodeForInpaint(Node):
 
 
 class VAEDecodeTiled(Node):
-    """Decode large latents tile by tile to save memory; tiles overlap and are blended."""
+    """Decode large latents tile by tile to save memory; three overlapping tilings are averaged."""
 
     display_name = "VAE Decode (Tiled)"
     category = "_for_testing"
@@ -127,48 +118,13 @@ class VAEDecodeTiled(Node):
             int, Input("Frame overlap (video models only).", min=4, max=4096, step=4)
         ] = 8,
     ) -> Image:
-        return decode_tiled(vae, samples["samples"], tile_size // 8, min(overlap, tile_size // 4) // 8)
-
-
-def decode_tiled(vae: VaeHandle | None, latents: Any, tile: int, overlap: int) -> Any:
-    """Decode overlapping latent tiles and blend them with linear ramps over the overlaps."""
-    import torch
-
-    _, _, height, width = latents.shape
-    if tile >= height and tile >= width:
-        return decode(vae, latents)
-    stride = max(tile - overlap, 1)
-    tiles = [(top, left) for top in _starts(height, tile, stride) for left in _starts(width, tile, stride)]
-    parts = [decode(vae, latents[:, :, top : top + tile, left : left + tile]) for top, left in tiles]
-    scale = parts[0].shape[1] // min(tile, height)
-    out = torch.zeros((latents.shape[0], height * scale, width * scale, parts[0].shape[-1]))
-    weight = torch.zeros((1, height * scale, width * scale, 1))
-    for (top, left), part in zip(tiles, parts, strict=True):
-        ramp = _ramp(part.shape[1], part.shape[2], overlap * scale, top > 0, left > 0)
-        y, x = top * scale, left * scale
-        out[:, y : y + part.shape[1], x : x + part.shape[2]] += part * ramp
-        weight[:, y : y + part.shape[1], x : x + part.shape[2]] += ramp
-    return out / weight
-
-
-def _starts(size: int, tile: int, stride: int) -> list[int]:
-    starts = list(range(0, max(size - tile, 0) + 1, stride))
-    if starts[-1] + tile < size:
-        starts.append(size - tile)
-    return starts
-
-
-def _ramp(height: int, width: int, overlap: int, fade_top: bool, fade_left: bool) -> Any:
-    import torch
-
-    ramp = torch.ones((1, height, width, 1))
-    for i in range(min(overlap, height, width)):
-        value = (i + 1) / (overlap + 1)
-        if fade_top:
-            ramp[:, i] *= value
-        if fade_left:
-            ramp[:, :, i] *= value
-    return ramp
+        if vae is None:
+            raise RuntimeError(NO_VAE)
+        if tile_size < overlap * 4:
+            overlap = tile_size // 4
+        compression = vae.spacial_compression_decode()
+        tile = tile_size // compression
+        return vae.decode_tiled(samples["samples"], tile_x=tile, tile_y=tile, overlap=overlap // compression)
 
 
 class VAEEncodeTiled(Node):
@@ -176,6 +132,13 @@ class VAEEncodeTiled(Node):
 
     display_name = "VAE Encode (Tiled)"
     category = "_for_testing"
+
+    @classmethod
+    def validate(cls, tile_size: int | None = 512, overlap: int | None = 64) -> bool | str:
+        # ComfyUI also tiles at half the tile size, so the overlap must stay below that.
+        if tile_size is not None and overlap is not None and overlap * 2 >= tile_size:
+            return f"overlap ({overlap}) must be less than half of tile_size ({tile_size})"
+        return True
 
     def run(
         self,
@@ -192,32 +155,7 @@ class VAEEncodeTiled(Node):
             int, Input("Frame overlap (video models only).", min=4, max=4096, step=4)
         ] = 8,
     ) -> Latent:
-        return {"samples": encode_tiled(vae, pixels, tile_size, min(overlap, tile_size // 4))}
-
-
-def encode_tiled(vae: VaeHandle | None, pixels: Any, tile: int, overlap: int) -> Any:
-    """Encode overlapping pixel tiles (sizes in pixels, multiples of 8) and blend their latents with
-    linear ramps over the overlaps, the mirror of decode_tiled."""
-    import torch
-
-    pixels = _crop8(pixels)[..., :3]
-    height, width = pixels.shape[1] // 8, pixels.shape[2] // 8
-    tile, overlap = tile // 8, overlap // 8
-    if tile >= height and tile >= width:
-        return encode(vae, pixels)
-    stride = max(tile - overlap, 1)
-    tiles = [(top, left) for top in _starts(height, tile, stride) for left in _starts(width, tile, stride)]
-    parts = [
-        encode(vae, pixels[:, top * 8 : (top + tile) * 8, left * 8 : (left + tile) * 8])
-        for top, left in tiles
-    ]
-    # latent pixels per 8 image pixels (1 for SD's f=8 VAE)
-    scale = parts[0].shape[2] / min(tile, height)
-    out = torch.zeros((pixels.shape[0], parts[0].shape[1], round(height * scale), round(width * scale)))
-    weight = torch.zeros((1, 1, out.shape[2], out.shape[3]))
-    for (top, left), part in zip(tiles, parts, strict=True):
-        ramp = _ramp(part.shape[2], part.shape[3], round(overlap * scale), top > 0, left > 0).movedim(-1, 1)
-        y, x = round(top * scale), round(left * scale)
-        out[:, :, y : y + part.shape[2], x : x + part.shape[3]] += part * ramp
-        weight[:, :, y : y + part.shape[2], x : x + part.shape[3]] += ramp
-    return out / weight
+        if vae is None:
+            raise RuntimeError(NO_VAE)
+        samples = vae.encode_tiled(pixels[..., :3], tile_x=tile_size, tile_y=tile_size, overlap=overlap)
+        return {"samples": samples}

@@ -114,8 +114,11 @@ def test_inpaint_model_conditioning(executor: Executor, tiny_models_dir: Path) -
     concat, concat_mask = positive[0][1]["concat_latent_image"], positive[0][1]["concat_mask"]
     assert concat_mask.shape == (1, 1, 64, 64)  # resized to the pixels, cropped to multiples of 8
     assert torch.equal(latent["noise_mask"], concat_mask) and negative[0][1]["concat_latent_image"] is concat
-    assert concat.shape == latent["samples"].shape
-    assert not torch.allclose(concat, latent["samples"])  # the masked half was greyed out before encoding
+    # ComfyUI encodes the cropped, masked pixels for the model and the whole image for the latent
+    # (the tiny VAE halves sizes: 64×64 → 32×32, 68×64 → 34×32).
+    assert concat.shape[-2:] == (32, 32) and latent["samples"].shape[-2:] == (34, 32)
+    unmasked = vae.encode(pixels[:, 2:66])
+    assert not torch.allclose(concat, unmasked)  # the masked half was greyed out before encoding
     (_, _, no_mask) = call(
         executor,
         "InpaintModelConditioning",
