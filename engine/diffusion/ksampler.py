@@ -62,7 +62,7 @@ def run_ksampler(
 
     def on_step(step: dict[str, Any]) -> None:
         ctx.progress(step["i"] + 1, total)
-        if step["i"] % PREVIEW_EVERY == 0:
+        if getattr(ctx, "previews", True) and step["i"] % PREVIEW_EVERY == 0:
             ctx.preview("JPEG", model.latent.preview_jpeg(step["denoised"]))
 
     with torch.no_grad(), applied((model.unet,), model.patches):
