@@ -12,10 +12,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,8 @@ class Server:
     process: subprocess.Popen[str]
     token: str | None = None
     ready_line: str = ""
+    # The console after start-up, read by a thread so a chatty server never blocks on a full pipe.
+    console: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -85,9 +88,16 @@ def start_server(base: Path, *flags: str, port: int | None = None) -> Server:
     if "listening" not in line:
         process.kill()
         raise RuntimeError(f"server did not start: {output}{process.stdout.read()}")
-    os.set_blocking(process.stdout.fileno(), False)
     token = flags[flags.index("--token") + 1] if "--token" in flags else None
-    return Server(base, port, process, token, line)
+    server = Server(base, port, process, token, line)
+    threading.Thread(target=_drain, args=(process, server.console), daemon=True).start()
+    return server
+
+
+def _drain(process: subprocess.Popen[str], lines: list[str]) -> None:
+    assert process.stdout is not None
+    for line in process.stdout:
+        lines.append(line)
 
 
 @pytest.fixture(scope="module")
