@@ -134,6 +134,10 @@ async def _serve(config: ServerConfig, announce: Callable[[str], None]) -> None:
     from engine.server.console import setup_console
 
     setup_console(config.log_level)
+    page = config.front_end_root
+    log.info("Front end: %s", page if page is not None else "Loom's canvas (web/dist)")
+    if config.preview_method != "none":
+        log.info("Latent previews: %s", config.preview_method)
     token = config.require_token()
     runner = web.AppRunner(create_app(config), access_log=None)
     await runner.setup()
