@@ -49,7 +49,9 @@ class Server:
     process: subprocess.Popen[str]
     token: str | None = None
     ready_line: str = ""
-    # The console after start-up, read by a thread so a chatty server never blocks on a full pipe.
+    # The console before "listening", and after it (read by a thread, so a chatty server never
+    # blocks on a full pipe).
+    startup: str = ""
     console: list[str] = field(default_factory=list)
 
     @property
@@ -59,7 +61,7 @@ class Server:
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process.poll() is None:
             self.process.send_signal(sig)
-            self.process.wait(10)
+            self.process.wait(30)  # a server that ran torch exits slowly on a loaded machine
 
 
 def start_server(base: Path, *flags: str, port: int | None = None) -> Server:
@@ -89,7 +91,7 @@ def start_server(base: Path, *flags: str, port: int | None = None) -> Server:
         process.kill()
         raise RuntimeError(f"server did not start: {output}{process.stdout.read()}")
     token = flags[flags.index("--token") + 1] if "--token" in flags else None
-    server = Server(base, port, process, token, line)
+    server = Server(base, port, process, token, line, output)
     threading.Thread(target=_drain, args=(process, server.console), daemon=True).start()
     return server
 

@@ -161,8 +161,13 @@ async def test_console_says_got_prompt_and_how_long_it_took(shipped: Server) -> 
         assert "got prompt" in logs
 
 
-async def test_quiet_server_prints_no_prompt_lines(tmp_path: Path) -> None:
-    server = start_server(tmp_path, "--quiet")
+async def test_quiet_server_prints_warnings_but_no_prompt_lines(tmp_path: Path) -> None:
+    broken = tmp_path / "packs" / "broken_pack"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("raise ImportError('needs a library that is not installed')\n")
+    config = tmp_path / "extra_model_paths.yaml"
+    config.write_text(f"mine:\n    custom_nodes: {tmp_path / 'packs'}\n")
+    server = start_server(tmp_path, "--quiet", "--extra-model-paths-config", str(config))
     try:
         async with connect(server) as client, client.websocket("hush") as ws:
             prompt_id = await client.queue(graph(output="PreviewImage"), "hush")
@@ -170,4 +175,7 @@ async def test_quiet_server_prints_no_prompt_lines(tmp_path: Path) -> None:
             await asyncio.sleep(0.2)
     finally:
         server.stop()
-    assert "got prompt" not in "".join(server.console)
+    console = server.startup + "".join(server.console)
+    assert "Cannot load custom node pack" in server.startup and "broken_pack" in server.startup
+    assert "got prompt" not in console and "Prompt executed" not in console
+    assert "Import times" not in console, "--quiet drops INFO lines"
