@@ -43,6 +43,8 @@ class ProgressState:
         self.prompt_id = prompt_id
         self.nodes: dict[str, dict[str, Any]] = {}
         self.running: str | None = None
+        # Nodes made by expansion show as the node the user sees (`display_node` of `executing`).
+        self.display: dict[str, str] = {}
 
     def update(self, event: str, data: dict[str, Any]) -> dict[str, Any] | None:
         """The progress_state message this event calls for, or None."""
@@ -56,6 +58,7 @@ class ProgressState:
                 return None
             self._finish_running()
             self.running = str(node)
+            self.display[self.running] = str(data.get("display_node") or node)
             self._set(self.running, "running", 0.0, 1.0)
             return self.message()
         if event == "progress" and data.get("node") is not None:
@@ -92,7 +95,7 @@ class ProgressState:
             "state": state,
             "node_id": node,
             "prompt_id": self.prompt_id,
-            "display_node_id": node,
+            "display_node_id": self.display.get(node, node),
             "parent_node_id": None,
             "real_node_id": node,
         }

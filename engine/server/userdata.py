@@ -91,16 +91,21 @@ class UserStore:
             raise UserDataError("a folder has that name", 409)
         if not overwrite and path.exists():
             raise UserDataError("File already exists", 409)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, data)
+        try:
+            atomic_write(path, data)
+        except OSError as exc:
+            raise UserDataError(f"cannot save {path.name[:100]!r}: {exc.strerror}", 400) from None
 
     def move(self, source: Path, dest: Path, overwrite: bool = True) -> None:
         if not source.is_file():
             raise UserDataError("File not found", 404)
         if not overwrite and dest.exists():
             raise UserDataError("File already exists", 409)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(source, dest)
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(source, dest)
+        except OSError as exc:
+            raise UserDataError(f"cannot move to {dest.name[:100]!r}: {exc.strerror}", 400) from None
 
     def file_info(self, path: Path, relative_to: Path) -> dict[str, Any]:
         stat = path.stat()

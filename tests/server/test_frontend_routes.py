@@ -205,3 +205,35 @@ async def test_mask_upload_puts_the_masks_alpha_on_the_original(comfy: Server) -
     with Image.open(comfy.base / "input" / "clipspace" / "clipspace-mask.png") as saved:
         assert saved.mode == "RGBA" and saved.getpixel((1, 1)) == (200, 10, 10, 255)
         assert saved.getpixel((0, 0))[3] == 0
+
+
+async def test_front_end_root_serves_any_built_front_end(tmp_path: Path) -> None:
+    page = tmp_path / "my-front-end"
+    (page / "assets").mkdir(parents=True)
+    (page / "index.html").write_text("<!doctype html><title>mine</title>")
+    (page / "assets" / "app.js").write_text("console.log('mine')")
+    server = start_server(tmp_path, "--front-end-root", str(page))
+    try:
+        async with connect(server) as client:
+            assert "<title>mine</title>" in await client.get("/")
+            assert "console.log" in await client.get("/assets/app.js")
+            assert (await client.get("/api/prompt"))["exec_info"]["queue_remaining"] == 0
+            await client.get("/assets/../../secret", status=404)
+    finally:
+        server.stop()
+
+
+def test_front_end_root_without_index_is_refused_at_start(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.server.conftest import ROOT
+
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), "--front-end-root", str(tmp_path), "--port", "1"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert result.returncode == 2 and "no index.html" in result.stderr
