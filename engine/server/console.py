@@ -8,6 +8,7 @@ websocket (`PATCH /internal/logs/subscribe`). Only logging is captured, not bare
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
@@ -40,7 +41,9 @@ class LogBuffer(logging.Handler):
             self.entries.append(entry)
             listeners = list(self.listeners)
         for listener in listeners:
-            listener([entry])
+            # RuntimeError: the server's loop is closing, and nobody is left to tell.
+            with contextlib.suppress(RuntimeError):
+                listener([entry])
 
     def text(self) -> str:
         with self._guard:
