@@ -73,11 +73,11 @@ def run_ksampler(
 
 def progress_callback(ctx: Context, model: ModelPatcher) -> Any:
     """ComfyUI's per-step callback that reports progress (where an interrupt stops sampling) and
-    sends a latent preview."""
+    sends a latent preview when the prompt's client asked for previews."""
 
     def on_step(step: int, denoised: Any, x: Any, total: int) -> None:
         ctx.progress(step + 1, total)
-        if step % PREVIEW_EVERY == 0:
+        if ctx.previews and step % PREVIEW_EVERY == 0:
             ctx.preview("JPEG", model.latent.preview_jpeg(denoised))
 
     return on_step

@@ -126,8 +126,14 @@ export const api = {
   objectInfo: () => request("/object_info") as Promise<ObjectInfo>,
   extensions: () => request("/extensions") as Promise<string[]>,
 
+  // The canvas shows latent previews while sampling, so it asks for them: the server sends none
+  // unless the prompt or --preview-method names a method (as ComfyUI does).
   queuePrompt: (prompt: Record<string, unknown>, workflow: unknown) =>
-    post("/prompt", { prompt, client_id: clientId, extra_data: { extra_pnginfo: { workflow } } }) as Promise<{
+    post("/prompt", {
+      prompt,
+      client_id: clientId,
+      extra_data: { extra_pnginfo: { workflow }, preview_method: "auto" },
+    }) as Promise<{
       prompt_id: string;
       number: number;
     }>,
