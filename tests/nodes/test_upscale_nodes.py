@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -9,6 +12,7 @@ import pytest
 import torch
 from PIL import Image as PILImage
 
+from engine.context import Context, Interrupted
 from engine.executor import Executor
 from engine.folders import PROJECT_ROOT, Folders
 from engine.graph import validate_prompt
@@ -16,20 +20,27 @@ from engine.models.upscale import tiled_scale, tiled_steps, upscale
 from engine.ui_workflow import ui_to_api
 from tests.nodes.harness import call
 from tests.nodes.test_workflow_families import ui_node
-from tests.nodes.upscale_fixtures import compact_layout, esrgan_new_layout, esrgan_old_layout, write_standin
+from tests.nodes.upscale_fixtures import (
+    compact_layout,
+    esrgan_new_layout,
+    esrgan_old_layout,
+    write_standin,
+    write_swinir_standin,
+)
 
-LAYOUTS = {
-    "esrgan_old.safetensors": (esrgan_old_layout(), "ESRGAN", 4),
-    "realesrgan_new.safetensors": (esrgan_new_layout(), "ESRGAN", 4),
-    "compact_x2.safetensors": (compact_layout(scale=2), "RealESRGAN Compact", 2),
+LAYOUTS: dict[str, tuple[Callable[[Path], Path], str, int]] = {
+    "esrgan_old.safetensors": (lambda p: write_standin(p, esrgan_old_layout()), "ESRGAN", 4),
+    "realesrgan_new.safetensors": (lambda p: write_standin(p, esrgan_new_layout()), "ESRGAN", 4),
+    "compact_x2.safetensors": (lambda p: write_standin(p, compact_layout(scale=2)), "RealESRGAN Compact", 2),
+    "swinir_module_prefix.safetensors": (write_swinir_standin, "SwinIR", 2),
 }
 
 
 @pytest.fixture
 def upscale_folders(loom_folders: Folders) -> Folders:
     folder = loom_folders.models["upscale_models"][0]
-    for name, (shapes, _, _) in LAYOUTS.items():
-        write_standin(folder / name, shapes)
+    for name, (write, _, _) in LAYOUTS.items():
+        write(folder / name)
     (folder / "not_a_model.safetensors").write_bytes(b"")
     write_standin(folder / "lora_like.safetensors", {"lora_unet_down.lora_up.weight": (4, 4, 1, 1)})
     return loom_folders
@@ -89,7 +100,9 @@ def test_tiling_blends_to_the_exact_result_for_a_local_function() -> None:
     assert len(calls) == 2 * tiled_steps(70, 50, 16, 4)
 
 
-@pytest.mark.parametrize("name", ["realesrgan_new.safetensors", "compact_x2.safetensors"])
+@pytest.mark.parametrize(
+    "name", ["realesrgan_new.safetensors", "compact_x2.safetensors", "swinir_module_prefix.safetensors"]
+)
 def test_tiled_upscale_is_seamless(executor: Executor, upscale_folders: Folders, name: str) -> None:
     (model,) = call(executor, "UpscaleModelLoader", model_name=name)
     image = torch.rand(1, 48, 64, 3, generator=torch.Generator().manual_seed(1))
@@ -214,3 +227,27 @@ def test_node_definitions_match_comfyui(executor: Executor) -> None:
     assert [i.name for i in apply.inputs] == ["upscale_model", "image"] and [
         o.type for o in apply.outputs
     ] == ["IMAGE"]
+
+
+def test_an_interrupt_stops_the_upscale_between_tiles() -> None:
+    calls: list[int] = []
+
+    class Counting(torch.nn.Module):
+        scale, output_channels = 2, 3
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            calls.append(1)
+            return torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+
+    flag = threading.Event()
+    events: list[dict[str, Any]] = []
+
+    def emit(event: str, data: dict[str, Any]) -> None:
+        events.append(data)
+        flag.set()  # the user presses "cancel" while the first tile's progress is shown
+
+    ctx = Context(node_id="7", prompt_id="p", emit=emit, interrupt_flag=flag)
+    with pytest.raises(Interrupted):
+        upscale(Counting(), torch.rand(1, 64, 64, 3), tile=24, overlap=4, progress=ctx.progress)
+    assert events[0]["node"] == "7" and events[0]["max"] == tiled_steps(64, 64, 24, 4) == 9
+    assert len(calls) == 2  # the tile in flight finishes; no further tile starts

@@ -76,3 +76,28 @@ def write_standin(path: Path, shapes: dict[str, tuple[int, ...]], seed: int = 0)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path))
     return path
+
+
+def write_swinir_standin(path: Path, seed: int = 0) -> Path:
+    """A tiny lightweight SwinIR ×2 (pixel-shuffle-direct), saved as from a DataParallel wrapper (every
+    key under `module.`, as some released SwinIR files are). Its buffers (relative position index,
+    shifted-window attention mask) are computed, so the file comes from spandrel's own SwinIR class."""
+    from spandrel.architectures.SwinIR import SwinIR
+
+    import engine  # noqa: F401  (makes torchvision importable before spandrel imports it)
+
+    torch.manual_seed(seed)
+    net = SwinIR(
+        img_size=16,
+        embed_dim=12,
+        depths=[2],
+        num_heads=[2],
+        window_size=4,
+        mlp_ratio=2.0,
+        upscale=2,
+        upsampler="pixelshuffledirect",
+        resi_connection="1conv",
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({f"module.{k}": v.contiguous() for k, v in net.state_dict().items()}, str(path))
+    return path
