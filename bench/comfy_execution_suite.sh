@@ -30,10 +30,14 @@ cp "$COMFY_SRC/pytest.ini" "$WORK/"
 printf '#!/bin/sh\nexec "%s" "$@"\n' "$COMFY_VENV/bin/python" > "$WORK/bin/python"
 chmod +x "$WORK/bin/python"
 cat > "$WORK/main.py" <<PY
-# Stands in for ComfyUI's main.py: runs Loom's server with the arguments the suite passes.
-import os, sys
+# Stands in for ComfyUI's main.py: runs Loom's server with the arguments the suite passes. Each start
+# gets a fresh queue/history database: ComfyUI's history lives in memory and the suite counts on a new
+# server starting empty, while Loom's is kept on disk across restarts.
+import os, sys, tempfile
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.execv("$LOOM_PYTHON", ["$LOOM_PYTHON", "$LOOM/main.py", *sys.argv[1:]])
+database = tempfile.mkstemp(suffix=".db", dir="$WORK")[1]
+os.unlink(database)
+os.execv("$LOOM_PYTHON", ["$LOOM_PYTHON", "$LOOM/main.py", *sys.argv[1:], "--database", database])
 PY
 
 cd "$WORK"

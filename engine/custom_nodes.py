@@ -16,7 +16,6 @@ installed here: a missing dependency is reported.
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import inspect
 import logging
@@ -32,6 +31,7 @@ from engine import comfy_compat
 from engine import folders as folder_config
 from engine.native import Node
 from engine.registry import NodeRegistry
+from engine.settle import settled
 from engine.spec import NodeDefinitionError, NodeSpec
 
 logger = logging.getLogger(__name__)
@@ -134,6 +134,8 @@ def load_pack(registry: NodeRegistry, path: Path) -> PackStatus:
                 logger.info("Pack %s: node %s registered with warnings: %s", name, spec.id, spec.warnings)
     status.status = "loaded"
     status.web_directory = _web_directory(module, path)
+    if status.web_directory:
+        comfy_compat.extension_web_dirs[name] = status.web_directory
     status.import_seconds = time.perf_counter() - started
     return status
 
@@ -209,14 +211,7 @@ def _entrypoint_nodes(entrypoint: Any) -> list[Any]:
         await extension.on_load()
         return list(await extension.get_node_list())
 
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(collect())
-    import concurrent.futures
-
-    with concurrent.futures.ThreadPoolExecutor(1) as helper:
-        return helper.submit(asyncio.run, collect()).result()
+    return list(settled(collect()))
 
 
 def _web_directory(module: ModuleType, path: Path) -> str | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 SHIMS = Path(__file__).resolve().parent / "shims"
@@ -30,6 +31,8 @@ COMFY_MODULES = frozenset(
 # Node id -> class of every pack node registered in this process, for `nodes.NODE_CLASS_MAPPINGS`
 # (ComfyUI adds custom nodes to that dict as they load; packs look each other's nodes up there).
 pack_classes: dict[str, Any] = {}
+# Pack name -> its web folder (`nodes.EXTENSION_WEB_DIRS`, which ComfyUI fills as packs load).
+extension_web_dirs: dict[str, str] = {}
 
 
 def install() -> None:
@@ -59,8 +62,9 @@ def missing_comfy_name(exc: BaseException) -> str | None:
         return (
             f"{missing!r} from ComfyUI's module {exc.name!r}" if missing else f"ComfyUI's module {exc.name!r}"
         )
-    if isinstance(exc, AttributeError) and exc.name and isinstance(getattr(exc, "obj", None), type(sys)):
-        module = exc.obj.__name__  # type: ignore[union-attr]
+    owner = getattr(exc, "obj", None)
+    if isinstance(exc, AttributeError) and exc.name and isinstance(owner, ModuleType):
+        module = owner.__name__
         if module.split(".")[0] in COMFY_MODULES:
             return f"{exc.name!r} of ComfyUI's module {module!r}"
     return None

@@ -16,10 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.comfy_compat.prompt_server import PromptServer
 from engine.executor import Executor
 from engine.graph import validate_prompt
 from engine.queue import PromptStore, QueueItem
 from engine.server.hub import Hub
+from engine.server.progress_state import ProgressState
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,7 @@ class _Run:
     outputs: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     finished: bool = False
+    progress: ProgressState | None = None
 
 
 class Worker:
@@ -130,7 +133,7 @@ class Worker:
     # In the executor's thread
 
     def _execute(self, item: QueueItem) -> None:
-        run = _Run(item, item.extra_data.get("client_id"))
+        run = _Run(item, item.extra_data.get("client_id"), progress=ProgressState(item.prompt_id))
         try:
             checked = validate_prompt(self.executor.registry, item.prompt, item.outputs)
             if not checked.ok:
@@ -155,6 +158,9 @@ class Worker:
             run.messages.append([event, data])
         if event == "executing":
             self.hub.current = (run.sid, data.get("node"))
+            # Packs read the running prompt's client and node from ComfyUI's server object.
+            PromptServer.instance.client_id, PromptServer.instance.last_node_id = run.sid, data.get("node")
+            PromptServer.instance.last_prompt_id = run.item.prompt_id
         elif event == "executed":
             node = data["node"]
             run.outputs[node] = data["output"]
@@ -164,6 +170,9 @@ class Worker:
                 "parent_node": None,
                 "real_node_id": node,
             }
+        state = run.progress.on_event(event, data) if run.progress is not None else None
+        if state is not None:
+            self.hub.send_threadsafe("progress_state", state, run.sid)
         if event in TERMINAL and data.get("exception_type") != "ExecutionBlocked":
             self._finish(run, event, data)
         else:

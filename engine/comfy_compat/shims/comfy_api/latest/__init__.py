@@ -3,7 +3,6 @@ reporting from inside a node, async and sync)."""
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from abc import ABC, abstractmethod
 from typing import Any
@@ -13,6 +12,7 @@ import torch
 from comfy_api.latest import _io as io
 from comfy_api.latest import _ui as ui
 from engine.context import current_context
+from engine.settle import settled
 
 comfy_io = io
 
@@ -74,19 +74,7 @@ def create_sync_class(async_class: type) -> type:
 
     def blocking(method: Any) -> Any:
         def call(*args: Any, **kwargs: Any) -> Any:
-            work = method(*args, **kwargs)
-            if not inspect.isawaitable(work):
-                return work
-            try:
-                asyncio.get_running_loop()
-            except RuntimeError:
-                return asyncio.run(work)  # type: ignore[arg-type]
-            import concurrent.futures
-            import contextvars
-
-            context = contextvars.copy_context()
-            with concurrent.futures.ThreadPoolExecutor(1) as helper:
-                return helper.submit(context.run, asyncio.run, work).result()
+            return settled(method(*args, **kwargs))
 
         return call
 
