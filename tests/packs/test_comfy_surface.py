@@ -1,0 +1,158 @@
+"""Packs that import ComfyUI's Python surface the way real ones do: the `nodes` module and its
+classes, module-level `comfy.*` imports, SaveImage subclasses, the V3 API through
+`comfy_entrypoint()`, and declarations that register with a warning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.testing import PackHarness
+
+HERE = Path(__file__).parent
+
+
+def node(class_type: str, **inputs: Any) -> dict[str, Any]:
+    return {"class_type": class_type, "inputs": inputs}
+
+
+@pytest.fixture
+def surface(loom_pack: Any) -> PackHarness:
+    return loom_pack(HERE / "comfy_surface_pack")
+
+
+@pytest.fixture
+def v3(loom_pack: Any) -> PackHarness:
+    return loom_pack(HERE / "v3_pack")
+
+
+def test_pack_importing_comfy_modules_registers_every_node(surface: PackHarness) -> None:
+    pack = surface.packs[0]
+    assert pack.nodes == [
+        "SurfacePrefixedSave", "SurfaceBuiltins", "SurfaceConditioning", "SurfaceLax", "SurfaceNote",
+        "SurfaceFolders",
+    ]  # fmt: skip
+    assert pack.node_errors == {}
+    assert sorted(pack.warnings) == ["SurfaceLax", "SurfaceNote"]
+    assert "RETURN_NAMES" in pack.warnings["SurfaceLax"][0] and "'unused'" in pack.warnings["SurfaceLax"][1]
+    assert "FUNCTION" in pack.warnings["SurfaceNote"][0]
+
+
+def test_savable_subclass_and_builtins_called_by_function(surface: PackHarness) -> None:
+    prompt = {
+        "1": node("SurfaceBuiltins", size=4),
+        "2": node("SurfacePrefixedSave", images=["1", 0], filename_prefix="ComfyUI"),
+    }
+    result = surface.run(prompt, extra_data={"extra_pnginfo": {"workflow": {"n": 1}}})
+    assert result.status == "success", result.error
+    saved = result.outputs["2"]["images"][0]
+    assert saved == {"filename": "ComfyUI_surface_00001_.png", "subfolder": "", "type": "output"}
+    from PIL import Image
+
+    with Image.open(surface.folders.output / saved["filename"]) as image:
+        assert image.size == (4, 4) and image.getpixel((0, 0)) == (0, 255, 255)
+        assert '"class_type": "SurfaceBuiltins"' in image.info["prompt"]
+
+
+def test_lax_declaration_runs_as_in_comfyui(surface: PackHarness) -> None:
+    spec = surface.registry.get("SurfaceLax")
+    assert spec is not None and [o.name for o in spec.outputs] == ["text"]
+    assert surface.run({"1": node("SurfaceLax", text="hi")}).outputs["1"] == {"text": ["HI"]}
+    # Setting the input the function does not take fails when the node runs, as it does in ComfyUI.
+    failed = surface.run({"1": node("SurfaceLax", text="hi", unused=3)})
+    assert failed.status == "error" and "unused" in (failed.error or {}).get("exception_message", "")
+
+
+def test_node_helpers_and_folder_kinds(surface: PackHarness) -> None:
+    prompt = {
+        "1": node("SurfaceConditioning", strength=0.25),
+        "2": node("SurfaceFolders"),
+    }
+    result = surface.run(prompt)
+    assert result.status == "success", result.error
+    assert result.outputs["1"] == {"text": ["0.25|None"]}
+    assert result.outputs["2"] == {"text": ["custom_nodes,clip_vision,text_encoders,checkpoints|1"]}
+
+
+def test_v3_nodes_register_through_the_entrypoint(v3: PackHarness) -> None:
+    pack = v3.packs[0]
+    assert pack.nodes == ["V3Repeat", "V3ShowText", "V3LazyPick", "V3Preview"] and not pack.warnings
+    spec = v3.registry.get("V3Repeat")
+    assert spec is not None and spec.display_name == "Repeat Text (V3)" and spec.category == "v3"
+    assert [(i.name, i.type, i.section) for i in spec.inputs] == [
+        ("text", "STRING", "required"), ("times", "INT", "required"), ("joiner", "COMBO", "required"),
+        ("unique_id", "UNIQUE_ID", "hidden"),
+    ]  # fmt: skip
+    assert [(o.type, o.name) for o in spec.outputs] == [("STRING", "repeated"), ("INT", "length")]
+    assert spec.input("times").options == {"default": 2, "min": 1, "max": 10}  # type: ignore[union-attr]
+
+
+def test_v3_execute_hidden_values_ui_and_async(v3: PackHarness) -> None:
+    prompt = {
+        "7": node("V3Repeat", text="ab", times=3, joiner="+"),
+        "8": node("V3ShowText", text=["7", 0]),
+    }
+    result = v3.run(prompt)
+    assert result.status == "success", result.error
+    assert result.outputs["8"] == {"text": ["ab+ab+ab@7"]}
+
+
+def test_v3_validate_inputs_rejects_before_running(v3: PackHarness) -> None:
+    from engine.graph import validate_prompt
+
+    checked = validate_prompt(
+        v3.registry,
+        {"1": node("V3Repeat", text="a", times=7, joiner="-"), "2": node("V3ShowText", text=["1", 0])},
+    )
+    assert not checked.ok and "seven is not allowed" in str(checked.node_errors)
+
+
+def test_v3_lazy_inputs_compute_only_the_chosen_branch(v3: PackHarness) -> None:
+    prompt = {
+        "1": node("V3Repeat", text="a", times=1, joiner="-"),
+        "2": node("V3Repeat", text="b", times=1, joiner="-"),
+        "3": node("V3LazyPick", first=False, a=["1", 0], b=["2", 0]),
+        "4": node("V3ShowText", text=["3", 0]),
+    }
+    result = v3.run(prompt)
+    assert result.status == "success", result.error
+    assert result.outputs["4"] == {"text": ["b@2"]} and "1" not in result.executed
+
+
+def test_v3_preview_image_writes_to_temp(v3: PackHarness) -> None:
+    prompt = {
+        "1": node("EmptyImage", width=8, height=8, batch_size=1, color=0),
+        "2": node("V3Preview", images=["1", 0]),
+    }
+    result = v3.run(prompt)
+    assert result.status == "success", result.error
+    shown = result.outputs["2"]["images"][0]
+    assert shown["type"] == "temp" and (v3.folders.temp / shown["filename"]).is_file()
+
+
+def test_nodes_module_answers_comfyui_names() -> None:
+    import nodes
+    from nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, common_ksampler, interrupt_processing
+
+    assert NODE_CLASS_MAPPINGS["CLIPTextEncode"] is nodes.CLIPTextEncode
+    assert nodes.CLIPTextEncode.FUNCTION == "encode" and nodes.KSampler.FUNCTION == "sample"
+    assert nodes.SaveImage.FUNCTION == "save_images" and issubclass(nodes.PreviewImage, nodes.SaveImage)
+    assert NODE_DISPLAY_NAME_MAPPINGS["SaveImage"] == "Save Image"
+    assert callable(common_ksampler) and callable(interrupt_processing)
+    with pytest.raises(AttributeError):
+        nodes.NoSuchComfyNode  # noqa: B018 - the attribute access is the test
+
+
+def test_comfy_extras_modules_expose_loom_builtins() -> None:
+    from engine import comfy_compat
+
+    comfy_compat.install()
+    from comfy_extras.nodes_primitive import PrimitiveInt
+    from comfy_extras.nodes_rebatch import RebatchImages
+
+    assert PrimitiveInt().execute(5) == (5,)
+    assert RebatchImages.FUNCTION == "rebatch"
+    with pytest.raises(ImportError, match="ThresholdMask"):
+        from comfy_extras.nodes_mask import ThresholdMask  # noqa: F401
