@@ -193,7 +193,8 @@ def _describe(module: ModuleType, python_module: str, status: PackStatus) -> lis
     for node_id, cls in mappings.items():
         register(node_id, cls, display_name=names.get(node_id), python_module=python_module)
     entrypoint = getattr(module, "comfy_entrypoint", None)
-    if callable(entrypoint):
+    # As ComfyUI: the V3 entry point is used by packs that have no NODE_CLASS_MAPPINGS.
+    if callable(entrypoint) and not mappings:
         for cls in _entrypoint_nodes(entrypoint):
             node_id = cls.GET_SCHEMA().node_id
             register(node_id, cls, python_module=python_module)
