@@ -74,12 +74,35 @@ COMFY_PROBE = textwrap.dedent(
 )
 
 
-def extract(mirror: Path, folder: Path) -> None:
-    folder.mkdir(parents=True)
-    archive = subprocess.run(
-        ["git", f"--git-dir={mirror}", "archive", "HEAD"], check=True, capture_output=True
+def extract(mirror: Path, folder: Path) -> int:
+    """Write the files of the mirror's HEAD under `folder`; returns how many were absent from the
+    mirror (large binaries a partial fetch left out), which are skipped."""
+    git = ["git", f"--git-dir={mirror}"]
+    listing = subprocess.run([*git, "ls-tree", "-r", "-z", "HEAD"], check=True, capture_output=True).stdout
+    entries = []
+    for record in listing.split(b"\0"):
+        if record:
+            meta, path = record.split(b"\t", 1)
+            mode, kind, sha = meta.split()
+            if kind == b"blob" and mode != b"120000":
+                entries.append((sha, path.decode()))
+    batch = subprocess.run(
+        [*git, "cat-file", "--batch"], input=b"".join(sha + b"\n" for sha, _ in entries), capture_output=True
     ).stdout
-    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    missing, offset = 0, 0
+    for _, path in entries:
+        end = batch.index(b"\n", offset)
+        header = batch[offset:end].split()
+        offset = end + 1
+        if header[-1] == b"missing":
+            missing += 1
+            continue
+        size = int(header[2])
+        target = folder / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(batch[offset : offset + size])
+        offset += size + 1
+    return missing
 
 
 def probe(python: str, script: str, args: list[str], cwd: Path, timeout: float) -> dict[str, object]:
@@ -121,7 +144,9 @@ def main() -> int:
     try:
         for name in chosen:
             folder = work / name
-            extract(MIRRORS / PACKS[name] / "repo", folder)
+            skipped = extract(MIRRORS / PACKS[name] / "repo", folder)
+            if skipped:
+                print(f"{name}: {skipped} files absent from the mirror, skipped", file=sys.stderr)
             loom = probe(options.loom_python, LOOM_PROBE, [str(folder), site], LOOM, options.timeout)
             comfy = probe(
                 options.comfy_python, COMFY_PROBE, [str(folder), options.comfy_src], work, options.timeout

@@ -74,9 +74,41 @@ class PromptServer:
         if store is not None and loop is not None:
             self.prompt_queue.bind(store, worker, loop)
 
-    def send_sync(self, event: str, data: Any, sid: str | None = None) -> None:
-        if self._send is not None:
-            self._send(event, data, sid)
+    def send_sync(self, event: str | int, data: Any, sid: str | None = None) -> None:
+        """A JSON message, or one of ComfyUI's binary events (`BinaryEventTypes`): a preview
+        `(format, PIL image, max size)` goes out as Loom's preview frame of the running node, TEXT as
+        `progress_text`."""
+        if self._send is None:
+            return
+        if isinstance(event, int):
+            translated = self._binary_event(event, data)
+            if translated is not None:
+                self._send(*translated, sid)
+            return
+        self._send(event, data, sid)
+
+    def _binary_event(self, event: int, data: Any) -> tuple[str, Any] | None:
+        if event == BinaryEventTypes.TEXT:
+            node, text = (data[0], data[1]) if isinstance(data, (tuple, list)) else (self.last_node_id, data)
+            return "progress_text", {"text": text, "node": node}
+        if event in (BinaryEventTypes.PREVIEW_IMAGE, BinaryEventTypes.UNENCODED_PREVIEW_IMAGE):
+            return self._preview(data)
+        if event == BinaryEventTypes.PREVIEW_IMAGE_WITH_METADATA:
+            return self._preview(data[0])
+        log.warning("binary event %s from a pack is not one Loom sends; dropped", event)
+        return None
+
+    def _preview(self, data: Any) -> tuple[str, Any] | None:
+        import io
+
+        image_format, image = (data[0], data[1]) if isinstance(data, (tuple, list)) else ("JPEG", data)
+        image_format = "PNG" if str(image_format).upper() == "PNG" else "JPEG"
+        if not isinstance(image, bytes):
+            buffer = io.BytesIO()
+            (image.convert("RGB") if image_format == "JPEG" else image).save(buffer, format=image_format)
+            image = buffer.getvalue()
+        details = {"node": self.last_node_id, "prompt_id": self.last_prompt_id}
+        return "preview_image", {"format": image_format, "image": image, **details}
 
     async def send(self, event: str, data: Any, sid: str | None = None) -> None:
         self.send_sync(event, data, sid)

@@ -156,3 +156,24 @@ def test_comfy_extras_modules_expose_loom_builtins() -> None:
     assert RebatchImages.FUNCTION == "rebatch"
     with pytest.raises(ImportError, match="ThresholdMask"):
         from comfy_extras.nodes_mask import ThresholdMask  # noqa: F401
+
+
+def test_binary_events_from_packs_become_loom_messages() -> None:
+    from PIL import Image
+
+    from engine import comfy_compat
+    from engine.comfy_compat.prompt_server import BinaryEventTypes, PromptServer
+
+    comfy_compat.install()
+    from comfy_api import feature_flags
+
+    sent: list[tuple[str, Any, str | None]] = []
+    server = PromptServer()
+    server.bind(server.app, lambda event, data, sid: sent.append((event, data, sid)))
+    server.last_node_id = "5"
+    server.send_sync(BinaryEventTypes.PREVIEW_IMAGE, ("JPEG", Image.new("RGB", (4, 4)), None), "me")
+    server.send_sync(BinaryEventTypes.TEXT, ("5", "half way"), "me")
+    assert [(e, s) for e, _, s in sent] == [("preview_image", "me"), ("progress_text", "me")]
+    assert sent[0][1]["node"] == "5" and sent[0][1]["image"][:2] == b"\xff\xd8"
+    assert sent[1][1] == {"text": "half way", "node": "5"}
+    assert not feature_flags.supports_feature(server.sockets_metadata, "me", "supports_preview_metadata")
