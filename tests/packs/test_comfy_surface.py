@@ -177,3 +177,22 @@ def test_binary_events_from_packs_become_loom_messages() -> None:
     assert sent[0][1]["node"] == "5" and sent[0][1]["image"][:2] == b"\xff\xd8"
     assert sent[1][1] == {"text": "half way", "node": "5"}
     assert not feature_flags.supports_feature(server.sockets_metadata, "me", "supports_preview_metadata")
+
+
+def test_composite_helper_and_latent_previewer() -> None:
+    import torch
+
+    from engine import comfy_compat
+
+    comfy_compat.install()
+    from comfy_extras.nodes_mask import composite
+    from latent_preview import Latent2RGBPreviewer
+
+    destination = torch.zeros(1, 1, 4, 4)
+    mask = torch.tensor([[1.0, 0.5], [0.0, 1.0]])
+    result = composite(destination, torch.ones(1, 1, 2, 2), 2, 3, mask, multiplier=1)
+    assert result is destination and result[0, 0, 3, 2:].tolist() == [1.0, 0.5]
+    assert result.sum().item() == 1.5  # the source's second row falls off the bottom
+    previewer = Latent2RGBPreviewer([[1.0, 0.0, 0.0]] * 4, [0.0, 0.0, 0.0])
+    image_format, image, _ = previewer.decode_latent_to_preview_image("JPEG", torch.ones(1, 4, 8, 8))
+    assert image_format == "JPEG" and image.getpixel((0, 0))[0] > 200

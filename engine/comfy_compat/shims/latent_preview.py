@@ -28,6 +28,24 @@ class LatentPreviewer:
         return preview_format, self.decode_latent_to_preview(x0), MAX_PREVIEW_RESOLUTION
 
 
+class Latent2RGBPreviewer(LatentPreviewer):
+    """A previewer from explicit latent → RGB factors (rows per latent channel), as packs build one."""
+
+    def __init__(self, latent_rgb_factors: Any, latent_rgb_factors_bias: Any = None) -> None:
+        from engine.diffusion.latent_formats import LatentFormat
+
+        factors = tuple(tuple(float(v) for v in row) for row in latent_rgb_factors)
+        bias = (
+            tuple(float(v) for v in latent_rgb_factors_bias)
+            if latent_rgb_factors_bias is not None
+            else (0.0,) * 3
+        )
+        super().__init__(LatentFormat(1.0, factors, bias, channels=len(factors)))  # type: ignore[arg-type]
+
+    def decode_latent_to_preview(self, x0: Any) -> Image.Image:
+        return super().decode_latent_to_preview(x0[:, :, 0] if x0.ndim == 5 else x0)
+
+
 def get_previewer(device: Any, latent_format: Any) -> LatentPreviewer | None:
     """A previewer for Loom's latent formats (those with a `preview_jpeg` projection); None otherwise."""
     return LatentPreviewer(latent_format) if hasattr(latent_format, "preview_jpeg") else None

@@ -22,9 +22,11 @@ class _NodeModule(importlib.abc.Loader):
 
     def exec_module(self, module: ModuleType) -> None:
         from engine.comfy_compat.builtin_classes import module_classes
+        from engine.comfy_compat.extras_helpers import HELPERS
 
         classes = module_classes(module.__name__)
         module.__dict__.update(classes)
+        module.__dict__.update(HELPERS.get(module.__name__, {}))
         module.NODE_CLASS_MAPPINGS = dict(classes)  # type: ignore[attr-defined]
         module.__doc__ = f"Loom's built-in nodes that ComfyUI defines in {module.__name__}."
 
