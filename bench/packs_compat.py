@@ -42,6 +42,11 @@ LOOM_PROBE = textwrap.dedent(
     import json, logging, sys
     logging.disable(logging.CRITICAL)
     sys.path.append(sys.argv[2])  # third-party modules Loom's venv lacks: the ComfyUI venv's
+    try:  # that venv's CUDA-built torchvision imports beside Loom's CPU torch only with this shim
+        sys.path.append("/work/shared/tools/comfyui")
+        import torchvision_cpu_shim
+    except ImportError:
+        pass
     from pathlib import Path
     from engine.custom_nodes import load_pack
     from nodes import builtin_registry
@@ -122,7 +127,8 @@ def probe(python: str, script: str, args: list[str], cwd: Path, timeout: float) 
 
 def short(error: object) -> str:
     text = str(error or "").strip().splitlines()
-    return text[0][:110] if text else ""
+    first = text[0] if text else ""
+    return first.split(" module for custom nodes: ")[-1][:110]
 
 
 def main() -> int:
