@@ -196,3 +196,57 @@ def test_composite_helper_and_latent_previewer() -> None:
     previewer = Latent2RGBPreviewer([[1.0, 0.0, 0.0]] * 4, [0.0, 0.0, 0.0])
     image_format, image, _ = previewer.decode_latent_to_preview_image("JPEG", torch.ones(1, 4, 8, 8))
     assert image_format == "JPEG" and image.getpixel((0, 0))[0] > 200
+
+
+def test_prompt_queue_over_loom_store(tmp_path: Path) -> None:
+    import asyncio
+
+    from engine.comfy_compat.prompt_queue import PromptQueue
+    from engine.queue import PromptStore
+
+    class Worker:
+        changes = 0
+
+        def queue_changed(self) -> None:
+            Worker.changes += 1
+
+        def free_cache(self) -> None:
+            pass
+
+    loop = asyncio.new_event_loop()
+    queue, store = PromptQueue(), PromptStore(tmp_path / "q.db")
+    assert queue.get_current_queue() == ([], []) and queue.get_tasks_remaining() == 0
+    queue.bind(store, Worker(), loop)
+    prompt = {"1": node("EmptyImage", width=8, height=8, batch_size=1, color=0)}
+    queue.put((5, "a", prompt, {"client_id": "c"}, ["1"]))
+    queue.put((6, "b", prompt, {}, ["1"]))
+    running, pending = queue.get_current_queue()
+    assert (
+        running == [] and [item[1] for item in pending] == ["a", "b"] and pending[0][3] == {"client_id": "c"}
+    )
+    assert queue.delete_queue_item(lambda item: item[1] == "b") and queue.get_tasks_remaining() == 1
+    queue.wipe_queue()
+    assert queue.get_tasks_remaining() == 0
+    loop.run_until_complete(asyncio.sleep(0))
+    assert Worker.changes == 4
+    store.close()
+    loop.close()
+
+
+def test_execution_module_validates_and_runs(loom_pack: Any) -> None:
+    import asyncio
+
+    from engine import comfy_compat
+
+    comfy_compat.install()
+    import execution
+
+    prompt = {"1": node("EmptyImage", width=8, height=8, batch_size=1, color=0)}
+    prompt["2"] = node("PreviewImage", images=["1", 0])
+    valid, error, outputs, node_errors = asyncio.run(execution.validate_prompt("p", prompt, None))
+    assert valid and error is None and outputs == ["2"] and node_errors == {}
+    bad = asyncio.run(execution.validate_prompt("p", {"1": node("NoSuchNode")}, None))
+    assert not bad[0] and bad[1] is not None
+    executor = execution.PromptExecutor(None)
+    executor.execute(prompt, "p", {}, ["2"])
+    assert executor.success and executor.history_result["outputs"]["2"]["images"][0]["type"] == "temp"
