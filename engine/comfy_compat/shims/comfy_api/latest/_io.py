@@ -273,13 +273,17 @@ class _NumberInput(WidgetInput):
 @comfytype(io_type="INT")
 class Int(ComfyTypeIO):
     Type = int
-    Input = _NumberInput
+
+    class Input(_NumberInput):
+        pass
 
 
 @comfytype(io_type="FLOAT")
 class Float(ComfyTypeIO):
     Type = float
-    Input = _NumberInput
+
+    class Input(_NumberInput):
+        pass
 
 
 @comfytype(io_type="STRING")

@@ -234,7 +234,9 @@ class ComfyNode:
         NodeOutput into the classic return shape."""
         cls = type(self)
         hidden = {h.name: kwargs.pop(h.name) for h in cls.GET_SCHEMA().hidden if h.name in kwargs}
-        bound = type(cls.__name__, (cls,), {"hidden": HiddenHolder(hidden), "__module__": cls.__module__})
+        bound: type[ComfyNode] = type(
+            cls.__name__, (cls,), {"hidden": HiddenHolder(hidden), "__module__": cls.__module__}
+        )
         result = bound.execute(**kwargs)
         if inspect.isawaitable(result):
             return _classic_later(result, len(cls.GET_SCHEMA().outputs))
