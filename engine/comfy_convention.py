@@ -3,6 +3,11 @@
 The convention: `INPUT_TYPES()` (required / optional / hidden), `RETURN_TYPES`, `RETURN_NAMES`,
 `OUTPUT_IS_LIST`, `FUNCTION`, `CATEGORY`, `OUTPUT_NODE`, `DESCRIPTION`, `IS_CHANGED`,
 `VALIDATE_INPUTS`, `INPUT_IS_LIST`, `NOT_IDEMPOTENT`, `check_lazy_status`.
+
+Registration is as lenient as ComfyUI's: a declaration ComfyUI accepts is registered even when Loom's
+checks dislike it (a declared input the function does not take, no FUNCTION, RETURN_NAMES of another
+length, a type head that is neither a name nor a list); each such finding becomes a warning on the
+NodeSpec, which the pack report shows. Only a class whose INPUT_TYPES() cannot be read is rejected.
 """
 
 from __future__ import annotations
@@ -11,7 +16,16 @@ import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from engine.spec import COMBO, InputSpec, NodeDefinitionError, NodeSpec, OutputSpec, Section, parameter_names
+from engine.spec import (
+    ANY_TYPE,
+    COMBO,
+    InputSpec,
+    NodeDefinitionError,
+    NodeSpec,
+    OutputSpec,
+    Section,
+    parameter_names,
+)
 
 SECTIONS: tuple[Section, ...] = ("required", "optional", "hidden")
 
@@ -19,23 +33,30 @@ SECTIONS: tuple[Section, ...] = ("required", "optional", "hidden")
 def comfy_spec(
     node_id: str, cls: type, display_name: str | None = None, python_module: str | None = None
 ) -> NodeSpec:
-    inputs = _inputs(node_id, cls)
-    outputs = _outputs(node_id, cls)
+    warnings: list[str] = []
+    inputs = _inputs(node_id, cls, warnings)
+    outputs = _outputs(cls, warnings)
     function_name = getattr(cls, "FUNCTION", None)
-    if not isinstance(function_name, str) or not callable(getattr(cls, function_name, None)):
-        raise NodeDefinitionError(node_id, f"FUNCTION {function_name!r} does not name a method of the class")
-    accepts_extra = _check_signature(node_id, cls, function_name, inputs)
+    if isinstance(function_name, str) and callable(getattr(cls, function_name, None)):
+        accepts_extra = _check_signature(cls, function_name, inputs, warnings)
+    else:
+        # ComfyUI registers display-only nodes (notes, reroutes drawn by the front end) without one.
+        warnings.append(f"FUNCTION {function_name!r} does not name a method of the class; it cannot run")
+        accepts_extra = True
     validate = getattr(cls, "VALIDATE_INPUTS", None)
 
     def invoke(instance: Any, values: dict[str, Any], ctx: Any) -> Any:
-        return getattr(instance, function_name)(**values)
+        method = getattr(instance, str(function_name), None)
+        if not callable(method):
+            raise TypeError(f"node {node_id!r} has no FUNCTION method {function_name!r} to run")
+        return method(**values)
 
     def check_lazy(instance: Any, values: dict[str, Any]) -> Any:
         return instance.check_lazy_status(**values)
 
     return NodeSpec(
         id=node_id,
-        display_name=display_name or node_id,
+        display_name=display_name or getattr(cls, "DISPLAY_NAME", None) or node_id,
         category=getattr(cls, "CATEGORY", "sd"),
         description=getattr(cls, "DESCRIPTION", "") or "",
         version=str(getattr(cls, "VERSION", "1")),
@@ -53,37 +74,43 @@ def comfy_spec(
         check_lazy=check_lazy if callable(getattr(cls, "check_lazy_status", None)) else None,
         not_idempotent=bool(getattr(cls, "NOT_IDEMPOTENT", False)),
         extra_info={k: True for k in ("DEPRECATED", "EXPERIMENTAL") if getattr(cls, k, False)},
+        warnings=tuple(warnings),
     )
 
 
-def _inputs(node_id: str, cls: type) -> list[InputSpec]:
+def _inputs(node_id: str, cls: type, warnings: list[str]) -> list[InputSpec]:
     try:
         declared = cls.INPUT_TYPES()  # type: ignore[attr-defined]
     except Exception as exc:
         raise NodeDefinitionError(node_id, f"INPUT_TYPES() raised {exc!r}") from exc
-    if not isinstance(declared, dict) or not set(declared) <= set(SECTIONS):
+    if not isinstance(declared, dict):
         raise NodeDefinitionError(node_id, "INPUT_TYPES() must return a dict of required/optional/hidden")
+    if not set(declared) <= set(SECTIONS):
+        warnings.append(
+            f"INPUT_TYPES() sections {sorted(set(declared) - set(SECTIONS))} are not ComfyUI's; ignored"
+        )
     specs = []
     for section in SECTIONS:
         for name, config in (declared.get(section) or {}).items():
-            specs.append(_input(node_id, cls, section, name, config))
+            specs.append(_input(cls, section, name, config, warnings))
     return specs
 
 
-def _input(node_id: str, cls: type, section: Section, name: str, config: Any) -> InputSpec:
+def _input(cls: type, section: Section, name: str, config: Any, warnings: list[str]) -> InputSpec:
     if isinstance(config, str):  # hidden inputs: {"prompt": "PROMPT"}
         config = (config,)
     if not isinstance(config, (tuple, list)) or not config:
-        raise NodeDefinitionError(node_id, f"declaration {config!r} is not (type, options)", name)
+        warnings.append(f"input {name!r}: declaration {config!r} is not (type, options); accepts any type")
+        return InputSpec(name, ANY_TYPE, section, {})
     head, options = config[0], config[1] if len(config) > 1 else {}
     if not isinstance(options, dict):
-        raise NodeDefinitionError(node_id, f"options {options!r} are not a dict", name)
+        warnings.append(f"input {name!r}: options {options!r} are not a dict; ignored")
+        options = {}
     if isinstance(head, (list, tuple)):
         return InputSpec(name, COMBO, section, options, _live_choices(cls, section, name))
     if not isinstance(head, str):
-        raise NodeDefinitionError(
-            node_id, f"type {head!r} is neither a type name nor a list of choices", name
-        )
+        warnings.append(f"input {name!r}: type {head!r} is neither a type name nor a list; accepts any type")
+        return InputSpec(name, ANY_TYPE, section, options)
     return InputSpec(name, head, section, options)
 
 
@@ -92,15 +119,24 @@ def _live_choices(cls: type, section: str, name: str) -> Callable[[], Sequence[A
     return lambda: cls.INPUT_TYPES()[section][name][0]  # type: ignore[attr-defined]
 
 
-def _outputs(node_id: str, cls: type) -> tuple[OutputSpec, ...]:
+def _outputs(cls: type, warnings: list[str]) -> tuple[OutputSpec, ...]:
     types = getattr(cls, "RETURN_TYPES", None)
+    if types is None:
+        types = ()
     if not isinstance(types, (tuple, list)):
-        raise NodeDefinitionError(node_id, "RETURN_TYPES must be a tuple of type names")
-    names = getattr(cls, "RETURN_NAMES", None) or types
-    is_list = getattr(cls, "OUTPUT_IS_LIST", None) or [False] * len(types)
-    tooltips = getattr(cls, "OUTPUT_TOOLTIPS", None) or [None] * len(types)
+        warnings.append(f"RETURN_TYPES {types!r} is not a tuple of type names; read as one output")
+        types = (types,)
+    names = list(getattr(cls, "RETURN_NAMES", None) or types)
+    is_list = list(getattr(cls, "OUTPUT_IS_LIST", None) or [False] * len(types))
+    tooltips = list(getattr(cls, "OUTPUT_TOOLTIPS", None) or [None] * len(types))
     if not len(names) == len(is_list) == len(types):
-        raise NodeDefinitionError(node_id, "RETURN_NAMES / OUTPUT_IS_LIST length differs from RETURN_TYPES")
+        warnings.append(
+            "RETURN_NAMES / OUTPUT_IS_LIST length differs from RETURN_TYPES; missing ones defaulted"
+        )
+    # ComfyUI pads a short OUTPUT_IS_LIST with its last value and RETURN_NAMES with the types.
+    names += [str(t) for t in types[len(names) :]]
+    is_list += [is_list[-1] if is_list else False] * (len(types) - len(is_list))
+    tooltips += [None] * (len(types) - len(tooltips))
     outputs = []
     for kind, name, listed, tip in zip(types, names, is_list, tooltips, strict=False):
         type_name = COMBO if isinstance(kind, (list, tuple)) else kind
@@ -117,21 +153,27 @@ def _callable_params(cls: type, attribute: str) -> list[inspect.Parameter]:
     return params
 
 
-def _check_signature(node_id: str, cls: type, function_name: str, inputs: list[InputSpec]) -> bool:
-    """The function must accept every declared input and every parameter it requires must be declared."""
-    params = _callable_params(cls, function_name)
+def _check_signature(cls: type, function_name: str, inputs: list[InputSpec], warnings: list[str]) -> bool:
+    """Warn when the function does not take a declared input (ComfyUI passes it whenever the prompt
+    has it) or requires a parameter no input provides. True when it takes **kwargs."""
+    try:
+        params = _callable_params(cls, function_name)
+    except (TypeError, ValueError):  # a builtin or wrapped callable without a readable signature
+        return True
     names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     var_keyword = any(p.kind is p.VAR_KEYWORD for p in params)
     for spec in inputs:
         if spec.name not in names and not var_keyword:
-            raise NodeDefinitionError(
-                node_id, f"declared in INPUT_TYPES but {function_name}() does not accept it", spec.name
+            warnings.append(
+                f"input {spec.name!r}: declared in INPUT_TYPES but {function_name}() does not accept it;"
+                " a prompt that sets it fails when the node runs"
             )
     declared = {spec.name for spec in inputs}
     for p in params:
         required = p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
         if required and p.name not in declared:
-            raise NodeDefinitionError(
-                node_id, f"{function_name}() requires it but INPUT_TYPES does not declare it", p.name
+            warnings.append(
+                f"input {p.name!r}: {function_name}() requires it but INPUT_TYPES does not declare it;"
+                " the node fails when it runs"
             )
     return var_keyword

@@ -2,15 +2,22 @@
 
 A pack is a folder with `__init__.py` or a single `.py` file. It exports ComfyUI's
 `NODE_CLASS_MAPPINGS` (optionally `NODE_DISPLAY_NAME_MAPPINGS`, `WEB_DIRECTORY`) and/or defines
-native Loom nodes (`engine.native.Node` subclasses). Names ending in `.disabled` are skipped. A pack
-that fails to import, or declares a node that fails registration, is reported and none of its nodes
-are registered; a node id that a built-in node or an earlier pack owns is not replaced but reported.
-Packs' `requirements.txt` files are never installed here: a missing dependency is reported.
+native Loom nodes (`engine.native.Node` subclasses), and/or a V3 `comfy_entrypoint()` whose
+extension lists node classes. Names ending in `.disabled` are skipped.
+
+Registration is as lenient as ComfyUI's and reported as clearly as Loom can: a pack that fails to
+import is reported with its error (a missing ComfyUI module or name is called a gap in Loom's
+compatibility, not a missing requirement); each node registers on its own, so one node that cannot
+be described is reported under `node_errors` and never drops its pack; what Loom's checks dislike in
+a declaration ComfyUI accepts is a warning on that node (`warnings`). A node id that a built-in node
+or an earlier pack owns is not replaced but reported. Packs' `requirements.txt` files are never
+installed here: a missing dependency is reported.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import logging
 import sys
 import time
@@ -24,7 +31,8 @@ from engine import comfy_compat
 from engine import folders as folder_config
 from engine.native import Node
 from engine.registry import NodeRegistry
-from engine.spec import NodeSpec
+from engine.settle import settled
+from engine.spec import NodeDefinitionError, NodeSpec
 
 logger = logging.getLogger(__name__)
 PackState = Literal["loaded", "failed", "disabled"]
@@ -41,6 +49,10 @@ class PackStatus:
     # Node ids this pack declares that another pack or a built-in node already owns (not loaded).
     conflicts: list[str] = field(default_factory=list)
     web_directory: str | None = None
+    # Node id -> what Loom's checks dislike in a declaration it registered anyway.
+    warnings: dict[str, list[str]] = field(default_factory=dict)
+    # Node id -> why that one node could not be registered (the rest of the pack is).
+    node_errors: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -93,19 +105,21 @@ def _is_pack(path: Path) -> bool:
 
 
 def load_pack(registry: NodeRegistry, path: Path) -> PackStatus:
-    """Import one pack and register its nodes, all or none; never raises for the pack's faults."""
+    """Import one pack and register each of its nodes; never raises for the pack's faults."""
     comfy_compat.install()
     name = path.stem if path.is_file() else path.name
     status = PackStatus(name=name, path=str(path), status="failed")
     started = time.perf_counter()
     try:
         module = _import(path, name)
-        specs = _describe(module, f"custom_nodes.{name}")
+        specs = _describe(module, f"custom_nodes.{name}", status)
     except (Exception, SystemExit) as exc:
         status.error = _describe_failure(exc, path)
         logger.warning("Cannot load custom node pack %s: %s", path, status.error)
         status.import_seconds = time.perf_counter() - started
         return status
+    for node_id, error in status.node_errors.items():
+        logger.warning("Pack %s: node %s is not registered: %s", name, node_id, error)
     for spec in specs:
         if spec.id in registry:
             status.conflicts.append(spec.id)
@@ -116,8 +130,14 @@ def load_pack(registry: NodeRegistry, path: Path) -> PackStatus:
         else:
             registry.add(spec)
             status.nodes.append(spec.id)
+            comfy_compat.record_pack_node(spec.id, spec.cls)
+            if spec.warnings:
+                status.warnings[spec.id] = list(spec.warnings)
+                logger.info("Pack %s: node %s registered with warnings: %s", name, spec.id, spec.warnings)
     status.status = "loaded"
     status.web_directory = _web_directory(module, path)
+    if status.web_directory:
+        comfy_compat.extension_web_dirs[name] = status.web_directory
     status.import_seconds = time.perf_counter() - started
     return status
 
@@ -146,10 +166,20 @@ def _import(path: Path, name: str) -> ModuleType:
     return module
 
 
-def _describe(module: ModuleType, python_module: str) -> list[NodeSpec]:
-    """NodeSpecs of everything the pack exports, checked in a scratch registry (so: all or none)."""
+def _describe(module: ModuleType, python_module: str, status: PackStatus) -> list[NodeSpec]:
+    """NodeSpecs of everything the pack exports, each described on its own in a scratch registry; a
+    node that cannot be described goes to `status.node_errors`."""
     scratch = NodeRegistry()
     package = module.__name__
+
+    def register(node_id: str, cls: Any, **details: Any) -> None:
+        try:
+            scratch.register(cls, node_id, **details)
+        except NodeDefinitionError as exc:
+            status.node_errors[node_id] = str(exc)
+        except Exception as exc:  # a pack's class can fail in any way while it is read
+            status.node_errors[node_id] = f"{type(exc).__name__}: {exc}"
+
     for value in list(vars(module).values()):
         if (
             isinstance(value, type)
@@ -157,14 +187,34 @@ def _describe(module: ModuleType, python_module: str) -> list[NodeSpec]:
             and value is not Node
             and (value.__module__ == package or value.__module__.startswith(package + "."))
         ):
-            scratch.register(value)
+            register(value.node_id or value.__name__, value)
     mappings = getattr(module, "NODE_CLASS_MAPPINGS", None) or {}
     if not isinstance(mappings, dict):
         raise TypeError("NODE_CLASS_MAPPINGS must be a dict of node id -> class")
     names = getattr(module, "NODE_DISPLAY_NAME_MAPPINGS", None) or {}
     for node_id, cls in mappings.items():
-        scratch.register(cls, node_id, display_name=names.get(node_id), python_module=python_module)
+        register(node_id, cls, display_name=names.get(node_id), python_module=python_module)
+    entrypoint = getattr(module, "comfy_entrypoint", None)
+    # As ComfyUI: the V3 entry point is used by packs that have no NODE_CLASS_MAPPINGS.
+    if callable(entrypoint) and not mappings:
+        for cls in _entrypoint_nodes(entrypoint):
+            node_id = cls.GET_SCHEMA().node_id
+            register(node_id, cls, python_module=python_module)
     return list(scratch)
+
+
+def _entrypoint_nodes(entrypoint: Any) -> list[Any]:
+    """ComfyUI's V3 loading: `await comfy_entrypoint()` gives an extension; `await on_load()`, then
+    `await get_node_list()`. Runs on its own event loop (the server's may be running in this thread)."""
+
+    async def collect() -> list[Any]:
+        extension = entrypoint()
+        if inspect.isawaitable(extension):
+            extension = await extension
+        await extension.on_load()
+        return list(await extension.get_node_list())
+
+    return list(settled(collect()))
 
 
 def _web_directory(module: ModuleType, path: Path) -> str | None:
@@ -177,6 +227,13 @@ def _web_directory(module: ModuleType, path: Path) -> str | None:
 
 def _describe_failure(exc: BaseException, path: Path) -> str:
     text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    gap = comfy_compat.missing_comfy_name(exc)
+    if gap is not None:
+        return (
+            f"{text}\n{gap} is part of ComfyUI's own Python surface, which Loom does not provide yet: a gap"
+            " in Loom's ComfyUI compatibility, not a requirement the pack forgot. Installing the pack's"
+            " requirements will not fix it; see docs/custom-nodes.md for what Loom provides."
+        )
     if isinstance(exc, ModuleNotFoundError) and (path / "requirements.txt").is_file():
         text += (
             f"\nThe pack lists its dependencies in {path / 'requirements.txt'}; Loom does not install "

@@ -16,6 +16,7 @@ from typing import Any
 import networkx as nx
 
 from engine.registry import NodeRegistry
+from engine.settle import settled
 from engine.spec import ANY_TYPE, COMBO, InputSpec, NodeSpec
 
 Error = dict[str, Any]
@@ -360,7 +361,7 @@ def _custom_validation(spec: NodeSpec, inputs: dict[str, Any], linked_types: dic
     if wanted is not None and "input_types" in wanted:
         arguments["input_types"] = linked_types
     try:
-        result = spec.validate(**arguments)
+        result = settled(spec.validate(**arguments))  # ComfyUI awaits an async VALIDATE_INPUTS
     except Exception as exc:
         return [
             {

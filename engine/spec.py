@@ -90,6 +90,8 @@ class NodeSpec:
     not_idempotent: bool = False
     native: bool = False
     extra_info: dict[str, Any] = field(default_factory=dict)
+    # What Loom's checks dislike in a declaration ComfyUI accepts: registered anyway, reported per node.
+    warnings: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_name", {i.name: i for i in self.inputs})

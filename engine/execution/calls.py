@@ -86,7 +86,7 @@ def merge(spec: NodeSpec, slots_per_call: list[list[list[Any]]], uis: list[dict[
             ui = ui or {}
             for name, shown_items in shown.items():
                 ui.setdefault(name, []).extend(
-                    shown_items if isinstance(shown_items, list) else [shown_items]
+                    shown_items if isinstance(shown_items, (list, tuple)) else [shown_items]
                 )
     return Entry(outputs, ui)
 

@@ -134,7 +134,10 @@ class RunState:
                 logger.warning("IS_CHANGED of node %s (%s) raised %r; running it", node_id, spec.id, exc)
                 fingerprint = math.nan
         sources = {s: self.keys[s] for s in self._sources(node_id)}
-        salt = node_id if spec.not_idempotent else ""
+        # As ComfyUI: a node that reads its own id (hidden UNIQUE_ID) may act on it, so its outputs
+        # are not shared with another node of the same inputs.
+        reads_own_id = any(i.section == "hidden" and i.type == "UNIQUE_ID" for i in spec.inputs)
+        salt = node_id if spec.not_idempotent or reads_own_id else ""
         return node_key(spec.id, spec.version, inputs, sources, fingerprint, salt)
 
     def _sources(self, node_id: str) -> list[str]:

@@ -84,8 +84,10 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
 
         config.registry = builtin_registry()
     app[REGISTRY] = config.registry
-    # Packs load before the server answers (as in ComfyUI), and may add routes of their own.
-    # The folders are custom_nodes/ and those of --extra-model-paths-config files.
+    # Packs load before the server answers (as in ComfyUI), and may add routes of their own; they see
+    # this application and the registry while they import. The folders are custom_nodes/ and those
+    # of --extra-model-paths-config files.
+    PromptServer.instance.attach(app, asyncio.get_running_loop(), config.registry)
     app[PACKS] = load_custom_nodes(
         config.registry, config.folders.custom_nodes, disable_all=config.disable_custom_nodes
     )
@@ -93,8 +95,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[EXECUTOR] = executor = Executor(config.registry, OutputCache(config.cache_mode, config.cache_lru))
     app[HUB] = hub = Hub()
     hub.bind(asyncio.get_running_loop())
-    PromptServer.instance.bind(app, hub.send_threadsafe, asyncio.get_running_loop())
     app[WORKER] = worker = Worker(store, executor, hub, config.preview_method)
+    PromptServer.instance.bind(app, hub.send_threadsafe, asyncio.get_running_loop(), store, worker)
     routes_internal.forward_logs(app)
     tasks = [asyncio.create_task(worker.run()), asyncio.create_task(hub.publish())]
     yield

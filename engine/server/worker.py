@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.comfy_compat.prompt_server import PromptServer
 from engine.executor import Executor
 from engine.graph import validate_prompt
 from engine.queue import PromptStore, QueueItem
@@ -163,6 +164,9 @@ class Worker:
             run.messages.append([event, data])
         if event == "executing":
             self.hub.current = (run.sid, data.get("node"))
+            # Packs read the running prompt's client and node from ComfyUI's server object.
+            PromptServer.instance.client_id, PromptServer.instance.last_node_id = run.sid, data.get("node")
+            PromptServer.instance.last_prompt_id = run.item.prompt_id
         elif event == "executed":
             node = data["node"]
             run.outputs[node] = data["output"]

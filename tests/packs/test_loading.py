@@ -126,14 +126,43 @@ def test_missing_dependency_points_at_requirements_without_installing(
     assert "requirements.txt" in error and "does not install" in error
 
 
-def test_bad_node_declaration_skips_the_whole_pack(registry: NodeRegistry, tmp_path: Path) -> None:
+def test_node_without_function_registers_with_a_warning(registry: NodeRegistry, tmp_path: Path) -> None:
     comfy_pack(tmp_path, "half_bad", ["FineNode"])
     with (tmp_path / "half_bad" / "__init__.py").open("a") as init:
         init.write("class NoFunction:\n    @classmethod\n    def INPUT_TYPES(cls):\n        return {}\n")
         init.write("    RETURN_TYPES = ()\nNODE_CLASS_MAPPINGS['NoFunction'] = NoFunction\n")
     pack = load(registry, tmp_path).packs[0]
-    assert pack.status == "failed" and "NoFunction" in (pack.error or "") and "FUNCTION" in (pack.error or "")
-    assert "FineNode" not in registry
+    assert pack.status == "loaded" and pack.nodes == ["FineNode", "NoFunction"]
+    assert "FUNCTION" in pack.warnings["NoFunction"][0] and "FineNode" not in pack.warnings
+
+
+def test_node_that_cannot_be_described_never_drops_its_pack(registry: NodeRegistry, tmp_path: Path) -> None:
+    comfy_pack(tmp_path, "one_broken", ["StillFine"])
+    with (tmp_path / "one_broken" / "__init__.py").open("a") as init:
+        init.write(
+            "class Broken:\n    @classmethod\n    def INPUT_TYPES(cls):\n        raise KeyError('x')\n"
+        )
+        init.write("    RETURN_TYPES = ()\n    FUNCTION = 'go'\nNODE_CLASS_MAPPINGS['Broken'] = Broken\n")
+    pack = load(registry, tmp_path).packs[0]
+    assert pack.status == "loaded" and pack.nodes == ["StillFine"] and "StillFine" in registry
+    assert "INPUT_TYPES() raised KeyError" in pack.node_errors["Broken"] and "Broken" not in registry
+
+
+@pytest.mark.parametrize(
+    ("source", "missing"),
+    [
+        ("import comfy.loom_no_such_part\n", "ComfyUI's module 'comfy.loom_no_such_part'"),
+        ("from nodes import LoomNoSuchNode\n", "'LoomNoSuchNode' from ComfyUI's module 'nodes'"),
+    ],
+)
+def test_missing_comfy_module_is_called_a_loom_gap(
+    registry: NodeRegistry, tmp_path: Path, source: str, missing: str
+) -> None:
+    write(tmp_path / "gap_pack" / "__init__.py", source)
+    write(tmp_path / "gap_pack" / "requirements.txt", "numpy\n")
+    error = load(registry, tmp_path).packs[0].error or ""
+    assert missing in error and "gap in Loom's ComfyUI compatibility" in error
+    assert "requirements.txt" not in error
 
 
 def test_packs_cannot_replace_builtins_and_clashes_are_reported(

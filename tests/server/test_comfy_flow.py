@@ -42,8 +42,15 @@ async def test_comfyui_client_flow(server: Server) -> None:
 async def test_event_order_for_one_prompt(server: Server) -> None:
     async with connect(server) as client, client.websocket("order") as ws:
         prompt_id = await client.queue(graph(color=0x123456, prefix="order"), "order")
-        events = without_status(await events_until_done(ws, prompt_id))
+        everything = await events_until_done(ws, prompt_id)
+    events = without_status(everything)
     names = [(name, data.get("node") if name in ("executing", "executed") else None) for name, data in events]
+    # ComfyUI's per-node progress message, sent as each node starts and at the end.
+    states = [data for name, data in everything if name == "progress_state"]
+    assert states and {n: s["state"] for n, s in states[-1]["nodes"].items()} == {
+        "1": "finished",
+        "2": "finished",
+    }
     assert names == [
         ("execution_start", None),
         ("execution_cached", None),
@@ -64,6 +71,7 @@ async def test_second_identical_prompt_is_fully_cached_but_still_reports_outputs
         second = await client.queue(prompt, "cache")
         events = without_status(await events_until_done(ws, second))
     by_name = {name: data for name, data in events}
+    events = [(name, data) for name, data in events if name != "progress_state"]
     assert sorted(by_name["execution_cached"]["nodes"]) == ["1", "2"]
     assert [name for name, _ in events].count("executing") == 1  # only the final node-None one
     assert by_name["executed"]["output"]["images"][0]["filename"] == "cached_00001_.png"

@@ -13,7 +13,8 @@ import pytest
 
 from tests.server.conftest import Server, connect, events_until_done, start_server
 
-PACK = Path(__file__).resolve().parents[1] / "packs" / "conformance_pack"
+PACKS = Path(__file__).resolve().parents[1] / "packs"
+PACK = PACKS / "conformance_pack"
 
 
 def node(class_type: str, **inputs: Any) -> dict[str, Any]:
@@ -25,7 +26,8 @@ def pack_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server whose --extra-model-paths-config names a custom_nodes folder with good and broken packs."""
     base = tmp_path_factory.mktemp("packs_server")
     packs = base / "more_nodes"
-    shutil.copytree(PACK, packs / "conformance_pack", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("conformance_pack", "comfy_surface_pack", "v3_pack"):
+        shutil.copytree(PACKS / name, packs / name, ignore=shutil.ignore_patterns("__pycache__"))
     (packs / "broken_syntax.py").write_text("def broken(:\n")
     (packs / "skipped.disabled").mkdir()
     (base / "extra_model_paths.yaml").write_text("loom:\n    base_path: .\n    custom_nodes: more_nodes\n")
@@ -44,6 +46,24 @@ async def test_pack_status_is_published(pack_server: Server) -> None:
     assert packs["loom_toolbox"]["status"] == "loaded"
     assert packs["broken_syntax"]["status"] == "failed" and "SyntaxError" in packs["broken_syntax"]["error"]
     assert "skipped" not in packs and "skipped.disabled" not in packs
+
+
+async def test_pack_report_carries_warnings_and_v3_nodes(pack_server: Server) -> None:
+    async with connect(pack_server) as client:
+        packs = {p["name"]: p for p in await client.get("/custom_nodes")}
+        info = await client.get("/object_info/V3Repeat")
+    surface = packs["comfy_surface_pack"]
+    assert surface["status"] == "loaded" and "SurfacePrefixedSave" in surface["nodes"]
+    assert sorted(surface["warnings"]) == ["SurfaceLax", "SurfaceNote"] and surface["node_errors"] == {}
+    assert packs["v3_pack"]["nodes"] == ["V3Repeat", "V3ShowText", "V3LazyPick", "V3Preview"]
+    assert info["V3Repeat"]["display_name"] == "Repeat Text (V3)"
+    assert info["V3Repeat"]["python_module"] == "custom_nodes.v3_pack"
+
+
+async def test_routes_added_at_import_see_the_queue(pack_server: Server) -> None:
+    async with connect(pack_server) as client:
+        assert await client.get("/surface/supports") == {"supports": ["custom_nodes_from_web"]}
+        assert await client.get("/surface/queue") == {"remaining": 0, "pending": 0, "running": 0}
 
 
 async def test_web_directory_is_served_under_extensions(pack_server: Server) -> None:

@@ -1,7 +1,9 @@
 """ComfyUI's folder_paths over Loom's folders (`engine.folders`): model, input, output, temp folders.
 
 Module attributes that packs read (`output_directory`, `models_dir`, ...) are computed on access,
-so they follow Loom's configured folders; `folder_names_and_paths` is a live view of them.
+so they follow Loom's configured folders; `folder_names_and_paths` is a live view of them. Every
+folder kind ComfyUI knows answers (a kind Loom has no folder for gets ComfyUI's default folders
+under models/ on first use), and so does `custom_nodes` (the folders packs are loaded from).
 """
 
 from __future__ import annotations
@@ -16,18 +18,47 @@ from engine.folders import safe_join
 from nodes.image.io import expand_prefix, next_counter
 
 supported_pt_extensions: set[str] = {".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft"}
-_extensions: dict[str, set[str]] = {}
+_extensions: dict[str, set[str]] = {"configs": {".yaml"}, "diffusers": {"folder"}, "classifiers": {""}}
+CUSTOM_NODES = "custom_nodes"
+# ComfyUI's model kinds and the folders under models/ each one reads (several for renamed kinds).
+COMFY_KINDS: dict[str, tuple[str, ...]] = {
+    "checkpoints": ("checkpoints",), "configs": ("configs",), "loras": ("loras",), "vae": ("vae",),
+    "text_encoders": ("text_encoders", "clip"), "diffusion_models": ("unet", "diffusion_models"),
+    "clip_vision": ("clip_vision",), "style_models": ("style_models",), "embeddings": ("embeddings",),
+    "diffusers": ("diffusers",), "vae_approx": ("vae_approx",), "controlnet": ("controlnet", "t2i_adapter"),
+    "gligen": ("gligen",), "upscale_models": ("upscale_models",), "hypernetworks": ("hypernetworks",),
+    "photomaker": ("photomaker",), "classifiers": ("classifiers",), "model_patches": ("model_patches",),
+    "audio_encoders": ("audio_encoders",),
+}  # fmt: skip
+
+
+def _kind_paths(kind: str) -> list[Path]:
+    """The folders of a model kind (ComfyUI's defaults added to Loom's table the first time)."""
+    models = folders.current().models
+    if kind not in models and kind in COMFY_KINDS:
+        paths: list[Path] = []
+        for sub in COMFY_KINDS[kind]:
+            for path in models.get(sub, [folders.PROJECT_ROOT / "models" / sub]):
+                if path not in paths:
+                    paths.append(path)
+        models[kind] = paths
+    return models[kind]
 
 
 class _FolderTable(MutableMapping[str, tuple[list[str], set[str]]]):
     """`{kind: ([folder, ...], {extension, ...})}` backed by Loom's model folders."""
 
     def __getitem__(self, kind: str) -> tuple[list[str], set[str]]:
-        paths = folders.current().models[kind]
+        if kind == CUSTOM_NODES:
+            return [str(p) for p in folders.current().custom_nodes], set()
+        paths = _kind_paths(kind)
         return [str(p) for p in paths], _extensions.get(kind, supported_pt_extensions)
 
     def __setitem__(self, kind: str, value: tuple[list[str], set[str]]) -> None:
         paths, extensions = value
+        if kind == CUSTOM_NODES:
+            folders.current().custom_nodes = [Path(p) for p in paths]
+            return
         folders.current().models[kind] = [Path(p) for p in paths]
         _extensions[kind] = set(extensions)
 
@@ -36,10 +67,10 @@ class _FolderTable(MutableMapping[str, tuple[list[str], set[str]]]):
         _extensions.pop(kind, None)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(list(folders.current().models))
+        return iter(list(dict.fromkeys([*COMFY_KINDS, *folders.current().models, CUSTOM_NODES])))
 
     def __len__(self) -> int:
-        return len(folders.current().models)
+        return len(list(iter(self)))
 
 
 folder_names_and_paths = _FolderTable()
@@ -84,12 +115,21 @@ def get_directory_by_type(type_name: str) -> str | None:
 
 
 def get_folder_paths(folder_name: str) -> list[str]:
-    return [str(p) for p in folders.current().models.get(folder_name, [])]
+    if folder_name == CUSTOM_NODES:
+        return [str(p) for p in folders.current().custom_nodes]
+    return [str(p) for p in _kind_paths(folder_name)] if folder_name in folder_names_and_paths else []
 
 
 def add_model_folder_path(folder_name: str, full_folder_path: str, is_default: bool = False) -> None:
     """Add a folder to a model kind (first in the search order when `is_default`)."""
-    paths = folders.current().models.setdefault(folder_name, [])
+    if folder_name == CUSTOM_NODES:
+        paths = folders.current().custom_nodes
+    else:
+        paths = (
+            _kind_paths(folder_name)
+            if folder_name in COMFY_KINDS
+            else folders.current().models.setdefault(folder_name, [])
+        )
     path = Path(full_folder_path)
     if path in paths:
         paths.remove(path)
@@ -99,6 +139,8 @@ def add_model_folder_path(folder_name: str, full_folder_path: str, is_default: b
 def get_filename_list(folder_name: str) -> list[str]:
     """Model files of a kind (relative names, sorted) with an extension ComfyUI expects for it."""
     extensions = _extensions.get(folder_name, supported_pt_extensions)
+    if folder_name in COMFY_KINDS:
+        _kind_paths(folder_name)
     names = folders.current().model_files(folder_name)
     if not extensions:
         return names
@@ -106,6 +148,8 @@ def get_filename_list(folder_name: str) -> list[str]:
 
 
 def get_full_path(folder_name: str, filename: str) -> str | None:
+    if folder_name in COMFY_KINDS:
+        _kind_paths(folder_name)
     try:
         return str(folders.current().model_path(folder_name, filename))
     except (FileNotFoundError, ValueError):

@@ -1,5 +1,8 @@
-"""ComfyUI's `server` module as packs see it: only `PromptServer.instance`."""
+"""ComfyUI's `server` module as packs see it: `PromptServer.instance`, `BinaryEventTypes` and aiohttp's
+`web` (packs write `from server import PromptServer` and `server.web.json_response(...)`)."""
 
-from engine.comfy_compat.prompt_server import PromptServer
+from aiohttp import web
 
-__all__ = ["PromptServer"]
+from engine.comfy_compat.prompt_server import BinaryEventTypes, PromptServer
+
+__all__ = ["BinaryEventTypes", "PromptServer", "web"]

@@ -1,0 +1,53 @@
+"""Functions (not nodes) that packs import from ComfyUI's `comfy_extras.nodes_*` modules, written for
+Loom; `shims/comfy_extras` adds them to the module ComfyUI defines them in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+def _repeat_to_batch(tensor: torch.Tensor, batch: int) -> torch.Tensor:
+    if tensor.shape[0] >= batch:
+        return tensor[:batch]
+    repeats = -(-batch // tensor.shape[0])
+    return tensor.repeat(repeats, *([1] * (tensor.ndim - 1)))[:batch]
+
+
+def composite(
+    destination: torch.Tensor, source: torch.Tensor, x: int, y: int, mask: torch.Tensor | None = None,
+    multiplier: int = 8, resize_source: bool = False,
+) -> torch.Tensor:  # fmt: skip
+    """Paste `source` [B, C, H, W] into `destination` (in place, and returned) at (x, y) given in
+    pixels (`multiplier` pixels per element: 8 for latents, 1 for images), blended by `mask`;
+    the part that falls outside the destination is dropped. For offsets >= 0 this is ComfyUI's
+    result; for negative ones Loom crops the source where ComfyUI's slicing wraps around."""
+    source = source.to(destination.device)
+    if resize_source:
+        source = torch.nn.functional.interpolate(source, size=destination.shape[-2:], mode="bilinear")
+    source = _repeat_to_batch(source, destination.shape[0])
+    x = max(-source.shape[-1] * multiplier, min(x, destination.shape[-1] * multiplier))
+    y = max(-source.shape[-2] * multiplier, min(y, destination.shape[-2] * multiplier))
+    left, top = x // multiplier, y // multiplier
+    if mask is None:
+        weight = torch.ones_like(source)
+    else:
+        flat = mask.to(destination.device).reshape(-1, 1, mask.shape[-2], mask.shape[-1]).float()
+        weight = torch.nn.functional.interpolate(flat, size=source.shape[-2:], mode="bilinear")
+        weight = _repeat_to_batch(weight, source.shape[0])
+    # Source rows/columns left of or above the destination are cut off; so is what overhangs it.
+    src_left, src_top = max(0, -left), max(0, -top)
+    dst_left, dst_top = max(0, left), max(0, top)
+    width = min(source.shape[-1] - src_left, destination.shape[-1] - dst_left)
+    height = min(source.shape[-2] - src_top, destination.shape[-2] - dst_top)
+    if width <= 0 or height <= 0:
+        return destination
+    window = (..., slice(dst_top, dst_top + height), slice(dst_left, dst_left + width))
+    cut = (..., slice(src_top, src_top + height), slice(src_left, src_left + width))
+    blend = weight[cut]
+    destination[window] = blend * source[cut] + (1.0 - blend) * destination[window]
+    return destination
+
+
+HELPERS: dict[str, dict[str, Any]] = {"comfy_extras.nodes_mask": {"composite": composite}}
