@@ -13,6 +13,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+import sqlite3
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -37,6 +38,8 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         raise
     except HttpProcessingError as exc:
         return error(400, f"malformed request: {str(exc)[:200]}")
+    except sqlite3.Error as exc:
+        return _database_error(request, exc)
     except Exception as exc:
         log.exception("%s %s failed", request.method, request.path)
         return error(500, f"internal error: {type(exc).__name__}: {str(exc)[:300]}")
@@ -66,6 +69,20 @@ async def require_token(request: web.Request, handler: Handler) -> web.StreamRes
         response.headers["WWW-Authenticate"] = "Bearer"
         return response
     return await handler(request)
+
+
+def _database_error(request: web.Request, exc: sqlite3.Error) -> web.Response:
+    """The queue database refused: 507 when it is full, 503 when it is damaged; both name the file."""
+    path = request.app[CONFIG].database
+    if "full" in str(exc):
+        log.error("%s %s: the database %s is full: %s", request.method, request.path, path, exc)
+        return error(507, f"the queue database {path} is full (no space left); free disk space and retry")
+    log.error("%s %s: the database %s failed: %s", request.method, request.path, path, exc)
+    return error(
+        503,
+        f"the queue database {path} cannot be used ({str(exc)[:200]}); see 'Recovering the database' in"
+        " docs/api.md",
+    )
 
 
 def _is_loopback_host(host: str) -> bool:

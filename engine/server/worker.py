@@ -3,14 +3,21 @@
 The executor's listener runs in that thread. On the terminal event (success, error, interrupted)
 it writes the history entry before anything else happens, so by the time the executor sends its
 final `executing` with node None, `/history/{id}` already answers.
+
+Recording can fail (a full disk): the entry is retried a few times, then kept in memory and retried
+before each later prompt and every few seconds, so the queue keeps moving and the prompt is never
+run a second time because its result was not written. A node that raises SystemExit or
+KeyboardInterrupt fails its prompt; it never stops the server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import importlib.util
 import logging
+import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,6 +33,10 @@ log = logging.getLogger(__name__)
 TERMINAL = ("execution_success", "execution_error", "execution_interrupted")
 # What ComfyUI keeps in a history entry's status.messages.
 RECORDED = ("execution_start", "execution_cached", *TERMINAL)
+# Waits between attempts to write a finished prompt before it is kept for later.
+RECORD_RETRY_S = (0.05, 0.25, 1.0)
+# While something could not be written, the worker tries again this often even when idle.
+RETRY_IDLE_S = 2.0
 
 
 @dataclass
@@ -49,6 +60,8 @@ class Worker:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loom-executor")
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Finished prompts whose history entry could not be written yet (executor thread only).
+        self.unrecorded: dict[str, dict[str, Any]] = {}
 
     def status(self) -> dict[str, Any]:
         return {"status": {"exec_info": {"queue_remaining": self.store.remaining()}}}
@@ -104,16 +117,29 @@ class Worker:
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         while True:
-            item = self.store.claim_next()
+            if self.unrecorded:
+                await self._loop.run_in_executor(self._thread, self._record_pending)
+            try:
+                item = self.store.claim_next()
+            except sqlite3.Error as exc:
+                log.error("cannot take the next prompt from %s: %s; retrying", self.store.path, exc)
+                await self._idle(RETRY_IDLE_S)
+                continue
             if item is None:
-                self._wake.clear()
-                await self._wake.wait()
+                await self._idle(RETRY_IDLE_S if self.unrecorded else None)
                 continue
             self.running = item
             try:
                 await self._loop.run_in_executor(self._thread, self._execute, item)
+            except Exception:
+                log.exception("the worker failed around prompt %s", item.prompt_id)
             finally:
                 self.running = None
+
+    async def _idle(self, timeout: float | None) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
 
     async def stop(self, grace: float = 5.0) -> None:
         """Interrupt the running prompt and give it `grace` seconds to stop; it goes back to pending
@@ -143,10 +169,11 @@ class Worker:
                 item.extra_data,
                 lambda e, d: self._on(run, e, d),
             )
-        except Exception as exc:
+        except (Exception, SystemExit, KeyboardInterrupt) as exc:
+            # SystemExit and KeyboardInterrupt from a node end its prompt, never the server.
             log.exception("prompt %s failed outside any node", item.prompt_id)
             if not run.finished:
-                self._fail_before_start(run, f"{type(exc).__name__}: {exc}")
+                self._fail_before_start(run, f"{type(exc).__name__}: {exc}", "ExecutionFailed")
         finally:
             self.hub.current = (None, None)
 
@@ -155,6 +182,7 @@ class Worker:
             run.messages.append([event, data])
         if event == "executing":
             self.hub.current = (run.sid, data.get("node"))
+            self._mark_node(run.item.prompt_id, data.get("node"))
         elif event == "executed":
             node = data["node"]
             run.outputs[node] = data["output"]
@@ -173,7 +201,10 @@ class Worker:
         prompt_id = run.item.prompt_id
         run.finished = True
         if self.stopping and event == "execution_interrupted":
-            self.store.requeue(prompt_id)
+            try:
+                self.store.requeue(prompt_id)
+            except sqlite3.Error as exc:  # it is still 'running', so the next start runs it anyway
+                log.error("cannot put prompt %s back in the queue: %s", prompt_id, exc)
             return
         success = event == "execution_success"
         status = {
@@ -181,13 +212,54 @@ class Worker:
             "completed": success,
             "messages": run.messages,
         }
-        self.store.finish(prompt_id, {"outputs": run.outputs, "status": status, "meta": run.meta})
         self.hub.send_threadsafe(event, data, run.sid)
+        self._record(prompt_id, {"outputs": run.outputs, "status": status, "meta": run.meta})
+
+    def _record(self, prompt_id: str, history: dict[str, Any]) -> None:
+        """Write a history entry, retrying; if the store still refuses, keep it for later."""
+        for delay in (*RECORD_RETRY_S, None):
+            try:
+                self.store.finish(prompt_id, history)
+                break
+            except sqlite3.Error as exc:
+                if delay is None or self.stopping:
+                    log.error(
+                        "cannot record the result of prompt %s in %s: %s; keeping it and retrying while"
+                        " later prompts run",
+                        prompt_id,
+                        self.store.path,
+                        exc,
+                    )
+                    self.unrecorded[prompt_id] = history
+                    self.hub.send_threadsafe(
+                        "loom_record_failed", {"prompt_id": prompt_id, "error": str(exc)}, None
+                    )
+                    return
+                time.sleep(delay)
+        self.unrecorded.pop(prompt_id, None)
         self.hub.send_threadsafe("status", self.status())
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self.release, [prompt_id])
 
-    def _fail_before_start(self, run: _Run, message: str) -> None:
+    def _record_pending(self) -> None:
+        for prompt_id, history in list(self.unrecorded.items()):
+            try:
+                self.store.finish(prompt_id, history)
+            except sqlite3.Error:
+                return
+            log.warning("recorded the result of prompt %s after an earlier failure", prompt_id)
+            del self.unrecorded[prompt_id]
+            self.hub.send_threadsafe("status", self.status())
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self.release, [prompt_id])
+
+    def _mark_node(self, prompt_id: str, node_id: str | None) -> None:
+        try:
+            self.store.mark_node(prompt_id, node_id)
+        except sqlite3.Error as exc:  # only the crash report loses detail
+            log.warning("cannot note the running node of prompt %s: %s", prompt_id, exc)
+
+    def _fail_before_start(self, run: _Run, message: str, kind: str = "ValidationError") -> None:
         """A prompt that cannot start (its nodes changed since it was queued) still gets history."""
         prompt_id = run.item.prompt_id
         self._on(run, "execution_start", {"prompt_id": prompt_id, "timestamp": _now_ms()})
@@ -197,7 +269,7 @@ class Worker:
             "node_type": None,
             "executed": [],
             "exception_message": message,
-            "exception_type": "ValidationError",
+            "exception_type": kind,
             "traceback": [],
             "current_inputs": {},
             "current_outputs": [],
