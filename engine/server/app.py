@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import signal
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -27,6 +29,8 @@ from engine.server.security import MIDDLEWARES
 from engine.server.worker import Worker
 
 log = logging.getLogger("loom.server")
+# From SIGTERM/SIGINT to the process's end, whatever is still running.
+STOP_DEADLINE_S = 6.0
 
 COMFY_ROUTES = (
     routes_queue.routes,
@@ -67,7 +71,10 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     # Packs load before the server answers (as in ComfyUI), and may add routes of their own.
     # The folders are custom_nodes/ and those of --extra-model-paths-config files.
     app[PACKS] = load_custom_nodes(
-        config.registry, config.folders.custom_nodes, disable_all=config.disable_custom_nodes
+        config.registry,
+        config.folders.custom_nodes,
+        disable_all=config.disable_custom_nodes,
+        state_dir=config.database.parent,
     )
     app[STORE] = store = await asyncio.to_thread(PromptStore, config.database)
     app[EXECUTOR] = executor = Executor(config.registry, OutputCache(config.cache_mode, config.cache_lru))
@@ -77,7 +84,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[WORKER] = worker = Worker(store, executor, hub)
     tasks = [asyncio.create_task(worker.run()), asyncio.create_task(hub.publish())]
     yield
-    await worker.stop()
+    await worker.stop(grace=3.0)
     for task in tasks:
         task.cancel()
     for task in tasks:
@@ -124,7 +131,23 @@ async def _serve(config: ServerConfig, announce: Callable[[str], None]) -> None:
     try:
         await stop.wait()
     finally:
+        _exit_after(STOP_DEADLINE_S)
         await runner.cleanup()
+
+
+def _exit_after(seconds: float) -> None:
+    """A node that never returns, or a request still computing in a thread, would keep the process
+    alive after a stop (threads are joined at exit); past the deadline it ends anyway. A prompt cut
+    off this way is still 'running' in the database and runs again at the next start."""
+
+    def watchdog() -> None:
+        time.sleep(seconds)
+        log.error("still stopping after %.0f s (a node or request did not finish); exiting now", seconds)
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(1)
+
+    threading.Thread(target=watchdog, name="loom-stop-watchdog", daemon=True).start()
 
 
 def _process_age() -> float:

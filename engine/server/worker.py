@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import importlib
 import importlib.util
 import logging
 import sqlite3
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.context import Interrupted
 from engine.executor import Executor
 from engine.graph import validate_prompt
 from engine.queue import PromptStore, QueueItem
@@ -37,6 +40,9 @@ RECORDED = ("execution_start", "execution_cached", *TERMINAL)
 RECORD_RETRY_S = (0.05, 0.25, 1.0)
 # While something could not be written, the worker tries again this often even when idle.
 RETRY_IDLE_S = 2.0
+# A node that does not check for interrupt (a runaway loop) gets Interrupted raised inside it this long
+# after the request.
+FORCE_INTERRUPT_S = 2.0
 
 
 @dataclass
@@ -62,6 +68,10 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         # Finished prompts whose history entry could not be written yet (executor thread only).
         self.unrecorded: dict[str, dict[str, Any]] = {}
+        # The executor thread's id while it runs a prompt; guarded so that a forced interrupt can
+        # only land inside the prompt, never in the worker's own bookkeeping.
+        self._executing: int | None = None
+        self._force_lock = threading.Lock()
 
     def status(self) -> dict[str, Any]:
         return {"status": {"exec_info": {"queue_remaining": self.store.remaining()}}}
@@ -76,7 +86,22 @@ class Worker:
         if running is None or (prompt_id is not None and running.prompt_id != prompt_id):
             return False
         self.executor.interrupt()
+        if self._loop is not None:
+            self._loop.call_later(FORCE_INTERRUPT_S, self._force_interrupt, running)
         return True
+
+    def _force_interrupt(self, item: QueueItem) -> None:
+        """Raise Interrupted in the executor thread if `item` is still running (a node that never
+        reports progress cannot see the flag); pure-Python loops stop at their next bytecode."""
+        with self._force_lock:
+            if self.running is not item or self._executing is None:
+                return
+            log.warning(
+                "prompt %s ignored the interrupt for %.0f s; raising it inside the node",
+                item.prompt_id,
+                FORCE_INTERRUPT_S,
+            )
+            _raise_in_thread(self._executing, Interrupted)
 
     def warm_up(self) -> None:
         """Import torch in the executor's thread once the server answers, so start-up stays quick and
@@ -145,8 +170,10 @@ class Worker:
         """Interrupt the running prompt and give it `grace` seconds to stop; it goes back to pending
         and runs at the next start (if it does not stop in time, start-up recovery does the same)."""
         self.stopping = True
-        if self.running is not None:
+        running = self.running
+        if running is not None:
             self.executor.interrupt()
+            asyncio.get_running_loop().call_later(grace / 2, self._force_interrupt, running)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
         while self.running is not None and loop.time() < deadline:
@@ -162,13 +189,20 @@ class Worker:
             if not checked.ok:
                 self._fail_before_start(run, (checked.error or {}).get("details") or "prompt no longer valid")
                 return
-            self.executor.execute(
-                checked.prompt,
-                item.prompt_id,
-                checked.outputs,
-                item.extra_data,
-                lambda e, d: self._on(run, e, d),
-            )
+            with self._force_lock:
+                self._executing = threading.get_ident()
+            try:
+                self.executor.execute(
+                    checked.prompt,
+                    item.prompt_id,
+                    checked.outputs,
+                    item.extra_data,
+                    lambda e, d: self._on(run, e, d),
+                )
+            finally:
+                with self._force_lock:
+                    self._executing = None
+                    _raise_in_thread(threading.get_ident(), None)  # drop one that came too late
         except (Exception, SystemExit, KeyboardInterrupt) as exc:
             # SystemExit and KeyboardInterrupt from a node end its prompt, never the server.
             log.exception("prompt %s failed outside any node", item.prompt_id)
@@ -277,6 +311,13 @@ class Worker:
         }
         self._on(run, "execution_error", error)
         self._on(run, "executing", {"node": None, "display_node": None, "prompt_id": prompt_id})
+
+
+def _raise_in_thread(thread_id: int, exception: type[BaseException] | None) -> None:
+    """CPython's PyThreadState_SetAsyncExc: raise `exception` in that thread (None clears it)."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread_id), ctypes.py_object(exception) if exception else None
+    )
 
 
 def _now_ms() -> int:

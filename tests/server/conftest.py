@@ -48,6 +48,7 @@ class Server:
     process: subprocess.Popen[str]
     token: str | None = None
     ready_line: str = ""
+    startup_log: str = ""  # what it logged before it answered
 
     @property
     def url(self) -> str:
@@ -87,7 +88,7 @@ def start_server(base: Path, *flags: str, port: int | None = None) -> Server:
         raise RuntimeError(f"server did not start: {output}{process.stdout.read()}")
     os.set_blocking(process.stdout.fileno(), False)
     token = flags[flags.index("--token") + 1] if "--token" in flags else None
-    return Server(base, port, process, token, line)
+    return Server(base, port, process, token, line, output)
 
 
 @pytest.fixture(scope="module")

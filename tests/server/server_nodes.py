@@ -49,7 +49,8 @@ class SendPreview(Node):
 
 class Fault(Node):
     """Misbehaves as asked, once `path` exists (or at once if it is empty): `sys_exit`, `os_exit`,
-    `segfault`, `keyboard_interrupt`, or `busy_loop` (spins without ever checking for interrupt)."""
+    `segfault`, `keyboard_interrupt`, `sleep` (an hour, in C) or `busy_loop` (spins without ever
+    checking for interrupt)."""
 
     category = "test"
     not_idempotent = True
@@ -70,6 +71,8 @@ class Fault(Node):
             ctypes.string_at(0)
         if how == "keyboard_interrupt":
             raise KeyboardInterrupt
+        if how == "sleep":
+            time.sleep(3600)
         if how == "busy_loop":
             spins = 0
             while True:
