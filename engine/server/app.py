@@ -30,7 +30,7 @@ from engine.server.worker import Worker
 
 log = logging.getLogger("loom.server")
 # From SIGTERM/SIGINT to the process's end, whatever is still running.
-STOP_DEADLINE_S = 6.0
+STOP_DEADLINE_S = 5.0
 
 COMFY_ROUTES = (
     routes_queue.routes,

@@ -35,6 +35,11 @@ class ServerConfig:
     # and a node handed one (as a file name, say) would fail late and obscurely.
     max_string_input: int = 1 * MiB
     max_image_pixels: int = 64 * MiB
+    # Nodes in one prompt: validation is linear, but unbounded graphs would still tie up a thread.
+    max_prompt_nodes: int = 50_000
+    # extra_data (extra_pnginfo with the UI workflow, client_id...) is stored and served back by
+    # /queue and /history with every prompt.
+    max_extra_data_bytes: int = 4 * MiB
     clear_temp_on_start: bool = True
 
     @property
