@@ -354,7 +354,7 @@ def _crash_history(prompt_id: str, attempts: int, node: str | None, prompt: dict
         f"The server process ended{where} on each of this prompt's {attempts} attempts (the node exited,"
         " crashed or hung until the server was stopped); it is not run again."
     )
-    error = {
+    error: dict[str, Any] = {
         "prompt_id": prompt_id,
         "node_id": node,
         "node_type": prompt.get(node, {}).get("class_type") if node else None,

@@ -89,3 +89,16 @@ class BigText(Node):
 
     def run(self, size: Annotated[int, Input("Characters.", min=0, max=1 << 30)] = 1000) -> Ui:
         return Ui(text=["x" * size])
+
+
+class FloodPreviews(Node):
+    """Sends `count` preview frames of `size` bytes each, as fast as it can."""
+
+    category = "test"
+    not_idempotent = True
+
+    def run(self, ctx: Context, count: int = 100, size: int = 65536, value: float = 1.0) -> float:
+        frame = TINY_PNG + b"\0" * max(size - len(TINY_PNG), 0)
+        for _ in range(count):
+            ctx.preview("PNG", frame)
+        return value
