@@ -189,11 +189,18 @@ def main(argv: list[str] | None = None) -> int:
         return run_workflow(args)
     from engine.folders import ExtraPathsError
     from engine.server import serve
+    from engine.server.config import ServerConfigError
 
     try:
         config = server_config(args)
     except ExtraPathsError as exc:
         print(f"--extra-model-paths-config: {exc}", file=sys.stderr)
         return 2
-    serve(config)
+    try:
+        config.require_token()
+        config.listen_hosts()
+        serve(config)
+    except ServerConfigError as exc:
+        print(f"Loom cannot start: {exc}", file=sys.stderr)
+        return 2
     return 0

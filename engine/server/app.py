@@ -22,7 +22,7 @@ from engine.custom_nodes import load_custom_nodes
 from engine.executor import Executor
 from engine.queue import PromptStore
 from engine.server import routes_files, routes_info, routes_jobs, routes_packs, routes_queue, web_ui
-from engine.server.config import ServerConfig
+from engine.server.config import ServerConfig, ServerConfigError
 from engine.server.hub import Hub
 from engine.server.keys import CONFIG, EXECUTOR, HUB, PACKS, REGISTRY, STORE, WORKER
 from engine.server.security import MIDDLEWARES
@@ -114,11 +114,17 @@ def serve(config: ServerConfig, announce: Callable[[str], None] = print) -> None
 
 async def _serve(config: ServerConfig, announce: Callable[[str], None]) -> None:
     token = config.require_token()
+    hosts = config.listen_hosts()
     runner = web.AppRunner(create_app(config), access_log=None)
     await runner.setup()
-    hosts = [h.strip() for h in config.listen.split(",")]
     for host in hosts:
-        await web.TCPSite(runner, host, config.port).start()
+        try:
+            await web.TCPSite(runner, host, config.port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise ServerConfigError(
+                f"cannot listen on {host} port {config.port}: {exc.strerror or exc}"
+            ) from None
     shown = f"[{hosts[0]}]" if ":" in hosts[0] else hosts[0]
     url = f"http://{shown}:{config.port}/" + (f"?token={token}" if token else "")
     announce(f"Loom is listening at {url} (ready {_process_age():.2f} s after launch)")
