@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import io
 import mimetypes
+import os
 from pathlib import Path
 from urllib.parse import quote
 
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from engine.folders import UnsafePathError, safe_join
+from engine.folders import MAX_NAME_BYTES, UnsafePathError, safe_join
 from engine.server.config import ServerConfig
 from engine.server.http import ApiError
 from engine.server.keys import CONFIG
@@ -38,7 +40,7 @@ async def view(request: web.Request) -> web.StreamResponse:
     if not filename:
         raise ApiError("filename is required")
     path = resolve(config, request.query.get("type", "output"), request.query.get("subfolder", ""), filename)
-    if not await asyncio.to_thread(path.is_file):
+    if not await asyncio.to_thread(_is_file, path):
         raise ApiError(f"no file {filename[:200]!r}", 404)
     preview, channel = request.query.get("preview"), request.query.get("channel", "rgba")
     if channel not in ("rgba", "rgb", "a"):
@@ -164,12 +166,35 @@ def _store(
     digest = hashlib.sha256(data).digest()
     stem, suffix, n = path.stem, path.suffix, 1
     while not overwrite and path.exists() and not _same(path, digest):
-        path = resolve(config, folder_type, subfolder, f"{stem} ({n}){suffix}")
+        renamed = f"{stem} ({n}){suffix}"
+        if len(renamed.encode()) > MAX_NAME_BYTES:
+            raise ApiError(f"{filename[:100]!r} exists and is too long to be stored as {renamed[:40]!r}...")
+        path = resolve(config, folder_type, subfolder, renamed)
         n += 1
     path.parent.mkdir(parents=True, exist_ok=True)
     if overwrite or not path.exists():
-        path.write_bytes(data)
+        write_atomically(path, data)
     return path.name
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write beside the target and rename: a full disk leaves no truncated file under the real name."""
+    temporary = path.with_name(f".{path.name[:200]}.{os.getpid()}.part")
+    try:
+        temporary.write_bytes(data)
+        os.replace(temporary, path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        if exc.errno == errno.ENOSPC:
+            raise ApiError(f"no space left to store {path.name[:100]!r}", 507) from None
+        raise
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name the system cannot look up (too long): no such file
+        return False
 
 
 def _same(path: Path, digest: bytes) -> bool:

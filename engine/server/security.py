@@ -4,8 +4,11 @@
   so a write (or websocket) whose Origin host differs from Host, or is `null`, is refused.
 - DNS rebinding makes the attacker's name resolve to 127.0.0.1, so Origin and Host agree; while
   listening on loopback only, the Host header must therefore name loopback too.
-- Beyond loopback, every request needs the token, as `Authorization: Bearer` or `?token=` (for
-  websockets and <img> URLs, which cannot set headers).
+- A write with no Origin is refused if the browser says it is cross-site (Sec-Fetch-Site) or its
+  body is text/plain (what a cross-site form or no-cors fetch sends without a preflight).
+- Beyond loopback, every request needs the token, as `Authorization: Bearer`, `?token=` (for
+  websockets and <img> URLs, which cannot set headers), or the cookie that `?token=` sets (so the
+  canvas's own relative asset URLs work).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from engine.server.keys import CONFIG
 log = logging.getLogger(__name__)
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+TOKEN_COOKIE = "loom_token"
 
 
 @web.middleware
@@ -54,6 +58,15 @@ async def same_origin(request: web.Request, handler: Handler) -> web.StreamRespo
     origin = request.headers.get("Origin")
     if writes and origin is not None and (origin == "null" or urlsplit(origin).netloc != request.host):
         return error(403, f"cross-origin request from {origin[:100]!r} refused")
+    if writes and origin is None:
+        # Browsers that send no Origin still send Sec-Fetch-Site; and only a page elsewhere (a form,
+        # a no-cors fetch) has a reason to send JSON as text/plain, the one type that needs no CORS.
+        if request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
+            return error(403, "cross-site request refused (Sec-Fetch-Site: cross-site)")
+        if request.content_type == "text/plain":
+            return error(
+                415, "a write without an Origin header must not be text/plain; send application/json"
+            )
     return await handler(request)
 
 
@@ -63,12 +76,20 @@ async def require_token(request: web.Request, handler: Handler) -> web.StreamRes
     if token is None:
         return await handler(request)
     header = request.headers.get("Authorization", "")
-    given = header[7:] if header.startswith("Bearer ") else request.query.get("token", "")
+    from_query = request.query.get("token", "")
+    given = (
+        header[7:] if header.startswith("Bearer ") else from_query or request.cookies.get(TOKEN_COOKIE, "")
+    )
     if not hmac.compare_digest(given.encode(), token.encode()):
         response = error(401, "a valid token is required (Authorization: Bearer TOKEN or ?token=TOKEN)")
         response.headers["WWW-Authenticate"] = "Bearer"
         return response
-    return await handler(request)
+    response = await handler(request)
+    if from_query and not response.prepared:
+        # The canvas opened as /?token=... loads its own scripts and images by relative URL: the
+        # cookie carries the token to them. SameSite=Strict: no other site's page can send it.
+        response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="Strict", path="/")
+    return response
 
 
 def _database_error(request: web.Request, exc: sqlite3.Error) -> web.Response:
