@@ -312,6 +312,18 @@ class PromptStore:
         with self._write() as db:
             return db.execute("DELETE FROM prompts WHERE state = 'done'").rowcount
 
+    def reclaim(self, min_free_fraction: float = 0.25) -> bool:
+        """Give the space of deleted entries back to the file system once a quarter of the file is
+        free pages (VACUUM, then a WAL checkpoint so the main file really shrinks)."""
+        with self._lock:
+            pages = self._db.execute("PRAGMA page_count").fetchone()[0]
+            free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
+            if not pages or free / pages < min_free_fraction:
+                return False
+            self._db.execute("VACUUM")
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return True
+
     # Jobs: every state at once, filtered, sorted and paged in SQL
 
     def jobs(

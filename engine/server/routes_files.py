@@ -22,6 +22,10 @@ from engine.server.keys import CONFIG
 routes = web.RouteTableDef()
 
 IMAGE_TYPES = {"image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp", "image/tiff"}
+MAX_CONCURRENT_UPLOADS = 2
+UPLOAD_SLOTS = web.AppKey("upload_slots", asyncio.Semaphore)
+# PNG, JPEG, GIF, WebP (RIFF), BMP, TIFF (both byte orders).
+IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF8", b"RIFF", b"BM", b"II*\x00", b"MM\x00*")
 PREVIEW_FORMATS = {"webp": "WEBP", "jpeg": "JPEG", "jpg": "JPEG", "png": "PNG"}
 
 
@@ -100,7 +104,8 @@ async def upload_image(request: web.Request) -> web.Response:
     if not request.content_type.startswith("multipart/"):
         raise ApiError("send multipart/form-data with an 'image' file field")
     try:
-        fields, upload = await _read_form(request, config.max_upload_bytes)
+        async with _upload_slots(request.app):
+            fields, upload = await _read_form(request, config.max_upload_bytes)
     except (ValueError, RuntimeError, HttpProcessingError) as exc:
         # aiohttp's multipart parser reports hostile or broken bodies with these
         raise ApiError(f"malformed multipart body: {str(exc)[:200]}") from None
@@ -123,20 +128,31 @@ async def _read_form(request: web.Request, limit: int) -> tuple[dict[str, str], 
         if not isinstance(part, BodyPartReader) or part.name is None:
             continue
         if part.name == "image" and part.filename is not None:
-            upload = (part.filename, await _read_limited(part, limit))
+            upload = (part.filename, await _read_limited(part, limit, image=True))
         elif part.name in ("type", "subfolder", "overwrite"):
             fields[part.name] = (await _read_limited(part, 4096)).decode("utf-8", "replace")
     return fields, upload
 
 
-async def _read_limited(part: BodyPartReader, limit: int) -> bytes:
+async def _read_limited(part: BodyPartReader, limit: int, image: bool = False) -> bytes:
     chunks, size = [], 0
     while chunk := await part.read_chunk(1 << 16):
+        if image and not chunks and not chunk.startswith(IMAGE_SIGNATURES):
+            # Refused at the first chunk, not after buffering up to the upload limit.
+            raise ApiError("upload is not a readable image: unknown file signature")
         size += len(chunk)
         if size > limit:
             raise ApiError(f"{part.name} is larger than {limit} bytes", 413)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _upload_slots(app: web.Application) -> asyncio.Semaphore:
+    """Uploads are held in memory while they are checked: at most MAX_CONCURRENT_UPLOADS at once
+    (others wait their turn), so memory stays within that many times the upload limit."""
+    if UPLOAD_SLOTS not in app:
+        app[UPLOAD_SLOTS] = asyncio.Semaphore(MAX_CONCURRENT_UPLOADS)
+    return app[UPLOAD_SLOTS]
 
 
 def _check_filename(filename: str) -> None:

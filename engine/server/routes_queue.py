@@ -73,7 +73,10 @@ async def get_history_entry(request: web.Request) -> web.Response:
 async def post_history(request: web.Request) -> web.Response:
     body = await read_json(request)
     store = request.app[STORE]
+    deleted = string_list(body, "delete")
     if body.get("clear"):
-        store.clear_history()
-    store.delete_history(string_list(body, "delete"))
+        await asyncio.to_thread(store.clear_history)
+    if deleted:
+        await asyncio.to_thread(store.delete_history, deleted)
+    await asyncio.to_thread(store.reclaim)
     return web.Response()

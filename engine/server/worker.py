@@ -17,6 +17,7 @@ import contextlib
 import ctypes
 import importlib
 import importlib.util
+import json
 import logging
 import sqlite3
 import threading
@@ -40,6 +41,10 @@ RECORDED = ("execution_start", "execution_cached", *TERMINAL)
 RECORD_RETRY_S = (0.05, 0.25, 1.0)
 # While something could not be written, the worker tries again this often even when idle.
 RETRY_IDLE_S = 2.0
+# A history entry is stored and served with the queue's answers; a node's UI output over the limit
+# (text or numbers by the megabyte) is replaced by a note, image references are always kept.
+MAX_HISTORY_BYTES = 4 << 20
+MAX_UI_VALUE_BYTES = 256 << 10
 # A node that does not check for interrupt (a runaway loop) gets Interrupted raised inside it this long
 # after the request.
 FORCE_INTERRUPT_S = 2.0
@@ -247,7 +252,8 @@ class Worker:
             "messages": run.messages,
         }
         self.hub.send_threadsafe(event, data, run.sid)
-        self._record(prompt_id, {"outputs": run.outputs, "status": status, "meta": run.meta})
+        history = {"outputs": run.outputs, "status": status, "meta": run.meta}
+        self._record(prompt_id, bounded_history(history, MAX_HISTORY_BYTES))
 
     def _record(self, prompt_id: str, history: dict[str, Any]) -> None:
         """Write a history entry, retrying; if the store still refuses, keep it for later."""
@@ -311,6 +317,23 @@ class Worker:
         }
         self._on(run, "execution_error", error)
         self._on(run, "executing", {"node": None, "display_node": None, "prompt_id": prompt_id})
+
+
+def bounded_history(history: dict[str, Any], limit: int) -> dict[str, Any]:
+    """The entry, with oversized UI values (other than image references) replaced by a note."""
+    if len(json.dumps(history, default=str)) <= limit:
+        return history
+    outputs: dict[str, Any] = {}
+    for node, ui in history["outputs"].items():
+        outputs[node] = {}
+        for key, value in ui.items():
+            size = len(json.dumps(value, default=str))
+            if key in ("images", "gifs", "audio", "animated") or size <= MAX_UI_VALUE_BYTES:
+                outputs[node][key] = value
+            else:
+                outputs[node][key] = [f"(not kept: {size} bytes, over the history entry limit)"]
+    log.warning("a history entry was over %d bytes; large UI outputs were left out", limit)
+    return {**history, "outputs": outputs}
 
 
 def _raise_in_thread(thread_id: int, exception: type[BaseException] | None) -> None:
