@@ -190,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     from engine.folders import ExtraPathsError
     from engine.server import serve
     from engine.server.config import ServerConfigError
+    from engine.store_check import StoreError, check_database
 
     try:
         config = server_config(args)
@@ -199,8 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config.require_token()
         config.listen_hosts()
+        check_database(config.database)  # before packs load: a bad file is reported at once
         serve(config)
-    except ServerConfigError as exc:
+    except (ServerConfigError, StoreError) as exc:
         print(f"Loom cannot start: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from engine.store_check import check_database
+
 State = Literal["pending", "running", "done"]
 JobSort = Literal["created_at", "execution_duration"]
 
@@ -109,6 +111,7 @@ def _number(value: float) -> float | int:
 class PromptStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        check_database(path)
         self.path = path
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)

@@ -135,7 +135,8 @@ async def _read_form(request: web.Request, limit: int) -> tuple[dict[str, str], 
 
 
 async def _read_limited(part: BodyPartReader, limit: int, image: bool = False) -> bytes:
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size = 0
     while chunk := await part.read_chunk(1 << 16):
         if image and not chunks and not chunk.startswith(IMAGE_SIGNATURES):
             # Refused at the first chunk, not after buffering up to the upload limit.

@@ -81,9 +81,9 @@ async def require_token(request: web.Request, handler: Handler) -> web.StreamRes
         header[7:] if header.startswith("Bearer ") else from_query or request.cookies.get(TOKEN_COOKIE, "")
     )
     if not hmac.compare_digest(given.encode(), token.encode()):
-        response = error(401, "a valid token is required (Authorization: Bearer TOKEN or ?token=TOKEN)")
-        response.headers["WWW-Authenticate"] = "Bearer"
-        return response
+        refused = error(401, "a valid token is required (Authorization: Bearer TOKEN or ?token=TOKEN)")
+        refused.headers["WWW-Authenticate"] = "Bearer"
+        return refused
     response = await handler(request)
     if from_query and not response.prepared:
         # The canvas opened as /?token=... loads its own scripts and images by relative URL: the
