@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import gc
 import importlib
 import importlib.util
 import json
@@ -189,6 +190,7 @@ class Worker:
 
     def _execute(self, item: QueueItem) -> None:
         run = _Run(item, item.extra_data.get("client_id"))
+        started = time.monotonic()
         try:
             checked = validate_prompt(self.executor.registry, item.prompt, item.outputs)
             if not checked.ok:
@@ -215,6 +217,8 @@ class Worker:
                 self._fail_before_start(run, f"{type(exc).__name__}: {exc}", "ExecutionFailed")
         finally:
             self.hub.current = (None, None)
+            if time.monotonic() - started > 1.0:
+                _release_memory()
 
     def _on(self, run: _Run, event: str, data: dict[str, Any]) -> None:
         if event in RECORDED:
@@ -334,6 +338,14 @@ def bounded_history(history: dict[str, Any], limit: int) -> dict[str, Any]:
                 outputs[node][key] = [f"(not kept: {size} bytes, over the history entry limit)"]
     log.warning("a history entry was over %d bytes; large UI outputs were left out", limit)
     return {**history, "outputs": outputs}
+
+
+def _release_memory() -> None:
+    """After a long prompt: collect its cycles and hand freed heap pages back to the system (glibc
+    keeps them otherwise, so a 16384² intermediate would stay in the process's RSS)."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _raise_in_thread(thread_id: int, exception: type[BaseException] | None) -> None:

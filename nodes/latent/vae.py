@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from engine.context import check_interrupt
 from engine.diffusion.devices import manager
 from engine.diffusion.handles import VaeHandle
 from engine.native import Image, Input, Latent, Mask, Node, Vae
@@ -13,6 +14,11 @@ NO_VAE = (
 )
 
 
+# Latents (or images) per VAE call: an interrupt takes effect between chunks, and the activations of
+# a 4,096-latent batch are never all in memory at once. The VAE treats batch items independently.
+VAE_CHUNK = 4
+
+
 def decode(vae: VaeHandle | None, samples: Any) -> Any:
     """Raw latents [B, C, h, w] → IMAGE [B, H, W, 3] in 0..1."""
     import torch
@@ -20,9 +26,14 @@ def decode(vae: VaeHandle | None, samples: Any) -> Any:
     if vae is None:
         raise RuntimeError(NO_VAE)
     device = manager().use(vae.vae)
-    with torch.no_grad():
-        pixels = vae.vae.decode(samples.to(device, next(vae.vae.parameters()).dtype)).sample
-    return ((pixels.float() + 1.0) / 2.0).clamp(0.0, 1.0).movedim(1, -1).cpu()
+    dtype = next(vae.vae.parameters()).dtype
+    parts = []
+    for start in range(0, samples.shape[0], VAE_CHUNK):
+        check_interrupt()
+        with torch.no_grad():
+            pixels = vae.vae.decode(samples[start : start + VAE_CHUNK].to(device, dtype)).sample
+        parts.append(((pixels.float() + 1.0) / 2.0).clamp(0.0, 1.0).movedim(1, -1).cpu())
+    return torch.cat(parts)
 
 
 def encode(vae: VaeHandle | None, pixels: Any) -> Any:
@@ -33,9 +44,14 @@ def encode(vae: VaeHandle | None, pixels: Any) -> Any:
         raise RuntimeError(NO_VAE)
     pixels = _crop8(pixels)[..., :3]
     device = manager().use(vae.vae)
-    with torch.no_grad():
-        x = (pixels.movedim(-1, 1) * 2.0 - 1.0).to(device, next(vae.vae.parameters()).dtype)
-        return vae.vae.encode(x).latent_dist.mode().float().cpu()
+    dtype = next(vae.vae.parameters()).dtype
+    parts = []
+    for start in range(0, pixels.shape[0], VAE_CHUNK):
+        check_interrupt()
+        with torch.no_grad():
+            x = (pixels[start : start + VAE_CHUNK].movedim(-1, 1) * 2.0 - 1.0).to(device, dtype)
+            parts.append(vae.vae.encode(x).latent_dist.mode().float().cpu())
+    return torch.cat(parts)
 
 
 def _crop8(pixels: Any) -> Any:
