@@ -23,6 +23,7 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,11 +110,13 @@ class Worker:
             )
             _raise_in_thread(self._executing, Interrupted)
 
-    def warm_up(self) -> None:
+    def warm_up(self, then: Callable[[], None] | None = None) -> None:
         """Import torch in the executor's thread once the server answers, so start-up stays quick and
-        the first prompt does not pay for the import."""
+        the first prompt does not pay for the import; `then` runs after it, in that thread."""
         if importlib.util.find_spec("torch") is not None:
             self._thread.submit(importlib.import_module, "torch")
+        if then is not None:
+            self._thread.submit(then)
 
     def free_cache(self) -> None:
         """Clear cached outputs in the executor's thread, so it never races a running prompt."""
