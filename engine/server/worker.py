@@ -258,16 +258,18 @@ class Worker:
             "completed": success,
             "messages": run.messages,
         }
-        self.hub.send_threadsafe(event, data, run.sid)
         history = {"outputs": run.outputs, "status": status, "meta": run.meta}
-        self._record(prompt_id, bounded_history(history, MAX_HISTORY_BYTES))
+        recorded = self._record(prompt_id, bounded_history(history, MAX_HISTORY_BYTES))
+        self.hub.send_threadsafe(event, data, run.sid)
+        if recorded:
+            self._recorded(prompt_id)
 
-    def _record(self, prompt_id: str, history: dict[str, Any]) -> None:
-        """Write a history entry, retrying; if the store still refuses, keep it for later."""
+    def _record(self, prompt_id: str, history: dict[str, Any]) -> bool:
+        """Write a history entry, retrying; if the store still refuses, keep it for later (False)."""
         for delay in (*RECORD_RETRY_S, None):
             try:
                 self.store.finish(prompt_id, history)
-                break
+                return True
             except sqlite3.Error as exc:
                 if delay is None or self.stopping:
                     log.error(
@@ -281,9 +283,12 @@ class Worker:
                     self.hub.send_threadsafe(
                         "loom_record_failed", {"prompt_id": prompt_id, "error": str(exc)}, None
                     )
-                    return
+                    return False
                 time.sleep(delay)
-        self.unrecorded.pop(prompt_id, None)
+        return False
+
+    def _recorded(self, prompt_id: str) -> None:
+        """The entry is written: the queue is shorter, and waiters on this prompt can go."""
         self.hub.send_threadsafe("status", self.status())
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self.release, [prompt_id])
@@ -296,9 +301,7 @@ class Worker:
                 return
             log.warning("recorded the result of prompt %s after an earlier failure", prompt_id)
             del self.unrecorded[prompt_id]
-            self.hub.send_threadsafe("status", self.status())
-            assert self._loop is not None
-            self._loop.call_soon_threadsafe(self.release, [prompt_id])
+            self._recorded(prompt_id)
 
     def _mark_node(self, prompt_id: str, node_id: str | None) -> None:
         try:
