@@ -64,6 +64,7 @@ test: setup web chromium lint typecheck
 bench: setup
 	$(BIN)/python bench/engine_bench.py
 	$(BIN)/python bench/server_bench.py
+	$(BIN)/python bench/attack_bench.py
 	$(BIN)/python bench/sd_bench.py
 	$(BIN)/python bench/default_model_eval.py
 

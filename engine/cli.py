@@ -253,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_workflow(args)
     from engine.folders import ExtraPathsError
     from engine.server import serve
+    from engine.server.config import ServerConfigError
+    from engine.store_check import StoreError, check_database
 
     try:
         config = server_config(args)
@@ -262,5 +264,12 @@ def main(argv: list[str] | None = None) -> int:
     except FrontEndError as exc:
         print(exc, file=sys.stderr)
         return 2
-    serve(config)
+    try:
+        config.require_token()
+        config.listen_hosts()
+        check_database(config.database)  # before packs load: a bad file is reported at once
+        serve(config)
+    except (ServerConfigError, StoreError) as exc:
+        print(f"Loom cannot start: {exc}", file=sys.stderr)
+        return 2
     return 0

@@ -68,3 +68,11 @@ class Context:
 # The context of the node running in this thread or task: how helpers that take no context argument
 # (ComfyUI's ProgressBar, throw_exception_if_processing_interrupted) find the running node.
 current_context: ContextVar[Context | None] = ContextVar("loom_current_context", default=None)
+
+
+def check_interrupt() -> None:
+    """For helpers that are not handed a context (long tensor work in chunks): stop here if the
+    running node's prompt was interrupted."""
+    ctx = current_context.get()
+    if ctx is not None:
+        ctx.check_interrupt()

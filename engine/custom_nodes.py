@@ -30,6 +30,7 @@ from typing import Any, Literal
 from engine import comfy_compat
 from engine import folders as folder_config
 from engine.native import Node
+from engine.pack_guard import PackImportError, crash_marker, import_guarded, quarantined
 from engine.registry import NodeRegistry
 from engine.settle import settled
 from engine.spec import NodeDefinitionError, NodeSpec
@@ -73,10 +74,14 @@ class PackReport:
 
 
 def load_custom_nodes(
-    registry: NodeRegistry, folders: list[Path] | None = None, disable_all: bool = False
+    registry: NodeRegistry,
+    folders: list[Path] | None = None,
+    disable_all: bool = False,
+    state_dir: Path | None = None,
 ) -> PackReport:
     """Import every pack in `folders` (default: the configured ones, `custom_nodes/` and those of
-    --extra-model-paths-config files) into `registry`."""
+    --extra-model-paths-config files) into `registry`. With a `state_dir`, a pack that killed the
+    process while importing is skipped at the next start (engine.pack_guard)."""
     report = PackReport()
     if disable_all:
         logger.info("Custom node packs are disabled (--disable-all-custom-nodes)")
@@ -87,7 +92,7 @@ def load_custom_nodes(
             continue
         for path in sorted(folder.iterdir(), key=lambda p: p.name.lower()):
             if _is_pack(path):
-                report.packs.append(load_pack(registry, path))
+                report.packs.append(load_pack(registry, path, state_dir))
     if report.packs:
         logger.info("\nImport times for custom nodes:")  # ComfyUI's heading for the list below
     for pack in sorted(report.packs, key=lambda p: -p.import_seconds):
@@ -104,15 +109,17 @@ def _is_pack(path: Path) -> bool:
     return path.suffix == ".py"
 
 
-def load_pack(registry: NodeRegistry, path: Path) -> PackStatus:
+def load_pack(registry: NodeRegistry, path: Path, state_dir: Path | None = None) -> PackStatus:
     """Import one pack and register each of its nodes; never raises for the pack's faults."""
     comfy_compat.install()
     name = path.stem if path.is_file() else path.name
     status = PackStatus(name=name, path=str(path), status="failed")
     started = time.perf_counter()
     try:
-        module = _import(path, name)
-        specs = _describe(module, f"custom_nodes.{name}", status)
+        if skipped := quarantined(state_dir, path):
+            raise PackImportError(skipped)
+        with crash_marker(state_dir, path):
+            module, specs = import_guarded(name, lambda: _import_and_describe(path, name, status))
     except (Exception, SystemExit) as exc:
         status.error = _describe_failure(exc, path)
         logger.warning("Cannot load custom node pack %s: %s", path, status.error)
@@ -140,6 +147,11 @@ def load_pack(registry: NodeRegistry, path: Path) -> PackStatus:
         comfy_compat.extension_web_dirs[name] = status.web_directory
     status.import_seconds = time.perf_counter() - started
     return status
+
+
+def _import_and_describe(path: Path, name: str, status: PackStatus) -> tuple[ModuleType, list[NodeSpec]]:
+    module = _import(path, name)
+    return module, _describe(module, f"custom_nodes.{name}", status)
 
 
 def _import(path: Path, name: str) -> ModuleType:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,13 +131,22 @@ def current() -> Folders:
     return _current
 
 
+# The longest file name (one path component) Linux and macOS file systems accept.
+MAX_NAME_BYTES = 255
+
+
 def safe_join(root: Path, *parts: str) -> Path:
     """root/parts, refusing anything that would resolve outside root."""
     for part in parts:
         if "\x00" in part or os.path.isabs(part) or part.startswith(("/", "\\")):
             raise UnsafePathError(f"{part!r} is not a relative file name")
-    root = root.resolve()
-    path = root.joinpath(*parts).resolve()
+        if any(len(name.encode()) > MAX_NAME_BYTES for name in re.split(r"[/\\]", part)):
+            raise UnsafePathError(f"{part[:100]!r}... has a name longer than {MAX_NAME_BYTES} bytes")
+    try:
+        root = root.resolve()
+        path = root.joinpath(*parts).resolve()
+    except (RuntimeError, OSError) as exc:  # a symlink loop, a path too long for the system
+        raise UnsafePathError(f"{'/'.join(parts)[:200]!r} cannot be resolved: {exc}") from None
     if path != root and root not in path.parents:
         raise UnsafePathError(f"{'/'.join(parts)!r} leaves its folder")
     return path

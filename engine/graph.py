@@ -15,11 +15,18 @@ from typing import Any
 
 import networkx as nx
 
+from engine.graph_report import (
+    Error,
+    downstream_of,
+    natural_key,
+    reported_errors,
+    summary,
+)
 from engine.registry import NodeRegistry
 from engine.settle import settled
 from engine.spec import ANY_TYPE, COMBO, InputSpec, NodeSpec
 
-Error = dict[str, Any]
+MAX_CYCLE_MEMBERS_SHOWN = 20
 
 
 @dataclass
@@ -93,20 +100,13 @@ def validate_prompt(
                 graph.add_edge(source, node_id)
     _report_cycles(graph, normalized, errors)
 
-    broken = _downstream_of(graph, errors)
+    broken = downstream_of(graph, errors)
     good = [o for o in outputs if o not in broken]
-    node_errors: dict[str, dict[str, Any]] = {}
-    for node_id, node_errs in errors.items():
-        downstream = _downstream_of(graph, [node_id])
-        node_errors[node_id] = {
-            "errors": node_errs,
-            "dependent_outputs": [o for o in outputs if o in downstream],
-            "class_type": normalized[node_id]["class_type"],
-        }
+    node_errors = reported_errors(graph, normalized, outputs, errors)
     if not good:
         lines = [f"{e['message']}: {e['details']}" for errs in errors.values() for e in errs]
         error = prompt_error(
-            "prompt_outputs_failed_validation", "Prompt outputs failed validation", "\n".join(lines)
+            "prompt_outputs_failed_validation", "Prompt outputs failed validation", summary(lines)
         )
         return ValidationResult(False, error, [], node_errors, normalized)
     return ValidationResult(True, None, good, node_errors, normalized)
@@ -118,11 +118,7 @@ def plan(prompt: dict[str, Any], outputs: list[str]) -> list[str]:
     graph = nx.DiGraph()
     graph.add_nodes_from(needed)
     graph.add_edges_from((source, node_id) for node_id in needed for _, source, _ in links(prompt[node_id]))
-    return list(nx.lexicographical_topological_sort(graph, key=_natural_key))
-
-
-def _natural_key(node_id: str) -> tuple[int, str]:
-    return (int(node_id), "") if node_id.isdigit() else (1 << 62, node_id)
+    return list(nx.lexicographical_topological_sort(graph, key=natural_key))
 
 
 def _node_shape_error(registry: NodeRegistry, node_id: str, node: Any) -> Error | None:
@@ -155,32 +151,23 @@ def _ancestors_and_self(prompt: dict[str, Any], outputs: list[str]) -> list[str]
     return list(seen)
 
 
-def _downstream_of(graph: nx.DiGraph, starts: Any) -> set[str]:
-    found: set[str] = set()
-    stack = list(starts)
-    while stack:
-        node_id = stack.pop()
-        if node_id not in found:
-            found.add(node_id)
-            stack.extend(graph.successors(node_id))
-    return found
-
-
 def _report_cycles(graph: nx.DiGraph, prompt: dict[str, Any], errors: dict[str, list[Error]]) -> None:
     for component in nx.strongly_connected_components(graph):
         if len(component) == 1 and not graph.has_edge(*(2 * tuple(component))):
             continue
-        members = sorted(component, key=_natural_key)
-        described = ", ".join(f"#{m} ({prompt[m]['class_type']})" for m in members)
-        for member in members:
-            errors.setdefault(member, []).append(
-                {
-                    "type": "dependency_cycle",
-                    "message": "Dependency cycle detected",
-                    "details": f"nodes {described} depend on each other; remove one of their links",
-                    "extra_info": {"nodes": members},
-                }
-            )
+        members = sorted(component, key=natural_key)
+        shown = members[:MAX_CYCLE_MEMBERS_SHOWN]
+        described = ", ".join(f"#{m} ({prompt[m]['class_type']})" for m in shown)
+        if len(members) > len(shown):
+            described += f" and {len(members) - len(shown)} more"
+        error = {
+            "type": "dependency_cycle",
+            "message": "Dependency cycle detected",
+            "details": f"nodes {described} depend on each other; remove one of their links",
+            "extra_info": {"nodes": shown, "cycle_size": len(members)},
+        }
+        for member in members:  # one shared error: the report stays linear in the cycle's size
+            errors.setdefault(member, []).append(error)
 
 
 def _validate_node(registry: NodeRegistry, prompt: dict[str, Any], node_id: str) -> list[Error]:

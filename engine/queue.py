@@ -17,10 +17,12 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from engine.store_check import check_database
 
 State = Literal["pending", "running", "done"]
 JobSort = Literal["created_at", "execution_duration"]
@@ -48,7 +50,18 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         CREATE INDEX prompts_done ON prompts (done_seq) WHERE state = 'done';
         """,
     ),
+    (
+        2,
+        """
+        ALTER TABLE prompts ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE prompts ADD COLUMN running_node TEXT
+        """,
+    ),
 )
+
+# A prompt is started at most this many times by processes that then died (exit, crash, kill, hang
+# ended by a restart); after that it is recorded as failed instead of taking the server down again.
+MAX_ATTEMPTS = 2
 
 
 # A prompt that had started (the process died or stopped under it) keeps started_at and goes first.
@@ -98,6 +111,7 @@ def _number(value: float) -> float | int:
 class PromptStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        check_database(path)
         self.path = path
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -105,8 +119,7 @@ class PromptStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._migrate()
-        with self._write() as db:
-            db.execute("UPDATE prompts SET state = 'pending' WHERE state = 'running'")
+        self.crashed: list[str] = self._recover()
 
     def close(self) -> None:
         with self._lock:
@@ -118,10 +131,14 @@ class PromptStore:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # A COMMIT that failed (disk full) leaves the transaction open; without this
+                # rollback every later write would fail with "cannot start a transaction".
+                if self._db.in_transaction:
+                    with suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
 
     def _read(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -140,6 +157,25 @@ class PromptStore:
                     for statement in filter(str.strip, script.split(";")):
                         db.execute(statement)
                     db.execute("INSERT INTO migrations VALUES (?, ?)", (version, _now_ms()))
+
+    def _recover(self) -> list[str]:
+        """Prompts that were running when the process ended run again, unless they already had their
+        retry: those are recorded as failed, so a prompt that kills the process cannot crash-loop it."""
+        with self._write() as db:
+            dead = db.execute(
+                "SELECT prompt_id, attempts, running_node, prompt FROM prompts"
+                " WHERE state = 'running' AND attempts >= ?",
+                (MAX_ATTEMPTS,),
+            ).fetchall()
+            for prompt_id, attempts, node, prompt in dead:
+                history = _crash_history(prompt_id, attempts, node, json.loads(prompt))
+                db.execute(
+                    "UPDATE prompts SET state = 'done', finished_at = ?, status_str = 'error', history = ?,"
+                    " done_seq = (SELECT COALESCE(MAX(done_seq), 0) + 1 FROM prompts) WHERE prompt_id = ?",
+                    (_now_ms(), json.dumps(history), prompt_id),
+                )
+            db.execute("UPDATE prompts SET state = 'pending' WHERE state = 'running'")
+        return [row[0] for row in dead]
 
     def schema_version(self) -> int:
         return int(self._read("SELECT MAX(version) FROM migrations")[0][0])
@@ -191,7 +227,8 @@ class PromptStore:
             if row is None:
                 return None
             db.execute(
-                "UPDATE prompts SET state = 'running', started_at = ? WHERE prompt_id = ?",
+                "UPDATE prompts SET state = 'running', started_at = ?, attempts = attempts + 1,"
+                " running_node = NULL WHERE prompt_id = ?",
                 (_now_ms(), row[1]),
             )
         return _item(row)
@@ -207,12 +244,19 @@ class PromptStore:
             )
 
     def requeue(self, prompt_id: str) -> None:
-        """Put a running prompt back (the server is stopping and it will run at the next start)."""
+        """Put a running prompt back (the server is stopping and it will run at the next start); it
+        stopped when asked, so this start does not count against its retry."""
         with self._write() as db:
             db.execute(
-                "UPDATE prompts SET state = 'pending' WHERE prompt_id = ? AND state = 'running'",
+                "UPDATE prompts SET state = 'pending', attempts = MAX(attempts - 1, 0)"
+                " WHERE prompt_id = ? AND state = 'running'",
                 (prompt_id,),
             )
+
+    def mark_node(self, prompt_id: str, node_id: str | None) -> None:
+        """Remember which node runs now, so a prompt that kills the process is reported with it."""
+        with self._write() as db:
+            db.execute("UPDATE prompts SET running_node = ? WHERE prompt_id = ?", (node_id, prompt_id))
 
     def queue(self) -> tuple[list[QueueItem], list[QueueItem]]:
         """(running, pending), pending in the order they will run."""
@@ -272,6 +316,18 @@ class PromptStore:
         with self._write() as db:
             return db.execute("DELETE FROM prompts WHERE state = 'done'").rowcount
 
+    def reclaim(self, min_free_fraction: float = 0.25) -> bool:
+        """Give the space of deleted entries back to the file system once a quarter of the file is
+        free pages (VACUUM, then a WAL checkpoint so the main file really shrinks)."""
+        with self._lock:
+            pages = self._db.execute("PRAGMA page_count").fetchone()[0]
+            free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
+            if not pages or free / pages < min_free_fraction:
+                return False
+            self._db.execute("VACUUM")
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return True
+
     # Jobs: every state at once, filtered, sorted and paged in SQL
 
     def jobs(
@@ -306,6 +362,28 @@ class PromptStore:
             [*params, -1 if limit is None else limit, offset],
         )
         return [_job_row(r) for r in rows], total
+
+
+def _crash_history(prompt_id: str, attempts: int, node: str | None, prompt: dict[str, Any]) -> dict[str, Any]:
+    where = f" while node #{node} ({prompt.get(node, {}).get('class_type')}) ran" if node else ""
+    message = (
+        f"The server process ended{where} on each of this prompt's {attempts} attempts (the node exited,"
+        " crashed or hung until the server was stopped); it is not run again."
+    )
+    error: dict[str, Any] = {
+        "prompt_id": prompt_id,
+        "node_id": node,
+        "node_type": prompt.get(node, {}).get("class_type") if node else None,
+        "executed": [],
+        "exception_message": message,
+        "exception_type": "ProcessDied",
+        "traceback": [],
+        "current_inputs": {},
+        "current_outputs": [],
+        "timestamp": _now_ms(),
+    }
+    status = {"status_str": "error", "completed": False, "messages": [["execution_error", error]]}
+    return {"outputs": {}, "status": status, "meta": {}}
 
 
 def _item(row: Any) -> QueueItem:

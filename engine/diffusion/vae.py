@@ -154,7 +154,7 @@ class VAE:
 
         decode = self._decode_fn()
         with torch.no_grad():
-            pixels = self.process_output(decode(samples).to(self.output_device))
+            pixels = _in_chunks(lambda z: self.process_output(decode(z).to(self.output_device)), samples)
         return pixels.movedim(1, -1)
 
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -165,7 +165,7 @@ class VAE:
 
         encode = self._encode_fn()
         with torch.no_grad():
-            return encode(pixels).to(self.output_device)
+            return _in_chunks(lambda x: encode(x).to(self.output_device), pixels)
 
     def decode_tiled(
         self,
@@ -214,6 +214,23 @@ class VAE:
             for tx, ty in shapes
         )
         return (first + second + third) / 3.0
+
+
+# Batch items per VAE call: an interrupt takes effect between chunks, and the activations of a
+# 4,096-latent batch are never all in memory at once. The VAE treats batch items independently.
+VAE_CHUNK = 4
+
+
+def _in_chunks(function: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tensor) -> torch.Tensor:
+    import torch
+
+    from engine.context import check_interrupt
+
+    parts = []
+    for start in range(0, batch.shape[0], VAE_CHUNK):
+        check_interrupt()
+        parts.append(function(batch[start : start + VAE_CHUNK]))
+    return torch.cat(parts)
 
 
 def vae_from_state_dict(state: dict[str, Any], metadata: dict[str, str], name: str) -> VAE:

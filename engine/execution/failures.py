@@ -25,6 +25,11 @@ def format_value(value: Any) -> Any:
     return str(value)[:200]
 
 
+# What a node may raise that fails its prompt. SystemExit and KeyboardInterrupt are included: a node
+# (or a library it calls) that exits or sees Ctrl-C must not stop the server.
+NODE_FAULTS = (Exception, SystemExit, KeyboardInterrupt)
+
+
 class DependencyCycleError(Exception):
     """Nodes added by expansion wait on each other (static cycles are rejected by validation)."""
 

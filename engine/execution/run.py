@@ -9,7 +9,13 @@ from typing import Any
 from engine.cache import Entry
 from engine.context import Context, Interrupted, current_context
 from engine.execution.calls import CallResult, blocker_in, fan_out, items, merge, normalize, plain_slots
-from engine.execution.failures import DependencyCycleError, DuplicateNodeError, NodeFailure, now_ms
+from engine.execution.failures import (
+    NODE_FAULTS,
+    DependencyCycleError,
+    DuplicateNodeError,
+    NodeFailure,
+    now_ms,
+)
 from engine.execution.graph_builder import ExecutionBlocker, GraphBuilder
 from engine.execution.scheduler import natural_key
 from engine.execution.state import RunState
@@ -110,7 +116,7 @@ class PromptRun(RunState):
                     answer = await answer
             except Interrupted:
                 raise
-            except Exception as exc:
+            except NODE_FAULTS as exc:
                 raise NodeFailure(node_id, exc, arguments) from exc
             if isinstance(answer, (list, tuple, set)):
                 needed.update(name for name in answer if isinstance(name, str))
@@ -148,7 +154,7 @@ class PromptRun(RunState):
                 raws.append(asyncio.ensure_future(raw) if inspect.isawaitable(raw) else raw)
         except Interrupted:
             raise
-        except Exception as exc:
+        except NODE_FAULTS as exc:
             raise NodeFailure(node_id, exc, arguments) from exc
         finally:
             current_context.reset(token)
@@ -185,7 +191,7 @@ class PromptRun(RunState):
                 raws = task.result()
             except Interrupted:
                 raise
-            except Exception as exc:
+            except NODE_FAULTS as exc:
                 raise NodeFailure(node_id, exc, arguments) from exc
             self._finished[node_id] = (raws, arguments)
             self.schedule.requeue(node_id)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
+import os
 import shutil
 import signal
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -30,7 +33,7 @@ from engine.server import (
     routes_user,
     web_ui,
 )
-from engine.server.config import ServerConfig
+from engine.server.config import ServerConfig, ServerConfigError
 from engine.server.hub import Hub
 from engine.server.keys import CONFIG, EXECUTOR, HUB, PACKS, REGISTRY, STORE, WORKER
 from engine.server.security import MIDDLEWARES
@@ -38,6 +41,8 @@ from engine.server.userdata import UserStore
 from engine.server.worker import Worker
 
 log = logging.getLogger("loom.server")
+# From SIGTERM/SIGINT to the process's end, whatever is still running.
+STOP_DEADLINE_S = 5.0
 
 COMFY_ROUTES = (
     routes_queue.routes,
@@ -89,7 +94,10 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     # of --extra-model-paths-config files.
     PromptServer.instance.attach(app, asyncio.get_running_loop(), config.registry)
     app[PACKS] = load_custom_nodes(
-        config.registry, config.folders.custom_nodes, disable_all=config.disable_custom_nodes
+        config.registry,
+        config.folders.custom_nodes,
+        disable_all=config.disable_custom_nodes,
+        state_dir=config.database.parent,
     )
     app[STORE] = store = await asyncio.to_thread(PromptStore, config.database)
     app[EXECUTOR] = executor = Executor(config.registry, OutputCache(config.cache_mode, config.cache_lru))
@@ -100,7 +108,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     routes_internal.forward_logs(app)
     tasks = [asyncio.create_task(worker.run()), asyncio.create_task(hub.publish())]
     yield
-    await worker.stop()
+    await worker.stop(grace=3.0)
     for task in tasks:
         task.cancel()
     for task in tasks:
@@ -140,17 +148,27 @@ async def _serve(config: ServerConfig, announce: Callable[[str], None]) -> None:
     log.info("Front end: %s", page if page is not None else "Loom's canvas (web/dist)")
     if config.preview_method != "none":
         log.info("Latent previews: %s", config.preview_method)
+    # Validation and JSON parsing of big requests run in threads; a 1 ms GIL switch interval (5 ms
+    # by default) lets the event loop take the GIL back sooner while they run.
+    sys.setswitchinterval(0.001)
     token = config.require_token()
+    hosts = config.listen_hosts()
     runner = web.AppRunner(create_app(config), access_log=None)
     await runner.setup()
-    hosts = [h.strip() for h in config.listen.split(",")]
     for host in hosts:
-        await web.TCPSite(runner, host, config.port).start()
+        try:
+            await web.TCPSite(runner, host, config.port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise ServerConfigError(
+                f"cannot listen on {host} port {config.port}: {exc.strerror or exc}"
+            ) from None
     shown = f"[{hosts[0]}]" if ":" in hosts[0] else hosts[0]
     url = f"http://{shown}:{config.port}/" + (f"?token={token}" if token else "")
     announce(f"Loom is listening at {url} (ready {_process_age():.2f} s after launch)")
     sys.stdout.flush()
-    runner.app[WORKER].warm_up()
+    _freeze_heap()
+    runner.app[WORKER].warm_up(then=_freeze_heap)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
@@ -158,7 +176,31 @@ async def _serve(config: ServerConfig, announce: Callable[[str], None]) -> None:
     try:
         await stop.wait()
     finally:
+        _exit_after(STOP_DEADLINE_S)
         await runner.cleanup()
+
+
+def _freeze_heap() -> None:
+    """Keep the garbage collector off the start-up heap (modules, the registry, torch): a full
+    collection walking it held the GIL for 0.3-0.45 s, the event loop's longest stalls while a big
+    request was validated in a thread. Young collections run less often for the same reason."""
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
+
+
+def _exit_after(seconds: float) -> None:
+    """A node that never returns, or a request still computing in a thread, would keep the process
+    alive after a stop (threads are joined at exit); past the deadline it ends anyway. A prompt cut
+    off this way is still 'running' in the database and runs again at the next start."""
+
+    def watchdog() -> None:
+        time.sleep(seconds)
+        log.error("still stopping after %.0f s (a node or request did not finish); exiting now", seconds)
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(1)
+
+    threading.Thread(target=watchdog, name="loom-stop-watchdog", daemon=True).start()
 
 
 def _process_age() -> float:

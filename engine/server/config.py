@@ -37,6 +37,11 @@ class ServerConfig:
     # and a node handed one (as a file name, say) would fail late and obscurely.
     max_string_input: int = 1 * MiB
     max_image_pixels: int = 64 * MiB
+    # Nodes in one prompt: validation is linear, but unbounded graphs would still tie up a thread.
+    max_prompt_nodes: int = 50_000
+    # extra_data (extra_pnginfo with the UI workflow, client_id...) is stored and served back by
+    # /queue and /history with every prompt.
+    max_extra_data_bytes: int = 4 * MiB
     clear_temp_on_start: bool = True
     # Settings, saved workflows and other per-user files (ComfyUI's user/<user>/); None: database's folder.
     user_directory: Path | None = None
@@ -58,10 +63,40 @@ class ServerConfig:
         return is_loopback(self.listen)
 
     def require_token(self) -> str | None:
-        """Listening beyond loopback needs a token: the configured one or a fresh random one."""
+        """Listening beyond loopback needs a token: the configured one or a fresh random one. An empty
+        one (what `--token "$VAR"` gives when the variable is unset) is refused there, not taken as
+        'no authentication'; on loopback it means no token."""
+        if self.token is not None and not self.token.strip():
+            if not self.loopback_only:
+                raise ServerConfigError(
+                    f"--token is empty but --listen {self.listen} reaches beyond loopback; give a token,"
+                    " or omit --token to have one generated"
+                )
+            self.token = None
         if self.token is None and not self.loopback_only:
             self.token = secrets.token_urlsafe(24)
         return self.token
+
+    def listen_hosts(self) -> list[str]:
+        """The --listen addresses to bind; a specific address that a wildcard of its family already
+        covers is skipped (binding both would fail with 'address in use')."""
+        hosts = list(dict.fromkeys(h.strip() for h in self.listen.split(",") if h.strip()))
+        if not hosts:
+            raise ServerConfigError("--listen names no address")
+        wildcards = {"0.0.0.0": 4, "::": 6}
+        covered = {wildcards[h] for h in hosts if h in wildcards}
+        return [h for h in hosts if h in wildcards or _family(h) not in covered]
+
+
+class ServerConfigError(ValueError):
+    """The server cannot start as configured; the message says which flag to change."""
+
+
+def _family(host: str) -> int | None:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).version
+    except ValueError:
+        return 4 if host == "localhost" else None
 
 
 def is_loopback(host: str) -> bool:

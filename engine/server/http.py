@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 from aiohttp import web
 
 from engine.server.keys import CONFIG
+
+# Bodies up to this size are parsed on the event loop (a thread hop costs more than parsing them).
+INLINE_PARSE_BYTES = 64 * 1024
 
 
 class ApiError(Exception):
@@ -38,12 +42,22 @@ async def read_json(request: web.Request, *, allow_empty: bool = False) -> dict[
     if allow_empty and not body.strip():
         return {}
     try:
-        value = json.loads(body, parse_constant=_no_constants)
+        # Parsing megabytes takes a while: big bodies are parsed in a thread, off the event loop.
+        if len(body) > INLINE_PARSE_BYTES:
+            value = await asyncio.to_thread(json.loads, body, parse_constant=_no_constants)
+        else:
+            value = json.loads(body, parse_constant=_no_constants)
     except (ValueError, RecursionError) as exc:
         raise ApiError(f"request body is not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(value, dict):
         raise ApiError(f"request body must be a JSON object, not {type(value).__name__}")
     return value
+
+
+async def json_reply(value: Any) -> web.Response:
+    """A JSON response serialized in a thread (for answers that can be megabytes: queue, history)."""
+    text = await asyncio.to_thread(json.dumps, value)
+    return web.Response(text=text, content_type="application/json")
 
 
 def _no_constants(name: str) -> None:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import io
 import mimetypes
+import os
 from pathlib import Path
 from urllib.parse import quote
 
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from engine.folders import UnsafePathError, safe_join
+from engine.folders import MAX_NAME_BYTES, UnsafePathError, safe_join
 from engine.server.config import ServerConfig
 from engine.server.http import ApiError
 from engine.server.keys import CONFIG
@@ -20,6 +22,10 @@ from engine.server.keys import CONFIG
 routes = web.RouteTableDef()
 
 IMAGE_TYPES = {"image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp", "image/tiff"}
+MAX_CONCURRENT_UPLOADS = 2
+UPLOAD_SLOTS = web.AppKey("upload_slots", asyncio.Semaphore)
+# PNG, JPEG, GIF, WebP (RIFF), BMP, TIFF (both byte orders).
+IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF8", b"RIFF", b"BM", b"II*\x00", b"MM\x00*")
 PREVIEW_FORMATS = {"webp": "WEBP", "jpeg": "JPEG", "jpg": "JPEG", "png": "PNG"}
 
 
@@ -38,7 +44,7 @@ async def view(request: web.Request) -> web.StreamResponse:
     if not filename:
         raise ApiError("filename is required")
     path = resolve(config, request.query.get("type", "output"), request.query.get("subfolder", ""), filename)
-    if not await asyncio.to_thread(path.is_file):
+    if not await asyncio.to_thread(_is_file, path):
         raise ApiError(f"no file {filename[:200]!r}", 404)
     preview, channel = request.query.get("preview"), request.query.get("channel", "rgba")
     if channel not in ("rgba", "rgb", "a"):
@@ -98,7 +104,8 @@ async def upload_image(request: web.Request) -> web.Response:
     if not request.content_type.startswith("multipart/"):
         raise ApiError("send multipart/form-data with an 'image' file field")
     try:
-        fields, upload = await _read_form(request, config.max_upload_bytes)
+        async with _upload_slots(request.app):
+            fields, upload = await _read_form(request, config.max_upload_bytes)
     except (ValueError, RuntimeError, HttpProcessingError) as exc:
         # aiohttp's multipart parser reports hostile or broken bodies with these
         raise ApiError(f"malformed multipart body: {str(exc)[:200]}") from None
@@ -121,20 +128,32 @@ async def _read_form(request: web.Request, limit: int) -> tuple[dict[str, str], 
         if not isinstance(part, BodyPartReader) or part.name is None:
             continue
         if part.name == "image" and part.filename is not None:
-            upload = (part.filename, await _read_limited(part, limit))
+            upload = (part.filename, await _read_limited(part, limit, image=True))
         elif part.name in ("type", "subfolder", "overwrite"):
             fields[part.name] = (await _read_limited(part, 4096)).decode("utf-8", "replace")
     return fields, upload
 
 
-async def _read_limited(part: BodyPartReader, limit: int) -> bytes:
-    chunks, size = [], 0
+async def _read_limited(part: BodyPartReader, limit: int, image: bool = False) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
     while chunk := await part.read_chunk(1 << 16):
+        if image and not chunks and not chunk.startswith(IMAGE_SIGNATURES):
+            # Refused at the first chunk, not after buffering up to the upload limit.
+            raise ApiError("upload is not a readable image: unknown file signature")
         size += len(chunk)
         if size > limit:
             raise ApiError(f"{part.name} is larger than {limit} bytes", 413)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _upload_slots(app: web.Application) -> asyncio.Semaphore:
+    """Uploads are held in memory while they are checked: at most MAX_CONCURRENT_UPLOADS at once
+    (others wait their turn), so memory stays within that many times the upload limit."""
+    if UPLOAD_SLOTS not in app:
+        app[UPLOAD_SLOTS] = asyncio.Semaphore(MAX_CONCURRENT_UPLOADS)
+    return app[UPLOAD_SLOTS]
 
 
 def _check_filename(filename: str) -> None:
@@ -164,12 +183,35 @@ def _store(
     digest = hashlib.sha256(data).digest()
     stem, suffix, n = path.stem, path.suffix, 1
     while not overwrite and path.exists() and not _same(path, digest):
-        path = resolve(config, folder_type, subfolder, f"{stem} ({n}){suffix}")
+        renamed = f"{stem} ({n}){suffix}"
+        if len(renamed.encode()) > MAX_NAME_BYTES:
+            raise ApiError(f"{filename[:100]!r} exists and is too long to be stored as {renamed[:40]!r}...")
+        path = resolve(config, folder_type, subfolder, renamed)
         n += 1
     path.parent.mkdir(parents=True, exist_ok=True)
     if overwrite or not path.exists():
-        path.write_bytes(data)
+        write_atomically(path, data)
     return path.name
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write beside the target and rename: a full disk leaves no truncated file under the real name."""
+    temporary = path.with_name(f".{path.name[:200]}.{os.getpid()}.part")
+    try:
+        temporary.write_bytes(data)
+        os.replace(temporary, path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        if exc.errno == errno.ENOSPC:
+            raise ApiError(f"no space left to store {path.name[:100]!r}", 507) from None
+        raise
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name the system cannot look up (too long): no such file
+        return False
 
 
 def _same(path: Path, digest: bytes) -> bool:

@@ -6,7 +6,7 @@ import asyncio
 
 from aiohttp import web
 
-from engine.server.http import ApiError, query_int, read_json, string_list
+from engine.server.http import ApiError, json_reply, query_int, read_json, string_list
 from engine.server.keys import STORE, WORKER
 from engine.server.submit import submit
 
@@ -27,7 +27,7 @@ async def get_prompt(request: web.Request) -> web.Response:
 @routes.get("/queue")
 async def get_queue(request: web.Request) -> web.Response:
     running, pending = await asyncio.to_thread(request.app[STORE].queue)
-    return web.json_response(
+    return await json_reply(
         {"queue_running": [i.as_list() for i in running], "queue_pending": [i.as_list() for i in pending]}
     )
 
@@ -59,21 +59,24 @@ async def get_history(request: web.Request) -> web.Response:
     max_items = query_int(request, "max_items", None, 0, MAX_HISTORY_PAGE)
     offset = query_int(request, "offset", -1, -1, 2**62)
     assert offset is not None
-    return web.json_response(await asyncio.to_thread(request.app[STORE].history, max_items, offset))
+    return await json_reply(await asyncio.to_thread(request.app[STORE].history, max_items, offset))
 
 
 @routes.get("/history/{prompt_id}")
 async def get_history_entry(request: web.Request) -> web.Response:
     prompt_id = request.match_info["prompt_id"]
-    entry = request.app[STORE].history_entry(prompt_id)
-    return web.json_response({prompt_id: entry} if entry else {})
+    entry = await asyncio.to_thread(request.app[STORE].history_entry, prompt_id)
+    return await json_reply({prompt_id: entry} if entry else {})
 
 
 @routes.post("/history")
 async def post_history(request: web.Request) -> web.Response:
     body = await read_json(request)
     store = request.app[STORE]
+    deleted = string_list(body, "delete")
     if body.get("clear"):
-        store.clear_history()
-    store.delete_history(string_list(body, "delete"))
+        await asyncio.to_thread(store.clear_history)
+    if deleted:
+        await asyncio.to_thread(store.delete_history, deleted)
+    await asyncio.to_thread(store.reclaim)
     return web.Response()

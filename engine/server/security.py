@@ -4,8 +4,11 @@
   so a write (or websocket) whose Origin host differs from Host, or is `null`, is refused.
 - DNS rebinding makes the attacker's name resolve to 127.0.0.1, so Origin and Host agree; while
   listening on loopback only, the Host header must therefore name loopback too.
-- Beyond loopback, every request needs the token, as `Authorization: Bearer` or `?token=` (for
-  websockets and <img> URLs, which cannot set headers).
+- A write with no Origin is refused if the browser says it is cross-site (Sec-Fetch-Site) or its
+  body is text/plain (what a cross-site form or no-cors fetch sends without a preflight).
+- Beyond loopback, every request needs the token, as `Authorization: Bearer`, `?token=` (for
+  websockets and <img> URLs, which cannot set headers), or the cookie that `?token=` sets (so the
+  canvas's own relative asset URLs work).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+import sqlite3
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -25,6 +29,7 @@ from engine.server.keys import CONFIG
 log = logging.getLogger(__name__)
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+TOKEN_COOKIE = "loom_token"
 
 
 @web.middleware
@@ -37,6 +42,8 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         raise
     except HttpProcessingError as exc:
         return error(400, f"malformed request: {str(exc)[:200]}")
+    except sqlite3.Error as exc:
+        return _database_error(request, exc)
     except Exception as exc:
         log.exception("%s %s failed", request.method, request.path)
         return error(500, f"internal error: {type(exc).__name__}: {str(exc)[:300]}")
@@ -51,6 +58,15 @@ async def same_origin(request: web.Request, handler: Handler) -> web.StreamRespo
     origin = request.headers.get("Origin")
     if writes and origin is not None and (origin == "null" or urlsplit(origin).netloc != request.host):
         return error(403, f"cross-origin request from {origin[:100]!r} refused")
+    if writes and origin is None:
+        # Browsers that send no Origin still send Sec-Fetch-Site; and only a page elsewhere (a form,
+        # a no-cors fetch) has a reason to send JSON as text/plain, the one type that needs no CORS.
+        if request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
+            return error(403, "cross-site request refused (Sec-Fetch-Site: cross-site)")
+        if request.content_type == "text/plain":
+            return error(
+                415, "a write without an Origin header must not be text/plain; send application/json"
+            )
     return await handler(request)
 
 
@@ -60,12 +76,34 @@ async def require_token(request: web.Request, handler: Handler) -> web.StreamRes
     if token is None:
         return await handler(request)
     header = request.headers.get("Authorization", "")
-    given = header[7:] if header.startswith("Bearer ") else request.query.get("token", "")
+    from_query = request.query.get("token", "")
+    given = (
+        header[7:] if header.startswith("Bearer ") else from_query or request.cookies.get(TOKEN_COOKIE, "")
+    )
     if not hmac.compare_digest(given.encode(), token.encode()):
-        response = error(401, "a valid token is required (Authorization: Bearer TOKEN or ?token=TOKEN)")
-        response.headers["WWW-Authenticate"] = "Bearer"
-        return response
-    return await handler(request)
+        refused = error(401, "a valid token is required (Authorization: Bearer TOKEN or ?token=TOKEN)")
+        refused.headers["WWW-Authenticate"] = "Bearer"
+        return refused
+    response = await handler(request)
+    if from_query and not response.prepared:
+        # The canvas opened as /?token=... loads its own scripts and images by relative URL: the
+        # cookie carries the token to them. SameSite=Strict: no other site's page can send it.
+        response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="Strict", path="/")
+    return response
+
+
+def _database_error(request: web.Request, exc: sqlite3.Error) -> web.Response:
+    """The queue database refused: 507 when it is full, 503 when it is damaged; both name the file."""
+    path = request.app[CONFIG].database
+    if "full" in str(exc):
+        log.error("%s %s: the database %s is full: %s", request.method, request.path, path, exc)
+        return error(507, f"the queue database {path} is full (no space left); free disk space and retry")
+    log.error("%s %s: the database %s failed: %s", request.method, request.path, path, exc)
+    return error(
+        503,
+        f"the queue database {path} cannot be used ({str(exc)[:200]}); see 'Recovering the database' in"
+        " docs/api.md",
+    )
 
 
 def _is_loopback_host(host: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import time
@@ -12,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from engine.comfy_compat.prompt_server import PromptServer
-from engine.graph import prompt_error, validate_prompt
+from engine.graph import ValidationResult, prompt_error, validate_prompt
 from engine.queue import DuplicatePromptError
 from engine.registry import NodeRegistry
 from engine.server.http import ApiError
@@ -46,8 +47,6 @@ async def submit(app: web.Application, body: dict[str, Any]) -> dict[str, Any]:
     if "prompt" not in body:
         raise prompt_failure("no_prompt", "No prompt provided", "No prompt provided")
     prompt = body["prompt"]
-    if is_ui_workflow(prompt):
-        prompt = converted(prompt, app[REGISTRY])
     prompt_id = _prompt_id(body.get("prompt_id"))
     number = _number(body.get("number"))
     extra_data = body.get("extra_data", {})
@@ -61,9 +60,10 @@ async def submit(app: web.Application, body: dict[str, Any]) -> dict[str, Any]:
     client_id = body.get("client_id")
     if client_id is not None and not isinstance(client_id, str):
         raise ApiError("client_id must be a string")
-    _check_string_sizes(prompt, app[CONFIG].max_string_input)
-
-    checked = await asyncio.to_thread(validate_prompt, app[REGISTRY], prompt, targets)
+    _check_extra_data(extra_data, app[CONFIG].max_extra_data_bytes)
+    # Conversion and validation are linear in the graph but a big graph still takes a while: a
+    # thread keeps the event loop answering everyone else meanwhile.
+    checked = await asyncio.to_thread(_checked, app, prompt, targets)
     if not checked.ok:
         error = checked.error or prompt_error("invalid_prompt", "Invalid prompt")
         failure = prompt_failure(
@@ -74,14 +74,39 @@ async def submit(app: web.Application, body: dict[str, Any]) -> dict[str, Any]:
     if client_id is not None:
         extra_data["client_id"] = client_id
     try:
-        queued_as = app[STORE].add(
-            prompt_id, checked.prompt, extra_data, checked.outputs, number, bool(body.get("front"))
+        queued_as = await asyncio.to_thread(
+            app[STORE].add,
+            prompt_id,
+            checked.prompt,
+            extra_data,
+            checked.outputs,
+            number,
+            bool(body.get("front")),
         )
     except DuplicatePromptError as exc:
         raise prompt_failure("duplicate_prompt_id", str(exc)) from None
     log.info("got prompt")
     app[WORKER].queue_changed()
     return {"prompt_id": prompt_id, "number": queued_as, "node_errors": checked.node_errors}
+
+
+def _checked(app: web.Application, prompt: Any, targets: list[str] | None) -> ValidationResult:
+    """The prompt (converted from the UI format if it is one) validated, within the size limits."""
+    config = app[CONFIG]
+    if is_ui_workflow(prompt):
+        prompt = converted(prompt, app[REGISTRY])
+    if isinstance(prompt, dict) and len(prompt) > config.max_prompt_nodes:
+        details = f"the prompt has {len(prompt)} nodes; the limit is {config.max_prompt_nodes}"
+        raise prompt_failure("prompt_too_large", "Prompt too large", details)
+    _check_string_sizes(prompt, config.max_string_input)
+    return validate_prompt(app[REGISTRY], prompt, targets)
+
+
+def _check_extra_data(extra_data: dict[str, Any], limit: int) -> None:
+    """extra_data is stored with the prompt and sent back by /queue and /history: kept small."""
+    size = len(json.dumps(extra_data))
+    if size > limit:
+        raise ApiError(f"extra_data is {size} bytes of JSON; the limit is {limit}", 413)
 
 
 def _prompt_id(value: Any) -> str:

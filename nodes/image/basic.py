@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from engine.context import check_interrupt
 from engine.native import Image, Input, Mask, Node
 
 MAX_RESOLUTION = 16384
+# Output values per chunk of a long resize (about 64 MB of float32).
+CHUNK_VALUES = 1 << 24
 UPSCALE_METHODS = ("nearest-exact", "bilinear", "area", "bicubic", "lanczos")
 CROP_METHODS = ("disabled", "center")
 BLEND_MODES = ("normal", "multiply", "screen", "overlay", "soft_light", "difference")
@@ -23,6 +26,7 @@ def upscale(samples: Any, width: int, height: int, method: str, crop: str = "dis
     """Resize a [B, C, H, W] batch (images or latents) as ComfyUI's common_upscale does: torch's
     interpolation without antialiasing (so downscaling matches ComfyUI's pixels), after trimming
     equal margins to the target aspect ratio when `crop="center"`."""
+    import torch
     import torch.nn.functional as F
 
     if crop == "center":
@@ -35,7 +39,18 @@ def upscale(samples: Any, width: int, height: int, method: str, crop: str = "dis
         return _resize_lanczos(samples, width, height)
     if method == "bislerp":
         return bislerp(samples, width, height)
-    return F.interpolate(samples, size=(height, width), mode=method)
+    if samples.shape[0] * samples.shape[1] * height * width <= CHUNK_VALUES:
+        return F.interpolate(samples, size=(height, width), mode=method)
+    # Big work goes one image and channel at a time (each is resampled on its own anyway), so an
+    # interrupt takes effect between them.
+    frames = []
+    for frame in samples.split(1):
+        channels = []
+        for channel in frame.split(1, dim=1):
+            check_interrupt()
+            channels.append(F.interpolate(channel, size=(height, width), mode=method))
+        frames.append(torch.cat(channels, dim=1))
+    return torch.cat(frames)
 
 
 def fill_aspect(old_w: int, old_h: int, width: int, height: int) -> tuple[int, int]:
@@ -83,12 +98,55 @@ def _resize_lanczos(samples: Any, width: int, height: int) -> Any:
     import torch
     from PIL import Image as PILImage
 
-    frames = []
-    for frame in samples:
-        array = (frame.movedim(0, -1).cpu().numpy() * 255).clip(0, 255).astype(np.uint8)
-        resized = PILImage.fromarray(array).resize((width, height), PILImage.Resampling.LANCZOS)
-        frames.append(torch.from_numpy(np.asarray(resized).astype(np.float32) / 255.0).movedim(-1, 0))
-    return torch.stack(frames).to(samples.device)
+    channels = samples.shape[1]
+    out = torch.empty(samples.shape[0], channels, height, width)
+    rows_in = max(1, CHUNK_VALUES // max(samples.shape[3] * channels, 1))
+    rows_out = max(1, CHUNK_VALUES // max(width * channels, 1))
+    for index, frame in enumerate(samples):
+        # Every step over the whole frame goes in chunks of rows: at 16384² each one is seconds.
+        array = np.empty((frame.shape[1], frame.shape[2], channels), dtype=np.uint8)
+        for top in range(0, frame.shape[1], rows_in):
+            check_interrupt()
+            rows = frame[:, top : top + rows_in].movedim(0, -1).cpu().numpy()
+            array[top : top + rows_in] = (rows * 255).clip(0, 255).astype(np.uint8)
+        resized = _lanczos_bands(PILImage.fromarray(array), width, height, channels)
+        del array
+        for top in range(0, height, rows_out):
+            check_interrupt()
+            rows = torch.from_numpy(resized[top : top + rows_out].astype(np.float32) / 255.0)
+            out[index, :, top : top + rows_out] = rows.movedim(-1, 0)
+        del resized
+    return out.to(samples.device)
+
+
+def _lanczos_bands(image: Any, width: int, height: int, channels: int) -> Any:
+    """Pillow's lanczos resize in bands, checking for interrupt between them. Pillow resizes in two
+    passes (horizontal, then vertical, through 8 bits); doing the horizontal pass in bands of rows
+    and the vertical one in bands of columns gives the same result as one call, because the other
+    direction's pass is then at scale 1, where lanczos weights are exactly 0 and 1."""
+    import numpy as np
+    from PIL import Image as PILImage
+
+    lanczos = PILImage.Resampling.LANCZOS
+    rows = max(1, CHUNK_VALUES // max(width * channels, 1))
+    wide = []
+    for top in range(0, image.height, rows):
+        check_interrupt()
+        bottom = min(top + rows, image.height)
+        wide.append(
+            np.asarray(image.resize((width, bottom - top), lanczos, box=(0, top, image.width, bottom)))
+        )
+    middle = PILImage.fromarray(np.concatenate(wide))
+    del wide
+    columns = max(1, CHUNK_VALUES // max(height * channels, 1))
+    tall = []
+    for left in range(0, width, columns):
+        check_interrupt()
+        right = min(left + columns, width)
+        tall.append(
+            np.asarray(middle.resize((right - left, height), lanczos, box=(left, 0, right, middle.height)))
+        )
+    return np.concatenate(tall, axis=1)
 
 
 class EmptyImage(Node):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import re
 import string
@@ -71,7 +72,7 @@ def save_images(
         for key, value in ctx.extra_pnginfo.items():
             info.add_text(key, json.dumps(value))
         filename = f"{relative.name}_{counter:05}_.png"
-        PILImage.fromarray(array).save(folder / filename, pnginfo=info, compress_level=compress_level)
+        _save_png(PILImage.fromarray(array), folder / filename, info, compress_level)
         saved.append(
             {"filename": filename, "subfolder": relative.parent.as_posix().strip("."), "type": folder_type}
         )
@@ -168,3 +169,14 @@ class LoadImage(Node):
     def fingerprint(cls, image: str) -> str:
         """The file's content hash, so replacing a file under the same name re-runs the node."""
         return hashlib.sha256(safe_join(folders.current().input, image).read_bytes()).hexdigest()
+
+
+def _save_png(image: Any, path: Path, info: Any, compress_level: int) -> None:
+    """Write beside the target and rename, so a full disk leaves no empty or truncated PNG behind."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        image.save(temporary, format="PNG", pnginfo=info, compress_level=compress_level)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise

@@ -45,13 +45,13 @@ async def test_kill_9_mid_run_keeps_queue_order_reruns_running_and_keeps_history
 def test_database_is_wal_with_numbered_migrations(tmp_path: Path) -> None:
     store = PromptStore(tmp_path / "q.db")
     store.add("x", {"1": {}}, {}, ["1"])
-    assert store.schema_version() == 1
+    assert store.schema_version() == 2
     store.close()
     with sqlite3.connect(tmp_path / "q.db") as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert db.execute("SELECT version FROM migrations").fetchall() == [(1,)]
+        assert db.execute("SELECT version FROM migrations").fetchall() == [(1,), (2,)]
     reopened = PromptStore(tmp_path / "q.db")
-    assert reopened.schema_version() == 1 and [i.prompt_id for i in reopened.queue()[1]] == ["x"]
+    assert reopened.schema_version() == 2 and [i.prompt_id for i in reopened.queue()[1]] == ["x"]
     reopened.close()
 
 
