@@ -26,6 +26,15 @@ from engine.sampling.samplers_karras import (
     sample_ipndm_v,
     sample_lms,
 )
+from engine.sampling.samplers_flow import (
+    sample_dpm_2_ancestral_rf,
+    sample_dpmpp_2m_sde_rf,
+    sample_dpmpp_2s_ancestral_rf,
+    sample_dpmpp_3m_sde_rf,
+    sample_dpmpp_sde_rf,
+    sample_euler_ancestral_rf,
+    sample_lcm_rf,
+)
 from engine.sampling.samplers_misc import sample_ddpm, sample_dpm_adaptive, sample_dpm_fast, sample_lcm
 from engine.sampling.samplers_unipc import sample_uni_pc, sample_uni_pc_bh2
 
@@ -68,10 +77,34 @@ _SAMPLERS: dict[str, Sampler] = {
 
 SAMPLER_NAMES: tuple[str, ...] = tuple(_SAMPLERS)
 
+# Rectified-flow forms of the samplers that add noise (engine.sampling.samplers_flow), as ComfyUI
+# switches to them for CONST models; the SDE ones need the model sampling for their first sigma.
+_FLOW_SAMPLERS: dict[str, Sampler] = {
+    "euler_ancestral": sample_euler_ancestral_rf,
+    "dpm_2_ancestral": sample_dpm_2_ancestral_rf,
+    "dpmpp_2s_ancestral": sample_dpmpp_2s_ancestral_rf,
+    "lcm": sample_lcm_rf,
+}
+_FLOW_SDE_SAMPLERS: dict[str, Sampler] = {
+    "dpmpp_sde": sample_dpmpp_sde_rf,
+    "dpmpp_sde_gpu": sample_dpmpp_sde_rf,
+    "dpmpp_2m_sde": sample_dpmpp_2m_sde_rf,
+    "dpmpp_2m_sde_gpu": sample_dpmpp_2m_sde_rf,
+    "dpmpp_2m_sde_heun": partial(sample_dpmpp_2m_sde_rf, solver_type="heun"),
+    "dpmpp_2m_sde_heun_gpu": partial(sample_dpmpp_2m_sde_rf, solver_type="heun"),
+    "dpmpp_3m_sde": sample_dpmpp_3m_sde_rf,
+    "dpmpp_3m_sde_gpu": sample_dpmpp_3m_sde_rf,
+}
 
-def get_sampler(name: str) -> Sampler:
-    """The sampler function registered under a ComfyUI sampler name."""
-    try:
-        return _SAMPLERS[name]
-    except KeyError:
-        raise ValueError(f"unknown sampler {name!r}; expected one of {SAMPLER_NAMES}") from None
+
+def get_sampler(name: str, model_sampling: object = None) -> Sampler:
+    """The sampler function registered under a ComfyUI sampler name; its rectified-flow form when
+    `model_sampling` is a flow one (engine.sampling.model_sampling_flow)."""
+    if name not in _SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; expected one of {SAMPLER_NAMES}")
+    if getattr(model_sampling, "is_flow", False):
+        if name in _FLOW_SDE_SAMPLERS:
+            return partial(_FLOW_SDE_SAMPLERS[name], model_sampling=model_sampling)
+        if name in _FLOW_SAMPLERS:
+            return _FLOW_SAMPLERS[name]
+    return _SAMPLERS[name]
