@@ -47,7 +47,10 @@ class FunctionSampler:
         sigmas = sigmas.to(device=latent.device, dtype=torch.float32)
         model: Callable[..., Any] = _Denoiser(model_fn, model_sampling)
         if denoise_mask is not None:
-            model = _Denoiser(self._inpainting(model_fn, model_sampling, denoise_mask.to(latent), latent, noise, seed), model_sampling)
+            model = _Denoiser(
+                self._inpainting(model_fn, model_sampling, denoise_mask.to(latent), latent, noise, seed),
+                model_sampling,
+            )
         x = model_sampling.noise_scaling(sigmas[0], noise, latent, is_max_denoise(model_sampling, sigmas))
         extra_args = {"seed": seed}
         samples = self.sampler_function(

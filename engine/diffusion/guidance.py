@@ -199,6 +199,9 @@ def _added_conditions(model: Any, entries: list[dict[str, Any]], crop: Any, batc
     """SDXL's pooled text embedding and size/crop time ids; None for SD1.x/SD2.x."""
     import torch
 
+    own = getattr(model, "added_conditions", None)
+    if own is not None:  # transformer families (engine.diffusion.flow_models) batch their own extras
+        return own(entries, crop, batch)
     unet = model.diffusion_model
     if getattr(unet.config, "addition_embed_type", None) != "text_time":
         return None

@@ -34,6 +34,8 @@ class LatentFormat:
     rgb_factors: tuple[tuple[float, float, float], ...] = SD15_RGB
     rgb_bias: tuple[float, float, float] = (0.0, 0.0, 0.0)
     channels: int = 4
+    # The flow families' VAEs are centred too: model space is (latent - shift) * scale.
+    shift_factor: float = 0.0
 
     # ComfyUI's latent_format attribute names, read by packs.
     @property
@@ -53,10 +55,10 @@ class LatentFormat:
         return list(self.rgb_bias)
 
     def process_in(self, latent: Any) -> Any:
-        return latent * self.scale_factor
+        return (latent - self.shift_factor) * self.scale_factor
 
     def process_out(self, latent: Any) -> Any:
-        return latent / self.scale_factor
+        return latent / self.scale_factor + self.shift_factor
 
     def preview_jpeg(self, x0: Any, max_side: int = 512) -> bytes:
         """A JPEG of the first image of a scaled latent batch, by linear projection (no VAE)."""
@@ -84,6 +86,10 @@ def latent_format(family: str, scale_factor: float, metadata: dict[str, str]) ->
             tuple(tuple(row) for row in stored["factors"]),
             tuple(stored.get("bias", (0.0, 0.0, 0.0))),
         )
+    if family in ("sd3", "flux"):
+        from engine.diffusion.latent_formats_flow import FLOW_FORMATS
+
+        return FLOW_FORMATS[family]
     if family.startswith("sdxl"):
         return LatentFormat(scale_factor, SDXL_RGB, SDXL_BIAS)
     return LatentFormat(scale_factor)

@@ -17,13 +17,22 @@ from engine.diffusion.patches import applied
 from engine.diffusion.prompt_weights import CHUNK_TOKENS, Token, weighted_chunks
 from engine.models.tokenizer import BOS_ID, EOS_ID, encode
 
-DEFAULT_LAYER = {"sd1": -1, "sd2": -2, "sdxl": -2, "sdxl_refiner": -2}
+DEFAULT_LAYER = {"sd1": -1, "sd2": -2, "sdxl": -2, "sdxl_refiner": -2, "sd3": -2, "flux": -1}
 
 
 def encode_prompt(clip: ClipHandle, text: str | list[str]) -> tuple[Any, Any]:
     """(cond [1, 77·chunks, width], pooled [1, dim]). `text` may give one prompt per encoder (SDXL)."""
     import torch
 
+    if clip.roles:
+        from engine.diffusion.text_encode_flow import encode_flow_prompt
+
+        prompts = (
+            {r: text for r in clip.roles}
+            if isinstance(text, str)
+            else dict(zip(clip.roles, text, strict=False))
+        )
+        return encode_flow_prompt(clip, prompts)
     texts = [text] * len(clip.encoders) if isinstance(text, str) else text
     per_encoder = [weighted_chunks(t, encode) for t in texts]
     count = max(len(chunks) for chunks in per_encoder)

@@ -70,7 +70,9 @@ class FlowSampling:
         """x0 = x - sigma * v."""
         return x - model_output * _per_sample(sigma, x)
 
-    def noise_scaling(self, sigma: Tensor, noise: Tensor, latent: Tensor, max_denoise: bool = False) -> Tensor:
+    def noise_scaling(
+        self, sigma: Tensor, noise: Tensor, latent: Tensor, max_denoise: bool = False
+    ) -> Tensor:
         sigma = _per_sample(sigma, noise)
         return sigma * noise + (1.0 - sigma) * latent
 

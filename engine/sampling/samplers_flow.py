@@ -238,7 +238,13 @@ def _multistep_sde_rf(
             coeff = phi_2 if solver_type == "heun" else 0.5 * phi_1
             x = x + alpha_t * coeff * slope
         if eta > 0 and s_noise > 0:
-            x = x + run.noise(sigmas[i], sigmas[i + 1]) * sigmas[i + 1] * (-torch.expm1(-2 * h * eta)).sqrt() * s_noise
+            x = (
+                x
+                + run.noise(sigmas[i], sigmas[i + 1])
+                * sigmas[i + 1]
+                * (-torch.expm1(-2 * h * eta)).sqrt()
+                * s_noise
+            )
         history = [(denoised, h), *history][: max_order - 1]
     return x
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from engine.native import Conditioning, Input, Node
+from engine.native import Clip, Conditioning, Input, Node
 
 GUIDANCE = Input("Flux dev's distilled guidance strength (its embedded 'cfg').", min=0.0, max=100.0, step=0.1)
 
@@ -20,3 +20,28 @@ class FluxGuidance(Node):
         guidance: Annotated[float, GUIDANCE] = 3.5,
     ) -> Conditioning:
         return [[cond, {**options, "guidance": guidance}] for cond, options in conditioning]
+
+
+class CLIPTextEncodeFlux(Node):
+    """Encode Flux's prompts (CLIP-L for the pooled vector, T5-XXL for the sequence) with its guidance."""
+
+    category = "advanced/conditioning/flux"
+
+    def run(
+        self,
+        clip: Annotated[Clip, Input("Flux's text encoders (DualCLIPLoader type flux).")],
+        clip_l: Annotated[str, Input("Prompt for CLIP-L.", multiline=True)] = "",
+        t5xxl: Annotated[str, Input("Prompt for T5-XXL.", multiline=True)] = "",
+        guidance: Annotated[float, GUIDANCE] = 3.5,
+    ) -> Conditioning:
+        from engine.diffusion.text_encode_flow import encode_flow_prompt
+        from nodes.conditioning.text import NO_CLIP
+
+        if clip is None:
+            raise RuntimeError(NO_CLIP)
+        if clip.family != "flux":
+            raise ValueError(
+                f"CLIPTextEncodeFlux needs a Flux CLIP (DualCLIPLoader type flux); got {clip.family}"
+            )
+        cond, pooled = encode_flow_prompt(clip, {"clip_l": clip_l, "t5xxl": t5xxl})
+        return [[cond, {"pooled_output": pooled, "guidance": guidance}]]

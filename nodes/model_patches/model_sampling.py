@@ -11,7 +11,9 @@ from typing import Annotated
 from engine.native import Input, Model, Node
 from nodes.image.basic import MAX_RESOLUTION
 
-SHIFT = Input("Moves the schedule toward high noise; higher suits larger images.", min=0.0, max=100.0, step=0.01)
+SHIFT = Input(
+    "Moves the schedule toward high noise; higher suits larger images.", min=0.0, max=100.0, step=0.01
+)
 CATEGORY = "advanced/model"
 
 
@@ -26,7 +28,9 @@ class ModelSamplingSD3(Node):
 
     category = CATEGORY
 
-    def run(self, model: Annotated[Model, Input("The model to patch.")], shift: Annotated[float, SHIFT] = 3.0) -> Model:
+    def run(
+        self, model: Annotated[Model, Input("The model to patch.")], shift: Annotated[float, SHIFT] = 3.0
+    ) -> Model:
         from engine.sampling.model_sampling_flow import ModelSamplingDiscreteFlow
 
         return _with_sampling(model, ModelSamplingDiscreteFlow(shift=shift, multiplier=1000))
@@ -37,7 +41,9 @@ class ModelSamplingAuraFlow(Node):
 
     category = CATEGORY
 
-    def run(self, model: Annotated[Model, Input("The model to patch.")], shift: Annotated[float, SHIFT] = 1.73) -> Model:
+    def run(
+        self, model: Annotated[Model, Input("The model to patch.")], shift: Annotated[float, SHIFT] = 1.73
+    ) -> Model:
         from engine.sampling.model_sampling_flow import ModelSamplingDiscreteFlow
 
         return _with_sampling(model, ModelSamplingDiscreteFlow(shift=shift, multiplier=1.0))

@@ -1,4 +1,4 @@
-"""Rectified-flow model sampling: ComfyUI's shift formulas, and every sampler and scheduler on a flow model."""
+"""Rectified-flow model sampling: ComfyUI's shift formulas; every sampler and scheduler on a flow model."""
 
 from __future__ import annotations
 
@@ -33,7 +33,9 @@ def test_flux_shift_is_linear_in_patches() -> None:
     assert flux_shift(1.15, 0.5, 256, 256) == pytest.approx(0.5)
     sampling = ModelSamplingFlux(shift=1.15)
     t = 0.3
-    assert float(sampling.sigma(torch.tensor(t))) == pytest.approx(math.exp(1.15) / (math.exp(1.15) + (1 / t - 1)))
+    assert float(sampling.sigma(torch.tensor(t))) == pytest.approx(
+        math.exp(1.15) / (math.exp(1.15) + (1 / t - 1))
+    )
     assert len(sampling.sigmas) == 10000
 
 

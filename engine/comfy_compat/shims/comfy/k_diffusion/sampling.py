@@ -47,7 +47,9 @@ def _k_diffusion(name: str) -> Callable[..., Any]:
         # Flow models (CONST) take the rectified-flow forms of the noise-adding samplers, as in ComfyUI.
         model_sampling = getattr(model, "model_sampling", None)
         run = get_sampler(name, model_sampling) if model_sampling is not None else loom
-        return run(model, x, sigmas, extra_args=extra_args, callback=callback, noise_sampler=noise_sampler, **options)
+        return run(
+            model, x, sigmas, extra_args=extra_args, callback=callback, noise_sampler=noise_sampler, **options
+        )
 
     sampler.__name__ = sampler.__qualname__ = f"sample_{name}"
     sampler.__doc__ = loom.__doc__
