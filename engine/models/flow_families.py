@@ -33,11 +33,14 @@ class Detected:
 
 def detect(shapes: Shapes) -> Detected | None:
     """The flow family of a diffusion model or checkpoint from its keys, or None."""
-    from engine.models import sd3
+    from engine.models import flux, sd3
 
     prefix = sd3.prefix_of(shapes)
     if prefix is not None:
         return Detected("sd3", prefix, sd3.variant(sd3.transformer_config(shapes, prefix)))
+    prefix = flux.prefix_of(shapes)
+    if prefix is not None:
+        return Detected("flux", prefix, flux.variant(shapes, prefix))
     return None
 
 
@@ -76,13 +79,14 @@ def build_model(state: dict[str, Any], detected: Detected, weight_dtype: str = "
     from engine.diffusion.fp8 import FP8, file_fp8_dtype, store_linear_weights
     from engine.diffusion.latent_formats import latent_format
     from engine.diffusion.model_patcher import ModelPatcher
-    from engine.models import sd3
+    from engine.models import flux, sd3
 
     compute = compute_dtype("unet")
     storage = FP8.get(weight_dtype) or file_fp8_dtype(
         {k: v for k, v in state.items() if k.startswith(detected.prefix)}
     )
-    transformer = sd3.load_transformer(state, detected.prefix, compute)
+    loader = sd3.load_transformer if detected.family == "sd3" else flux.load_transformer
+    transformer = loader(state, detected.prefix, compute)
     if storage is not None:
         store_linear_weights(transformer, storage)
     cls = SD3 if detected.family == "sd3" else Flux

@@ -15,6 +15,15 @@ from engine.sampling.samplers_dpmpp import (
     sample_dpmpp_sde,
     sample_res_multistep,
 )
+from engine.sampling.samplers_flow import (
+    sample_dpm_2_ancestral_rf,
+    sample_dpmpp_2m_sde_rf,
+    sample_dpmpp_2s_ancestral_rf,
+    sample_dpmpp_3m_sde_rf,
+    sample_dpmpp_sde_rf,
+    sample_euler_ancestral_rf,
+    sample_lcm_rf,
+)
 from engine.sampling.samplers_karras import (
     sample_dpm_2,
     sample_dpm_2_ancestral,
@@ -25,15 +34,6 @@ from engine.sampling.samplers_karras import (
     sample_ipndm,
     sample_ipndm_v,
     sample_lms,
-)
-from engine.sampling.samplers_flow import (
-    sample_dpm_2_ancestral_rf,
-    sample_dpmpp_2m_sde_rf,
-    sample_dpmpp_2s_ancestral_rf,
-    sample_dpmpp_3m_sde_rf,
-    sample_dpmpp_sde_rf,
-    sample_euler_ancestral_rf,
-    sample_lcm_rf,
 )
 from engine.sampling.samplers_misc import sample_ddpm, sample_dpm_adaptive, sample_dpm_fast, sample_lcm
 from engine.sampling.samplers_unipc import sample_uni_pc, sample_uni_pc_bh2

@@ -84,7 +84,7 @@ class CLIPLoader(Node):
         type: Annotated[
             str, Input("The model family it conditions.", choices=CLIP_TYPES)
         ] = "stable_diffusion",
-        device: Annotated[str, DEVICE] = "default",
+        device: Annotated[str | None, DEVICE] = None,
     ) -> Clip:
         return _load([clip_name], type)
 
@@ -100,7 +100,7 @@ class DualCLIPLoader(Node):
         clip_name1: Annotated[str, Input("The first text encoder file.", choices=text_encoder_files)],
         clip_name2: Annotated[str, Input("The second text encoder file.", choices=text_encoder_files)],
         type: Annotated[str, Input("The model family they condition.", choices=DUAL_CLIP_TYPES)] = "sdxl",
-        device: Annotated[str, DEVICE] = "default",
+        device: Annotated[str | None, DEVICE] = None,
     ) -> Clip:
         return _load([clip_name1, clip_name2], type)
 

@@ -289,3 +289,153 @@ def sd3_workflow(
         "10": {"class_type": "VAEDecode", "inputs": {"samples": ["9", 0], "vae": vae}},
         "11": {"class_type": "SaveImage", "inputs": {"images": ["10", 0], "filename_prefix": "sd3"}},
     }
+
+
+def tiny_flux_transformer(seed: int = 0, guidance: bool = True) -> Any:
+    from diffusers import FluxTransformer2DModel
+
+    _seeded(seed)
+    model = FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=64,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=128,
+        num_attention_heads=1,
+        joint_attention_dim=JOINT,
+        pooled_projection_dim=CLIP_L_WIDTH,
+        guidance_embeds=guidance,
+        axes_dims_rope=(16, 56, 56),
+    )
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.05)
+    return model.eval()
+
+
+def flux_to_comfy(
+    state: dict[str, torch.Tensor], num_layers: int, num_single: int
+) -> dict[str, torch.Tensor]:
+    """diffusers Flux names → the reference (BFL/ComfyUI) names: fused qkv and linear1, shift/scale order."""
+    out: dict[str, torch.Tensor] = {}
+    for p in ("weight", "bias"):
+        out[f"img_in.{p}"] = state[f"x_embedder.{p}"]
+        out[f"txt_in.{p}"] = state[f"context_embedder.{p}"]
+        out[f"final_layer.linear.{p}"] = state[f"proj_out.{p}"]
+        out[f"final_layer.adaLN_modulation.1.{p}"] = _swap(state[f"norm_out.linear.{p}"])
+        for theirs, ours in (
+            ("time_in", "timestep_embedder"),
+            ("vector_in", "text_embedder"),
+            ("guidance_in", "guidance_embedder"),
+        ):
+            if f"time_text_embed.{ours}.linear_1.{p}" in state:
+                out[f"{theirs}.in_layer.{p}"] = state[f"time_text_embed.{ours}.linear_1.{p}"]
+                out[f"{theirs}.out_layer.{p}"] = state[f"time_text_embed.{ours}.linear_2.{p}"]
+    double = {
+        "img_mod.lin": "norm1.linear",
+        "txt_mod.lin": "norm1_context.linear",
+        "img_attn.proj": "attn.to_out.0",
+        "txt_attn.proj": "attn.to_add_out",
+        "img_mlp.0": "ff.net.0.proj",
+        "img_mlp.2": "ff.net.2",
+        "txt_mlp.0": "ff_context.net.0.proj",
+        "txt_mlp.2": "ff_context.net.2",
+    }
+    for i in range(num_layers):
+        o, b = f"double_blocks.{i}.", f"transformer_blocks.{i}."
+        for p in ("weight", "bias"):
+            for theirs, ours in double.items():
+                out[f"{o}{theirs}.{p}"] = state[f"{b}{ours}.{p}"]
+            out[f"{o}img_attn.qkv.{p}"] = torch.cat([state[f"{b}attn.to_{c}.{p}"] for c in "qkv"])
+            out[f"{o}txt_attn.qkv.{p}"] = torch.cat([state[f"{b}attn.add_{c}_proj.{p}"] for c in "qkv"])
+        for stream, q, k in (("img_attn", "norm_q", "norm_k"), ("txt_attn", "norm_added_q", "norm_added_k")):
+            out[f"{o}{stream}.norm.query_norm.scale"] = state[f"{b}attn.{q}.weight"]
+            out[f"{o}{stream}.norm.key_norm.scale"] = state[f"{b}attn.{k}.weight"]
+    for i in range(num_single):
+        o, b = f"single_blocks.{i}.", f"single_transformer_blocks.{i}."
+        for p in ("weight", "bias"):
+            parts = [state[f"{b}attn.to_{c}.{p}"] for c in "qkv"] + [state[f"{b}proj_mlp.{p}"]]
+            out[f"{o}linear1.{p}"] = torch.cat(parts)
+            out[f"{o}linear2.{p}"] = state[f"{b}proj_out.{p}"]
+            out[f"{o}modulation.lin.{p}"] = state[f"{b}norm.linear.{p}"]
+        out[f"{o}norm.query_norm.scale"] = state[f"{b}attn.norm_q.weight"]
+        out[f"{o}norm.key_norm.scale"] = state[f"{b}attn.norm_k.weight"]
+    return out
+
+
+def write_flux_files(models: Path) -> dict[str, Any]:
+    """Flux.1 files as ComfyUI's examples name them: split dev and schnell models, ae, clip_l, t5xxl, and a
+    flux1-dev-fp8 style checkpoint (fp8 transformer with fp16 text encoders and VAE)."""
+    dev, schnell = tiny_flux_transformer(seed=11), tiny_flux_transformer(seed=12, guidance=False)
+    clip_l, t5, vae = tiny_clip("clip_l", 13), tiny_t5(14), tiny_vae16(15)
+    dev_state = flux_to_comfy(dev.state_dict(), 1, 1)
+    _save(models / "diffusion_models" / "flux1-dev.safetensors", dev_state)
+    _save(models / "unet" / "flux1-schnell.safetensors", flux_to_comfy(schnell.state_dict(), 1, 1))
+    _save(models / "text_encoders" / "clip_l.safetensors", clip_file_state(clip_l))
+    _save(models / "text_encoders" / "t5xxl_fp8_e4m3fn.safetensors", t5_file_state(t5))
+    _save(models / "vae" / "ae.safetensors", vae_file_state(vae))
+    everything = {
+        "model.diffusion_model." + k: v.to(torch.float8_e4m3fn) for k, v in dev_state.items() if v.ndim == 2
+    }
+    everything |= {"model.diffusion_model." + k: v.half() for k, v in dev_state.items() if v.ndim != 2}
+    everything |= {"first_stage_model." + k: v.half() for k, v in vae_file_state(vae).items()}
+    for role, state in (("clip_l", clip_file_state(clip_l)), ("t5xxl", t5_file_state(t5))):
+        everything |= {f"text_encoders.{role}.transformer." + k: v.half() for k, v in state.items()}
+    _save(models / "checkpoints" / "flux1-dev-fp8.safetensors", everything, None)
+    return {"dev": dev, "schnell": schnell, "clip_l": clip_l, "t5": t5, "vae": vae}
+
+
+def flux_workflow(
+    seed: int = 1, guidance: float = 3.5, loader: str = "split", unet: str = "flux1-dev.safetensors"
+) -> dict[str, Any]:
+    """ComfyUI_examples' Flux dev graphs: split files (UNETLoader, DualCLIPLoader type flux, VAELoader) or the
+    flux1-dev-fp8 checkpoint; FluxGuidance on the prompt, KSampler at cfg 1 with a zeroed negative."""
+    if loader == "split":
+        nodes = {
+            "12": {"class_type": "UNETLoader", "inputs": {"unet_name": unet, "weight_dtype": "default"}},
+            "11": {
+                "class_type": "DualCLIPLoader",
+                "inputs": {
+                    "clip_name1": "t5xxl_fp8_e4m3fn.safetensors",
+                    "clip_name2": "clip_l.safetensors",
+                    "type": "flux",
+                },
+            },
+            "10": {"class_type": "VAELoader", "inputs": {"vae_name": "ae.safetensors"}},
+        }
+        model, clip, vae = ["12", 0], ["11", 0], ["10", 0]
+    else:
+        nodes = {
+            "30": {
+                "class_type": "CheckpointLoaderSimple",
+                "inputs": {"ckpt_name": "flux1-dev-fp8.safetensors"},
+            }
+        }
+        model, clip, vae = ["30", 0], ["30", 1], ["30", 2]
+    return {
+        **nodes,
+        "6": {
+            "class_type": "CLIPTextEncode",
+            "inputs": {"text": "cute anime girl with massive fluffy fennec ears", "clip": clip},
+        },
+        "35": {"class_type": "FluxGuidance", "inputs": {"conditioning": ["6", 0], "guidance": guidance}},
+        "33": {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["6", 0]}},
+        "27": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "31": {
+            "class_type": "KSampler",
+            "inputs": {
+                "seed": seed,
+                "steps": 3,
+                "cfg": 1.0,
+                "sampler_name": "euler",
+                "scheduler": "simple",
+                "denoise": 1.0,
+                "model": model,
+                "positive": ["35", 0],
+                "negative": ["33", 0],
+                "latent_image": ["27", 0],
+            },
+        },
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["31", 0], "vae": vae}},
+        "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI", "images": ["8", 0]}},
+    }

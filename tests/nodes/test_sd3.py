@@ -151,3 +151,82 @@ def test_clip_text_encode_sd3_and_samplers(executor: Executor, sd3_folders: Fold
         prompt["9"]["inputs"]["sampler_name"] = sampler
         pixels = image_of(sd3_folders, run(executor, prompt), "11")
         assert np.isfinite(pixels).all() and pixels.std() > 0
+
+
+def test_sd35_example_workflow_validates_and_runs_with_files_named_as_it_needs(
+    executor: Executor, loom_folders: Folders, sd3_models: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    """The graph of ComfyUI_examples' SD3.5 large workflow (checkpoint without text encoders beside
+    TripleCLIPLoader, zeroed negative), with tiny stand-ins under the file names it asks for."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    source, models = sd3_models[0], tmp_path / "models"
+    names = {
+        "text_encoders/clip_g.safetensors": "text_encoders/tiny_clip_g.safetensors",
+        "text_encoders/clip_l.safetensors": "text_encoders/tiny_clip_l.safetensors",
+        "clip/t5xxl_fp16.safetensors": "clip/tiny_t5xxl_fp16.safetensors",
+    }
+    for name, stand_in in names.items():
+        (models / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source / stand_in, models / name)
+    # sd3.5_large.safetensors: MMDiT and VAE, no text encoders
+    everything = load_file(str(source / "checkpoints" / "tiny_sd3.5_all_in_one.safetensors"))
+    (models / "checkpoints").mkdir()
+    save_file({k: v for k, v in everything.items() if not k.startswith("text_encoders.")},
+              str(models / "checkpoints" / "sd3.5_large.safetensors"))  # fmt: skip
+    loom_folders.models = Folders.under(tmp_path, models_base=models).models
+    prompt = {
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd3.5_large.safetensors"}},
+        "11": {
+            "class_type": "TripleCLIPLoader",
+            "inputs": {
+                "clip_name1": "clip_g.safetensors",
+                "clip_name2": "clip_l.safetensors",
+                "clip_name3": "t5xxl_fp16.safetensors",
+            },
+        },
+        "16": {
+            "class_type": "CLIPTextEncode",
+            "inputs": {"text": "a bottle with a galaxy inside", "clip": ["11", 0]},
+        },
+        "40": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["11", 0]}},
+        "67": {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["40", 0]}},
+        "69": {
+            "class_type": "ConditioningCombine",
+            "inputs": {"conditioning_1": ["67", 0], "conditioning_2": ["40", 0]},
+        },
+        "13": {"class_type": "ModelSamplingSD3", "inputs": {"model": ["4", 0], "shift": 3.0}},
+        "53": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "3": {
+            "class_type": "KSampler",
+            "inputs": {
+                "seed": 714,
+                "steps": 3,
+                "cfg": 4.5,
+                "sampler_name": "euler",
+                "scheduler": "sgm_uniform",
+                "denoise": 1.0,
+                "model": ["13", 0],
+                "positive": ["16", 0],
+                "negative": ["69", 0],
+                "latent_image": ["53", 0],
+            },
+        },
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+        "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI", "images": ["8", 0]}},
+    }
+    pixels = image_of(loom_folders, run(executor, prompt), "9")
+    assert pixels.shape == (64, 64, 3) and pixels.std() > 0
+
+
+def test_t5_tokenizer_matches_transformers_on_the_same_file() -> None:
+    from transformers import T5TokenizerFast
+
+    from engine.models.tokenizer import t5
+
+    reference = T5TokenizerFast(tokenizer_file=str(t5.DATA / "tokenizer.json"))
+    for text in ["a photo of a cat", "(masterpiece:1.2), Über-große Äpfel", "日本語 123 emoji 🎨", "x" * 300]:
+        assert [*t5.encode(text), t5.END_ID] == reference(text)["input_ids"]
+    assert t5.pad([5, 6]) == [5, 6, 1] + [0] * 74
