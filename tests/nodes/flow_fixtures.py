@@ -20,7 +20,10 @@ def _seeded(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def tiny_sd3_transformer(seed: int = 0, qk_norm: bool = False, dual: tuple[int, ...] = ()) -> Any:
+def tiny_sd3_transformer(
+    seed: int = 0, qk_norm: bool = False, dual: tuple[int, ...] = (), heads: int = 1
+) -> Any:
+    """`heads` heads of 64; ComfyUI reads depth = width / 64, so a stand-in it loads has `heads` blocks."""
     from diffusers import SD3Transformer2DModel
 
     _seeded(seed)
@@ -28,11 +31,11 @@ def tiny_sd3_transformer(seed: int = 0, qk_norm: bool = False, dual: tuple[int, 
         sample_size=32,
         patch_size=2,
         in_channels=16,
-        num_layers=2,
+        num_layers=2 if heads == 1 else heads,
         attention_head_dim=64,
-        num_attention_heads=1,
+        num_attention_heads=heads,
         joint_attention_dim=JOINT,
-        caption_projection_dim=64,
+        caption_projection_dim=64 * heads,
         pooled_projection_dim=CLIP_L_WIDTH + CLIP_G_WIDTH,
         out_channels=16,
         pos_embed_max_size=16,
