@@ -171,9 +171,8 @@ def main() -> None:
         comfy_step_seed()
         loom_seeded = run_loom(files, conds)
         comfy = run_comfy(options.comfy, files, conds, folder / "comfy.safetensors")
-    print(
-        f"{'family':<6} {'sampler':<20} {'scheduler':<12} {'PSNR dB':>8} {'max |diff|':>11} {'PSNR, step seed':>16}"
-    )
+    header = f"{'family':<6} {'sampler':<20} {'scheduler':<12} {'PSNR dB':>8} {'max |diff|':>11}"
+    print(f"{header} {'PSNR, step seed':>16}")
     scores = []
     for key in loom:
         family, sampler, scheduler = key.split("/")
