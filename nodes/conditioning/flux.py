@@ -30,8 +30,8 @@ class CLIPTextEncodeFlux(Node):
     def run(
         self,
         clip: Annotated[Clip, Input("Flux's text encoders (DualCLIPLoader type flux).")],
-        clip_l: Annotated[str, Input("Prompt for CLIP-L.", multiline=True)] = "",
-        t5xxl: Annotated[str, Input("Prompt for T5-XXL.", multiline=True)] = "",
+        clip_l: Annotated[str, Input("Prompt for CLIP-L.", multiline=True)],
+        t5xxl: Annotated[str, Input("Prompt for T5-XXL.", multiline=True)],
         guidance: Annotated[float, GUIDANCE] = 3.5,
     ) -> Conditioning:
         from engine.diffusion.text_encode_flow import encode_flow_prompt

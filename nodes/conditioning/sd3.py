@@ -21,9 +21,9 @@ class CLIPTextEncodeSD3(Node):
     def run(
         self,
         clip: Annotated[Clip, Input("SD3's text encoders.")],
-        clip_l: Annotated[str, Input("Prompt for CLIP-L.", multiline=True)] = "",
-        clip_g: Annotated[str, Input("Prompt for CLIP-G.", multiline=True)] = "",
-        t5xxl: Annotated[str, Input("Prompt for T5-XXL.", multiline=True)] = "",
+        clip_l: Annotated[str, Input("Prompt for CLIP-L.", multiline=True)],
+        clip_g: Annotated[str, Input("Prompt for CLIP-G.", multiline=True)],
+        t5xxl: Annotated[str, Input("Prompt for T5-XXL.", multiline=True)],
         empty_padding: Annotated[str, PADDING] = "none",
     ) -> Conditioning:
         from engine.diffusion.text_encode_flow import encode_flow_prompt
