@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from engine.sampling import SAMPLER_NAMES, SCHEDULER_NAMES, sample, sigmas_for
+from engine.sampling import SAMPLER_NAMES, SCHEDULER_NAMES, default_noise_sampler, sample, sigmas_for
 from engine.sampling.model_sampling_flow import ModelSamplingDiscreteFlow, ModelSamplingFlux, flux_shift
 from engine.sampling.registry import get_sampler
 
@@ -87,3 +87,31 @@ def test_noise_adding_samplers_switch_to_flow_forms() -> None:
         assert get_sampler(name, flow).__name__.endswith("_rf")
     assert get_sampler("dpmpp_2m_sde", flow).func.__name__ == "sample_dpmpp_2m_sde_rf"  # type: ignore[attr-defined]
     assert get_sampler("euler", flow) is get_sampler("euler")
+
+
+@pytest.mark.parametrize("sampler", ["euler_ancestral", "dpmpp_2m_sde", "lcm"])
+def test_comfy_sampler_objects_take_the_flow_forms_too(sampler: str) -> None:
+    """A SAMPLER built through comfy.samplers (KSamplerSelect, packs) runs the same flow form as KSampler."""
+    import importlib
+
+    from engine import comfy_compat
+
+    comfy_compat.install()
+    samplers = importlib.import_module("comfy.samplers")
+    sampling = ModelSamplingDiscreteFlow(shift=3.0)
+    torch.manual_seed(1)
+    noise, target = torch.randn(1, 16, 4, 4), torch.randn(1, 16, 4, 4)
+
+    def model(x: torch.Tensor, sigma: torch.Tensor, **_: object) -> torch.Tensor:
+        return 0.5 * x + 0.5 * target  # depends on x, so different samplers give different paths
+
+    sigmas = sigmas_for(sampling, "simple", 5)
+    latent = torch.zeros_like(target)
+    direct = sample(model, noise, latent, sigmas, sampler, model_sampling=sampling, seed=9)
+    through = samplers.sampler_object(sampler).sample(
+        model, noise, latent, sigmas, seed=9, model_sampling=sampling
+    )
+    assert torch.allclose(direct, through, atol=1e-6)
+    start = sampling.noise_scaling(sigmas[0], noise, latent)
+    ve_form = get_sampler(sampler)(model, start, sigmas, noise_sampler=default_noise_sampler(start, 9))
+    assert not torch.allclose(sampling.inverse_noise_scaling(sigmas[-1], ve_form), through, atol=1e-3)
