@@ -42,6 +42,8 @@ class ClipHandle:
     # Flow families (SD3, Flux): what each encoder is (clip_l, clip_g, t5xxl) and its width.
     roles: tuple[str, ...] = ()
     widths: tuple[int, ...] = ()
+    # CLIPLoader's device input: "cpu" runs these encoders on the CPU whatever the compute device.
+    device: str | None = None
 
     def patched(self, patches: tuple[WeightPatch, ...]) -> ClipHandle:
         return replace(self, patches=self.patches + patches)

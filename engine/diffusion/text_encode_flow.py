@@ -33,9 +33,12 @@ def encode_flow_prompt(clip: ClipHandle, texts: dict[str, str]) -> tuple[Any, An
     import torch
 
     encoders = [e for e in clip.encoders if e is not None]
-    device = manager().use(*encoders)
-    with torch.no_grad(), applied(tuple(encoders), clip.patches):
-        outputs = {role: _encode_role(clip, role, texts.get(role), device) for role in clip.roles}
+    device = torch.device("cpu") if clip.device == "cpu" else manager().use(*encoders)
+    try:
+        with torch.no_grad(), applied(tuple(encoders), clip.patches):
+            outputs = {role: _encode_role(clip, role, texts.get(role), device) for role in clip.roles}
+    finally:
+        manager().release(*encoders)  # T5-XXL alone is 9 GB in fp16: keep the GPU for the transformer
     if clip.family == "flux":
         return _flux(clip, outputs)
     return _sd3(clip, outputs)

@@ -111,7 +111,7 @@ def load_diffusion_model(path: Path, weight_dtype: str = "default") -> Any:
         ) from exc
 
 
-def clip_handle(encoders: list[Any], family: str) -> Any:
+def clip_handle(encoders: list[Any], family: str, device: str | None = None) -> Any:
     from engine.diffusion.handles import ClipHandle
 
     order = CLIP_TYPES_SUPPORTED[family]
@@ -122,11 +122,15 @@ def clip_handle(encoders: list[Any], family: str) -> Any:
         family,
         roles=tuple(e.role for e in encoders),
         widths=tuple(e.width for e in encoders),
+        device=device,
     )
 
 
-def load_clip(paths: list[Path], clip_type: str) -> Any:
-    """CLIPLoader / DualCLIPLoader / TripleCLIPLoader: text-encoder files as one CLIP of `clip_type`."""
+def load_clip(paths: list[Path], clip_type: str, device: str | None = None) -> Any:
+    """CLIPLoader / DualCLIPLoader / TripleCLIPLoader: text-encoder files as one CLIP of `clip_type`;
+    `device="cpu"` keeps them on the CPU in float32."""
+    import torch
+
     from engine.models import text_encoders
 
     if clip_type not in CLIP_TYPES_SUPPORTED:
@@ -148,11 +152,11 @@ def load_clip(paths: list[Path], clip_type: str) -> Any:
                 f"{path.name}: a second {role} text encoder; give each of {', '.join(allowed)} once"
             )
         seen.add(role)
-    dtype = compute_dtype("text")
+    dtype = torch.float32 if device == "cpu" else compute_dtype("text")
     loaded = [
         text_encoders.load(state, "", role, dtype) for (_, state, _), role in zip(read, roles, strict=True)
     ]
-    return clip_handle(loaded, clip_type)
+    return clip_handle(loaded, clip_type, device)
 
 
 def load_checkpoint(path: Path, state: dict[str, Any], shapes: Shapes, detected: Detected) -> Any:

@@ -66,10 +66,10 @@ class UNETLoader(Node):
         return load_diffusion_model(folders.current().model_path("diffusion_models", unet_name), weight_dtype)
 
 
-def _load(names: list[str], clip_type: str) -> Clip:
+def _load(names: list[str], clip_type: str, device: str | None = None) -> Clip:
     from engine.models.flow_families import load_clip
 
-    return load_clip([_text_encoder(n) for n in names], clip_type)
+    return load_clip([_text_encoder(n) for n in names], clip_type, device)
 
 
 class CLIPLoader(Node):
@@ -86,7 +86,7 @@ class CLIPLoader(Node):
         ] = "stable_diffusion",
         device: Annotated[str | None, DEVICE] = None,
     ) -> Clip:
-        return _load([clip_name], type)
+        return _load([clip_name], type, device)
 
 
 class DualCLIPLoader(Node):
@@ -102,7 +102,7 @@ class DualCLIPLoader(Node):
         type: Annotated[str, Input("The model family they condition.", choices=DUAL_CLIP_TYPES)] = "sdxl",
         device: Annotated[str | None, DEVICE] = None,
     ) -> Clip:
-        return _load([clip_name1, clip_name2], type)
+        return _load([clip_name1, clip_name2], type, device)
 
 
 class TripleCLIPLoader(Node):

@@ -230,3 +230,22 @@ def test_t5_tokenizer_matches_transformers_on_the_same_file() -> None:
     for text in ["a photo of a cat", "(masterpiece:1.2), Über-große Äpfel", "日本語 123 emoji 🎨", "x" * 300]:
         assert [*t5.encode(text), t5.END_ID] == reference(text)["input_ids"]
     assert t5.pad([5, 6]) == [5, 6, 1] + [0] * 74
+
+
+def test_text_encoders_leave_the_device_after_encoding(sd3_models: tuple[Path, dict[str, Any]]) -> None:
+    from engine.diffusion.devices import manager
+    from engine.diffusion.text_encode import encode_prompt
+    from engine.models.flow_families import load_clip
+
+    root, _ = sd3_models
+    files = [
+        root / "text_encoders" / "tiny_clip_l.safetensors",
+        root / "clip" / "tiny_t5xxl_fp16.safetensors",
+    ]
+    default, on_cpu = load_clip(files, "sd3"), load_clip(files, "sd3", device="cpu")
+    assert on_cpu.device == "cpu" and default.device is None
+    cond, pooled = encode_prompt(default, "a red circle")
+    cond_cpu, pooled_cpu = encode_prompt(on_cpu, "a red circle")
+    assert torch.equal(cond, cond_cpu) and torch.equal(pooled, pooled_cpu)
+    assert cond.shape == (1, 77 + 77, 192) and pooled.shape == (1, 64 + 1280)  # CLIP-G absent: zeros
+    assert not any(id(e) in manager()._on_device for e in default.encoders)
