@@ -1,4 +1,4 @@
-"""ComfyUI's newer model kinds also read their legacy folders (diffusion_models: unet; text_encoders: clip)."""
+"""ComfyUI's newer model kinds also read legacy folders (diffusion_models: unet; text_encoders: clip)."""
 
 from __future__ import annotations
 
