@@ -66,10 +66,25 @@ class FlowTransformer(DiffusionModel):
         extra = (
             added_cond_kwargs if added_cond_kwargs is not None else self.added_conditions([{}], x, x.shape[0])
         )
+        self._check_conditioning(c_crossattn, extra["pooled"])
         output = self._forward(
             x_in.to(self.compute_dtype), timestep, c_crossattn.to(self.compute_dtype), extra
         )
         return sampling.calculate_denoised(sigma, output.float(), x)
+
+    def _check_conditioning(self, context: Any, pooled: Any) -> None:
+        """Conditioning from another family's text encoders gets a message, not a shape error deep inside."""
+        config = self.diffusion_model.config
+        if (
+            context.shape[-1] != config.joint_attention_dim
+            or pooled.shape[-1] != config.pooled_projection_dim
+        ):
+            raise ValueError(
+                f"this {self.family} model takes text conditioning {config.joint_attention_dim} wide with a "
+                f"pooled vector of {config.pooled_projection_dim}, but got {context.shape[-1]} and "
+                f"{pooled.shape[-1]}: "
+                f"encode the prompt with the text encoders of this model (CLIP type {self.family})"
+            )
 
     def _forward(self, x: Any, timestep: Any, context: Any, extra: dict[str, Any]) -> Any:
         raise NotImplementedError

@@ -249,3 +249,18 @@ def test_text_encoders_leave_the_device_after_encoding(sd3_models: tuple[Path, d
     assert torch.equal(cond, cond_cpu) and torch.equal(pooled, pooled_cpu)
     assert cond.shape == (1, 77 + 77, 192) and pooled.shape == (1, 64 + 1280)  # CLIP-G absent: zeros
     assert not any(id(e) in manager()._on_device for e in default.encoders)
+
+
+def test_conditioning_of_another_family_is_named(executor: Executor, sd3_folders: Folders) -> None:
+    prompt = sd3_workflow(seed=1)
+    prompt["2"] = {
+        "class_type": "CLIPLoader",
+        "inputs": {"clip_name": "tiny_clip_l.safetensors", "type": "sd3"},
+    }
+    prompt["5"]["inputs"]["text"] = "red"
+    prompt["9"]["inputs"]["negative"] = ["5", 0]
+    from engine.graph import validate_prompt
+
+    checked = validate_prompt(executor.registry, prompt)
+    result = executor.execute(checked.prompt, "p", checked.outputs)
+    assert result.status == "error" and "pooled vector of 192" in str(result.error)
