@@ -9,9 +9,13 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
+# pip prints each package as it goes: a first install (torch, diffusers, ComfyUI's front end) takes
+# minutes and should never look stuck.
 $(STAMP): requirements.txt requirements-dev.txt
+	@echo "==> Creating the virtual environment in $(VENV)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@echo "==> Installing Python packages (requirements-dev.txt; several minutes the first time)"
+	$(BIN)/python -m pip install --disable-pip-version-check --progress-bar off -r requirements-dev.txt
 	touch $(STAMP)
 
 # The browser canvas: `npm ci` from the lock file when it changes, a rebuild when a source changes.
@@ -20,10 +24,12 @@ WEB_SOURCES := $(wildcard web/src/*) web/index.html web/build.mjs web/tsconfig.j
 web: web/dist/index.html
 
 $(WEB_STAMP): web/package.json web/package-lock.json
+	@echo "==> Installing the canvas's npm packages (web/package-lock.json)"
 	cd web && npm ci --no-audit --no-fund --loglevel=error
 	touch $(WEB_STAMP)
 
 web/dist/index.html: $(WEB_STAMP) $(WEB_SOURCES)
+	@echo "==> Building the canvas (web/dist)"
 	cd web && node build.mjs
 
 # The browser tests drive Debian's chromium (Playwright's own download is not used).
@@ -32,21 +38,27 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 chromium: $(CHROMIUM)
 
 $(CHROMIUM):
+	@echo "==> Installing Debian's chromium for the browser tests"
 	$(SUDO) apt-get update -qq
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
+# Loom's canvas by default; ComfyUI's official front end with `make run ARGS="--front-end comfy"`.
 run: setup web
+	@echo "==> Starting Loom (ComfyUI's front end instead: make run ARGS=\"--front-end comfy\")"
 	$(BIN)/python main.py $(ARGS)
 
 lint: setup
+	@echo "==> Linting (ruff)"
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
 typecheck: setup web
+	@echo "==> Type-checking (mypy, tsc)"
 	$(BIN)/mypy
 	cd web && npx --no-install tsc --noEmit
 
 test: setup web chromium lint typecheck
+	@echo "==> Running the tests"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: setup

@@ -137,15 +137,14 @@ def main() -> None:
 
         run_loom(0)  # loads the checkpoint and encodes the prompts once, as a second run would find them
         from engine.diffusion.handles import load
-        from engine.diffusion.text_encode import encode_prompt
 
         loaded = load(configured.models["checkpoints"][0] / "bench.safetensors")
         assert loaded.clip is not None and loaded.vae is not None
         pipe = diffusers_pipeline(models)
         pipe.unet, pipe.vae, pipe.text_encoder = loaded.model.unet, loaded.vae.vae, loaded.clip.encoders[0]
         pipe.set_progress_bar_config(disable=True)
-        positive, _ = encode_prompt(loaded.clip, "a red circle")
-        negative, _ = encode_prompt(loaded.clip, "")
+        positive = loaded.clip.encode_from_tokens(loaded.clip.tokenize("a red circle"))
+        negative = loaded.clip.encode_from_tokens(loaded.clip.tokenize(""))
 
         def run_diffusers(seed: int) -> None:
             pipe(

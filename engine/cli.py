@@ -15,6 +15,8 @@ from engine import folders
 from engine.cache import OutputCache
 from engine.folders import Folders
 
+PREVIEW_METHODS = ("none", "auto", "latent2rgb", "taesd")
+
 if TYPE_CHECKING:
     from engine.server.config import ServerConfig
 
@@ -76,6 +78,41 @@ def add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--token", default=None, help="access token; required beyond loopback (one is generated if absent)"
     )
+    add_front_end_flags(parser)
+
+
+def add_front_end_flags(parser: argparse.ArgumentParser) -> None:
+    """The page at `/`, user data, previews and console output (ComfyUI's flag names)."""
+    page = parser.add_mutually_exclusive_group()
+    page.add_argument(
+        "--front-end",
+        choices=("loom", "comfy"),
+        default="loom",
+        help="page served at /: Loom's canvas, or ComfyUI's official front end (comfyui-frontend-package)",
+    )
+    page.add_argument(
+        "--front-end-root", type=Path, default=None, metavar="PATH", help="serve this front end"
+    )
+    parser.add_argument(
+        "--user-directory", type=Path, default=None, metavar="PATH", help="settings and saved workflows"
+    )
+    parser.add_argument("--multi-user", action="store_true", help="one user folder per comfy-user header")
+    parser.add_argument(
+        "--preview-method",
+        choices=PREVIEW_METHODS,
+        default="none",
+        help="latent previews while sampling (taesd falls back to latent2rgb); a prompt may ask for its own",
+    )
+    console = parser.add_mutually_exclusive_group()
+    console.add_argument(
+        "--verbose",
+        nargs="?",
+        const="DEBUG",
+        default="INFO",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+        help="console log level (default INFO; without a value, DEBUG)",
+    )
+    console.add_argument("--quiet", action="store_true", help="print only warnings and errors")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,7 +217,34 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         extra_model_paths=extra_paths,
         disable_custom_nodes=args.disable_all_custom_nodes,
         max_upload_bytes=int(args.max_upload_size * (1 << 20)),
+        user_directory=args.user_directory or Path.cwd() / "user",
+        multi_user=args.multi_user,
+        front_end_root=front_end_root(args),
+        preview_method=args.preview_method,
+        log_level="WARNING" if args.quiet else args.verbose,
     )
+
+
+class FrontEndError(ValueError):
+    """--front-end comfy without the package, or a --front-end-root with no index.html."""
+
+
+def front_end_root(args: argparse.Namespace) -> Path | None:
+    if args.front_end_root is not None:
+        root = args.front_end_root.resolve()
+        if not (root / "index.html").is_file():
+            raise FrontEndError(f"--front-end-root {root}: no index.html there")
+        return root
+    if args.front_end == "comfy":
+        from engine.server.routes_frontend import comfy_front_end
+
+        found = comfy_front_end()
+        if found is None:
+            raise FrontEndError(
+                "--front-end comfy needs the comfyui-frontend-package: pip install -r requirements.txt"
+            )
+        return found
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
         config = server_config(args)
     except ExtraPathsError as exc:
         print(f"--extra-model-paths-config: {exc}", file=sys.stderr)
+        return 2
+    except FrontEndError as exc:
+        print(exc, file=sys.stderr)
         return 2
     serve(config)
     return 0

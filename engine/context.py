@@ -28,6 +28,8 @@ class Context:
     extra_pnginfo: dict[str, Any] = field(default_factory=dict)
     # Nodes created by expansion report progress as the node the user sees on the canvas.
     display_node: str | None = None
+    # Whether samplers should draw latent previews (the prompt's or the server's preview method).
+    previews: bool = True
 
     @property
     def folders(self) -> Folders:

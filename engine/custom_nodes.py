@@ -76,6 +76,8 @@ def load_custom_nodes(
         for path in sorted(folder.iterdir(), key=lambda p: p.name.lower()):
             if _is_pack(path):
                 report.packs.append(load_pack(registry, path))
+    if report.packs:
+        logger.info("\nImport times for custom nodes:")  # ComfyUI's heading for the list below
     for pack in sorted(report.packs, key=lambda p: -p.import_seconds):
         outcome = "" if pack.status == "loaded" else f" ({pack.status.upper()})"
         logger.info("%8.1f seconds%s: %s", pack.import_seconds, outcome, pack.path)

@@ -10,8 +10,9 @@
 Each parameter of `run` is an input: its annotation gives the type (`int`, `float`, `str`, `bool`,
 a socket type such as `Image`, or `str` with `choices=` for a combo), `Input(...)` the description
 and constraints, its default the widget default; a default of `None` makes it optional. The return
-annotation gives the outputs: one type, a `NamedTuple` of several named outputs, or `Ui` for an
-output node that only shows something. A parameter named `ctx` receives the node's `Context`.
+annotation gives the outputs: one type (named by `Output(...)` in `Annotated[...]`, else by its type),
+a `NamedTuple` of several named outputs, or `Ui` for an output node that only shows something.
+A parameter named `ctx` receives the node's `Context`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import inspect
 import types
 import typing
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any, ClassVar, Union
 
 from engine.spec import COMBO, InputSpec, NodeDefinitionError, NodeSpec, OutputSpec, Section, parameter_names
@@ -41,11 +42,25 @@ class Input:
     min: float | None = None
     max: float | None = None
     step: float | None = None
+    # FLOAT widgets: the precision the front end rounds typed values to; False keeps them unrounded
+    # (needed where step is coarser than the value, e.g. sigma_min 0.0291675 with step 0.01).
+    round: float | bool | None = None
     choices: Sequence[Any] | Callable[[], Sequence[Any]] | None = None
     multiline: bool = False
     # Seeds: the canvas offers fixed / increment / decrement / randomize after each run.
     control_after_generate: bool = False
     force_input: bool = False
+    # Evaluated only when check_lazy_status asks for it (ComfyUI's lazy inputs).
+    lazy: bool = False
+    # Further ComfyUI widget options published as they are, e.g. {"display": "color"}.
+    extra: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Output:
+    """Names a single output, used inside the return annotation: `-> Annotated[int, Output("length")]`."""
+
+    name: str
 
 
 class Ui(dict[str, Any]):
@@ -74,10 +89,15 @@ class Node:
     output_node: ClassVar[bool] = False
     # Identical copies of this node in one prompt are not merged and it never hits the cache.
     not_idempotent: ClassVar[bool] = False
+    # ComfyUI's INPUT_IS_LIST: run() receives every input as a list, called once per prompt.
+    input_is_list: ClassVar[bool] = False
+    # ComfyUI's OUTPUT_IS_LIST, one flag per output: such an output is a list fanned out downstream.
+    output_is_list: ClassVar[tuple[bool, ...]] = ()
 
     # Optional hooks, as classmethods taking the literal inputs:
     #   fingerprint(cls, **inputs) -> extra cache-key material (ComfyUI's IS_CHANGED; NaN: always re-run)
     #   validate(cls, **inputs) -> True or a message (ComfyUI's VALIDATE_INPUTS)
+    #   check_lazy_status(self, **inputs) -> names of lazy inputs still needed (None: none)
     run: Callable[..., Any]
 
 
@@ -104,6 +124,11 @@ def native_spec(cls: type[Node]) -> NodeSpec:
             inputs.append(_input_spec(node_id, param, hints.get(param.name)))
 
     outputs = _output_specs(node_id, hints.get("return", type(None)))
+    if cls.output_is_list:
+        if len(cls.output_is_list) != len(outputs):
+            raise NodeDefinitionError(node_id, "output_is_list needs one flag per output")
+        outputs = tuple(replace(o, is_list=flag) for o, flag in zip(outputs, cls.output_is_list, strict=True))
+    check_lazy = getattr(cls, "check_lazy_status", None)
     validate = getattr(cls, "validate", None)
     invoke = _invoker(outputs, wants_context)
     return NodeSpec(
@@ -123,6 +148,8 @@ def native_spec(cls: type[Node]) -> NodeSpec:
         validate_params=parameter_names(validate) if validate else None,
         accepts_extra_inputs=accepts_extra,
         not_idempotent=cls.not_idempotent,
+        input_is_list=cls.input_is_list,
+        check_lazy=(lambda instance, values: instance.check_lazy_status(**values)) if check_lazy else None,
         native=True,
     )
 
@@ -169,7 +196,7 @@ def _input_spec(node_id: str, param: inspect.Parameter, annotation: Any) -> Inpu
         section = "optional"
     elif param.default is not inspect.Parameter.empty:
         options["default"] = param.default
-    for key in ("min", "max", "step"):
+    for key in ("min", "max", "step", "round"):
         if getattr(info, key) is not None:
             options[key] = getattr(info, key)
     if info.multiline:
@@ -178,6 +205,10 @@ def _input_spec(node_id: str, param: inspect.Parameter, annotation: Any) -> Inpu
         options["control_after_generate"] = True
     if info.force_input:
         options["forceInput"] = True
+    if info.lazy:
+        options["lazy"] = True
+    if info.extra:
+        options.update(info.extra)
     if info.description:
         options["tooltip"] = info.description
 
@@ -222,7 +253,8 @@ def _output_spec(node_id: str, annotation: Any, name: str | None) -> OutputSpec:
         raise NodeDefinitionError(
             node_id, f"return annotation {annotation!r} is not a node type; use a NamedTuple for several"
         )
-    return OutputSpec(type_name, name or type_name)
+    named = next((m.name for m in metadata if isinstance(m, Output)), None)
+    return OutputSpec(type_name, name or named or type_name)
 
 
 def _invoker(outputs: tuple[OutputSpec, ...], wants_context: bool) -> Callable[[Any, dict, Any], Any]:

@@ -196,13 +196,14 @@ class PromptStore:
             )
         return _item(row)
 
-    def finish(self, prompt_id: str, history: dict[str, Any]) -> None:
-        """Record a prompt's history entry ({outputs, status, meta}) and mark it done."""
+    def finish(self, prompt_id: str, history: dict[str, Any], outcome: str | None = None) -> None:
+        """Record a prompt's history entry ({outputs, status, meta}) and mark it done; `outcome`
+        (default: the entry's status_str) is what /jobs filters on, "cancelled" for an interrupt."""
         with self._write() as db:
             db.execute(
                 "UPDATE prompts SET state = 'done', finished_at = ?, status_str = ?, history = ?,"
                 " done_seq = (SELECT COALESCE(MAX(done_seq), 0) + 1 FROM prompts) WHERE prompt_id = ?",
-                (_now_ms(), history["status"]["status_str"], json.dumps(history), prompt_id),
+                (_now_ms(), outcome or history["status"]["status_str"], json.dumps(history), prompt_id),
             )
 
     def requeue(self, prompt_id: str) -> None:

@@ -1,10 +1,11 @@
 """ComfyUI's import surface for custom node packs, as thin adapters over Loom's own API.
 
 `shims/` holds top-level modules named as in ComfyUI (`folder_paths`, `comfy.utils`,
-`comfy.model_management`, `comfy.comfy_types`, `comfy_execution.graph_utils`,
-`comfy_execution.graph`, `server`). `install()` puts that folder on `sys.path` before packs load,
-so `import folder_paths` in a pack reaches Loom's folders, `ProgressBar` reaches the running node's
-context and `PromptServer.instance` reaches Loom's server.
+`comfy.model_management`, `comfy.sd`, `comfy.lora`, `comfy.latent_formats`, `comfy.sd1_clip`,
+`comfy.sd2_clip`, `comfy.sdxl_clip`, `comfy.ops`, `comfy.cli_args`, `comfy.comfy_types`,
+`comfy_execution.graph_utils`, `comfy_execution.graph`, `server`). `install()` puts that folder on
+`sys.path` before packs load, so `import folder_paths` in a pack reaches Loom's folders,
+`ProgressBar` reaches the running node's context and `PromptServer.instance` reaches Loom's server.
 """
 
 from __future__ import annotations

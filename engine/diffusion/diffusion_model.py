@@ -50,6 +50,35 @@ class ModelConfig:
         return _FAMILY_TO_CLASS.get(self.family, self.family)
 
 
+def comfy_unet_config(config: dict[str, Any]) -> dict[str, Any]:
+    """diffusers' UNet config with ComfyUI's unet_config keys added (packs read `model_channels`,
+    `context_dim`, `channel_mult`, ...)."""
+    channels = list(config.get("block_out_channels", [320]))
+    levels = len(channels)
+    depth = config.get("transformer_layers_per_block", 1)
+    depth = list(depth) if isinstance(depth, (list, tuple)) else [depth] * levels
+    middle = depth[-1] if depth else 1  # diffusers' mid block takes the last level's depth
+    depth = [
+        d if t.startswith("CrossAttn") else 0
+        for d, t in zip(depth, config.get("down_block_types", []), strict=False)
+    ]
+    comfy = {
+        "in_channels": config.get("in_channels", 4),
+        "out_channels": config.get("out_channels", 4),
+        "model_channels": channels[0],
+        "channel_mult": [c // channels[0] for c in channels],
+        "num_res_blocks": [config.get("layers_per_block", 2)] * levels,
+        "transformer_depth": [d for d in depth for _ in range(config.get("layers_per_block", 2))],
+        "transformer_depth_middle": middle,
+        "context_dim": config.get("cross_attention_dim"),
+        "use_linear_in_transformer": bool(config.get("use_linear_projection", False)),
+        "adm_in_channels": config.get("projection_class_embeddings_input_dim"),
+        "use_spatial_transformer": True,
+        "legacy": False,
+    }
+    return {**config, **comfy}
+
+
 class DiffusionModel:
     """A UNet with its sampling schedule and latent format, shared by every ModelPatcher clone."""
 
@@ -58,8 +87,10 @@ class DiffusionModel:
         self.model_sampling = model_sampling
         self.family = family
         self.latent_format = latent_format
-        self.model_type = _PREDICTION_TO_TYPE.get(getattr(model_sampling, "prediction_type", "eps"), ModelType.EPS)
-        unet_config = dict(unet.config) if hasattr(unet, "config") else {}
+        self.model_type = _PREDICTION_TO_TYPE.get(
+            getattr(model_sampling, "prediction_type", "eps"), ModelType.EPS
+        )
+        unet_config = comfy_unet_config(dict(unet.config)) if hasattr(unet, "config") else {}
         self.model_config = ModelConfig(family, unet_config, latent_format)
         self.current_patcher: Any = None
 
@@ -142,7 +173,12 @@ class SDXLRefiner(DiffusionModel):
     """An SDXL refiner UNet."""
 
 
-_FAMILY_CLASSES: dict[str, type[DiffusionModel]] = {"sd1": SD15, "sd2": SD20, "sdxl": SDXL, "sdxl_refiner": SDXLRefiner}
+_FAMILY_CLASSES: dict[str, type[DiffusionModel]] = {
+    "sd1": SD15,
+    "sd2": SD20,
+    "sdxl": SDXL,
+    "sdxl_refiner": SDXLRefiner,
+}
 
 
 def diffusion_model(unet: Any, model_sampling: Any, family: str, latent_format: Any) -> DiffusionModel:

@@ -59,7 +59,13 @@ class FunctionSampler:
         return model_sampling.inverse_noise_scaling(sigmas[-1], samples)
 
     def _inpainting(
-        self, model_fn: Callable[..., Any], model_sampling: Any, mask: Any, latent: Any, noise: Any, seed: int | None
+        self,
+        model_fn: Callable[..., Any],
+        model_sampling: Any,
+        mask: Any,
+        latent: Any,
+        noise: Any,
+        seed: int | None,
     ) -> Callable[..., Any]:
         import torch
 

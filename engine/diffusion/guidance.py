@@ -1,14 +1,17 @@
 """Classifier-free guidance over CONDITIONING lists, with ComfyUI's hooks and area conditioning.
 
 CONDITIONING is ComfyUI's list of `[cond_tensor, options]` pairs; options may hold `pooled_output`,
-`area` (height, width, y, x in latent pixels), `strength`, `start_percent`/`end_percent`,
-`prompt_type` and SDXL's size hints. `convert_cond` turns a list into the dicts the sampler works
+`area` (height, width, y, x in latent pixels, or `("percentage", h, w, y, x)`), `strength`, `mask`
+with `mask_strength` and `set_area_to_bounds`, `start_percent`/`end_percent`, `prompt_type`,
+`concat_latent_image`/`concat_mask` (the extra input channels of inpainting and InstructPix2Pix
+models) and SDXL's size hints. `convert_cond` turns a list into the dicts the sampler works
 on. `calc_cond_batch` predicts every entry of several cond lists in one UNet batch per area shape
 (contexts of different lengths are repeated to a common length, which leaves cross-attention
-unchanged) and blends each list's entries by their feathered area masks; `sampling_function` then
+unchanged) and blends each list's entries by their masks or feathered areas; `sampling_function` then
 applies, as ComfyUI does, the pre-cfg functions, the cfg function (default
 `uncond + (cond - uncond) * cfg`) and the post-cfg functions of `model_options`. At cfg 1 the
-negative side is skipped unless a patch set `disable_cfg1_optimization`.
+negative side is skipped unless a patch set `disable_cfg1_optimization`. Before sampling,
+`add_opposite_areas` gives every area an opposite one, as ComfyUI's process_conds does.
 """
 
 from __future__ import annotations
@@ -33,7 +36,11 @@ def convert_cond(conditioning: list[Any], prompt_type: str = "positive") -> list
 
 
 def calc_cond_batch(
-    model: Any, conds: list[list[dict[str, Any]] | None], x_in: Any, timestep: Any, model_options: dict[str, Any]
+    model: Any,
+    conds: list[list[dict[str, Any]] | None],
+    x_in: Any,
+    timestep: Any,
+    model_options: dict[str, Any],
 ) -> list[Any]:
     """The denoised prediction of each cond list (None lists give zeros), as ComfyUI's calc_cond_batch."""
     import torch
@@ -52,7 +59,7 @@ def calc_cond_batch(
         outputs = _run_group(model, group, x_in, timestep, area, model_options)
         h, w, y, x0 = area
         for (entry, index), output in zip(group, outputs, strict=True):
-            mult = _area_weight(area, x_in) * entry.get("strength", 1.0)
+            mult = _weight(entry, area, x_in) * entry.get("strength", 1.0)
             sums[index][:, :, y : y + h, x0 : x0 + w] += output * mult
             counts[index][:, :, y : y + h, x0 : x0 + w] += mult
     return [s / c for s, c in zip(sums, counts, strict=True)]
@@ -72,19 +79,35 @@ def cfg_function(
     model_options = model_options or {}
     if "sampler_cfg_function" in model_options:
         args = {
-            "cond": x - cond_pred, "uncond": x - uncond_pred, "cond_scale": cond_scale, "timestep": timestep,
-            "input": x, "sigma": timestep, "cond_denoised": cond_pred, "uncond_denoised": uncond_pred,
-            "model": model, "model_options": model_options, "input_cond": cond, "input_uncond": uncond,
-        }  # fmt: skip
+            "cond": x - cond_pred,
+            "uncond": x - uncond_pred,
+            "cond_scale": cond_scale,
+            "timestep": timestep,
+            "input": x,
+            "sigma": timestep,
+            "cond_denoised": cond_pred,
+            "uncond_denoised": uncond_pred,
+            "model": model,
+            "model_options": model_options,
+            "input_cond": cond,
+            "input_uncond": uncond,
+        }
         result = x - model_options["sampler_cfg_function"](args)
     else:
         result = uncond_pred + (cond_pred - uncond_pred) * cond_scale
     for fn in model_options.get("sampler_post_cfg_function", []):
         args = {
-            "denoised": result, "cond": cond, "uncond": uncond, "cond_scale": cond_scale, "model": model,
-            "uncond_denoised": uncond_pred, "cond_denoised": cond_pred, "sigma": timestep,
-            "model_options": model_options, "input": x,
-        }  # fmt: skip
+            "denoised": result,
+            "cond": cond,
+            "uncond": uncond,
+            "cond_scale": cond_scale,
+            "model": model,
+            "uncond_denoised": uncond_pred,
+            "cond_denoised": cond_pred,
+            "sigma": timestep,
+            "model_options": model_options,
+            "input": x,
+        }
         result = fn(args)
     return result
 
@@ -110,11 +133,19 @@ def sampling_function(
         out = calc_cond_batch(model, conds, x, timestep, model_options)
     for fn in model_options.get("sampler_pre_cfg_function", []):
         args = {
-            "conds": conds, "conds_out": out, "cond_scale": cond_scale, "timestep": timestep, "input": x,
-            "sigma": timestep, "model": model, "model_options": model_options,
-        }  # fmt: skip
+            "conds": conds,
+            "conds_out": out,
+            "cond_scale": cond_scale,
+            "timestep": timestep,
+            "input": x,
+            "sigma": timestep,
+            "model": model,
+            "model_options": model_options,
+        }
         out = fn(args)
-    return cfg_function(model, out[0], out[1], cond_scale, x, timestep, model_options, cond=cond, uncond=conds[1])
+    return cfg_function(
+        model, out[0], out[1], cond_scale, x, timestep, model_options, cond=cond, uncond=conds[1]
+    )
 
 
 def _active_at(entry: dict[str, Any], model: Any, timestep: Any) -> bool:
@@ -128,6 +159,59 @@ def _active_at(entry: dict[str, Any], model: Any, timestep: Any) -> bool:
     return end <= sigma <= start
 
 
+def resolve_conds(entries: list[dict[str, Any]], latent_shape: Any) -> list[dict[str, Any]]:
+    """Fix what depends on the latent's size before sampling (ComfyUI's resolve_areas_and_cond_masks):
+    percentage areas become latent pixels, masks are resized to the latent, and a mask with
+    `set_area_to_bounds` sets the area to its bounding box (at least 8 latent pixels a side)."""
+    import torch.nn.functional as F
+
+    height, width = int(latent_shape[-2]), int(latent_shape[-1])
+    resolved = []
+    for entry in entries:
+        entry = dict(entry)
+        area = entry.get("area")
+        if area is not None and area[0] == "percentage":
+            h, w, y, x = (float(v) for v in area[1:5])
+            entry["area"] = (
+                max(1, round(h * height)),
+                max(1, round(w * width)),
+                round(y * height),
+                round(x * width),
+            )
+        if "mask" in entry:
+            mask = entry["mask"]
+            mask = mask.unsqueeze(0) if mask.ndim == 2 else mask
+            if tuple(mask.shape[1:]) != (height, width):
+                mask = F.interpolate(
+                    mask.unsqueeze(1).float(), size=(height, width), mode="bilinear"
+                ).squeeze(1)
+            entry["mask"] = mask
+            if entry.get("set_area_to_bounds", False):
+                entry["area"] = _mask_bounds(mask)
+        resolved.append(entry)
+    return resolved
+
+
+def _mask_bounds(mask: Any) -> tuple[int, int, int, int]:
+    rows, cols = (mask.abs().amax(dim=0) > 0).nonzero(as_tuple=True)
+    if len(rows) == 0:
+        return (8, 8, 0, 0)
+    y, x = int(rows.min()), int(cols.min())
+    return (max(8, int(rows.max()) - y + 1), max(8, int(cols.max()) - x + 1), y, x)
+
+
+def _weight(entry: dict[str, Any], area: tuple[int, int, int, int], x: Any) -> Any:
+    """An entry's blending weight over its area: its mask there (times mask_strength), else 1 with
+    feathered inner edges."""
+    if "mask" not in entry:
+        return _area_weight(area, x)
+    h, w, y, x0 = area
+    mask = entry["mask"].to(x.device, x.dtype)[: x.shape[0], y : y + h, x0 : x0 + w] * entry.get(
+        "mask_strength", 1.0
+    )
+    return mask.unsqueeze(1).repeat(x.shape[0] // mask.shape[0], x.shape[1], 1, 1)
+
+
 def _area(entry: dict[str, Any], x: Any) -> tuple[int, int, int, int]:
     height, width = x.shape[2], x.shape[3]
     if "area" not in entry:
@@ -138,21 +222,20 @@ def _area(entry: dict[str, Any], x: Any) -> tuple[int, int, int, int]:
 
 
 def _area_weight(area: tuple[int, int, int, int], x: Any) -> Any:
-    """1 inside the area, fading in over FEATHER pixels along edges that are not the image border."""
+    """1 inside the area, fading in linearly along edges that are not the image border, over
+    min(FEATHER, side // 4) pixels of each side (ComfyUI's rule)."""
     import torch
 
     h, w, y, x0 = area
     mult = torch.ones((1, 1, h, w), dtype=x.dtype, device=x.device)
-    ramp = [(t + 1) / FEATHER for t in range(min(FEATHER, h, w))]
-    for t, value in enumerate(ramp):
-        if y > 0:
-            mult[:, :, t, :] *= value
-        if y + h < x.shape[2]:
-            mult[:, :, h - 1 - t, :] *= value
-        if x0 > 0:
-            mult[:, :, :, t] *= value
-        if x0 + w < x.shape[3]:
-            mult[:, :, :, w - 1 - t] *= value
+    for dim, size, offset, full in ((2, h, y, x.shape[2]), (3, w, x0, x.shape[3])):
+        steps = min(FEATHER, size // 4)
+        for t in range(steps):
+            value = (t + 1) / steps
+            if offset != 0:
+                mult.narrow(dim, t, 1).mul_(value)
+            if offset + size < full:
+                mult.narrow(dim, size - 1 - t, 1).mul_(value)
     return mult
 
 
@@ -183,6 +266,9 @@ def _run_group(
     options = dict(model_options.get("transformer_options", {}))
     options.update(cond_or_uncond=cond_or_uncond[:], uuids=[e["uuid"] for e, _ in group], sigmas=sigma)
     c: dict[str, Any] = {"c_crossattn": context, "transformer_options": options}
+    concat = _concat_channels(model, [entry for entry, _ in group], x, area)
+    if concat is not None:
+        c["c_concat"] = concat
     added = _added_conditions(model, [entry for entry, _ in group], crop, batch)
     if added is not None:
         c["added_cond_kwargs"] = added
@@ -195,7 +281,9 @@ def _run_group(
     return list(output.chunk(len(group)))
 
 
-def _added_conditions(model: Any, entries: list[dict[str, Any]], crop: Any, batch: int) -> dict[str, Any] | None:
+def _added_conditions(
+    model: Any, entries: list[dict[str, Any]], crop: Any, batch: int
+) -> dict[str, Any] | None:
     """SDXL's pooled text embedding and size/crop time ids; None for SD1.x/SD2.x."""
     import torch
 
@@ -219,3 +307,123 @@ def _added_conditions(model: Any, entries: list[dict[str, Any]], crop: Any, batc
         pooled.append(entry["pooled_output"].to(crop.device).expand(batch, -1))
         time_ids.append(torch.tensor([sizes], device=crop.device, dtype=torch.float32).expand(batch, -1))
     return {"text_embeds": torch.cat(pooled).to(dtype), "time_ids": torch.cat(time_ids).to(dtype)}
+
+
+# What an entry predicts with (ComfyUI's "model conds"), as opposed to where and when it applies.
+MODEL_CONDITION_KEYS = frozenset(
+    {
+        "cross_attn",
+        "pooled_output",
+        "width",
+        "height",
+        "crop_w",
+        "crop_h",
+        "target_width",
+        "target_height",
+        "aesthetic_score",
+        "concat_latent_image",
+        "concat_mask",
+    }
+)
+
+
+def add_opposite_areas(conds: dict[str, list[dict[str, Any]]]) -> None:
+    """ComfyUI's rule that every area has an opposite one: for each entry with an area, every other
+    cond list gets a copy of it that predicts with that list's smallest entry covering the area (or its
+    first entry without an area). Areas must be resolved to latent pixels first (`resolve_conds`)."""
+    for name, entries in conds.items():
+        for entry in entries:  # grows while it is read: copies placed here are looked at too
+            for other_name, others in conds.items():
+                if other_name != name:
+                    _add_same_area_copy(others, entry)
+
+
+def _add_same_area_copy(entries: list[dict[str, Any]], entry: dict[str, Any]) -> None:
+    area = entry.get("area")
+    if area is None:
+        return
+    smallest: dict[str, Any] | None = None
+    for other in entries:
+        other_area = other.get("area")
+        if other_area is None:
+            if smallest is None:
+                smallest = other
+        elif _inside(area, other_area) and (
+            smallest is None
+            or "area" not in smallest
+            or math.prod(smallest["area"][:2]) > math.prod(other_area[:2])
+        ):
+            smallest = other
+    if smallest is None or tuple(smallest.get("area", ())) == tuple(area):
+        return
+    copy = {k: v for k, v in entry.items() if k not in MODEL_CONDITION_KEYS}
+    copy.update({k: v for k, v in smallest.items() if k in MODEL_CONDITION_KEYS})
+    entries.append(copy)
+
+
+def _inside(area: Any, outer: Any) -> bool:
+    h, w, y, x0 = (int(v) for v in area)
+    outer_h, outer_w, outer_y, outer_x = (int(v) for v in outer)
+    return y >= outer_y and x0 >= outer_x and y + h <= outer_y + outer_h and x0 + w <= outer_x + outer_w
+
+
+# SD1.x's latent of a mid-grey image, what ComfyUI feeds an inpainting model without a masked image.
+BLANK_INPAINT_LATENT = (0.8223, -0.6876, 0.6364, 0.1380)
+
+
+def _concat_channels(model: Any, entries: list[dict[str, Any]], x: Any, area: tuple[int, ...]) -> Any:
+    """Extra UNet input channels after the noisy latent, stacked by entry, cropped to the area: for a
+    9-channel inpainting model the mask and the masked image's latent (`concat_mask`,
+    `concat_latent_image`), for an 8-channel InstructPix2Pix model the image's latent; None if the
+    model takes no extra channels."""
+    import torch
+
+    if getattr(model, "added_conditions", None) is not None:
+        return None  # the transformer families (flow_models) take none; Flux packs 2×2 patches as channels
+    config = getattr(model.diffusion_model, "config", None)
+    extra = int(getattr(config, "in_channels", x.shape[1])) - x.shape[1]
+    if extra <= 0:
+        return None
+    if extra not in (4, 5):
+        raise ValueError(
+            f"the model takes {extra} input channels beside the latent; Loom knows 9-channel inpainting "
+            "and 8-channel InstructPix2Pix models"
+        )
+    h, w, y, x0 = area
+    parts = []
+    for entry in entries:
+        image = entry.get("concat_latent_image")
+        if extra == 5:
+            mask = entry.get("concat_mask")
+            mask = (
+                torch.ones_like(x[:, :1])
+                if mask is None
+                else _fit(mask.reshape(-1, 1, *mask.shape[-2:]), x).round()
+            )
+            if image is None:
+                blank = torch.tensor(BLANK_INPAINT_LATENT, dtype=x.dtype, device=x.device)
+                image = blank.view(1, 4, 1, 1).expand_as(x)
+            else:
+                image = _fit(model.process_latent_in(image.to(x.device, x.dtype)), x)
+            channels = torch.cat([mask, image], dim=1)
+        else:
+            channels = torch.zeros_like(x) if image is None else _fit(image, x)
+        parts.append(channels[:, :, y : y + h, x0 : x0 + w])
+    return torch.cat(parts)
+
+
+def _fit(tensor: Any, x: Any) -> Any:
+    """Resize [B, C, h, w] to x's latent size (bilinear, centre crop) and repeat it to x's batch."""
+    import torch.nn.functional as F
+
+    tensor = tensor.to(x.device, x.dtype)
+    if tensor.shape[-2:] != x.shape[-2:]:
+        height, width = tensor.shape[-2], tensor.shape[-1]
+        old_aspect, new_aspect = width / height, x.shape[3] / x.shape[2]
+        trim_x = round((width - width * (new_aspect / old_aspect)) / 2) if old_aspect > new_aspect else 0
+        trim_y = round((height - height * (old_aspect / new_aspect)) / 2) if old_aspect < new_aspect else 0
+        tensor = tensor[:, :, trim_y : height - trim_y, trim_x : width - trim_x]
+        tensor = F.interpolate(tensor, size=x.shape[2:], mode="bilinear")
+    if tensor.shape[0] < x.shape[0]:
+        tensor = tensor.repeat(-(-x.shape[0] // tensor.shape[0]), 1, 1, 1)[: x.shape[0]]
+    return tensor[: x.shape[0]]

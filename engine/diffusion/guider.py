@@ -17,7 +17,14 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from engine.diffusion.guidance import calc_cond_batch, cfg_function, convert_cond, sampling_function
+from engine.diffusion.guidance import (
+    add_opposite_areas,
+    calc_cond_batch,
+    cfg_function,
+    convert_cond,
+    resolve_conds,
+    sampling_function,
+)
 
 StepCallback = Callable[[int, Any, Any, int], None]
 """ComfyUI's sampling callback: `callback(step, denoised, x, total_steps)`."""
@@ -42,16 +49,37 @@ class CFGGuider:
 
     def inner_set_conds(self, conds: dict[str, list[Any]]) -> None:
         for name, conditioning in conds.items():
-            self.original_conds[name] = convert_cond(conditioning, "negative" if name == "negative" else "positive")
+            self.original_conds[name] = convert_cond(
+                conditioning, "negative" if name == "negative" else "positive"
+            )
 
-    def __call__(self, x: Any, timestep: Any, model_options: dict[str, Any] | None = None, seed: int | None = None) -> Any:
+    def __call__(
+        self, x: Any, timestep: Any, model_options: dict[str, Any] | None = None, seed: int | None = None
+    ) -> Any:
         return self.predict_noise(x, timestep, model_options or {}, seed)
 
-    def predict_noise(self, x: Any, timestep: Any, model_options: dict[str, Any] | None = None, seed: int | None = None) -> Any:
+    def predict_noise(
+        self, x: Any, timestep: Any, model_options: dict[str, Any] | None = None, seed: int | None = None
+    ) -> Any:
         return sampling_function(
-            self.inner_model, x, timestep, self.conds.get("negative"), self.conds.get("positive"), self.cfg,
-            model_options=model_options, seed=seed,
-        )  # fmt: skip
+            self.inner_model,
+            x,
+            timestep,
+            self.conds.get("negative"),
+            self.conds.get("positive"),
+            self.cfg,
+            model_options=model_options,
+            seed=seed,
+        )
+
+    def prepare_conds(self, latent_shape: Any, device: Any) -> None:
+        """Resolve areas and masks for this latent size and add opposite areas (ComfyUI's
+        process_conds); `predict_noise` uses the result."""
+        self.conds = {
+            name: resolve_conds([_on(dict(e), device) for e in entries], latent_shape)
+            for name, entries in self.original_conds.items()
+        }
+        add_opposite_areas(self.conds)
 
     def sample(
         self,
@@ -74,14 +102,16 @@ class CFGGuider:
             return latent_image
         patcher = self.model_patcher
         device = manager().use(patcher.unet)
-        self.conds = {name: [_on(dict(e), device) for e in entries] for name, entries in self.original_conds.items()}
+        self.prepare_conds(latent_image.shape, device)
         options = create_model_options_clone(self.model_options)
         options.setdefault("transformer_options", {})["sample_sigmas"] = sigmas
         mask = _latent_mask(denoise_mask, latent_image).to(device) if denoise_mask is not None else None
         with torch.no_grad(), patcher.applied() as model:
             self.inner_model = model
             latent = model.process_latent_in(latent_image.float().to(device))
-            result = _run_sampler(self, options, sampler, noise.float().to(device), latent, sigmas, mask, callback, seed)
+            result = _run_sampler(
+                self, options, sampler, noise.float().to(device), latent, sigmas, mask, callback, seed
+            )
             return model.process_latent_out(result.float())
 
 
@@ -115,16 +145,37 @@ def _run_sampler(
 
     if isinstance(sampler, str):
         return sample(
-            model_fn, noise, latent, sigmas, sampler, model_sampling=model_sampling,
-            callback=on_step, seed=seed, denoise_mask=mask,
-        )  # fmt: skip
+            model_fn,
+            noise,
+            latent,
+            sigmas,
+            sampler,
+            model_sampling=model_sampling,
+            callback=on_step,
+            seed=seed,
+            denoise_mask=mask,
+        )
     return sampler.sample(
-        model_fn, noise, latent, sigmas, callback=on_step, seed=seed, denoise_mask=mask, model_sampling=model_sampling
+        model_fn,
+        noise,
+        latent,
+        sigmas,
+        callback=on_step,
+        seed=seed,
+        denoise_mask=mask,
+        model_sampling=model_sampling,
     )
 
 
 def _masked(
-    guider: CFGGuider, options: dict[str, Any], model_fn: Any, model_sampling: Any, mask: Any, latent: Any, noise: Any, sigmas: Any
+    guider: CFGGuider,
+    options: dict[str, Any],
+    model_fn: Any,
+    model_sampling: Any,
+    mask: Any,
+    latent: Any,
+    noise: Any,
+    sigmas: Any,
 ) -> Any:
     """Inpainting with a denoise_mask_function (ComfyUI's KSamplerX0Inpaint): the function may reshape
     the mask at each step before the area outside it is pinned to the re-noised original."""
@@ -154,14 +205,14 @@ def _latent_mask(mask: Any, samples: Any) -> Any:
     return mask
 
 
-class Guider_Basic(CFGGuider):  # noqa: N801 - ComfyUI's class name
+class Guider_Basic(CFGGuider):
     """Only the positive conditioning, no guidance (cfg 1): for distilled models such as Flux."""
 
     def set_conds(self, positive: list[Any]) -> None:  # type: ignore[override]
         self.inner_set_conds({"positive": positive})
 
 
-class Guider_DualCFG(CFGGuider):  # noqa: N801 - ComfyUI's class name
+class Guider_DualCFG(CFGGuider):
     """Two positive conditionings against a negative: regular (added) or nested guidance."""
 
     def set_cfg(self, cfg1: float, cfg2: float, nested: bool = False) -> None:  # type: ignore[override]
@@ -171,24 +222,32 @@ class Guider_DualCFG(CFGGuider):  # noqa: N801 - ComfyUI's class name
         self.inner_set_conds({"positive": positive, "negative": negative})
         self.original_conds["middle"] = convert_cond(middle, "negative")
 
-    def predict_noise(self, x: Any, timestep: Any, model_options: dict[str, Any] | None = None, seed: int | None = None) -> Any:
+    def predict_noise(
+        self, x: Any, timestep: Any, model_options: dict[str, Any] | None = None, seed: int | None = None
+    ) -> Any:
         options = model_options or {}
         negative, middle, positive = (self.conds.get(k) for k in ("negative", "middle", "positive"))
         model = self.inner_model
         if self.nested:
             out = calc_cond_batch(model, [negative, middle, positive], x, timestep, options)
-            text = cfg_function(model, out[2], out[1], self.cfg1, x, timestep, options, cond=positive, uncond=middle)
+            text = cfg_function(
+                model, out[2], out[1], self.cfg1, x, timestep, options, cond=positive, uncond=middle
+            )
             return out[0] + self.cfg2 * (text - out[0])
         if not options.get("disable_cfg1_optimization", False) and math.isclose(self.cfg2, 1.0):
             negative = None
             if math.isclose(self.cfg1, 1.0):
                 middle = None
         out = calc_cond_batch(model, [negative, middle, positive], x, timestep, options)
-        guided = cfg_function(model, out[1], out[0], self.cfg2, x, timestep, options, cond=middle, uncond=negative)
+        guided = cfg_function(
+            model, out[1], out[0], self.cfg2, x, timestep, options, cond=middle, uncond=negative
+        )
         return guided + (out[2] - out[1]) * self.cfg1
 
 
-def perp_neg(x: Any, pos_pred: Any, neg_pred: Any, empty_pred: Any, neg_scale: float, cond_scale: float) -> Any:
+def perp_neg(
+    x: Any, pos_pred: Any, neg_pred: Any, empty_pred: Any, neg_scale: float, cond_scale: float
+) -> Any:
     """Perp-Neg (Armandpour et al. 2023): remove from the negative direction its part along the positive."""
     del x
     pos = pos_pred - empty_pred
@@ -197,19 +256,23 @@ def perp_neg(x: Any, pos_pred: Any, neg_pred: Any, empty_pred: Any, neg_scale: f
     return empty_pred + cond_scale * (pos - perp * neg_scale)
 
 
-class Guider_PerpNeg(CFGGuider):  # noqa: N801 - ComfyUI's class name
+class Guider_PerpNeg(CFGGuider):
     """Guidance by a positive, a negative and an empty prompt with Perp-Neg."""
 
     def set_conds(self, positive: list[Any], negative: list[Any], empty_negative_prompt: list[Any]) -> None:  # type: ignore[override]
         self.inner_set_conds({"positive": positive, "negative": negative})
         self.original_conds["empty_negative_prompt"] = convert_cond(empty_negative_prompt, "negative")
 
-    def set_cfg(self, cfg: float, neg_scale: float = 1.0) -> None:  # type: ignore[override]
+    def set_cfg(self, cfg: float, neg_scale: float = 1.0) -> None:
         self.cfg, self.neg_scale = cfg, neg_scale
 
-    def predict_noise(self, x: Any, timestep: Any, model_options: dict[str, Any] | None = None, seed: int | None = None) -> Any:
+    def predict_noise(
+        self, x: Any, timestep: Any, model_options: dict[str, Any] | None = None, seed: int | None = None
+    ) -> Any:
         options = model_options or {}
-        positive, negative, empty = (self.conds.get(k) for k in ("positive", "negative", "empty_negative_prompt"))
+        positive, negative, empty = (
+            self.conds.get(k) for k in ("positive", "negative", "empty_negative_prompt")
+        )
         if not options.get("disable_cfg1_optimization", False) and math.isclose(self.neg_scale, 0.0):
             negative = None
             if math.isclose(self.cfg, 1.0):
@@ -219,17 +282,32 @@ class Guider_PerpNeg(CFGGuider):  # noqa: N801 - ComfyUI's class name
         out = calc_cond_batch(model, conds, x, timestep, options)
         for fn in options.get("sampler_pre_cfg_function", []):
             args = {
-                "conds": conds, "conds_out": out, "cond_scale": self.cfg, "timestep": timestep, "input": x,
-                "sigma": timestep, "model": model, "model_options": options,
-            }  # fmt: skip
+                "conds": conds,
+                "conds_out": out,
+                "cond_scale": self.cfg,
+                "timestep": timestep,
+                "input": x,
+                "sigma": timestep,
+                "model": model,
+                "model_options": options,
+            }
             out = fn(args)
         pos_pred, neg_pred, empty_pred = out
         result = perp_neg(x, pos_pred, neg_pred, empty_pred, self.neg_scale, self.cfg)
         for fn in options.get("sampler_post_cfg_function", []):
             args = {
-                "denoised": result, "cond": positive, "uncond": negative, "cond_scale": self.cfg, "model": model,
-                "uncond_denoised": neg_pred, "cond_denoised": pos_pred, "sigma": timestep, "model_options": options,
-                "input": x, "empty_cond": empty, "empty_cond_denoised": empty_pred,
-            }  # fmt: skip
+                "denoised": result,
+                "cond": positive,
+                "uncond": negative,
+                "cond_scale": self.cfg,
+                "model": model,
+                "uncond_denoised": neg_pred,
+                "cond_denoised": pos_pred,
+                "sigma": timestep,
+                "model_options": options,
+                "input": x,
+                "empty_cond": empty,
+                "empty_cond_denoised": empty_pred,
+            }
             result = fn(args)
         return result

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.diffusion.clip import CLIP
 from engine.diffusion.devices import manager
 from engine.diffusion.diffusion_model import diffusion_model
 from engine.diffusion.latent_formats import LatentFormat, latent_format
 from engine.diffusion.model_patcher import ModelPatcher
 from engine.diffusion.patches import WeightPatch
+from engine.diffusion.vae import VAE
 
 # MODEL is a ModelPatcher; the old name stays for code written before it.
 ModelHandle = ModelPatcher
@@ -29,32 +32,9 @@ def model_patcher(unet: Any, sampling: Any, family: str, latent: LatentFormat) -
     return ModelPatcher(diffusion_model(unet, sampling, family, latent))
 
 
-@dataclass(frozen=True)
-class ClipHandle:
-    """CLIP: the text encoders of a checkpoint, their padding, the layer to read and weight patches."""
-
-    encoders: tuple[Any, ...]
-    pad_ids: tuple[int, ...]
-    family: str
-    # Which hidden layer conditions the UNet (CLIPSetLastLayer); None is the family's default.
-    layer: int | None = None
-    patches: tuple[WeightPatch, ...] = ()
-    # Flow families (SD3, Flux): what each encoder is (clip_l, clip_g, t5xxl) and its width.
-    roles: tuple[str, ...] = ()
-    widths: tuple[int, ...] = ()
-    # CLIPLoader's device input: "cpu" runs these encoders on the CPU whatever the compute device.
-    device: str | None = None
-
-    def patched(self, patches: tuple[WeightPatch, ...]) -> ClipHandle:
-        return replace(self, patches=self.patches + patches)
-
-
-@dataclass(frozen=True)
-class VaeHandle:
-    """VAE: the autoencoder and its latent conventions."""
-
-    vae: Any
-    latent: LatentFormat
+# CLIP and VAE answer ComfyUI's calls; they keep their historical handle names here.
+ClipHandle = CLIP
+VaeHandle = VAE
 
 
 @dataclass(frozen=True)
@@ -90,7 +70,7 @@ def load(path: Path) -> Checkpoint:
         clip = None
         if loaded.text_encoders:
             clip = ClipHandle(tuple(loaded.text_encoders), tuple(loaded.pad_ids), loaded.family)
-        vae = VaeHandle(loaded.vae, fmt) if loaded.vae is not None else None
+        vae = VAE.wrap(loaded.vae, fmt) if loaded.vae is not None else None
         _loaded.clear()  # keep one checkpoint in memory at a time; the output cache holds what is in use
         _loaded[key] = Checkpoint(model, clip, vae)
         return _loaded[key]
@@ -119,52 +99,51 @@ def forget_loaded() -> None:
 
 def load_vae(path: Path) -> VaeHandle:
     """A standalone VAE file in the original layout (keys `encoder.*`, `decoder.*`, optionally prefixed)."""
-    from diffusers import AutoencoderKL
-    from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
-
-    from engine.models.detect import VAE_PREFIX, vae_config_from_shapes
-    from engine.models.errors import UnsupportedModelError
+    from engine.diffusion.vae import vae_from_state_dict
     from engine.models.files import load_state_dict
 
     state, metadata = load_state_dict(path)
-    if any(v.shape[1] == 16 for k, v in state.items() if k.endswith("decoder.conv_in.weight")):
-        from engine.models.flow_families import vae_from_state
-
-        return vae_from_state(state, path.name)
-    state = {VAE_PREFIX + k.removeprefix(VAE_PREFIX): v for k, v in state.items()}
-    if f"{VAE_PREFIX}decoder.conv_in.weight" not in state:
-        found = ", ".join(sorted(state)[:3])
-        raise UnsupportedModelError(
-            f"{path.name}: not a VAE in the original layout (found keys like {found})"
-        )
-    config = vae_config_from_shapes({k: tuple(v.shape) for k, v in state.items()}, "sd1", {})
-    vae: Any = AutoencoderKL(**config)
-    missing, _ = vae.load_state_dict(convert_ldm_vae_checkpoint(state, config), strict=False)
-    if missing:
-        raise UnsupportedModelError(f"{path.name}: VAE weights missing, e.g. {missing[:3]}")
-    vae.eval().requires_grad_(False).to(manager().dtype("vae"))
-    return VaeHandle(vae, latent_format("sd1", config["scaling_factor"], metadata))
+    return vae_from_state_dict(state, metadata, path.name)
 
 
 def apply_lora(
     path: Path, model: ModelPatcher, clip: ClipHandle | None, strength_model: float, strength_clip: float
 ) -> tuple[ModelPatcher, ClipHandle | None]:
-    """A clone of the model with the LoRA's weight patches (ModelPatcher.add_patches, as ComfyUI's
-    loader does) and a CLIP handle with its text-encoder patches; a file that fits neither is an error."""
-    from engine.diffusion.lora import LoraError, lora_patches, model_lora_patches, text_aliases
+    """LoraLoader: the LoRA file's patches on a clone of the model and a new CLIP handle."""
     from engine.models.files import load_state_dict
 
     state, _ = load_state_dict(path)
-    unet_patches, unknown = model_lora_patches(state, model.unet)
+    patched, patched_clip = lora_for_models(state, model, clip, strength_model, strength_clip, path.name)
+    assert patched is not None
+    return patched, patched_clip
+
+
+def lora_for_models(
+    state: Mapping[str, Any],
+    model: ModelPatcher | None,
+    clip: ClipHandle | None,
+    strength_model: float,
+    strength_clip: float,
+    name: str = "LoRA",
+) -> tuple[ModelPatcher | None, ClipHandle | None]:
+    """A clone of the model with the LoRA's weight patches (ModelPatcher.add_patches, as ComfyUI's
+    loader does) and a CLIP handle with its text-encoder patches; a LoRA that fits neither is an error
+    naming its layers."""
+    from engine.diffusion.lora import LoraError, lora_patches, model_lora_patches, text_aliases
+
+    unet_patches: dict[str, Any] = {}
+    unknown: set[str] = set()
+    if model is not None:
+        unet_patches, unknown = model_lora_patches(state, model.unet)
     clip_patches: tuple[WeightPatch, ...] = ()
     if clip is not None:
         clip_patches, unknown_text = lora_patches(state, text_aliases(clip.encoders), strength_clip)
-        unknown &= unknown_text
+        unknown = unknown & unknown_text if model is not None else unknown_text
     if not unet_patches and not clip_patches:
-        raise LoraError(
-            f"{path.name} matches no layer of this model (first of its layers: {sorted(unknown)[:2]})"
-        )
-    patched = model.clone()
-    if strength_model != 0:
-        patched.add_patches(unet_patches, strength_model)
+        raise LoraError(f"{name} matches no layer of this model (first of its layers: {sorted(unknown)[:2]})")
+    patched = None
+    if model is not None:
+        patched = model.clone()
+        if strength_model != 0:
+            patched.add_patches(unet_patches, strength_model)
     return patched, clip.patched(clip_patches) if clip is not None else None

@@ -1,9 +1,9 @@
 """KSampler's core, shared by KSampler and KSamplerAdvanced (ComfyUI's common_ksampler semantics).
 
 Noise is drawn on the CPU from the seed (per batch index when the latent carries `batch_index`),
-and a CFGGuider samples: it applies the MODEL's patches, scales the latent into the model's space and
-runs the sampler with CFG and every model_options hook; every step calls one callback that reports progress (which is also where an interrupt stops sampling) and sends a
-latent preview.
+and a CFGGuider samples: it applies the MODEL's patches, scales the latent into the model's space
+and runs the sampler with CFG and every model_options hook; every step calls one callback that
+reports progress (which is also where an interrupt stops sampling) and sends a latent preview.
 """
 
 from __future__ import annotations
@@ -73,11 +73,11 @@ def run_ksampler(
 
 def progress_callback(ctx: Context, model: ModelPatcher) -> Any:
     """ComfyUI's per-step callback that reports progress (where an interrupt stops sampling) and
-    sends a latent preview."""
+    sends a latent preview when the prompt's client asked for previews."""
 
     def on_step(step: int, denoised: Any, x: Any, total: int) -> None:
         ctx.progress(step + 1, total)
-        if step % PREVIEW_EVERY == 0:
+        if ctx.previews and step % PREVIEW_EVERY == 0:
             ctx.preview("JPEG", model.latent.preview_jpeg(denoised))
 
     return on_step

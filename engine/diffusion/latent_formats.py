@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 SD15_RGB = (
     (0.3512, 0.2297, 0.3227),
@@ -37,28 +37,30 @@ class LatentFormat:
     # The flow families' VAEs are centred too: model space is (latent - shift) * scale.
     shift_factor: float = 0.0
 
-    # ComfyUI's latent_format attribute names, read by packs.
+    # ComfyUI's attribute names, read by packs (`model.latent_format.latent_rgb_factors`, …).
+    latent_dimensions = 2
+    taesd_decoder_name: ClassVar[str | None] = None
+
     @property
     def latent_channels(self) -> int:
         return self.channels
-
-    @property
-    def latent_dimensions(self) -> int:
-        return 2
 
     @property
     def latent_rgb_factors(self) -> list[list[float]]:
         return [list(row) for row in self.rgb_factors]
 
     @property
-    def latent_rgb_factors_bias(self) -> list[float]:
-        return list(self.rgb_bias)
+    def latent_rgb_factors_bias(self) -> list[float] | None:
+        return list(self.rgb_bias) if any(self.rgb_bias) else None
 
     def process_in(self, latent: Any) -> Any:
-        return (latent - self.shift_factor) * self.scale_factor
+        if self.shift_factor:
+            latent = latent - self.shift_factor
+        return latent * self.scale_factor
 
     def process_out(self, latent: Any) -> Any:
-        return latent / self.scale_factor + self.shift_factor
+        latent = latent / self.scale_factor
+        return latent + self.shift_factor if self.shift_factor else latent
 
     def preview_jpeg(self, x0: Any, max_side: int = 512) -> bytes:
         """A JPEG of the first image of a scaled latent batch, by linear projection (no VAE)."""
@@ -78,18 +80,35 @@ class LatentFormat:
         return buffer.getvalue()
 
 
+@dataclass(frozen=True)
+class SD15(LatentFormat):
+    """SD1.x and SD2.x latents (ComfyUI's `latent_formats.SD15`, which packs test with isinstance)."""
+
+    scale_factor: float = 0.18215
+    taesd_decoder_name = "taesd_decoder"
+
+
+@dataclass(frozen=True)
+class SDXL(LatentFormat):
+    """SDXL latents (ComfyUI's `latent_formats.SDXL`)."""
+
+    scale_factor: float = 0.13025
+    rgb_factors: tuple[tuple[float, float, float], ...] = SDXL_RGB
+    rgb_bias: tuple[float, float, float] = SDXL_BIAS
+    taesd_decoder_name = "taesdxl_decoder"
+
+
 def latent_format(family: str, scale_factor: float, metadata: dict[str, str]) -> LatentFormat:
+    if family in ("sd3", "flux"):  # before the SD branches: their formats are fixed, with a shift
+        from engine.diffusion.latent_formats_flow import FLOW_FORMATS
+
+        return FLOW_FORMATS[family]
+    kind = SDXL if family.startswith("sdxl") else SD15
     if RGB_METADATA_KEY in metadata:
         stored = json.loads(metadata[RGB_METADATA_KEY])
-        return LatentFormat(
+        return kind(
             scale_factor,
             tuple(tuple(row) for row in stored["factors"]),
             tuple(stored.get("bias", (0.0, 0.0, 0.0))),
         )
-    if family in ("sd3", "flux"):
-        from engine.diffusion.latent_formats_flow import FLOW_FORMATS
-
-        return FLOW_FORMATS[family]
-    if family.startswith("sdxl"):
-        return LatentFormat(scale_factor, SDXL_RGB, SDXL_BIAS)
-    return LatentFormat(scale_factor)
+    return kind(scale_factor)

@@ -3,6 +3,8 @@ projections (least-squares fits published by ComfyUI)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from engine.diffusion.latent_formats import LatentFormat
 
 SD3_RGB = (
@@ -42,6 +44,28 @@ FLUX_RGB = (
     (-0.1262, -0.0982, -0.0778),
 )
 
-SD3 = LatentFormat(1.5305, SD3_RGB, (0.2394, 0.2135, 0.1925), channels=16, shift_factor=0.0609)
-FLUX = LatentFormat(0.3611, FLUX_RGB, (-0.0329, -0.0718, -0.0851), channels=16, shift_factor=0.1159)
-FLOW_FORMATS = {"sd3": SD3, "flux": FLUX}
+
+@dataclass(frozen=True)
+class SD3(LatentFormat):
+    """SD3/SD3.5 latents (ComfyUI's `latent_formats.SD3`, which packs test with isinstance)."""
+
+    scale_factor: float = 1.5305
+    rgb_factors: tuple[tuple[float, float, float], ...] = SD3_RGB
+    rgb_bias: tuple[float, float, float] = (0.2394, 0.2135, 0.1925)
+    channels: int = 16
+    shift_factor: float = 0.0609
+    taesd_decoder_name = "taesd3_decoder"
+
+
+@dataclass(frozen=True)
+class Flux(SD3):
+    """Flux.1 latents (ComfyUI's `latent_formats.Flux`, a subclass of SD3 there too)."""
+
+    scale_factor: float = 0.3611
+    rgb_factors: tuple[tuple[float, float, float], ...] = FLUX_RGB
+    rgb_bias: tuple[float, float, float] = (-0.0329, -0.0718, -0.0851)
+    shift_factor: float = 0.1159
+    taesd_decoder_name = "taef1_decoder"
+
+
+FLOW_FORMATS: dict[str, LatentFormat] = {"sd3": SD3(), "flux": Flux()}

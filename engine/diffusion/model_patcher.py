@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import logging
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,8 +24,26 @@ if TYPE_CHECKING:
 # torch and the weight code load on first use, so that importing the node library stays light.
 
 
+# transformer_options["patches"] names that Loom's UNet calls (engine.diffusion.unet_hooks).
+CALLED_PATCHES = frozenset(
+    {
+        "attn1_patch",
+        "attn2_patch",
+        "attn1_output_patch",
+        "attn2_output_patch",
+        "input_block_patch",
+        "output_block_patch",
+    }
+)
+
+
 def set_model_options_patch_replace(
-    model_options: dict[str, Any], patch: Any, name: str, block_name: str, number: int, transformer_index: int | None = None
+    model_options: dict[str, Any],
+    patch: Any,
+    name: str,
+    block_name: str,
+    number: int,
+    transformer_index: int | None = None,
 ) -> dict[str, Any]:
     """Register `patch` to replace `name` ("attn1"/"attn2") at one block, copying the dicts it changes
     so that clones sharing them are not affected."""
@@ -42,7 +61,10 @@ def set_model_options_patch_replace(
 def set_model_options_post_cfg_function(
     model_options: dict[str, Any], post_cfg_function: Any, disable_cfg1_optimization: bool = False
 ) -> dict[str, Any]:
-    model_options["sampler_post_cfg_function"] = [*model_options.get("sampler_post_cfg_function", []), post_cfg_function]
+    model_options["sampler_post_cfg_function"] = [
+        *model_options.get("sampler_post_cfg_function", []),
+        post_cfg_function,
+    ]
     if disable_cfg1_optimization:
         model_options["disable_cfg1_optimization"] = True
     return model_options
@@ -51,7 +73,10 @@ def set_model_options_post_cfg_function(
 def set_model_options_pre_cfg_function(
     model_options: dict[str, Any], pre_cfg_function: Any, disable_cfg1_optimization: bool = False
 ) -> dict[str, Any]:
-    model_options["sampler_pre_cfg_function"] = [*model_options.get("sampler_pre_cfg_function", []), pre_cfg_function]
+    model_options["sampler_pre_cfg_function"] = [
+        *model_options.get("sampler_pre_cfg_function", []),
+        pre_cfg_function,
+    ]
     if disable_cfg1_optimization:
         model_options["disable_cfg1_optimization"] = True
     return model_options
@@ -59,7 +84,7 @@ def set_model_options_pre_cfg_function(
 
 def create_model_options_clone(model_options: dict[str, Any]) -> dict[str, Any]:
     """Copy the nested dicts and lists of model_options; the patch callables themselves are shared."""
-    return _copy_nested(model_options)  # type: ignore[no-any-return]
+    return _copy_nested(model_options)
 
 
 def _copy_nested(value: Any) -> Any:
@@ -113,7 +138,9 @@ class ModelPatcher:
         return self.model.latent_format
 
     def clone(self) -> ModelPatcher:
-        n = self.__class__(self.model, self.load_device, self.offload_device, self.size, self.weight_inplace_update)
+        n = self.__class__(
+            self.model, self.load_device, self.offload_device, self.size, self.weight_inplace_update
+        )
         n.patches = {k: list(v) for k, v in self.patches.items()}
         n.patches_uuid = self.patches_uuid
         n.object_patches = dict(self.object_patches)
@@ -148,19 +175,27 @@ class ModelPatcher:
         return self.model.get_dtype()
 
     # model_options: guidance functions and wrappers
-    def set_model_sampler_cfg_function(self, sampler_cfg_function: Any, disable_cfg1_optimization: bool = False) -> None:
+    def set_model_sampler_cfg_function(
+        self, sampler_cfg_function: Any, disable_cfg1_optimization: bool = False
+    ) -> None:
         if len(inspect.signature(sampler_cfg_function).parameters) == 3:
             old = sampler_cfg_function
-            self.model_options["sampler_cfg_function"] = lambda args: old(args["cond"], args["uncond"], args["cond_scale"])
+            self.model_options["sampler_cfg_function"] = lambda args: old(
+                args["cond"], args["uncond"], args["cond_scale"]
+            )
         else:
             self.model_options["sampler_cfg_function"] = sampler_cfg_function
         if disable_cfg1_optimization:
             self.model_options["disable_cfg1_optimization"] = True
 
-    def set_model_sampler_post_cfg_function(self, post_cfg_function: Any, disable_cfg1_optimization: bool = False) -> None:
+    def set_model_sampler_post_cfg_function(
+        self, post_cfg_function: Any, disable_cfg1_optimization: bool = False
+    ) -> None:
         set_model_options_post_cfg_function(self.model_options, post_cfg_function, disable_cfg1_optimization)
 
-    def set_model_sampler_pre_cfg_function(self, pre_cfg_function: Any, disable_cfg1_optimization: bool = False) -> None:
+    def set_model_sampler_pre_cfg_function(
+        self, pre_cfg_function: Any, disable_cfg1_optimization: bool = False
+    ) -> None:
         set_model_options_pre_cfg_function(self.model_options, pre_cfg_function, disable_cfg1_optimization)
 
     def set_model_sampler_calc_cond_batch_function(self, function: Any) -> None:
@@ -174,6 +209,13 @@ class ModelPatcher:
 
     # transformer_options: patches at ComfyUI's call points in the UNet (engine.diffusion.unet_hooks)
     def set_model_patch(self, patch: Any, name: str) -> None:
+        if name not in CALLED_PATCHES:
+            logging.warning(
+                "ModelPatcher: Loom's UNet (diffusers') has no call point for %r patches; this one will "
+                "not run (supported: %s)",
+                name,
+                ", ".join(sorted(CALLED_PATCHES)),
+            )
         to = self.model_options["transformer_options"]
         patches = to.setdefault("patches", {})
         patches[name] = [*patches.get(name, []), patch]
@@ -181,7 +223,9 @@ class ModelPatcher:
     def set_model_patch_replace(
         self, patch: Any, name: str, block_name: str, number: int, transformer_index: int | None = None
     ) -> None:
-        set_model_options_patch_replace(self.model_options, patch, name, block_name, number, transformer_index)
+        set_model_options_patch_replace(
+            self.model_options, patch, name, block_name, number, transformer_index
+        )
 
     def set_model_attn1_patch(self, patch: Any) -> None:
         self.set_model_patch(patch, "attn1_patch")
@@ -189,10 +233,14 @@ class ModelPatcher:
     def set_model_attn2_patch(self, patch: Any) -> None:
         self.set_model_patch(patch, "attn2_patch")
 
-    def set_model_attn1_replace(self, patch: Any, block_name: str, number: int, transformer_index: int | None = None) -> None:
+    def set_model_attn1_replace(
+        self, patch: Any, block_name: str, number: int, transformer_index: int | None = None
+    ) -> None:
         self.set_model_patch_replace(patch, "attn1", block_name, number, transformer_index)
 
-    def set_model_attn2_replace(self, patch: Any, block_name: str, number: int, transformer_index: int | None = None) -> None:
+    def set_model_attn2_replace(
+        self, patch: Any, block_name: str, number: int, transformer_index: int | None = None
+    ) -> None:
         self.set_model_patch_replace(patch, "attn2", block_name, number, transformer_index)
 
     def set_model_attn1_output_patch(self, patch: Any) -> None:
@@ -234,7 +282,9 @@ class ModelPatcher:
         return _get_attr(self.model, name)
 
     # weight patches
-    def add_patches(self, patches: dict[Any, Any], strength_patch: float = 1.0, strength_model: float = 1.0) -> list[Any]:
+    def add_patches(
+        self, patches: dict[Any, Any], strength_patch: float = 1.0, strength_model: float = 1.0
+    ) -> list[Any]:
         """Add weight patches keyed by ComfyUI state-dict names (or `(name, offset[, function])`);
         returns the keys that name a weight of this model."""
         from engine.diffusion.weights import comfy_names
@@ -242,10 +292,14 @@ class ModelPatcher:
         known = comfy_names(self.unet)
         added = []
         for k in patches:
-            key, offset, function = (k, None, None) if isinstance(k, str) else (k[0], k[1], k[2] if len(k) > 2 else None)
+            key, offset, function = (
+                (k, None, None) if isinstance(k, str) else (k[0], k[1], k[2] if len(k) > 2 else None)
+            )
             if key in known:
                 added.append(k)
-                self.patches.setdefault(key, []).append((strength_patch, patches[k], strength_model, offset, function))
+                self.patches.setdefault(key, []).append(
+                    (strength_patch, patches[k], strength_model, offset, function)
+                )
         self.patches_uuid = uuid.uuid4()
         return added
 
@@ -262,7 +316,9 @@ class ModelPatcher:
             return state
         return {k: v for k, v in state.items() if k.startswith(filter_prefix)}
 
-    def calculate_weight(self, patches: list[Any], weight: Any, key: str, intermediate_dtype: Any = None) -> Any:
+    def calculate_weight(
+        self, patches: list[Any], weight: Any, key: str, intermediate_dtype: Any = None
+    ) -> Any:
         import torch
 
         from engine.diffusion.weights import calculate_weight
@@ -270,8 +326,13 @@ class ModelPatcher:
         work = weight.to(intermediate_dtype or torch.float32)
         return calculate_weight(patches, work, key).to(weight.dtype)
 
-    def patch_model(self, device_to: Any = None, lowvram_model_memory: int = 0, load_weights: bool = True,
-                    force_patch_weights: bool = False) -> Any:
+    def patch_model(
+        self,
+        device_to: Any = None,
+        lowvram_model_memory: int = 0,
+        load_weights: bool = True,
+        force_patch_weights: bool = False,
+    ) -> Any:
         """Apply object and weight patches to the shared modules (undo with `unpatch_model`)."""
         if self._backup:
             return self.model

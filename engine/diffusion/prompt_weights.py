@@ -1,31 +1,57 @@
-"""Prompt emphasis and chunking as ComfyUI users write prompts.
+"""Prompt emphasis as ComfyUI parses it.
 
 `(word)` multiplies the weight by 1.1 per level of nesting, `(word:1.3)` sets it, `\\(` and `\\)` are
-literal parentheses. Prompts longer than one CLIP window are split into chunks of 75 tokens (plus
-start and end tokens); a short word that would straddle two chunks moves whole to the next one.
+literal parentheses. The state machine follows ComfyUI's (`comfy.sd1_clip.parse_parentheses`), quirks
+included, so that a prompt with unbalanced parentheses splits exactly as it does there: a `)` with no
+open group is kept as text and makes the next `(` text too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-CHUNK_TOKENS = 75
-# Words longer than this may be split across chunks instead of moving whole.
-LONG_WORD_TOKENS = 8
-_OPEN, _CLOSE = "\0open\0", "\0close\0"
-
-Token = tuple[int, float]  # (token id, weight)
+# Escaped parentheses are hidden behind control characters while groups are parsed.
+_ESCAPED_CLOSE, _ESCAPED_OPEN = "\0\1", "\0\2"
 
 
-def parse_weights(text: str, weight: float = 1.0) -> list[tuple[str, float]]:
-    """Split a prompt into (text, weight) segments."""
-    text = text.replace("\\(", _OPEN).replace("\\)", _CLOSE)
-    return [(part.replace(_OPEN, "(").replace(_CLOSE, ")"), w) for part, w in _segments(text, weight)]
+def escape_important(text: str) -> str:
+    return text.replace("\\)", _ESCAPED_CLOSE).replace("\\(", _ESCAPED_OPEN)
 
 
-def _segments(text: str, weight: float) -> list[tuple[str, float]]:
+def unescape_important(text: str) -> str:
+    return text.replace(_ESCAPED_CLOSE, ")").replace(_ESCAPED_OPEN, "(")
+
+
+def parse_parentheses(text: str) -> list[str]:
+    """Split into plain runs and top-level `( ... )` groups (groups keep their parentheses)."""
+    parts: list[str] = []
+    current = ""
+    depth = 0
+    for char in text:
+        if char == "(":
+            if depth == 0:
+                if current:
+                    parts.append(current)
+                current = "("
+            else:
+                current += char
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                parts.append(current + ")")
+                current = ""
+            else:
+                current += char
+        else:
+            current += char
+    if current:
+        parts.append(current)
+    return parts
+
+
+def token_weights(text: str, weight: float) -> list[tuple[str, float]]:
+    """(text, weight) segments of an escaped prompt; nested groups multiply or set the weight."""
     out: list[tuple[str, float]] = []
-    for part in _top_level_groups(text):
+    for part in parse_parentheses(text):
         if len(part) >= 2 and part[0] == "(" and part[-1] == ")":
             inner, inner_weight = part[1:-1], weight * 1.1
             colon = inner.rfind(":")
@@ -35,44 +61,12 @@ def _segments(text: str, weight: float) -> list[tuple[str, float]]:
                     inner = inner[:colon]
                 except ValueError:
                     pass
-            out.extend(_segments(inner, inner_weight))
-        elif part:
+            out.extend(token_weights(inner, inner_weight))
+        else:
             out.append((part, weight))
     return out
 
 
-def _top_level_groups(text: str) -> list[str]:
-    """Split into plain runs and balanced top-level `( ... )` groups; unbalanced parens stay text."""
-    groups: list[str] = []
-    depth, start = 0, 0
-    for index, char in enumerate(text):
-        if char == "(":
-            if depth == 0:
-                groups.append(text[start:index])
-                start = index
-            depth += 1
-        elif char == ")" and depth > 0:
-            depth -= 1
-            if depth == 0:
-                groups.append(text[start : index + 1])
-                start = index + 1
-    groups.append(text[start:])
-    return [g for g in groups if g]
-
-
-def weighted_chunks(text: str, encode: Callable[[str], list[int]]) -> list[list[Token]]:
-    """Token ids with weights, grouped into chunks of at most 75 (no start/end/padding yet)."""
-    chunks: list[list[Token]] = [[]]
-    for segment, weight in parse_weights(text):
-        for word in segment.replace("\n", " ").split(" "):
-            ids = encode(word) if word else []
-            while ids:
-                room = CHUNK_TOKENS - len(chunks[-1])
-                if len(ids) <= room:
-                    chunks[-1].extend((i, weight) for i in ids)
-                    break
-                if len(ids) > LONG_WORD_TOKENS:
-                    chunks[-1].extend((i, weight) for i in ids[:room])
-                    ids = ids[room:]
-                chunks.append([])
-    return chunks
+def parse_weights(text: str, weight: float = 1.0) -> list[tuple[str, float]]:
+    """A raw prompt's (text, weight) segments with escaped parentheses restored."""
+    return [(unescape_important(part), w) for part, w in token_weights(escape_important(text), weight)]

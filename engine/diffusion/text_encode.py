@@ -1,82 +1,175 @@
-"""CLIPTextEncode's core: prompt → (conditioning tensor, pooled output) for SD1.x, SD2.x and SDXL.
+"""Token windows → conditioning, for one text encoder (ComfyUI's `encode_token_weights`).
 
-Each 75-token chunk is encoded in its own 77-token window and the windows are concatenated along the
-sequence. Weighted tokens are pushed away from (or toward) the empty prompt's encoding at the same
-position: z = (z - z_empty) * weight + z_empty, as ComfyUI does. SD1.x and SD2.x read a hidden
-layer through the final layer norm; SDXL reads the penultimate layer of both encoders without it and
-pools from the second encoder.
+All windows of a prompt are encoded in one batch. If any token is weighted, the empty prompt is encoded
+alongside and each weighted token is pushed away from (or toward) it at the same position:
+z = (z - z_empty) * weight + z_empty; tokens of weight 1 are left exactly as encoded. Embedding vectors
+replace the token embeddings at their positions. SD1.x and SD2.x read a hidden layer through the final
+layer norm; SDXL's encoders read the penultimate layer without it. The flow families' encoders are
+read by role (`ROLE_OPTIONS`): SD3's CLIP-L and CLIP-G at the penultimate layer, Flux's CLIP-L at its
+output, T5-XXL (no start token, `</s>` then `<pad>`) at its final output with no pooled vector.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
-from engine.diffusion.devices import manager
-from engine.diffusion.handles import ClipHandle
-from engine.diffusion.patches import applied
-from engine.diffusion.prompt_weights import CHUNK_TOKENS, Token, weighted_chunks
-from engine.models.tokenizer import BOS_ID, EOS_ID, encode
-
-DEFAULT_LAYER = {"sd1": -1, "sd2": -2, "sdxl": -2, "sdxl_refiner": -2, "sd3": -2, "flux": -1}
+log = logging.getLogger("loom.embeddings")
+# Placeholder id where an embedding vector goes; any id but the end token keeps pooling right.
+EMBEDDING_SLOT_ID = 0
 
 
-def encode_prompt(clip: ClipHandle, text: str | list[str]) -> tuple[Any, Any]:
-    """(cond [1, 77·chunks, width], pooled [1, dim]). `text` may give one prompt per encoder (SDXL)."""
+@dataclass(frozen=True)
+class EncoderOptions:
+    """How one encoder is read: its default layer, whether a hidden layer goes through the final norm,
+    and whether the pooled output is projected."""
+
+    default_layer: int | None  # None: the final output
+    norm_hidden: bool
+    projected_pooled: bool = True
+    # The empty prompt that weights push from: CLIP's start and end tokens; T5 has no start token.
+    start_id: int | None = 49406
+    end_id: int = 49407
+    # T5 has no pooled output (the flow families pool from CLIP).
+    pooled: bool = True
+    # T5 is always read at its final output; clip skip (CLIPSetLastLayer) does not apply to it.
+    fixed_layer: bool = False
+
+
+ENCODER_OPTIONS: dict[str, tuple[EncoderOptions, ...]] = {
+    "sd1": (EncoderOptions(None, True, projected_pooled=False),),
+    "sd2": (EncoderOptions(-2, True),),
+    "sdxl": (EncoderOptions(-2, False), EncoderOptions(-2, False)),
+    "sdxl_refiner": (EncoderOptions(-2, False),),
+}
+# The flow families (SD3, Flux) by encoder role, since a CLIP of theirs may hold any subset of them.
+T5_OPTIONS = EncoderOptions(
+    None, False, projected_pooled=False, start_id=None, end_id=1, pooled=False, fixed_layer=True
+)
+ROLE_OPTIONS: dict[str, dict[str, EncoderOptions]] = {
+    "sd3": {
+        "clip_l": EncoderOptions(-2, False, projected_pooled=False),
+        "clip_g": EncoderOptions(-2, False),
+        "t5xxl": T5_OPTIONS,
+    },
+    "flux": {"clip_l": EncoderOptions(None, True, projected_pooled=False), "t5xxl": T5_OPTIONS},
+}
+
+
+def encoder_options(family: str, roles: tuple[str, ...], index: int) -> EncoderOptions:
+    """How encoder `index` of a CLIP is read: by role for the flow families, by position otherwise."""
+    if roles:
+        return ROLE_OPTIONS[family][roles[index]]
+    return ENCODER_OPTIONS[family][index]
+
+
+def encode_token_weights(
+    encoder: Any,
+    options: EncoderOptions,
+    pad_id: int,
+    windows: list[list[tuple[Any, ...]]],
+    layer: int | None,
+    unprojected: bool,
+    device: Any,
+) -> tuple[Any, Any]:
+    """(cond [1, tokens, width] float32, pooled [1, dim] or None) of an encoder's token windows."""
     import torch
 
-    if clip.roles:
-        from engine.diffusion.text_encode_flow import encode_flow_prompt
-
-        prompts = (
-            {r: text for r in clip.roles}
-            if isinstance(text, str)
-            else dict(zip(clip.roles, text, strict=False))
-        )
-        return encode_flow_prompt(clip, prompts)
-    texts = [text] * len(clip.encoders) if isinstance(text, str) else text
-    per_encoder = [weighted_chunks(t, encode) for t in texts]
-    count = max(len(chunks) for chunks in per_encoder)
-    device = manager().use(*clip.encoders)
-    with torch.no_grad(), applied(clip.encoders, clip.patches):
-        outputs = [
-            _encode_chunks(clip, i, chunks + [[]] * (count - len(chunks)), device)
-            for i, chunks in enumerate(per_encoder)
-        ]
-    cond = torch.cat([c for c, _ in outputs], dim=-1)
-    pooled = outputs[-1][1]
-    return cond.float().cpu(), pooled.float().cpu() if pooled is not None else None
-
-
-def _window(chunk: list[Token], pad_id: int) -> tuple[list[int], list[float]]:
-    ids = [BOS_ID, *(t for t, _ in chunk), EOS_ID]
-    weights = [1.0, *(w for _, w in chunk), 1.0]
-    padding = CHUNK_TOKENS + 2 - len(ids)
-    return ids + [pad_id] * padding, weights + [1.0] * padding
-
-
-def _encode_chunks(clip: ClipHandle, index: int, chunks: list[list[Token]], device: Any) -> tuple[Any, Any]:
-    import torch
-
-    windows = [_window(chunk, clip.pad_ids[index]) for chunk in chunks]
-    weighted = any(w != 1.0 for _, weights in windows for w in weights)
-    ids = [w for w, _ in windows] + ([_window([], clip.pad_ids[index])[0]] if weighted else [])
-    hidden, pooled = _run_encoder(clip, index, torch.tensor(ids, device=device))
+    weighted = any(pair[1] != 1.0 for window in windows for pair in window)
+    batch = [list(window) for window in windows]
+    if weighted or not batch:
+        length = max((len(w) for w in windows), default=0)
+        special = [t for t in (options.start_id, options.end_id) if t is not None]
+        empty_ids = special + [pad_id] * max(length - len(special), 0)
+        batch.append([(token, 1.0) for token in empty_ids])
+    ids, slots = _ids_and_slots(batch, encoder, pad_id)
+    with torch.no_grad(), _embeddings_in(encoder, slots):
+        hidden, pooled = _run(encoder, options, torch.tensor(ids, device=device), layer, unprojected)
+    hidden = hidden.float()
+    sections = len(windows)
     if weighted:
-        empty, hidden = hidden[-1:], hidden[:-1]
-        scale = torch.tensor([w for _, w in windows], device=device, dtype=hidden.dtype).unsqueeze(-1)
-        hidden = (hidden - empty) * scale + empty
-    return hidden.reshape(1, -1, hidden.shape[-1]), None if pooled is None else pooled[:1]
+        empty = hidden[-1]
+        weights = torch.tensor([[pair[1] for pair in w] for w in windows], dtype=torch.float32)
+        weights = weights.to(hidden.device).unsqueeze(-1)
+        body = hidden[:sections]
+        hidden = torch.where(weights != 1.0, (body - empty) * weights + empty, body)
+    cond = hidden[:sections] if sections else hidden[-1:]
+    cond = cond.reshape(1, -1, cond.shape[-1]).cpu()
+    return cond, None if pooled is None else pooled[:1].float().cpu()
 
 
-def _run_encoder(clip: ClipHandle, index: int, ids: Any) -> tuple[Any, Any]:
-    encoder = clip.encoders[index]
-    layer = clip.layer if clip.layer is not None else DEFAULT_LAYER[clip.family]
+def _ids_and_slots(batch: list[list[tuple[Any, ...]]], encoder: Any, pad_id: int) -> tuple[list, list]:
+    """Integer ids per window, and (window, position, vector) for every embedding vector in them."""
+    width = encoder.get_input_embeddings().weight.shape[-1]
+    ids: list[list[int]] = []
+    slots: list[tuple[int, int, Any]] = []
+    for row, window in enumerate(batch):
+        row_ids: list[int] = []
+        dropped = 0
+        for pair in window:
+            token = pair[0]
+            if isinstance(token, int):
+                row_ids.append(int(token))
+            elif token.shape[-1] != width:
+                log.warning(
+                    "WARNING: shape mismatch when trying to apply embedding, embedding will be ignored "
+                    "%s != %s",
+                    token.shape[-1],
+                    width,
+                )
+                dropped += 1
+            else:
+                slots.append((row, len(row_ids), token.reshape(-1)))
+                row_ids.append(EMBEDDING_SLOT_ID)
+        ids.append(row_ids + [pad_id] * dropped)
+    return ids, slots
+
+
+@contextmanager
+def _embeddings_in(encoder: Any, slots: list[tuple[int, int, Any]]) -> Iterator[None]:
+    """Swap embedding vectors in for the placeholder tokens while the encoder runs."""
+    if not slots:
+        yield
+        return
+
+    def replace(_module: Any, _inputs: Any, output: Any) -> Any:
+        output = output.clone()
+        for row, position, vector in slots:
+            output[row, position] = vector.to(output.device, output.dtype)
+        return output
+
+    handle = encoder.get_input_embeddings().register_forward_hook(replace)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def _run(encoder: Any, options: EncoderOptions, ids: Any, layer: int | None, unprojected: bool) -> tuple:
+    import torch
+
     out = encoder(input_ids=ids, output_hidden_states=True)
-    hidden = out.hidden_states[layer]
-    if clip.family in ("sd1", "sd2"):
-        final_norm = getattr(encoder, "text_model", encoder).final_layer_norm
-        hidden = final_norm(hidden)
-    pooled = getattr(out, "text_embeds", None)
-    if pooled is None:
-        pooled = getattr(out, "pooler_output", None)
+    text_model = getattr(encoder, "text_model", encoder)
+    layers = len(out.hidden_states) - 1
+    chosen = layer if layer is not None else options.default_layer
+    if options.fixed_layer:
+        chosen = None
+    if chosen is None or abs(chosen) > layers:
+        hidden = out.last_hidden_state  # ComfyUI reads the final, normalised output then
+    else:
+        hidden = out.hidden_states[chosen]
+        if options.norm_hidden:
+            hidden = text_model.final_layer_norm(hidden)
+    if not options.pooled:
+        return hidden, None
+    projected = getattr(out, "text_embeds", None)
+    if projected is not None and options.projected_pooled and not unprojected:
+        return hidden, projected
+    pooled = getattr(out, "pooler_output", None)
+    if pooled is None:  # a projection model: pool the final output at the first end token
+        end = (ids == 49407).int().argmax(dim=-1)
+        pooled = out.last_hidden_state[torch.arange(ids.shape[0], device=ids.device), end]
     return hidden, pooled

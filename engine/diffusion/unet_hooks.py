@@ -31,11 +31,11 @@ class _Call:
 
     @property
     def patches(self) -> dict[str, list[Any]]:
-        return self.options.get("patches", {})  # type: ignore[no-any-return]
+        return self.options.get("patches", {})
 
     @property
     def replace(self) -> dict[str, dict[Any, Any]]:
-        return self.options.get("patches_replace", {})  # type: ignore[no-any-return]
+        return self.options.get("patches_replace", {})
 
 
 _current: ContextVar[_Call | None] = ContextVar("loom_transformer_options", default=None)
@@ -84,8 +84,15 @@ def optimized_attention(
 
 
 def attention_basic(
-    q: Any, k: Any, v: Any, heads: int, mask: Any = None, attn_precision: Any = None,
-    skip_reshape: bool = False, skip_output_reshape: bool = False, **kwargs: Any,
+    q: Any,
+    k: Any,
+    v: Any,
+    heads: int,
+    mask: Any = None,
+    attn_precision: Any = None,
+    skip_reshape: bool = False,
+    skip_output_reshape: bool = False,
+    **kwargs: Any,
 ) -> Any:
     """The same attention written out (softmax(q k^T / sqrt(d)) v), computed in float32."""
     batch = q.shape[0]
@@ -125,7 +132,9 @@ class ComfyAttnProcessor:
     ) -> Any:
         call = _current.get()
         if call is None or not self._patched(call):
-            return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
+            return self.original(
+                attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs
+            )
         extra = {k: v for k, v in call.options.items() if k not in ("patches", "patches_replace")}
         extra.update(n_heads=attn.heads, dim_head=attn.inner_dim // attn.heads, attn_precision=None)
         n, context, value = hidden_states, encoder_hidden_states, None
@@ -187,6 +196,9 @@ def layout(unet: Any) -> BlockLayout:
 def install(unet: Any) -> None:
     """Add the hooks and processors to `unet` (once; later calls do nothing)."""
     if getattr(unet, _MARK, False):
+        return
+    if not hasattr(unet, "down_blocks"):  # not a UNet (a transformer family, a test stub): no block ids
+        setattr(unet, _MARK, True)
         return
     shape = layout(unet)
     _input_block(unet.conv_in, ("input", 0), unet.conv_in)

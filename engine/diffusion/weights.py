@@ -73,7 +73,9 @@ def _add_diff(weight: Any, diff: Any, strength: float, fn: Any, key: str) -> Non
     if strength == 0:
         return
     if diff.shape != weight.shape:
-        raise WeightPatchError(f"{key}: patch shape {tuple(diff.shape)} does not match weight {tuple(weight.shape)}")
+        raise WeightPatchError(
+            f"{key}: patch shape {tuple(diff.shape)} does not match weight {tuple(weight.shape)}"
+        )
     weight += fn(strength * diff.to(weight.device, torch.float32)).to(weight.dtype)
 
 

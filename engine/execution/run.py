@@ -133,6 +133,7 @@ class PromptRun(RunState):
             prompt=self.prompt,
             extra_pnginfo=self.extra_data.get("extra_pnginfo") or {},
             display_node=display if display != node_id else None,
+            previews=self.extra_data.get("preview_method", "auto") != "none",
         )
         raws: list[Any] = []
         token = current_context.set(ctx)

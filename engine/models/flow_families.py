@@ -177,28 +177,13 @@ def load_checkpoint(path: Path, state: dict[str, Any], shapes: Shapes, detected:
 
 
 def vae_from_state(state: Mapping[str, Any], name: str) -> Any:
-    """A VAE handle from original-layout keys (`first_stage_model.` optional), 4 or 16 latent channels."""
-    from diffusers import AutoencoderKL
-    from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
+    """A VAE from original-layout keys (`first_stage_model.` optional) of a checkpoint that also holds
+    other models, through `vae_from_state_dict` (4 or 16 latent channels)."""
+    from engine.diffusion.vae import vae_from_state_dict
 
-    from engine.diffusion.devices import manager
-    from engine.diffusion.handles import VaeHandle
-    from engine.diffusion.latent_formats import latent_format
-    from engine.models.detect import VAE_PREFIX, vae_config_from_shapes
-
-    prefixed = {
-        VAE_PREFIX + k.removeprefix(VAE_PREFIX): v
+    own = {
+        k: v
         for k, v in state.items()
         if not k.startswith(("model.", "text_encoders.", "cond_stage_model.", "conditioner."))
     }
-    config = vae_config_from_shapes({k: tuple(v.shape) for k, v in prefixed.items()}, "sd1", {})
-    family = "sd3" if config["latent_channels"] == 16 else "sd1"
-    if family == "sd3":
-        fmt = latent_format("sd3", 1.0, {})
-        config.update(scaling_factor=fmt.scale_factor, shift_factor=fmt.shift_factor, sample_size=1024)
-    vae: Any = AutoencoderKL(**config)
-    missing, _ = vae.load_state_dict(convert_ldm_vae_checkpoint(prefixed, config), strict=False)
-    if missing:
-        raise UnsupportedModelError(f"{name}: VAE weights missing, e.g. {missing[:3]}")
-    vae.eval().requires_grad_(False).to(manager().dtype("vae"))
-    return VaeHandle(vae, latent_format(family, config["scaling_factor"], {}))
+    return vae_from_state_dict(own, {}, name)

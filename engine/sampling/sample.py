@@ -10,8 +10,7 @@ from torch import Tensor
 
 from engine.sampling._common import Callback, Model
 from engine.sampling.model_sampling import ModelSampling
-from engine.sampling.noise import default_noise_sampler
-from engine.sampling.registry import get_sampler
+from engine.sampling.registry import get_sampler, noise_sampler_for
 
 # Samplers whose inpainting noise is drawn fresh from seed + 1 instead of reusing the initial noise.
 _RANDOM_INPAINT_NOISE = frozenset({"ddim"})
@@ -57,7 +56,8 @@ def sample(
     * ``model(x, sigma, **extra_args)`` is the denoised-prediction callable (CFG already applied).
     * The start point is ``model_sampling.noise_scaling(sigmas[0], noise, latent, max_denoise)``;
       ``max_denoise=None`` applies ComfyUI's rule (:func:`is_max_denoise`).
-    * ``seed`` seeds the per-step noise of ancestral/SDE samplers (``default_noise_sampler``).
+    * ``seed`` seeds the per-step noise of ancestral samplers (``default_noise_sampler``) and the
+      Brownian tree of the SDE samplers (``brownian_tree_noise_sampler``), as ComfyUI does.
     * ``denoise_mask`` (broadcastable to the latent; 1 = regenerate, 0 = keep) keeps the area
       outside the mask at the original latent, re-noised to each step's sigma.
     * ``disable_noise`` starts from the latent with zero noise (KSamplerAdvanced add_noise=disable).
@@ -85,7 +85,7 @@ def sample(
         sigmas,
         extra_args=extra_args,
         callback=callback,
-        noise_sampler=default_noise_sampler(x, seed),
+        noise_sampler=noise_sampler_for(sampler_name, x, sigmas, seed),
         **(sampler_options or {}),
     )
     return model_sampling.inverse_noise_scaling(sigmas[-1], samples)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -31,6 +32,67 @@ def get_sigmas_karras(n: int, sigma_min: float, sigma_max: float, rho: float = 7
 def get_sigmas_exponential(n: int, sigma_min: float, sigma_max: float) -> Tensor:
     """Uniform in log sigma (k-diffusion's exponential schedule)."""
     return _append_zero(torch.linspace(math.log(sigma_max), math.log(sigma_min), n).exp())
+
+
+def get_sigmas_polyexponential(n: int, sigma_min: float, sigma_max: float, rho: float = 1.0) -> Tensor:
+    """k-diffusion's polynomial-in-log-sigma schedule: log sigma moves as ramp**rho (rho 1: exponential)."""
+    ramp = torch.linspace(1, 0, n) ** rho
+    log_min = math.log(sigma_min)
+    return _append_zero(torch.exp(ramp * (math.log(sigma_max) - log_min) + log_min))
+
+
+def get_sigmas_vp(n: int, beta_d: float = 19.9, beta_min: float = 0.1, eps_s: float = 1e-3) -> Tensor:
+    """Continuous VP schedule (Song et al. 2021): sigma(t) = sqrt(exp(beta_d t^2 / 2 + beta_min t) - 1)."""
+    t = torch.linspace(1, eps_s, n)
+    return _append_zero(torch.sqrt(torch.special.expm1(beta_d * t**2 / 2 + beta_min * t)))
+
+
+def get_sigmas_laplace(
+    n: int, sigma_min: float, sigma_max: float, mu: float = 0.0, beta: float = 0.5
+) -> Tensor:
+    """Laplace schedule (Tiankai et al. 2024): log sigma at Laplace(mu, beta) quantiles, clamped.
+
+    As in ComfyUI it does not append a final 0: the last sigma is about sigma_min.
+    """
+    x = torch.linspace(0, 1, n)
+    log_sigma = mu - beta * torch.sign(0.5 - x) * torch.log(1 - 2 * torch.abs(0.5 - x) + 1e-5)
+    return torch.clamp(torch.exp(log_sigma), min=sigma_min, max=sigma_max)
+
+
+def sd_turbo(model_sampling: ModelSampling, steps: int, denoise: float = 1.0) -> Tensor:
+    """SDXL Turbo / SD Turbo: timesteps 999, 899, ..., 99, starting ``10 - int(10 * denoise)`` in."""
+    start = 10 - int(10 * denoise)
+    timesteps = torch.flip(torch.arange(1, 11) * 100 - 1, (0,))[start : start + steps]
+    return _append_zero(model_sampling.sigma(timesteps))
+
+
+# Align Your Steps (Sabour et al. 2024): NVIDIA's published 10-step noise levels per model family.
+AYS_NOISE_LEVELS: dict[str, tuple[float, ...]] = {
+    "SD1": (14.6146412293, 6.4745760956, 3.8636745985, 2.6946151520, 1.8841921177, 1.3943805092,
+            0.9642583904, 0.6523686016, 0.3977456272, 0.1515232662, 0.0291671582),
+    "SDXL": (14.6146412293, 6.3184485287, 3.7681790315, 2.1811480769, 1.3405244945, 0.8620721141,
+             0.5550693289, 0.3798540708, 0.2332364134, 0.1114188177, 0.0291671582),
+    "SVD": (700.00, 54.5, 15.886, 7.977, 4.248, 1.789, 0.981, 0.403, 0.173, 0.034, 0.002),
+}  # fmt: skip
+
+
+def align_your_steps(model_type: str, steps: int, denoise: float = 1.0) -> Tensor:
+    """AYS schedule: the family's levels, log-linearly resampled to ``steps + 1`` points, last set to 0.
+
+    ``denoise < 1`` keeps the last ``round(steps * denoise) + 1`` sigmas; ``denoise <= 0`` is empty.
+    """
+    levels = np.array(AYS_NOISE_LEVELS[model_type], dtype=np.float64)
+    if denoise <= 0.0:
+        return torch.zeros(0)
+    kept = round(steps * denoise) if denoise < 1.0 else steps
+    if steps + 1 != len(levels):
+        # Interpolate log sigma over an even grid, in increasing order as np.interp needs.
+        grid = np.linspace(0, 1, len(levels))
+        log_levels = np.log(levels[::-1])
+        levels = np.exp(np.interp(np.linspace(0, 1, steps + 1), grid, log_levels))[::-1].copy()
+    levels = levels[-(kept + 1) :]
+    levels[-1] = 0.0
+    return torch.tensor(levels, dtype=torch.float32)
 
 
 def simple(model_sampling: ModelSampling, steps: int) -> Tensor:

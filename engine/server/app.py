@@ -19,11 +19,22 @@ from engine.comfy_compat.prompt_server import PromptServer
 from engine.custom_nodes import load_custom_nodes
 from engine.executor import Executor
 from engine.queue import PromptStore
-from engine.server import routes_files, routes_info, routes_jobs, routes_packs, routes_queue, web_ui
+from engine.server import (
+    routes_files,
+    routes_frontend,
+    routes_info,
+    routes_internal,
+    routes_jobs,
+    routes_packs,
+    routes_queue,
+    routes_user,
+    web_ui,
+)
 from engine.server.config import ServerConfig
 from engine.server.hub import Hub
 from engine.server.keys import CONFIG, EXECUTOR, HUB, PACKS, REGISTRY, STORE, WORKER
 from engine.server.security import MIDDLEWARES
+from engine.server.userdata import UserStore
 from engine.server.worker import Worker
 
 log = logging.getLogger("loom.server")
@@ -34,6 +45,8 @@ COMFY_ROUTES = (
     routes_files.routes,
     routes_info.routes,
     routes_packs.routes,
+    routes_user.routes,
+    routes_frontend.routes,
 )
 
 
@@ -48,8 +61,15 @@ def create_app(config: ServerConfig) -> web.Application:
                 app.router.add_route(route.method, route.path, route.handler, **route.kwargs)
                 app.router.add_route(route.method, "/api" + route.path, route.handler, **route.kwargs)
     app.add_routes(routes_jobs.api_routes)
-    web_ui.setup(app)
+    app.add_routes(routes_internal.routes)
+    app[routes_user.USERS] = UserStore(config.user_root, config.multi_user, config.max_user_file_bytes)
+    routes_frontend.setup_templates(app)
+    if config.front_end_root is None:
+        web_ui.setup(app)
     app.cleanup_ctx.append(_services)
+    # Another front end's files are served from `/` on down: added after the packs' routes (which
+    # load at start-up), so that a file route cannot hide them.
+    app.on_startup.append(lambda app: _front_end(app, config))
     app.on_shutdown.append(_close_websockets)
     return app
 
@@ -74,7 +94,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[HUB] = hub = Hub()
     hub.bind(asyncio.get_running_loop())
     PromptServer.instance.bind(app, hub.send_threadsafe, asyncio.get_running_loop())
-    app[WORKER] = worker = Worker(store, executor, hub)
+    app[WORKER] = worker = Worker(store, executor, hub, config.preview_method)
+    routes_internal.forward_logs(app)
     tasks = [asyncio.create_task(worker.run()), asyncio.create_task(hub.publish())]
     yield
     await worker.stop()
@@ -84,6 +105,10 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     store.close()
+
+
+async def _front_end(app: web.Application, config: ServerConfig) -> None:
+    routes_frontend.setup_front_end(app, config)
 
 
 async def _close_websockets(app: web.Application) -> None:
@@ -106,6 +131,13 @@ def serve(config: ServerConfig, announce: Callable[[str], None] = print) -> None
 
 
 async def _serve(config: ServerConfig, announce: Callable[[str], None]) -> None:
+    from engine.server.console import setup_console
+
+    setup_console(config.log_level)
+    page = config.front_end_root
+    log.info("Front end: %s", page if page is not None else "Loom's canvas (web/dist)")
+    if config.preview_method != "none":
+        log.info("Latent previews: %s", config.preview_method)
     token = config.require_token()
     runner = web.AppRunner(create_app(config), access_log=None)
     await runner.setup()

@@ -12,6 +12,8 @@ from engine.folders import Folders
 from engine.registry import NodeRegistry
 
 CacheMode = Literal["classic", "lru", "none"]
+PreviewMethod = Literal["none", "auto", "latent2rgb", "taesd"]
+PREVIEW_METHODS: tuple[PreviewMethod, ...] = ("none", "auto", "latent2rgb", "taesd")
 MiB = 1 << 20
 
 
@@ -36,6 +38,20 @@ class ServerConfig:
     max_string_input: int = 1 * MiB
     max_image_pixels: int = 64 * MiB
     clear_temp_on_start: bool = True
+    # Settings, saved workflows and other per-user files (ComfyUI's user/<user>/); None: database's folder.
+    user_directory: Path | None = None
+    multi_user: bool = False
+    max_user_file_bytes: int = 50 * MiB
+    # The page served at `/`: None is Loom's canvas; a folder holds another front end's index.html.
+    front_end_root: Path | None = None
+    # Latent previews while sampling, unless a prompt's extra_data names its own (ComfyUI's default: none).
+    preview_method: PreviewMethod = "none"
+    # Console level: INFO prints "got prompt" and timings (ComfyUI's default); --quiet is WARNING.
+    log_level: str = "INFO"
+
+    @property
+    def user_root(self) -> Path:
+        return self.user_directory or self.database.parent
 
     @property
     def loopback_only(self) -> bool:

@@ -50,10 +50,17 @@ async def model_files(request: web.Request) -> web.Response:
     return web.json_response(await asyncio.to_thread(folders.model_files, kind))
 
 
+# What ComfyUI lists as model files; an embeddings folder may also hold previews and notes.
+MODEL_EXTENSIONS = (".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft")
+
+
 @routes.get("/embeddings")
 async def embeddings(request: web.Request) -> web.Response:
+    """Names usable as `embedding:name` in a prompt (file names without extension)."""
     names = await asyncio.to_thread(request.app[CONFIG].folders.model_files, "embeddings")
-    return web.json_response([str(Path(n).with_suffix("")) for n in names])
+    return web.json_response(
+        [str(Path(n).with_suffix("")) for n in names if n.lower().endswith(MODEL_EXTENSIONS)]
+    )
 
 
 @routes.get("/system_stats")

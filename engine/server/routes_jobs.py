@@ -26,6 +26,7 @@ JOB_STATES: dict[str, tuple[State, str | None]] = {
     "in_progress": ("running", None),
     "completed": ("done", "success"),
     "failed": ("done", "error"),
+    "cancelled": ("done", "cancelled"),
 }
 MAX_RUN_TIMEOUT = 3600.0
 PREVIEWABLE = ("images", "video", "audio")
@@ -34,6 +35,8 @@ PREVIEWABLE = ("images", "video", "audio")
 def job_status(row: JobRow) -> str:
     if row.state != "done":
         return "pending" if row.state == "pending" else "in_progress"
+    if row.status_str == "cancelled":
+        return "cancelled"
     return "completed" if row.status_str == "success" else "failed"
 
 
@@ -114,6 +117,36 @@ async def get_job(request: web.Request) -> web.Response:
     if found is None:
         raise ApiError("Job not found", 404)
     return web.json_response(job(found, full=True))
+
+
+@routes.post("/jobs/{job_id}/cancel")
+async def cancel_job(request: web.Request) -> web.Response:
+    """Interrupt the job if it runs, drop it from the queue if it waits."""
+    job_id = request.match_info["job_id"]
+    if not cancel(request.app, job_id):
+        raise ApiError(f"no pending or running job {job_id[:200]!r}", 404)
+    return web.json_response({"cancelled": [job_id]})
+
+
+@routes.post("/jobs/cancel")
+async def cancel_jobs(request: web.Request) -> web.Response:
+    """Cancel several jobs ({"job_ids": [...]}); answers which were pending or running."""
+    body = await read_json(request)
+    ids = body.get("job_ids")
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise ApiError("job_ids must be a list of job ids")
+    cancelled = [i for i in ids if cancel(request.app, i)]
+    return web.json_response({"cancelled": cancelled})
+
+
+def cancel(app: web.Application, job_id: str) -> bool:
+    store, worker = app[STORE], app[WORKER]
+    state = store.state(job_id)
+    if state == "pending" and store.delete_pending([job_id]):
+        worker.queue_changed()
+        worker.release([job_id])
+        return True
+    return state == "running" and worker.interrupt(job_id)
 
 
 def find_job(store: PromptStore, prompt_id: str) -> JobRow | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 import uuid
@@ -19,6 +20,7 @@ from engine.server.keys import CONFIG, REGISTRY, STORE, WORKER
 from engine.ui_workflow import is_ui_workflow
 
 MAX_ID_LENGTH = 200
+log = logging.getLogger("loom.server")
 
 
 def prompt_failure(kind: str, message: str, details: str = "", node_errors: Any = None) -> ApiError:
@@ -77,6 +79,7 @@ async def submit(app: web.Application, body: dict[str, Any]) -> dict[str, Any]:
         )
     except DuplicatePromptError as exc:
         raise prompt_failure("duplicate_prompt_id", str(exc)) from None
+    log.info("got prompt")
     app[WORKER].queue_changed()
     return {"prompt_id": prompt_id, "number": queued_as, "node_errors": checked.node_errors}
 

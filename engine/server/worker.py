@@ -20,6 +20,7 @@ from engine.executor import Executor
 from engine.graph import validate_prompt
 from engine.queue import PromptStore, QueueItem
 from engine.server.hub import Hub
+from engine.server.progress import ProgressState, preview_method, resolve_preview_method
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +37,14 @@ class _Run:
     outputs: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     finished: bool = False
+    started: float = field(default_factory=time.perf_counter)
+    progress: ProgressState | None = None
 
 
 class Worker:
-    def __init__(self, store: PromptStore, executor: Executor, hub: Hub) -> None:
+    def __init__(self, store: PromptStore, executor: Executor, hub: Hub, previews: str = "none") -> None:
+        # The server's --preview-method; a prompt's extra_data.preview_method overrides it.
+        self.previews = previews
         self.store = store
         self.executor = executor
         self.hub = hub
@@ -131,6 +136,9 @@ class Worker:
 
     def _execute(self, item: QueueItem) -> None:
         run = _Run(item, item.extra_data.get("client_id"))
+        run.progress = ProgressState(item.prompt_id)
+        method = resolve_preview_method(preview_method(item.extra_data, self.previews))
+        extra_data = {**item.extra_data, "preview_method": method}
         try:
             checked = validate_prompt(self.executor.registry, item.prompt, item.outputs)
             if not checked.ok:
@@ -140,7 +148,7 @@ class Worker:
                 checked.prompt,
                 item.prompt_id,
                 checked.outputs,
-                item.extra_data,
+                extra_data,
                 lambda e, d: self._on(run, e, d),
             )
         except Exception as exc:
@@ -164,10 +172,18 @@ class Worker:
                 "parent_node": None,
                 "real_node_id": node,
             }
-        if event in TERMINAL and data.get("exception_type") != "ExecutionBlocked":
+        state = run.progress.update(event, data) if run.progress is not None else None
+        terminal = event in TERMINAL and data.get("exception_type") != "ExecutionBlocked"
+        if state is not None and (terminal or event == "executing"):
+            # As in ComfyUI: a node's start, and the last node's end, come before the event.
+            self.hub.send_threadsafe("progress_state", state, run.sid)
+            state = None
+        if terminal:
             self._finish(run, event, data)
-        else:
-            self.hub.send_threadsafe(event, data, run.sid)
+            return
+        self.hub.send_threadsafe(event, data, run.sid)
+        if state is not None:
+            self.hub.send_threadsafe("progress_state", state, run.sid)
 
     def _finish(self, run: _Run, event: str, data: dict[str, Any]) -> None:
         prompt_id = run.item.prompt_id
@@ -181,7 +197,10 @@ class Worker:
             "completed": success,
             "messages": run.messages,
         }
-        self.store.finish(prompt_id, {"outputs": run.outputs, "status": status, "meta": run.meta})
+        outcome = "cancelled" if event == "execution_interrupted" else None
+        history = {"outputs": run.outputs, "status": status, "meta": run.meta}
+        self.store.finish(prompt_id, history, outcome)
+        log.info("Prompt executed in %.2f seconds", time.perf_counter() - run.started)
         self.hub.send_threadsafe(event, data, run.sid)
         self.hub.send_threadsafe("status", self.status())
         assert self._loop is not None

@@ -81,12 +81,16 @@ def parse_workflow(workflow: Any, registry: NodeRegistry) -> UiGraph:
         raise WorkflowConversionError('not a UI workflow: "links" must be a list')
     special = _special_types(workflow)
     nodes: dict[str, UiNode] = {}
+    missing: list[UiNode] = []
     for index, raw in enumerate(workflow["nodes"]):
         node = _parse_node(index, raw)
         if node.id in nodes:
             raise node.error(f"another node has the same id, {nodes[node.id].describe()}")
-        _check_type(node, registry, special)
+        if not _check_type(node, registry, special):
+            missing.append(node)
         nodes[node.id] = node
+    if missing:
+        raise _missing_types(missing)
     links: dict[int, Link] = {}
     for raw in raw_links:
         link = _parse_link(raw)
@@ -204,13 +208,29 @@ def _special_types(workflow: dict[str, Any]) -> dict[str, str]:
     return names
 
 
-def _check_type(node: UiNode, registry: NodeRegistry, special: dict[str, str]) -> None:
+def _check_type(node: UiNode, registry: NodeRegistry, special: dict[str, str]) -> bool:
+    """False when the node's type is not installed (the caller reports every such node at once)."""
     # Muted and bypassed nodes never reach the server, so their type need not be known.
     if node.virtual or node.type in registry or node.mode in (NEVER, BYPASS):
-        return
+        return True
     if node.type in special:
         raise node.error(
             f"{special[node.type]} is not supported by headless conversion yet; "
             "unpack it into plain nodes in the editor and save again"
         )
-    raise node.error(f"node type {node.type!r} is not installed in Loom")
+    return False
+
+
+def _missing_types(missing: list[UiNode]) -> WorkflowConversionError:
+    """One error naming every missing node type and the nodes that use it, so a user can install
+    all the packs at once instead of discovering them one per attempt."""
+    if len(missing) == 1:
+        return missing[0].error(f"node type {missing[0].type!r} is not installed in Loom")
+    by_type: dict[str, list[str]] = {}
+    for node in missing:
+        by_type.setdefault(node.type, []).append(f"#{node.id}")
+    listed = "; ".join(f"{kind!r} (node {', '.join(ids)})" for kind, ids in by_type.items())
+    return WorkflowConversionError(
+        f"{len(by_type)} node type{'s' if len(by_type) > 1 else ''} not installed in Loom: {listed}",
+        missing[0].id,
+    )

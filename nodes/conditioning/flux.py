@@ -34,7 +34,6 @@ class CLIPTextEncodeFlux(Node):
         t5xxl: Annotated[str, Input("Prompt for T5-XXL.", multiline=True)],
         guidance: Annotated[float, GUIDANCE] = 3.5,
     ) -> Conditioning:
-        from engine.diffusion.text_encode_flow import encode_flow_prompt
         from nodes.conditioning.text import NO_CLIP
 
         if clip is None:
@@ -43,5 +42,6 @@ class CLIPTextEncodeFlux(Node):
             raise ValueError(
                 f"CLIPTextEncodeFlux needs a Flux CLIP (DualCLIPLoader type flux); got {clip.family}"
             )
-        cond, pooled = encode_flow_prompt(clip, {"clip_l": clip_l, "t5xxl": t5xxl})
-        return [[cond, {"pooled_output": pooled, "guidance": guidance}]]
+        tokens = clip.tokenize(clip_l)
+        tokens["t5xxl"] = clip.tokenize(t5xxl)["t5xxl"]
+        return clip.encode_from_tokens_scheduled(tokens, add_dict={"guidance": guidance})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from engine.native import Clip, Conditioning, Input, Node
 from nodes.conditioning.text import NO_CLIP
@@ -26,19 +26,28 @@ class CLIPTextEncodeSD3(Node):
         t5xxl: Annotated[str, Input("Prompt for T5-XXL.", multiline=True)],
         empty_padding: Annotated[str, PADDING] = "none",
     ) -> Conditioning:
-        from engine.diffusion.text_encode_flow import encode_flow_prompt
-
         if clip is None:
             raise RuntimeError(NO_CLIP)
         if clip.family != "sd3":
             raise ValueError(
                 f"CLIPTextEncodeSD3 needs an SD3 CLIP (TripleCLIPLoader or type sd3); got {clip.family}"
             )
-        skip = empty_padding == "none"
-        texts = {
-            "clip_l": None if skip and not clip_l else clip_l,
-            "clip_g": None if skip and not clip_g else clip_g,
-            "t5xxl": None if skip and not t5xxl else t5xxl,
-        }
-        cond, pooled = encode_flow_prompt(clip, texts)
-        return [[cond, {"pooled_output": pooled}]]
+        return clip.encode_from_tokens_scheduled(_sd3_tokens(clip, clip_l, clip_g, t5xxl, empty_padding))
+
+
+def _sd3_tokens(clip: Any, clip_l: str, clip_g: str, t5xxl: str, empty_padding: str) -> dict[str, Any]:
+    """One prompt per encoder, as ComfyUI: with "none" an empty prompt gives no windows; CLIP-L's and
+    CLIP-G's windows are evened out with empty ones, since they are encoded side by side."""
+    skip = empty_padding == "none"
+    tokens = clip.tokenize(clip_g)
+    if skip and not clip_g:
+        tokens["g"] = []
+    tokens["l"] = [] if skip and not clip_l else clip.tokenize(clip_l)["l"]
+    tokens["t5xxl"] = [] if skip and not t5xxl else clip.tokenize(t5xxl)["t5xxl"]
+    if len(tokens["l"]) != len(tokens["g"]):
+        empty = clip.tokenize("")
+        while len(tokens["l"]) < len(tokens["g"]):
+            tokens["l"] += empty["l"]
+        while len(tokens["l"]) > len(tokens["g"]):
+            tokens["g"] += empty["g"]
+    return tokens

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from engine.diffusion.handles import ClipHandle
+from engine.diffusion.clip import CLIP
 from engine.native import Clip, Conditioning, Input, Node
 from nodes.image.basic import MAX_RESOLUTION
 
@@ -14,13 +14,24 @@ NO_CLIP = (
 )
 
 
-def _encode(clip: ClipHandle | None, text: str | list[str], **options: Any) -> list[Any]:
-    from engine.diffusion.text_encode import encode_prompt
-
+def _encode(clip: CLIP | None, text: str, **options: Any) -> list[Any]:
     if clip is None:
         raise RuntimeError(NO_CLIP)
-    cond, pooled = encode_prompt(clip, text)
-    return [[cond, {"pooled_output": pooled, **options}]]
+    return clip.encode_from_tokens_scheduled(clip.tokenize(text), add_dict=options)
+
+
+def _sdxl_tokens(clip: CLIP, text_g: str, text_l: str) -> dict[str, Any]:
+    """CLIP-G's windows from text_g, CLIP-L's from text_l, the shorter padded with empty windows."""
+    tokens = clip.tokenize(text_g)
+    if "l" not in tokens:
+        return tokens
+    tokens["l"] = clip.tokenize(text_l)["l"]
+    empty = clip.tokenize("")
+    while len(tokens["l"]) < len(tokens["g"]):
+        tokens["l"] += empty["l"]
+    while len(tokens["l"]) > len(tokens["g"]):
+        tokens["g"] += empty["g"]
+    return tokens
 
 
 class CLIPTextEncode(Node):
@@ -58,16 +69,18 @@ class CLIPTextEncodeSDXL(Node):
         text_g: Annotated[str, Input("Prompt for the large (OpenCLIP G) encoder.", multiline=True)] = "",
         text_l: Annotated[str, Input("Prompt for the CLIP-L encoder.", multiline=True)] = "",
     ) -> Conditioning:
-        texts = [text_l, text_g] if clip is not None and len(clip.encoders) == 2 else [text_g]
-        return _encode(
-            clip,
-            texts,
-            width=width,
-            height=height,
-            crop_w=crop_w,
-            crop_h=crop_h,
-            target_width=target_width,
-            target_height=target_height,
+        if clip is None:
+            raise RuntimeError(NO_CLIP)
+        return clip.encode_from_tokens_scheduled(
+            _sdxl_tokens(clip, text_g, text_l),
+            add_dict=dict(
+                width=width,
+                height=height,
+                crop_w=crop_w,
+                crop_h=crop_h,
+                target_width=target_width,
+                target_height=target_height,
+            ),
         )
 
 

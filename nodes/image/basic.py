@@ -20,21 +20,22 @@ def resize(image: Any, width: int, height: int, method: str = "bilinear", crop: 
 
 
 def upscale(samples: Any, width: int, height: int, method: str, crop: str = "disabled") -> Any:
-    """Resize a [B, C, H, W] batch (images or latents) as ComfyUI's common_upscale does."""
+    """Resize a [B, C, H, W] batch (images or latents) as ComfyUI's common_upscale does: torch's
+    interpolation without antialiasing (so downscaling matches ComfyUI's pixels), after trimming
+    equal margins to the target aspect ratio when `crop="center"`."""
     import torch.nn.functional as F
 
     if crop == "center":
         old_h, old_w = samples.shape[2], samples.shape[3]
-        scale = max(width / old_w, height / old_h)
-        keep_w, keep_h = round(width / scale), round(height / scale)
-        top, left = (old_h - keep_h) // 2, (old_w - keep_w) // 2
-        samples = samples[:, :, top : top + keep_h, left : left + keep_w]
+        old_aspect, new_aspect = old_w / old_h, width / height
+        trim_x = round((old_w - old_w * (new_aspect / old_aspect)) / 2) if old_aspect > new_aspect else 0
+        trim_y = round((old_h - old_h * (old_aspect / new_aspect)) / 2) if old_aspect < new_aspect else 0
+        samples = samples[:, :, trim_y : old_h - trim_y, trim_x : old_w - trim_x]
     if method == "lanczos":
         return _resize_lanczos(samples, width, height)
     if method == "bislerp":
         return bislerp(samples, width, height)
-    kwargs = {"align_corners": False, "antialias": True} if method in ("bilinear", "bicubic") else {}
-    return F.interpolate(samples, size=(height, width), mode=method, **kwargs)
+    return F.interpolate(samples, size=(height, width), mode=method)
 
 
 def fill_aspect(old_w: int, old_h: int, width: int, height: int) -> tuple[int, int]:
@@ -100,7 +101,9 @@ class EmptyImage(Node):
         width: Annotated[int, Input("Width in pixels.", min=1, max=MAX_RESOLUTION, step=1)] = 512,
         height: Annotated[int, Input("Height in pixels.", min=1, max=MAX_RESOLUTION, step=1)] = 512,
         batch_size: Annotated[int, Input("Number of images.", min=1, max=4096)] = 1,
-        color: Annotated[int, Input("Fill colour as 0xRRGGBB.", min=0, max=0xFFFFFF, step=1)] = 0,
+        color: Annotated[
+            int, Input("Fill colour as 0xRRGGBB.", min=0, max=0xFFFFFF, step=1, extra={"display": "color"})
+        ] = 0,
     ) -> Image:
         import torch
 
@@ -131,10 +134,10 @@ class ImageScale(Node):
             "nearest-exact"
         ),
         width: Annotated[
-            int, Input("Target width; 0 keeps the aspect ratio.", min=0, max=MAX_RESOLUTION)
+            int, Input("Target width; 0 keeps the aspect ratio.", min=0, max=MAX_RESOLUTION, step=1)
         ] = 512,
         height: Annotated[
-            int, Input("Target height; 0 keeps the aspect ratio.", min=0, max=MAX_RESOLUTION)
+            int, Input("Target height; 0 keeps the aspect ratio.", min=0, max=MAX_RESOLUTION, step=1)
         ] = 512,
         crop: Annotated[
             str, Input("Crop to the target aspect ratio first.", choices=CROP_METHODS)

@@ -126,6 +126,33 @@ class ImageAndMask(NamedTuple):
     MASK: Mask
 
 
+def read_image(path: Path) -> ImageAndMask:
+    """An image file's frames (those of the first frame's size) and masks from their alpha (1 where
+    transparent; zeros without alpha)."""
+    import numpy as np
+    import torch
+    from PIL import Image as PILImage
+    from PIL import ImageOps, ImageSequence
+
+    images: list[Any] = []
+    masks: list[Any] = []
+    with PILImage.open(path) as source:
+        for frame in ImageSequence.Iterator(source):
+            frame = ImageOps.exif_transpose(frame) or frame
+            if frame.mode == "I":
+                frame = frame.point(lambda value: value * (1 / 255))
+            rgb = np.asarray(frame.convert("RGB"), dtype=np.float32) / 255.0
+            if images and rgb.shape != images[0].shape:
+                break
+            images.append(rgb)
+            if "A" in frame.getbands():
+                alpha = np.asarray(frame.getchannel("A"), dtype=np.float32) / 255.0
+                masks.append(1.0 - alpha)
+            else:
+                masks.append(np.zeros(rgb.shape[:2], dtype=np.float32))
+    return ImageAndMask(torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(masks)))
+
+
 class LoadImage(Node):
     """Load an image from the input folder; its alpha channel becomes the MASK (1 where transparent)."""
 
@@ -135,28 +162,7 @@ class LoadImage(Node):
     def run(
         self, image: Annotated[str, Input("A file in the input folder.", choices=input_images)]
     ) -> ImageAndMask:
-        import numpy as np
-        import torch
-        from PIL import Image as PILImage
-        from PIL import ImageOps, ImageSequence
-
-        images: list[Any] = []
-        masks: list[Any] = []
-        with PILImage.open(safe_join(folders.current().input, image)) as source:
-            for frame in ImageSequence.Iterator(source):
-                frame = ImageOps.exif_transpose(frame) or frame
-                if frame.mode == "I":
-                    frame = frame.point(lambda value: value * (1 / 255))
-                rgb = np.asarray(frame.convert("RGB"), dtype=np.float32) / 255.0
-                if images and rgb.shape != images[0].shape:
-                    break
-                images.append(rgb)
-                if "A" in frame.getbands():
-                    alpha = np.asarray(frame.getchannel("A"), dtype=np.float32) / 255.0
-                    masks.append(1.0 - alpha)
-                else:
-                    masks.append(np.zeros(rgb.shape[:2], dtype=np.float32))
-        return ImageAndMask(torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(masks)))
+        return read_image(safe_join(folders.current().input, image))
 
     @classmethod
     def fingerprint(cls, image: str) -> str:

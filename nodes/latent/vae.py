@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from engine.diffusion.devices import manager
-from engine.diffusion.handles import VaeHandle
+from engine.diffusion.vae import VAE
 from engine.native import Image, Input, Latent, Mask, Node, Vae
 
 NO_VAE = (
@@ -13,34 +12,23 @@ NO_VAE = (
 )
 
 
-def decode(vae: VaeHandle | None, samples: Any) -> Any:
+def decode(vae: VAE | None, samples: Any) -> Any:
     """Raw latents [B, C, h, w] → IMAGE [B, H, W, 3] in 0..1."""
-    import torch
-
     if vae is None:
         raise RuntimeError(NO_VAE)
-    device = manager().use(vae.vae)
-    with torch.no_grad():
-        pixels = vae.vae.decode(samples.to(device, next(vae.vae.parameters()).dtype)).sample
-    return ((pixels.float() + 1.0) / 2.0).clamp(0.0, 1.0).movedim(1, -1).cpu()
+    return vae.decode(samples)
 
 
-def encode(vae: VaeHandle | None, pixels: Any) -> Any:
-    """IMAGE [B, H, W, C] (cropped to multiples of 8) → raw latents, the posterior's mean."""
-    import torch
-
+def encode(vae: VAE | None, pixels: Any) -> Any:
+    """IMAGE [B, H, W, C] (cropped to the VAE's multiple) → raw latents, the posterior's mean."""
     if vae is None:
         raise RuntimeError(NO_VAE)
-    pixels = _crop8(pixels)[..., :3]
-    device = manager().use(vae.vae)
-    with torch.no_grad():
-        x = (pixels.movedim(-1, 1) * 2.0 - 1.0).to(device, next(vae.vae.parameters()).dtype)
-        return vae.vae.encode(x).latent_dist.mode().float().cpu()
+    return vae.encode(pixels[..., :3])
 
 
-def _crop8(pixels: Any) -> Any:
-    height, width = (pixels.shape[1] // 8) * 8, (pixels.shape[2] // 8) * 8
-    top, left = (pixels.shape[1] % 8) // 2, (pixels.shape[2] % 8) // 2
+def _crop(pixels: Any, ratio: int) -> Any:
+    height, width = (pixels.shape[1] // ratio) * ratio, (pixels.shape[2] // ratio) * ratio
+    top, left = (pixels.shape[1] % ratio) // 2, (pixels.shape[2] % ratio) // 2
     return pixels[:, top : top + height, left : left + width]
 
 
@@ -92,7 +80,10 @@ class VAEEncodeForInpaint(Node):
         mask = F.interpolate(
             mask.reshape(-1, 1, mask.shape[-2], mask.shape[-1]).float(), size=size, mode="bilinear"
         )
-        pixels, mask = _crop8(pixels).clone(), _crop8(mask.movedim(1, -1)).movedim(-1, 1)
+        if vae is None:
+            raise RuntimeError(NO_VAE)
+        ratio = vae.spacial_compression_encode()
+        pixels, mask = _crop(pixels, ratio).clone(), _crop(mask.movedim(1, -1), ratio).movedim(-1, 1)
         if grow_mask_by > 0:
             kernel = torch.ones((1, 1, grow_mask_by, grow_mask_by))
             padding = grow_mask_by // 2
@@ -107,7 +98,7 @@ class VAEEncodeForInpaint(Node):
 
 
 class VAEDecodeTiled(Node):
-    """Decode large latents tile by tile to save memory; tiles overlap and are blended."""
+    """Decode large latents tile by tile to save memory; three overlapping tilings are averaged."""
 
     display_name = "VAE Decode (Tiled)"
     category = "_for_testing"
@@ -127,45 +118,44 @@ class VAEDecodeTiled(Node):
             int, Input("Frame overlap (video models only).", min=4, max=4096, step=4)
         ] = 8,
     ) -> Image:
-        return decode_tiled(vae, samples["samples"], tile_size // 8, min(overlap, tile_size // 4) // 8)
+        if vae is None:
+            raise RuntimeError(NO_VAE)
+        if tile_size < overlap * 4:
+            overlap = tile_size // 4
+        compression = vae.spacial_compression_decode()
+        tile = tile_size // compression
+        return vae.decode_tiled(samples["samples"], tile_x=tile, tile_y=tile, overlap=overlap // compression)
 
 
-def decode_tiled(vae: VaeHandle | None, latents: Any, tile: int, overlap: int) -> Any:
-    """Decode overlapping latent tiles and blend them with linear ramps over the overlaps."""
-    import torch
+class VAEEncodeTiled(Node):
+    """Encode a large image tile by tile to save memory; the tiles' latents overlap and are blended."""
 
-    _, _, height, width = latents.shape
-    if tile >= height and tile >= width:
-        return decode(vae, latents)
-    stride = max(tile - overlap, 1)
-    tiles = [(top, left) for top in _starts(height, tile, stride) for left in _starts(width, tile, stride)]
-    parts = [decode(vae, latents[:, :, top : top + tile, left : left + tile]) for top, left in tiles]
-    scale = parts[0].shape[1] // min(tile, height)
-    out = torch.zeros((latents.shape[0], height * scale, width * scale, parts[0].shape[-1]))
-    weight = torch.zeros((1, height * scale, width * scale, 1))
-    for (top, left), part in zip(tiles, parts, strict=True):
-        ramp = _ramp(part.shape[1], part.shape[2], overlap * scale, top > 0, left > 0)
-        y, x = top * scale, left * scale
-        out[:, y : y + part.shape[1], x : x + part.shape[2]] += part * ramp
-        weight[:, y : y + part.shape[1], x : x + part.shape[2]] += ramp
-    return out / weight
+    display_name = "VAE Encode (Tiled)"
+    category = "_for_testing"
 
+    @classmethod
+    def validate(cls, tile_size: int | None = 512, overlap: int | None = 64) -> bool | str:
+        # ComfyUI also tiles at half the tile size, so the overlap must stay below that.
+        if tile_size is not None and overlap is not None and overlap * 2 >= tile_size:
+            return f"overlap ({overlap}) must be less than half of tile_size ({tile_size})"
+        return True
 
-def _starts(size: int, tile: int, stride: int) -> list[int]:
-    starts = list(range(0, max(size - tile, 0) + 1, stride))
-    if starts[-1] + tile < size:
-        starts.append(size - tile)
-    return starts
-
-
-def _ramp(height: int, width: int, overlap: int, fade_top: bool, fade_left: bool) -> Any:
-    import torch
-
-    ramp = torch.ones((1, height, width, 1))
-    for i in range(min(overlap, height, width)):
-        value = (i + 1) / (overlap + 1)
-        if fade_top:
-            ramp[:, i] *= value
-        if fade_left:
-            ramp[:, :, i] *= value
-    return ramp
+    def run(
+        self,
+        pixels: Annotated[Image, Input("The image to encode.")],
+        vae: Annotated[Vae, Input("The VAE.")],
+        tile_size: Annotated[int, Input("Tile size in pixels.", min=64, max=4096, step=64)] = 512,
+        overlap: Annotated[
+            int, Input("Overlap of neighbouring tiles in pixels.", min=0, max=4096, step=32)
+        ] = 64,
+        temporal_size: Annotated[
+            int, Input("Frames per tile (video models only).", min=8, max=4096, step=4)
+        ] = 64,
+        temporal_overlap: Annotated[
+            int, Input("Frame overlap (video models only).", min=4, max=4096, step=4)
+        ] = 8,
+    ) -> Latent:
+        if vae is None:
+            raise RuntimeError(NO_VAE)
+        samples = vae.encode_tiled(pixels[..., :3], tile_x=tile_size, tile_y=tile_size, overlap=overlap)
+        return {"samples": samples}

@@ -36,7 +36,12 @@ class CheckpointOutputs(NamedTuple):
 
 class CheckpointLoaderSimple(Node):
     """Load a Stable Diffusion checkpoint (SD1.x, SD2.x, SDXL) from models/checkpoints: the denoising
-    model, the text encoder(s) and the VAE. A file loads once and is shared by every prompt."""
+    model, the text encoder(s) and the VAE. A file loads once and is shared by every prompt.
+
+    The shipped loom_default.safetensors is small: it draws flat shapes on white at 64×64 from
+    prompts of one grammar, "a [small|large] <colour> <circle|square|triangle> [on the left|on the
+    right|at the top|at the bottom|in the center]" (docs/default-model.md). Give it a 64×64 latent:
+    at 512×512 it draws a grid of tiny shapes."""
 
     display_name = "Load Checkpoint"
     category = "loaders"

@@ -18,7 +18,9 @@ Sampler = Annotated[Any, Socket("SAMPLER")]
 Sigmas = Annotated[Any, Socket("SIGMAS")]
 Noise = Annotated[Any, Socket("NOISE")]
 
-CFG = Input("How strongly the prompt steers the image (classifier-free guidance).", min=0.0, max=100.0, step=0.1)
+CFG = Input(
+    "How strongly the prompt steers the image (classifier-free guidance).", min=0.0, max=100.0, step=0.1
+)
 GUIDERS = "sampling/custom_sampling/guiders"
 
 
@@ -56,7 +58,9 @@ class DualCFGGuider(Node):
         negative: Annotated[Conditioning, Input("What the image should not show.")],
         cfg_conds: Annotated[float, CFG] = 8.0,
         cfg_cond2_negative: Annotated[float, CFG] = 8.0,
-        style: Annotated[str, Input("Add the two guidances, or nest one in the other.", choices=("regular", "nested"))] = "regular",
+        style: Annotated[
+            str, Input("Add the two guidances, or nest one in the other.", choices=("regular", "nested"))
+        ] = "regular",
     ) -> Guider:
         from engine.diffusion.guider import Guider_DualCFG
 
@@ -96,7 +100,9 @@ class PerpNegGuider(Node):
         negative: Annotated[Conditioning, Input("What the image should not show.")],
         empty_conditioning: Annotated[Conditioning, Input("The encoding of an empty prompt.")],
         cfg: Annotated[float, CFG] = 8.0,
-        neg_scale: Annotated[float, Input("Strength of the negative prompt.", min=0.0, max=100.0, step=0.01)] = 1.0,
+        neg_scale: Annotated[
+            float, Input("Strength of the negative prompt.", min=0.0, max=100.0, step=0.01)
+        ] = 1.0,
     ) -> Guider:
         from engine.diffusion.guider import Guider_PerpNeg
 
@@ -111,7 +117,9 @@ class SampledLatents(NamedTuple):
     denoised_output: Latent
 
 
-def sample_with_guider(ctx: Context, guider: Any, noise: Any, sampler: Any, sigmas: Any, latent: dict[str, Any], seed: int | None) -> SampledLatents:
+def sample_with_guider(
+    ctx: Context, guider: Any, noise: Any, sampler: Any, sigmas: Any, latent: dict[str, Any], seed: int | None
+) -> SampledLatents:
     """Run `guider` and return the result and the last step's denoised prediction, as LATENTs."""
     model = guider.model_patcher
     last: dict[str, Any] = {}
@@ -123,7 +131,13 @@ def sample_with_guider(ctx: Context, guider: Any, noise: Any, sampler: Any, sigm
         ctx.preview("JPEG", model.latent.preview_jpeg(denoised))
 
     samples = guider.sample(
-        noise, latent["samples"], sampler, sigmas, denoise_mask=latent.get("noise_mask"), callback=on_step, seed=seed
+        noise,
+        latent["samples"],
+        sampler,
+        sigmas,
+        denoise_mask=latent.get("noise_mask"),
+        callback=on_step,
+        seed=seed,
     )
     out = dict(latent)
     out["samples"] = samples.float().cpu()
@@ -185,4 +199,6 @@ class SamplerCustomAdvanced(Node):
         latent_image: Annotated[Latent, Input("The latents to denoise.")],
     ) -> SampledLatents:
         drawn = noise.generate_noise(latent_image)
-        return sample_with_guider(ctx, guider, drawn, sampler, sigmas, latent_image, getattr(noise, "seed", None))
+        return sample_with_guider(
+            ctx, guider, drawn, sampler, sigmas, latent_image, getattr(noise, "seed", None)
+        )

@@ -61,6 +61,26 @@ def test_native_optional_input_and_named_outputs() -> None:
     assert [(o.type, o.name) for o in spec.outputs] == [("IMAGE", "picture"), ("MASK", "alpha")]
 
 
+def test_native_float_input_publishes_round() -> None:
+    class Sigma(Node):
+        """A sigma."""
+
+        def run(
+            self,
+            exact: Annotated[
+                float, Input("Kept as typed.", min=0.0, max=10.0, step=0.01, round=False)
+            ] = 0.0291675,
+            coarse: Annotated[float, Input("Rounded.", step=0.1)] = 1.0,
+        ) -> float:
+            return exact + coarse
+
+    registry = NodeRegistry()
+    registry.register(Sigma)
+    required = registry.object_info()["Sigma"]["input"]["required"]
+    assert required["exact"][1]["round"] is False and required["exact"][1]["default"] == 0.0291675
+    assert "round" not in required["coarse"][1]
+
+
 def comfy_class(inputs: dict[str, Any], function_source: str) -> type:
     namespace: dict[str, Any] = {}
     exec(function_source, namespace)  # a pack author's method, as written

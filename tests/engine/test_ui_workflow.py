@@ -375,3 +375,15 @@ def test_fuzzed_workflows_convert_or_raise_conversion_errors(sd: NodeRegistry) -
             validate_prompt(sd, prompt)  # whatever came out, validation copes with it
             outcomes["converted"] += 1
     assert outcomes["converted"] > 50 and outcomes["rejected"] > 50
+
+
+def test_every_missing_node_type_is_named_at_once(sd: NodeRegistry) -> None:
+    workflow = v04()
+    node_of(workflow, 8)["type"] = "FancyVAEDecode"
+    node_of(workflow, 6)["type"] = "FancyEncode"
+    node_of(workflow, 7)["type"] = "FancyEncode"
+    error = convert_error(workflow, sd)
+    message = str(error)
+    assert message.startswith("2 node types not installed in Loom: ")
+    assert "'FancyVAEDecode' (node #8)" in message
+    assert "'FancyEncode' (node #6, #7)" in message or "'FancyEncode' (node #7, #6)" in message

@@ -15,12 +15,31 @@ from engine.native import Input, Model, Node, Socket
 class NamedSampler:
     name: str
 
-    def sample(self, model_fn: Any, noise: Any, latent: Any, sigmas: Any, *, callback: Any = None, seed: Any = None,
-               denoise_mask: Any = None, model_sampling: Any) -> Any:
+    def sample(
+        self,
+        model_fn: Any,
+        noise: Any,
+        latent: Any,
+        sigmas: Any,
+        *,
+        callback: Any = None,
+        seed: Any = None,
+        denoise_mask: Any = None,
+        model_sampling: Any,
+    ) -> Any:
         from engine.sampling import sample
 
-        return sample(model_fn, noise, latent, sigmas, self.name, model_sampling=model_sampling, callback=callback,
-                      seed=seed, denoise_mask=denoise_mask)  # fmt: skip
+        return sample(
+            model_fn,
+            noise,
+            latent,
+            sigmas,
+            self.name,
+            model_sampling=model_sampling,
+            callback=callback,
+            seed=seed,
+            denoise_mask=denoise_mask,
+        )
 
 
 @dataclass(frozen=True)
@@ -36,7 +55,9 @@ class SeedNoise:
 class TestSamplerSelect(Node):
     """A SAMPLER by name."""
 
-    def run(self, sampler_name: Annotated[str, Input("Sampler name.")] = "euler") -> Annotated[Any, Socket("SAMPLER")]:
+    def run(
+        self, sampler_name: Annotated[str, Input("Sampler name.")] = "euler"
+    ) -> Annotated[Any, Socket("SAMPLER")]:
         return NamedSampler(sampler_name)
 
 

@@ -33,9 +33,14 @@ def advanced(ckpt: str, guider: dict[str, Any], sampler: str = "euler", seed: in
     prompt["23"] = {"class_type": "TestRandomNoise", "inputs": {"noise_seed": seed}}
     prompt["3"] = {
         "class_type": "SamplerCustomAdvanced",
-        "inputs": {"noise": ["23", 0], "guider": ["20", 0], "sampler": ["21", 0], "sigmas": ["22", 0],
-                   "latent_image": ["5", 0]},
-    }  # fmt: skip
+        "inputs": {
+            "noise": ["23", 0],
+            "guider": ["20", 0],
+            "sampler": ["21", 0],
+            "sigmas": ["22", 0],
+            "latent_image": ["5", 0],
+        },
+    }
     return prompt
 
 
@@ -44,7 +49,9 @@ def cfg_guider(cfg: float = 7.0) -> dict[str, Any]:
     return {"class_type": "CFGGuider", "inputs": inputs}
 
 
-@pytest.mark.parametrize(("family", "sampler"), [("sd1", "euler"), ("sdxl", "euler_ancestral"), ("sd1", "dpmpp_2m")])
+@pytest.mark.parametrize(
+    ("family", "sampler"), [("sd1", "euler"), ("sdxl", "euler_ancestral"), ("sd1", "dpmpp_2m")]
+)
 def test_sampler_custom_advanced_with_cfg_guider_equals_ksampler(
     custom_executor: Executor, sd_folders: Folders, family: str, sampler: str
 ) -> None:
@@ -60,9 +67,18 @@ def test_sampler_custom_equals_ksampler(custom_executor: Executor, sd_folders: F
     prompt = advanced(ckpt, cfg_guider())
     prompt["3"] = {
         "class_type": "SamplerCustom",
-        "inputs": {"model": ["4", 0], "add_noise": True, "noise_seed": 1, "cfg": 7.0, "positive": ["6", 0],
-                   "negative": ["7", 0], "sampler": ["21", 0], "sigmas": ["22", 0], "latent_image": ["5", 0]},
-    }  # fmt: skip
+        "inputs": {
+            "model": ["4", 0],
+            "add_noise": True,
+            "noise_seed": 1,
+            "cfg": 7.0,
+            "positive": ["6", 0],
+            "negative": ["7", 0],
+            "sampler": ["21", 0],
+            "sigmas": ["22", 0],
+            "latent_image": ["5", 0],
+        },
+    }
     assert np.array_equal(image_of(sd_folders, run(custom_executor, prompt)), expected)
 
 
@@ -72,7 +88,12 @@ def test_denoised_output_is_the_last_prediction(custom_executor: Executor, sd_fo
     prompt["31"] = {"class_type": "SaveImage", "inputs": {"filename_prefix": "denoised", "images": ["30", 0]}}
     result = run(custom_executor, prompt)
     # Euler's last step goes to sigma 0, where x is the last denoised prediction.
-    assert np.abs(image_of(sd_folders, result, "31").astype(int) - image_of(sd_folders, result).astype(int)).max() <= 1
+    assert (
+        np.abs(
+            image_of(sd_folders, result, "31").astype(int) - image_of(sd_folders, result).astype(int)
+        ).max()
+        <= 1
+    )
 
 
 def test_basic_guider_equals_cfg_one(custom_executor: Executor, sd_folders: Folders) -> None:
@@ -83,13 +104,22 @@ def test_basic_guider_equals_cfg_one(custom_executor: Executor, sd_folders: Fold
     assert np.array_equal(a, b)
 
 
-def test_dual_cfg_with_equal_conds_is_cfg_against_the_negative(custom_executor: Executor, sd_folders: Folders) -> None:
+def test_dual_cfg_with_equal_conds_is_cfg_against_the_negative(
+    custom_executor: Executor, sd_folders: Folders
+) -> None:
     ckpt = "tiny_sd1.safetensors"
     dual = {
         "class_type": "DualCFGGuider",
-        "inputs": {"model": ["4", 0], "cond1": ["6", 0], "cond2": ["6", 0], "negative": ["7", 0], "cfg_conds": 3.0,
-                   "cfg_cond2_negative": 7.0, "style": "regular"},
-    }  # fmt: skip
+        "inputs": {
+            "model": ["4", 0],
+            "cond1": ["6", 0],
+            "cond2": ["6", 0],
+            "negative": ["7", 0],
+            "cfg_conds": 3.0,
+            "cfg_cond2_negative": 7.0,
+            "style": "regular",
+        },
+    }
     a = image_of(sd_folders, run(custom_executor, advanced(ckpt, dual)))
     b = image_of(sd_folders, run(custom_executor, advanced(ckpt, cfg_guider(7.0))))
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
@@ -103,9 +133,15 @@ def test_perp_neg_without_negative_scale_is_cfg_against_the_empty_prompt(
     prompt["24"] = {"class_type": "CLIPTextEncode", "inputs": {"text": "a blue square", "clip": ["4", 1]}}
     prompt["20"] = {
         "class_type": "PerpNegGuider",
-        "inputs": {"model": ["4", 0], "positive": ["6", 0], "negative": ["24", 0], "empty_conditioning": ["7", 0],
-                   "cfg": 6.0, "neg_scale": 0.0},
-    }  # fmt: skip
+        "inputs": {
+            "model": ["4", 0],
+            "positive": ["6", 0],
+            "negative": ["24", 0],
+            "empty_conditioning": ["7", 0],
+            "cfg": 6.0,
+            "neg_scale": 0.0,
+        },
+    }
     a = image_of(sd_folders, run(custom_executor, prompt))
     b = image_of(sd_folders, run(custom_executor, advanced(ckpt, cfg_guider(6.0))))
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
@@ -116,14 +152,33 @@ def test_perp_neg_without_negative_scale_is_cfg_against_the_empty_prompt(
 def test_guider_nodes_declare_comfy_inputs_and_outputs(registry: NodeRegistry) -> None:
     expected = {
         "CFGGuider": (["model", "positive", "negative", "cfg"], ["GUIDER"]),
-        "DualCFGGuider": (["model", "cond1", "cond2", "negative", "cfg_conds", "cfg_cond2_negative", "style"], ["GUIDER"]),
+        "DualCFGGuider": (
+            ["model", "cond1", "cond2", "negative", "cfg_conds", "cfg_cond2_negative", "style"],
+            ["GUIDER"],
+        ),
         "BasicGuider": (["model", "conditioning"], ["GUIDER"]),
-        "PerpNegGuider": (["model", "positive", "negative", "empty_conditioning", "cfg", "neg_scale"], ["GUIDER"]),
+        "PerpNegGuider": (
+            ["model", "positive", "negative", "empty_conditioning", "cfg", "neg_scale"],
+            ["GUIDER"],
+        ),
         "SamplerCustom": (
-            ["model", "add_noise", "noise_seed", "cfg", "positive", "negative", "sampler", "sigmas", "latent_image"],
+            [
+                "model",
+                "add_noise",
+                "noise_seed",
+                "cfg",
+                "positive",
+                "negative",
+                "sampler",
+                "sigmas",
+                "latent_image",
+            ],
             ["LATENT", "LATENT"],
         ),
-        "SamplerCustomAdvanced": (["noise", "guider", "sampler", "sigmas", "latent_image"], ["LATENT", "LATENT"]),
+        "SamplerCustomAdvanced": (
+            ["noise", "guider", "sampler", "sigmas", "latent_image"],
+            ["LATENT", "LATENT"],
+        ),
     }
     for node, (inputs, outputs) in expected.items():
         spec = registry.get(node)

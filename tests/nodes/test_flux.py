@@ -113,6 +113,51 @@ def test_fp8_checkpoint_loads_fp8_and_runs(executor: Executor, flux_folders: Fol
     assert pixels.std() > 0
 
 
+def test_dev_example_graph_with_custom_sampling_nodes(executor: Executor, flux_folders: Folders) -> None:
+    """ComfyUI_examples' flux_dev_example graph: ModelSamplingFlux, FluxGuidance, BasicGuider,
+    KSamplerSelect, BasicScheduler, RandomNoise and SamplerCustomAdvanced; its seed and sampler change the
+    image, and with euler/simple it gives KSampler's image at cfg 1 (ComfyUI's equivalence)."""
+    prompt = flux_workflow(seed=3)
+    del prompt["31"], prompt["33"]
+    prompt |= {
+        "30": {
+            "class_type": "ModelSamplingFlux",
+            "inputs": {"model": ["12", 0], "max_shift": 1.15, "base_shift": 0.5, "width": 64, "height": 64},
+        },
+        "22": {"class_type": "BasicGuider", "inputs": {"model": ["30", 0], "conditioning": ["35", 0]}},
+        "16": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+        "17": {
+            "class_type": "BasicScheduler",
+            "inputs": {"model": ["30", 0], "scheduler": "simple", "steps": 3, "denoise": 1.0},
+        },
+        "25": {"class_type": "RandomNoise", "inputs": {"noise_seed": 3}},
+        "13": {
+            "class_type": "SamplerCustomAdvanced",
+            "inputs": {
+                "noise": ["25", 0],
+                "guider": ["22", 0],
+                "sampler": ["16", 0],
+                "sigmas": ["17", 0],
+                "latent_image": ["27", 0],
+            },
+        },
+    }
+    prompt["8"]["inputs"]["samples"] = ["13", 0]
+    first = image_of(flux_folders, run(executor, prompt), "9")
+    assert first.shape == (64, 64, 3) and first.std() > 0
+    prompt["25"]["inputs"]["noise_seed"] = 4
+    other_seed = image_of(flux_folders, run(executor, prompt), "9")
+    prompt["25"]["inputs"]["noise_seed"] = 3
+    prompt["16"]["inputs"]["sampler_name"] = "dpmpp_2m_sde"  # a flow SDE sampler on the Brownian tree
+    sde = image_of(flux_folders, run(executor, prompt), "9")
+    assert np.isfinite(sde).all() and not np.array_equal(first, other_seed)
+    assert not np.array_equal(first, sde)
+    reference = flux_workflow(seed=3)
+    reference["40"] = prompt["30"]
+    reference["31"]["inputs"]["model"] = ["40", 0]
+    assert np.array_equal(first, image_of(flux_folders, run(executor, reference), "9"))
+
+
 def test_clip_text_encode_flux(executor: Executor, flux_folders: Folders) -> None:
     prompt = flux_workflow(seed=3)
     prompt["6"] = {

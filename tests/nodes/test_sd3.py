@@ -157,7 +157,8 @@ def test_sd35_example_workflow_validates_and_runs_with_files_named_as_it_needs(
     executor: Executor, loom_folders: Folders, sd3_models: tuple[Path, dict[str, Any]], tmp_path: Path
 ) -> None:
     """The graph of ComfyUI_examples' SD3.5 large workflow (checkpoint without text encoders beside
-    TripleCLIPLoader, zeroed negative), with tiny stand-ins under the file names it asks for."""
+    TripleCLIPLoader, a negative zeroed for the first 90% of the schedule by ConditioningSetTimestepRange),
+    with tiny stand-ins under the file names it asks for."""
     import shutil
 
     from safetensors.torch import load_file, save_file
@@ -193,9 +194,17 @@ def test_sd35_example_workflow_validates_and_runs_with_files_named_as_it_needs(
         },
         "40": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["11", 0]}},
         "67": {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["40", 0]}},
+        "68": {
+            "class_type": "ConditioningSetTimestepRange",
+            "inputs": {"conditioning": ["67", 0], "start": 0.1, "end": 1.0},
+        },
+        "70": {
+            "class_type": "ConditioningSetTimestepRange",
+            "inputs": {"conditioning": ["40", 0], "start": 0.0, "end": 0.1},
+        },
         "69": {
             "class_type": "ConditioningCombine",
-            "inputs": {"conditioning_1": ["67", 0], "conditioning_2": ["40", 0]},
+            "inputs": {"conditioning_1": ["68", 0], "conditioning_2": ["70", 0]},
         },
         "13": {"class_type": "ModelSamplingSD3", "inputs": {"model": ["4", 0], "shift": 3.0}},
         "53": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
@@ -234,7 +243,6 @@ def test_t5_tokenizer_matches_transformers_on_the_same_file() -> None:
 
 def test_text_encoders_leave_the_device_after_encoding(sd3_models: tuple[Path, dict[str, Any]]) -> None:
     from engine.diffusion.devices import manager
-    from engine.diffusion.text_encode import encode_prompt
     from engine.models.flow_families import load_clip
 
     root, _ = sd3_models
@@ -244,8 +252,8 @@ def test_text_encoders_leave_the_device_after_encoding(sd3_models: tuple[Path, d
     ]
     default, on_cpu = load_clip(files, "sd3"), load_clip(files, "sd3", device="cpu")
     assert on_cpu.device == "cpu" and default.device is None
-    cond, pooled = encode_prompt(default, "a red circle")
-    cond_cpu, pooled_cpu = encode_prompt(on_cpu, "a red circle")
+    cond, pooled = default.encode_from_tokens(default.tokenize("a red circle"), return_pooled=True)
+    cond_cpu, pooled_cpu = on_cpu.encode_from_tokens(on_cpu.tokenize("a red circle"), return_pooled=True)
     assert torch.equal(cond, cond_cpu) and torch.equal(pooled, pooled_cpu)
     assert cond.shape == (1, 77 + 77, 192) and pooled.shape == (1, 64 + 1280)  # CLIP-G absent: zeros
     assert not any(id(e) in manager()._on_device for e in default.encoders)
@@ -264,3 +272,23 @@ def test_conditioning_of_another_family_is_named(executor: Executor, sd3_folders
     checked = validate_prompt(executor.registry, prompt)
     result = executor.execute(checked.prompt, "p", checked.outputs)
     assert result.status == "error" and "pooled vector of 192" in str(result.error)
+
+
+def test_flow_clip_answers_comfyui_token_api(sd3_models: tuple[Path, dict[str, Any]]) -> None:
+    """tokenize gives ComfyUI's SD3 token dict; encode_from_tokens of it is CLIPTextEncode's output."""
+    from engine.models.flow_families import load_clip
+    from engine.models.tokenizer import t5
+
+    root, _ = sd3_models
+    names = ("text_encoders/tiny_clip_l.safetensors", "text_encoders/tiny_clip_g.safetensors")
+    clip = load_clip([root / n for n in names] + [root / "clip" / "tiny_t5xxl_fp16.safetensors"], "sd3")
+    tokens = clip.tokenize("a (red:1.5) circle")
+    assert list(tokens) == ["g", "l", "t5xxl"]
+    (window,) = tokens["t5xxl"]
+    ids = t5.encode("a ") + t5.encode("red") + t5.encode(" circle")
+    assert [t for t, _ in window] == [*ids, t5.END_ID] + [t5.PAD_ID] * (77 - len(ids) - 1)
+    assert {w for _, w in window} == {1.0, 1.5} and len(tokens["l"][0]) == 77
+    cond, pooled = clip.encode_from_tokens(tokens, return_pooled=True)
+    (conditioning,) = clip.encode_from_tokens_scheduled(tokens)
+    assert torch.equal(conditioning[0], cond) and torch.equal(conditioning[1]["pooled_output"], pooled)
+    assert cond.shape[1] == 77 + 77

@@ -39,7 +39,9 @@ def pixels(executor: Executor, folders: Folders, prompt: dict[str, Any]) -> np.n
     return image_of(folders, run(executor, prompt)).astype(int)
 
 
-def test_pack_ksampler_through_comfy_sample_equals_ksampler(pack_executor: Executor, sd_folders: Folders) -> None:
+def test_pack_ksampler_through_comfy_sample_equals_ksampler(
+    pack_executor: Executor, sd_folders: Folders
+) -> None:
     prompt = text_to_image("tiny_sd1.safetensors", sampler="euler_ancestral", scheduler="karras")
     expected = pixels(pack_executor, sd_folders, prompt)
     prompt["3"]["class_type"] = "PackKSampler"
@@ -47,16 +49,30 @@ def test_pack_ksampler_through_comfy_sample_equals_ksampler(pack_executor: Execu
     assert np.array_equal(pixels(pack_executor, sd_folders, prompt), expected)
 
 
-def test_pack_sampler_function_and_sigmas_through_sampler_custom(pack_executor: Executor, sd_folders: Folders) -> None:
+def test_pack_sampler_function_and_sigmas_through_sampler_custom(
+    pack_executor: Executor, sd_folders: Folders
+) -> None:
     prompt = text_to_image("tiny_sdxl.safetensors")
     expected = pixels(pack_executor, sd_folders, prompt)
     prompt["41"] = {"class_type": "PackEulerSampler", "inputs": {}}
-    prompt["42"] = {"class_type": "PackSigmas", "inputs": {"model": ["4", 0], "scheduler": "normal", "steps": 3}}
+    prompt["42"] = {
+        "class_type": "PackSigmas",
+        "inputs": {"model": ["4", 0], "scheduler": "normal", "steps": 3},
+    }
     prompt["3"] = {
         "class_type": "SamplerCustom",
-        "inputs": {"model": ["4", 0], "add_noise": True, "noise_seed": 1, "cfg": 7.0, "positive": ["6", 0],
-                   "negative": ["7", 0], "sampler": ["41", 0], "sigmas": ["42", 0], "latent_image": ["5", 0]},
-    }  # fmt: skip
+        "inputs": {
+            "model": ["4", 0],
+            "add_noise": True,
+            "noise_seed": 1,
+            "cfg": 7.0,
+            "positive": ["6", 0],
+            "negative": ["7", 0],
+            "sampler": ["41", 0],
+            "sigmas": ["42", 0],
+            "latent_image": ["5", 0],
+        },
+    }
     assert np.abs(pixels(pack_executor, sd_folders, prompt) - expected).max() <= 1
 
 
@@ -73,7 +89,9 @@ def test_neutral_patches_keep_the_image_and_real_ones_change_it(
 
     assert np.abs(run_patch("PatchRescaleCFG", multiplier=0.0) - base).max() <= 1
     assert np.array_equal(run_patch("PatchFreeULike", b=1.0, s=1.0), base)
-    assert np.array_equal(run_patch("PatchAttentionReplace", block=block[0], number=block[1], context_scale=1.0), base)
+    assert np.array_equal(
+        run_patch("PatchAttentionReplace", block=block[0], number=block[1], context_scale=1.0), base
+    )
     assert not np.array_equal(run_patch("PatchRescaleCFG", multiplier=1.0), base)
     assert not np.array_equal(run_patch("PatchFreeULike", b=1.3, s=0.5), base)
     assert not np.array_equal(

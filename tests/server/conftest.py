@@ -12,10 +12,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,10 @@ class Server:
     process: subprocess.Popen[str]
     token: str | None = None
     ready_line: str = ""
+    # The console before "listening", and after it (read by a thread, so a chatty server never
+    # blocks on a full pipe).
+    startup: str = ""
+    console: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -56,7 +61,7 @@ class Server:
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process.poll() is None:
             self.process.send_signal(sig)
-            self.process.wait(10)
+            self.process.wait(30)  # a server that ran torch exits slowly on a loaded machine
 
 
 def start_server(base: Path, *flags: str, port: int | None = None) -> Server:
@@ -85,9 +90,16 @@ def start_server(base: Path, *flags: str, port: int | None = None) -> Server:
     if "listening" not in line:
         process.kill()
         raise RuntimeError(f"server did not start: {output}{process.stdout.read()}")
-    os.set_blocking(process.stdout.fileno(), False)
     token = flags[flags.index("--token") + 1] if "--token" in flags else None
-    return Server(base, port, process, token, line)
+    server = Server(base, port, process, token, line, output)
+    threading.Thread(target=_drain, args=(process, server.console), daemon=True).start()
+    return server
+
+
+def _drain(process: subprocess.Popen[str], lines: list[str]) -> None:
+    assert process.stdout is not None
+    for line in process.stdout:
+        lines.append(line)
 
 
 @pytest.fixture(scope="module")

@@ -42,7 +42,9 @@ async def test_default_graph_and_seed_change_caches_loader_and_encoders(sd_serve
         assert "tiny_sd1.safetensors" in await client.get("/models/checkpoints")
         info = await client.get("/object_info/CheckpointLoaderSimple")
         assert "tiny_sdxl.safetensors" in info["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0]
-        first = await client.queue(text_to_image("tiny_sd1.safetensors", seed=1), "sd")
+        # Previews are off by default (ComfyUI's --preview-method none); this prompt asks for them.
+        asks = {"extra_data": {"preview_method": "auto"}}
+        first = await client.queue(text_to_image("tiny_sd1.safetensors", seed=1), "sd", **asks)
         events = await events_until_done(ws, first)
         assert ("execution_success", first) in [(n, d.get("prompt_id")) for n, d in events if n != "binary"]
         assert any(name == "binary" for name, _ in events), "latent previews arrive as binary frames"

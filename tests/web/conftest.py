@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -52,13 +53,19 @@ def _start_server(base: Path, *flags: str) -> Iterator[str]:
         text=True,
     )
     assert process.stdout is not None
+    output = ""  # the console logs start-up (custom node packs' import times) before the address
     line = process.stdout.readline()
+    while line and "listening" not in line:
+        output += line
+        line = process.stdout.readline()
     if "listening" not in line:
         process.kill()
-        pytest.fail(f"server did not start: {line}{process.stdout.read()}")
+        pytest.fail(f"server did not start: {output}{process.stdout.read()}")
+    # Read the console on, so a chatty server never blocks on a full pipe.
+    threading.Thread(target=process.stdout.read, daemon=True).start()
     yield f"http://127.0.0.1:{port}"
     process.terminate()
-    process.wait(10)
+    process.wait(30)  # a server that ran torch takes seconds to exit on a loaded machine
 
 
 @pytest.fixture(scope="session")

@@ -80,7 +80,7 @@ def test_default_graph_is_text_to_image_on_the_shipped_checkpoint(canvas: Canvas
     canvas.open()
     canvas.shot("text-to-image")
     expected = ["CheckpointLoaderSimple", "CLIPTextEncode", "CLIPTextEncode", "EmptyLatentImage"]
-    expected += ["KSampler", "VAEDecode", "SaveImage"]
+    expected += ["KSampler", "VAEDecode", "SaveImage", "Note"]
     assert sorted(canvas.node_types()) == sorted(expected)
     prompt = canvas.js("loom.toPrompt()")
     by_type = {entry["class_type"]: entry["inputs"] for entry in prompt.values()}

@@ -28,9 +28,19 @@ def test_first_open_queues_the_default_graph_and_shows_the_picture(shipped_canva
         "loom.graph.nodes.find(n => n.type === 'KSampler').widgets.find(w => w.name === 'seed').value = 1"
     )
     save = canvas.js("String(loom.graph.nodes.find(n => n.type === 'SaveImage').id)")
+    # Everything the status line says, however briefly (the shipped model loads in under a second).
+    canvas.js(
+        """window.seenStatus = [];
+        const line = document.getElementById('run-status');
+        new MutationObserver(() => seenStatus.push(line.textContent))
+            .observe(line, { childList: true, characterData: true, subtree: true })"""
+    )
     canvas.page.click("#queue-button")
     canvas.page.wait_for_function(f"loom.feedback.images.get('{save}')?.[0]?.complete", timeout=90000)
     canvas.shot("picture")
+    seen = canvas.js("seenStatus")
+    assert any(text.startswith("Loading the model loom_default.safetensors") for text in seen), seen
+    canvas.page.wait_for_function("seenStatus.some(text => text.startsWith('Finished in'))")
     src = canvas.js(f"loom.feedback.images.get('{save}')[0].src")
     with urllib.request.urlopen(src) as response:  # the same URL the page shows
         pixels = np.asarray(Image.open(io.BytesIO(response.read())).convert("RGB"))

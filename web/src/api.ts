@@ -13,6 +13,9 @@ export interface NodeDef {
   output_is_list?: boolean[];
   output_name?: string[];
   output_node?: boolean;
+  deprecated?: boolean;
+  experimental?: boolean;
+  dev_only?: boolean;
 }
 
 export type ObjectInfo = Record<string, NodeDef>;
@@ -28,13 +31,20 @@ export interface QueueItem {
   promptId: string;
   prompt: Record<string, unknown>;
   workflow?: unknown;
+  /** When it was queued (ms since the epoch), where the server says. */
+  created?: number;
 }
 
 export interface HistoryEntry {
   promptId: string;
+  number?: number;
+  prompt: Record<string, unknown>;
   images: ImageRef[];
   workflow?: unknown;
   status?: string;
+  /** When it started and ended running (ms since the epoch), from its status messages. */
+  started?: number;
+  ended?: number;
 }
 
 // Beyond loopback the server wants a token; the page takes it once from ?token= and keeps it for the tab.
@@ -60,8 +70,22 @@ export class ApiError extends Error {
   }
 }
 
+/** The browser's own "Failed to fetch" says nothing; this says which server did not answer. */
+export class ServerUnreachable extends Error {
+  constructor() {
+    super(`the Loom server is not reachable at ${location.origin} (is it running?)`);
+  }
+}
+
 async function request(path: string, init: RequestInit = {}): Promise<unknown> {
-  const response = await fetch(path, { ...init, headers: headers((init.headers as Record<string, string>) ?? {}) });
+  let response: Response;
+  try {
+    response = await fetch(path, { ...init, headers: headers((init.headers as Record<string, string>) ?? {}) });
+  } catch (error) {
+    // fetch rejects (with a TypeError) only when no HTTP answer came back at all.
+    if (error instanceof TypeError) throw new ServerUnreachable();
+    throw error;
+  }
   const text = await response.text();
   let body: unknown = text;
   try {
@@ -102,20 +126,30 @@ export const api = {
   objectInfo: () => request("/object_info") as Promise<ObjectInfo>,
   extensions: () => request("/extensions") as Promise<string[]>,
 
+  // The canvas shows latent previews while sampling, so it asks for them: the server sends none
+  // unless the prompt or --preview-method names a method (as ComfyUI does).
   queuePrompt: (prompt: Record<string, unknown>, workflow: unknown) =>
-    post("/prompt", { prompt, client_id: clientId, extra_data: { extra_pnginfo: { workflow } } }) as Promise<{
+    post("/prompt", {
+      prompt,
+      client_id: clientId,
+      extra_data: { extra_pnginfo: { workflow }, preview_method: "auto" },
+    }) as Promise<{
       prompt_id: string;
       number: number;
     }>,
 
   async queue(): Promise<{ running: QueueItem[]; pending: QueueItem[] }> {
     const body = (await request("/queue")) as { queue_running?: unknown[][]; queue_pending?: unknown[][] };
-    const item = (row: unknown[]): QueueItem => ({
-      number: row[0] as number,
-      promptId: row[1] as string,
-      prompt: row[2] as Record<string, unknown>,
-      workflow: (row[3] as { extra_pnginfo?: { workflow?: unknown } } | undefined)?.extra_pnginfo?.workflow,
-    });
+    const item = (row: unknown[]): QueueItem => {
+      const extra = row[3] as { extra_pnginfo?: { workflow?: unknown }; create_time?: unknown } | undefined;
+      return {
+        number: row[0] as number,
+        promptId: row[1] as string,
+        prompt: row[2] as Record<string, unknown>,
+        workflow: extra?.extra_pnginfo?.workflow,
+        created: typeof extra?.create_time === "number" ? extra.create_time : undefined,
+      };
+    };
     const byNumber = (a: QueueItem, b: QueueItem) => a.number - b.number;
     return {
       running: (body.queue_running ?? []).map(item),
@@ -133,9 +167,20 @@ export const api = {
       .map(([promptId, entry]) => {
         const outputs = (entry.outputs ?? {}) as Record<string, { images?: ImageRef[] }>;
         const images = Object.values(outputs).flatMap((o) => o.images ?? []);
-        const extra = (entry.prompt as unknown[] | undefined)?.[3] as { extra_pnginfo?: { workflow?: unknown } } | undefined;
-        const status = (entry.status as { status_str?: string } | undefined)?.status_str;
-        return { promptId, images, workflow: extra?.extra_pnginfo?.workflow, status };
+        const row = (entry.prompt as unknown[] | undefined) ?? [];
+        const extra = row[3] as { extra_pnginfo?: { workflow?: unknown } } | undefined;
+        const status = entry.status as { status_str?: string; messages?: [string, { timestamp?: number }][] } | undefined;
+        const times = (status?.messages ?? []).map(([, data]) => data?.timestamp).filter((t): t is number => typeof t === "number");
+        return {
+          promptId,
+          number: typeof row[0] === "number" ? row[0] : undefined,
+          prompt: (row[2] ?? {}) as Record<string, unknown>,
+          images,
+          workflow: extra?.extra_pnginfo?.workflow,
+          status: status?.status_str,
+          started: times.length ? Math.min(...times) : undefined,
+          ended: times.length ? Math.max(...times) : undefined,
+        };
       })
       .reverse();
   },

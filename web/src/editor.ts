@@ -17,6 +17,9 @@ export function createEditor(element: HTMLCanvasElement): { graph: LGraph; canva
   canvas.show_info = false;
   canvas.default_connection_color_byType = { ...TYPE_COLORS };
   Object.assign(LGraphCanvas.link_type_colors, TYPE_COLORS);
+  drawModes(canvas);
+  sortMenuCategories();
+  withoutSubgraphMenus(canvas);
   // The backing store has the screen's pixel density, so the graph is sharp on high-DPI screens;
   // the context is scaled once per resize (as ComfyUI's front end does) and litegraph works in CSS
   // pixels.
@@ -64,6 +67,51 @@ export function groupSelection(canvas: LGraphCanvas): void {
   group.resizeTo(nodes, 10);
   canvas.graph.add(group);
   canvas.setDirty(true, true);
+}
+
+/** The Add Node menu lists categories alphabetically, ones for testing (`_for_testing`) last. */
+function sortMenuCategories(): void {
+  const categories = LiteGraph.getNodeTypesCategories.bind(LiteGraph);
+  const rank = (category: string) => (category.startsWith("_") ? 1 : 0);
+  LiteGraph.getNodeTypesCategories = (filter) =>
+    categories(filter).sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+}
+
+/** How muted and bypassed nodes look, as in ComfyUI: muted ones faded, bypassed ones tinted purple. */
+const MODE_STYLES: Partial<Record<LGraphEventMode, { alpha: number; bgcolor?: string }>> = {
+  [LGraphEventMode.NEVER]: { alpha: 0.35 },
+  [LGraphEventMode.BYPASS]: { alpha: 0.6, bgcolor: "#9b1fa8" },
+};
+
+function drawModes(canvas: LGraphCanvas): void {
+  const drawNode = canvas.drawNode.bind(canvas);
+  canvas.drawNode = (node, ctx) => {
+    const style = MODE_STYLES[node.mode];
+    if (!style) return drawNode(node, ctx);
+    const [alpha, bgcolor] = [canvas.editor_alpha, node.bgcolor];
+    canvas.editor_alpha = alpha * style.alpha;
+    if (style.bgcolor) node.bgcolor = style.bgcolor;
+    try {
+      drawNode(node, ctx);
+    } finally {
+      canvas.editor_alpha = alpha;
+      node.bgcolor = bgcolor;
+    }
+  };
+}
+
+/**
+ * litegraph offers "Convert to Subgraph", but a subgraph needs a node type of its own, a way in and
+ * out of it, and flattening when queued, none of which this canvas has yet: the entry would delete
+ * the selected nodes. It is left out of both menus until subgraphs work end to end.
+ */
+function withoutSubgraphMenus(canvas: LGraphCanvas): void {
+  type Option = { content?: string } | null;
+  const keep = (option: Option) => !option?.content?.startsWith("Convert to Subgraph");
+  const nodeMenu = canvas.getNodeMenuOptions.bind(canvas);
+  const canvasMenu = canvas.getCanvasMenuOptions.bind(canvas);
+  canvas.getNodeMenuOptions = (node) => nodeMenu(node).filter(keep);
+  canvas.getCanvasMenuOptions = () => canvasMenu().filter(keep);
 }
 
 /** Ctrl+M mutes (never runs), Ctrl+B bypasses (inputs pass through); pressing again restores. */

@@ -97,13 +97,11 @@ export class Feedback {
   #drawError(ctx: CanvasRenderingContext2D, node: LGraphNode, error: NodeError): void {
     const [x, y] = node.pos;
     for (const name of error.inputs.keys()) {
-      const widget = node.widgets?.find((w) => w.name === name);
-      const slot = node.inputs.findIndex((input) => input.name === name);
-      const top = widget ? widget.y : slot >= 0 ? slot * LiteGraph.NODE_SLOT_HEIGHT + 2 : null;
-      if (top == null) continue;
+      const row = inputRow(node, name);
+      if (!row) continue;
       ctx.strokeStyle = ERROR;
       ctx.lineWidth = 2;
-      ctx.strokeRect(x + 4, y + top, node.size[0] - 8, widget ? LiteGraph.NODE_WIDGET_HEIGHT : LiteGraph.NODE_SLOT_HEIGHT);
+      ctx.strokeRect(x + 4, row.top, node.size[0] - 8, row.height);
     }
     const lines = [error.message, ...[...error.inputs].map(([name, message]) => `${name}: ${message}`)].filter(Boolean);
     ctx.font = "12px sans-serif";
@@ -129,6 +127,20 @@ function outline(ctx: CanvasRenderingContext2D, node: LGraphNode, color: string,
   ctx.beginPath();
   ctx.roundRect(x - 4, y - title - 4, nodeWidth + 8, height + title + 8, 10);
   ctx.stroke();
+}
+
+/**
+ * The row an input is drawn on, in graph coordinates: its widget when it has one, else its socket,
+ * placed where litegraph draws it (widget sockets sit beside their widgets, not in the socket rows).
+ */
+function inputRow(node: LGraphNode, name: string): { top: number; height: number } | null {
+  const slot = node.inputs.findIndex((input) => input.name === name || input.widget?.name === name);
+  const linked = slot >= 0 && node.inputs[slot].link != null;
+  const widget = node.widgets?.find((w) => w.name === name);
+  if (widget?.y !== undefined && !linked) return { top: node.pos[1] + widget.y, height: LiteGraph.NODE_WIDGET_HEIGHT };
+  if (slot < 0) return null;
+  const height = LiteGraph.NODE_SLOT_HEIGHT;
+  return { top: node.getInputPos(slot)[1] - height / 2, height };
 }
 
 /** Where a node's image area starts: below its sockets and widgets. */

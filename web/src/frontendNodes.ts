@@ -72,8 +72,16 @@ class PrimitiveNode extends LGraphNode {
 }
 
 export function registerFrontendNodes(): void {
-  LiteGraph.registerNodeType("Note", NoteNode);
-  LiteGraph.registerNodeType("MarkdownNote", class extends NoteNode {});
-  LiteGraph.registerNodeType("Reroute", RerouteNode);
-  LiteGraph.registerNodeType("PrimitiveNode", PrimitiveNode);
+  const markdown = class extends NoteNode {};
+  const types: [string, typeof LGraphNode & { category?: string }][] = [
+    ["Note", NoteNode],
+    ["MarkdownNote", markdown],
+    ["Reroute", RerouteNode],
+    ["PrimitiveNode", PrimitiveNode],
+  ];
+  for (const [type, nodeClass] of types) {
+    LiteGraph.registerNodeType(type, nodeClass);
+    nodeClass.category = "utils"; // registerNodeType resets it from the type name
+  }
+  markdown.skip_list = true; // ComfyUI's Markdown note loads and saves, but the menu offers one Note
 }

@@ -7,11 +7,14 @@ import { addNode, createEditor, fitView, groupSelection, toggleMode, wireSearch 
 import { Feedback } from "./feedback";
 import { registerFrontendNodes } from "./frontendNodes";
 import { ChangeTracker, savedWorkflow } from "./history";
+import { missingModels, missingReport } from "./models";
 import { markMissingNodes, registerNodeDefs } from "./nodeTypes";
 import { graphToPrompt, type ApiPrompt } from "./prompt";
 import { Runner } from "./runner";
 import { NodeSearch } from "./search";
-import { $, QueuePanel, toast } from "./ui";
+import { keepSubgraphDefinitions } from "./subgraphs";
+import { wireTooltips } from "./tooltips";
+import { $, QueuePanel, setStatus, toast } from "./ui";
 import { buildDefaultGraph, loadApiWorkflow, parseWorkflow, readWorkflowFile, type Workflow } from "./workflow";
 
 interface Loom {
@@ -39,6 +42,8 @@ async function start(): Promise<void> {
   registerNodeDefs(info);
   const { graph, canvas } = createEditor($("graph") as HTMLCanvasElement);
   const feedback = new Feedback(canvas);
+  keepSubgraphDefinitions(graph);
+  wireTooltips(canvas);
   const viewport = () => ({ scale: canvas.ds.scale, offset: [...canvas.ds.offset] });
 
   const apply = (workflow: Workflow, keepView = false) => {
@@ -50,8 +55,8 @@ async function start(): Promise<void> {
       return;
     }
     graph.configure(workflow.ui);
-    const missing = markMissingNodes(graph.nodes);
-    if (missing.length) toast(`Missing node types (shown in red): ${missing.join(", ")}`, "error");
+    const missing = missingReport(graph, markMissingNodes(graph), missingModels(graph));
+    if (missing.length) toast(missing.join("\n"), "error");
     const ds = (workflow.ui.extra as { ds?: { scale: number; offset: [number, number] } } | undefined)?.ds;
     if (keepView) return;
     if (ds?.offset && ds.scale) {
@@ -174,6 +179,7 @@ async function start(): Promise<void> {
     extensions: [],
   };
   window.loom.extensions = await loadExtensions();
+  setStatus(null);
   document.body.dataset.ready = "true";
 }
 
@@ -206,5 +212,7 @@ function download(text: string, name: string): void {
 
 start().catch((error) => {
   console.error(error);
-  toast(`Loom could not start: ${error instanceof Error ? error.message : error}`, "error");
+  const message = `Loom could not start: ${error instanceof Error ? error.message : error}`;
+  setStatus(message);
+  toast(message, "error");
 });

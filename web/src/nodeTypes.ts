@@ -1,7 +1,8 @@
 // Turns /object_info into LiteGraph node classes: typed sockets, widgets with sockets beside them.
-import { LGraphNode, LiteGraph, RenderShape } from "@comfyorg/litegraph";
+import { LGraphNode, LiteGraph, RenderShape, type LGraph } from "@comfyorg/litegraph";
 import type { ISerialisedNode } from "@comfyorg/litegraph/dist/types/serialisation";
 import type { InputSpec, NodeDef, ObjectInfo } from "./api";
+import { subgraphName } from "./subgraphs";
 import { addInputWidget, hasWidget, inputType } from "./widgets";
 
 /** Link and socket colours per type (the palette artists know from ComfyUI). */
@@ -64,15 +65,16 @@ function buildNode(node: LGraphNode, def: NodeDef): void {
 }
 
 /**
- * Loading an older workflow replaces the inputs with the saved ones, which list only the sockets;
- * give every widget its socket back (appended, so saved link slot numbers stay right).
+ * Loading a workflow replaces the inputs with the saved ones; older ones (ComfyUI 0.4) list only the
+ * sockets. Give back, appended so that saved link slot numbers stay right, every input of the
+ * definition the file lacks: widget sockets, and sockets the node type gained since it was saved.
  */
-function restoreWidgetSockets(node: LGraphNode, def: NodeDef): void {
-  const specs = new Map(orderedInputs(def).map(([name, spec]) => [name, spec]));
-  for (const widget of node.widgets ?? []) {
-    const spec = specs.get(widget.name);
-    if (!spec || node.inputs.some((input) => input.name === widget.name || input.widget?.name === widget.name)) continue;
-    node.addInput(widget.name, inputType(spec), { widget: { name: widget.name } });
+function restoreMissingInputs(node: LGraphNode, def: NodeDef): void {
+  for (const [name, spec, optional] of orderedInputs(def)) {
+    if (node.inputs.some((input) => input.name === name || input.widget?.name === name)) continue;
+    const shape = optional ? RenderShape.HollowCircle : undefined;
+    const widget = node.widgets?.some((w) => w.name === name);
+    node.addInput(name, inputType(spec), widget ? { widget: { name }, shape } : { shape });
   }
 }
 
@@ -89,29 +91,45 @@ export function registerNodeDefs(info: ObjectInfo): void {
         buildNode(this, def);
       }
 
+      override configure(info: ISerialisedNode): void {
+        // litegraph copies saved inputs over the constructed ones index by index, so a file that
+        // lists fewer inputs than the node has would keep stale ones beside them (two `clip`
+        // sockets); the saved list replaces ours instead.
+        if (info.inputs) this.inputs = [];
+        super.configure(info);
+      }
+
       override onConfigure(_info: ISerialisedNode): void {
-        restoreWidgetSockets(this, def);
+        restoreMissingInputs(this, def);
       }
     }
     LiteGraph.registerNodeType(def.name, DefinedNode);
+    // registerNodeType sets the category from a "category/name" type; ours are plain names, so the
+    // category (which the right-click Add Node menu lists) is restored from /object_info.
+    DefinedNode.category = def.category;
   }
 }
 
-/** Nodes the server does not know: draws them in red with their type so the graph still loads. */
-export function markMissingNodes(nodes: LGraphNode[]): string[] {
+/**
+ * Nodes the server does not know: drawn in red with their type (or, for a ComfyUI subgraph, its
+ * name) so the graph still loads, and saved back with their data unchanged.
+ */
+export function markMissingNodes(graph: LGraph): string[] {
   const missing = new Set<string>();
-  for (const node of nodes) {
+  for (const node of graph.nodes) {
     if (!node.has_errors || node.constructor !== LGraphNode || !node.last_serialization) continue;
     const type = String(node.last_serialization.type);
+    const subgraph = subgraphName(graph, type);
     missing.add(type);
     node.type = type;
-    node.title = `Missing: ${type}`;
+    node.title = subgraph === undefined ? `Missing: ${type}` : `Subgraph: ${subgraph}`;
+    const note = subgraph === undefined ? "This node type is not installed" : "Subgraphs cannot be opened or run here yet";
     node.color = "#a33";
     node.bgcolor = "#4a1f1f";
     node.onDrawForeground = function (ctx) {
       ctx.fillStyle = "#fbb";
       ctx.font = "12px sans-serif";
-      ctx.fillText("This node type is not installed", 8, this.size[1] - 8);
+      ctx.fillText(note, 8, this.size[1] - 8);
     };
   }
   return [...missing];

@@ -2,12 +2,23 @@
 import type { LGraph } from "@comfyorg/litegraph";
 import { api, ApiError, type ImageRef, type Socket, type SocketEvent } from "./api";
 import type { Feedback, NodeError } from "./feedback";
+import { missingModels, missingReport, modelFolder } from "./models";
 import { graphToPrompt, missingNodeTypes } from "./prompt";
-import { toast } from "./ui";
+import { shippedSizeHint } from "./shipped";
+import { nodeDef } from "./nodeTypes";
+import { duration } from "./summary";
+import { setStatus, toast } from "./ui";
 import { applyControls } from "./widgets";
 
+interface NodeErrorItem {
+  type?: string;
+  message?: string;
+  details?: string;
+  extra_info?: { input_name?: string; received_value?: unknown };
+}
+
 interface NodeErrorBody {
-  errors?: { message?: string; details?: string; extra_info?: { input_name?: string } }[];
+  errors?: NodeErrorItem[];
   class_type?: string;
 }
 
@@ -17,6 +28,7 @@ export class Runner extends EventTarget {
   #done = new Set<string>();
   #current: string | null = null;
   #previewUrl: string | null = null;
+  #startedAt = 0;
 
   constructor(
     private graph: () => LGraph,
@@ -32,18 +44,17 @@ export class Runner extends EventTarget {
   /** Converts the graph and queues it `count` times; seeds move on after each, as their controls say. */
   async queue(count: number): Promise<void> {
     const graph = this.graph();
-    const missing = missingNodeTypes(graph);
-    if (missing.length) {
-      toast(`Cannot queue: missing node types ${missing.join(", ")}`, "error");
-      return;
-    }
     this.feedback.clearErrors();
+    if (!this.#checkInstalled(graph)) return;
+    const hint = shippedSizeHint(graph);
+    if (hint) toast(hint);
     for (let i = 0; i < count; i++) {
       const prompt = graphToPrompt(graph);
       const workflow = graph.serialize();
       try {
-        const { prompt_id } = await api.queuePrompt(prompt, workflow);
+        const { prompt_id, number } = await api.queuePrompt(prompt, workflow);
         this.#sizes.set(prompt_id, Object.keys(prompt).length);
+        if (!this.#current) setStatus(`Queued #${number}`);
       } catch (error) {
         this.#showSubmitError(error);
         break;
@@ -53,6 +64,22 @@ export class Runner extends EventTarget {
       for (const node of graph.nodes) applyControls(node);
       graph.setDirtyCanvas(true, true);
     }
+  }
+
+  /** Refuses to queue, naming every missing node type and model file (with its folder) at once. */
+  #checkInstalled(graph: LGraph): boolean {
+    const models = missingModels(graph);
+    const report = missingReport(graph, missingNodeTypes(graph), models);
+    if (!report.length) return true;
+    for (const model of models) {
+      const id = String(model.node.id);
+      const found = this.feedback.errors.get(id) ?? { message: "", inputs: new Map<string, string>() };
+      found.inputs.set(model.input, `${model.file} is not in ${model.folder ? `models/${model.folder}` : "the server's list"}`);
+      this.feedback.errors.set(id, found);
+    }
+    this.feedback.redraw();
+    toast(["Cannot queue:", ...report].join("\n"), "error");
+    return false;
   }
 
   #showSubmitError(error: unknown): void {
@@ -65,7 +92,7 @@ export class Runner extends EventTarget {
     for (const [id, body] of Object.entries(nodeErrors)) {
       const found: NodeError = { message: "", inputs: new Map() };
       for (const item of body.errors ?? []) {
-        const text = [item.message, item.details].filter(Boolean).join(": ");
+        const text = this.#errorText(id, item);
         const input = item.extra_info?.input_name;
         if (input) found.inputs.set(input, text);
         else found.message = text;
@@ -75,7 +102,20 @@ export class Runner extends EventTarget {
       this.feedback.errors.set(id, found);
     }
     this.feedback.redraw();
-    toast([error.message, ...lines].join("\n"), "error");
+    // With node errors, the top-level details only repeat the first of them.
+    const summary = lines.length ? ((error.body.error as { message?: string } | undefined)?.message ?? error.message) : error.message;
+    toast([summary, ...lines].join("\n"), "error");
+  }
+
+  /** A server error in words; a model file the server lacks is named with the folder it belongs in. */
+  #errorText(id: string, item: NodeErrorItem): string {
+    const input = item.extra_info?.input_name;
+    const node = this.graph().getNodeById(id);
+    const folder = node && input ? modelFolder(node, input) : undefined;
+    if (item.type === "value_not_in_list" && folder) {
+      return `${String(item.extra_info?.received_value ?? "the file")} is not in models/${folder}: put it there`;
+    }
+    return [item.message, item.details].filter(Boolean).join(": ");
   }
 
   #onMessage({ type, data }: SocketEvent): void {
@@ -86,6 +126,8 @@ export class Runner extends EventTarget {
         break;
       case "execution_start":
         this.#current = promptId ?? null;
+        this.#startedAt = performance.now();
+        setStatus("Starting…");
         this.#done.clear();
         this.feedback.clearErrors();
         this.#setOverall(0);
@@ -98,12 +140,14 @@ export class Runner extends EventTarget {
         const node = data.node == null ? null : String(data.node);
         if (this.feedback.running) this.#done.add(this.feedback.running);
         this.feedback.running = node;
+        if (node !== null) setStatus(this.#describeRunning(node));
         this.#setOverall();
         this.feedback.redraw();
         break;
       }
       case "progress":
         this.feedback.progress.set(String(data.node), Number(data.value) / Math.max(1, Number(data.max)));
+        setStatus(`${this.#title(String(data.node))}: step ${data.value} of ${data.max}`);
         this.#setOverall();
         this.feedback.redraw();
         break;
@@ -121,16 +165,37 @@ export class Runner extends EventTarget {
         this.feedback.errors.set(id, { message, inputs: new Map() });
         toast(`${data.node_type ?? "Node"} ${id} failed — ${message}`, "error");
         this.#finish();
+        setStatus(`Failed in ${this.#title(id)} after ${this.#elapsed()}`, 8000);
         break;
       }
       case "execution_interrupted":
         toast("Interrupted");
         this.#finish();
+        setStatus(null);
         break;
       case "execution_success":
         this.#finish();
+        setStatus(`Finished in ${this.#elapsed()}`, 5000);
         break;
     }
+  }
+
+  #title(id: string): string {
+    return this.graph().getNodeById(id)?.title ?? `node ${id}`;
+  }
+
+  #elapsed(): string {
+    return duration(performance.now() - this.#startedAt);
+  }
+
+  /** Loaders say they are loading: the first prompt spends most of its time reading the model. */
+  #describeRunning(id: string): string {
+    const node = this.graph().getNodeById(id);
+    const def = node && nodeDef(node);
+    if (!node || !def) return `Running ${this.#title(id)}…`;
+    if (!def.category.startsWith("loaders") && !def.name.endsWith("Loader")) return `Running ${node.title}…`;
+    const file = node.widgets?.find((w) => w.type === "combo" && w.name.endsWith("_name"))?.value;
+    return `Loading the model${file ? ` ${file}` : ""} (${node.title}): the first run reads it from disk…`;
   }
 
   #finish(): void {

@@ -12,6 +12,8 @@ interface Entry {
   inputs: string[];
   outputs: string[];
   haystack: string;
+  /** For testing or deprecated: listed after everything else. */
+  hidden: boolean;
 }
 
 /** Only nodes that can take (`input`) or give (`output`) a link of this type. */
@@ -37,31 +39,30 @@ export class NodeSearch {
       const title = def.display_name || def.name;
       const description = def.description ?? "";
       const inputs = orderedInputs(def).map(([, spec]) => inputType(spec));
-      return entry(def.name, title, def.category, description, inputs, def.output);
+      const hidden = Boolean(def.deprecated || def.dev_only) || def.category.split("/").some((part) => part.startsWith("_"));
+      return entry(def.name, title, def.category, description, inputs, def.output, hidden);
     });
     for (const [type, title, description, inputs, outputs] of FRONTEND_ENTRIES) {
       this.#entries.push(entry(type, title, "utils", description, inputs, outputs));
     }
   }
 
-  /** Ranked matches: every word must occur; title hits rank above category and description hits. */
+  /**
+   * Ranked matches: every word must occur. The whole query matching a display name exactly, then as
+   * its prefix, ranks first; then title word hits above category and description hits. Nodes for
+   * testing or deprecated come last; an empty query lists categories in order, those last too.
+   */
   search(query: string, filter?: TypeFilter): Entry[] {
-    const words = query.toLowerCase().split(/\s+/).filter(Boolean);
+    const phrase = query.toLowerCase().trim().replace(/\s+/g, " ");
+    const words = phrase.split(" ").filter(Boolean);
     const scored: [number, Entry][] = [];
     for (const item of this.#entries) {
       if (filter && !accepts(item, filter)) continue;
       if (!words.every((word) => item.haystack.includes(word))) continue;
-      const title = item.title.toLowerCase();
-      let score = 0;
-      for (const word of words) {
-        if (title.startsWith(word)) score += 4;
-        else if (title.includes(word) || item.type.toLowerCase().includes(word)) score += 3;
-        else if (item.category.toLowerCase().includes(word)) score += 2;
-        else score += 1;
-      }
-      scored.push([score, item]);
+      scored.push([relevance(item, phrase, words) - (item.hidden ? 1000 : 0), item]);
     }
-    const byCategory = (a: Entry, b: Entry) => a.category.localeCompare(b.category) || a.title.localeCompare(b.title);
+    const byCategory = (a: Entry, b: Entry) =>
+      a.category.localeCompare(b.category) || a.title.length - b.title.length || a.title.localeCompare(b.title);
     return scored.sort((a, b) => b[0] - a[0] || byCategory(a[1], b[1])).map(([, item]) => item);
   }
 
@@ -142,9 +143,35 @@ export class NodeSearch {
   }
 }
 
-function entry(type: string, title: string, category: string, description: string, inputs: string[], outputs: string[]): Entry {
+function entry(
+  type: string,
+  title: string,
+  category: string,
+  description: string,
+  inputs: string[],
+  outputs: string[],
+  hidden = false,
+): Entry {
   const haystack = [type, title, category, description].join("\n").toLowerCase();
-  return { type, title, category, description, inputs, outputs, haystack };
+  return { type, title, category, description, inputs, outputs, haystack, hidden };
+}
+
+function relevance(item: Entry, phrase: string, words: string[]): number {
+  const title = item.title.toLowerCase();
+  const type = item.type.toLowerCase();
+  if (!phrase) return 0;
+  if (title === phrase || type === phrase) return 100;
+  if (title.startsWith(phrase)) return 50;
+  const titleWords = title.split(/[^a-z0-9]+/);
+  let score = 0;
+  for (const word of words) {
+    if (titleWords.includes(word)) score += 5;
+    else if (title.startsWith(word)) score += 4;
+    else if (title.includes(word) || type.includes(word)) score += 3;
+    else if (item.category.toLowerCase().includes(word)) score += 2;
+    else score += 1;
+  }
+  return score;
 }
 
 function accepts(item: Entry, filter: TypeFilter): boolean {

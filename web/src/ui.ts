@@ -1,5 +1,6 @@
 // Page chrome around the canvas: toasts, the queue panel, the history gallery and its lightbox.
-import { api, type HistoryEntry } from "./api";
+import { api, type HistoryEntry, type ImageRef } from "./api";
+import { clockTime, duration, summarize, summaryLine } from "./summary";
 
 export function $(id: string): HTMLElement {
   const element = document.getElementById(id);
@@ -14,6 +15,17 @@ export function toast(message: string, kind: "info" | "error" = "info"): void {
   item.addEventListener("click", () => item.remove());
   $("toasts").append(item);
   setTimeout(() => item.remove(), kind === "error" ? 12000 : 4000);
+}
+
+let statusTimer: number | undefined;
+
+/** The line under the toolbar saying what the server is doing; `hideAfterMs` clears it later. */
+export function setStatus(text: string | null, hideAfterMs?: number): void {
+  const line = $("run-status");
+  clearTimeout(statusTimer);
+  line.textContent = text ?? "";
+  line.hidden = !text;
+  if (text && hideAfterMs) statusTimer = window.setTimeout(() => setStatus(null), hideAfterMs);
 }
 
 function button(label: string, title: string, onClick: () => void): HTMLButtonElement {
@@ -44,47 +56,60 @@ export class QueuePanel {
   async refresh(): Promise<void> {
     const [queue, history] = await Promise.all([api.queue(), api.history()]);
     this.setQueueSize(queue.running.length + queue.pending.length);
-    const row = (label: string, actions: HTMLButtonElement[]) => {
-      const item = document.createElement("li");
-      item.append(label, ...actions);
-      return item;
-    };
     $("running-list").replaceChildren(
       ...queue.running.map((item) =>
-        row(`#${item.number} · ${Object.keys(item.prompt).length} nodes `, [
+        row(`#${item.number} · running${since(item.created)}`, item.prompt, [
           button("Stop", "Interrupt this prompt", () => void api.interrupt().then(() => this.refresh())),
         ]),
       ),
     );
     $("pending-list").replaceChildren(
       ...queue.pending.map((item) =>
-        row(`#${item.number} · ${Object.keys(item.prompt).length} nodes `, [
+        row(`#${item.number} · queued${since(item.created)}`, item.prompt, [
           button("Cancel", "Remove it from the queue", () => void api.deleteFromQueue([item.promptId]).then(() => this.refresh())),
         ]),
       ),
     );
-    this.#renderGallery(history);
+    this.#renderHistory(history);
   }
 
-  #renderGallery(history: HistoryEntry[]): void {
-    const thumbs = history.flatMap((entry) =>
-      entry.images.map((image) => {
+  #renderHistory(history: HistoryEntry[]): void {
+    const entries = history.map((entry) => {
+      const item = document.createElement("div");
+      item.className = `history-entry ${entry.status ?? ""}`;
+      const thumbs = document.createElement("div");
+      thumbs.className = "thumbs";
+      for (const image of entry.images) {
         const thumb = document.createElement("img");
         thumb.src = api.viewUrl(image);
         thumb.loading = "lazy";
         thumb.title = image.filename;
-        thumb.addEventListener("click", () => this.#openLightbox(api.viewUrl(image), entry));
-        return thumb;
-      }),
-    );
-    $("gallery").replaceChildren(...thumbs);
+        thumb.addEventListener("click", () => this.#openLightbox(image, entry));
+        thumbs.append(thumb);
+      }
+      item.append(caption("head", historyHead(entry)), caption("summary", summaryLine(entry.prompt)), thumbs);
+      return item;
+    });
+    $("gallery").replaceChildren(...entries);
   }
 
-  #openLightbox(url: string, entry: HistoryEntry): void {
+  #openLightbox(image: ImageRef, entry: HistoryEntry): void {
     const box = document.createElement("div");
     box.className = "lightbox";
-    const image = document.createElement("img");
-    image.src = url;
+    const picture = document.createElement("img");
+    picture.src = api.viewUrl(image);
+    const { text, seed, size } = summarize(entry.prompt);
+    const details = document.createElement("dl");
+    const facts: [string, string | undefined][] = [
+      ["Prompt", text],
+      ["Seed", seed === undefined ? undefined : String(seed)],
+      ["Size", size],
+      ["File", [image.subfolder, image.filename].filter(Boolean).join("/")],
+    ];
+    for (const [label, value] of facts) {
+      if (value === undefined) continue;
+      details.append(caption("", label, "dt"), caption("", value, "dd"));
+    }
     const actions = document.createElement("div");
     actions.className = "actions";
     const close = () => box.remove();
@@ -97,11 +122,38 @@ export class QueuePanel {
       );
     }
     actions.append(button("Close", "Close (Esc)", close));
-    box.append(image, actions);
+    box.append(picture, details, actions);
     box.addEventListener("click", (event) => event.target === box && close());
     box.tabIndex = -1;
     box.addEventListener("keydown", (event) => event.key === "Escape" && close());
     document.body.append(box);
     box.focus();
   }
+}
+
+function caption(className: string, text: string, tag = "div"): HTMLElement {
+  const element = document.createElement(tag);
+  if (className) element.className = className;
+  element.textContent = text;
+  return element;
+}
+
+/** A queue row: number, state and time, the buttons, then the prompt's text, seed and size. */
+function row(head: string, prompt: Record<string, unknown>, actions: HTMLButtonElement[]): HTMLLIElement {
+  const item = document.createElement("li");
+  const top = caption("head", `${head} `);
+  top.append(...actions);
+  item.append(top, caption("summary", summaryLine(prompt)));
+  return item;
+}
+
+function since(created: number | undefined): string {
+  return created === undefined ? "" : ` · since ${clockTime(created)}`;
+}
+
+function historyHead(entry: HistoryEntry): string {
+  const parts = [entry.number === undefined ? undefined : `#${entry.number}`, entry.status ?? "unknown"];
+  if (entry.ended !== undefined) parts.push(clockTime(entry.ended));
+  if (entry.started !== undefined && entry.ended !== undefined) parts.push(duration(entry.ended - entry.started));
+  return parts.filter(Boolean).join(" · ");
 }

@@ -3,6 +3,7 @@ import { LGraph, LiteGraph, type LGraphNode } from "@comfyorg/litegraph";
 import type { ISerialisedGraph, SerialisableGraph } from "@comfyorg/litegraph";
 import type { ObjectInfo } from "./api";
 import { pngTextChunks } from "./png";
+import { SHIPPED_CHECKPOINT, SHIPPED_NOTE } from "./shipped";
 import { comboValues } from "./widgets";
 
 export type UiWorkflow = ISerialisedGraph | SerialisableGraph;
@@ -16,7 +17,6 @@ const GENERAL_PROMPTS = {
   positive: "a lighthouse on a rocky coast at dawn, watercolor, soft light",
   negative: "blurry, text, watermark",
 };
-const SHIPPED_CHECKPOINT = /(^|\/)loom_default[^/]*\.safetensors$/;
 
 function setWidget(node: LGraphNode, name: string, value: unknown): void {
   const widget = node.widgets?.find((w) => w.name === name);
@@ -65,6 +65,11 @@ export function buildDefaultGraph(graph: LGraph, info: ObjectInfo): void {
     });
     const decode = add(graph, "VAEDecode", [1240, 180]);
     const save = add(graph, "SaveImage", [1480, 180], { filename_prefix: "Loom" });
+    if (SHIPPED_CHECKPOINT.test(checkpoint)) {
+      const note = add(graph, "Note", [40, 420], { text: SHIPPED_NOTE });
+      note.title = "About the shipped model";
+      note.setSize([380, 230]);
+    }
     positive.setSize([380, 220]);
     negative.setSize([380, 200]);
     save.setSize([320, 360]);

@@ -1,1 +1,2 @@
-"""Tests of engine.diffusion: the MODEL object model, its patches and the guiders."""
+"""Tests of engine.diffusion: the object model that travels on links (MODEL and its patches, CLIP, VAE,
+embeddings) and the guiders."""

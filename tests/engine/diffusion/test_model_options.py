@@ -26,13 +26,24 @@ def test_cfg_function_returning_cond_equals_cfg_one(family: str) -> None:
     patched.set_model_sampler_cfg_function(cond_only)
     # cfg=1 skips the negative; the patched run predicts both, and returns x - (x - cond).
     torch.testing.assert_close(sample(patched, cfg=5.0), sample(model, cfg=1.0), atol=2e-4, rtol=1e-4)
-    assert {"cond", "uncond", "cond_scale", "input", "sigma", "cond_denoised", "uncond_denoised", "model"} <= seen[0]
+    assert {
+        "cond",
+        "uncond",
+        "cond_scale",
+        "input",
+        "sigma",
+        "cond_denoised",
+        "uncond_denoised",
+        "model",
+    } <= seen[0]
 
 
 def test_old_style_cfg_function_gets_cond_uncond_scale() -> None:
     model = tiny_model("sd1")
     patched = model.clone()
-    patched.set_model_sampler_cfg_function(lambda cond, uncond, cond_scale: uncond + (cond - uncond) * cond_scale)
+    patched.set_model_sampler_cfg_function(
+        lambda cond, uncond, cond_scale: uncond + (cond - uncond) * cond_scale
+    )
     torch.testing.assert_close(sample(patched, cfg=4.0), sample(model, cfg=4.0), atol=2e-4, rtol=1e-4)
 
 
@@ -111,5 +122,43 @@ def test_denoise_mask_function_reshapes_the_mask(family: str) -> None:
         return torch.ones_like(mask)
 
     patched.set_model_denoise_mask_function(regenerate_all)
-    torch.testing.assert_close(sample(patched, latent=latent, denoise_mask=keep_all), sample(model, latent=latent))
+    torch.testing.assert_close(
+        sample(patched, latent=latent, denoise_mask=keep_all), sample(model, latent=latent)
+    )
     assert received[0] == ((1, 1, 8, 8), (4,))
+
+
+def _guided(model: Any, positive: list[Any], negative: list[Any], cfg: float = 5.0) -> Any:
+    from engine.diffusion.guider import CFGGuider
+
+    guider = CFGGuider(model)
+    guider.set_conds(positive, negative)
+    guider.set_cfg(cfg)
+    return sample(model, guider=guider, steps=2)
+
+
+def test_mask_conditioning_blends_by_mask_and_timestep_range_switches_entries() -> None:
+    from tests.engine.diffusion.conftest import conditioning
+
+    model = tiny_model("sd1")
+    (a, options), (b, _) = conditioning(model, 1)[0], conditioning(model, 5)[0]
+    negative = conditioning(model, 2)
+    plain_a = _guided(model, [[a, options]], negative)
+    full = torch.ones(1, 8, 8)
+    # A full mask of strength 1 weighs like no mask; a zero-strength second entry adds nothing.
+    masked = _guided(
+        model,
+        [[a, {"mask": full * 0 + 1, "mask_strength": 1.0}], [b, {"mask": full, "mask_strength": 0.0}]],
+        negative,
+    )
+    torch.testing.assert_close(masked, plain_a, atol=1e-4, rtol=1e-4)
+    # Pixel-space masks are resized to the latent; the left half follows a, the right half b.
+    left = torch.zeros(1, 64, 64)
+    left[:, :, :32] = 1.0
+    halves = _guided(model, [[a, {"mask": left}], [b, {"mask": 1 - left}]], negative)
+    assert not torch.allclose(halves, plain_a, atol=1e-3)
+    # An entry active only in the first half of the schedule changes the result.
+    ranged = _guided(model, [[a, options], [b, {"start_percent": 0.0, "end_percent": 0.5}]], negative)
+    assert not torch.allclose(ranged, plain_a, atol=1e-3)
+    never = _guided(model, [[a, options], [b, {"start_percent": 1.0, "end_percent": 1.0}]], negative)
+    torch.testing.assert_close(never, plain_a)

@@ -19,7 +19,9 @@ def test_state_dict_uses_comfy_names_and_shares_the_unet_weights() -> None:
     state = model.model_state_dict()
     assert len(state) == len(list(model.unet.parameters()))
     assert torch.equal(state[KEY], model.unet.down_blocks[0].attentions[0].proj_in.weight)
-    assert "diffusion_model.out.2.weight" in state and "diffusion_model.middle_block.1.proj_out.weight" in state
+    assert (
+        "diffusion_model.out.2.weight" in state and "diffusion_model.middle_block.1.proj_out.weight" in state
+    )
     assert set(model.model_state_dict("diffusion_model.input_blocks.0.")) == {
         "diffusion_model.input_blocks.0.0.weight",
         "diffusion_model.input_blocks.0.0.bias",
@@ -46,10 +48,16 @@ def test_add_patches_applies_while_patched_and_restores_exactly() -> None:
 def _lora_file(tmp_path: Path, model: handles.ModelPatcher) -> tuple[Path, torch.Tensor, torch.Tensor]:
     width = model.unet.down_blocks[0].attentions[0].proj_in.weight.shape[0]
     generator = torch.Generator().manual_seed(1)
-    down, up = torch.randn(2, width, 1, 1, generator=generator), torch.randn(width, 2, 1, 1, generator=generator)
+    down, up = (
+        torch.randn(2, width, 1, 1, generator=generator),
+        torch.randn(width, 2, 1, 1, generator=generator),
+    )
     name = "lora_unet_down_blocks_0_attentions_0_proj_in"
     path = tmp_path / "lora.safetensors"
-    save_file({f"{name}.lora_down.weight": down, f"{name}.lora_up.weight": up, f"{name}.alpha": torch.tensor(1.0)}, str(path))
+    save_file(
+        {f"{name}.lora_down.weight": down, f"{name}.lora_up.weight": up, f"{name}.alpha": torch.tensor(1.0)},
+        str(path),
+    )
     return path, up, down
 
 
@@ -109,7 +117,9 @@ def test_comfy_attributes_packs_read() -> None:
     assert sampling.percent_to_sigma(0.0) > 1e8 and sampling.percent_to_sigma(1.0) == 0.0
     x = torch.ones(1, 4, 2, 2)
     assert torch.equal(sampling.calculate_denoised(sigma, torch.zeros_like(x), x), x)
-    assert model.model.latent_format.latent_channels == 4 and model.model.latent_format.scale_factor == 0.18215
+    assert (
+        model.model.latent_format.latent_channels == 4 and model.model.latent_format.scale_factor == 0.18215
+    )
     assert model.model.model_type.name == "EPS" and model.model.model_config.name == "SDXL"
     assert model.model.diffusion_model is model.unet and model.model_dtype() == torch.float32
     assert model.model_size() > 0 and model.load_device.type in ("cpu", "cuda", "mps")

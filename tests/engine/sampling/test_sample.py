@@ -37,14 +37,31 @@ def test_same_seed_same_result_different_seed_different(model_sampling: ModelSam
     assert not torch.allclose(first, _run(model_sampling, sampler, 43))
 
 
-def test_stochastic_noise_is_seeded_apart_from_the_initial_noise(model_sampling: ModelSampling) -> None:
-    """With a constant model, euler_ancestral's result depends only on the per-step noise stream."""
-    point = torch.ones_like(LATENT)
-    result = _run(model_sampling, "euler_ancestral", 5, model=lambda x, sigma: point, disable_noise=True)
-    assert torch.equal(result, point)  # the last step lands on the prediction whatever the noise
-    sampler = default_noise_sampler(LATENT, seed=5)
-    expected = torch.randn(LATENT.shape, generator=torch.Generator().manual_seed(6))
-    assert torch.equal(sampler(torch.tensor(1.0), torch.tensor(0.5)), expected)
+def test_ancestral_noise_replays_the_seed_stream_as_comfyui(model_sampling: ModelSampling) -> None:
+    """ComfyUI seeds the per-step generator with the seed itself, so on the CPU the first ancestral
+    noise equals the initial noise; euler_ancestral worked out by hand with that stream."""
+    seed, mean, std = 5, 0.3, 0.5
+    sigmas = sigmas_for(model_sampling, "normal", 3)
+    model = gaussian_denoiser(mean, std)
+    result = _run(model_sampling, "euler_ancestral", seed, sigmas=sigmas, model=model)
+
+    stream = torch.Generator().manual_seed(seed)
+    initial = torch.randn(LATENT.shape, generator=stream)
+    step_noise = torch.Generator().manual_seed(seed)  # the same stream again, from the start
+    x = initial * (1 + sigmas[0] ** 2) ** 0.5  # sigmas[0] is sigma_max: "max denoise" scaling
+    for i in range(len(sigmas) - 1):
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+        denoised = mean + std**2 / (std**2 + sigma**2) * (x - mean)
+        sigma_up = (sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2) ** 0.5
+        sigma_down = (sigma_next**2 - sigma_up**2) ** 0.5
+        if sigma_next == 0:
+            x = denoised
+            continue
+        x = x + (x - denoised) / sigma * (sigma_down - sigma)
+        x = x + torch.randn(LATENT.shape, generator=step_noise) * sigma_up
+    assert torch.allclose(result, x, atol=1e-5)
+    first_draw = default_noise_sampler(LATENT, seed=seed)(torch.tensor(1.0), torch.tensor(0.5))
+    assert torch.equal(first_draw, initial)
 
 
 def test_prepare_noise_is_cpu_seeded_and_per_batch_index() -> None:

@@ -2,11 +2,10 @@
 Impact): ComfyUI imports at module level, ModelPatcher clones with cfg functions, block patches and
 attention replacements, a k-diffusion-style sampler wrapped in KSAMPLER, and comfy.sample.sample."""
 
-import torch
-
 import comfy.model_management
 import comfy.sample
 import comfy.samplers
+import torch
 from comfy.k_diffusion.sampling import to_d
 from comfy.ldm.modules.attention import optimized_attention
 from comfy.model_patcher import ModelPatcher
@@ -17,7 +16,12 @@ class PatchRescaleCFG:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"model": ("MODEL",), "multiplier": ("FLOAT", {"default": 0.7, "min": 0.0, "max": 1.0})}}
+        return {
+            "required": {
+                "model": ("MODEL",),
+                "multiplier": ("FLOAT", {"default": 0.7, "min": 0.0, "max": 1.0}),
+            }
+        }
 
     RETURN_TYPES = ("MODEL",)
     FUNCTION = "patch"
@@ -27,7 +31,9 @@ class PatchRescaleCFG:
         def rescale(args):
             cond, uncond, scale = args["cond_denoised"], args["uncond_denoised"], args["cond_scale"]
             guided = uncond + scale * (cond - uncond)
-            spread = torch.std(cond, dim=(1, 2, 3), keepdim=True) / torch.std(guided, dim=(1, 2, 3), keepdim=True)
+            spread = torch.std(cond, dim=(1, 2, 3), keepdim=True) / torch.std(
+                guided, dim=(1, 2, 3), keepdim=True
+            )
             mixed = multiplier * guided * spread + (1.0 - multiplier) * guided
             return args["input"] - mixed  # a cfg function answers in noise space: x - denoised
 
@@ -41,7 +47,13 @@ class PatchFreeULike:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"model": ("MODEL",), "b": ("FLOAT", {"default": 1.1}), "s": ("FLOAT", {"default": 0.9})}}
+        return {
+            "required": {
+                "model": ("MODEL",),
+                "b": ("FLOAT", {"default": 1.1}),
+                "s": ("FLOAT", {"default": 0.9}),
+            }
+        }
 
     RETURN_TYPES = ("MODEL",)
     FUNCTION = "patch"
@@ -126,7 +138,9 @@ class PackSigmas:
     CATEGORY = "test/sampling"
 
     def get(self, model, scheduler, steps):
-        return (comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler, steps).cpu(),)
+        return (
+            comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler, steps).cpu(),
+        )
 
 
 class PackKSampler:
@@ -156,8 +170,17 @@ class PackKSampler:
         latent = comfy.sample.fix_empty_latent_channels(model, latent_image["samples"])
         noise = comfy.sample.prepare_noise(latent, seed, latent_image.get("batch_index"))
         samples = comfy.sample.sample(
-            model, noise, steps, cfg, sampler_name, scheduler, positive, negative, latent,
-            noise_mask=latent_image.get("noise_mask"), seed=seed,
+            model,
+            noise,
+            steps,
+            cfg,
+            sampler_name,
+            scheduler,
+            positive,
+            negative,
+            latent,
+            noise_mask=latent_image.get("noise_mask"),
+            seed=seed,
         )
         assert samples.device == comfy.model_management.intermediate_device()
         return ({**latent_image, "samples": samples},)

@@ -28,27 +28,76 @@ def fix_empty_latent_channels(model: Any, latent_image: torch.Tensor) -> torch.T
 
 
 def sample(
-    model: Any, noise: Any, steps: int, cfg: float, sampler_name: str, scheduler: str, positive: Any,
-    negative: Any, latent_image: Any, denoise: float = 1.0, disable_noise: bool = False,
-    start_step: int | None = None, last_step: int | None = None, force_full_denoise: bool = False,
-    noise_mask: Any = None, sigmas: Any = None, callback: Any = None, disable_pbar: bool = False,
+    model: Any,
+    noise: Any,
+    steps: int,
+    cfg: float,
+    sampler_name: str,
+    scheduler: str,
+    positive: Any,
+    negative: Any,
+    latent_image: Any,
+    denoise: float = 1.0,
+    disable_noise: bool = False,
+    start_step: int | None = None,
+    last_step: int | None = None,
+    force_full_denoise: bool = False,
+    noise_mask: Any = None,
+    sigmas: Any = None,
+    callback: Any = None,
+    disable_pbar: bool = False,
     seed: int | None = None,
-) -> torch.Tensor:  # fmt: skip
+) -> torch.Tensor:
     """KSampler's sampling (common_ksampler's core): returns the latent in the VAE's space, on the CPU."""
-    sampler = comfy.samplers.KSampler(model, steps, model.load_device, sampler_name, scheduler, denoise, model.model_options)
+    sampler = comfy.samplers.KSampler(
+        model, steps, model.load_device, sampler_name, scheduler, denoise, model.model_options
+    )
     samples = sampler.sample(
-        noise, positive, negative, cfg, latent_image, start_step, last_step, force_full_denoise, noise_mask,
-        sigmas, callback, disable_pbar, seed,
-    )  # fmt: skip
+        noise,
+        positive,
+        negative,
+        cfg,
+        latent_image,
+        start_step,
+        last_step,
+        force_full_denoise,
+        noise_mask,
+        sigmas,
+        callback,
+        disable_pbar,
+        seed,
+    )
     return samples.cpu()
 
 
 def sample_custom(
-    model: Any, noise: Any, cfg: float, sampler: Any, sigmas: Any, positive: Any, negative: Any, latent_image: Any,
-    noise_mask: Any = None, callback: Any = None, disable_pbar: bool = False, seed: int | None = None,
-) -> torch.Tensor:  # fmt: skip
+    model: Any,
+    noise: Any,
+    cfg: float,
+    sampler: Any,
+    sigmas: Any,
+    positive: Any,
+    negative: Any,
+    latent_image: Any,
+    noise_mask: Any = None,
+    callback: Any = None,
+    disable_pbar: bool = False,
+    seed: int | None = None,
+) -> torch.Tensor:
     samples = comfy.samplers.sample(
-        model, noise, positive, negative, cfg, model.load_device, sampler, sigmas, model.model_options,
-        latent_image, noise_mask, callback, disable_pbar, seed,
-    )  # fmt: skip
+        model,
+        noise,
+        positive,
+        negative,
+        cfg,
+        model.load_device,
+        sampler,
+        sigmas,
+        model.model_options,
+        latent_image,
+        noise_mask,
+        callback,
+        disable_pbar,
+        seed,
+    )
     return samples.cpu()

@@ -53,7 +53,9 @@ def cleanup_models(conds: Any, models: Any) -> None:
     """Loom's model manager keeps and evicts models itself; nothing to release here."""
 
 
-def prepare_sampling(model: Any, noise_shape: Any, conds: Any, model_options: Any = None) -> tuple[Any, Any, list[Any]]:
+def prepare_sampling(
+    model: Any, noise_shape: Any, conds: Any, model_options: Any = None
+) -> tuple[Any, Any, list[Any]]:
     """Put the model on its device; returns (model.model, conds, loaded models) as ComfyUI does."""
     from engine.diffusion.devices import manager
 

@@ -49,12 +49,18 @@ def calculate_sigmas(model_sampling: Any, scheduler_name: str, steps: int) -> to
     return _calculate_sigmas(model_sampling, scheduler_name, steps)
 
 
-def calc_cond_uncond_batch(model: Any, cond: Any, uncond: Any, x_in: Any, timestep: Any, model_options: dict[str, Any]) -> tuple[Any, Any]:
+def calc_cond_uncond_batch(
+    model: Any, cond: Any, uncond: Any, x_in: Any, timestep: Any, model_options: dict[str, Any]
+) -> tuple[Any, Any]:
     out = calc_cond_batch(model, [cond, uncond], x_in, timestep, model_options)
     return out[0], out[1]
 
 
-def ksampler(sampler_name: str, extra_options: dict[str, Any] | None = None, inpaint_options: dict[str, Any] | None = None) -> FunctionSampler:
+def ksampler(
+    sampler_name: str,
+    extra_options: dict[str, Any] | None = None,
+    inpaint_options: dict[str, Any] | None = None,
+) -> FunctionSampler:
     """A SAMPLER running k_diffusion's `sample_<name>` with `extra_options` bound."""
     function = getattr(k_diffusion_sampling, f"sample_{sampler_name}", None)
     if function is None:
@@ -74,17 +80,36 @@ def sampler_object(name: str) -> FunctionSampler:
 
 
 def _loom_function(loom: Any) -> Any:
-    def function(model: Any, x: Any, sigmas: Any, extra_args: Any = None, callback: Any = None, disable: Any = None, **options: Any) -> Any:
+    def function(
+        model: Any,
+        x: Any,
+        sigmas: Any,
+        extra_args: Any = None,
+        callback: Any = None,
+        disable: Any = None,
+        **options: Any,
+    ) -> Any:
         return loom(model, x, sigmas, extra_args=extra_args, callback=callback, **options)
 
     return function
 
 
 def sample(
-    model: Any, noise: Any, positive: Any, negative: Any, cfg: float, device: Any, sampler: Any, sigmas: Any,
-    model_options: dict[str, Any] | None = None, latent_image: Any = None, denoise_mask: Any = None,
-    callback: Any = None, disable_pbar: bool = False, seed: int | None = None,
-) -> Any:  # fmt: skip
+    model: Any,
+    noise: Any,
+    positive: Any,
+    negative: Any,
+    cfg: float,
+    device: Any,
+    sampler: Any,
+    sigmas: Any,
+    model_options: dict[str, Any] | None = None,
+    latent_image: Any = None,
+    denoise_mask: Any = None,
+    callback: Any = None,
+    disable_pbar: bool = False,
+    seed: int | None = None,
+) -> Any:
     guider = CFGGuider(model)
     guider.set_conds(positive, negative)
     guider.set_cfg(cfg)
@@ -96,10 +121,18 @@ class KSampler:
 
     SCHEDULERS = SCHEDULER_NAMES
     SAMPLERS = SAMPLER_NAMES
-    DISCARD_PENULTIMATE_SIGMA_SAMPLERS = {"dpm_2", "dpm_2_ancestral", "uni_pc", "uni_pc_bh2"}
+    DISCARD_PENULTIMATE_SIGMA_SAMPLERS = frozenset({"dpm_2", "dpm_2_ancestral", "uni_pc", "uni_pc_bh2"})
 
-    def __init__(self, model: Any, steps: int, device: Any, sampler: str | None = None, scheduler: str | None = None,
-                 denoise: float | None = None, model_options: dict[str, Any] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        model: Any,
+        steps: int,
+        device: Any,
+        sampler: str | None = None,
+        scheduler: str | None = None,
+        denoise: float | None = None,
+        model_options: dict[str, Any] | None = None,
+    ) -> None:
         self.model = model
         self.device = device
         self.scheduler = scheduler if scheduler in self.SCHEDULERS else self.SCHEDULERS[0]
@@ -109,7 +142,9 @@ class KSampler:
         self.set_steps(steps, denoise)
 
     def calculate_sigmas(self, steps: int) -> torch.Tensor:
-        return sigmas_for(self.model.get_model_object("model_sampling"), self.scheduler, steps, 1.0, self.sampler)
+        return sigmas_for(
+            self.model.get_model_object("model_sampling"), self.scheduler, steps, 1.0, self.sampler
+        )
 
     def set_steps(self, steps: int, denoise: float | None = None) -> None:
         self.steps = steps
@@ -117,11 +152,21 @@ class KSampler:
         self.sigmas = sigmas_for(ms, self.scheduler, steps, 1.0 if denoise is None else denoise, self.sampler)
 
     def sample(
-        self, noise: Any, positive: Any, negative: Any, cfg: float, latent_image: Any = None,
-        start_step: int | None = None, last_step: int | None = None, force_full_denoise: bool = False,
-        denoise_mask: Any = None, sigmas: Any = None, callback: Any = None, disable_pbar: bool = False,
+        self,
+        noise: Any,
+        positive: Any,
+        negative: Any,
+        cfg: float,
+        latent_image: Any = None,
+        start_step: int | None = None,
+        last_step: int | None = None,
+        force_full_denoise: bool = False,
+        denoise_mask: Any = None,
+        sigmas: Any = None,
+        callback: Any = None,
+        disable_pbar: bool = False,
         seed: int | None = None,
-    ) -> Any:  # fmt: skip
+    ) -> Any:
         sigmas = self.sigmas if sigmas is None else sigmas
         if start_step is not None and start_step >= len(sigmas) - 1:
             return latent_image if latent_image is not None else torch.zeros_like(noise)
@@ -131,4 +176,6 @@ class KSampler:
         guider = CFGGuider(self.model)
         guider.set_conds(positive, negative)
         guider.set_cfg(cfg)
-        return guider.sample(noise, latent_image, self.sampler, sigmas, denoise_mask, callback, disable_pbar, seed)
+        return guider.sample(
+            noise, latent_image, self.sampler, sigmas, denoise_mask, callback, disable_pbar, seed
+        )

@@ -17,6 +17,7 @@ from tqdm.auto import trange
 from engine.sampling import SAMPLER_NAMES, default_noise_sampler, get_sampler, get_sigmas_exponential, to_d
 from engine.sampling import ancestral_step as get_ancestral_step
 from engine.sampling import get_sigmas_karras as _karras
+from engine.sampling.registry import noise_sampler_for
 
 __all__ = ["default_noise_sampler", "get_ancestral_step", "get_sigmas_exponential", "to_d", "trange"]
 
@@ -25,7 +26,9 @@ def append_zero(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([x, x.new_zeros([1])])
 
 
-def get_sigmas_karras(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0, device: Any = "cpu") -> torch.Tensor:
+def get_sigmas_karras(
+    n: int, sigma_min: float, sigma_max: float, rho: float = 7.0, device: Any = "cpu"
+) -> torch.Tensor:
     return _karras(n, sigma_min, sigma_max, rho).to(device)
 
 
@@ -42,8 +45,8 @@ def _k_diffusion(name: str) -> Callable[..., Any]:
         noise_sampler: Any = None,
         **options: Any,
     ) -> torch.Tensor:
-        if noise_sampler is None:
-            noise_sampler = default_noise_sampler(x, (extra_args or {}).get("seed"))
+        if noise_sampler is None:  # ComfyUI's: a Brownian tree for the SDE samplers, seeded from `seed`
+            noise_sampler = noise_sampler_for(name, x, sigmas, (extra_args or {}).get("seed"))
         # Flow models (CONST) take the rectified-flow forms of the noise-adding samplers, as in ComfyUI.
         model_sampling = getattr(model, "model_sampling", None)
         run = get_sampler(name, model_sampling) if model_sampling is not None else loom

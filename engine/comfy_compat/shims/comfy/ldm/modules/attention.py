@@ -24,7 +24,9 @@ attention_xformers = optimized_attention
 _REGISTERED: dict[str, Callable[..., Any]] = {"pytorch": optimized_attention, "basic": attention_basic}
 
 
-def optimized_attention_for_device(device: Any = None, mask: bool = False, small_input: bool = False) -> Callable[..., Any]:
+def optimized_attention_for_device(
+    device: Any = None, mask: bool = False, small_input: bool = False
+) -> Callable[..., Any]:
     return optimized_attention
 
 
@@ -37,7 +39,7 @@ def get_attention_function(name: str, default: Any = ...) -> Callable[..., Any] 
         return _REGISTERED[name]
     if default is ...:
         raise KeyError(f"no attention function registered as {name!r}; known: {sorted(_REGISTERED)}")
-    return default  # type: ignore[no-any-return]
+    return default
 
 
 __all__ = [

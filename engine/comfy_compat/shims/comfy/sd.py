@@ -1,0 +1,138 @@
+"""ComfyUI's comfy.sd: the CLIP and VAE classes and the model loaders packs call.
+
+`CLIP` and `VAE` are the very classes that travel on Loom's CLIP and VAE links. The loaders read
+SD1.x, SD2.x and SDXL files (single-file checkpoints, VAEs, CLIP-L/OpenCLIP-H/CLIP-G text encoders)
+through Loom's loading code; other model families raise Loom's UnsupportedModelError naming the file.
+"""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Any
+
+from engine.diffusion.clip import CLIP
+from engine.diffusion.vae import VAE
+
+__all__ = ["CLIP", "VAE", "CLIPType", "load_checkpoint", "load_checkpoint_guess_config", "load_clip"]
+
+
+class CLIPType(enum.Enum):
+    STABLE_DIFFUSION = 1
+    STABLE_CASCADE = 2
+    SD3 = 3
+    STABLE_AUDIO = 4
+    HUNYUAN_DIT = 5
+    FLUX = 6
+    MOCHI = 7
+    LTXV = 8
+    HUNYUAN_VIDEO = 9
+    PIXART = 10
+    COSMOS = 11
+    LUMINA2 = 12
+    WAN = 13
+    HIDREAM = 14
+    CHROMA = 15
+    ACE = 16
+    OMNIGEN2 = 17
+    QWEN_IMAGE = 18
+    HUNYUAN_IMAGE = 19
+
+
+def _embeddings(embedding_directory: Any) -> Any:
+    return [embedding_directory] if isinstance(embedding_directory, str) else embedding_directory
+
+
+def load_checkpoint_guess_config(
+    ckpt_path: str,
+    output_vae: bool = True,
+    output_clip: bool = True,
+    output_clipvision: bool = False,
+    embedding_directory: Any = None,
+    output_model: bool = True,
+    model_options: dict | None = None,
+    te_model_options: dict | None = None,
+) -> tuple[Any, CLIP | None, VAE | None, None]:
+    """(MODEL, CLIP, VAE, CLIP vision) of a checkpoint file. Loom's SD checkpoints hold no CLIP vision
+    model (unCLIP checkpoints are not loaded), so the fourth is always None."""
+    from engine.diffusion import handles
+
+    loaded = handles.load(Path(ckpt_path))
+    clip = None
+    if output_clip and loaded.clip is not None:
+        clip = loaded.clip.clone()
+        clip.embedding_directory = _embeddings(embedding_directory)
+    return (
+        loaded.model if output_model else None,
+        clip,
+        loaded.vae if output_vae else None,
+        None,
+    )
+
+
+def load_checkpoint(
+    config_path: str | None = None,
+    ckpt_path: str | None = None,
+    output_vae: bool = True,
+    output_clip: bool = True,
+    embedding_directory: Any = None,
+    state_dict: Any = None,
+    config: Any = None,
+) -> tuple[Any, CLIP | None, VAE | None]:
+    """ComfyUI's config-file loader; Loom detects the architecture itself, so the config is not read."""
+    if ckpt_path is None:
+        raise ValueError("load_checkpoint: Loom loads checkpoints from files: pass ckpt_path")
+    model, clip, vae, _ = load_checkpoint_guess_config(
+        ckpt_path, output_vae, output_clip, False, embedding_directory
+    )
+    return model, clip, vae
+
+
+def load_clip(
+    ckpt_paths: list[str],
+    embedding_directory: Any = None,
+    clip_type: CLIPType = CLIPType.STABLE_DIFFUSION,
+    model_options: dict | None = None,
+) -> CLIP:
+    """A CLIP from text-encoder files: CLIP-L (SD1.x), OpenCLIP-H (SD2.x), CLIP-G, or CLIP-L + G (SDXL)."""
+    from engine.diffusion.clip_loader import load_clip_files
+
+    if clip_type not in (CLIPType.STABLE_DIFFUSION, CLIPType.STABLE_CASCADE):
+        raise NotImplementedError(
+            f"load_clip: Loom has no {clip_type.name} text encoders (SD1/SD2/SDXL only)"
+        )
+    return load_clip_files(list(ckpt_paths), _embeddings(embedding_directory))
+
+
+def load_text_encoder_state_dicts(
+    state_dicts: list[dict[str, Any]],
+    embedding_directory: Any = None,
+    clip_type: CLIPType = CLIPType.STABLE_DIFFUSION,
+    model_options: dict | None = None,
+) -> CLIP:
+    from engine.diffusion.clip_loader import clip_from_state_dicts
+
+    names = [f"text encoder {i + 1}" for i in range(len(state_dicts))]
+    return clip_from_state_dicts(list(state_dicts), names, _embeddings(embedding_directory))
+
+
+def load_lora_for_models(
+    model: Any, clip: CLIP | None, lora: dict[str, Any], strength_model: float, strength_clip: float
+) -> tuple[Any, CLIP | None]:
+    """New MODEL and CLIP with a LoRA state dict applied (kohya/A1111 or diffusers/PEFT names), as
+    LoraLoader does; a LoRA that fits neither raises Loom's LoraError naming its layers."""
+    from engine.diffusion.handles import lora_for_models
+
+    return lora_for_models(lora, model, clip, strength_model, strength_clip)
+
+
+def load_diffusion_model(unet_path: str, model_options: dict | None = None) -> Any:
+    """MODEL of a file Loom's checkpoint loader reads (a checkpoint, or a UNet saved with its
+    `model.diffusion_model.` prefix); other UNet-only layouts raise UnsupportedModelError."""
+    from engine.diffusion import handles
+
+    return handles.load(Path(unet_path)).model
+
+
+def load_unet(unet_path: str, dtype: Any = None) -> Any:
+    return load_diffusion_model(unet_path)

@@ -1,0 +1,155 @@
+"""CLIP's encoders under ComfyUI's names, and ComfyUI-style weight patches on them.
+
+ComfyUI names a checkpoint's text-encoder weights `clip_l.transformer.text_model.encoder.layers.0.…`
+(`clip_g`, `clip_h` for the other encoders); packs use those keys with `get_sd`, `add_patches`,
+`comfy.lora.model_lora_keys_clip`. `Transformer` gives an encoder ComfyUI's inner names
+(`text_model`, `text_projection`); `clip_models` builds `cond_stage_model` from it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from engine.diffusion.patches import WeightPatch
+from engine.diffusion.tokens import encoder_keys
+
+if TYPE_CHECKING:
+    from engine.diffusion.clip import CLIP
+
+
+class Transformer(torch.nn.Module):
+    """ComfyUI's `SDClipModel.transformer`: `text_model` (and `text_projection` for CLIP-G)."""
+
+    def __init__(self, encoder: Any) -> None:
+        super().__init__()
+        if hasattr(encoder, "text_model"):
+            self.text_model = encoder.text_model
+            self.text_projection = encoder.text_projection
+        else:
+            self.text_model = encoder
+
+
+def comfy_keys(
+    family: str, encoders: tuple[Any, ...], roles: tuple[str, ...] = ()
+) -> dict[str, tuple[int, str]]:
+    """ComfyUI state-dict key → (encoder index, parameter name in Loom's encoder). `roles` name the
+    flow families' encoders; T5-XXL's module is `t5xxl` and its parameters keep T5's own names."""
+    keys: dict[str, tuple[int, str]] = {}
+    for index, ((key, _, _), encoder) in enumerate(zip(encoder_keys(family, roles), encoders, strict=True)):
+        module = "t5xxl" if key == "t5xxl" else f"clip_{key}"
+        inner = "" if hasattr(encoder, "text_model") or key == "t5xxl" else "text_model."
+        for name, _ in encoder.named_parameters():
+            keys[f"{module}.transformer.{inner}{name}"] = (index, name)
+    return keys
+
+
+def load_encoder_state(family: str, encoders: tuple[Any, ...], sd: dict[str, Any]) -> Any:
+    """Load one encoder's transformers-layout weights into the encoder whose width they fit."""
+    token_key = next((k for k in sd if k.endswith("embeddings.token_embedding.weight")), None)
+    if token_key is None:
+        raise ValueError("CLIP.load_sd: no `text_model.embeddings.token_embedding.weight` in the weights")
+    width = sd[token_key].shape[-1]
+    layers = sum(1 for k in sd if k.endswith(".mlp.fc1.weight"))
+    for encoder in reversed(encoders):  # prefer CLIP-G for SDXL when both fit, as ComfyUI does by depth
+        inner = getattr(encoder, "text_model", encoder)
+        if inner.embeddings.token_embedding.weight.shape[-1] == width and len(inner.encoder.layers) == layers:
+            target = Transformer(encoder)
+            return target.load_state_dict({_with_text_model(k): v for k, v in sd.items()}, strict=False)
+    raise ValueError(
+        f"CLIP.load_sd: no text encoder of width {width} with {layers} layers in this {family} CLIP"
+    )
+
+
+def _with_text_model(key: str) -> str:
+    if key.startswith(("text_model.", "text_projection")):
+        return key
+    return "text_model." + key
+
+
+def weight_patches(
+    clip: CLIP, patches: dict[Any, Any], strength_patch: float, strength_model: float
+) -> tuple[tuple[WeightPatch, ...], list[Any]]:
+    """Loom weight patches for ComfyUI patch entries; only LoRA pairs are supported."""
+    if strength_model != 1.0:
+        raise NotImplementedError("CLIP.add_patches: strength_model other than 1.0 is not supported by Loom")
+    keys = comfy_keys(clip.family, clip.encoders, clip.roles)
+    new: list[WeightPatch] = []
+    matched: list[Any] = []
+    for key, value in patches.items():
+        name = key[0] if isinstance(key, tuple) else key
+        if name not in keys:
+            continue
+        up, down, alpha = _lora_parts(name, value)
+        index, parameter = keys[name]
+        scale = alpha / down.shape[0] if alpha is not None else 1.0
+        new.append(WeightPatch(index, parameter, up, down, scale, strength_patch))
+        matched.append(key)
+    return tuple(new), matched
+
+
+def _lora_parts(key: str, value: Any) -> tuple[Any, Any, float | None]:
+    """(up, down, alpha) of a LoRA patch: ("lora", (up, down, alpha, mid, dora)) or an adapter's `weights`."""
+    kind, data = (
+        value if isinstance(value, tuple) and len(value) == 2 else ("lora", getattr(value, "weights", None))
+    )
+    if kind != "lora" or data is None or len(data) < 3 or (len(data) > 3 and data[3] is not None):
+        raise NotImplementedError(
+            f"CLIP.add_patches: {key}: only plain LoRA patches (up, down, alpha) are supported by Loom"
+        )
+    if len(data) > 4 and data[4] is not None:
+        raise NotImplementedError(f"CLIP.add_patches: {key}: DoRA patches are not supported by Loom")
+    return data[0], data[1], None if data[2] is None else float(data[2])
+
+
+def key_patches(clip: CLIP) -> dict[str, list[Any]]:
+    """ComfyUI key → [(original weight,), ("lora", (up, down, alpha, None, None)) …] for patched weights."""
+    keys = {value: key for key, value in comfy_keys(clip.family, clip.encoders, clip.roles).items()}
+    out: dict[str, list[Any]] = {}
+    for patch in clip.patches:
+        key = keys[(patch.target, patch.parameter)]
+        if key not in out:
+            out[key] = [(clip.encoders[patch.target].get_parameter(patch.parameter),)]
+        alpha = patch.scale * patch.down.shape[0]
+        out[key].append(
+            (patch.strength, ("lora", (patch.up, patch.down, alpha, None, None)), 1.0, None, None)
+        )
+    return out
+
+
+class ClipPatcher:
+    """What ComfyUI's `CLIP.patcher` answers that Loom can: the module, devices, patches."""
+
+    def __init__(self, clip: CLIP) -> None:
+        self.clip = clip
+        self.model = clip.cond_stage_model
+        self.is_clip = True
+
+    @property
+    def load_device(self) -> torch.device:
+        from engine.diffusion.devices import manager
+
+        return manager().device
+
+    @property
+    def offload_device(self) -> torch.device:
+        return torch.device("cpu")
+
+    def add_patches(
+        self, patches: dict[Any, Any], strength_patch: float = 1.0, strength_model: float = 1.0
+    ) -> list:
+        return self.clip.add_patches(patches, strength_patch, strength_model)
+
+    def get_key_patches(self) -> dict[str, list[Any]]:
+        return key_patches(self.clip)
+
+    def model_state_dict(self, filter_prefix: str | None = None) -> dict[str, Any]:
+        state = self.model.state_dict()
+        return {k: v for k, v in state.items() if filter_prefix is None or k.startswith(filter_prefix)}
+
+    def model_size(self) -> int:
+        return sum(p.numel() * p.element_size() for p in self.model.parameters())
+
+    def clone(self) -> ClipPatcher:
+        return ClipPatcher(self.clip.clone())

@@ -1,0 +1,1 @@
+"""Mask nodes: making, cutting, combining and reshaping MASKs (float tensors [batch, height, width])."""
