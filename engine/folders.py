@@ -18,7 +18,12 @@ MODEL_KINDS = (
     "unet",
     "upscale_models",
     "controlnet",
+    "diffusion_models",
+    "text_encoders",
 )
+# ComfyUI's newer kinds read their legacy folders too: diffusion models also from models/unet, text
+# encoders also from models/clip.
+KIND_FOLDERS = {"diffusion_models": ("diffusion_models", "unet"), "text_encoders": ("text_encoders", "clip")}
 
 
 class UnsafePathError(ValueError):
@@ -44,7 +49,9 @@ class Folders:
             output=base / "output",
             input=base / "input",
             temp=base / "temp",
-            models={kind: [models_base / kind] for kind in MODEL_KINDS},
+            models={
+                kind: [models_base / name for name in KIND_FOLDERS.get(kind, (kind,))] for kind in MODEL_KINDS
+            },
         )
 
     def by_type(self, folder_type: str) -> Path:

@@ -5,7 +5,9 @@ by every CLIP made from one checkpoint. A CLIP adds what nodes change: the layer
 CLIPSetLastLayer), weight patches (LoRA) applied only while it encodes, tokenizer options and where its
 embeddings live. `clone()` copies those, never the encoders, so a pack's `clip.clone()` followed by
 `clip_layer(-2)` leaves the loader's cached CLIP as it was. CLIPTextEncode is `tokenize` +
-`encode_from_tokens`, so a pack that makes the same calls gets the same conditioning.
+`encode_from_tokens`, so a pack that makes the same calls gets the same conditioning. SD3's and Flux's
+CLIPs (CLIP-L, CLIP-G, T5-XXL: any subset, named by `roles`) answer the same calls with ComfyUI's
+token keys "l", "g", "t5xxl".
 """
 
 from __future__ import annotations
@@ -39,6 +41,12 @@ class CLIP:
     # Folders searched for `embedding:name`; a callable is read at tokenize time, None disables embeddings.
     embedding_directory: Any = loom_embedding_folders
     tokenizer_options: dict[str, Any] = field(default_factory=dict)
+    # Flow families (SD3, Flux): what each encoder is (clip_l, clip_g, t5xxl) and its width; empty for
+    # SD1/SD2/SDXL, whose encoders are known by position.
+    roles: tuple[str, ...] = ()
+    widths: tuple[int, ...] = ()
+    # CLIPLoader's device input: "cpu" runs these encoders on the CPU whatever the compute device.
+    device: str | None = None
 
     def patched(self, patches: tuple[WeightPatch, ...]) -> CLIP:
         return replace(self, patches=self.patches + patches, tokenizer_options=dict(self.tokenizer_options))
@@ -60,7 +68,8 @@ class CLIP:
         cached = self.__dict__.get("_tokenizer")
         if cached is None or cached[0] is not self.embedding_directory:
             widths = [e.get_input_embeddings().weight.shape[-1] for e in self.encoders]
-            cached = (self.embedding_directory, ClipTokenizer(self.family, widths, self.embedding_directory))
+            tokenizer = ClipTokenizer(self.family, widths, self.embedding_directory, self.roles)
+            cached = (self.embedding_directory, tokenizer)
             self.__dict__["_tokenizer"] = cached
         return cached[1]
 
@@ -100,7 +109,8 @@ class CLIP:
         self, tokens: dict[str, Any], return_pooled: Any = False, return_dict: bool = False
     ) -> Any:
         """cond [1, tokens, width]; with `return_pooled` (cond, pooled); with `return_dict`
-        {"cond", "pooled_output"}. `return_pooled="unprojected"` pools without CLIP-G's projection."""
+        {"cond", "pooled_output"}. `return_pooled="unprojected"` pools without CLIP-G's projection.
+        SD3's tokens are {"g", "l", "t5xxl"}, Flux's {"l", "t5xxl"} (engine.diffusion.clip_models_flow)."""
         cond, pooled = self._encode(tokens, unprojected=return_pooled == "unprojected")
         if return_dict:
             return {"cond": cond, "pooled_output": pooled}
@@ -152,7 +162,8 @@ class CLIP:
         return key_patches(self)
 
     def load_model(self) -> Any:
-        manager().use(*self.encoders)
+        if self.device != "cpu":
+            manager().use(*self.encoders)
         return self.patcher
 
     # Loom's encoding ---------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import torch
 from engine.diffusion.clip_modules import Transformer, load_encoder_state
 from engine.diffusion.devices import manager
 from engine.diffusion.patches import applied
-from engine.diffusion.text_encode import ENCODER_OPTIONS, encode_token_weights
+from engine.diffusion.text_encode import encode_token_weights, encoder_options
 from engine.diffusion.tokens import ENCODER_KEYS
 
 if TYPE_CHECKING:
@@ -36,13 +36,17 @@ class SDClipModel(torch.nn.Module):
 
     def __init__(self, clip: CLIP, index: int) -> None:
         super().__init__()
-        self.transformer = Transformer(clip.encoders[index])
+        encoder = clip.encoders[index]
+        # T5 is its own `transformer` (ComfyUI names its weights `t5xxl.transformer.encoder.block.…`).
+        self.transformer = encoder if _is_t5(encoder) else Transformer(encoder)
         self._owner = [clip]  # a list, so torch does not see the CLIP (it holds modules)
         self.index = index
-        self.options = ENCODER_OPTIONS[clip.family][index]
-        self.num_layers = len(self.transformer.text_model.encoder.layers)
+        self.options = encoder_options(clip.family, clip.roles, index)
+        inner: Any = getattr(self.transformer, "text_model", self.transformer).encoder
+        self.num_layers = len(inner.layers if hasattr(inner, "layers") else inner.block)
         pad = clip.pad_ids[index]
-        self.special_tokens = {"start": 49406, "end": 49407, "pad": pad}
+        start = {} if self.options.start_id is None else {"start": self.options.start_id}
+        self.special_tokens = {**start, "end": self.options.end_id, "pad": pad}
         self.layer_norm_hidden_state = self.options.norm_hidden
         self.options_default = (
             "last" if self.options.default_layer is None else "hidden",
@@ -71,7 +75,7 @@ class SDClipModel(torch.nn.Module):
             default_layer=None if self.layer == "last" else self.layer_idx,
             projected_pooled=bool(self.return_projected_pooled),
         )
-        device = manager().use(encoder)
+        device = torch.device("cpu") if clip.device == "cpu" else manager().use(encoder)
         patches = tuple(p for p in clip.patches if p.target == self.index)
         with applied(clip.encoders, patches):
             pad = self.special_tokens["pad"]
@@ -153,4 +157,12 @@ _CLASSES: dict[str, type[torch.nn.Module]] = {
 
 
 def cond_stage_model(clip: CLIP) -> torch.nn.Module:
+    if clip.roles:
+        from engine.diffusion.clip_models_flow import flow_cond_stage_model
+
+        return flow_cond_stage_model(clip)
     return _CLASSES[clip.family](clip)
+
+
+def _is_t5(encoder: Any) -> bool:
+    return not hasattr(encoder, "text_model") and hasattr(getattr(encoder, "encoder", None), "block")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from engine.diffusion.patches import WeightPatch
-from engine.diffusion.tokens import ENCODER_KEYS
+from engine.diffusion.tokens import encoder_keys
 
 if TYPE_CHECKING:
     from engine.diffusion.clip import CLIP
@@ -31,13 +31,17 @@ class Transformer(torch.nn.Module):
             self.text_model = encoder
 
 
-def comfy_keys(family: str, encoders: tuple[Any, ...]) -> dict[str, tuple[int, str]]:
-    """ComfyUI state-dict key → (encoder index, parameter name in Loom's encoder)."""
+def comfy_keys(
+    family: str, encoders: tuple[Any, ...], roles: tuple[str, ...] = ()
+) -> dict[str, tuple[int, str]]:
+    """ComfyUI state-dict key → (encoder index, parameter name in Loom's encoder). `roles` name the
+    flow families' encoders; T5-XXL's module is `t5xxl` and its parameters keep T5's own names."""
     keys: dict[str, tuple[int, str]] = {}
-    for index, ((key, _, _), encoder) in enumerate(zip(ENCODER_KEYS[family], encoders, strict=True)):
-        inner = "" if hasattr(encoder, "text_model") else "text_model."
+    for index, ((key, _, _), encoder) in enumerate(zip(encoder_keys(family, roles), encoders, strict=True)):
+        module = "t5xxl" if key == "t5xxl" else f"clip_{key}"
+        inner = "" if hasattr(encoder, "text_model") or key == "t5xxl" else "text_model."
         for name, _ in encoder.named_parameters():
-            keys[f"clip_{key}.transformer.{inner}{name}"] = (index, name)
+            keys[f"{module}.transformer.{inner}{name}"] = (index, name)
     return keys
 
 
@@ -70,7 +74,7 @@ def weight_patches(
     """Loom weight patches for ComfyUI patch entries; only LoRA pairs are supported."""
     if strength_model != 1.0:
         raise NotImplementedError("CLIP.add_patches: strength_model other than 1.0 is not supported by Loom")
-    keys = comfy_keys(clip.family, clip.encoders)
+    keys = comfy_keys(clip.family, clip.encoders, clip.roles)
     new: list[WeightPatch] = []
     matched: list[Any] = []
     for key, value in patches.items():
@@ -101,7 +105,7 @@ def _lora_parts(key: str, value: Any) -> tuple[Any, Any, float | None]:
 
 def key_patches(clip: CLIP) -> dict[str, list[Any]]:
     """ComfyUI key → [(original weight,), ("lora", (up, down, alpha, None, None)) …] for patched weights."""
-    keys = {value: key for key, value in comfy_keys(clip.family, clip.encoders).items()}
+    keys = {value: key for key, value in comfy_keys(clip.family, clip.encoders, clip.roles).items()}
     out: dict[str, list[Any]] = {}
     for patch in clip.patches:
         key = keys[(patch.target, patch.parameter)]

@@ -57,6 +57,13 @@ class ModelManager:
                 self._on_device.move_to_end(id(module))
         return device
 
+    def release(self, *modules: Any) -> None:
+        """Move modules back to the CPU once their work is done (the flow families' large text encoders)."""
+        with self._lock:
+            for module in modules:
+                if self._on_device.pop(id(module), None) is not None and self.device.type != "cpu":
+                    module.to("cpu")
+
     def offload_all(self) -> None:
         """Move every model back to the CPU and release cached GPU memory (POST /free)."""
         import torch

@@ -45,9 +45,12 @@ class FunctionSampler:
         if len(sigmas) == 0:
             return latent
         sigmas = sigmas.to(device=latent.device, dtype=torch.float32)
-        model = model_fn
+        model: Callable[..., Any] = _Denoiser(model_fn, model_sampling)
         if denoise_mask is not None:
-            model = self._inpainting(model_fn, model_sampling, denoise_mask.to(latent), latent, noise, seed)
+            model = _Denoiser(
+                self._inpainting(model_fn, model_sampling, denoise_mask.to(latent), latent, noise, seed),
+                model_sampling,
+            )
         x = model_sampling.noise_scaling(sigmas[0], noise, latent, is_max_denoise(model_sampling, sigmas))
         extra_args = {"seed": seed}
         samples = self.sampler_function(
@@ -76,3 +79,15 @@ class FunctionSampler:
             return model_fn(x, sigma, **extra_args) * mask + latent * keep
 
         return masked
+
+
+class _Denoiser:
+    """The denoiser a sampler function calls, carrying the model sampling (as ComfyUI's model wrapper
+    does), so that Loom's k-diffusion functions pick their rectified-flow forms for flow models."""
+
+    def __init__(self, function: Callable[..., Any], model_sampling: Any) -> None:
+        self.function = function
+        self.model_sampling = model_sampling
+
+    def __call__(self, x: Any, sigma: Any, **extra_args: Any) -> Any:
+        return self.function(x, sigma, **extra_args)

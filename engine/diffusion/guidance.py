@@ -287,6 +287,9 @@ def _added_conditions(
     """SDXL's pooled text embedding and size/crop time ids; None for SD1.x/SD2.x."""
     import torch
 
+    own = getattr(model, "added_conditions", None)
+    if own is not None:  # transformer families (engine.diffusion.flow_models) batch their own extras
+        return own(entries, crop, batch)
     unet = model.diffusion_model
     if getattr(unet.config, "addition_embed_type", None) != "text_time":
         return None
@@ -375,6 +378,8 @@ def _concat_channels(model: Any, entries: list[dict[str, Any]], x: Any, area: tu
     model takes no extra channels."""
     import torch
 
+    if getattr(model, "added_conditions", None) is not None:
+        return None  # the transformer families (flow_models) take none; Flux packs 2×2 patches as channels
     config = getattr(model.diffusion_model, "config", None)
     extra = int(getattr(config, "in_channels", x.shape[1])) - x.shape[1]
     if extra <= 0:

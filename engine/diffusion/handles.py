@@ -59,6 +59,11 @@ def load(path: Path) -> Checkpoint:
     with _loading:
         if key in _loaded:
             return _loaded[key]
+        flow = _load_flow_checkpoint(path)
+        if flow is not None:
+            _loaded.clear()
+            _loaded[key] = flow
+            return flow
         loaded = load_checkpoint(path, dtype=dtype)
         fmt = latent_format(loaded.family, loaded.vae_scaling_factor, loaded.metadata)
         model = model_patcher(loaded.unet, ModelSampling(loaded.prediction_type), loaded.family, fmt)
@@ -69,6 +74,21 @@ def load(path: Path) -> Checkpoint:
         _loaded.clear()  # keep one checkpoint in memory at a time; the output cache holds what is in use
         _loaded[key] = Checkpoint(model, clip, vae)
         return _loaded[key]
+
+
+def _load_flow_checkpoint(path: Path) -> Checkpoint | None:
+    """An SD3/SD3.5 or Flux all-in-one checkpoint (engine.models.flow_families), or None for other files."""
+    from engine.models import flow_families
+    from engine.models.files import load_state_dict, read_header
+
+    if path.suffix.lower() not in (".safetensors", ".sft"):
+        return None
+    shapes = read_header(path).shapes
+    detected = flow_families.detect(shapes)
+    if detected is None:
+        return None
+    state, _ = load_state_dict(path)
+    return flow_families.load_checkpoint(path, state, shapes, detected)
 
 
 def forget_loaded() -> None:

@@ -34,6 +34,8 @@ class LatentFormat:
     rgb_factors: tuple[tuple[float, float, float], ...] = SD15_RGB
     rgb_bias: tuple[float, float, float] = (0.0, 0.0, 0.0)
     channels: int = 4
+    # The flow families' VAEs are centred too: model space is (latent - shift) * scale.
+    shift_factor: float = 0.0
 
     # ComfyUI's attribute names, read by packs (`model.latent_format.latent_rgb_factors`, …).
     latent_dimensions = 2
@@ -52,10 +54,13 @@ class LatentFormat:
         return list(self.rgb_bias) if any(self.rgb_bias) else None
 
     def process_in(self, latent: Any) -> Any:
+        if self.shift_factor:
+            latent = latent - self.shift_factor
         return latent * self.scale_factor
 
     def process_out(self, latent: Any) -> Any:
-        return latent / self.scale_factor
+        latent = latent / self.scale_factor
+        return latent + self.shift_factor if self.shift_factor else latent
 
     def preview_jpeg(self, x0: Any, max_side: int = 512) -> bytes:
         """A JPEG of the first image of a scaled latent batch, by linear projection (no VAE)."""
@@ -94,6 +99,10 @@ class SDXL(LatentFormat):
 
 
 def latent_format(family: str, scale_factor: float, metadata: dict[str, str]) -> LatentFormat:
+    if family in ("sd3", "flux"):  # before the SD branches: their formats are fixed, with a shift
+        from engine.diffusion.latent_formats_flow import FLOW_FORMATS
+
+        return FLOW_FORMATS[family]
     kind = SDXL if family.startswith("sdxl") else SD15
     if RGB_METADATA_KEY in metadata:
         stored = json.loads(metadata[RGB_METADATA_KEY])

@@ -4,7 +4,9 @@ All windows of a prompt are encoded in one batch. If any token is weighted, the 
 alongside and each weighted token is pushed away from (or toward) it at the same position:
 z = (z - z_empty) * weight + z_empty; tokens of weight 1 are left exactly as encoded. Embedding vectors
 replace the token embeddings at their positions. SD1.x and SD2.x read a hidden layer through the final
-layer norm; SDXL's encoders read the penultimate layer without it.
+layer norm; SDXL's encoders read the penultimate layer without it. The flow families' encoders are
+read by role (`ROLE_OPTIONS`): SD3's CLIP-L and CLIP-G at the penultimate layer, Flux's CLIP-L at its
+output, T5-XXL (no start token, `</s>` then `<pad>`) at its final output with no pooled vector.
 """
 
 from __future__ import annotations
@@ -28,6 +30,13 @@ class EncoderOptions:
     default_layer: int | None  # None: the final output
     norm_hidden: bool
     projected_pooled: bool = True
+    # The empty prompt that weights push from: CLIP's start and end tokens; T5 has no start token.
+    start_id: int | None = 49406
+    end_id: int = 49407
+    # T5 has no pooled output (the flow families pool from CLIP).
+    pooled: bool = True
+    # T5 is always read at its final output; clip skip (CLIPSetLastLayer) does not apply to it.
+    fixed_layer: bool = False
 
 
 ENCODER_OPTIONS: dict[str, tuple[EncoderOptions, ...]] = {
@@ -36,6 +45,25 @@ ENCODER_OPTIONS: dict[str, tuple[EncoderOptions, ...]] = {
     "sdxl": (EncoderOptions(-2, False), EncoderOptions(-2, False)),
     "sdxl_refiner": (EncoderOptions(-2, False),),
 }
+# The flow families (SD3, Flux) by encoder role, since a CLIP of theirs may hold any subset of them.
+T5_OPTIONS = EncoderOptions(
+    None, False, projected_pooled=False, start_id=None, end_id=1, pooled=False, fixed_layer=True
+)
+ROLE_OPTIONS: dict[str, dict[str, EncoderOptions]] = {
+    "sd3": {
+        "clip_l": EncoderOptions(-2, False, projected_pooled=False),
+        "clip_g": EncoderOptions(-2, False),
+        "t5xxl": T5_OPTIONS,
+    },
+    "flux": {"clip_l": EncoderOptions(None, True, projected_pooled=False), "t5xxl": T5_OPTIONS},
+}
+
+
+def encoder_options(family: str, roles: tuple[str, ...], index: int) -> EncoderOptions:
+    """How encoder `index` of a CLIP is read: by role for the flow families, by position otherwise."""
+    if roles:
+        return ROLE_OPTIONS[family][roles[index]]
+    return ENCODER_OPTIONS[family][index]
 
 
 def encode_token_weights(
@@ -54,7 +82,8 @@ def encode_token_weights(
     batch = [list(window) for window in windows]
     if weighted or not batch:
         length = max((len(w) for w in windows), default=0)
-        empty_ids = [49406, 49407] + [pad_id] * max(length - 2, 0)
+        special = [t for t in (options.start_id, options.end_id) if t is not None]
+        empty_ids = special + [pad_id] * max(length - len(special), 0)
         batch.append([(token, 1.0) for token in empty_ids])
     ids, slots = _ids_and_slots(batch, encoder, pad_id)
     with torch.no_grad(), _embeddings_in(encoder, slots):
@@ -126,12 +155,16 @@ def _run(encoder: Any, options: EncoderOptions, ids: Any, layer: int | None, unp
     text_model = getattr(encoder, "text_model", encoder)
     layers = len(out.hidden_states) - 1
     chosen = layer if layer is not None else options.default_layer
+    if options.fixed_layer:
+        chosen = None
     if chosen is None or abs(chosen) > layers:
         hidden = out.last_hidden_state  # ComfyUI reads the final, normalised output then
     else:
         hidden = out.hidden_states[chosen]
         if options.norm_hidden:
             hidden = text_model.final_layer_norm(hidden)
+    if not options.pooled:
+        return hidden, None
     projected = getattr(out, "text_embeds", None)
     if projected is not None and options.projected_pooled and not unprojected:
         return hidden, projected

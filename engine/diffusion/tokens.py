@@ -220,23 +220,60 @@ ENCODER_KEYS: dict[str, tuple[tuple[str, str, bool], ...]] = {
     "sdxl": (("l", "clip_l", True), ("g", "clip_g", False)),
     "sdxl_refiner": (("g", "clip_g", False),),
 }
+# The flow families' encoders by role: ComfyUI's token key, embedding key, padding with the end token.
+ROLE_KEYS: dict[str, tuple[str, str, bool]] = {
+    "clip_l": ("l", "clip_l", True),
+    "clip_g": ("g", "clip_g", False),
+    "t5xxl": ("t5xxl", "t5xxl", False),
+}
+# ComfyUI's flow tokenizers make windows for every encoder of the family, loaded or not, in this order.
+FLOW_ROLES: dict[str, tuple[str, ...]] = {"sd3": ("clip_g", "clip_l", "t5xxl"), "flux": ("clip_l", "t5xxl")}
+# Widths of the encoders a flow CLIP lacks (only embeddings read them).
+FLOW_WIDTHS = {"clip_l": 768, "clip_g": 1280, "t5xxl": 4096}
+
+
+def encoder_keys(family: str, roles: Sequence[str] = ()) -> tuple[tuple[str, str, bool], ...]:
+    """(token key, embedding key, pad with end) of each encoder of a CLIP, in its encoder order."""
+    if roles:
+        return tuple(ROLE_KEYS[role] for role in roles)
+    return ENCODER_KEYS[family]
+
+
 # ComfyUI tokenizes SDXL prompts for CLIP-G first; the dict order is part of what packs see.
-_TOKENIZE_ORDER = {"sdxl": ("g", "l")}
+_TOKENIZE_ORDER = {"sdxl": ("g", "l"), "sd3": ("g", "l", "t5xxl")}
 
 
 class ClipTokenizer:
-    """A family's tokenizers, one per text encoder: `tokenize_with_weights` returns {key: windows}."""
+    """A family's tokenizers, one per text encoder: `tokenize_with_weights` returns {key: windows}.
+    For SD3 and Flux (`roles` given) one per encoder of the family, as ComfyUI's SD3/Flux tokenizers."""
 
-    def __init__(self, family: str, widths: Sequence[int], embedding_directory: Any = None) -> None:
+    def __init__(
+        self,
+        family: str,
+        widths: Sequence[int],
+        embedding_directory: Any = None,
+        roles: Sequence[str] = (),
+    ) -> None:
         self.family = family
         self.tokenizers: dict[str, SDTokenizer] = {}
-        for (key, embedding_key, pad_with_end), width in zip(ENCODER_KEYS[family], widths, strict=True):
-            self.tokenizers[key] = SDTokenizer(
-                pad_with_end=pad_with_end,
-                embedding_directory=embedding_directory,
-                embedding_size=width,
-                embedding_key=embedding_key,
-            )
+        if roles:
+            known = dict(zip(roles, widths, strict=True))
+            roles = FLOW_ROLES[family]
+            widths = [known.get(role, FLOW_WIDTHS[role]) for role in roles]
+        for (key, embedding_key, pad_with_end), width in zip(
+            encoder_keys(family, roles), widths, strict=True
+        ):
+            if key == "t5xxl":
+                from engine.diffusion.tokens_t5 import T5Tokenizer
+
+                self.tokenizers[key] = T5Tokenizer(family, embedding_directory, width)
+            else:
+                self.tokenizers[key] = SDTokenizer(
+                    pad_with_end=pad_with_end,
+                    embedding_directory=embedding_directory,
+                    embedding_size=width,
+                    embedding_key=embedding_key,
+                )
             setattr(self, embedding_key, self.tokenizers[key])
         self.clip_name = next(iter(self.tokenizers))
         self.clip = f"clip_{self.clip_name}"

@@ -246,12 +246,17 @@ def vae_from_state_dict(state: dict[str, Any], metadata: dict[str, str], name: s
         found = ", ".join(sorted(state)[:3])
         raise UnsupportedModelError(f"{name}: not a VAE in the original layout (found keys like {found})")
     config = vae_config_from_shapes({k: tuple(v.shape) for k, v in state.items()}, "sd1", {})
+    # 16 latent channels: the flow families' VAE (SD3/SD3.5 and Flux share its architecture).
+    family = "sd3" if config["latent_channels"] == 16 else "sd1"
+    if family == "sd3":
+        fmt = latent_format("sd3", 1.0, {})
+        config.update(scaling_factor=fmt.scale_factor, shift_factor=fmt.shift_factor, sample_size=1024)
     vae: Any = AutoencoderKL(**config)
     missing, _ = vae.load_state_dict(convert_ldm_vae_checkpoint(state, config), strict=False)
     if missing:
         raise UnsupportedModelError(f"{name}: VAE weights missing, e.g. {missing[:3]}")
     vae.eval().requires_grad_(False).to(manager().dtype("vae"))
-    return VAE.wrap(vae, latent_format("sd1", config["scaling_factor"], metadata))
+    return VAE.wrap(vae, latent_format(family, config["scaling_factor"], metadata))
 
 
 class _TileProgress:

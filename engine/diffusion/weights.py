@@ -26,6 +26,9 @@ class WeightPatchError(ValueError):
 
 def comfy_names(unet: Any) -> dict[str, str]:
     """ComfyUI key (`diffusion_model.…`) → diffusers parameter name, for every weight of `unet`."""
+    if unet not in _names and not hasattr(unet.config, "block_out_channels"):
+        # Transformer families (SD3, Flux) are patched under diffusers' parameter names for now.
+        _names[unet] = {PREFIX + name: name for name, _ in unet.named_parameters()}
     if unet not in _names:
         from engine.models.keymap import unet_to_original
 

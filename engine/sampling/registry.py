@@ -22,6 +22,15 @@ from engine.sampling.samplers_dpmpp import (
     sample_res_multistep,
 )
 from engine.sampling.samplers_er_sde import sample_er_sde
+from engine.sampling.samplers_flow import (
+    sample_dpm_2_ancestral_rf,
+    sample_dpmpp_2m_sde_rf,
+    sample_dpmpp_2s_ancestral_rf,
+    sample_dpmpp_3m_sde_rf,
+    sample_dpmpp_sde_rf,
+    sample_euler_ancestral_rf,
+    sample_lcm_rf,
+)
 from engine.sampling.samplers_karras import (
     sample_dpm_2,
     sample_dpm_2_ancestral,
@@ -104,9 +113,35 @@ def noise_sampler_for(name: str, x: Tensor, sigmas: Tensor, seed: int | None) ->
     return default_noise_sampler(x, seed)
 
 
-def get_sampler(name: str) -> Sampler:
-    """The sampler function registered under a ComfyUI sampler name."""
-    try:
-        return _SAMPLERS[name] if name in _SAMPLERS else _CUSTOM_ONLY[name]
-    except KeyError:
-        raise ValueError(f"unknown sampler {name!r}; expected one of {SAMPLER_NAMES}") from None
+# Rectified-flow forms of the samplers that add noise (engine.sampling.samplers_flow), as ComfyUI
+# switches to them for CONST models; the SDE ones need the model sampling for their first sigma.
+_FLOW_SAMPLERS: dict[str, Sampler] = {
+    "euler_ancestral": sample_euler_ancestral_rf,
+    "dpm_2_ancestral": sample_dpm_2_ancestral_rf,
+    "dpmpp_2s_ancestral": sample_dpmpp_2s_ancestral_rf,
+    "lcm": sample_lcm_rf,
+}
+_FLOW_SDE_SAMPLERS: dict[str, Sampler] = {
+    "dpmpp_sde": sample_dpmpp_sde_rf,
+    "dpmpp_sde_gpu": sample_dpmpp_sde_rf,
+    "dpmpp_2m_sde": sample_dpmpp_2m_sde_rf,
+    "dpmpp_2m_sde_gpu": sample_dpmpp_2m_sde_rf,
+    "dpmpp_2m_sde_heun": partial(sample_dpmpp_2m_sde_rf, solver_type="heun"),
+    "dpmpp_2m_sde_heun_gpu": partial(sample_dpmpp_2m_sde_rf, solver_type="heun"),
+    "dpmpp_3m_sde": sample_dpmpp_3m_sde_rf,
+    "dpmpp_3m_sde_gpu": sample_dpmpp_3m_sde_rf,
+}
+
+
+def get_sampler(name: str, model_sampling: object = None) -> Sampler:
+    """The sampler function registered under a ComfyUI sampler name (KSampler's or custom sampling's
+    only); its rectified-flow form when `model_sampling` is a flow one
+    (engine.sampling.model_sampling_flow)."""
+    if name not in _SAMPLERS and name not in _CUSTOM_ONLY:
+        raise ValueError(f"unknown sampler {name!r}; expected one of {SAMPLER_NAMES}")
+    if getattr(model_sampling, "is_flow", False):
+        if name in _FLOW_SDE_SAMPLERS:
+            return partial(_FLOW_SDE_SAMPLERS[name], model_sampling=model_sampling)
+        if name in _FLOW_SAMPLERS:
+            return _FLOW_SAMPLERS[name]
+    return _SAMPLERS[name] if name in _SAMPLERS else _CUSTOM_ONLY[name]

@@ -63,7 +63,7 @@ def sample(
     * ``disable_noise`` starts from the latent with zero noise (KSamplerAdvanced add_noise=disable).
     * An empty ``sigmas`` means there is nothing to do and returns ``latent`` unchanged.
     """
-    sampler = get_sampler(sampler_name)
+    sampler = get_sampler(sampler_name, model_sampling)
     if len(sigmas) == 0:
         return latent
     sigmas = sigmas.to(device=latent.device, dtype=torch.float32)

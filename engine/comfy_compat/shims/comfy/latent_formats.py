@@ -1,8 +1,9 @@
 """ComfyUI's comfy.latent_formats: each model family's latent scaling and preview projection.
 
 `SD15` and `SDXL` are the classes Loom's loaders attach to models (`model.latent_format`), so a pack's
-`isinstance(latent_format, comfy.latent_formats.SDXL)` sees a real SDXL model. The other formats carry
-their scaling for packs that convert latents; Loom loads no model of those families.
+`isinstance(latent_format, comfy.latent_formats.SDXL)` sees a real SDXL model; `SD3` and `Flux` are the
+flow families' formats (engine.diffusion.latent_formats_flow). The other formats carry their scaling
+for packs that convert latents; Loom loads no model of those families.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.diffusion.latent_formats import SD15, SDXL, LatentFormat
+from engine.diffusion.latent_formats_flow import SD3, Flux
 
 __all__ = ["SD3", "SD15", "SDXL", "SD_X4", "Flux", "LatentFormat", "SDXL_Playground_2_5"]
 
@@ -58,14 +60,3 @@ class SDXL_Playground_2_5(_Scaled):
 
 class SD_X4(_Scaled):
     scale_factor = 0.08333
-
-
-class SD3(_Scaled):
-    latent_channels = 16
-    scale_factor = 1.5305
-    shift_factor = 0.0609
-
-
-class Flux(SD3):
-    scale_factor = 0.3611
-    shift_factor = 0.1159

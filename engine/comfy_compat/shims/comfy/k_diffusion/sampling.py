@@ -17,6 +17,7 @@ from tqdm.auto import trange
 from engine.sampling import SAMPLER_NAMES, default_noise_sampler, get_sampler, get_sigmas_exponential, to_d
 from engine.sampling import ancestral_step as get_ancestral_step
 from engine.sampling import get_sigmas_karras as _karras
+from engine.sampling.registry import noise_sampler_for
 
 __all__ = ["default_noise_sampler", "get_ancestral_step", "get_sigmas_exponential", "to_d", "trange"]
 
@@ -44,9 +45,12 @@ def _k_diffusion(name: str) -> Callable[..., Any]:
         noise_sampler: Any = None,
         **options: Any,
     ) -> torch.Tensor:
-        if noise_sampler is None:
-            noise_sampler = default_noise_sampler(x, (extra_args or {}).get("seed"))
-        return loom(
+        if noise_sampler is None:  # ComfyUI's: a Brownian tree for the SDE samplers, seeded from `seed`
+            noise_sampler = noise_sampler_for(name, x, sigmas, (extra_args or {}).get("seed"))
+        # Flow models (CONST) take the rectified-flow forms of the noise-adding samplers, as in ComfyUI.
+        model_sampling = getattr(model, "model_sampling", None)
+        run = get_sampler(name, model_sampling) if model_sampling is not None else loom
+        return run(
             model, x, sigmas, extra_args=extra_args, callback=callback, noise_sampler=noise_sampler, **options
         )
 

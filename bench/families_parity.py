@@ -1,0 +1,192 @@
+"""Same-seed parity of Loom and a CPU ComfyUI on a tiny SD3.5 stand-in (PSNR of the sampled latents).
+
+Both engines load the same tiny diffusion-model files (ComfyUI's key layout, written here), get the same
+conditioning tensors (ComfyUI builds its text encoders at full size, so tiny ones cannot be compared) and
+sample the same seed with ComfyUI's sampler and scheduler names. ComfyUI runs in its own venv through its
+Python API (`comfy.sd.load_diffusion_model`, `comfy.sample.sample`).
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/families_parity.py [--comfy /tmp/comfy]
+
+Prints a table (family, sampler, scheduler, PSNR in dB, max |difference|) and a one-line summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+CASES = [
+    ("sd3", "euler", "simple"),
+    ("sd3", "dpmpp_2m", "sgm_uniform"),
+    ("sd3", "heun", "normal"),
+    ("sd3", "uni_pc", "beta"),
+    ("sd3", "euler_ancestral", "simple"),
+    ("sd3", "dpmpp_2s_ancestral", "normal"),
+    ("sd3", "lcm", "simple"),
+    ("sd3", "dpmpp_2m_sde", "karras"),
+]
+# ComfyUI 0.3.64 builds Flux at its full width whatever the file holds (model_detection sets
+# hidden_size 3072 and context_in_dim 4096), so a tiny Flux cannot load there; Flux is compared only
+# against diffusers' own model in tests/nodes/test_flux.py.
+STEPS, SEED, SIZE = 6, 42, 64
+CFG = {"sd3": 4.5, "flux": 1.0}
+
+DRIVER = """
+import json, sys
+args = json.loads(sys.argv[1])
+sys.argv = ["parity", "--cpu"]
+sys.path.insert(0, args["comfy_root"])
+import torch
+torch.set_num_threads(1)
+import comfy.options
+comfy.options.enable_args_parsing()
+import comfy.sd, comfy.sample
+from safetensors.torch import load_file, save_file
+out = {}
+for case in args["cases"]:
+    family, sampler, scheduler = case
+    model = comfy.sd.load_diffusion_model(args["files"][family])
+    cond = load_file(args["conds"][family])
+    positive = [[cond["context"], {"pooled_output": cond["pooled"], "guidance": 3.5}]]
+    zeros = {"pooled_output": torch.zeros_like(cond["pooled"]), "guidance": 3.5}
+    negative = [[torch.zeros_like(cond["context"]), zeros]]
+    latent = torch.zeros([1, 16, args["size"] // 8, args["size"] // 8])
+    noise = comfy.sample.prepare_noise(latent, args["seed"])
+    samples = comfy.sample.sample(model, noise, args["steps"], args["cfg"][family], sampler, scheduler,
+                                  positive, negative, latent, seed=args["seed"], disable_pbar=True)
+    out["/".join(case)] = samples.float().contiguous()
+save_file(out, args["result"])
+"""
+
+
+def write_models(folder: Path) -> tuple[dict[str, str], dict[str, str]]:
+    from tests.nodes.flow_fixtures import (
+        flux_to_comfy,
+        sd3_to_comfy,
+        tiny_flux_transformer,
+        tiny_sd3_transformer,
+    )
+
+    sd3 = tiny_sd3_transformer(seed=1, qk_norm=True, heads=2)
+    flux = tiny_flux_transformer(seed=2)
+    files = {"sd3": str(folder / "tiny_sd3.safetensors"), "flux": str(folder / "tiny_flux.safetensors")}
+    save_file({k: v.contiguous() for k, v in sd3_to_comfy(sd3.state_dict(), 2).items()}, files["sd3"])
+    save_file({k: v.contiguous() for k, v in flux_to_comfy(flux.state_dict(), 1, 1).items()}, files["flux"])
+    generator = torch.Generator().manual_seed(7)
+    conds = {}
+    for family, pooled_width in (("sd3", 192), ("flux", 64)):
+        conds[family] = str(folder / f"cond_{family}.safetensors")
+        save_file(
+            {
+                "context": torch.randn(1, 12, 192, generator=generator),
+                "pooled": torch.randn(1, pooled_width, generator=generator),
+            },
+            conds[family],
+        )
+    return files, conds
+
+
+def run_loom(files: dict[str, str], conds: dict[str, str]) -> dict[str, torch.Tensor]:
+    from engine.diffusion.guider import CFGGuider
+    from engine.models.flow_families import load_diffusion_model
+    from engine.sampling import prepare_noise, sigmas_for
+
+    out = {}
+    for family, sampler, scheduler in CASES:
+        model = load_diffusion_model(Path(files[family]))
+        cond = load_file(conds[family])
+        positive = [[cond["context"], {"pooled_output": cond["pooled"], "guidance": 3.5}]]
+        zeros = {"pooled_output": torch.zeros_like(cond["pooled"]), "guidance": 3.5}
+        negative = [[torch.zeros_like(cond["context"]), zeros]]
+        latent = torch.zeros([1, 16, SIZE // 8, SIZE // 8])
+        noise = prepare_noise(latent, SEED, None)
+        sigmas = sigmas_for(model.get_model_object("model_sampling"), scheduler, STEPS, 1.0, sampler)
+        guider = CFGGuider(model)
+        guider.set_conds(positive, negative)
+        guider.set_cfg(CFG[family])
+        out[f"{family}/{sampler}/{scheduler}"] = guider.sample(
+            noise, latent, sampler, sigmas, seed=SEED
+        ).float()
+    return out
+
+
+def run_comfy(
+    comfy: Path, files: dict[str, str], conds: dict[str, str], result: Path
+) -> dict[str, torch.Tensor]:
+    args = {
+        "comfy_root": str(comfy / "ComfyUI"), "files": files, "conds": conds, "cases": CASES, "size": SIZE,
+        "seed": SEED, "steps": STEPS, "cfg": CFG, "result": str(result),
+    }  # fmt: skip
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    command = [str(comfy / "venv" / "bin" / "python"), "-c", DRIVER, json.dumps(args)]
+    subprocess.run(command, check=True, env=env, cwd=str(comfy / "ComfyUI"), stdout=subprocess.DEVNULL)
+    return load_file(str(result))
+
+
+def comfy_step_seed() -> None:
+    """Draw the per-step noise of ancestral samplers from `seed` as ComfyUI 0.3.64 does (Loom uses
+    `seed + 1` on the CPU, so that the first step's noise is not the initial noise again)."""
+
+    def sampler(x: torch.Tensor, seed: int | None = None) -> Any:
+        generator = torch.Generator(device=x.device)
+        if seed is not None:
+            generator.manual_seed(seed)
+        return lambda sigma, sigma_next: torch.randn(
+            x.shape, dtype=x.dtype, device=x.device, generator=generator
+        )
+
+    sys.modules["engine.sampling.sample"].default_noise_sampler = sampler  # type: ignore[attr-defined]
+
+
+def psnr(reference: torch.Tensor, other: torch.Tensor) -> float:
+    mse = float(((reference - other) ** 2).mean())
+    span = float(reference.max() - reference.min())
+    return math.inf if mse == 0 else 20 * math.log10(span / math.sqrt(mse))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--comfy", type=Path, default=Path("/tmp/comfy"), help="ComfyUI checkout + venv (setup.sh)"
+    )
+    options = parser.parse_args()
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        files, conds = write_models(folder)
+        loom = run_loom(files, conds)
+        comfy_step_seed()
+        loom_seeded = run_loom(files, conds)
+        comfy = run_comfy(options.comfy, files, conds, folder / "comfy.safetensors")
+    header = f"{'family':<6} {'sampler':<20} {'scheduler':<12} {'PSNR dB':>8} {'max |diff|':>11}"
+    print(f"{header} {'PSNR, step seed':>16}")
+    scores = []
+    for key in loom:
+        family, sampler, scheduler = key.split("/")
+        score = psnr(comfy[key], loom[key])
+        scores.append(score)
+        diff = float((comfy[key] - loom[key]).abs().max())
+        seeded = psnr(comfy[key], loom_seeded[key])
+        print(f"{family:<6} {sampler:<20} {scheduler:<12} {score:>8.1f} {diff:>11.2e} {seeded:>16.1f}")
+    passing = sum(s >= 30 for s in scores)
+    print(
+        f"summary: {passing}/{len(scores)} cases at PSNR >= 30 dB; worst {min(scores):.1f} dB "
+        "('step seed': Loom's per-step noise seeded as ComfyUI 0.3.64 seeds it)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""`CLIP.cond_stage_model` of the flow families: SD3 (CLIP-L + CLIP-G + T5-XXL) and Flux (CLIP-L + T5-XXL).
+
+As ComfyUI composes their conditioning from the token dict {"l", "g", "t5xxl"}:
+* SD3: CLIP-L's and CLIP-G's penultimate hidden states side by side (cut to the shorter), zero-padded to
+  T5's width, then T5's sequence appended; pooled = CLIP-L's pooler output (unprojected) next to CLIP-G's
+  projected one. Only the encoders a CLIP holds run; a missing CLIP's pooled part is zeros. CLIP windows
+  that are empty for both CLIPs (CLIPTextEncodeSD3's empty_padding "none") leave the CLIPs out.
+* Flux: the cond is T5's output, the pooled vector CLIP-L's pooler output.
+Each encoder runs through `SDClipModel` (weights, embeddings, LoRA patches, clip skip), so there is one
+encoding path for every family. Widths of missing encoders are ComfyUI's (768, 1280, 4096) unless the
+loaded ones say otherwise (test-sized models).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from engine.diffusion.clip_models import SDClipModel, SDXLClipG
+from engine.diffusion.devices import manager
+from engine.diffusion.tokens import FLOW_WIDTHS, ROLE_KEYS
+
+if TYPE_CHECKING:
+    from engine.diffusion.clip import CLIP
+
+# Conditioning is produced on the CPU in float32, as SD1/SDXL's is.
+Output = tuple[Any, Any] | None
+
+
+class _FlowClipModel(torch.nn.Module):
+    """The encoders a flow CLIP holds, as `clip_l`, `clip_g`, `t5xxl` (absent ones are None)."""
+
+    def __init__(self, clip: CLIP) -> None:
+        super().__init__()
+        self.family = clip.family
+        self.roles = clip.roles
+        self._clip = [clip]  # a list, so torch does not see the CLIP
+        for role in ("clip_l", "clip_g", "t5xxl"):
+            if role in clip.roles:
+                index = clip.roles.index(role)
+                self.add_module(role, (SDXLClipG if role == "clip_g" else SDClipModel)(clip, index))
+            else:
+                setattr(self, role, None)
+        self.dtypes = {next(clip.encoders[0].parameters()).dtype}
+
+    def _parts(self) -> list[SDClipModel]:
+        return [getattr(self, role) for role in self.roles]
+
+    def set_clip_options(self, options: dict[str, Any]) -> None:
+        for part in self._parts():
+            if not part.options.fixed_layer:
+                part.set_clip_options(options)
+
+    def reset_clip_options(self) -> None:
+        for part in self._parts():
+            part.reset_clip_options()
+
+    def width(self, role: str) -> int:
+        clip = self._clip[0]
+        return clip.widths[clip.roles.index(role)] if role in clip.roles else FLOW_WIDTHS[role]
+
+    def _run(self, role: str, tokens: dict[str, Any]) -> Output:
+        part = getattr(self, role)
+        if part is None:
+            return None
+        return part.encode_token_weights(tokens.get(ROLE_KEYS[role][0], []))
+
+    def encode_token_weights(self, token_weight_pairs: dict[str, Any]) -> tuple[Any, Any]:
+        try:
+            return self._compose(token_weight_pairs)
+        finally:  # T5-XXL alone is 9 GB in fp16: give the GPU back to the diffusion model
+            manager().release(*self._clip[0].encoders)
+
+    def _compose(self, tokens: dict[str, Any]) -> tuple[Any, Any]:
+        raise NotImplementedError
+
+    def load_sd(self, sd: dict[str, Any]) -> Any:
+        return self.load_state_dict(sd, strict=False)
+
+
+class SD3ClipModel(_FlowClipModel):
+    """SD3/SD3.5: CLIP-L and CLIP-G side by side, padded to T5's width, then T5's sequence."""
+
+    def _compose(self, tokens: dict[str, Any]) -> tuple[Any, Any]:
+        l_width, g_width = self.width("clip_l"), self.width("clip_g")
+        default_t5 = FLOW_WIDTHS["t5xxl"] if (l_width, g_width) == (768, 1280) else l_width + g_width
+        t5_width = self.width("t5xxl") if "t5xxl" in self.roles else default_t5
+        cond = pooled = None
+        if tokens.get("l") or tokens.get("g"):
+            l_out, g_out = self._run("clip_l", tokens), self._run("clip_g", tokens)
+            lg = l_out[0] if l_out is not None else None
+            if g_out is not None:
+                if lg is not None:
+                    cut = min(lg.shape[1], g_out[0].shape[1])
+                    lg = torch.cat([lg[:, :cut], g_out[0][:, :cut]], dim=-1)
+                else:
+                    lg = torch.nn.functional.pad(g_out[0], (l_width, 0))
+            if lg is not None:
+                cond = torch.nn.functional.pad(lg, (0, t5_width - lg.shape[-1]))
+            l_pooled = l_out[1] if l_out is not None else torch.zeros((1, l_width))
+            g_pooled = g_out[1] if g_out is not None else torch.zeros((1, g_width))
+            pooled = torch.cat([l_pooled, g_pooled], dim=-1)
+        t5_out = self._run("t5xxl", tokens)
+        if t5_out is not None:
+            cond = t5_out[0] if cond is None else torch.cat([cond, t5_out[0]], dim=-2)
+        if cond is None:
+            cond = torch.zeros((1, 77, t5_width))
+        if pooled is None:
+            pooled = torch.zeros((1, l_width + g_width))
+        return cond, pooled
+
+
+class FluxClipModel(_FlowClipModel):
+    """Flux.1: T5-XXL's sequence, CLIP-L's pooled vector."""
+
+    def _compose(self, tokens: dict[str, Any]) -> tuple[Any, Any]:
+        l_out, t5_out = self._run("clip_l", tokens), self._run("t5xxl", tokens)
+        cond = t5_out[0] if t5_out is not None else torch.zeros((1, 256, self.width("t5xxl")))
+        pooled = l_out[1] if l_out is not None else torch.zeros((1, self.width("clip_l")))
+        return cond, pooled
+
+
+def flow_cond_stage_model(clip: CLIP) -> torch.nn.Module:
+    return (SD3ClipModel if clip.family == "sd3" else FluxClipModel)(clip)

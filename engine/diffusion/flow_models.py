@@ -1,0 +1,135 @@
+"""BaseModel counterparts for the flow-matching transformers: SD3 (MMDiT) and Flux.
+
+`apply_model(x, sigma, c_crossattn=..., added_cond_kwargs={"pooled": ..., "guidance": ...})` returns the
+denoised prediction as ComfyUI's do. The sampler's conditioning dicts carry `pooled_output` and, for
+Flux dev, `guidance` (FluxGuidance / CLIPTextEncodeFlux); `added_conditions` batches them per entry.
+Weights may be stored in fp8 (UNETLoader's weight_dtype) while the computation runs in `compute_dtype`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.diffusion.diffusion_model import DiffusionModel, ModelType
+
+FLUX_DEFAULT_GUIDANCE = 3.5
+
+
+class FlowTransformer(DiffusionModel):
+    """A rectified-flow transformer with its flow sampling and 16-channel latent format."""
+
+    def __init__(
+        self, transformer: Any, model_sampling: Any, family: str, latent_format: Any, compute_dtype: Any
+    ) -> None:
+        super().__init__(transformer, model_sampling, family, latent_format)
+        self.model_type = ModelType.FLUX if family == "flux" else ModelType.FLOW
+        self.compute_dtype = compute_dtype
+        self.model_config.sampling_settings = {"shift": getattr(model_sampling, "shift", 1.0)}
+
+    def get_dtype(self) -> Any:
+        return self.compute_dtype
+
+    def state_dict(self) -> dict[str, Any]:
+        """The transformer's weights under diffusers' names, prefixed as ComfyUI prefixes its own."""
+        return {"diffusion_model." + k: v for k, v in self.diffusion_model.state_dict().items()}
+
+    def added_conditions(self, entries: list[dict[str, Any]], crop: Any, batch: int) -> dict[str, Any]:
+        """The pooled text vector (and Flux's guidance) of each entry, repeated over the batch."""
+        import torch
+
+        width = self.diffusion_model.config.pooled_projection_dim
+        pooled = []
+        guidance = []
+        for entry in entries:
+            vector = entry.get("pooled_output")
+            if vector is None:
+                vector = torch.zeros((1, width))
+            pooled.append(vector.to(crop.device).float().expand(batch, -1))
+            guidance += [float(entry.get("guidance", FLUX_DEFAULT_GUIDANCE))] * batch
+        return {"pooled": torch.cat(pooled), "guidance": torch.tensor(guidance, device=crop.device)}
+
+    def apply_model(
+        self,
+        x: Any,
+        t: Any,
+        c_concat: Any = None,
+        c_crossattn: Any = None,
+        control: Any = None,
+        transformer_options: dict[str, Any] | None = None,
+        added_cond_kwargs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        sigma = t
+        sampling = self.model_sampling
+        x_in = sampling.calculate_input(sigma, x)
+        timestep = sampling.timestep(sigma).float().reshape(-1).expand(x.shape[0])
+        extra = (
+            added_cond_kwargs if added_cond_kwargs is not None else self.added_conditions([{}], x, x.shape[0])
+        )
+        self._check_conditioning(c_crossattn, extra["pooled"])
+        output = self._forward(
+            x_in.to(self.compute_dtype), timestep, c_crossattn.to(self.compute_dtype), extra
+        )
+        return sampling.calculate_denoised(sigma, output.float(), x)
+
+    def _check_conditioning(self, context: Any, pooled: Any) -> None:
+        """Conditioning from another family's text encoders gets a message, not a shape error deep inside."""
+        config = self.diffusion_model.config
+        if (
+            context.shape[-1] != config.joint_attention_dim
+            or pooled.shape[-1] != config.pooled_projection_dim
+        ):
+            raise ValueError(
+                f"this {self.family} model takes text conditioning {config.joint_attention_dim} wide with a "
+                f"pooled vector of {config.pooled_projection_dim}, but got {context.shape[-1]} and "
+                f"{pooled.shape[-1]}: "
+                f"encode the prompt with the text encoders of this model (CLIP type {self.family})"
+            )
+
+    def _forward(self, x: Any, timestep: Any, context: Any, extra: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+
+class SD3(FlowTransformer):
+    """SD3 / SD3.5 MMDiT (diffusers' SD3Transformer2DModel); the timestep is sigma × 1000."""
+
+    def _forward(self, x: Any, timestep: Any, context: Any, extra: dict[str, Any]) -> Any:
+        return self.diffusion_model(
+            hidden_states=x,
+            encoder_hidden_states=context,
+            pooled_projections=extra["pooled"].to(x.dtype),
+            timestep=timestep.to(x.dtype),
+            return_dict=False,
+        )[0]
+
+
+class Flux(FlowTransformer):
+    """Flux.1 (diffusers' FluxTransformer2DModel): 2×2 patches packed into tokens with (0, row, column)
+    position ids; the timestep is sigma (the model scales it by 1000) and dev embeds the guidance."""
+
+    def _forward(self, x: Any, timestep: Any, context: Any, extra: dict[str, Any]) -> Any:
+        import torch
+        import torch.nn.functional as F
+
+        batch, channels, height, width = x.shape
+        padded = F.pad(x, (0, width % 2, 0, height % 2), mode="circular")
+        rows, cols = padded.shape[2] // 2, padded.shape[3] // 2
+        tokens = padded.reshape(batch, channels, rows, 2, cols, 2).permute(0, 2, 4, 1, 3, 5)
+        tokens = tokens.reshape(batch, rows * cols, channels * 4)
+        img_ids = torch.zeros((rows, cols, 3), device=x.device, dtype=x.dtype)
+        img_ids[..., 1] = torch.arange(rows, device=x.device, dtype=x.dtype)[:, None]
+        img_ids[..., 2] = torch.arange(cols, device=x.device, dtype=x.dtype)[None, :]
+        txt_ids = torch.zeros((context.shape[1], 3), device=x.device, dtype=x.dtype)
+        guidance = extra["guidance"].to(x.dtype) if self.diffusion_model.config.guidance_embeds else None
+        out = self.diffusion_model(
+            hidden_states=tokens,
+            encoder_hidden_states=context,
+            pooled_projections=extra["pooled"].to(x.dtype),
+            timestep=timestep.to(x.dtype),
+            img_ids=img_ids.reshape(-1, 3),
+            txt_ids=txt_ids,
+            guidance=guidance,
+            return_dict=False,
+        )[0]
+        out = out.reshape(batch, rows, cols, channels, 2, 2).permute(0, 3, 1, 4, 2, 5)
+        return out.reshape(batch, channels, rows * 2, cols * 2)[:, :, :height, :width]

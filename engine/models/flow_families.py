@@ -1,0 +1,189 @@
+"""Loading the flow-matching families (SD3/SD3.5, Flux.1) from the files ComfyUI users have.
+
+* a diffusion-model file (models/diffusion_models, models/unet) — `load_diffusion_model`;
+* text-encoder files (models/text_encoders, models/clip) — `load_clip`, by ComfyUI's CLIP type;
+* an all-in-one checkpoint (SD3.5 with text encoders and VAE; flux1-dev-fp8 style) — `load_checkpoint`.
+Each family is detected from keys and shapes; a file that fits none gets an error naming what was found.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.models.errors import UnsupportedModelError
+
+Shapes = Mapping[str, tuple[int, ...]]
+CLIP_TYPES_SUPPORTED = {"sd3": ("clip_l", "clip_g", "t5xxl"), "flux": ("clip_l", "t5xxl")}
+TEXT_ENCODER_PREFIXES = {
+    "clip_l": "text_encoders.clip_l.transformer.",
+    "clip_g": "text_encoders.clip_g.transformer.",
+    "t5xxl": "text_encoders.t5xxl.transformer.",
+}
+
+
+@dataclass(frozen=True)
+class Detected:
+    family: str  # "sd3" or "flux"
+    prefix: str
+    variant: str  # for messages: SD3, SD3.5, Flux.1 dev, Flux.1 schnell
+
+
+def detect(shapes: Shapes) -> Detected | None:
+    """The flow family of a diffusion model or checkpoint from its keys, or None."""
+    from engine.models import flux, sd3
+
+    prefix = sd3.prefix_of(shapes)
+    if prefix is not None:
+        return Detected("sd3", prefix, sd3.variant(sd3.transformer_config(shapes, prefix)))
+    prefix = flux.prefix_of(shapes)
+    if prefix is not None:
+        return Detected("flux", prefix, flux.variant(shapes, prefix))
+    return None
+
+
+def default_sampling(detected: Detected) -> Any:
+    """ComfyUI's sampling settings of each model: SD3 shift 3; Flux dev mu 1.15, schnell 1."""
+    from engine.sampling.model_sampling_flow import ModelSamplingDiscreteFlow, ModelSamplingFlux
+
+    if detected.family == "sd3":
+        return ModelSamplingDiscreteFlow(shift=3.0, multiplier=1000)
+    return ModelSamplingFlux(shift=1.15 if "dev" in detected.variant else 1.0)
+
+
+def compute_dtype(role: str) -> Any:
+    """The device manager's dtype, except bf16 in place of fp16 where the device has it: T5 and these
+    transformers overflow fp16's range."""
+    import torch
+
+    from engine.diffusion.devices import manager
+
+    dtype = manager().dtype(role)  # type: ignore[arg-type]
+    if dtype == torch.float16 and manager().device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return dtype
+
+
+def _read(path: Path) -> tuple[dict[str, Any], Shapes]:
+    from engine.models.files import load_state_dict
+
+    state, _ = load_state_dict(path)
+    return state, {k: tuple(v.shape) for k, v in state.items()}
+
+
+def build_model(state: dict[str, Any], detected: Detected, weight_dtype: str = "default") -> Any:
+    """A MODEL (ModelPatcher) for the transformer in `state`; fp8 storage for fp8 weight dtypes or files."""
+    from engine.diffusion.flow_models import SD3, Flux
+    from engine.diffusion.fp8 import FP8, file_fp8_dtype, store_linear_weights
+    from engine.diffusion.latent_formats import latent_format
+    from engine.diffusion.model_patcher import ModelPatcher
+    from engine.models import flux, sd3
+
+    compute = compute_dtype("unet")
+    storage = FP8.get(weight_dtype) or file_fp8_dtype(
+        {k: v for k, v in state.items() if k.startswith(detected.prefix)}
+    )
+    loader = sd3.load_transformer if detected.family == "sd3" else flux.load_transformer
+    transformer = loader(state, detected.prefix, compute)
+    if storage is not None:
+        store_linear_weights(transformer, storage)
+    cls = SD3 if detected.family == "sd3" else Flux
+    fmt = latent_format(detected.family, 1.0, {})
+    return ModelPatcher(cls(transformer, default_sampling(detected), detected.family, fmt, compute))
+
+
+def load_diffusion_model(path: Path, weight_dtype: str = "default") -> Any:
+    """UNETLoader: a diffusion-model file of a flow family as a MODEL."""
+    state, shapes = _read(path)
+    detected = detect(shapes)
+    if detected is None:
+        raise UnsupportedModelError(
+            f"{path.name}: not an SD3/SD3.5 or Flux.1 diffusion model "
+            f"(found keys like {', '.join(sorted(shapes)[:3])})"
+        )
+    try:
+        return build_model(state, detected, weight_dtype)
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise UnsupportedModelError(
+            f"{path.name}: detected {detected.variant} but its weights do not fit: {exc}"
+        ) from exc
+
+
+def clip_handle(encoders: list[Any], family: str, device: str | None = None) -> Any:
+    from engine.diffusion.handles import ClipHandle
+
+    order = CLIP_TYPES_SUPPORTED[family]
+    encoders = sorted(encoders, key=lambda e: order.index(e.role))
+    return ClipHandle(
+        tuple(e.model for e in encoders),
+        tuple(e.pad_id for e in encoders),
+        family,
+        roles=tuple(e.role for e in encoders),
+        widths=tuple(e.width for e in encoders),
+        device=device,
+    )
+
+
+def load_clip(paths: list[Path], clip_type: str, device: str | None = None) -> Any:
+    """CLIPLoader / DualCLIPLoader / TripleCLIPLoader: text-encoder files as one CLIP of `clip_type`;
+    `device="cpu"` keeps them on the CPU in float32."""
+    import torch
+
+    from engine.models import text_encoders
+
+    if clip_type not in CLIP_TYPES_SUPPORTED:
+        raise UnsupportedModelError(
+            f"CLIP type {clip_type!r} is not supported by Loom yet; "
+            f"supported: {', '.join(CLIP_TYPES_SUPPORTED)}"
+        )
+    read = [(path, *_read(path)) for path in paths]
+    roles = text_encoders.assign_roles([(p.name, shapes) for p, _, shapes in read])
+    allowed = CLIP_TYPES_SUPPORTED[clip_type]
+    seen: set[str] = set()
+    for (path, _, _), role in zip(read, roles, strict=True):
+        if role not in allowed:
+            raise UnsupportedModelError(
+                f"{path.name}: a {role} text encoder is not used by type {clip_type!r} ({', '.join(allowed)})"
+            )
+        if role in seen:
+            raise UnsupportedModelError(
+                f"{path.name}: a second {role} text encoder; give each of {', '.join(allowed)} once"
+            )
+        seen.add(role)
+    dtype = torch.float32 if device == "cpu" else compute_dtype("text")
+    loaded = [
+        text_encoders.load(state, "", role, dtype) for (_, state, _), role in zip(read, roles, strict=True)
+    ]
+    return clip_handle(loaded, clip_type, device)
+
+
+def load_checkpoint(path: Path, state: dict[str, Any], shapes: Shapes, detected: Detected) -> Any:
+    """An all-in-one checkpoint: MODEL, CLIP (the text encoders it holds, or None) and VAE (or None)."""
+    from engine.diffusion.handles import Checkpoint
+    from engine.models import text_encoders
+
+    model = build_model(state, detected)
+    dtype = compute_dtype("text")
+    encoders = [
+        text_encoders.load(state, prefix, role, dtype)  # type: ignore[arg-type]
+        for role, prefix in TEXT_ENCODER_PREFIXES.items()
+        if role in CLIP_TYPES_SUPPORTED[detected.family] and text_encoders.kind_of(shapes, prefix) is not None
+    ]
+    clip = clip_handle(encoders, detected.family) if encoders else None
+    vae = vae_from_state(state, path.name) if "first_stage_model.decoder.conv_in.weight" in shapes else None
+    return Checkpoint(model, clip, vae)
+
+
+def vae_from_state(state: Mapping[str, Any], name: str) -> Any:
+    """A VAE from original-layout keys (`first_stage_model.` optional) of a checkpoint that also holds
+    other models, through `vae_from_state_dict` (4 or 16 latent channels)."""
+    from engine.diffusion.vae import vae_from_state_dict
+
+    own = {
+        k: v
+        for k, v in state.items()
+        if not k.startswith(("model.", "text_encoders.", "cond_stage_model.", "conditioner."))
+    }
+    return vae_from_state_dict(own, {}, name)

@@ -1,0 +1,177 @@
+"""Standalone text-encoder files as ComfyUI users have them (models/text_encoders, models/clip).
+
+`clip_l.safetensors` and `clip_g.safetensors` hold transformers' CLIP layout (`text_model.…`, optionally
+`text_projection.weight`); `t5xxl_fp16.safetensors` / `t5xxl_fp8_e4m3fn.safetensors` hold transformers'
+T5 encoder layout (`encoder.block.N.layer…`, `shared.weight`). All-in-one SD3.5 checkpoints carry the same
+layouts under `text_encoders.clip_l.transformer.` etc. The config of each is read from its shapes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from engine.models.errors import UnsupportedModelError
+
+Kind = Literal["clip", "t5"]
+Role = Literal["clip_l", "clip_g", "t5xxl"]
+Shapes = Mapping[str, tuple[int, ...]]
+
+T5_MARKER = "encoder.block.0.layer.0.SelfAttention.q.weight"
+CLIP_MARKER = "embeddings.token_embedding.weight"
+# ComfyUI tells CLIP-G from CLIP-L by depth (32 layers against 12); widths say the same (1280 vs 768).
+CLIP_G_MIN_WIDTH = 1280
+CLIP_PAD = {"clip_l": 49407, "clip_g": 0}
+
+
+@dataclass(frozen=True)
+class TextEncoder:
+    """One loaded text encoder with the role it plays in its family's conditioning."""
+
+    role: Role
+    model: Any
+    pad_id: int
+    width: int
+
+
+def kind_of(shapes: Shapes, prefix: str = "") -> Kind | None:
+    if prefix + T5_MARKER in shapes:
+        return "t5"
+    if prefix + CLIP_MARKER in shapes or prefix + "text_model." + CLIP_MARKER in shapes:
+        return "clip"
+    return None
+
+
+def describe(shapes: Shapes) -> str:
+    """What a file that is not a text encoder looks like, for error messages."""
+    return ", ".join(sorted(shapes)[:3]) or "no tensors"
+
+
+def _clip_inner(shapes: Shapes, prefix: str) -> str:
+    return prefix + "text_model." if prefix + "text_model." + CLIP_MARKER in shapes else prefix
+
+
+def clip_width(shapes: Shapes, prefix: str = "") -> int:
+    return shapes[_clip_inner(shapes, prefix) + CLIP_MARKER][1]
+
+
+def clip_config(shapes: Shapes, prefix: str, role: Role) -> dict[str, Any]:
+    inner = _clip_inner(shapes, prefix)
+    vocab, width = shapes[inner + CLIP_MARKER]
+    layers = {
+        int(m.group(1)) for k in shapes if (m := re.match(re.escape(inner) + r"encoder\.layers\.(\d+)\.", k))
+    }
+    projection = shapes.get(prefix + "text_projection.weight")
+    return {
+        "vocab_size": vocab,
+        "hidden_size": width,
+        "intermediate_size": shapes[inner + "encoder.layers.0.mlp.fc1.weight"][0],
+        "num_hidden_layers": len(layers),
+        "num_attention_heads": max(width // 64, 1),
+        "max_position_embeddings": shapes[inner + "embeddings.position_embedding.weight"][0],
+        "hidden_act": "gelu" if role == "clip_g" else "quick_gelu",
+        "projection_dim": projection[0] if projection else width,
+        "bos_token_id": 49406,
+        "eos_token_id": 49407,
+        "pad_token_id": CLIP_PAD[role],
+    }
+
+
+def t5_config(shapes: Shapes, prefix: str) -> dict[str, Any]:
+    p = prefix
+    q = shapes[p + T5_MARKER]
+    bias = shapes[p + "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"]
+    blocks = {
+        int(m.group(1)) for k in shapes if (m := re.match(re.escape(p) + r"encoder\.block\.(\d+)\.", k))
+    }
+    heads = bias[1]
+    gated = p + "encoder.block.0.layer.1.DenseReluDense.wi_0.weight" in shapes
+    ff = shapes[
+        p
+        + (
+            "encoder.block.0.layer.1.DenseReluDense.wi_0.weight"
+            if gated
+            else "encoder.block.0.layer.1.DenseReluDense.wi.weight"
+        )
+    ]
+    vocab = shapes.get(p + "shared.weight", shapes.get(p + "encoder.embed_tokens.weight", (32128, q[1])))[0]
+    return {
+        "vocab_size": vocab,
+        "d_model": q[1],
+        "d_kv": q[0] // heads,
+        "d_ff": ff[0],
+        "num_layers": len(blocks),
+        "num_heads": heads,
+        "relative_attention_num_buckets": bias[0],
+        "relative_attention_max_distance": 128,
+        "feed_forward_proj": "gated-gelu" if gated else "relu",
+        "is_encoder_decoder": False,
+        "use_cache": False,
+        "pad_token_id": 0,
+        "eos_token_id": 1,
+    }
+
+
+def load(state: Mapping[str, Any], prefix: str, role: Role, dtype: Any) -> TextEncoder:
+    """Build and fill the text encoder stored under `prefix` in `state` for `role`."""
+    from engine.models.checkpoint import _filled
+
+    shapes = {k: tuple(v.shape) for k, v in state.items() if k.startswith(prefix)}
+    if role == "t5xxl":
+        from transformers import T5Config, T5EncoderModel
+
+        config = t5_config(shapes, prefix)
+        own = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+        if "shared.weight" not in own and "encoder.embed_tokens.weight" in own:
+            own["shared.weight"] = own["encoder.embed_tokens.weight"]
+        model = _filled(
+            lambda: T5EncoderModel(T5Config(**config)), lambda m: _t5_state(own, m), "T5-XXL", dtype
+        )
+        return TextEncoder(role, model, 0, config["d_model"])
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from engine.models.keymap import text_from_original, text_state_for_model
+
+    config = clip_config(shapes, prefix, role)
+    projected = role == "clip_g"
+    cls = CLIPTextModelWithProjection if projected else CLIPTextModel
+    canonical = text_from_original(state, prefix, "hf")
+    model = _filled(
+        lambda: cls(CLIPTextConfig(**config)), lambda m: text_state_for_model(canonical, m), role, dtype
+    )
+    return TextEncoder(role, model, CLIP_PAD[role], config["hidden_size"])
+
+
+def _t5_state(own: dict[str, Any], model: Any) -> dict[str, Any]:
+    wanted = set(model.state_dict())
+    out = {k: v for k, v in own.items() if k in wanted}
+    if "encoder.embed_tokens.weight" in wanted and "encoder.embed_tokens.weight" not in out:
+        out["encoder.embed_tokens.weight"] = own["shared.weight"]
+    return out
+
+
+def assign_roles(files: list[tuple[str, Shapes]]) -> list[Role]:
+    """The role of each (name, shapes) text-encoder file: T5 by its keys; of two CLIPs the wider is
+    CLIP-G; a lone CLIP is CLIP-G only at CLIP-G's width."""
+    kinds = [kind_of(shapes) for _, shapes in files]
+    for (name, shapes), kind in zip(files, kinds, strict=True):
+        if kind is None:
+            raise UnsupportedModelError(
+                f"{name}: not a CLIP or T5 text encoder (found keys like {describe(shapes)})"
+            )
+    clip_widths = sorted(clip_width(s) for (_, s), k in zip(files, kinds, strict=True) if k == "clip")
+    roles: list[Role] = []
+    for (_, shapes), kind in zip(files, kinds, strict=True):
+        if kind == "t5":
+            roles.append("t5xxl")
+            continue
+        width = clip_width(shapes)
+        is_g = (
+            width >= CLIP_G_MIN_WIDTH
+            if len(clip_widths) == 1
+            else width == clip_widths[-1] and width > clip_widths[0]
+        )
+        roles.append("clip_g" if is_g else "clip_l")
+    return roles

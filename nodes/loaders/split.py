@@ -1,0 +1,120 @@
+"""Split-file loaders for the newer families (ComfyUI's UNETLoader, CLIPLoader, DualCLIPLoader,
+TripleCLIPLoader): a diffusion model from models/diffusion_models (or models/unet) and text encoders
+from models/text_encoders (or models/clip), each detected from its keys and shapes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from engine import folders
+from engine.diffusion.fp8 import WEIGHT_DTYPES
+from engine.native import Clip, Input, Model, Node
+from nodes.loaders.checkpoints import model_files
+
+# ComfyUI 0.3.64's type lists; Loom loads the flow families among them (engine.models.flow_families).
+CLIP_TYPES = (
+    "stable_diffusion",
+    "stable_cascade",
+    "sd3",
+    "stable_audio",
+    "mochi",
+    "ltxv",
+    "pixart",
+    "cosmos",
+    "lumina2",
+    "wan",
+    "hidream",
+    "chroma",
+    "ace",
+    "omnigen2",
+    "qwen_image",
+    "hunyuan_image",
+)
+DUAL_CLIP_TYPES = ("sdxl", "sd3", "flux", "hunyuan_video", "hidream", "hunyuan_image")
+DEVICE = Input("Where the text encoder runs; cpu keeps it off the GPU.", choices=("default", "cpu"))
+
+
+def diffusion_model_files() -> list[str]:
+    return model_files("diffusion_models")
+
+
+def text_encoder_files() -> list[str]:
+    return model_files("text_encoders")
+
+
+def _text_encoder(name: str) -> Path:
+    return folders.current().model_path("text_encoders", name)
+
+
+class UNETLoader(Node):
+    """Load a diffusion model (SD3/SD3.5, Flux.1) without text encoders or VAE. fp8 weight dtypes keep
+    the weights in 8 bits and upcast each layer as it runs."""
+
+    display_name = "Load Diffusion Model"
+    category = "advanced/loaders"
+
+    def run(
+        self,
+        unet_name: Annotated[str, Input("The diffusion model file.", choices=diffusion_model_files)],
+        weight_dtype: Annotated[
+            str, Input("How the weights are stored in memory.", choices=WEIGHT_DTYPES)
+        ] = "default",
+    ) -> Model:
+        from engine.models.flow_families import load_diffusion_model
+
+        return load_diffusion_model(folders.current().model_path("diffusion_models", unet_name), weight_dtype)
+
+
+def _load(names: list[str], clip_type: str, device: str | None = None) -> Clip:
+    from engine.models.flow_families import load_clip
+
+    return load_clip([_text_encoder(n) for n in names], clip_type, device)
+
+
+class CLIPLoader(Node):
+    """Load one text encoder as the CLIP of a model type (sd3: any of CLIP-L, CLIP-G, T5-XXL)."""
+
+    display_name = "Load CLIP"
+    category = "advanced/loaders"
+
+    def run(
+        self,
+        clip_name: Annotated[str, Input("The text encoder file.", choices=text_encoder_files)],
+        type: Annotated[
+            str, Input("The model family it conditions.", choices=CLIP_TYPES)
+        ] = "stable_diffusion",
+        device: Annotated[str | None, DEVICE] = None,
+    ) -> Clip:
+        return _load([clip_name], type, device)
+
+
+class DualCLIPLoader(Node):
+    """Load two text encoders as one CLIP: sd3 (two of CLIP-L, CLIP-G, T5-XXL), flux (CLIP-L and T5-XXL)."""
+
+    display_name = "DualCLIPLoader"
+    category = "advanced/loaders"
+
+    def run(
+        self,
+        clip_name1: Annotated[str, Input("The first text encoder file.", choices=text_encoder_files)],
+        clip_name2: Annotated[str, Input("The second text encoder file.", choices=text_encoder_files)],
+        type: Annotated[str, Input("The model family they condition.", choices=DUAL_CLIP_TYPES)] = "sdxl",
+        device: Annotated[str | None, DEVICE] = None,
+    ) -> Clip:
+        return _load([clip_name1, clip_name2], type, device)
+
+
+class TripleCLIPLoader(Node):
+    """Load SD3's three text encoders (CLIP-L, CLIP-G, T5-XXL) as one CLIP."""
+
+    display_name = "TripleCLIPLoader"
+    category = "advanced/loaders"
+
+    def run(
+        self,
+        clip_name1: Annotated[str, Input("CLIP-L.", choices=text_encoder_files)],
+        clip_name2: Annotated[str, Input("CLIP-G.", choices=text_encoder_files)],
+        clip_name3: Annotated[str, Input("T5-XXL.", choices=text_encoder_files)],
+    ) -> Clip:
+        return _load([clip_name1, clip_name2, clip_name3], "sd3")
