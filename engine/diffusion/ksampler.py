@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from engine import threads
 from engine.context import Context
 from engine.diffusion.devices import manager
 from engine.diffusion.guidance import guided_model
@@ -65,7 +66,12 @@ def run_ksampler(
         if step["i"] % PREVIEW_EVERY == 0:
             ctx.preview("JPEG", model.latent.preview_jpeg(step["denoised"]))
 
-    with torch.no_grad(), applied((model.unet,), model.patches):
+    positions = samples.shape[0] * samples.shape[-2] * samples.shape[-1]
+    with (
+        torch.no_grad(),
+        applied((model.unet,), model.patches),
+        threads.limited(threads.work_of(model.unet, positions)),
+    ):
         result = sample(
             guided_model(model, _on(positive, device), _on(negative, device), settings.cfg),
             noise.to(device),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from engine import threads
 from engine.diffusion.devices import manager
 from engine.diffusion.handles import VaeHandle
 from engine.native import Image, Input, Latent, Mask, Node, Vae
@@ -20,7 +21,9 @@ def decode(vae: VaeHandle | None, samples: Any) -> Any:
     if vae is None:
         raise RuntimeError(NO_VAE)
     device = manager().use(vae.vae)
-    with torch.no_grad():
+    # Most of the decoder runs at pixel resolution: count the work there.
+    work = threads.work_of(vae.vae, samples.shape[0] * samples.shape[-2] * samples.shape[-1] * 64)
+    with torch.no_grad(), threads.limited(work):
         pixels = vae.vae.decode(samples.to(device, next(vae.vae.parameters()).dtype)).sample
     return ((pixels.float() + 1.0) / 2.0).clamp(0.0, 1.0).movedim(1, -1).cpu()
 
@@ -33,7 +36,8 @@ def encode(vae: VaeHandle | None, pixels: Any) -> Any:
         raise RuntimeError(NO_VAE)
     pixels = _crop8(pixels)[..., :3]
     device = manager().use(vae.vae)
-    with torch.no_grad():
+    work = threads.work_of(vae.vae, pixels.shape[0] * pixels.shape[1] * pixels.shape[2])
+    with torch.no_grad(), threads.limited(work):
         x = (pixels.movedim(-1, 1) * 2.0 - 1.0).to(device, next(vae.vae.parameters()).dtype)
         return vae.vae.encode(x).latent_dist.mode().float().cpu()
 
