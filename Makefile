@@ -53,6 +53,7 @@ bench: setup
 	$(BIN)/python bench/engine_bench.py
 	$(BIN)/python bench/server_bench.py
 	$(BIN)/python bench/sd_bench.py
+	$(BIN)/python bench/threads_bench.py
 	$(BIN)/python bench/default_model_eval.py
 
 clean:
