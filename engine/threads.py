@@ -3,7 +3,8 @@
 torch's default (one intra-op thread per core) thrashes on shared machines: with one CPU-bound neighbour
 on 2 cores, 2 threads run a small UNet 3-4x slower than 1, and a tiny model spends most of each step
 synchronising threads even when the cores are idle. The policy gives small work one thread, and large
-work as many threads as there are cores nobody else is using. `--threads N` overrides it.
+work as many threads as there are cores nobody else is using (sampled just before the work).
+`--threads N` overrides it.
 
 `choose_threads` is the pure decision; `limited(work)` applies it around a block of torch work.
 """
@@ -11,8 +12,6 @@ work as many threads as there are cores nobody else is using. `--threads N` over
 from __future__ import annotations
 
 import os
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -54,31 +53,31 @@ def work_of(module: Any, positions: int) -> float:
 
 @dataclass
 class ThreadPolicy:
-    """The process's policy: an optional fixed count, else `choose_threads` from the machine's load."""
+    """The process's policy: an optional fixed count, else `choose_threads` from how busy the cores are."""
 
     override: int | None = None
-
-    def __post_init__(self) -> None:
-        self._cpu_mark = (time.monotonic(), time.process_time())
-        self._lock = threading.Lock()
+    # How long to watch the cores before large work. The load average lags by a minute (it said 4 on
+    # 2 cores while 2 threads ran faster than 1), so the cores' idle time is sampled just before the work,
+    # while this process's threads are not yet running.
+    sample_seconds: float = 0.1
 
     def busy_elsewhere(self) -> float:
-        """Cores in use by other processes: the 1-minute load average less this process's own recent use."""
+        """Cores in use by other processes, from system-wide CPU use over `sample_seconds`."""
         try:
-            load = os.getloadavg()[0]
-        except OSError:  # not on this platform: assume the machine is ours
-            return 0.0
-        with self._lock:
-            now = (time.monotonic(), time.process_time())
-            wall, cpu = now[0] - self._cpu_mark[0], now[1] - self._cpu_mark[1]
-            self._cpu_mark = now
-        own = cpu / wall if wall > 1.0 else 0.0
-        return max(0.0, load - own)
+            import psutil
+
+            return float(psutil.cpu_percent(interval=self.sample_seconds)) / 100.0 * (os.cpu_count() or 1)
+        except (ImportError, OSError):
+            try:
+                return os.getloadavg()[0]
+            except OSError:  # neither is available: assume the machine is ours
+                return 0.0
 
     def threads_for(self, work: float) -> int:
-        if self.override is not None:
-            return choose_threads(work, 1, 0.0, self.override)
-        return choose_threads(work, os.cpu_count() or 1, self.busy_elsewhere())
+        cores = os.cpu_count() or 1
+        if self.override is not None or work < SMALL_WORK or cores <= 1:
+            return choose_threads(work, cores, 0.0, self.override)  # no need to look at the machine
+        return choose_threads(work, cores, self.busy_elsewhere())
 
 
 _policy = ThreadPolicy()
