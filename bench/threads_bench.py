@@ -88,8 +88,17 @@ def main() -> None:
             assert result.status == "success", result.error
             return time.perf_counter() - start
 
+        chosen: list[int] = []
+        decide = threads.choose_threads
+
+        def recording(*args: Any, **kwargs: Any) -> int:
+            chosen.append(decide(*args, **kwargs))
+            return chosen[-1]
+
+        threads.choose_threads = recording  # type: ignore[assignment]  # to report what the policy picked
         run(1)  # loads the checkpoint and encodes both prompts once; later runs sample and decode only
         table: dict[tuple[str, str], list[float]] = {}
+        picks: dict[str, list[list[int]]] = {}
         for neighbour in ("idle", "busy neighbour"):
             spinner = None
             if neighbour != "idle":
@@ -98,7 +107,10 @@ def main() -> None:
                 for repeat in range(args.repeats):
                     order = list(MODES.items())
                     for name, mode in order if repeat % 2 == 0 else order[::-1]:
+                        chosen.clear()
                         table.setdefault((neighbour, name), []).append(run(mode))
+                        if mode is None:
+                            picks.setdefault(neighbour, []).append(chosen[:])
             finally:
                 if spinner is not None:
                     spinner.kill()
@@ -114,6 +126,8 @@ def main() -> None:
         medians = {name: statistics.median(table[(neighbour, name)]) for name in MODES}
         best = min(medians["1 thread"], medians["2 threads"])
         summary.append(f"{neighbour}: policy/best-fixed {medians['policy'] / best:.2f}")
+    for neighbour, runs in picks.items():
+        print(f"policy's picks, {neighbour} (KSampler, VAEDecode per run): {runs}")
     print("\n" + "; ".join(summary) + f" (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
 
 

@@ -59,7 +59,7 @@ class ThreadPolicy:
     # How long to watch the cores before large work. The load average lags by a minute (it said 4 on
     # 2 cores while 2 threads ran faster than 1), so the cores' idle time is sampled just before the work,
     # while this process's threads are not yet running.
-    sample_seconds: float = 0.1
+    sample_seconds: float = 0.05
 
     def busy_elsewhere(self) -> float:
         """Cores in use by other processes, from system-wide CPU use over `sample_seconds`."""
@@ -75,8 +75,9 @@ class ThreadPolicy:
 
     def threads_for(self, work: float) -> int:
         cores = os.cpu_count() or 1
-        if self.override is not None or work < SMALL_WORK or cores <= 1:
-            return choose_threads(work, cores, 0.0, self.override)  # no need to look at the machine
+        idle_choice = choose_threads(work, cores, 0.0, self.override)
+        if self.override is not None or idle_choice == 1:
+            return idle_choice  # one thread even on idle cores: no need to watch them
         return choose_threads(work, cores, self.busy_elsewhere())
 
 
