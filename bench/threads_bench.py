@@ -89,13 +89,13 @@ def main() -> None:
             return time.perf_counter() - start
 
         chosen: list[int] = []
-        decide = threads.choose_threads
+        decide = threads.ThreadPolicy.threads_for
 
-        def recording(*args: Any, **kwargs: Any) -> int:
-            chosen.append(decide(*args, **kwargs))
+        def recording(policy: threads.ThreadPolicy, work: float) -> int:
+            chosen.append(decide(policy, work))
             return chosen[-1]
 
-        threads.choose_threads = recording  # type: ignore[assignment]  # to report what the policy picked
+        threads.ThreadPolicy.threads_for = recording  # type: ignore[method-assign]  # report the picks
         run(1)  # loads the checkpoint and encodes both prompts once; later runs sample and decode only
         table: dict[tuple[str, str], list[float]] = {}
         picks: dict[str, list[list[int]]] = {}

@@ -19,7 +19,9 @@ from typing import Any
 
 # Work is measured as parameters × spatial positions processed (batch × height × width of the input).
 # Below SMALL_WORK one thread is best even on idle cores; each further thread needs PER_THREAD_WORK of
-# it to pay for its synchronisation. Calibrated with bench/threads_bench.py (see docs/models.md).
+# it to pay for its synchronisation. Set from two points measured with bench/threads_bench.py: the
+# shipped model at 64² (2.7e8: 1 thread beats 2 even on idle cores) and the SD1.5-layout file at 128²
+# (3.8e10: 2 threads beat 1 when a core is free). Between them the boundary is a guess.
 SMALL_WORK = 2e9
 PER_THREAD_WORK = 1e10
 # Cores count as free only when at least this much of one is idle: a half-busy core still preempts.
