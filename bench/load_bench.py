@@ -52,6 +52,7 @@ for model in (unet, vae, text):
             if "position_ids" in name:
                 b.copy_(torch.arange(b.shape[-1]).expand_as(b))
 save_single_file({path!r}, unet, vae, [text], "sd1", dtype=torch.float16)
+print("{{}}")
 """
 
 _LOOM = """
