@@ -66,6 +66,7 @@ bench: setup
 	$(BIN)/python bench/server_bench.py
 	$(BIN)/python bench/attack_bench.py
 	$(BIN)/python bench/sd_bench.py
+	$(BIN)/python bench/threads_bench.py
 	$(BIN)/python bench/default_model_eval.py
 
 clean:

@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine import folders
+from engine import folders, threads
 from engine.cache import OutputCache
 from engine.folders import Folders
 
@@ -31,6 +31,13 @@ def add_folder_and_cache_flags(parser: argparse.ArgumentParser, suppress: bool =
     parser.add_argument("--output-directory", type=Path, default=default(None), help="SaveImage's folder")
     parser.add_argument("--input-directory", type=Path, default=default(None), help="LoadImage's folder")
     parser.add_argument("--temp-directory", type=Path, default=default(None), help="PreviewImage's folder")
+    parser.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=default(None),
+        metavar="N",
+        help="CPU threads for sampling and VAE work (default: chosen from the work's size and free cores)",
+    )
     cache = parser.add_mutually_exclusive_group()
     cache.add_argument(
         "--cache-lru", type=int, default=default(0), metavar="N", help="keep the N most recent node outputs"
@@ -41,6 +48,13 @@ def add_folder_and_cache_flags(parser: argparse.ArgumentParser, suppress: bool =
         default=default(False),
         help="keep no node outputs between prompts",
     )
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def add_server_flags(parser: argparse.ArgumentParser) -> None:
@@ -157,6 +171,7 @@ def run_workflow(args: argparse.Namespace) -> int:
         print(f"cannot read {args.workflow}: {exc}", file=sys.stderr)
         return 2
     output_folders = configure_folders(args)
+    threads.configure(args.threads)
     registry = builtin_registry()
     load_custom_nodes(registry, disable_all=args.disable_all_custom_nodes)
     checked = validate_prompt(registry, prompt)
@@ -201,6 +216,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
 
     cache = make_cache(args)
     devices.configure(force_cpu=args.cpu)
+    threads.configure(args.threads)
     configured = configure_folders(args)
     extra_paths = [path for group in args.extra_model_paths_config for path in group]
     for path in extra_paths:

@@ -54,3 +54,32 @@ def test_unreadable_workflow_is_reported(tmp_path: Path) -> None:
     (tmp_path / "broken.json").write_text("{not json")
     done = loom("run", tmp_path / "broken.json", cwd=tmp_path)
     assert done.returncode == 2 and "cannot read" in done.stderr
+
+
+def test_threads_flag_is_honoured(tmp_path: Path) -> None:
+    """`--threads N` (before or after `run`) fixes the count the policy gives sampling and VAE work."""
+    import torch
+
+    from engine import cli, threads
+
+    before = torch.get_num_threads()
+    workflow = ROOT / "workflows" / "invert_checker.json"
+    try:
+        for argv in (["--threads", "3", "run", str(workflow)], ["run", str(workflow), "--threads", "2"]):
+            argv += ["--output-directory", str(tmp_path / "out")]
+            assert cli.main(argv) == 0
+            expected = int(argv[argv.index("--threads") + 1])
+            assert threads.policy().override == expected
+            with threads.limited(1e18) as chosen:
+                assert chosen == expected == torch.get_num_threads()
+        assert cli.main(["run", str(workflow), "--output-directory", str(tmp_path / "out")]) == 0
+        assert threads.policy().override is None
+    finally:
+        threads.configure(None)
+        torch.set_num_threads(before)
+
+
+def test_threads_flag_rejects_zero(tmp_path: Path) -> None:
+    done = loom("--threads", "0", "run", ROOT / "workflows" / "invert_checker.json", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "--threads" in done.stderr and "at least 1" in done.stderr

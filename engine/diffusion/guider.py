@@ -17,6 +17,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from engine import threads
 from engine.diffusion.guidance import (
     add_opposite_areas,
     calc_cond_batch,
@@ -106,7 +107,9 @@ class CFGGuider:
         options = create_model_options_clone(self.model_options)
         options.setdefault("transformer_options", {})["sample_sigmas"] = sigmas
         mask = _latent_mask(denoise_mask, latent_image).to(device) if denoise_mask is not None else None
-        with torch.no_grad(), patcher.applied() as model:
+        positions = latent_image.shape[0] * latent_image.shape[-2] * latent_image.shape[-1]
+        work = threads.work_of(patcher.unet, positions)
+        with torch.no_grad(), threads.limited(work), patcher.applied() as model:
             self.inner_model = model
             latent = model.process_latent_in(latent_image.float().to(device))
             result = _run_sampler(

@@ -152,8 +152,12 @@ class VAE:
         self.throw_exception_if_invalid()
         import torch
 
+        from engine import threads
+
         decode = self._decode_fn()
-        with torch.no_grad():
+        # Most of the decoder runs at pixel resolution: count the work there.
+        positions = samples.shape[0] * samples.shape[-2] * samples.shape[-1] * self.upscale_ratio**2
+        with torch.no_grad(), threads.limited(threads.work_of(self.vae, positions)):
             pixels = _in_chunks(lambda z: self.process_output(decode(z).to(self.output_device)), samples)
         return pixels.movedim(1, -1)
 
@@ -163,8 +167,11 @@ class VAE:
         pixels = self.vae_encode_crop_pixels(pixels).movedim(-1, 1)
         import torch
 
+        from engine import threads
+
         encode = self._encode_fn()
-        with torch.no_grad():
+        positions = pixels.shape[0] * pixels.shape[-2] * pixels.shape[-1]
+        with torch.no_grad(), threads.limited(threads.work_of(self.vae, positions)):
             return _in_chunks(lambda x: encode(x).to(self.output_device), pixels)
 
     def decode_tiled(

@@ -1,13 +1,17 @@
 """Reading state dicts from single files: header checks first, so damage gives a clear error.
 
 `read_header` parses a .safetensors header without torch (fast: used for detection and validation).
+`open_state_dict` gives a lazy mapping whose tensors are read from the file only when a key is looked up,
+straight into their final dtype: a checkpoint costs one copy of its weights in memory, never two.
 """
 
 from __future__ import annotations
 
 import json
 import struct
-from dataclasses import dataclass
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +48,8 @@ class SafetensorsHeader:
 
     shapes: dict[str, tuple[int, ...]]
     metadata: dict[str, str]
+    # Where each tensor lies: (safetensors dtype name, absolute byte offset in the file, byte length).
+    locations: dict[str, tuple[str, int, int]] = field(default_factory=dict, compare=False)
 
 
 def read_header(path: str | Path) -> SafetensorsHeader:
@@ -73,6 +79,7 @@ def read_header(path: str | Path) -> SafetensorsHeader:
     metadata = header.pop("__metadata__", None) or {}
     data_len = size - 8 - header_len
     shapes: dict[str, tuple[int, ...]] = {}
+    locations: dict[str, tuple[str, int, int]] = {}
     for name, info in header.items():
         try:
             dtype, shape, (begin, end) = info["dtype"], tuple(info["shape"]), info["data_offsets"]
@@ -90,37 +97,123 @@ def read_header(path: str | Path) -> SafetensorsHeader:
         if end - begin != expected:
             raise CorruptModelError(f"{path}: tensor {name!r} has {end - begin} bytes, expected {expected}")
         shapes[name] = shape
-    return SafetensorsHeader(shapes, {str(k): str(v) for k, v in metadata.items()})
+        locations[name] = (dtype, 8 + header_len + begin, end - begin)
+    return SafetensorsHeader(shapes, {str(k): str(v) for k, v in metadata.items()}, locations)
 
 
-def load_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+class LazyStateDict(Mapping[str, "torch.Tensor"]):
+    """The tensors of a .safetensors file, each read from disk when its key is looked up.
+
+    A lookup reads the tensor's bytes with one `readinto` into memory torch owns (aligned, writable) and,
+    when `dtype` is given and differs, converts floating tensors once to it. No view of a memory map is
+    kept, so the process's peak memory is the weights in their final dtype plus one tensor in flight
+    (mapped file pages would count in RSS on top). Every lookup reads anew: keep what you need.
+    """
+
+    def __init__(self, path: Path, header: SafetensorsHeader, dtype: torch.dtype | None = None) -> None:
+        self.path = path
+        self.header = header
+        self.dtype = dtype
+        self._local = threading.local()  # one scratch buffer per reading thread
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        import torch
+
+        kind, offset, length = self.header.locations[key]
+        source = _torch_dtype(kind)
+        converting = self.dtype is not None and source.is_floating_point and source != self.dtype
+        # A tensor that will be converted is read into a reused scratch buffer: its pages are already
+        # faulted in, and the only new allocation is the converted tensor.
+        raw = self._scratch(length) if converting else torch.empty(length, dtype=torch.uint8)
+        try:
+            with self.path.open("rb") as f:
+                f.seek(offset)
+                got = f.readinto(raw.numpy())  # type: ignore[arg-type]  # numpy arrays are buffers
+        except OSError as exc:
+            raise ModelLoadError(f"{self.path}: cannot read tensor {key!r}: {exc}") from exc
+        if got != length:
+            raise CorruptModelError(f"{self.path}: tensor {key!r} is cut short ({got} of {length} bytes)")
+        tensor = raw.view(source).reshape(self.header.shapes[key])
+        return tensor.to(self.dtype) if converting else tensor
+
+    def _scratch(self, length: int) -> torch.Tensor:
+        import torch
+
+        buffer = getattr(self._local, "buffer", None)
+        if buffer is None or buffer.numel() < length:
+            buffer = self._local.buffer = torch.empty(length, dtype=torch.uint8)
+        return buffer[:length]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.header.shapes)
+
+    def __len__(self) -> int:
+        return len(self.header.shapes)
+
+
+def _torch_dtype(kind: str) -> torch.dtype:
+    import torch
+
+    names = {
+        "BOOL": "bool",
+        "U8": "uint8",
+        "I8": "int8",
+        "F8_E4M3": "float8_e4m3fn",
+        "F8_E5M2": "float8_e5m2",
+        "I16": "int16",
+        "U16": "uint16",
+        "F16": "float16",
+        "BF16": "bfloat16",
+        "I32": "int32",
+        "U32": "uint32",
+        "F32": "float32",
+        "I64": "int64",
+        "U64": "uint64",
+        "F64": "float64",
+    }
+    return getattr(torch, names[kind])
+
+
+def open_state_dict(
+    path: str | Path, dtype: torch.dtype | None = None
+) -> tuple[Mapping[str, torch.Tensor], dict[str, str]]:
+    """A single-file checkpoint's tensors as a mapping, with its metadata (empty for pickles).
+
+    .safetensors files give a `LazyStateDict` (nothing read until looked up); pickles are loaded with
+    `torch.load(mmap=True, weights_only=True)`, so their tensors stay file-backed until converted. With
+    `dtype`, floating tensors come out in it (converted once, on lookup).
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in SAFETENSORS_SUFFIXES:
+        header = read_header(path)
+        return LazyStateDict(path, header, dtype), header.metadata
+    if suffix in PICKLE_SUFFIXES:
+        if not path.is_file():
+            raise ModelLoadError(f"{path}: cannot read: no such file")
+        state = _load_pickle(path)
+        if dtype is not None:
+            state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+        return state, {}
+    raise ModelLoadError(f"{path}: unknown model file type {suffix!r}; expected .safetensors, .ckpt or .pt")
+
+
+def load_state_dict(
+    path: str | Path, dtype: torch.dtype | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Load every tensor of a single-file checkpoint, with its metadata (empty for pickles).
 
     Pickle formats are read only with `torch.load(weights_only=True)`, which refuses arbitrary code.
     """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix in PICKLE_SUFFIXES and not path.is_file():
-        raise ModelLoadError(f"{path}: cannot read: no such file")
-    if suffix in SAFETENSORS_SUFFIXES:
-        header = read_header(path)
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path)), header.metadata
-        except SafetensorError as exc:
-            raise CorruptModelError(f"{path}: {exc}") from exc
-    if suffix in PICKLE_SUFFIXES:
-        return _load_pickle(path), {}
-    raise ModelLoadError(f"{path}: unknown model file type {suffix!r}; expected .safetensors, .ckpt or .pt")
+    state, metadata = open_state_dict(path, dtype)
+    return dict(state.items()), metadata
 
 
 def _load_pickle(path: Path) -> dict[str, torch.Tensor]:
     import torch
 
     try:
-        loaded: Any = torch.load(path, map_location="cpu", weights_only=True)
+        loaded: Any = _torch_load(torch, path)
     except Exception as exc:  # torch raises many types for damaged or unsafe pickles; all mean "unreadable"
         raise CorruptModelError(
             f"{path}: cannot be read as a weights-only torch checkpoint (truncated, damaged, or it "
@@ -131,3 +224,11 @@ def _load_pickle(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(loaded, dict):
         raise CorruptModelError(f"{path}: holds a {type(loaded).__name__}, not a state dict")
     return {k: v for k, v in loaded.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
+
+
+def _torch_load(torch: Any, path: Path) -> Any:
+    """`torch.load` memory-mapped where the file is a zip archive (the format since torch 1.6)."""
+    import zipfile
+
+    mmap = zipfile.is_zipfile(path)
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)

@@ -160,7 +160,7 @@ def text_from_original(
     state: Mapping[str, torch.Tensor], prefix: str, layout: str
 ) -> dict[str, torch.Tensor]:
     """Canonical text-encoder weights from an original-layout state dict's keys under `prefix`."""
-    sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    sub = {k[len(prefix) :]: state[k] for k in state if k.startswith(prefix)}  # by key: `state` may be lazy
     if layout == "hf":
         return {k.removeprefix("text_model."): v for k, v in sub.items() if not k.endswith("position_ids")}
     out: dict[str, torch.Tensor] = {}
