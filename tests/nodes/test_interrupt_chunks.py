@@ -24,6 +24,7 @@ class SlowVae(torch.nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.scale = torch.nn.Parameter(torch.ones(()))
+        self.config = SimpleNamespace(block_out_channels=[1, 1, 1, 1], latent_channels=4)  # f=8, as SD
 
     def decode(self, latents: torch.Tensor) -> SimpleNamespace:
         time.sleep(0.05)
