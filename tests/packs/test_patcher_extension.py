@@ -141,3 +141,24 @@ def test_pack_reads_the_builtin_classes_choice_attributes(loom_pack: Any) -> Non
     )
     assert result.status == "success", result.error
     assert result.outputs["1"] == {"text": ["area/center/bislerp"]}
+
+
+def test_lumina_feed_forward_is_gated_silu_with_comfyuis_hidden_size(shims: None) -> None:
+    from comfy.ldm.lumina.model import FeedForward  # type: ignore[import-not-found]
+
+    layer = FeedForward(8, 10, multiple_of=4, ffn_dim_multiplier=1.5)
+    assert layer.w1.weight.shape == (16, 8) and layer.w2.weight.shape == (8, 16)  # 15 rounded up to 16
+    x = torch.randn(2, 3, 8)
+    expected = layer.w2(torch.nn.functional.silu(layer.w1(x)) * layer.w3(x))
+    torch.testing.assert_close(layer(x), expected)
+
+
+def test_taesd_networks_have_comfyuis_layers_and_scales(shims: None) -> None:
+    from comfy.taesd.taesd import Block, Decoder, Encoder  # type: ignore[import-not-found]
+
+    encoder, decoder = Encoder(latent_channels=4), Decoder(latent_channels=4)
+    assert (len(encoder), len(decoder)) == (15, 20)  # ComfyUI's Sequential indexes: state dicts load
+    assert "1.conv.0.weight" in encoder.state_dict() and "19.weight" in decoder.state_dict()
+    assert encoder(torch.rand(1, 3, 32, 32)).shape == (1, 4, 4, 4)
+    assert decoder(torch.rand(1, 4, 4, 4)).shape == (1, 3, 32, 32)
+    assert isinstance(Block(8, 16).skip, torch.nn.Conv2d) and isinstance(Block(8, 8).skip, torch.nn.Identity)
