@@ -48,8 +48,14 @@ LOOM_PROBE = textwrap.dedent(
     except ImportError:
         pass
     from pathlib import Path
+    from engine import folders
     from engine.custom_nodes import load_pack
     from nodes import builtin_registry
+    # Folders as Loom's server prepares them before packs load (packs list input/ at import).
+    root = folders.Folders.under(Path(sys.argv[1]).parent / "loom-root")
+    for path in (root.output, root.input, root.temp):
+        path.mkdir(parents=True, exist_ok=True)
+    folders.configure(root)
     status = load_pack(builtin_registry(), Path(sys.argv[1]))
     print("RESULT" + json.dumps({"nodes": len(status.nodes), "error": status.error,
         "warnings": len(status.warnings), "node_errors": status.node_errors}))

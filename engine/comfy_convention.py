@@ -126,6 +126,9 @@ def _outputs(cls: type, warnings: list[str]) -> tuple[OutputSpec, ...]:
     if not isinstance(types, (tuple, list)):
         warnings.append(f"RETURN_TYPES {types!r} is not a tuple of type names; read as one output")
         types = (types,)
+    # A plain tuple: packs' tuple subclasses (rgthree's ByPassTypeTuple) answer any index past
+    # their end with "*" and break on slices; the declared outputs are what Loom publishes.
+    types = tuple(types)
     names = list(getattr(cls, "RETURN_NAMES", None) or types)
     is_list = list(getattr(cls, "OUTPUT_IS_LIST", None) or [False] * len(types))
     tooltips = list(getattr(cls, "OUTPUT_TOOLTIPS", None) or [None] * len(types))

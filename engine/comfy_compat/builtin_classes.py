@@ -64,6 +64,7 @@ def comfy_class(spec: NodeSpec) -> type:
         spec.id,
         (),
         {
+            **choice_attributes(spec),
             "__module__": COMFY_MODULE_OF.get(spec.id, "nodes"),
             "__doc__": spec.description,
             "INPUT_TYPES": classmethod(input_types),
@@ -77,6 +78,20 @@ def comfy_class(spec: NodeSpec) -> type:
             function: call,
         },
     )
+
+
+# ComfyUI's built-in classes publish some combo lists as class attributes (ImageScale.upscale_methods,
+# LatentUpscale.crop_methods...) that packs read to build their own inputs: input name -> attribute.
+CHOICE_ATTRIBUTES = {"upscale_method": "upscale_methods", "crop": "crop_methods"}
+
+
+def choice_attributes(spec: NodeSpec) -> dict[str, list[Any]]:
+    """The class attributes holding the choices of `spec`'s combo inputs, from Loom's own lists."""
+    return {
+        CHOICE_ATTRIBUTES[item.name]: list(item.choices())
+        for item in spec.inputs
+        if item.name in CHOICE_ATTRIBUTES and item.choices is not None
+    }
 
 
 class SaveImage:

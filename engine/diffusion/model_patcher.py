@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from engine.diffusion.patcher_extension import PatcherExtensions
+
 if TYPE_CHECKING:
     from engine.diffusion.diffusion_model import DiffusionModel
 
@@ -95,7 +97,7 @@ def _copy_nested(value: Any) -> Any:
     return value
 
 
-class ModelPatcher:
+class ModelPatcher(PatcherExtensions):
     """ComfyUI's ModelPatcher API on a `DiffusionModel` (see docs/custom-nodes.md for what is covered)."""
 
     def __init__(
@@ -119,6 +121,7 @@ class ModelPatcher:
         self.parent: ModelPatcher | None = None
         self.attachments: dict[str, Any] = {}
         self._backup: list[tuple[Any, Any]] = []
+        self._init_extensions()
 
     # Loom's own names, kept for the code that predates the ModelPatcher.
     @property
@@ -147,6 +150,7 @@ class ModelPatcher:
         n.model_options = copy.deepcopy(self.model_options)
         n.parent = self
         n.attachments = dict(self.attachments)
+        self._copy_extensions_to(n)
         return n
 
     def is_clone(self, other: Any) -> bool:

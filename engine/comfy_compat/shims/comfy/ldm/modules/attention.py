@@ -10,6 +10,7 @@ or the written-out softmax (attention_basic). Loom's UNet is diffusers', so Comf
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +23,25 @@ attention_sub_quad = optimized_attention
 attention_xformers = optimized_attention
 
 _REGISTERED: dict[str, Callable[..., Any]] = {"pytorch": optimized_attention, "basic": attention_basic}
+
+
+def wrap_attn(func: Callable[..., Any]) -> Callable[..., Any]:
+    """ComfyUI's attention decorator: on the outermost call, a callable stored as
+    `transformer_options["optimized_attention_override"]` (in the keyword arguments) runs instead,
+    as `override(func, *args, **kwargs)`; `_inside_attn_wrapper=True` is passed along so that nested
+    wrapped calls run `func` directly. Loom's own UNet attention does not go through it."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if "_inside_attn_wrapper" in kwargs:
+            return func(*args, **kwargs)
+        kwargs["_inside_attn_wrapper"] = True
+        override = (kwargs.get("transformer_options") or {}).get("optimized_attention_override")
+        if override is not None:
+            return override(func, *args, **kwargs)
+        return func(*args, **kwargs)
+
+    return wrapper
 
 
 def optimized_attention_for_device(
@@ -53,4 +73,5 @@ __all__ = [
     "optimized_attention_for_device",
     "optimized_attention_masked",
     "register_attention_function",
+    "wrap_attn",
 ]

@@ -1,0 +1,1 @@
+"""ComfyUI's comfy.ldm.flux package: only the rotary-embedding math (`math`); Loom loads no Flux model."""
