@@ -27,6 +27,8 @@ from safetensors.torch import load_file, save_file
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# Before diffusers: keeps a CUDA-built torchvision importable (engine/torchvision_compat.py).
+import engine  # noqa: E402, F401
 
 CASES = [
     ("sd3", "euler", "simple"),

@@ -21,6 +21,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+# Before diffusers: keeps a CUDA-built torchvision importable (engine/torchvision_compat.py).
+import engine  # noqa: E402, F401
+
 CHECKPOINT = Path("/tmp/loom_bench/sd15_layout_random.safetensors")
 
 _MAKE = """
