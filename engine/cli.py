@@ -115,7 +115,8 @@ def add_front_end_flags(parser: argparse.ArgumentParser) -> None:
         "--preview-method",
         choices=PREVIEW_METHODS,
         default="none",
-        help="latent previews while sampling (taesd falls back to latent2rgb); a prompt may ask for its own",
+        help="latent previews while sampling (taesd needs its decoder in vae_approx, else latent2rgb); "
+        "a prompt may ask for its own",
     )
     console = parser.add_mutually_exclusive_group()
     console.add_argument(

@@ -30,6 +30,8 @@ class Context:
     display_node: str | None = None
     # Whether samplers should draw latent previews (the prompt's or the server's preview method).
     previews: bool = True
+    # How they are drawn: "latent2rgb" or "taesd" (which falls back to latent2rgb without its file).
+    preview_method: str = "latent2rgb"
 
     @property
     def folders(self) -> Folders:

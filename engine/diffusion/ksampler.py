@@ -14,6 +14,7 @@ from typing import Any
 from engine.context import Context
 from engine.diffusion.guider import CFGGuider
 from engine.diffusion.model_patcher import ModelPatcher
+from engine.diffusion.taesd import preview_jpeg
 
 PREVIEW_EVERY = 1
 
@@ -78,6 +79,6 @@ def progress_callback(ctx: Context, model: ModelPatcher) -> Any:
     def on_step(step: int, denoised: Any, x: Any, total: int) -> None:
         ctx.progress(step + 1, total)
         if ctx.previews and step % PREVIEW_EVERY == 0:
-            ctx.preview("JPEG", model.latent.preview_jpeg(denoised))
+            ctx.preview("JPEG", preview_jpeg(model.latent, denoised, ctx.preview_method))
 
     return on_step

@@ -140,6 +140,7 @@ class PromptRun(RunState):
             extra_pnginfo=self.extra_data.get("extra_pnginfo") or {},
             display_node=display if display != node_id else None,
             previews=self.extra_data.get("preview_method", "auto") != "none",
+            preview_method=str(self.extra_data.get("preview_method", "latent2rgb")),
         )
         raws: list[Any] = []
         token = current_context.set(ctx)

@@ -9,14 +9,9 @@ run one at a time), reports through `progress`, and is finished when cached, exe
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from engine.server.config import PREVIEW_METHODS
-
-log = logging.getLogger(__name__)
-
-_warned = False
 
 
 def preview_method(extra_data: dict[str, Any], server_default: str) -> str:
@@ -27,14 +22,8 @@ def preview_method(extra_data: dict[str, Any], server_default: str) -> str:
 
 
 def resolve_preview_method(method: str) -> str:
-    """What Loom draws for a method: auto is latent2rgb (as in ComfyUI); Loom has no TAESD decoder,
-    so taesd falls back to latent2rgb, with a warning."""
-    global _warned
-    if method == "taesd":
-        if not _warned:
-            _warned = True
-            log.warning("TAESD previews are not available in Loom; latent2rgb previews are used instead")
-        return "latent2rgb"
+    """What Loom draws for a method: auto is latent2rgb (as in ComfyUI); taesd stays taesd (the
+    sampler falls back to latent2rgb when the family's decoder is not in vae_approx)."""
     return "latent2rgb" if method == "auto" else method
 
 
