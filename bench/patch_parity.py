@@ -15,17 +15,11 @@ nothing cannot pass unnoticed. Target: PSNR >= 30 dB between the servers for eve
 from __future__ import annotations
 
 import argparse
-import io
-import json
 import math
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from comfy_client import psnr, queue_prompt, saved_image  # bench/comfy_client.py, beside this script
 
 PATCHES: dict[str, dict[str, Any] | None] = {
     "none": None,
@@ -38,41 +32,6 @@ PATCHES: dict[str, dict[str, Any] | None] = {
         "inputs": {"block": "input", "number": 1, "context_scale": 0.5},
     },
 }
-
-
-def _get(port: int, path: str) -> bytes:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=120) as response:
-        return bytes(response.read())
-
-
-def _queue(port: int, prompt: dict[str, Any]) -> str:
-    body = json.dumps({"prompt": prompt}).encode()
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/prompt", data=body, headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return str(json.load(response)["prompt_id"])
-    except urllib.error.HTTPError as error:
-        raise RuntimeError(f"port {port} rejected the prompt: {error.read().decode()[:400]}") from None
-
-
-def _image(port: int, prompt_id: str, timeout: float = 900) -> np.ndarray | str:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        history = json.loads(_get(port, f"/history/{prompt_id}"))
-        if prompt_id in history:
-            entry = history[prompt_id]
-            if entry.get("status", {}).get("status_str") == "error":
-                errors = [m[1] for m in entry["status"]["messages"] if m[0] == "execution_error"]
-                return str(errors[0].get("exception_message", errors[0]))[:200] if errors else "error"
-            for output in entry["outputs"].values():
-                for image in output.get("images", []):
-                    query = urllib.parse.urlencode({**image, "type": image.get("type", "output")})
-                    return np.asarray(Image.open(io.BytesIO(_get(port, f"/view?{query}"))).convert("RGB"))
-            return "no image"
-        time.sleep(0.5)
-    return "timed out"
 
 
 def workflow(ckpt: str, patch: dict[str, Any] | None, seed: int, size: int, steps: int) -> dict[str, Any]:
@@ -113,11 +72,6 @@ def workflow(ckpt: str, patch: dict[str, Any] | None, seed: int, size: int, step
     return prompt
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--comfy", type=int, required=True, help="ComfyUI's port")
@@ -131,7 +85,9 @@ def main() -> None:
     images: dict[str, dict[int, np.ndarray | str]] = {}
     for name, patch in PATCHES.items():
         prompt = workflow(args.ckpt, patch, args.seed, args.size, args.steps)
-        images[name] = {port: _image(port, _queue(port, prompt)) for port in (args.comfy, args.loom)}
+        images[name] = {
+            port: saved_image(port, queue_prompt(port, prompt)) for port in (args.comfy, args.loom)
+        }
 
     print(f"{'patch':24} {'ComfyUI vs Loom':>16} {'ComfyUI vs unpatched':>21} {'Loom vs unpatched':>18}")
     passed = 0

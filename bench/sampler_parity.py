@@ -13,55 +13,13 @@ KSamplerSelect) against KSampler on the other server, when both servers have tho
 from __future__ import annotations
 
 import argparse
-import io
 import json
-import math
 import sys
-import time
-import urllib.parse
-import urllib.request
 from typing import Any
 
-import numpy as np
-from PIL import Image
+from comfy_client import get, psnr, queue_prompt, saved_image  # bench/comfy_client.py, beside this script
 
 CUSTOM_NODES = ("SamplerCustomAdvanced", "BasicScheduler", "CFGGuider", "RandomNoise", "KSamplerSelect")
-
-
-def _get(port: int, path: str) -> Any:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=60) as response:
-        return response.read()
-
-
-def _post_prompt(port: int, prompt: dict[str, Any]) -> str:
-    body = json.dumps({"prompt": prompt}).encode()
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/prompt", data=body, headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return str(json.load(response)["prompt_id"])
-    except urllib.error.HTTPError as error:
-        raise RuntimeError(f"port {port} rejected the prompt: {error.read().decode()[:500]}") from None
-
-
-def _image(port: int, prompt_id: str, timeout: float) -> np.ndarray | str:
-    """The saved image of a finished prompt, or the error message when it failed."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        history = json.loads(_get(port, f"/history/{prompt_id}"))
-        if prompt_id in history:
-            entry = history[prompt_id]
-            if entry.get("status", {}).get("status_str") == "error":
-                errors = [m[1] for m in entry["status"]["messages"] if m[0] == "execution_error"]
-                return str(errors[0].get("exception_message", errors[0]))[:200] if errors else "error"
-            for output in entry["outputs"].values():
-                for image in output.get("images", []):
-                    query = urllib.parse.urlencode({**image, "type": image.get("type", "output")})
-                    return np.asarray(Image.open(io.BytesIO(_get(port, f"/view?{query}"))).convert("RGB"))
-            return "no image"
-        time.sleep(0.3)
-    return "timed out"
 
 
 def _common(ckpt: str, seed: int, prefix: str) -> dict[str, Any]:
@@ -217,18 +175,13 @@ CUSTOM_CASES: list[tuple[tuple[str, dict[str, Any]], tuple[str, dict[str, Any]]]
 ]
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean())
-    return math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
-
-
 def _sampler_names(port: int) -> list[str]:
-    info = json.loads(_get(port, "/object_info/KSampler"))["KSampler"]
+    info = json.loads(get(port, "/object_info/KSampler"))["KSampler"]
     return list(info["input"]["required"]["sampler_name"][0])
 
 
 def _has_nodes(port: int) -> bool:
-    names = set(json.loads(_get(port, "/object_info")))
+    names = set(json.loads(get(port, "/object_info")))
     return all(node in names for node in CUSTOM_NODES)
 
 
@@ -281,10 +234,10 @@ def main() -> int:
         print("Loom lacks one of", ", ".join(CUSTOM_NODES), "- its custom-sampling pairs are skipped")
 
     # Queue everything on both servers first, so that the two run side by side.
-    queued = [(label, cp, _post_prompt(cp, cq), lp, _post_prompt(lp, lq)) for label, cp, cq, lp, lq in jobs]
+    queued = [(label, cp, queue_prompt(cp, cq), lp, queue_prompt(lp, lq)) for label, cp, cq, lp, lq in jobs]
     results: list[tuple[str, float | str]] = []
     for label, comfy_port, comfy_id, loom_port, loom_id in queued:
-        a, b = _image(comfy_port, comfy_id, args.timeout), _image(loom_port, loom_id, args.timeout)
+        a, b = saved_image(comfy_port, comfy_id, args.timeout), saved_image(loom_port, loom_id, args.timeout)
         value: float | str
         if isinstance(a, str) or isinstance(b, str):
             value = f"ComfyUI: {a if isinstance(a, str) else 'ok'}; Loom: {b if isinstance(b, str) else 'ok'}"

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from comfy_client import psnr  # bench/comfy_client.py, beside this script
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -95,11 +96,6 @@ def run(port: int, prompt: dict[str, Any], timeout: float) -> np.ndarray:
             return np.asarray(Image.open(io.BytesIO(_request(port, f"/view?{query}"))).convert("RGB"))
         time.sleep(0.5)
     raise RuntimeError(f"port {port}: timed out after {timeout} s")
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
 def main() -> None:

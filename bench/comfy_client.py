@@ -1,0 +1,59 @@
+"""A small HTTP client of ComfyUI's API, shared by the parity benches that run one workflow on a CPU
+ComfyUI and on Loom side by side: queue a prompt, wait for its saved image, compare two images."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+
+def get(port: int, path: str, timeout: float = 120) -> bytes:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as response:
+        return bytes(response.read())
+
+
+def queue_prompt(port: int, prompt: dict[str, Any], timeout: float = 120) -> str:
+    """POST /prompt; the prompt id, or a RuntimeError with the server's answer."""
+    body = json.dumps({"prompt": prompt}).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/prompt", data=body, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return str(json.load(response)["prompt_id"])
+    except urllib.error.HTTPError as error:
+        raise RuntimeError(f"port {port} rejected the prompt: {error.read().decode()[:500]}") from None
+
+
+def saved_image(port: int, prompt_id: str, timeout: float = 900) -> np.ndarray | str:
+    """The first saved image of a finished prompt as RGB, or why there is none (its error message)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        history = json.loads(get(port, f"/history/{prompt_id}"))
+        if prompt_id in history:
+            entry = history[prompt_id]
+            if entry.get("status", {}).get("status_str") == "error":
+                errors = [m[1] for m in entry["status"]["messages"] if m[0] == "execution_error"]
+                return str(errors[0].get("exception_message", errors[0]))[:200] if errors else "error"
+            for output in entry["outputs"].values():
+                for image in output.get("images", []):
+                    query = urllib.parse.urlencode({**image, "type": image.get("type", "output")})
+                    return np.asarray(Image.open(io.BytesIO(get(port, f"/view?{query}"))).convert("RGB"))
+            return "no image"
+        time.sleep(0.3)
+    return "timed out"
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Peak signal-to-noise ratio of two 8-bit images in dB (inf when identical)."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
