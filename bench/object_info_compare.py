@@ -8,7 +8,9 @@ list flags). Tooltips and descriptions are not compared. Combo lists of files (u
 compared only as "a list of files", since the two servers have different folders.
 
     python bench/object_info_compare.py [--comfy /tmp/comfy] [--comfy-port 8316] [--loom-port 8216]
-                                        [--only Node1,Node2] [--quiet]
+                                        [--comfy-json FILE] [--only Node1,Node2] [--quiet]
+
+--comfy-json reads ComfyUI's /object_info from a file saved earlier instead of starting ComfyUI.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ OPTION_KEYS = (
     "display",
     "image_upload",
     "image_folder",
+    "advanced",
 )
 FILE_LIST_HINTS = ("image_upload", "remote", "image_folder")
 
@@ -139,6 +142,7 @@ def main() -> None:
         "--only", default="", help="comma-separated node ids to compare (default: all shared)"
     )
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
+    parser.add_argument("--comfy-json", type=Path, help="ComfyUI's /object_info saved as JSON")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="loom_object_info_"))
@@ -150,12 +154,16 @@ def main() -> None:
     loom_cmd += ["--disable-all-custom-nodes"]
     loom_cmd += ["--input-directory", str(work / "input"), "--output-directory", str(work / "output")]
     loom_cmd += ["--temp-directory", str(work / "temp"), "--database", str(work / "loom.db")]
-    started = [
-        start(comfy_cmd, args.comfy / "ComfyUI", args.comfy_port, "ComfyUI", work / "comfyui.log"),
-        start(loom_cmd, ROOT, args.loom_port, "Loom", work / "loom.log"),
-    ]
+    started = [start(loom_cmd, ROOT, args.loom_port, "Loom", work / "loom.log")]
+    if args.comfy_json is None:
+        started.append(
+            start(comfy_cmd, args.comfy / "ComfyUI", args.comfy_port, "ComfyUI", work / "comfyui.log")
+        )
     try:
-        comfy = fetch(f"http://127.0.0.1:{args.comfy_port}/object_info", timeout=60)
+        if args.comfy_json is None:
+            comfy = fetch(f"http://127.0.0.1:{args.comfy_port}/object_info", timeout=60)
+        else:
+            comfy = json.loads(args.comfy_json.read_text())
         loom = fetch(f"http://127.0.0.1:{args.loom_port}/object_info", timeout=60)
     finally:
         for process in started:

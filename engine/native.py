@@ -54,6 +54,9 @@ class Input:
     lazy: bool = False
     # Further ComfyUI widget options published as they are, e.g. {"display": "color"}.
     extra: dict[str, Any] | None = None
+    # Combos: ComfyUI's classic nodes publish no default (the front end shows the first choice), so a
+    # combo's default stays out of /object_info unless this is set, as for ComfyUI's nodes that do.
+    publish_default: bool = False
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,9 @@ class Node:
     input_is_list: ClassVar[bool] = False
     # ComfyUI's OUTPUT_IS_LIST, one flag per output: such an output is a list fanned out downstream.
     output_is_list: ClassVar[tuple[bool, ...]] = ()
+    # The hidden inputs ComfyUI's node of this name declares, e.g. {"prompt": "PROMPT"}: published in
+    # /object_info as ComfyUI does; a native node reads them from its `ctx`.
+    hidden: ClassVar[dict[str, str]] = {}
 
     # Optional hooks, as classmethods taking the literal inputs:
     #   fingerprint(cls, **inputs) -> extra cache-key material (ComfyUI's IS_CHANGED; NaN: always re-run)
@@ -148,6 +154,7 @@ def native_spec(cls: type[Node]) -> NodeSpec:
         validate_params=parameter_names(validate) if validate else None,
         accepts_extra_inputs=accepts_extra,
         not_idempotent=cls.not_idempotent,
+        published_hidden=tuple(cls.hidden.items()),
         input_is_list=cls.input_is_list,
         check_lazy=(lambda instance, values: instance.check_lazy_status(**values)) if check_lazy else None,
         native=True,
@@ -214,6 +221,8 @@ def _input_spec(node_id: str, param: inspect.Parameter, annotation: Any) -> Inpu
 
     choices = _choices_getter(info.choices)
     _check_default(node_id, param.name, options, choices)
+    if choices is not None and not info.publish_default:
+        options.pop("default", None)
     return InputSpec(param.name, type_name, section, options, choices)
 
 

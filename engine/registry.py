@@ -79,6 +79,8 @@ def node_info(spec: NodeSpec) -> dict[str, Any]:
     sections: dict[str, dict[str, Any]] = {"required": {}}
     for item in spec.inputs:
         sections.setdefault(item.section, {})[item.name] = item.object_info()
+    for name, kind in spec.published_hidden:
+        sections.setdefault("hidden", {})[name] = kind
     info: dict[str, Any] = {
         "input": sections,
         "input_order": {section: list(entries) for section, entries in sections.items()},

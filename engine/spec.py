@@ -88,6 +88,8 @@ class NodeSpec:
     # ComfyUI's check_lazy_status: (instance, inputs) -> names of lazy inputs still needed.
     check_lazy: Callable[[Any, dict[str, Any]], Any] | None = None
     not_idempotent: bool = False
+    # Hidden inputs published in /object_info only (native nodes read them from their Context).
+    published_hidden: tuple[tuple[str, str], ...] = ()
     native: bool = False
     extra_info: dict[str, Any] = field(default_factory=dict)
     # What Loom's checks dislike in a declaration ComfyUI accepts: registered anyway, reported per node.

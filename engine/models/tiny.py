@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
-TinyFamily = Literal["sd1", "sd2", "sdxl"]
+TinyFamily = Literal["sd1", "sd2", "sdxl", "sdxl_refiner"]
 TEXT_WIDTH = 64
 PROJECTION_DIM = 32
 
@@ -77,7 +77,7 @@ def _unet_config(family: TinyFamily) -> dict[str, Any]:
             "use_linear_projection": True,
             "upcast_attention": True,
         }
-    return common | {
+    sdxl = common | {
         "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
         "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"],
         "cross_attention_dim": 2 * TEXT_WIDTH,
@@ -88,15 +88,22 @@ def _unet_config(family: TinyFamily) -> dict[str, Any]:
         "addition_time_embed_dim": 8,
         "projection_class_embeddings_input_dim": PROJECTION_DIM + 6 * 8,
     }
+    if family == "sdxl_refiner":  # CLIP-G alone; five size/crop/aesthetic-score embeddings
+        return sdxl | {
+            "cross_attention_dim": TEXT_WIDTH,
+            "projection_class_embeddings_input_dim": PROJECTION_DIM + 5 * 8,
+        }
+    return sdxl
 
 
 def build_tiny(family: TinyFamily, seed: int = 0) -> TinyModels:
-    """Random tiny SD1.x (eps), SD2.x (v-prediction) or SDXL base (eps) models, deterministic in `seed`."""
+    """Random tiny SD1.x (eps), SD2.x (v-prediction), SDXL base or refiner (eps) models, deterministic in
+    `seed`."""
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
-    if family not in ("sd1", "sd2", "sdxl"):
-        raise ValueError(f"build_tiny: unknown family {family!r}; use 'sd1', 'sd2' or 'sdxl'")
+    if family not in ("sd1", "sd2", "sdxl", "sdxl_refiner"):
+        raise ValueError(f"build_tiny: unknown family {family!r}; use 'sd1', 'sd2', 'sdxl' or 'sdxl_refiner'")
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(**_unet_config(family))
     vae = AutoencoderKL(
@@ -107,12 +114,14 @@ def build_tiny(family: TinyFamily, seed: int = 0) -> TinyModels:
         latent_channels=4,
         norm_num_groups=32,
         sample_size=16,
-        scaling_factor=0.13025 if family == "sdxl" else 0.18215,
+        scaling_factor=0.13025 if family.startswith("sdxl") else 0.18215,
     )
     if family == "sd1":
         encoders = [_text_encoder("hf", projection=False)]
     elif family == "sd2":
         encoders = [_text_encoder("open_clip", projection=False)]
+    elif family == "sdxl_refiner":
+        encoders = [_text_encoder("open_clip", projection=True)]
     else:
         encoders = [_text_encoder("hf", projection=False), _text_encoder("open_clip", projection=True)]
     # Default initialisations leave biases and norms at exactly 0 or 1; jitter every weight so that a key

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from engine.native import Clip, Conditioning, Input, Node
+from nodes.conditioning.text import prompt_text
 
 GUIDANCE = Input("Flux dev's distilled guidance strength (its embedded 'cfg').", min=0.0, max=100.0, step=0.1)
 
@@ -30,8 +31,8 @@ class CLIPTextEncodeFlux(Node):
     def run(
         self,
         clip: Annotated[Clip, Input("Flux's text encoders (DualCLIPLoader type flux).")],
-        clip_l: Annotated[str, Input("Prompt for CLIP-L.", multiline=True)],
-        t5xxl: Annotated[str, Input("Prompt for T5-XXL.", multiline=True)],
+        clip_l: Annotated[str, prompt_text("Prompt for CLIP-L.")],
+        t5xxl: Annotated[str, prompt_text("Prompt for T5-XXL.")],
         guidance: Annotated[float, GUIDANCE] = 3.5,
     ) -> Conditioning:
         from nodes.conditioning.text import NO_CLIP

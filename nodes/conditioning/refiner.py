@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from engine.native import Clip, Conditioning, Input, Node
-from nodes.conditioning.text import NO_CLIP
+from nodes.conditioning.text import NO_CLIP, prompt_text
 from nodes.image.basic import MAX_RESOLUTION
 
 SIZE = Input("Size hint in pixels that the refiner is conditioned on.", min=0, max=MAX_RESOLUTION)
@@ -23,7 +23,7 @@ class CLIPTextEncodeSDXLRefiner(Node):
         ascore: Annotated[float, Input("Aesthetic score.", min=0.0, max=1000.0, step=0.01)] = 6.0,
         width: Annotated[int, SIZE] = 1024,
         height: Annotated[int, SIZE] = 1024,
-        text: Annotated[str, Input("The prompt.", multiline=True, extra={"dynamicPrompts": True})],
+        text: Annotated[str, prompt_text("The prompt.")],
         clip: Annotated[Clip, Input("The refiner's text encoder.")],
     ) -> Conditioning:
         if clip is None:

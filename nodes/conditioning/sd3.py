@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from engine.native import Clip, Conditioning, Input, Node
-from nodes.conditioning.text import NO_CLIP
+from nodes.conditioning.text import NO_CLIP, prompt_text
 
 PADDING = Input(
     "none: an empty prompt leaves its encoder out; empty_prompt: encode it as an empty prompt.",
@@ -21,9 +21,9 @@ class CLIPTextEncodeSD3(Node):
     def run(
         self,
         clip: Annotated[Clip, Input("SD3's text encoders.")],
-        clip_l: Annotated[str, Input("Prompt for CLIP-L.", multiline=True)],
-        clip_g: Annotated[str, Input("Prompt for CLIP-G.", multiline=True)],
-        t5xxl: Annotated[str, Input("Prompt for T5-XXL.", multiline=True)],
+        clip_l: Annotated[str, prompt_text("Prompt for CLIP-L.")],
+        clip_g: Annotated[str, prompt_text("Prompt for CLIP-G.")],
+        t5xxl: Annotated[str, prompt_text("Prompt for T5-XXL.")],
         empty_padding: Annotated[str, PADDING] = "none",
     ) -> Conditioning:
         if clip is None:

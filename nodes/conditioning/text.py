@@ -14,6 +14,11 @@ NO_CLIP = (
 )
 
 
+def prompt_text(description: str) -> Input:
+    """A prompt box: multi-line, and ComfyUI's front end expands `{a|b}` choices in it before queueing."""
+    return Input(description, multiline=True, extra={"dynamicPrompts": True})
+
+
 def _encode(clip: CLIP | None, text: str, **options: Any) -> list[Any]:
     if clip is None:
         raise RuntimeError(NO_CLIP)
@@ -43,7 +48,7 @@ class CLIPTextEncode(Node):
 
     def run(
         self,
-        text: Annotated[str, Input("The prompt.", multiline=True)],
+        text: Annotated[str, prompt_text("The prompt.")],
         clip: Annotated[Clip, Input("The text encoder.")],
     ) -> Conditioning:
         return _encode(clip, text)
@@ -57,8 +62,9 @@ class CLIPTextEncodeSDXL(Node):
 
     category = "advanced/conditioning"
 
-    def run(
+    def run(  # keyword-only: ComfyUI's input order puts the required prompts after the size hints
         self,
+        *,
         clip: Annotated[Clip, Input("The SDXL text encoders.")],
         width: Annotated[int, SIZE] = 1024,
         height: Annotated[int, SIZE] = 1024,
@@ -66,8 +72,8 @@ class CLIPTextEncodeSDXL(Node):
         crop_h: Annotated[int, SIZE] = 0,
         target_width: Annotated[int, SIZE] = 1024,
         target_height: Annotated[int, SIZE] = 1024,
-        text_g: Annotated[str, Input("Prompt for the large (OpenCLIP G) encoder.", multiline=True)] = "",
-        text_l: Annotated[str, Input("Prompt for the CLIP-L encoder.", multiline=True)] = "",
+        text_g: Annotated[str, prompt_text("Prompt for the large (OpenCLIP G) encoder.")],
+        text_l: Annotated[str, prompt_text("Prompt for the CLIP-L encoder.")],
     ) -> Conditioning:
         if clip is None:
             raise RuntimeError(NO_CLIP)

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from engine.context import Context
 from engine.folders import safe_join
 from engine.native import Image, Input, Node, Ui
-from nodes.image.io import expand_prefix, next_counter
+from nodes.image.io import SAVE_HIDDEN, expand_prefix, next_counter
 
 WEBP_METHODS = {"default": 4, "fastest": 0, "slowest": 6}
 FPS = Input("Frames per second.", min=0.01, max=1000.0, step=0.01)
@@ -44,6 +44,7 @@ class SaveAnimatedWEBP(Node):
 
     category = "image/animation"
     output_node = True
+    hidden = SAVE_HIDDEN
 
     def run(
         self,
@@ -81,6 +82,7 @@ class SaveAnimatedPNG(Node):
 
     category = "image/animation"
     output_node = True
+    hidden = SAVE_HIDDEN
 
     def run(
         self,

@@ -80,12 +80,17 @@ def save_images(
     return saved
 
 
+# ComfyUI's output nodes declare the prompt and workflow as hidden inputs; Loom's read them from ctx.
+SAVE_HIDDEN = {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}
+
+
 class SaveImage(Node):
     """Save images as PNG files in the output folder, with the workflow embedded in each file."""
 
     display_name = "Save Image"
     category = "image"
     output_node = True
+    hidden = SAVE_HIDDEN
 
     def run(
         self,
@@ -104,6 +109,7 @@ class PreviewImage(Node):
     display_name = "Preview Image"
     category = "image"
     output_node = True
+    hidden = SAVE_HIDDEN
 
     def run(self, ctx: Context, images: Annotated[Image, Input("The images to show.")]) -> Ui:
         suffix = "".join(random.choice(string.ascii_lowercase) for _ in range(5))
@@ -161,7 +167,10 @@ class LoadImage(Node):
     category = "image"
 
     def run(
-        self, image: Annotated[str, Input("A file in the input folder.", choices=input_images)]
+        self,
+        image: Annotated[
+            str, Input("A file in the input folder.", choices=input_images, extra={"image_upload": True})
+        ],
     ) -> ImageAndMask:
         return read_image(safe_join(folders.current().input, image))
 

@@ -6,7 +6,7 @@ IMAGE is a float tensor [batch, height, width, channels] in 0..1.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any, ClassVar, NamedTuple
 
 from engine.native import Image, Input, Mask, Node
 from nodes.image.basic import MAX_RESOLUTION, UPSCALE_METHODS, upscale
@@ -171,12 +171,16 @@ class ImageStitch(Node):
         self,
         *,
         image1: Annotated[Image, Input("The first image.")],
-        direction: Annotated[str, Input("Where image2 goes.", choices=DIRECTIONS)] = "right",
+        direction: Annotated[
+            str, Input("Where image2 goes.", choices=DIRECTIONS, publish_default=True)
+        ] = "right",
         match_image_size: Annotated[bool, Input("Resize image2 to image1's height (width).")] = True,
         spacing_width: Annotated[
             int, Input("Gap in pixels (rounded up to even).", min=0, max=1024, step=2)
         ] = 0,
-        spacing_color: Annotated[str, Input("Colour of the gap.", choices=tuple(SPACING_COLORS))] = "white",
+        spacing_color: Annotated[
+            str, Input("Colour of the gap.", choices=tuple(SPACING_COLORS), publish_default=True)
+        ] = "white",
         image2: Annotated[Image | None, Input("The image to add.")] = None,
     ) -> Image:
         import torch
@@ -279,6 +283,7 @@ class GetImageSize(Node):
 
     display_name = "Get Image Size"
     category = "image"
+    hidden: ClassVar[dict[str, str]] = {"unique_id": "UNIQUE_ID"}  # ComfyUI shows the size on the node
 
     def run(self, image: Annotated[Image, Input("The image.")]) -> ImageSize:
         return ImageSize(image.shape[2], image.shape[1], image.shape[0])

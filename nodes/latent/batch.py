@@ -102,7 +102,7 @@ class LatentBatchSeedBehavior(Node):
         self,
         samples: Annotated[Latent, Input("The batch.")],
         seed_behavior: Annotated[
-            str, Input("How the items' noise is seeded.", choices=SEED_BEHAVIORS)
+            str, Input("How the items' noise is seeded.", choices=SEED_BEHAVIORS, publish_default=True)
         ] = "fixed",
     ) -> Latent:
         out = dict(samples)

@@ -12,7 +12,7 @@ from engine import folders
 from engine.context import Context
 from engine.folders import safe_join
 from engine.native import Input, Latent, Node, Ui
-from nodes.image.io import expand_prefix, next_counter
+from nodes.image.io import SAVE_HIDDEN, expand_prefix, next_counter
 
 # Files written before ComfyUI added this marker hold latents scaled by SD1's factor 0.18215.
 FORMAT_MARKER = "latent_format_version_0"
@@ -24,6 +24,7 @@ class SaveLatent(Node):
 
     category = "_for_testing"
     output_node = True
+    hidden = SAVE_HIDDEN
 
     def run(
         self,

@@ -32,7 +32,11 @@ CLIP_TYPES = (
     "hunyuan_image",
 )
 DUAL_CLIP_TYPES = ("sdxl", "sd3", "flux", "hunyuan_video", "hidream", "hunyuan_image")
-DEVICE = Input("Where the text encoder runs; cpu keeps it off the GPU.", choices=("default", "cpu"))
+DEVICE = Input(
+    "Where the text encoder runs; cpu keeps it off the GPU.",
+    choices=("default", "cpu"),
+    extra={"advanced": True},  # ComfyUI's front end folds it away with the advanced inputs
+)
 
 
 def diffusion_model_files() -> list[str]:

@@ -11,16 +11,13 @@ from typing import Annotated, Any, NamedTuple
 
 from engine.context import Context
 from engine.native import Conditioning, Input, Latent, Model, Node, Socket
-from nodes.sampling.ksampler import SEED
+from nodes.sampling.ksampler import CFG, SEED
 
 Guider = Annotated[Any, Socket("GUIDER")]
 Sampler = Annotated[Any, Socket("SAMPLER")]
 Sigmas = Annotated[Any, Socket("SIGMAS")]
 Noise = Annotated[Any, Socket("NOISE")]
 
-CFG = Input(
-    "How strongly the prompt steers the image (classifier-free guidance).", min=0.0, max=100.0, step=0.1
-)
 GUIDERS = "sampling/custom_sampling/guiders"
 
 

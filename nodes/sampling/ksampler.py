@@ -31,7 +31,11 @@ SEED = Input(
 )
 STEPS = Input("Denoising steps.", min=1, max=10000)
 CFG = Input(
-    "How strongly the prompt steers the image (classifier-free guidance).", min=0.0, max=100.0, step=0.1
+    "How strongly the prompt steers the image (classifier-free guidance).",
+    min=0.0,
+    max=100.0,
+    step=0.1,
+    round=0.01,
 )
 SAMPLER = Input("The sampling algorithm.", choices=sampler_names)
 SCHEDULER = Input("How noise levels are spaced over the steps.", choices=scheduler_names)

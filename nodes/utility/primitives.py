@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 from engine.native import Input, Node
 
-INT_LIMIT = 0xFFFFFFFFFFFFFFFF
+# ComfyUI's bounds for both number primitives (no defaults: the front end starts them at 0).
+LIMIT = sys.maxsize
 
 
 class PrimitiveInt(Node):
@@ -15,7 +17,10 @@ class PrimitiveInt(Node):
     display_name = "Int"
     category = "utils/primitive"
 
-    def run(self, value: Annotated[int, Input("The integer.", min=-INT_LIMIT, max=INT_LIMIT)] = 0) -> int:
+    def run(
+        self,
+        value: Annotated[int, Input("The integer.", min=-LIMIT, max=LIMIT, control_after_generate=True)],
+    ) -> int:
         return value
 
 
@@ -25,7 +30,7 @@ class PrimitiveFloat(Node):
     display_name = "Float"
     category = "utils/primitive"
 
-    def run(self, value: Annotated[float, Input("The number.", min=-1e300, max=1e300)] = 0.0) -> float:
+    def run(self, value: Annotated[float, Input("The number.", min=-LIMIT, max=LIMIT)]) -> float:
         return value
 
 
@@ -35,7 +40,7 @@ class PrimitiveString(Node):
     display_name = "String"
     category = "utils/primitive"
 
-    def run(self, value: Annotated[str, Input("The text.")] = "") -> str:
+    def run(self, value: Annotated[str, Input("The text.", extra={"multiline": False})]) -> str:
         return value
 
 
@@ -45,7 +50,7 @@ class PrimitiveStringMultiline(Node):
     display_name = "String (Multiline)"
     category = "utils/primitive"
 
-    def run(self, value: Annotated[str, Input("The text.", multiline=True)] = "") -> str:
+    def run(self, value: Annotated[str, Input("The text.", multiline=True)]) -> str:
         return value
 
 
@@ -55,5 +60,5 @@ class PrimitiveBoolean(Node):
     display_name = "Boolean"
     category = "utils/primitive"
 
-    def run(self, value: Annotated[bool, Input("The switch.")] = False) -> bool:
+    def run(self, value: Annotated[bool, Input("The switch.")]) -> bool:
         return value

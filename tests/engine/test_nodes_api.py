@@ -30,7 +30,8 @@ def test_native_node_publishes_typed_described_inputs(registry: NodeRegistry) ->
     scale = registry.object_info()["ImageScale"]
     method, options = scale["input"]["required"]["upscale_method"]
     assert method == ["nearest-exact", "bilinear", "area", "bicubic", "lanczos"]
-    assert options["default"] == "nearest-exact" and options["tooltip"]
+    # As ComfyUI's classic nodes: a combo publishes no default (the front end shows the first choice).
+    assert "default" not in options and options["tooltip"]
     assert scale["input"]["required"]["width"][0] == "INT"
     assert scale["input"]["required"]["width"][1]["min"] == 0
     assert scale["input_order"]["required"] == ["image", "upscale_method", "width", "height", "crop"]
@@ -38,7 +39,12 @@ def test_native_node_publishes_typed_described_inputs(registry: NodeRegistry) ->
     assert scale["description"].startswith("Resize an image")
     load = registry.object_info()["LoadImage"]
     assert load["output"] == ["IMAGE", "MASK"] and load["output_name"] == ["IMAGE", "MASK"]
-    assert registry.object_info()["SaveImage"]["output_node"] is True
+    save = registry.object_info()["SaveImage"]
+    assert save["output_node"] is True
+    assert save["input"]["hidden"] == {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}
+    assert save["input_order"]["hidden"] == ["prompt", "extra_pnginfo"]
+    stitch = registry.object_info()["ImageStitch"]["input"]["required"]["direction"]
+    assert stitch[1]["default"] == "right"  # ComfyUI publishes this one
 
 
 def test_native_optional_input_and_named_outputs() -> None:
