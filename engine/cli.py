@@ -103,7 +103,10 @@ def add_scale_out_flags(parser: argparse.ArgumentParser) -> None:
     ray = parser.add_mutually_exclusive_group()
     ray.add_argument("--ray", action="store_true", help="run prompts on workers in a local Ray instance")
     ray.add_argument(
-        "--ray-address", default=None, metavar="ADDR", help="run prompts on a Ray cluster (e.g. 10.0.0.5:6379)"
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="run prompts on a Ray cluster (e.g. 10.0.0.5:6379)",
     )
     parser.add_argument(
         "--ray-workers",
@@ -117,6 +120,13 @@ def add_scale_out_flags(parser: argparse.ArgumentParser) -> None:
         default="",
         metavar="SPEC",
         help="labels per Ray worker, e.g. '0=sdxl,fast;1=sd15;*=any' (a prompt's extra_data.worker pins it)",
+    )
+    parser.add_argument(
+        "--ray-routing",
+        choices=("affinity", "round-robin"),
+        default="affinity",
+        help="how prompts pick a Ray worker: where their models are loaded (default), or in turn "
+        "(for comparison)",
     )
 
 
@@ -133,7 +143,7 @@ def ray_config(args: argparse.Namespace) -> RayConfig | None:
         labels = parse_labels(args.worker_labels)
     except ValueError as exc:
         raise ScaleOutFlagError(str(exc)) from None
-    return RayConfig(address=args.ray_address, workers=args.ray_workers, labels=labels)
+    return RayConfig(args.ray_address, args.ray_workers, labels, routing=args.ray_routing)
 
 
 class ScaleOutFlagError(ValueError):

@@ -256,7 +256,9 @@ class PromptStore:
     def retry(self, prompt_id: str) -> None:
         """Put a running prompt back whose worker died: unlike `requeue`, the start counts."""
         with self._write() as db:
-            db.execute("UPDATE prompts SET state = 'pending' WHERE prompt_id = ? AND state = 'running'", (prompt_id,))
+            db.execute(
+                "UPDATE prompts SET state = 'pending' WHERE prompt_id = ? AND state = 'running'", (prompt_id,)
+            )
 
     def finish(self, prompt_id: str, history: dict[str, Any], outcome: str | None = None) -> None:
         """Record a prompt's history entry ({outputs, status, meta}) and mark it done; `outcome`

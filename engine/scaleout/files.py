@@ -66,7 +66,9 @@ def output_files(output: dict[str, Any], folders: Folders) -> list[FileBlob]:
             continue
         subfolder, name = str(entry.get("subfolder") or ""), str(entry["filename"])
         try:
-            blobs.append((kind, subfolder, name, safe_join(folders.by_type(kind), subfolder, name).read_bytes()))
+            blobs.append(
+                (kind, subfolder, name, safe_join(folders.by_type(kind), subfolder, name).read_bytes())
+            )
         except (UnsafePathError, OSError):
             continue
     return blobs

@@ -20,7 +20,7 @@ from dataclasses import replace
 from typing import Any
 
 from engine.folders import PROJECT_ROOT
-from engine.scaleout.config import NAMESPACE, RayConfig
+from engine.scaleout.config import RayConfig
 from engine.scaleout.interface import Job, WorkerEvent, WorkerGone
 from engine.scaleout.runtime import DeviceRuntime, RuntimeSpec
 

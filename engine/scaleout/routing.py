@@ -126,7 +126,7 @@ def plan(
     for prompt in list(considered):
         holders = [w for w in _choices(prompt, free) if prompt.models & w.models]
         if holders:
-            take(prompt, max(holders, key=lambda w: (len(prompt.models & w.models), -_load(w, considered))))
+            take(prompt, min(holders, key=lambda w: (-len(prompt.models & w.models), _load(w, considered))))
     for prompt in list(considered):
         choices = _choices(prompt, free)
         if not choices or _should_wait(prompt, considered, workers):
@@ -148,7 +148,9 @@ def _load(worker: WorkerView, waiting: Sequence[PendingPrompt]) -> tuple[int, in
     return (needed, len(worker.models), worker.prompts_run, worker.name)
 
 
-def _should_wait(prompt: PendingPrompt, waiting: Sequence[PendingPrompt], workers: Sequence[WorkerView]) -> bool:
+def _should_wait(
+    prompt: PendingPrompt, waiting: Sequence[PendingPrompt], workers: Sequence[WorkerView]
+) -> bool:
     """A prompt waits for a busy worker holding all its models, unless more prompts need those models
     than there are workers holding them (then a second copy is worth loading)."""
     if not prompt.models:

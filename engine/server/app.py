@@ -140,7 +140,10 @@ async def _scale_out(
     assert config.ray is not None
     backend = RayBackend(config.ray, runtime_spec(config))
     workers = await asyncio.to_thread(backend.connect)
-    return PoolWorker(store, executor, hub, config.preview_method, list(workers), config.folders), backend
+    pool = PoolWorker(
+        store, executor, hub, config.preview_method, list(workers), config.folders, config.ray.routing
+    )
+    return pool, backend
 
 
 def runtime_spec(config: ServerConfig) -> RuntimeSpec:

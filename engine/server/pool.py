@@ -67,12 +67,14 @@ class PoolWorker(Worker):
         previews: str,
         workers: list[DeviceWorker],
         folders: Folders,
+        routing_policy: str = "affinity",
     ) -> None:
         super().__init__(store, executor, hub, previews)
         self.devices = {w.name: Device(w) for w in workers}
         self.folders = folders
         self._skips: dict[str, int] = {}
         self._avoid: dict[str, set[str]] = {}
+        self._round_robin = routing.RoundRobin() if routing_policy == "round-robin" else None
 
     # What the routes call
 
@@ -87,8 +89,17 @@ class PoolWorker(Worker):
         return hit
 
     def free_cache(self) -> None:
+        """Idle workers drop their cached outputs, and with them the models they held."""
         for device in self.devices.values():
+            if device.running is None:
+                device.models = frozenset()
             asyncio.get_running_loop().create_task(device.worker.free(False))
+
+    def unload_models(self) -> None:
+        for device in self.devices.values():
+            if device.running is None:
+                device.models = frozenset()
+            asyncio.get_running_loop().create_task(device.worker.free(True))
 
     def warm_up(self, then: Any = None) -> None:
         if then is not None:
@@ -143,6 +154,9 @@ class PoolWorker(Worker):
         if self.stopping or not any(d.alive and d.running is None for d in self.devices.values()):
             return []
         pending = self.store.pending(max(2 * len(self.devices), 4))
+        self._skips = {
+            item.prompt_id: self._skips[item.prompt_id] for item in pending if item.prompt_id in self._skips
+        }
         views = [d.view() for d in self.devices.values()]
         waiting: list[routing.PendingPrompt] = []
         for item in pending:
@@ -157,7 +171,7 @@ class PoolWorker(Worker):
                 waiting.append(prompt)
             else:
                 self._refuse(item, prompt.labels)
-        plan = routing.plan(waiting, views)
+        plan = self._round_robin.plan(waiting, views) if self._round_robin else routing.plan(waiting, views)
         chosen = {prompt_id for prompt_id, _ in plan}
         if plan:
             last = max(i for i, p in enumerate(waiting) if p.prompt_id in chosen)
@@ -207,8 +221,18 @@ class PoolWorker(Worker):
         died: WorkerGone | None = None
         try:
             inputs = await asyncio.to_thread(job_inputs, item.prompt, self.folders)
-            job = Job(item.prompt_id, item.prompt, item.outputs, {**item.extra_data, "preview_method": method}, inputs)
-            self.hub.send("loom_dispatch", {"prompt_id": item.prompt_id, "worker": device.worker.name, "attempt": attempt}, run.sid)
+            job = Job(
+                item.prompt_id,
+                item.prompt,
+                item.outputs,
+                {**item.extra_data, "preview_method": method},
+                inputs,
+            )
+            self.hub.send(
+                "loom_dispatch",
+                {"prompt_id": item.prompt_id, "worker": device.worker.name, "attempt": attempt},
+                run.sid,
+            )
             async for event, data, blobs in device.worker.run(job):
                 if blobs:
                     await asyncio.to_thread(place_files, blobs, data.get("output") or {}, self.folders)
@@ -223,7 +247,9 @@ class PoolWorker(Worker):
         except Exception as exc:
             log.exception("prompt %s failed on worker %s", item.prompt_id, device.worker.name)
             if not run.finished:
-                await asyncio.to_thread(self._fail, item, f"{type(exc).__name__}: {exc}", "ExecutionFailed", run)
+                await asyncio.to_thread(
+                    self._fail, item, f"{type(exc).__name__}: {exc}", "ExecutionFailed", run
+                )
         finally:
             device.running = None
             self.running = next((d.running for d in self.devices.values() if d.running), None)
@@ -242,16 +268,23 @@ class PoolWorker(Worker):
 
     async def _worker_died(self, device: Device, item: QueueItem, attempt: int, exc: WorkerGone) -> None:
         name = device.worker.name
-        device.alive, device.models, device.deaths, device.last_error = False, frozenset(), device.deaths + 1, str(exc)
+        device.alive, device.models, device.deaths, device.last_error = (
+            False,
+            frozenset(),
+            device.deaths + 1,
+            str(exc),
+        )
         log.error("worker %s died running prompt %s (attempt %d): %s", name, item.prompt_id, attempt, exc)
         self._avoid.setdefault(item.prompt_id, set()).add(name)
         if self.stopping or attempt < MAX_ATTEMPTS:
             await asyncio.to_thread(self.store.retry, item.prompt_id)
-            self.hub.send("loom_retry", {"prompt_id": item.prompt_id, "worker": name, "error": str(exc)}, None)
+            self.hub.send(
+                "loom_retry", {"prompt_id": item.prompt_id, "worker": name, "error": str(exc)}, None
+            )
         else:
             message = (
-                f"The worker running this prompt died on each of its {attempt} attempts (last: {name}: {exc});"
-                " it is not run again."
+                f"The worker running this prompt died on each of its {attempt} attempts"
+                f" (last: {name}: {exc}); it is not run again."
             )
             await asyncio.to_thread(self._fail, item, message, "WorkerDied")
             self._avoid.pop(item.prompt_id, None)

@@ -141,6 +141,10 @@ async def free(request: web.Request) -> web.Response:
     if body.get("unload_models"):
         from engine.diffusion.devices import unload_models
 
+        unload_workers = getattr(request.app[WORKER], "unload_models", None)
+        if unload_workers is not None:  # Ray workers (docs/scale-out.md)
+            unload_workers()
+
         await asyncio.to_thread(unload_models)
     return web.Response()
 

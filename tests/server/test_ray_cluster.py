@@ -39,7 +39,9 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def start(base: Path, address: str) -> Server:
-    return start_server(base, "--ray-address", address, "--ray-workers", str(WORKERS), "--worker-labels", "1=big")
+    return start_server(
+        base, "--ray-address", address, "--ray-workers", str(WORKERS), "--worker-labels", "1=big"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +117,14 @@ async def test_the_client_flow_is_unchanged(server: Server) -> None:
             assert response.status == 200
             png = await response.read()
     kinds = [kind for kind, data in events if isinstance(data, dict) and data.get("prompt_id") == prompt_id]
-    order = ["loom_dispatch", "execution_start", "execution_cached", "executing", "executed", "execution_success"]
+    order = [
+        "loom_dispatch",
+        "execution_start",
+        "execution_cached",
+        "executing",
+        "executed",
+        "execution_success",
+    ]
     assert [k for k in dict.fromkeys(kinds) if k in order] == order
     assert entry["status"]["status_str"] == "success"
     assert Image.open(io.BytesIO(png)).getpixel((0, 0))[:3] == (200, 30, 30)
@@ -199,7 +208,9 @@ async def test_labels_pin_prompts(server: Server) -> None:
     assert dict(refused["status"]["messages"])["execution_error"]["exception_type"] == "NoMatchingWorker"
 
 
-async def test_a_restarted_server_reattaches_and_keeps_its_queue(server: Server, base: Path, ray_address: str) -> None:
+async def test_a_restarted_server_reattaches_and_keeps_its_queue(
+    server: Server, base: Path, ray_address: str
+) -> None:
     release = base / "restart-release"
     async with connect(server) as client:
         before = {w["name"]: w["pid"] for w in await workers(client)}
