@@ -35,6 +35,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 CHECKPOINTS = ("bench_a.safetensors", "bench_b.safetensors", "bench_c.safetensors")
+# Each worker runs one prompt on this fourth checkpoint before the clock starts (imports, first-run
+# set-up), so every run starts warm and with no workload model loaded anywhere.
+WARM_UP = "bench_warm.safetensors"
 
 
 @dataclass
@@ -59,7 +62,7 @@ def write_checkpoints(folder: Path) -> None:
     from engine.models.tiny import build_tiny
 
     folder.mkdir(parents=True, exist_ok=True)
-    for seed, name in enumerate(CHECKPOINTS):
+    for seed, name in enumerate((*CHECKPOINTS, WARM_UP)):
         if (folder / name).exists():
             continue
         tiny = build_tiny("sd1", seed=seed)
@@ -118,6 +121,19 @@ async def wait_ready(url: str, workers: int, process: subprocess.Popen[str], tim
     raise TimeoutError("workers did not come up")
 
 
+async def warm_up(url: str, workers: int) -> None:
+    async with aiohttp.ClientSession() as session:
+        for index in range(workers):
+            body = {"prompt": prompt(WARM_UP, index), "extra_data": {"worker": f"loom-worker-{index}"}}
+            async with session.post(url + "/prompt", json=body) as response:
+                assert response.status == 200, await response.text()
+        while True:
+            async with session.get(url + "/prompt") as response:
+                if not (await response.json())["exec_info"]["queue_remaining"]:
+                    return
+            await asyncio.sleep(0.2)
+
+
 async def measure(url: str, names: list[str], label: str) -> Result:
     loads, per_worker, done = 0, {}, set()
     cached: dict[str, set[str]] = {}
@@ -156,7 +172,7 @@ async def run_one(base: Path, port: int, workers: int, routing: str, names: list
     try:
         url = f"http://127.0.0.1:{port}"
         await wait_ready(url, workers, process)
-        # One prompt per checkpoint first on every worker would favour nobody; start all cold instead.
+        await warm_up(url, workers)
         return await measure(url, names, f"{routing}, {workers} worker{'s' * (workers > 1)}")
     finally:
         process.terminate()

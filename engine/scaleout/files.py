@@ -11,6 +11,7 @@ have written `ComfyUI_00001_.png`: a name already taken on the server gets the n
 from __future__ import annotations
 
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,9 @@ ANNOTATION = re.compile(r"^(?P<name>.*?) \[(?P<folder>input|output|temp)\]$")
 FILE_KEYS = ("images", "gifs", "audio", "animated", "video", "3d")
 # Inputs larger than this are not shipped with a job (the worker must have them already).
 MAX_INPUT_BYTES = 256 << 20
+# Prompts finishing on several workers at once place their files one at a time: choosing a free name
+# and writing it must not interleave.
+_PLACING = threading.Lock()
 COUNTER = re.compile(r"^(?P<stem>.*_)(?P<n>\d{5,})(?P<tail>_?\.[^.]+)$")
 
 
@@ -76,6 +80,15 @@ def output_files(output: dict[str, Any], folders: Folders) -> list[FileBlob]:
 
 def place_files(blobs: list[FileBlob], output: dict[str, Any], folders: Folders) -> None:
     """On the server: write the files and rename, in `output`, any whose name was taken."""
+    with _PLACING:
+        renamed = _place(blobs, folders)
+    for entry in _file_entries(output):
+        key = (entry.get("type", "output"), str(entry.get("subfolder") or ""), str(entry["filename"]))
+        if key in renamed:
+            entry["filename"] = renamed[key]
+
+
+def _place(blobs: list[FileBlob], folders: Folders) -> dict[tuple[str, str, str], str]:
     renamed: dict[tuple[str, str, str], str] = {}
     for kind, subfolder, name, data in blobs:
         folder = safe_join(folders.by_type(kind), subfolder) if subfolder else folders.by_type(kind)
@@ -87,10 +100,7 @@ def place_files(blobs: list[FileBlob], output: dict[str, Any], folders: Folders)
             _write_new(target, data)
         if target.name != name:
             renamed[(kind, subfolder, name)] = target.name
-    for entry in _file_entries(output):
-        key = (entry.get("type", "output"), str(entry.get("subfolder") or ""), str(entry["filename"]))
-        if key in renamed:
-            entry["filename"] = renamed[key]
+    return renamed
 
 
 def _write_new(target: Path, data: bytes) -> None:

@@ -134,6 +134,8 @@ class PoolWorker(Worker):
         for device in self.devices.values():
             self._loop.create_task(self._bring_up(device))
         while True:
+            # Cleared before looking, so a wake-up that comes while the dispatcher looks is kept.
+            self._wake.clear()
             if self.unrecorded:
                 await self._loop.run_in_executor(self._thread, self._record_pending)
             try:
@@ -147,7 +149,8 @@ class PoolWorker(Worker):
                 self.running = item
                 device.task = self._loop.create_task(self._drive(device, item, attempt))
             if not started:
-                await self._idle(RETRY_IDLE_S if self.unrecorded else None)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), RETRY_IDLE_S if self.unrecorded else None)
 
     def _dispatch(self) -> list[tuple[Device, QueueItem, int]]:
         """Route pending prompts to free workers and claim them (in the store's thread)."""
