@@ -10,7 +10,7 @@ from the websocket events. Three real servers in turn (`main.py --ray --ray-work
 worker competes with the first for the same cores, so the throughput ratio says more about
 dispatch overhead than about a second GPU.
 
-Run: `python bench/ray_routing.py [--prompts 60] [--port 18720]` (needs requirements-ray.txt).
+Run: `python bench/ray_routing.py [--prompts 100] [--port 18720]` (needs requirements-ray.txt).
 """
 
 from __future__ import annotations
@@ -193,7 +193,7 @@ def free_port(preferred: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--prompts", type=int, default=60)
+    parser.add_argument("--prompts", type=int, default=100)
     parser.add_argument("--port", type=int, default=18720)
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="loom-ray-bench-"))

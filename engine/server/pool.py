@@ -257,19 +257,24 @@ class PoolWorker(Worker):
             device.running = None
             self.running = next((d.running for d in self.devices.values() if d.running), None)
             self.hub.current = (None, None)
-        if died is not None:
-            await self._worker_died(device, item, attempt, died)
-        elif self._succeeded(run):
-            device.models = routing.prompt_models(item.prompt)
         device.prompts_run += 1
-        self._avoid.pop(item.prompt_id, None)
+        if died is not None:
+            await self._worker_died(device, item, attempt, died, run.finished)
+        else:
+            self._avoid.pop(item.prompt_id, None)
+            if self._succeeded(run):
+                device.models = routing.prompt_models(item.prompt)
         self._wake.set()
 
     @staticmethod
     def _succeeded(run: _Run) -> bool:
         return any(event == "execution_success" for event, _ in run.messages)
 
-    async def _worker_died(self, device: Device, item: QueueItem, attempt: int, exc: WorkerGone) -> None:
+    async def _worker_died(
+        self, device: Device, item: QueueItem, attempt: int, exc: WorkerGone, recorded: bool
+    ) -> None:
+        """Bring the worker back; give its prompt one more run, or record it failed. A prompt whose
+        result was already recorded when the worker died is done."""
         name = device.worker.name
         device.alive, device.models, device.deaths, device.last_error = (
             False,
@@ -278,6 +283,9 @@ class PoolWorker(Worker):
             str(exc),
         )
         log.error("worker %s died running prompt %s (attempt %d): %s", name, item.prompt_id, attempt, exc)
+        asyncio.get_running_loop().create_task(self._bring_up(device))
+        if recorded:
+            return
         self._avoid.setdefault(item.prompt_id, set()).add(name)
         if self.stopping or attempt < MAX_ATTEMPTS:
             await asyncio.to_thread(self.store.retry, item.prompt_id)
@@ -292,7 +300,6 @@ class PoolWorker(Worker):
             await asyncio.to_thread(self._fail, item, message, "WorkerDied")
             self._avoid.pop(item.prompt_id, None)
         self.queue_changed()
-        asyncio.get_running_loop().create_task(self._bring_up(device))
 
     def _fail(self, item: QueueItem, message: str, kind: str, run: _Run | None = None) -> None:
         """Record a failure the worker could not report (in a thread: it writes the store)."""
