@@ -88,18 +88,24 @@ class RayDeviceWorker:
             raise WorkerGone(f"worker {self.name} died: {_short(exc)}") from exc
 
     async def interrupt(self, prompt_id: str | None) -> bool:
+        if self.actor is None:
+            return False
         try:
             return bool(await self.actor.interrupt.remote(prompt_id))
         except _actor_errors():
             return False
 
     async def health(self) -> dict[str, Any]:
+        if self.actor is None:
+            raise WorkerGone("starting")
         try:
             return dict(await self.actor.health.remote())
         except _actor_errors() as exc:
             raise WorkerGone(_short(exc)) from exc
 
     async def free(self, unload_models: bool) -> None:
+        if self.actor is None:
+            return
         try:
             await self.actor.free.remote(unload_models)
         except _actor_errors():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 from PIL import Image
 
 from tests.server.conftest import Client, Server, connect, events_until_done, graph, start_server, waiting
+from tests.server.server_nodes import TINY_PNG
 
 ray = pytest.importorskip("ray")
 
@@ -129,6 +131,20 @@ async def test_the_client_flow_is_unchanged(server: Server) -> None:
     assert entry["status"]["status_str"] == "success"
     assert Image.open(io.BytesIO(png)).getpixel((0, 0))[:3] == (200, 30, 30)
     assert (server.base / "output" / image["filename"]).is_file()
+
+
+async def test_previews_and_progress_reach_the_client(server: Server) -> None:
+    prompt = {
+        "1": {"class_type": "SendPreview", "inputs": {"value": 2.0}},
+        "2": {"class_type": "ShowNumber", "inputs": {"value": ["1", 0]}},
+    }
+    async with connect(server) as client, client.websocket("previews") as ws:
+        await workers(client)
+        prompt_id = await client.queue(prompt, "previews")
+        events = await events_until_done(ws, prompt_id, timeout=60)
+    frames = [data for kind, data in events if kind == "binary"]
+    assert frames and frames[0][:8] == struct.pack(">II", 1, 2) and frames[0][8:] == TINY_PNG
+    assert "progress_state" in [kind for kind, _ in events]
 
 
 async def test_prompts_spread_over_workers_and_interrupt_stops_the_right_one(server: Server) -> None:

@@ -16,6 +16,7 @@ from engine.registry import NodeRegistry
 from engine.scaleout.interface import Job, WorkerEvent, WorkerGone
 from engine.server.hub import Hub
 from engine.server.pool import PoolWorker
+from tests.server.conftest import Server, connect
 
 
 class ScriptedWorker:
@@ -114,3 +115,12 @@ def test_a_second_death_fails_the_prompt_and_it_never_runs_a_third_time(tmp_path
     assert error["exception_type"] == "WorkerDied" and "2 attempts" in error["exception_message"]
     assert a.ran.count("x") + b.ran.count("x") == 2
     assert store.history_entry("y")["status"]["status_str"] == "success"  # type: ignore[index]
+
+
+async def test_system_stats_lists_the_local_worker(server: Server) -> None:
+    async with connect(server) as client:
+        stats = await client.get("/system_stats")
+    assert [(w["name"], w["backend"], w["current_prompt"]) for w in stats["workers"]] == [
+        ("local", "local", None)
+    ]
+    assert stats["workers"][0]["device"]["type"] in ("cpu", "cuda", "mps")
