@@ -210,6 +210,9 @@ class PoolWorker(Worker):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
                 continue
+            with contextlib.suppress(WorkerGone):
+                # A worker re-attached after a server restart still holds what it loaded then.
+                device.models = frozenset((await device.worker.health()).get("loaded_models", ()))
             device.alive = True
             log.info("worker %s is ready", device.worker.name)
             self._wake.set()
