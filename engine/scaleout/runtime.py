@@ -13,6 +13,7 @@ import importlib
 import logging
 import os
 import queue
+import shutil
 import sys
 import tempfile
 import threading
@@ -62,7 +63,7 @@ class DeviceRuntime:
         from nodes import builtin_registry
 
         self.spec = spec
-        base = Path(tempfile.mkdtemp(prefix=f"loom-{spec.name}-"))
+        base = _working_folder(spec.name)
         self.folders = Folders(
             output=base / "output",
             input=base / "input",
@@ -175,6 +176,20 @@ class DeviceRuntime:
             if self.current == prompt_id and self._thread is not None:
                 log.warning("prompt %s ignored the interrupt; raising it inside the node", prompt_id)
                 _raise_in_thread(self._thread, Interrupted)
+
+
+def _working_folder(name: str) -> Path:
+    """A fresh folder for this actor's inputs and outputs; those of actors whose process is gone
+    (killed, crashed, or ended with their Ray instance) are removed first."""
+    import psutil
+
+    parent = Path(tempfile.gettempdir()) / "loom-workers"
+    parent.mkdir(exist_ok=True)
+    for old in parent.iterdir():
+        pid = old.name.split("-")[0]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-{name}-", dir=parent))
 
 
 def _fail_before_start(prompt_id: str, message: str, kind: str, emit: Any) -> None:
