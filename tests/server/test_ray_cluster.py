@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import struct
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,9 +43,20 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def start(base: Path, address: str) -> Server:
-    return start_server(
+    """A server on the module's Ray instance, returned once its workers answer (actors import torch
+    and build their registry: seconds, or a minute on a loaded machine; outside any test's timeout)."""
+    server = start_server(
         base, "--ray-address", address, "--ray-workers", str(WORKERS), "--worker-labels", "1=big"
     )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(server.url + "/system_stats", timeout=10) as response:
+            found = json.load(response)["workers"]
+        if all(w["alive"] and "pid" in w for w in found):
+            return server
+        time.sleep(0.2)
+    server.stop()
+    raise TimeoutError(f"Ray workers did not come up: {found}")
 
 
 @pytest.fixture(scope="module")
