@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Re-install only when a requirements file changes.
 STAMP := $(VENV)/.installed
 
-.PHONY: setup web chromium run test lint typecheck bench clean
+.PHONY: setup setup-ray web chromium run test lint typecheck bench clean
 
 setup: $(STAMP)
 
@@ -17,6 +17,15 @@ $(STAMP): requirements.txt requirements-dev.txt
 	@echo "==> Installing Python packages (requirements-dev.txt; several minutes the first time)"
 	$(BIN)/python -m pip install --disable-pip-version-check --progress-bar off -r requirements-dev.txt
 	touch $(STAMP)
+
+# Ray, for scale-out (docs/scale-out.md): optional for running, installed for the tests.
+RAY_STAMP := $(VENV)/.installed-ray
+setup-ray: $(RAY_STAMP)
+
+$(RAY_STAMP): requirements-ray.txt $(STAMP)
+	@echo "==> Installing Ray (requirements-ray.txt; optional, for --ray and its tests)"
+	$(BIN)/python -m pip install --disable-pip-version-check --progress-bar off -r requirements-ray.txt
+	touch $(RAY_STAMP)
 
 # The browser canvas: `npm ci` from the lock file when it changes, a rebuild when a source changes.
 WEB_STAMP := web/node_modules/.installed
@@ -57,7 +66,7 @@ typecheck: setup web
 	$(BIN)/mypy
 	cd web && npx --no-install tsc --noEmit
 
-test: setup web chromium lint typecheck
+test: setup setup-ray web chromium lint typecheck
 	@echo "==> Running the tests"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

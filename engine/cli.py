@@ -5,6 +5,7 @@ The server's modules are imported only when serving, so `run` and `--help` stay 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 import uuid
@@ -18,6 +19,7 @@ from engine.folders import Folders
 PREVIEW_METHODS = ("none", "auto", "latent2rgb", "taesd")
 
 if TYPE_CHECKING:
+    from engine.scaleout.config import RayConfig
     from engine.server.config import ServerConfig
 
 
@@ -93,6 +95,59 @@ def add_server_flags(parser: argparse.ArgumentParser) -> None:
         "--token", default=None, help="access token; required beyond loopback (one is generated if absent)"
     )
     add_front_end_flags(parser)
+    add_scale_out_flags(parser)
+
+
+def add_scale_out_flags(parser: argparse.ArgumentParser) -> None:
+    """Run prompts on Ray actors (docs/scale-out.md); needs `pip install -r requirements-ray.txt`."""
+    ray = parser.add_mutually_exclusive_group()
+    ray.add_argument("--ray", action="store_true", help="run prompts on workers in a local Ray instance")
+    ray.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="run prompts on a Ray cluster (e.g. 10.0.0.5:6379)",
+    )
+    parser.add_argument(
+        "--ray-workers",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="Ray workers (one device each; default: one per GPU of the cluster, else 1)",
+    )
+    parser.add_argument(
+        "--worker-labels",
+        default="",
+        metavar="SPEC",
+        help="labels per Ray worker, e.g. '0=sdxl,fast;1=sd15;*=any' (a prompt's extra_data.worker pins it)",
+    )
+    parser.add_argument(
+        "--ray-routing",
+        choices=("affinity", "round-robin"),
+        default="affinity",
+        help="how prompts pick a Ray worker: where their models are loaded (default), or in turn "
+        "(for comparison)",
+    )
+
+
+def ray_config(args: argparse.Namespace) -> RayConfig | None:
+    from engine.scaleout.config import RayConfig, parse_labels
+
+    if not (args.ray or args.ray_address):
+        if args.ray_workers or args.worker_labels:
+            raise ScaleOutFlagError("--ray-workers and --worker-labels need --ray or --ray-address")
+        return None
+    if importlib.util.find_spec("ray") is None:
+        raise ScaleOutFlagError("--ray needs Ray: pip install -r requirements-ray.txt")
+    try:
+        labels = parse_labels(args.worker_labels)
+    except ValueError as exc:
+        raise ScaleOutFlagError(str(exc)) from None
+    return RayConfig(args.ray_address, args.ray_workers, labels, routing=args.ray_routing)
+
+
+class ScaleOutFlagError(ValueError):
+    """Scale-out flags that cannot work together, or Ray not installed."""
 
 
 def add_front_end_flags(parser: argparse.ArgumentParser) -> None:
@@ -239,6 +294,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         front_end_root=front_end_root(args),
         preview_method=args.preview_method,
         log_level="WARNING" if args.quiet else args.verbose,
+        ray=ray_config(args),
     )
 
 
@@ -278,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     except ExtraPathsError as exc:
         print(f"--extra-model-paths-config: {exc}", file=sys.stderr)
         return 2
-    except FrontEndError as exc:
+    except (FrontEndError, ScaleOutFlagError) as exc:
         print(exc, file=sys.stderr)
         return 2
     try:

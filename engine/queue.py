@@ -233,6 +233,33 @@ class PromptStore:
             )
         return _item(row)
 
+    def pending(self, limit: int) -> list[QueueItem]:
+        """The first `limit` pending prompts, in the order they would run (for a dispatcher that
+        chooses among them: scale-out routing)."""
+        rows = self._read(
+            "SELECT number, prompt_id, prompt, extra_data, outputs FROM prompts"
+            f" WHERE state = 'pending' ORDER BY {RUN_ORDER} LIMIT ?",
+            (limit,),
+        )
+        return [_item(r) for r in rows]
+
+    def claim(self, prompt_id: str) -> int | None:
+        """Mark one pending prompt running; its attempt number, or None if it is no longer pending."""
+        with self._write() as db:
+            claimed = db.execute(
+                "UPDATE prompts SET state = 'running', started_at = ?, attempts = attempts + 1,"
+                " running_node = NULL WHERE prompt_id = ? AND state = 'pending' RETURNING attempts",
+                (_now_ms(), prompt_id),
+            ).fetchone()
+        return int(claimed[0]) if claimed else None
+
+    def retry(self, prompt_id: str) -> None:
+        """Put a running prompt back whose worker died: unlike `requeue`, the start counts."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE prompts SET state = 'pending' WHERE prompt_id = ? AND state = 'running'", (prompt_id,)
+            )
+
     def finish(self, prompt_id: str, history: dict[str, Any], outcome: str | None = None) -> None:
         """Record a prompt's history entry ({outputs, status, meta}) and mark it done; `outcome`
         (default: the entry's status_str) is what /jobs filters on, "cancelled" for an interrupt."""

@@ -13,10 +13,12 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from engine import folders as folder_config
+from engine import threads
 from engine.cache import OutputCache
 from engine.comfy_compat.prompt_server import PromptServer
 from engine.custom_nodes import load_custom_nodes
@@ -39,6 +41,10 @@ from engine.server.keys import CONFIG, EXECUTOR, HUB, PACKS, REGISTRY, STORE, WO
 from engine.server.security import MIDDLEWARES
 from engine.server.userdata import UserStore
 from engine.server.worker import Worker
+
+if TYPE_CHECKING:
+    from engine.scaleout.ray_backend import RayBackend
+    from engine.scaleout.runtime import RuntimeSpec
 
 log = logging.getLogger("loom.server")
 # From SIGTERM/SIGINT to the process's end, whatever is still running.
@@ -103,7 +109,12 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[EXECUTOR] = executor = Executor(config.registry, OutputCache(config.cache_mode, config.cache_lru))
     app[HUB] = hub = Hub()
     hub.bind(asyncio.get_running_loop())
-    app[WORKER] = worker = Worker(store, executor, hub, config.preview_method)
+    backend = None
+    if config.ray is None:
+        worker = Worker(store, executor, hub, config.preview_method)
+    else:
+        worker, backend = await _scale_out(config, store, executor, hub)
+    app[WORKER] = worker
     PromptServer.instance.bind(app, hub.send_threadsafe, asyncio.get_running_loop(), store, worker)
     routes_internal.forward_logs(app)
     tasks = [asyncio.create_task(worker.run()), asyncio.create_task(hub.publish())]
@@ -114,7 +125,43 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    if backend is not None:
+        await asyncio.to_thread(backend.shutdown)
     store.close()
+
+
+async def _scale_out(
+    config: ServerConfig, store: PromptStore, executor: Executor, hub: Hub
+) -> tuple[Worker, RayBackend]:
+    """Connect to Ray (a local instance, or the cluster at --ray-address) and dispatch to its actors."""
+    from engine.scaleout.ray_backend import RayBackend
+    from engine.server.pool import PoolWorker
+
+    assert config.ray is not None
+    backend = RayBackend(config.ray, runtime_spec(config))
+    workers = await asyncio.to_thread(backend.connect)
+    pool = PoolWorker(
+        store, executor, hub, config.preview_method, list(workers), config.folders, config.ray.routing
+    )
+    return pool, backend
+
+
+def runtime_spec(config: ServerConfig) -> RuntimeSpec:
+    """What every worker is built from: the server's model folders, packs and cache settings."""
+    from engine.scaleout.runtime import RuntimeSpec
+
+    assert config.ray is not None
+    return RuntimeSpec(
+        name="",
+        models={kind: [str(p) for p in paths] for kind, paths in config.folders.models.items()},
+        custom_nodes=[str(p) for p in config.folders.custom_nodes],
+        disable_custom_nodes=config.disable_custom_nodes,
+        node_modules=list(config.ray.node_modules),
+        cache_mode=config.cache_mode,
+        cache_lru=config.cache_lru,
+        threads=threads.policy().override,
+        force_cpu=config.cpu,
+    )
 
 
 async def _front_end(app: web.Application, config: ServerConfig) -> None:

@@ -10,6 +10,7 @@ from typing import Literal
 
 from engine.folders import Folders
 from engine.registry import NodeRegistry
+from engine.scaleout.config import RayConfig
 
 CacheMode = Literal["classic", "lru", "none"]
 PreviewMethod = Literal["none", "auto", "latent2rgb", "taesd"]
@@ -53,6 +54,8 @@ class ServerConfig:
     preview_method: PreviewMethod = "none"
     # Console level: INFO prints "got prompt" and timings (ComfyUI's default); --quiet is WARNING.
     log_level: str = "INFO"
+    # Scale-out (--ray, --ray-address): prompts run on Ray actors instead of this process.
+    ray: RayConfig | None = None
 
     @property
     def user_root(self) -> Path:

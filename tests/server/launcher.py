@@ -10,7 +10,10 @@ from engine.cli import build_parser, server_config
 from engine.server import serve
 from nodes import builtin_registry
 from tests.engine import counting_nodes
-from tests.server import server_nodes
+from tests.server import ray_nodes, server_nodes
+
+# What Ray workers register besides the built-in nodes: the same test nodes as this server.
+TEST_NODE_MODULES = ["tests.engine.counting_nodes", "tests.server.server_nodes", "tests.server.ray_nodes"]
 
 
 def main(argv: list[str]) -> None:
@@ -21,6 +24,9 @@ def main(argv: list[str]) -> None:
     registry = builtin_registry()
     registry.register_module(counting_nodes)
     registry.register_module(server_nodes)
+    if config.ray is not None:
+        registry.register_module(ray_nodes)
+        config.ray.node_modules = TEST_NODE_MODULES
     config.registry = registry
     serve(config)
 
