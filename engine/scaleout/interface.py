@@ -1,10 +1,13 @@
 """The device worker interface: what the server's dispatcher needs from a worker, wherever it runs.
 
 A device worker owns one device, its executor, its output cache and its loaded models, and runs one
-whole prompt at a time. Two implementations exist: `engine.server.worker.Worker`, the in-process
-worker of a plain `python main.py` (it is its own dispatcher: one worker, one queue, unchanged since
-before scale-out), and `engine.scaleout.ray_backend.RayDeviceWorker`, a handle on a Ray actor that
-runs `engine.scaleout.runtime.DeviceRuntime` in its own process, possibly on another machine.
+whole prompt at a time: `engine.scaleout.ray_backend.RayDeviceWorker`, a handle on a Ray actor that
+runs `engine.scaleout.runtime.DeviceRuntime` in its own process, possibly on another machine (tests
+also drive the dispatcher with a scripted in-process one).
+
+The server itself sees one worker interface with two implementations: `engine.server.worker.Worker`,
+which runs prompts in this process (a plain `python main.py`, unchanged since before scale-out), and
+`engine.server.pool.PoolWorker`, which dispatches them to device workers.
 """
 
 from __future__ import annotations

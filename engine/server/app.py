@@ -111,7 +111,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     hub.bind(asyncio.get_running_loop())
     backend = None
     if config.ray is None:
-        worker = Worker(store, executor, hub, config.preview_method)
+        worker = Worker(store, executor, hub, config.preview_method, force_cpu=config.cpu)
     else:
         worker, backend = await _scale_out(config, store, executor, hub)
     app[WORKER] = worker

@@ -66,29 +66,9 @@ async def embeddings(request: web.Request) -> web.Response:
 @routes.get("/system_stats")
 async def system_stats(request: web.Request) -> web.Response:
     stats = await asyncio.to_thread(_system_stats, request.app)
-    stats["workers"] = await _workers(request.app)
+    # Every worker that runs prompts: this process, or the Ray actors (docs/scale-out.md).
+    stats["workers"] = await request.app[WORKER].describe()
     return web.json_response(stats)
-
-
-async def _workers(app: web.Application) -> list[dict[str, Any]]:
-    """Every worker that runs prompts: the Ray actors (docs/scale-out.md), or this process."""
-    worker = app[WORKER]
-    describe = getattr(worker, "describe", None)
-    if describe is not None:
-        return list(await describe())
-    from engine.scaleout.runtime import device_info
-
-    running = worker.running
-    return [
-        {
-            "name": "local",
-            "backend": "local",
-            "alive": True,
-            "pid": os.getpid(),
-            "device": await asyncio.to_thread(device_info, app[CONFIG].cpu),
-            "current_prompt": running.prompt_id if running else None,
-        }
-    ]
 
 
 def _system_stats(app: web.Application) -> dict[str, Any]:
@@ -141,10 +121,7 @@ async def free(request: web.Request) -> web.Response:
     if body.get("unload_models"):
         from engine.diffusion.devices import unload_models
 
-        unload_workers = getattr(request.app[WORKER], "unload_models", None)
-        if unload_workers is not None:  # Ray workers (docs/scale-out.md)
-            unload_workers()
-
+        request.app[WORKER].unload_models()  # Ray workers unload their own (docs/scale-out.md)
         await asyncio.to_thread(unload_models)
     return web.Response()
 

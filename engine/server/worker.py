@@ -20,6 +20,7 @@ import importlib
 import importlib.util
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -67,9 +68,22 @@ class _Run:
 
 
 class Worker:
-    def __init__(self, store: PromptStore, executor: Executor, hub: Hub, previews: str = "none") -> None:
+    """Runs the queue's prompts in this process. The server talks to its worker only through this
+    class's public methods (run, queue_changed, interrupt, free_cache, unload_models, describe,
+    wait_for, release, stop); `engine.server.pool.PoolWorker` implements the same methods over Ray
+    actors (docs/scale-out.md)."""
+
+    def __init__(
+        self,
+        store: PromptStore,
+        executor: Executor,
+        hub: Hub,
+        previews: str = "none",
+        force_cpu: bool = False,
+    ) -> None:
         # The server's --preview-method; a prompt's extra_data.preview_method overrides it.
         self.previews = previews
+        self.force_cpu = force_cpu
         self.store = store
         self.executor = executor
         self.hub = hub
@@ -127,6 +141,26 @@ class Worker:
     def free_cache(self) -> None:
         """Clear cached outputs in the executor's thread, so it never races a running prompt."""
         self._thread.submit(self.executor.cache.clear)
+
+    def unload_models(self) -> None:
+        """Nothing beyond POST /free's own unload: this process's models are the server's."""
+
+    async def describe(self) -> list[dict[str, Any]]:
+        """The workers that run prompts, for /system_stats: here, this process."""
+        from engine.scaleout.runtime import device_info
+
+        running = self.running
+        device = await asyncio.to_thread(device_info, self.force_cpu)
+        return [
+            {
+                "name": "local",
+                "backend": "local",
+                "alive": True,
+                "pid": os.getpid(),
+                "device": device,
+                "current_prompt": running.prompt_id if running else None,
+            }
+        ]
 
     async def wait_for(self, prompt_id: str, timeout: float) -> bool:
         """Wait until a prompt is done or deleted; False on timeout."""
