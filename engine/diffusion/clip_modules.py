@@ -78,7 +78,9 @@ def with_patches(
     out = dict(clip.patches)
     matched: list[Any] = []
     for k, value in patches.items():
-        key, offset, function = (k, None, None) if isinstance(k, str) else (k[0], k[1], k[2] if len(k) > 2 else None)
+        key, offset, function = (
+            (k, None, None) if isinstance(k, str) else (k[0], k[1], k[2] if len(k) > 2 else None)
+        )
         if key not in keys:
             continue
         out[key] = (*out.get(key, ()), (strength_patch, value, strength_model, offset, function))

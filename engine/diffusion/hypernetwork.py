@@ -43,7 +43,7 @@ def read_hypernetwork(path: Path) -> dict[Any, Any]:
     """The file's dict, loaded without running pickled code."""
     try:
         data = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a bad or unsafe file
+    except Exception as exc:
         raise HypernetworkError(f"{path.name}: not a readable hypernetwork file ({exc})") from exc
     if not isinstance(data, dict):
         raise HypernetworkError(f"{path.name}: not a hypernetwork file (it holds a {type(data).__name__})")

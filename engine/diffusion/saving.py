@@ -27,7 +27,9 @@ class SaveError(ValueError):
     """A model Loom cannot write in the original single-file layout."""
 
 
-def checkpoint_metadata(model: Any, title: str, prompt: dict[str, Any] | None, extra: dict[str, Any]) -> dict[str, str]:
+def checkpoint_metadata(
+    model: Any, title: str, prompt: dict[str, Any] | None, extra: dict[str, Any]
+) -> dict[str, str]:
     """ComfyUI's CheckpointSave metadata for `model` (title: "<file name> <counter>")."""
     metadata: dict[str, str] = {}
     if model.family in _ARCHITECTURES:
@@ -45,7 +47,9 @@ def _v_prediction(model: Any) -> bool:
     return getattr(model.model.model_type, "name", "") == "V_PREDICTION"
 
 
-def checkpoint_state(model: Any, clip: Any | None, vae: Any | None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def checkpoint_state(
+    model: Any, clip: Any | None, vae: Any | None
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """The original-layout state dict of the model (and CLIP, VAE) with their patches, and Loom's
     architecture metadata; every tensor is a contiguous copy."""
     from engine.models.save import arch_hints, original_state_dict
@@ -67,7 +71,10 @@ def checkpoint_state(model: Any, clip: Any | None, vae: Any | None) -> tuple[dic
         state["v_pred"] = torch.tensor([])
         if getattr(model.get_model_object("model_sampling"), "zsnr", False):
             state["ztsnr"] = torch.tensor([])
-    loom = {"loom.family": family, ARCH_METADATA_KEY: json.dumps(arch_hints(model.unet, first_stage, encoders))}
+    loom = {
+        "loom.family": family,
+        ARCH_METADATA_KEY: json.dumps(arch_hints(model.unet, first_stage, encoders)),
+    }
     return state, loom
 
 
@@ -92,4 +99,3 @@ def clip_files_state(clip: Any) -> dict[str, dict[str, torch.Tensor]]:
             name = name.removeprefix("transformer.")
             out.setdefault(module, {})[name] = tensor.detach().to("cpu", copy=True).contiguous()
     return out
-

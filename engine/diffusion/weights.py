@@ -51,8 +51,12 @@ def calculate_weight(patches: list[Any], weight: Any, key: str) -> Any:
                 continue
             if tuple(value[0][0].shape) != tuple(target.shape):
                 # ComfyUI merges what fits and leaves the rest (an SD2 model into an SD1 one).
-                logging.warning("%s: shape %s does not match %s; weight not merged",
-                                key, tuple(value[0][0].shape), tuple(target.shape))
+                logging.warning(
+                    "%s: shape %s does not match %s; weight not merged",
+                    key,
+                    tuple(value[0][0].shape),
+                    tuple(target.shape),
+                )
                 continue
             value = (calculate_weight(value[1:], _base_weight(value[0], target), key),)
         if hasattr(value, "calculate_weight"):

@@ -35,7 +35,9 @@ def diffusers_path(name: str) -> Path:
         path = folders.safe_join(root, name)
         if (path / "model_index.json").is_file():
             return path
-    raise FileNotFoundError(f"DiffusersLoader: no diffusers folder {name!r} (with a model_index.json) in models/diffusers")
+    raise FileNotFoundError(
+        f"DiffusersLoader: no diffusers folder {name!r} (with a model_index.json) in models/diffusers"
+    )
 
 
 class CheckpointLoader(Node):
@@ -48,7 +50,9 @@ class CheckpointLoader(Node):
 
     def run(
         self,
-        config_name: Annotated[str, Input("A model config from models/configs (ignored).", choices=config_files)],
+        config_name: Annotated[
+            str, Input("A model config from models/configs (ignored).", choices=config_files)
+        ],
         ckpt_name: Annotated[str, Input("The checkpoint file.", choices=checkpoint_files)],
     ) -> CheckpointOutputs:
         loaded = handles.load(folders.current().model_path("checkpoints", ckpt_name))
@@ -78,7 +82,10 @@ class HypernetworkLoader(Node):
         self,
         model: Annotated[Model, Input("The model to patch.")],
         hypernetwork_name: Annotated[str, Input("The hypernetwork file.", choices=hypernetwork_files)],
-        strength: Annotated[float, Input("How strongly it applies; 0 leaves the model as it is.", min=-10.0, max=10.0, step=0.01)] = 1.0,
+        strength: Annotated[
+            float,
+            Input("How strongly it applies; 0 leaves the model as it is.", min=-10.0, max=10.0, step=0.01),
+        ] = 1.0,
     ) -> Model:
         from engine.diffusion.hypernetwork import HypernetworkError, load_hypernetwork_patch
 

@@ -49,7 +49,7 @@ class _BlockMerge:
     CATEGORY = MERGING
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:  # noqa: N802 - ComfyUI's name
+    def INPUT_TYPES(cls) -> dict[str, Any]:
         inputs: dict[str, Any] = {"model1": ("MODEL",), "model2": ("MODEL",)}
         inputs.update({block: RATIO for block in cls.BLOCKS})
         return {"required": inputs}

@@ -40,7 +40,9 @@ def _save_checkpoint(ctx: Context, node: str, prefix: str, model: Any, clip: Any
 
     path, title = output_file(ctx, prefix)
     try:
-        save_checkpoint(path, model, clip, vae, checkpoint_metadata(model, title, ctx.prompt, ctx.extra_pnginfo))
+        save_checkpoint(
+            path, model, clip, vae, checkpoint_metadata(model, title, ctx.prompt, ctx.extra_pnginfo)
+        )
     except SaveError as exc:
         raise ValueError(f"{node}: {exc}") from exc
     return Ui()

@@ -19,7 +19,9 @@ def add_checkpoint(folders: Folders, folder: Path, family: str, seed: int) -> st
     name = f"tiny_{family}_seed{seed}.safetensors"
     tiny = build_tiny(family, seed=seed)  # type: ignore[arg-type]
     folder.mkdir(parents=True, exist_ok=True)
-    save_single_file(folder / name, tiny.unet, tiny.vae, tiny.text_encoders, tiny.family, None, tiny.prediction_type)
+    save_single_file(
+        folder / name, tiny.unet, tiny.vae, tiny.text_encoders, tiny.family, None, tiny.prediction_type
+    )
     if folder not in folders.models["checkpoints"]:
         folders.models["checkpoints"] = [*folders.models["checkpoints"], folder]
     return name
@@ -51,7 +53,10 @@ def write_hypernetwork(
     """An A1111 hypernetwork .pt (torch.save of its dict, as A1111 writes it) for these context widths."""
     structure = [1.0, 2.0, 1.0]
     data: dict[Any, Any] = {
-        width: [hypernetwork_module(width, structure, layer_norm, 2 * i), hypernetwork_module(width, structure, layer_norm, 2 * i + 1)]
+        width: [
+            hypernetwork_module(width, structure, layer_norm, 2 * i),
+            hypernetwork_module(width, structure, layer_norm, 2 * i + 1),
+        ]
         for i, width in enumerate(widths)
     }
     data.update(
@@ -73,9 +78,13 @@ def write_hypernetwork(
 
 
 def write_diffusers_folder(folder: Path, family: str = "sd1", seed: int = 0) -> Path:
-    """The tiny model of `family` as a diffusers pipeline folder (model_index.json, unet/, vae/, text_encoder/)."""
+    """The tiny model of `family` as a diffusers folder (model_index.json, unet/, vae/, text_encoder/)."""
     tiny = build_tiny(family, seed=seed)  # type: ignore[arg-type]
-    pipeline = {"sd1": "StableDiffusionPipeline", "sd2": "StableDiffusionPipeline", "sdxl": "StableDiffusionXLPipeline"}
+    pipeline = {
+        "sd1": "StableDiffusionPipeline",
+        "sd2": "StableDiffusionPipeline",
+        "sdxl": "StableDiffusionXLPipeline",
+    }
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "model_index.json").write_text(json.dumps({"_class_name": pipeline[family]}))
     tiny.unet.save_pretrained(folder / "unet")

@@ -68,7 +68,7 @@ def test_hypernetwork_patch_math_by_hand(hypernetworks: Path) -> None:
     q2, k2, v2 = patch(n, k, k, {})
     assert q2 is n and torch.allclose(k2, k + by_hand(k) * 0.7, atol=1e-5)
     assert not torch.allclose(v2, k2)  # the value network is a different one
-    q3, k3, v3 = patch(n, n, n, {})  # a width the file does not cover passes through
+    _, k3, v3 = patch(n, n, n, {})  # a width the file does not cover passes through
     assert k3 is n and v3 is n
 
 
@@ -78,35 +78,55 @@ def test_hypernetwork_layer_norm_sequence_follows_comfyui() -> None:
     # With layer norms the last Linear is not the last entry, so it is followed by the activation too.
     kinds = [type(m).__name__ for m in net]
     assert kinds == ["Linear", "ReLU", "LayerNorm", "Linear", "ReLU", "LayerNorm"]
-    plain = build_network(hypernetwork_module(8, [1.0, 2.0, 1.0], False, 0), {"activation_func": "relu", "use_dropout": True})
+    plain = build_network(
+        hypernetwork_module(8, [1.0, 2.0, 1.0], False, 0), {"activation_func": "relu", "use_dropout": True}
+    )
     assert [type(m).__name__ for m in plain] == ["Linear", "ReLU", "Linear"]  # no dropout at inference
-    outputs = build_network(hypernetwork_module(8, [1.0, 2.0, 1.0], False, 0), {"activation_func": "swish", "activate_output": True})
+    outputs = build_network(
+        hypernetwork_module(8, [1.0, 2.0, 1.0], False, 0),
+        {"activation_func": "swish", "activate_output": True},
+    )
     assert [type(m).__name__ for m in outputs] == ["Linear", "Hardswish", "Linear", "Hardswish"]
 
 
-def test_bad_hypernetwork_is_a_named_error(executor: Executor, sd_folders: Folders, hypernetworks: Path) -> None:
+def test_bad_hypernetwork_is_a_named_error(
+    executor: Executor, sd_folders: Folders, hypernetworks: Path
+) -> None:
     torch.save({"activation_func": "gelu-ish", TEXT_WIDTH: [{}, {}]}, str(hypernetworks / "odd.pt"))
     (hypernetworks / "junk.pt").write_bytes(b"not a pickle")
     for name, message in (("odd.pt", "activation 'gelu-ish'"), ("junk.pt", "not a readable hypernetwork")):
         checked = validate_prompt(executor.registry, with_hypernetwork(name, 1.0))
         result = executor.execute(checked.prompt, "bad", checked.outputs)
-        assert result.status == "error" and "HypernetworkLoader" in str(result.error) and message in str(result.error)
+        assert (
+            result.status == "error"
+            and "HypernetworkLoader" in str(result.error)
+            and message in str(result.error)
+        )
 
 
-def test_checkpoint_loader_ignores_its_config(executor: Executor, sd_folders: Folders, tmp_path: Path) -> None:
+def test_checkpoint_loader_ignores_its_config(
+    executor: Executor, sd_folders: Folders, tmp_path: Path
+) -> None:
     configs = tmp_path / "configs"
     configs.mkdir()
-    (configs / "v1-inference.yaml").write_text("model:\n  target: ldm.models.diffusion.ddpm.LatentDiffusion\n")
+    (configs / "v1-inference.yaml").write_text(
+        "model:\n  target: ldm.models.diffusion.ddpm.LatentDiffusion\n"
+    )
     (configs / "notes.txt").write_text("not a config")
     sd_folders.models["configs"] = [configs]
     prompt = text_to_image(CKPT)
-    prompt["4"] = {"class_type": "CheckpointLoader", "inputs": {"config_name": "v1-inference.yaml", "ckpt_name": CKPT}}
+    prompt["4"] = {
+        "class_type": "CheckpointLoader",
+        "inputs": {"config_name": "v1-inference.yaml", "ckpt_name": CKPT},
+    }
     assert executor.registry.get("CheckpointLoader").inputs[0].choices() == ["v1-inference.yaml"]  # type: ignore[union-attr, misc]
     with_config = image(sd_folders, run(executor, prompt))
     assert np.array_equal(with_config, image(sd_folders, run(executor, text_to_image(CKPT))))
 
 
-def test_diffusers_loader_gives_the_single_file_image(executor: Executor, sd_folders: Folders, tmp_path: Path) -> None:
+def test_diffusers_loader_gives_the_single_file_image(
+    executor: Executor, sd_folders: Folders, tmp_path: Path
+) -> None:
     root = tmp_path / "diffusers"
     write_diffusers_folder(root / "tiny" / "sd1")  # the same seed-0 weights as tiny_sd1.safetensors
     (root / "not_a_model").mkdir()

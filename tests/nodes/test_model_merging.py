@@ -48,7 +48,9 @@ def weights(model: Any) -> dict[str, torch.Tensor]:
         return {k: v.detach().clone() for k, v in model.model_state_dict().items()}
 
 
-def assert_from(merged: dict[str, torch.Tensor], first: Any, second: Any, takes_second: Callable[[str], bool]) -> None:
+def assert_from(
+    merged: dict[str, torch.Tensor], first: Any, second: Any, takes_second: Callable[[str], bool]
+) -> None:
     """Every weight equals the second parent's where `takes_second(name)`, else the first's, exactly."""
     a, b = weights(first), weights(second)
     assert merged.keys() == a.keys()
@@ -60,29 +62,52 @@ def assert_from(merged: dict[str, torch.Tensor], first: Any, second: Any, takes_
 
 def test_merge_ends_are_each_parent_exactly(executor: Executor, sd1_pair: Any) -> None:
     first, second = (c.model for c in sd1_pair)
-    for node, inputs in (("ModelMergeSimple", {"ratio": 0.0}), ("ModelMergeBlocks", {"input": 0.0, "middle": 0.0, "out": 0.0})):
+    for node, inputs in (
+        ("ModelMergeSimple", {"ratio": 0.0}),
+        ("ModelMergeBlocks", {"input": 0.0, "middle": 0.0, "out": 0.0}),
+    ):
         (merged,) = call(executor, node, model1=first, model2=second, **inputs)
         assert_from(weights(merged), first, second, lambda name: True)
-    (merged,) = call(executor, "ModelMergeBlocks", model1=first, model2=second, input=1.0, middle=1.0, out=1.0)
+    (merged,) = call(
+        executor, "ModelMergeBlocks", model1=first, model2=second, input=1.0, middle=1.0, out=1.0
+    )
     assert_from(weights(merged), first, second, lambda name: False)
     assert not first.patches and not second.patches  # the parents are untouched clones' sources
 
 
 def test_model_merge_blocks_uses_the_longest_prefix(executor: Executor, sd1_pair: Any) -> None:
     first, second = (c.model for c in sd1_pair)
-    (merged,) = call(executor, "ModelMergeBlocks", model1=first, model2=second, input=0.0, middle=1.0, out=1.0)
+    (merged,) = call(
+        executor, "ModelMergeBlocks", model1=first, model2=second, input=0.0, middle=1.0, out=1.0
+    )
     # time_embed and label_emb match no input: they take the first ratio (input), as in ComfyUI.
-    assert_from(weights(merged), first, second, lambda name: name.startswith(("input_blocks.", "time_embed.")))
-    (merged,) = call(executor, "ModelMergeBlocks", model1=first, model2=second, input=1.0, middle=1.0, out=0.0)
+    assert_from(
+        weights(merged), first, second, lambda name: name.startswith(("input_blocks.", "time_embed."))
+    )
+    (merged,) = call(
+        executor, "ModelMergeBlocks", model1=first, model2=second, input=1.0, middle=1.0, out=0.0
+    )
     # "out" is a prefix of both output_blocks.* and out.*
     assert_from(weights(merged), first, second, lambda name: name.startswith(("output_blocks.", "out.")))
 
 
 def test_model_merge_sd1_block_ratios_touch_only_their_block(executor: Executor, sd1_pair: Any) -> None:
     first, second = (c.model for c in sd1_pair)
-    (merged,) = call(executor, "ModelMergeSD1", model1=first, model2=second, **ratios(ModelMergeSD1.BLOCKS, **{"input_blocks.1.": 0.0, "out.": 0.0}))
+    (merged,) = call(
+        executor,
+        "ModelMergeSD1",
+        model1=first,
+        model2=second,
+        **ratios(ModelMergeSD1.BLOCKS, **{"input_blocks.1.": 0.0, "out.": 0.0}),
+    )
     assert_from(weights(merged), first, second, lambda name: name.startswith(("input_blocks.1.", "out.")))
-    (half,) = call(executor, "ModelMergeSD1", model1=first, model2=second, **ratios(ModelMergeSD1.BLOCKS, **{"middle_block.1.": 0.25}))
+    (half,) = call(
+        executor,
+        "ModelMergeSD1",
+        model1=first,
+        model2=second,
+        **ratios(ModelMergeSD1.BLOCKS, **{"middle_block.1.": 0.25}),
+    )
     got, a, b = weights(half), weights(first), weights(second)
     middle = [k for k in got if k.startswith(UNET + "middle_block.1.")]
     assert middle
@@ -105,7 +130,9 @@ def encode(clip: Any, text: str = "a red circle") -> torch.Tensor:
 
 
 @pytest.mark.parametrize("family", ["sd1", "sdxl"])
-def test_clip_merge_simple_ends_and_middle(executor: Executor, sd1_pair: Any, sdxl_pair: Any, family: str) -> None:
+def test_clip_merge_simple_ends_and_middle(
+    executor: Executor, sd1_pair: Any, sdxl_pair: Any, family: str
+) -> None:
     first, second = (c.clip for c in (sd1_pair if family == "sd1" else sdxl_pair))
     (keep,) = call(executor, "CLIPMergeSimple", clip1=first, clip2=second, ratio=1.0)
     (take,) = call(executor, "CLIPMergeSimple", clip1=first, clip2=second, ratio=0.0)
@@ -123,8 +150,10 @@ def test_clip_subtract_then_add_restores_and_carries_loras(executor: Executor, s
     assert torch.equal(encode(back), encode(first))
     # clip2's own LoRA patch travels with its weights into the merge.
     up, down = torch.full((128, 1), 0.2), torch.full((1, 64), 0.3)  # fc1: 64 → 128
-    lora = {"lora_te_text_model_encoder_layers_0_mlp_fc1.lora_up.weight": up,
-            "lora_te_text_model_encoder_layers_0_mlp_fc1.lora_down.weight": down}
+    lora = {
+        "lora_te_text_model_encoder_layers_0_mlp_fc1.lora_up.weight": up,
+        "lora_te_text_model_encoder_layers_0_mlp_fc1.lora_down.weight": down,
+    }
     _, with_lora = handles.lora_for_models(lora, None, second, 0.0, 1.0)
     assert with_lora is not None and not torch.equal(encode(with_lora), encode(second))
     (take,) = call(executor, "CLIPMergeSimple", clip1=first, clip2=with_lora, ratio=0.0)

@@ -47,19 +47,32 @@ def merged_prompt(other: str) -> dict[str, Any]:
     with CheckpointSave of the merge."""
     prompt = text_to_image(CKPT)
     prompt["50"] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": other}}
-    prompt["30"] = {"class_type": "ModelMergeSimple", "inputs": {"model1": ["4", 0], "model2": ["50", 0], "ratio": 0.5}}
-    prompt["31"] = {"class_type": "CLIPMergeSimple", "inputs": {"clip1": ["4", 1], "clip2": ["50", 1], "ratio": 0.3}}
+    prompt["30"] = {
+        "class_type": "ModelMergeSimple",
+        "inputs": {"model1": ["4", 0], "model2": ["50", 0], "ratio": 0.5},
+    }
+    prompt["31"] = {
+        "class_type": "CLIPMergeSimple",
+        "inputs": {"clip1": ["4", 1], "clip2": ["50", 1], "ratio": 0.3},
+    }
     prompt["3"]["inputs"]["model"] = ["30", 0]
     for encode in ("6", "7"):
         prompt[encode]["inputs"]["clip"] = ["31", 0]
     prompt["40"] = {
         "class_type": "CheckpointSave",
-        "inputs": {"model": ["30", 0], "clip": ["31", 0], "vae": ["4", 2], "filename_prefix": "checkpoints/ComfyUI"},
+        "inputs": {
+            "model": ["30", 0],
+            "clip": ["31", 0],
+            "vae": ["4", 2],
+            "filename_prefix": "checkpoints/ComfyUI",
+        },
     }
     return prompt
 
 
-def test_checkpoint_save_round_trip_gives_the_same_image(executor: Executor, sd_folders: Folders, tmp_path: Path) -> None:
+def test_checkpoint_save_round_trip_gives_the_same_image(
+    executor: Executor, sd_folders: Folders, tmp_path: Path
+) -> None:
     other = add_checkpoint(sd_folders, tmp_path / "more", "sd1", seed=1)
     workflow = {"nodes": [], "links": []}
     merged = run(executor, merged_prompt(other), {"extra_pnginfo": {"workflow": workflow}})
@@ -85,11 +98,21 @@ def test_checkpoint_save_round_trip_gives_the_same_image(executor: Executor, sd_
 
 
 @pytest.mark.parametrize("family", ["sd2", "sdxl"])
-def test_checkpoint_save_keeps_every_weight_bit_for_bit(executor: Executor, sd_folders: Folders, family: str) -> None:
+def test_checkpoint_save_keeps_every_weight_bit_for_bit(
+    executor: Executor, sd_folders: Folders, family: str
+) -> None:
     name = f"tiny_{family}.safetensors"
     prompt = {
         "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": name}},
-        "2": {"class_type": "CheckpointSave", "inputs": {"model": ["1", 0], "clip": ["1", 1], "vae": ["1", 2], "filename_prefix": f"checkpoints/{family}"}},
+        "2": {
+            "class_type": "CheckpointSave",
+            "inputs": {
+                "model": ["1", 0],
+                "clip": ["1", 1],
+                "vae": ["1", 2],
+                "filename_prefix": f"checkpoints/{family}",
+            },
+        },
     }
     run(executor, prompt)
     saved = sd_folders.output / "checkpoints" / f"{family}_00001_.safetensors"
@@ -103,15 +126,24 @@ def test_checkpoint_save_keeps_every_weight_bit_for_bit(executor: Executor, sd_f
     before = handles.load(sd_folders.model_path("checkpoints", name))
     after = handles.load(saved)
     assert after.model.model.model_type == before.model.model.model_type
-    for a, b in ((before.model.model_state_dict(), after.model.model_state_dict()), (before.clip.get_sd(), after.clip.get_sd()), (before.vae.get_sd(), after.vae.get_sd())):
+    for a, b in (
+        (before.model.model_state_dict(), after.model.model_state_dict()),
+        (before.clip.get_sd(), after.clip.get_sd()),
+        (before.vae.get_sd(), after.vae.get_sd()),
+    ):
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_model_save_writes_the_unet_with_its_patches(executor: Executor, sd_folders: Folders, tmp_path: Path) -> None:
+def test_model_save_writes_the_unet_with_its_patches(
+    executor: Executor, sd_folders: Folders, tmp_path: Path
+) -> None:
     other = add_checkpoint(sd_folders, tmp_path / "more", "sd1", seed=1)
     prompt = merged_prompt(other)
     prompt = {k: prompt[k] for k in ("4", "50", "30")}
-    prompt["40"] = {"class_type": "ModelSave", "inputs": {"model": ["30", 0], "filename_prefix": "diffusion_models/ComfyUI"}}
+    prompt["40"] = {
+        "class_type": "ModelSave",
+        "inputs": {"model": ["30", 0], "filename_prefix": "diffusion_models/ComfyUI"},
+    }
     run(executor, prompt)
     saved = sd_folders.output / "diffusion_models" / "ComfyUI_00001_.safetensors"
     keys, _ = header(saved)
@@ -126,7 +158,9 @@ def test_model_save_writes_the_unet_with_its_patches(executor: Executor, sd_fold
 
 
 @pytest.mark.parametrize("family", ["sd1", "sdxl"])
-def test_clip_save_writes_one_file_per_encoder_that_loads_back(executor: Executor, sd_folders: Folders, family: str) -> None:
+def test_clip_save_writes_one_file_per_encoder_that_loads_back(
+    executor: Executor, sd_folders: Folders, family: str
+) -> None:
     prompt = {
         "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": f"tiny_{family}.safetensors"}},
         "2": {"class_type": "CLIPSave", "inputs": {"clip": ["1", 1], "filename_prefix": "clip/ComfyUI"}},
@@ -136,7 +170,9 @@ def test_clip_save_writes_one_file_per_encoder_that_loads_back(executor: Executo
     paths = [sd_folders.output / "clip" / f"ComfyUI_{m}_00001_.safetensors" for m in modules]
     for path in paths:
         keys, metadata = header(path)
-        assert metadata["format"] == "pt" and all(k.startswith(("text_model.", "text_projection")) for k in keys)
+        assert metadata["format"] == "pt" and all(
+            k.startswith(("text_model.", "text_projection")) for k in keys
+        )
     clip = handles.load(sd_folders.model_path("checkpoints", f"tiny_{family}.safetensors")).clip
     reloaded = load_clip_files(list(paths), None)
     tokens = clip.tokenize("a red circle")
@@ -158,4 +194,6 @@ def test_vae_save_loads_back_through_vae_loader(executor: Executor, sd_folders: 
     via_file = text_to_image(CKPT)
     via_file["20"] = {"class_type": "VAELoader", "inputs": {"vae_name": saved.name}}
     via_file["8"]["inputs"]["vae"] = ["20", 0]
-    assert np.array_equal(image(sd_folders, run(executor, via_file)), image(sd_folders, run(executor, direct)))
+    assert np.array_equal(
+        image(sd_folders, run(executor, via_file)), image(sd_folders, run(executor, direct))
+    )
