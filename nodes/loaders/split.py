@@ -49,7 +49,9 @@ def _text_encoder(name: str) -> Path:
 
 class UNETLoader(Node):
     """Load a diffusion model (SD3/SD3.5, Flux.1) without text encoders or VAE. fp8 weight dtypes keep
-    the weights in 8 bits and upcast each layer as it runs."""
+    the weights in 8 bits and upcast each layer as it runs. An SD1.x/SD2.x/SDXL UNet in the original
+    layout (`model.diffusion_model.*`, what ModelSave writes) loads as a checkpoint without CLIP and VAE,
+    at Loom's usual dtype (weight_dtype applies to the flow families)."""
 
     display_name = "Load Diffusion Model"
     category = "advanced/loaders"
@@ -61,9 +63,18 @@ class UNETLoader(Node):
             str, Input("How the weights are stored in memory.", choices=WEIGHT_DTYPES)
         ] = "default",
     ) -> Model:
+        from engine.models.detect import UNET_PREFIX
+        from engine.models.files import read_header
         from engine.models.flow_families import load_diffusion_model
 
-        return load_diffusion_model(folders.current().model_path("diffusion_models", unet_name), weight_dtype)
+        path = folders.current().model_path("diffusion_models", unet_name)
+        if path.suffix.lower() in (".safetensors", ".sft") and any(
+            key.startswith(UNET_PREFIX) for key in read_header(path).shapes
+        ):
+            from engine.diffusion import handles
+
+            return handles.load(path).model
+        return load_diffusion_model(path, weight_dtype)
 
 
 def _load(names: list[str], clip_type: str, device: str | None = None) -> Clip:

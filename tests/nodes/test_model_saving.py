@@ -155,6 +155,20 @@ def test_model_save_writes_the_unet_with_its_patches(
     got = reloaded.model.model_state_dict()
     a, b = first.model_state_dict(), second.model_state_dict()
     assert all(torch.allclose(got[k], a[k] * 0.5 + 0.5 * b[k]) for k in a)
+    # ComfyUI loads it with UNETLoader from models/diffusion_models; so does Loom.
+    folders_prompt = text_to_image(CKPT)
+    folders_prompt["20"] = {
+        "class_type": "UNETLoader",
+        "inputs": {"unet_name": saved.name, "weight_dtype": "default"},
+    }
+    folders_prompt["3"]["inputs"]["model"] = ["20", 0]
+    sampled = merged_prompt(other)
+    sampled["6"]["inputs"]["clip"] = sampled["7"]["inputs"]["clip"] = ["4", 1]
+    del sampled["31"], sampled["40"]
+    sd_folders.models["diffusion_models"] = [saved.parent]
+    assert np.array_equal(
+        image(sd_folders, run(executor, folders_prompt)), image(sd_folders, run(executor, sampled))
+    )
 
 
 @pytest.mark.parametrize("family", ["sd1", "sdxl"])
