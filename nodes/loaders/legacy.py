@@ -11,10 +11,27 @@ from engine.diffusion import handles
 from engine.native import Input, Model, Node
 from nodes.loaders.checkpoints import CheckpointOutputs, checkpoint_files, model_files
 
+# The configs ComfyUI ships in its models/configs, named by workflows that use CheckpointLoader; they
+# stay valid choices here although Loom has (and needs) no such files.
+COMFY_CONFIGS = (
+    "anything_v3.yaml",
+    "v1-inference.yaml",
+    "v1-inference_clip_skip_2.yaml",
+    "v1-inference_clip_skip_2_fp16.yaml",
+    "v1-inference_fp16.yaml",
+    "v1-inpainting-inference.yaml",
+    "v2-inference-v.yaml",
+    "v2-inference-v_fp32.yaml",
+    "v2-inference.yaml",
+    "v2-inference_fp32.yaml",
+    "v2-inpainting-inference.yaml",
+)
+
 
 def config_files() -> list[str]:
-    """Files in models/configs (the original repositories' .yaml model configs)."""
-    return [name for name in folders.current().model_files("configs") if name.lower().endswith(".yaml")]
+    """ComfyUI's shipped config names and the .yaml files in models/configs."""
+    own = [name for name in folders.current().model_files("configs") if name.lower().endswith(".yaml")]
+    return sorted({*COMFY_CONFIGS, *own})
 
 
 def hypernetwork_files() -> list[str]:
