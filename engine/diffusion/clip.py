@@ -2,12 +2,12 @@
 
 Loom's encoders are transformers `CLIPTextModel`s (SDXL's second one `CLIPTextModelWithProjection`), shared
 by every CLIP made from one checkpoint. A CLIP adds what nodes change: the layer to read (`clip_layer`,
-CLIPSetLastLayer), weight patches (LoRA) applied only while it encodes, tokenizer options and where its
-embeddings live. `clone()` copies those, never the encoders, so a pack's `clip.clone()` followed by
-`clip_layer(-2)` leaves the loader's cached CLIP as it was. CLIPTextEncode is `tokenize` +
-`encode_from_tokens`, so a pack that makes the same calls gets the same conditioning. SD3's and Flux's
-CLIPs (CLIP-L, CLIP-G, T5-XXL: any subset, named by `roles`) answer the same calls with ComfyUI's
-token keys "l", "g", "t5xxl".
+CLIPSetLastLayer), weight patches (LoRA, merges: ComfyUI's format, applied by engine.diffusion.weights as
+MODEL's are) only while it encodes, tokenizer options and where its embeddings live. `clone()` copies
+those, never the encoders, so a pack's `clip.clone()` followed by `clip_layer(-2)` leaves the loader's
+cached CLIP as it was. CLIPTextEncode is `tokenize` + `encode_from_tokens`, so a pack that makes the same
+calls gets the same conditioning. SD3's and Flux's CLIPs (CLIP-L, CLIP-G, T5-XXL: any subset, named by
+`roles`) answer the same calls with ComfyUI's token keys "l", "g", "t5xxl".
 """
 
 from __future__ import annotations

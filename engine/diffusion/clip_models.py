@@ -6,7 +6,7 @@ Packs with their own prompt encoders (advanced CLIP encode, prompt blending) tes
 transformers modules (no copies): the family classes (`SD1ClipModel`, `SD2ClipModel`,
 `SDXLClipModel`, `SDXLRefinerClipModel`) hold one `SDClipModel` (`SDXLClipG` for CLIP-G) per encoder,
 named `clip_l` / `clip_h` / `clip_g`, whose `transformer.text_model` is the encoder. Each CLIP has its
-own cond_stage_model, so its layer options and LoRA patches apply to what it encodes. They are not
+own cond_stage_model, so its layer options and weight patches apply to what it encodes. They are not
 constructible as in ComfyUI (from a config and dtype): Loom builds them from loaded encoders.
 """
 
