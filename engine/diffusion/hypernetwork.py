@@ -90,9 +90,12 @@ class HypernetworkPatch:
 
     @staticmethod
     def _run(network: torch.nn.Module, x: Any) -> Any:
-        parameter = next(network.parameters())
+        """The network on x's device, in its own (float32) precision, cast back to x's dtype."""
+        if next(network.parameters()).device != x.device:
+            network.to(x.device)  # moved once, on first use on the sampling device
+        dtype = next(network.parameters()).dtype
         with torch.no_grad():
-            return network(x.to(parameter.device, parameter.dtype)).to(x.dtype)
+            return network(x.to(dtype)).to(x.dtype)
 
     def to(self, device: Any) -> HypernetworkPatch:
         """Move (or cast) the networks, as ComfyUI's model_patches_to does with patches."""
