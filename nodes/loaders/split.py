@@ -77,14 +77,28 @@ class UNETLoader(Node):
         return load_diffusion_model(path, weight_dtype)
 
 
+# Types whose text encoders are Stable Diffusion's CLIPs (CLIP-L: SD1.x, OpenCLIP-H: SD2.x, CLIP-G alone:
+# the SDXL refiner, CLIP-L with CLIP-G: SDXL), as CLIPSave writes them.
+SD_CLIP_TYPES = ("stable_diffusion", "sdxl")
+
+
 def _load(names: list[str], clip_type: str, device: str | None = None) -> Clip:
     from engine.models.flow_families import load_clip
 
-    return load_clip([_text_encoder(n) for n in names], clip_type, device)
+    paths = [_text_encoder(n) for n in names]
+    if clip_type in SD_CLIP_TYPES:
+        from engine.diffusion.clip import loom_embedding_folders
+        from engine.diffusion.clip_loader import load_clip_files
+
+        clip = load_clip_files(list(paths), loom_embedding_folders)
+        clip.device = device
+        return clip
+    return load_clip(paths, clip_type, device)
 
 
 class CLIPLoader(Node):
-    """Load one text encoder as the CLIP of a model type (sd3: any of CLIP-L, CLIP-G, T5-XXL)."""
+    """Load one text encoder as the CLIP of a model type (sd3: any of CLIP-L, CLIP-G, T5-XXL;
+    stable_diffusion: SD1.x's CLIP-L, SD2.x's OpenCLIP-H or the SDXL refiner's CLIP-G)."""
 
     display_name = "Load CLIP"
     category = "advanced/loaders"
@@ -101,7 +115,8 @@ class CLIPLoader(Node):
 
 
 class DualCLIPLoader(Node):
-    """Load two text encoders as one CLIP: sd3 (two of CLIP-L, CLIP-G, T5-XXL), flux (CLIP-L and T5-XXL)."""
+    """Load two text encoders as one CLIP: sdxl (CLIP-L and CLIP-G), sd3 (two of CLIP-L, CLIP-G, T5-XXL),
+    flux (CLIP-L and T5-XXL)."""
 
     display_name = "DualCLIPLoader"
     category = "advanced/loaders"

@@ -192,6 +192,26 @@ def test_clip_save_writes_one_file_per_encoder_that_loads_back(
     tokens = clip.tokenize("a red circle")
     assert reloaded.family == clip.family
     assert torch.equal(reloaded.encode_from_tokens(tokens), clip.encode_from_tokens(tokens))
+    # Through the loader nodes, as a ComfyUI user loads them from models/text_encoders.
+    sd_folders.models["text_encoders"] = [paths[0].parent]
+    names = [p.name for p in paths]
+    loader = (
+        {"class_type": "CLIPLoader", "inputs": {"clip_name": names[0], "type": "stable_diffusion"}}
+        if family == "sd1"
+        else {
+            "class_type": "DualCLIPLoader",
+            "inputs": {"clip_name1": names[0], "clip_name2": names[1], "type": "sdxl"},
+        }
+    )
+    direct, via_files = (
+        text_to_image(f"tiny_{family}.safetensors"),
+        text_to_image(f"tiny_{family}.safetensors"),
+    )
+    via_files["20"] = loader
+    via_files["6"]["inputs"]["clip"] = via_files["7"]["inputs"]["clip"] = ["20", 0]
+    assert np.array_equal(
+        image(sd_folders, run(executor, via_files)), image(sd_folders, run(executor, direct))
+    )
 
 
 def test_vae_save_loads_back_through_vae_loader(executor: Executor, sd_folders: Folders) -> None:
