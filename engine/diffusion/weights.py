@@ -102,6 +102,8 @@ def _add_lora(weight: Any, data: tuple[Any, ...], strength: float, fn: Any) -> N
     up, down, alpha = data[0], data[1], data[2]
     if len(data) > 3 and data[3] is not None:
         raise WeightPatchError("LoCon mid weights (lora 'mid') are not supported")
+    if len(data) > 4 and data[4] is not None:
+        raise WeightPatchError("DoRA weights (lora 'dora_scale') are not supported")
     up = up.to(weight.device, torch.float32)
     down = down.to(weight.device, torch.float32)
     scale = float(alpha) / down.shape[0] if alpha is not None else 1.0
