@@ -2,22 +2,23 @@
 
 Loom's encoders are transformers `CLIPTextModel`s (SDXL's second one `CLIPTextModelWithProjection`), shared
 by every CLIP made from one checkpoint. A CLIP adds what nodes change: the layer to read (`clip_layer`,
-CLIPSetLastLayer), weight patches (LoRA) applied only while it encodes, tokenizer options and where its
-embeddings live. `clone()` copies those, never the encoders, so a pack's `clip.clone()` followed by
-`clip_layer(-2)` leaves the loader's cached CLIP as it was. CLIPTextEncode is `tokenize` +
-`encode_from_tokens`, so a pack that makes the same calls gets the same conditioning. SD3's and Flux's
-CLIPs (CLIP-L, CLIP-G, T5-XXL: any subset, named by `roles`) answer the same calls with ComfyUI's
-token keys "l", "g", "t5xxl".
+CLIPSetLastLayer), weight patches (LoRA, merges: ComfyUI's format, applied by engine.diffusion.weights as
+MODEL's are) only while it encodes, tokenizer options and where its embeddings live. `clone()` copies
+those, never the encoders, so a pack's `clip.clone()` followed by `clip_layer(-2)` leaves the loader's
+cached CLIP as it was. CLIPTextEncode is `tokenize` + `encode_from_tokens`, so a pack that makes the same
+calls gets the same conditioning. SD3's and Flux's CLIPs (CLIP-L, CLIP-G, T5-XXL: any subset, named by
+`roles`) answer the same calls with ComfyUI's token keys "l", "g", "t5xxl".
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from engine.diffusion.devices import manager
-from engine.diffusion.patches import WeightPatch
 from engine.diffusion.tokens import ClipTokenizer
 
 
@@ -37,7 +38,10 @@ class CLIP:
     family: str
     # Which hidden layer conditions the UNet (CLIPSetLastLayer / clip_layer); None is the family's default.
     layer: int | None = None
-    patches: tuple[WeightPatch, ...] = ()
+    # Weight patches in ComfyUI's format keyed by its state-dict names (`clip_l.transformer.text_model.…`):
+    # LoRA pairs, diffs, another CLIP's weights (CLIPMerge*). Applied only while encoding; replaced, never
+    # changed in place, so clones may share it.
+    patches: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
     # Folders searched for `embedding:name`; a callable is read at tokenize time, None disables embeddings.
     embedding_directory: Any = loom_embedding_folders
     tokenizer_options: dict[str, Any] = field(default_factory=dict)
@@ -47,9 +51,6 @@ class CLIP:
     widths: tuple[int, ...] = ()
     # CLIPLoader's device input: "cpu" runs these encoders on the CPU whatever the compute device.
     device: str | None = None
-
-    def patched(self, patches: tuple[WeightPatch, ...]) -> CLIP:
-        return replace(self, patches=self.patches + patches, tokenizer_options=dict(self.tokenizer_options))
 
     # ComfyUI's CLIP API -------------------------------------------------------------------------------
 
@@ -149,17 +150,27 @@ class CLIP:
     def add_patches(
         self, patches: dict[Any, Any], strength_patch: float = 1.0, strength_model: float = 1.0
     ) -> list:
-        """Add LoRA patches keyed by ComfyUI's state-dict keys; returns the keys that matched."""
-        from engine.diffusion.clip_modules import weight_patches
+        """Add weight patches keyed by ComfyUI's state-dict keys (or `(key, offset[, function])`), as
+        ComfyUI's ModelPatcher.add_patches; returns the keys that name a weight of these encoders."""
+        from engine.diffusion.clip_modules import with_patches
 
-        new, matched = weight_patches(self, patches, strength_patch, strength_model)
-        self.patches = self.patches + new
+        self.patches, matched = with_patches(self, patches, strength_patch, strength_model)
         return matched
 
     def get_key_patches(self) -> dict[str, list[Any]]:
+        """Every weight under its ComfyUI key: `[(weight, convert), *patches]` (what CLIPMerge* adds)."""
         from engine.diffusion.clip_modules import key_patches
 
         return key_patches(self)
+
+    @contextmanager
+    def weights_patched(self, index: int | None = None) -> Iterator[None]:
+        """This CLIP's patches applied to the shared encoders (only encoder `index`, if given) for the
+        duration of the block."""
+        from engine.diffusion.clip_modules import patched_encoders
+
+        with patched_encoders(self, index):
+            yield
 
     def load_model(self) -> Any:
         if self.device != "cpu":

@@ -6,7 +6,7 @@ Packs with their own prompt encoders (advanced CLIP encode, prompt blending) tes
 transformers modules (no copies): the family classes (`SD1ClipModel`, `SD2ClipModel`,
 `SDXLClipModel`, `SDXLRefinerClipModel`) hold one `SDClipModel` (`SDXLClipG` for CLIP-G) per encoder,
 named `clip_l` / `clip_h` / `clip_g`, whose `transformer.text_model` is the encoder. Each CLIP has its
-own cond_stage_model, so its layer options and LoRA patches apply to what it encodes. They are not
+own cond_stage_model, so its layer options and weight patches apply to what it encodes. They are not
 constructible as in ComfyUI (from a config and dtype): Loom builds them from loaded encoders.
 """
 
@@ -19,7 +19,6 @@ import torch
 
 from engine.diffusion.clip_modules import Transformer, load_encoder_state
 from engine.diffusion.devices import manager
-from engine.diffusion.patches import applied
 from engine.diffusion.text_encode import encode_token_weights, encoder_options
 from engine.diffusion.tokens import ENCODER_KEYS
 
@@ -76,8 +75,7 @@ class SDClipModel(torch.nn.Module):
             projected_pooled=bool(self.return_projected_pooled),
         )
         device = torch.device("cpu") if clip.device == "cpu" else manager().use(encoder)
-        patches = tuple(p for p in clip.patches if p.target == self.index)
-        with applied(clip.encoders, patches):
+        with clip.weights_patched(self.index):
             pad = self.special_tokens["pad"]
             return encode_token_weights(encoder, options, pad, token_weight_pairs, None, False, device)
 

@@ -8,11 +8,12 @@ ComfyUI names a checkpoint's text-encoder weights `clip_l.transformer.text_model
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from engine.diffusion.patches import WeightPatch
 from engine.diffusion.tokens import encoder_keys
 
 if TYPE_CHECKING:
@@ -68,54 +69,54 @@ def _with_text_model(key: str) -> str:
     return "text_model." + key
 
 
-def weight_patches(
+def with_patches(
     clip: CLIP, patches: dict[Any, Any], strength_patch: float, strength_model: float
-) -> tuple[tuple[WeightPatch, ...], list[Any]]:
-    """Loom weight patches for ComfyUI patch entries; only LoRA pairs are supported."""
-    if strength_model != 1.0:
-        raise NotImplementedError("CLIP.add_patches: strength_model other than 1.0 is not supported by Loom")
+) -> tuple[dict[str, tuple[Any, ...]], list[Any]]:
+    """`clip.patches` with ComfyUI patch entries added (`(strength_patch, value, strength_model, offset,
+    function)` per key, as ModelPatcher.add_patches), and the given keys that matched a weight."""
     keys = comfy_keys(clip.family, clip.encoders, clip.roles)
-    new: list[WeightPatch] = []
+    out = dict(clip.patches)
     matched: list[Any] = []
-    for key, value in patches.items():
-        name = key[0] if isinstance(key, tuple) else key
-        if name not in keys:
-            continue
-        up, down, alpha = _lora_parts(name, value)
-        index, parameter = keys[name]
-        scale = alpha / down.shape[0] if alpha is not None else 1.0
-        new.append(WeightPatch(index, parameter, up, down, scale, strength_patch))
-        matched.append(key)
-    return tuple(new), matched
-
-
-def _lora_parts(key: str, value: Any) -> tuple[Any, Any, float | None]:
-    """(up, down, alpha) of a LoRA patch: ("lora", (up, down, alpha, mid, dora)) or an adapter's `weights`."""
-    kind, data = (
-        value if isinstance(value, tuple) and len(value) == 2 else ("lora", getattr(value, "weights", None))
-    )
-    if kind != "lora" or data is None or len(data) < 3 or (len(data) > 3 and data[3] is not None):
-        raise NotImplementedError(
-            f"CLIP.add_patches: {key}: only plain LoRA patches (up, down, alpha) are supported by Loom"
+    for k, value in patches.items():
+        key, offset, function = (
+            (k, None, None) if isinstance(k, str) else (k[0], k[1], k[2] if len(k) > 2 else None)
         )
-    if len(data) > 4 and data[4] is not None:
-        raise NotImplementedError(f"CLIP.add_patches: {key}: DoRA patches are not supported by Loom")
-    return data[0], data[1], None if data[2] is None else float(data[2])
+        if key not in keys:
+            continue
+        out[key] = (*out.get(key, ()), (strength_patch, value, strength_model, offset, function))
+        matched.append(k)
+    return out, matched
+
+
+def _identity(weight: Any, **kwargs: Any) -> Any:
+    return weight
 
 
 def key_patches(clip: CLIP) -> dict[str, list[Any]]:
-    """ComfyUI key → [(original weight,), ("lora", (up, down, alpha, None, None)) …] for patched weights."""
-    keys = {value: key for key, value in comfy_keys(clip.family, clip.encoders, clip.roles).items()}
+    """ComfyUI key → [(weight, convert function), *patches] for every weight of the encoders."""
     out: dict[str, list[Any]] = {}
-    for patch in clip.patches:
-        key = keys[(patch.target, patch.parameter)]
-        if key not in out:
-            out[key] = [(clip.encoders[patch.target].get_parameter(patch.parameter),)]
-        alpha = patch.scale * patch.down.shape[0]
-        out[key].append(
-            (patch.strength, ("lora", (patch.up, patch.down, alpha, None, None)), 1.0, None, None)
-        )
+    for key, (index, name) in comfy_keys(clip.family, clip.encoders, clip.roles).items():
+        out[key] = [(clip.encoders[index].get_parameter(name), _identity), *clip.patches.get(key, ())]
     return out
+
+
+@contextmanager
+def patched_encoders(clip: CLIP, index: int | None = None) -> Iterator[None]:
+    """`clip.patches` applied in place to the shared encoders (to encoder `index` only, if given) while
+    the block runs, then undone (engine.diffusion.weights, the mechanism MODEL patches use)."""
+    from engine.diffusion.weights import patched_parameters
+
+    if not clip.patches:
+        yield
+        return
+    keys = comfy_keys(clip.family, clip.encoders, clip.roles)
+    targets = {
+        key: clip.encoders[keys[key][0]].get_parameter(keys[key][1])
+        for key in clip.patches
+        if index is None or keys[key][0] == index
+    }
+    with patched_parameters(targets, clip.patches):
+        yield
 
 
 class ClipPatcher:

@@ -20,7 +20,6 @@ from engine.diffusion.devices import manager
 from engine.diffusion.diffusion_model import diffusion_model
 from engine.diffusion.latent_formats import LatentFormat, latent_format
 from engine.diffusion.model_patcher import ModelPatcher
-from engine.diffusion.patches import WeightPatch
 from engine.diffusion.vae import VAE
 
 # MODEL is a ModelPatcher; the old name stays for code written before it.
@@ -129,15 +128,15 @@ def lora_for_models(
     """A clone of the model with the LoRA's weight patches (ModelPatcher.add_patches, as ComfyUI's
     loader does) and a CLIP handle with its text-encoder patches; a LoRA that fits neither is an error
     naming its layers."""
-    from engine.diffusion.lora import LoraError, lora_patches, model_lora_patches, text_aliases
+    from engine.diffusion.lora import LoraError, clip_lora_patches, model_lora_patches
 
     unet_patches: dict[str, Any] = {}
     unknown: set[str] = set()
     if model is not None:
         unet_patches, unknown = model_lora_patches(state, model.unet)
-    clip_patches: tuple[WeightPatch, ...] = ()
+    clip_patches: dict[str, Any] = {}
     if clip is not None:
-        clip_patches, unknown_text = lora_patches(state, text_aliases(clip.encoders), strength_clip)
+        clip_patches, unknown_text = clip_lora_patches(state, clip)
         unknown = unknown & unknown_text if model is not None else unknown_text
     if not unet_patches and not clip_patches:
         raise LoraError(f"{name} matches no layer of this model (first of its layers: {sorted(unknown)[:2]})")
@@ -146,4 +145,9 @@ def lora_for_models(
         patched = model.clone()
         if strength_model != 0:
             patched.add_patches(unet_patches, strength_model)
-    return patched, clip.patched(clip_patches) if clip is not None else None
+    patched_clip = None
+    if clip is not None:
+        patched_clip = clip.clone()
+        if strength_clip != 0:
+            patched_clip.add_patches(clip_patches, strength_clip)
+    return patched, patched_clip

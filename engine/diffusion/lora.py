@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from engine.diffusion.patches import WeightPatch
-
 _PARTS = {
     ".lora_down.weight": "down",
     ".lora_up.weight": "up",
@@ -88,21 +86,22 @@ def _checked(base: str, parts: dict[str, Any]) -> tuple[Any, Any, float | None]:
     return parts["up"], parts["down"], alpha
 
 
-def lora_patches(
-    state: Mapping[str, Any], aliases: dict[str, tuple[int, str]], strength: float
-) -> tuple[tuple[WeightPatch, ...], set[str]]:
-    """Patches for the layers of `aliases` that the LoRA file covers, and the file's layers it does not."""
-    patches = []
+def clip_lora_patches(state: Mapping[str, Any], clip: Any) -> tuple[dict[str, Any], set[str]]:
+    """The text-encoder layers of a LoRA file as CLIP weight patches (ComfyUI's `("lora", ...)` format,
+    keyed by ComfyUI's `clip_l.transformer.…` names), and the file's layers that are not text layers."""
+    from engine.diffusion.clip_modules import comfy_keys
+
+    to_comfy = {target: key for key, target in comfy_keys(clip.family, clip.encoders, clip.roles).items()}
+    aliases = text_aliases(clip.encoders)
+    patches: dict[str, Any] = {}
     unknown = set()
     for base, parts in _pairs(state).items():
-        if base not in aliases:
+        if base not in aliases or aliases[base] not in to_comfy:
             unknown.add(base)
             continue
         up, down, alpha = _checked(base, parts)
-        target, parameter = aliases[base]
-        scale = alpha / down.shape[0] if alpha is not None else 1.0
-        patches.append(WeightPatch(target, parameter, up, down, scale, strength))
-    return tuple(patches), unknown
+        patches[to_comfy[aliases[base]]] = ("lora", (up, down, alpha, None, None, None))
+    return patches, unknown
 
 
 def model_lora_patches(state: Mapping[str, Any], unet: Any) -> tuple[dict[str, Any], set[str]]:

@@ -9,8 +9,9 @@ model's weight with its own patches: model merging), or an adapter object with `
 
 from __future__ import annotations
 
+import logging
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -45,8 +46,19 @@ def calculate_weight(patches: list[Any], weight: Any, key: str) -> Any:
         fn = function if function is not None else (lambda a: a)
         if strength_model != 1.0:
             target *= strength_model
-        if isinstance(value, list):
-            value = (calculate_weight(value[1:], value[0][0].clone(), key),)
+        if isinstance(value, list):  # another model's weight (model merging)
+            if strength == 0:
+                continue
+            if tuple(value[0][0].shape) != tuple(target.shape):
+                # ComfyUI merges what fits and leaves the rest (an SD2 model into an SD1 one).
+                logging.warning(
+                    "%s: shape %s does not match %s; weight not merged",
+                    key,
+                    tuple(value[0][0].shape),
+                    tuple(target.shape),
+                )
+                continue
+            value = (calculate_weight(value[1:], _base_weight(value[0], target), key),)
         if hasattr(value, "calculate_weight"):
             target.copy_(value.calculate_weight(target, key, strength, strength_model, offset, fn))
             continue
@@ -62,6 +74,13 @@ def calculate_weight(patches: list[Any], weight: Any, key: str) -> Any:
         else:
             raise WeightPatchError(f"{key}: unsupported weight patch type {kind!r}")
     return weight
+
+
+def _base_weight(entry: tuple[Any, ...], like: Any) -> Any:
+    """The first entry of a `get_key_patches` list, `(weight[, convert_func])`, as a float32 copy on
+    the device of the weight it patches (the other model's weight is never changed)."""
+    weight = entry[0].to(like.device, torch.float32, copy=True)
+    return entry[1](weight, inplace=True) if len(entry) > 1 and entry[1] is not None else weight
 
 
 def _padded(patch: Any) -> tuple[Any, Any, float, Any, Any]:
@@ -83,6 +102,8 @@ def _add_lora(weight: Any, data: tuple[Any, ...], strength: float, fn: Any) -> N
     up, down, alpha = data[0], data[1], data[2]
     if len(data) > 3 and data[3] is not None:
         raise WeightPatchError("LoCon mid weights (lora 'mid') are not supported")
+    if len(data) > 4 and data[4] is not None:
+        raise WeightPatchError("DoRA weights (lora 'dora_scale') are not supported")
     up = up.to(weight.device, torch.float32)
     down = down.to(weight.device, torch.float32)
     scale = float(alpha) / down.shape[0] if alpha is not None else 1.0
@@ -94,14 +115,23 @@ def _add_lora(weight: Any, data: tuple[Any, ...], strength: float, fn: Any) -> N
 def patched_weights(unet: Any, patches: dict[str, list[Any]]) -> Iterator[None]:
     """Apply `patches` (ComfyUI keys) to `unet`'s parameters in place; restore them on exit."""
     names = comfy_names(unet)
+    with patched_parameters({key: unet.get_parameter(names[key]) for key in patches}, patches):
+        yield
+
+
+@contextmanager
+def patched_parameters(parameters: Mapping[str, Any], patches: Mapping[str, Sequence[Any]]) -> Iterator[None]:
+    """Apply `patches[key]` to `parameters[key]` in place (in float32, cast back); restore on exit.
+
+    Each key's new weight is worked out before it is written, so a patch list that holds the same
+    parameter (a model merged with itself) reads the original value."""
     saved: list[tuple[Any, Any]] = []
     try:
         with torch.no_grad():
-            for key, key_patches in patches.items():
-                weight = unet.get_parameter(names[key])
+            for key, weight in parameters.items():
                 saved.append((weight, weight.detach().clone()))
                 work = weight.detach().to(torch.float32, copy=True)
-                weight.copy_(calculate_weight(key_patches, work, key).to(weight.dtype))
+                weight.copy_(calculate_weight(list(patches[key]), work, key).to(weight.dtype))
         yield
     finally:
         with torch.no_grad():

@@ -71,7 +71,7 @@ def detect_model(
     if not any(k.startswith(UNET_PREFIX) for k in shapes):
         raise UnsupportedModelError(f"no UNet keys ({UNET_PREFIX}*) found; {describe_keys(shapes)}")
     arch = _arch_hints(metadata)
-    family = _family(shapes)
+    family = _family(shapes, metadata.get("loom.family"))
     text_encoders = tuple(
         _text_encoder_spec(shapes, prefix, layout, family, index, arch)
         for index, (prefix, layout) in enumerate(TEXT_PREFIXES[family])
@@ -108,7 +108,7 @@ def describe_keys(shapes: Shapes) -> str:
     return f"found {len(keys)} keys like {sample}{guess}"
 
 
-def _family(shapes: Shapes) -> Family:
+def _family(shapes: Shapes, written_as: str | None = None) -> Family:
     def has(prefix: str) -> bool:
         return any(k.startswith(prefix) for k in shapes)
 
@@ -120,7 +120,10 @@ def _family(shapes: Shapes) -> Family:
         return "sd2"
     if has("cond_stage_model.transformer."):
         return "sd1"
-    # A UNet with no text encoder: fall back on the full-size models' context and ADM widths.
+    # A UNet with no text encoder: the family Loom recorded when it wrote the file (ModelSave), else the
+    # full-size models' context and ADM widths.
+    if written_as in ("sd1", "sd2", "sdxl", "sdxl_refiner"):
+        return written_as  # type: ignore[return-value]
     adm = shapes.get(UNET_PREFIX + "label_emb.0.0.weight")
     context = _context_dim(shapes)
     if adm is not None and adm[1] in (2816, 2560):

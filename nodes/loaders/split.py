@@ -53,7 +53,9 @@ def _text_encoder(name: str) -> Path:
 
 class UNETLoader(Node):
     """Load a diffusion model (SD3/SD3.5, Flux.1) without text encoders or VAE. fp8 weight dtypes keep
-    the weights in 8 bits and upcast each layer as it runs."""
+    the weights in 8 bits and upcast each layer as it runs. An SD1.x/SD2.x/SDXL UNet in the original
+    layout (`model.diffusion_model.*`, what ModelSave writes) loads as a checkpoint without CLIP and VAE,
+    at Loom's usual dtype (weight_dtype applies to the flow families)."""
 
     display_name = "Load Diffusion Model"
     category = "advanced/loaders"
@@ -65,19 +67,42 @@ class UNETLoader(Node):
             str, Input("How the weights are stored in memory.", choices=WEIGHT_DTYPES)
         ] = "default",
     ) -> Model:
+        from engine.models.detect import UNET_PREFIX
+        from engine.models.files import read_header
         from engine.models.flow_families import load_diffusion_model
 
-        return load_diffusion_model(folders.current().model_path("diffusion_models", unet_name), weight_dtype)
+        path = folders.current().model_path("diffusion_models", unet_name)
+        if path.suffix.lower() in (".safetensors", ".sft") and any(
+            key.startswith(UNET_PREFIX) for key in read_header(path).shapes
+        ):
+            from engine.diffusion import handles
+
+            return handles.load(path).model
+        return load_diffusion_model(path, weight_dtype)
+
+
+# Types whose text encoders are Stable Diffusion's CLIPs (CLIP-L: SD1.x, OpenCLIP-H: SD2.x, CLIP-G alone:
+# the SDXL refiner, CLIP-L with CLIP-G: SDXL), as CLIPSave writes them.
+SD_CLIP_TYPES = ("stable_diffusion", "sdxl")
 
 
 def _load(names: list[str], clip_type: str, device: str | None = None) -> Clip:
     from engine.models.flow_families import load_clip
 
-    return load_clip([_text_encoder(n) for n in names], clip_type, device)
+    paths = [_text_encoder(n) for n in names]
+    if clip_type in SD_CLIP_TYPES:
+        from engine.diffusion.clip import loom_embedding_folders
+        from engine.diffusion.clip_loader import load_clip_files
+
+        clip = load_clip_files(list(paths), loom_embedding_folders)
+        clip.device = device
+        return clip
+    return load_clip(paths, clip_type, device)
 
 
 class CLIPLoader(Node):
-    """Load one text encoder as the CLIP of a model type (sd3: any of CLIP-L, CLIP-G, T5-XXL)."""
+    """Load one text encoder as the CLIP of a model type (sd3: any of CLIP-L, CLIP-G, T5-XXL;
+    stable_diffusion: SD1.x's CLIP-L, SD2.x's OpenCLIP-H or the SDXL refiner's CLIP-G)."""
 
     display_name = "Load CLIP"
     category = "advanced/loaders"
@@ -94,7 +119,8 @@ class CLIPLoader(Node):
 
 
 class DualCLIPLoader(Node):
-    """Load two text encoders as one CLIP: sd3 (two of CLIP-L, CLIP-G, T5-XXL), flux (CLIP-L and T5-XXL)."""
+    """Load two text encoders as one CLIP: sdxl (CLIP-L and CLIP-G), sd3 (two of CLIP-L, CLIP-G, T5-XXL),
+    flux (CLIP-L and T5-XXL)."""
 
     display_name = "DualCLIPLoader"
     category = "advanced/loaders"

@@ -153,7 +153,11 @@ def test_sd1_text_keys_without_text_model_prefix(tmp_path: Path) -> None:
 def test_unet_only_file_without_text_encoder(tmp_path: Path) -> None:
     models = build_tiny("sd1")
     path = save_single_file(tmp_path / "m.safetensors", models.unet, None, [], "sd1")
-    # Tiny widths match no full-size family, so a bare UNet cannot be placed.
+    # The family Loom recorded when it wrote the file (ModelSave does the same) places a bare UNet.
+    loaded = load_checkpoint(path)
+    assert loaded.family == "sd1" and not loaded.text_encoders and loaded.vae is None
+    # Without it, tiny widths match no full-size family, so a bare UNet cannot be placed.
+    save_file(load_file(str(path)), str(path))
     with pytest.raises(UnsupportedModelError, match="context width 64"):
         load_checkpoint(path)
 
