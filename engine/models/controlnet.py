@@ -68,7 +68,7 @@ def load_controlnet_state_dict(state: dict[str, Any], model: Any = None) -> Cont
         return ControlNet(controlnet_from_ldm(bare))
     if "zero_convs.0.0.weight" in state:
         return ControlNet(controlnet_from_ldm(state))
-    adapter = _t2i_adapter(state)
+    adapter = t2i_adapter(state)
     if adapter is not None:
         return adapter
     raise UnsupportedModelError(
@@ -236,7 +236,7 @@ def controlnet_from_lora(control_weights: Mapping[str, Any], model: Any) -> Any:
     return controlnet_from_ldm(merged, model.family).to(model.get_dtype())
 
 
-def _t2i_adapter(state: dict[str, Any]) -> T2IAdapter | None:
+def t2i_adapter(state: dict[str, Any]) -> T2IAdapter | None:
     """A T2I-Adapter in original or diffusers names (full, full SDXL, light), or None."""
     from diffusers import T2IAdapter as DiffusersAdapter
 

@@ -41,7 +41,7 @@ def controlnet_to_original(net: Any) -> dict[str, torch.Tensor]:
     for key, value in net.state_dict().items():
         (rest if key.startswith(("controlnet_",)) else own)[key] = value.contiguous()
     out = unet_to_original(own, config)
-    blocks = len(EMBEDDING) * 2 - 2
+    blocks = len(config["conditioning_embedding_out_channels"]) * 2 - 2
     for key, value in rest.items():
         name, _, kind = key.rpartition(".")
         if name == "controlnet_cond_embedding.conv_in":
