@@ -105,8 +105,8 @@ def graph(
     prompt["sample"] = {
         "class_type": "KSampler",
         "inputs": {"model": ["ckpt", 0], "positive": positive, "negative": negative,
-                   "latent_image": ["latent", 0], "seed": 7, "steps": steps, "cfg": 6.0, "sampler_name": sampler, "scheduler": scheduler,
-                   "denoise": 1.0},
+                   "latent_image": ["latent", 0], "seed": 7, "steps": steps, "cfg": 6.0,
+                   "sampler_name": sampler, "scheduler": scheduler, "denoise": 1.0},
     }  # fmt: skip
     prompt["decode"] = {"class_type": "VAEDecode", "inputs": {"samples": ["sample", 0], "vae": ["ckpt", 2]}}
     prompt["save"] = {
