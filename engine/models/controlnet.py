@@ -114,7 +114,8 @@ def controlnet_config_from_ldm(bare: Mapping[str, Any], family: str | None = Non
     family = family or _family_of(shapes, UNET_PREFIX)
     pooled = None
     if family == "sdxl":
-        pooled = 1280 if shapes[UNET_PREFIX + "label_emb.0.0.weight"][1] == 2816 else None
+        adm = shapes[UNET_PREFIX + "label_emb.0.0.weight"][1]
+        pooled = adm - 6 * _time_ids_dim(adm)
     unet = unet_config_from_shapes(shapes, family, "eps", {}, pooled)  # type: ignore[arg-type]
     hint = [tuple(bare[f"input_hint_block.{2 * i}.weight"].shape) for i in range(HINT_CONVS)]
     return _controlnet_config(unet, hint[0][1], [hint[0][0]] + [s[0] for s in hint[2:-1:2]])
@@ -148,6 +149,10 @@ def controlnet_from_ldm(bare: Mapping[str, Any], family: str | None = None) -> A
 
     config = controlnet_config_from_ldm(bare, family)
     converted = convert_controlnet_checkpoint(dict(bare), config)
+    for index, linear in ((0, 1), (2, 2)):  # SDXL's size embedding, which diffusers' converter skips
+        for kind in ("weight", "bias"):
+            if f"label_emb.0.{index}.{kind}" in bare:
+                converted[f"add_embedding.linear_{linear}.{kind}"] = bare[f"label_emb.0.{index}.{kind}"]
     return _build_controlnet(config, {k: v for k, v in converted.items() if v is not None})
 
 
@@ -206,12 +211,17 @@ def diffusers_controlnet_config(state: Mapping[str, Any]) -> dict[str, Any]:
         adm = shapes["add_embedding.linear_1.weight"][1]
         unet |= {
             "addition_embed_type": "text_time",
-            "addition_time_embed_dim": shapes["add_time_proj.weight"][0]
-            if "add_time_proj.weight" in shapes
-            else 256,
+            "addition_time_embed_dim": _time_ids_dim(adm),
             "projection_class_embeddings_input_dim": adm,
         }
     return _controlnet_config(unet, shapes["controlnet_cond_embedding.conv_in.weight"][1], embedding)
+
+
+def _time_ids_dim(adm: int) -> int:
+    """The width of each of SDXL's six size/crop embeddings, from the size embedding's input width
+    (pooled text + 6 of them; no weight records it): the largest power of two that leaves room for the
+    pooled text embedding (256 for SDXL: 2816 = 1280 + 6 x 256)."""
+    return next((d for d in (256, 128, 64, 32, 16, 8, 4) if adm - 6 * d > 0), 1)
 
 
 def _diffusers_controlnet(state: dict[str, Any]) -> Any:

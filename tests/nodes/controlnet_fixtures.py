@@ -20,11 +20,11 @@ from engine.models.tiny import build_tiny
 EMBEDDING = (8, 8, 16, 16)  # the hint encoder's widths (full size: 16, 32, 96, 256)
 
 
-def tiny_controlnet(seed: int = 1) -> Any:
-    """A ControlNet copied from the tiny SD1 UNet, every weight (zero convolutions too) jittered."""
+def tiny_controlnet(seed: int = 1, family: str = "sd1") -> Any:
+    """A ControlNet copied from a tiny UNet, every weight (zero convolutions too) jittered."""
     from diffusers import ControlNetModel
 
-    unet = build_tiny("sd1").unet
+    unet = build_tiny(family).unet  # type: ignore[arg-type]
     torch.manual_seed(seed)
     net = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=EMBEDDING)
     with torch.no_grad():
@@ -59,14 +59,14 @@ def controlnet_to_original(net: Any) -> dict[str, torch.Tensor]:
     return out
 
 
-def base_unet_original() -> dict[str, torch.Tensor]:
-    unet = build_tiny("sd1").unet
+def base_unet_original(family: str = "sd1") -> dict[str, torch.Tensor]:
+    unet = build_tiny(family).unet  # type: ignore[arg-type]
     return unet_to_original(unet.state_dict(), unet.config)
 
 
-def write_controlnet(path: Path, layout: str, seed: int = 1) -> Path:
+def write_controlnet(path: Path, layout: str, seed: int = 1, family: str = "sd1") -> Path:
     """Write a tiny ControlNet in `layout`: ldm, bare, diffusers, diff or control_lora."""
-    net = tiny_controlnet(seed)
+    net = tiny_controlnet(seed, family)
     if layout == "diffusers":
         save_file({k: v.contiguous() for k, v in net.state_dict().items()}, path)
         return path
@@ -76,7 +76,7 @@ def write_controlnet(path: Path, layout: str, seed: int = 1) -> Path:
     elif layout == "ldm":
         save_file({"control_model." + k: v for k, v in bare.items()}, path)
     elif layout == "diff":
-        base = base_unet_original()
+        base = base_unet_original(family)
         diff = {k: v - base[k] if k in base else v for k, v in bare.items()}
         save_file(
             {"control_model." + k: v.contiguous() for k, v in diff.items()}
@@ -84,16 +84,18 @@ def write_controlnet(path: Path, layout: str, seed: int = 1) -> Path:
             path,
         )
     elif layout == "control_lora":
-        save_file(control_lora_weights(bare), path)
+        save_file(control_lora_weights(bare, family), path)
     else:
         raise ValueError(layout)
     return path
 
 
-def control_lora_weights(bare: dict[str, torch.Tensor], rank: int = 2) -> dict[str, torch.Tensor]:
+def control_lora_weights(
+    bare: dict[str, torch.Tensor], family: str = "sd1", rank: int = 2
+) -> dict[str, torch.Tensor]:
     """A control-LoRA: rank-`rank` deltas for the 2-D+ weights the UNet shares, whole tensors for the
     rest (hint encoder, zero convolutions, biases, norms)."""
-    base = base_unet_original()
+    base = base_unet_original(family)
     torch.manual_seed(3)
     out: dict[str, torch.Tensor] = {"lora_controlnet": torch.tensor([])}
     for key, value in bare.items():
@@ -144,6 +146,35 @@ def write_adapter(path: Path, kind: str, diffusers_names: bool = False) -> Path:
     return path
 
 
+def write_union(path: Path, seed: int = 4) -> Path:
+    """A ControlNet Union (diffusers names, as xinsir ships it) for the tiny SDXL UNet, 8 control types."""
+    from diffusers import ControlNetUnionModel
+
+    unet = build_tiny("sdxl").unet
+    config = {k: unet.config[k] for k in (
+        "in_channels", "down_block_types", "block_out_channels", "layers_per_block", "cross_attention_dim",
+        "attention_head_dim", "use_linear_projection", "transformer_layers_per_block", "addition_embed_type",
+        "addition_time_embed_dim", "projection_class_embeddings_input_dim", "norm_num_groups")}  # fmt: skip
+    torch.manual_seed(seed)
+    width = unet.config.block_out_channels[0]
+    net = ControlNetUnionModel(
+        **config, conditioning_embedding_out_channels=EMBEDDING, num_control_type=8,
+        num_trans_channel=width, num_trans_head=1, num_proj_channel=width,
+    )  # fmt: skip
+    with torch.no_grad():
+        for param in net.parameters():
+            param.add_(torch.randn_like(param) * 0.05)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, path)
+    return path
+
+
+SDXL_FILES = {
+    "xl_cn_ldm.safetensors": lambda p: write_controlnet(p, "ldm", family="sdxl"),
+    "xl_cn_diffusers.safetensors": lambda p: write_controlnet(p, "diffusers", family="sdxl"),
+    "control-lora-xl.safetensors": lambda p: write_controlnet(p, "control_lora", family="sdxl"),
+    "xl_union.safetensors": write_union,
+}
+
 CONTROLNET_FILES = {
     "cn_ldm.safetensors": lambda p: write_controlnet(p, "ldm"),
     "cn_bare.safetensors": lambda p: write_controlnet(p, "bare"),
@@ -158,6 +189,6 @@ CONTROLNET_FILES = {
 
 def write_control_files(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    for name, write in CONTROLNET_FILES.items():
+    for name, write in (CONTROLNET_FILES | SDXL_FILES).items():
         write(folder / name)
     save_file({"lora_unet_down.lora_up.weight": torch.zeros(4, 4)}, folder / "a_lora.safetensors")

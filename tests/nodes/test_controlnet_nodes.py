@@ -11,7 +11,7 @@ import torch
 from engine.executor import Executor
 from engine.folders import Folders
 from engine.graph import validate_prompt
-from tests.nodes.controlnet_fixtures import CONTROLNET_FILES, tiny_controlnet, write_control_files
+from tests.nodes.controlnet_fixtures import CONTROLNET_FILES, SDXL_FILES, tiny_controlnet, write_control_files
 from tests.nodes.harness import call
 
 CONTROLNETS = ["cn_ldm.safetensors", "cn_bare.safetensors", "diffusion_pytorch_model.safetensors"]
@@ -31,12 +31,21 @@ def cn_folders(sd_folders: Folders, control_dir: Path) -> Folders:
     return sd_folders
 
 
-@pytest.fixture
-def sd1(executor: Executor, cn_folders: Folders) -> dict[str, Any]:
-    model, clip, vae = call(executor, "CheckpointLoaderSimple", ckpt_name="tiny_sd1.safetensors")
+def _base(executor: Executor, family: str) -> dict[str, Any]:
+    model, clip, vae = call(executor, "CheckpointLoaderSimple", ckpt_name=f"tiny_{family}.safetensors")
     (positive,) = call(executor, "CLIPTextEncode", clip=clip, text="a red circle")
     (negative,) = call(executor, "CLIPTextEncode", clip=clip, text="")
     return {"model": model, "vae": vae, "positive": positive, "negative": negative}
+
+
+@pytest.fixture
+def sd1(executor: Executor, cn_folders: Folders) -> dict[str, Any]:
+    return _base(executor, "sd1")
+
+
+@pytest.fixture
+def sdxl(executor: Executor, cn_folders: Folders) -> dict[str, Any]:
+    return _base(executor, "sdxl")
 
 
 HINT = torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(5))
@@ -77,12 +86,13 @@ def load(executor: Executor, name: str) -> Any:
     return call(executor, "ControlNetLoader", control_net_name=name)[0]
 
 
-@pytest.mark.parametrize("name", sorted(CONTROLNET_FILES))
+@pytest.mark.parametrize("name", sorted(CONTROLNET_FILES | SDXL_FILES))
 def test_each_layout_is_detected(executor: Executor, cn_folders: Folders, name: str) -> None:
     control = load(executor, name)
-    expected = {"control-lora-tiny.safetensors": "ControlLora"}.get(
-        name, "T2IAdapter" if name.startswith("t2i") else "ControlNet"
-    )
+    expected = {
+        "control-lora-tiny.safetensors": "ControlLora",
+        "control-lora-xl.safetensors": "ControlLora",
+    }.get(name, "T2IAdapter" if name.startswith("t2i") else "ControlNet")
     assert type(control).__name__ == expected
     if name in CONTROLNETS:  # weights land where diffusers keeps them, whatever the file's names
         reference = tiny_controlnet().state_dict()
@@ -249,3 +259,28 @@ def test_node_definitions_match_comfyui(executor: Executor) -> None:
     assert inputs["DiffControlNetLoader"][0][0] == "model"
     assert {s.category for n, s in specs.items() if "Loader" not in n} == {"conditioning/controlnet"}
     assert [o.type for o in specs["ControlNetLoader"].outputs] == ["CONTROL_NET"]
+
+
+@pytest.mark.parametrize(
+    "name", ["xl_cn_ldm.safetensors", "xl_cn_diffusers.safetensors", "control-lora-xl.safetensors"]
+)
+def test_sdxl_controlnets_guide_the_sdxl_model(
+    executor: Executor, cn_folders: Folders, sdxl: dict, name: str
+) -> None:
+    control = load(executor, name)
+    baseline = sample(executor, sdxl)
+    assert torch.equal(sample(executor, sdxl, *apply(executor, sdxl, control, strength=0.0)), baseline)
+    assert (sample(executor, sdxl, *apply(executor, sdxl, control)) - baseline).abs().mean() > 1e-3
+
+
+def test_union_controlnet_follows_its_type(executor: Executor, cn_folders: Folders, sdxl: dict) -> None:
+    union = load(executor, "xl_union.safetensors")
+    assert type(union.control_model).__name__ == "ControlNetUnionModel"
+    baseline = sample(executor, sdxl)
+    results = {}
+    for kind in ("auto", "depth", "canny/lineart/anime_lineart/mlsd"):
+        (typed,) = call(executor, "SetUnionControlNetType", control_net=union, type=kind)
+        results[kind] = sample(executor, sdxl, *apply(executor, sdxl, typed))
+        assert (results[kind] - baseline).abs().mean() > 1e-3
+    assert not torch.equal(results["auto"], results["depth"])
+    assert not torch.equal(results["depth"], results["canny/lineart/anime_lineart/mlsd"])
