@@ -284,3 +284,15 @@ def test_union_controlnet_follows_its_type(executor: Executor, cn_folders: Folde
         assert (results[kind] - baseline).abs().mean() > 1e-3
     assert not torch.equal(results["auto"], results["depth"])
     assert not torch.equal(results["depth"], results["canny/lineart/anime_lineart/mlsd"])
+
+
+def test_loader_lists_models_t2i_adapter_too(executor: Executor, loom_folders: Folders) -> None:
+    from tests.nodes.controlnet_fixtures import write_adapter
+
+    folder = loom_folders.models["controlnet"][1]
+    assert folder.name == "t2i_adapter"
+    folder.mkdir(parents=True)
+    write_adapter(folder / "t2iadapter_depth.safetensors", "light_adapter")
+    spec = executor.registry.get("ControlNetLoader")
+    assert spec is not None and "t2iadapter_depth.safetensors" in spec.inputs[0].choices()
+    assert type(load(executor, "t2iadapter_depth.safetensors")).__name__ == "T2IAdapter"
