@@ -112,8 +112,11 @@ def tiny_adapter(kind: str, seed: int = 2) -> Any:
     from diffusers import T2IAdapter
 
     torch.manual_seed(seed)
-    channels = [32, 64, 64, 64] if kind == "full_adapter" else [32, 64, 64]
-    adapter = T2IAdapter(in_channels=3, channels=channels, num_res_blocks=2, adapter_type=kind)
+    channels = [32, 64, 64] if kind == "light_adapter" else [32, 64, 64, 64]
+    factor = 16 if kind == "full_adapter_xl" else 8
+    adapter = T2IAdapter(
+        in_channels=3, channels=channels, num_res_blocks=2, downscale_factor=factor, adapter_type=kind
+    )
     with torch.no_grad():
         for param in adapter.parameters():
             param.add_(torch.randn_like(param) * 0.05)
@@ -173,6 +176,7 @@ SDXL_FILES = {
     "xl_cn_diffusers.safetensors": lambda p: write_controlnet(p, "diffusers", family="sdxl"),
     "control-lora-xl.safetensors": lambda p: write_controlnet(p, "control_lora", family="sdxl"),
     "xl_union.safetensors": write_union,
+    "t2i_xl.safetensors": lambda p: write_adapter(p, "full_adapter_xl"),
 }
 
 CONTROLNET_FILES = {
