@@ -100,6 +100,7 @@ class ControlNetApply(Node):
 
     display_name = "Apply ControlNet (OLD)"
     category = "conditioning/controlnet"
+    deprecated = True
 
     def run(
         self,

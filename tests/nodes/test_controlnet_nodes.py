@@ -259,6 +259,10 @@ def test_node_definitions_match_comfyui(executor: Executor) -> None:
     assert inputs["DiffControlNetLoader"][0][0] == "model"
     assert {s.category for n, s in specs.items() if "Loader" not in n} == {"conditioning/controlnet"}
     assert [o.type for o in specs["ControlNetLoader"].outputs] == ["CONTROL_NET"]
+    info = executor.registry.object_info()
+    assert (
+        info["ControlNetApply"]["deprecated"] is True and "deprecated" not in info["ControlNetApplyAdvanced"]
+    )
 
 
 @pytest.mark.parametrize(
