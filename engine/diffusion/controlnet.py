@@ -261,13 +261,16 @@ class ControlNet(ControlBase):
         self._prepare_hint(x_noisy, batched_number, dtype)
         sampling = self.model_sampling_current
         context = cond.get("crossattn_controlnet", cond["c_crossattn"])
+        added = cond.get("added_cond_kwargs")
+        if added is not None:  # SDXL's size hints, in the UNet's dtype; the ControlNet may keep another
+            added = {k: v.to(x_noisy.device, dtype) for k, v in added.items()}
         down, mid = run_controlnet(
             model,
             sampling.calculate_input(t, x_noisy).to(dtype),
             sampling.timestep(t).float(),
             context.to(x_noisy.device, dtype),
             self.cond_hint,
-            cond.get("added_cond_kwargs"),
+            added,
             self.extra_args,
         )
         control = {"middle": [mid], "output": list(down)}

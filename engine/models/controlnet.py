@@ -95,6 +95,13 @@ def _add_base_weights(bare: dict[str, Any], model: Any) -> dict[str, Any]:
     return out
 
 
+def weights_dtype() -> Any:
+    """The dtype control networks compute in: the UNet's (fp16 on CUDA, fp32 on the CPU)."""
+    from engine.diffusion.devices import manager
+
+    return manager().dtype("unet")
+
+
 def _shapes(state: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in state.items()}
 
@@ -162,8 +169,9 @@ def _build_controlnet(config: dict[str, Any], state: dict[str, Any]) -> Any:
 
     with torch.device("meta"):
         model: Any = ControlNetModel(**config)
+    dtype = weights_dtype()
     missing, unexpected = model.load_state_dict(
-        {k: v.float() for k, v in state.items()}, strict=False, assign=True
+        {k: v.to(dtype) for k, v in state.items()}, strict=False, assign=True
     )
     if missing:
         raise ValueError(f"missing weights {sorted(missing)[:5]}")
@@ -240,7 +248,8 @@ def controlnet_from_lora(control_weights: Mapping[str, Any], model: Any) -> Any:
             name = key[: -len(".up")] + ".weight"
             down = control_weights[key[: -len(".up")] + ".down"]
             delta = value.flatten(1).float() @ down.flatten(1).float()
-            merged[name] = merged[name].float() + delta.reshape(merged[name].shape)
+            base_weight = merged[name]
+            merged[name] = base_weight.float() + delta.reshape(base_weight.shape).to(base_weight.device)
         elif key.endswith((".weight", ".bias")):
             merged[key] = value
     return controlnet_from_ldm(merged, model.family).to(model.get_dtype())
@@ -265,7 +274,8 @@ def t2i_adapter(state: dict[str, Any]) -> T2IAdapter | None:
 
     with torch.device("meta"):
         adapter: Any = DiffusersAdapter(**config)
-    adapter.load_state_dict({k: v.float() for k, v in diffusers_state.items()}, strict=True, assign=True)
+    dtype = weights_dtype()
+    adapter.load_state_dict({k: v.to(dtype) for k, v in diffusers_state.items()}, strict=True, assign=True)
     adapter.eval().requires_grad_(False)
     return T2IAdapter(adapter, config["in_channels"], 8, "nearest-exact")
 

@@ -22,7 +22,7 @@ def build_union(state: dict[str, Any]) -> Any:
     import torch
     from diffusers import ControlNetUnionModel
 
-    from .controlnet import diffusers_controlnet_config
+    from .controlnet import diffusers_controlnet_config, weights_dtype
 
     config = diffusers_controlnet_config(state)
     task = state["task_embedding"]
@@ -37,8 +37,9 @@ def build_union(state: dict[str, Any]) -> Any:
     }
     with torch.device("meta"):
         model: Any = ControlNetUnionModel(**config)
+    dtype = weights_dtype()
     missing, unexpected = model.load_state_dict(
-        {k: v.float() for k, v in state.items()}, strict=False, assign=True
+        {k: v.to(dtype) for k, v in state.items()}, strict=False, assign=True
     )
     if missing or unexpected:
         raise ValueError(
