@@ -57,6 +57,11 @@ def prepare(model: Any, conds: dict[str, list[dict[str, Any]]]) -> list[Any]:
     from engine.diffusion.devices import manager
 
     controls = controls_of(conds)
+    if controls and getattr(model, "added_conditions", None) is not None:
+        raise ValueError(
+            "ControlNets and T2I-Adapters apply to SD1.x, SD2.x and SDXL UNets; this model is "
+            f"{model.family}, whose ControlNets Loom does not load"
+        )
     sampling = model.model_sampling
     for control in controls:
         control.pre_run(model, sampling.percent_to_sigma)

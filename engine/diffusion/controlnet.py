@@ -261,6 +261,12 @@ class ControlNet(ControlBase):
         self._prepare_hint(x_noisy, batched_number, dtype)
         sampling = self.model_sampling_current
         context = cond.get("crossattn_controlnet", cond["c_crossattn"])
+        expected = getattr(model.config, "cross_attention_dim", None)
+        if expected is not None and context.shape[-1] != expected:
+            raise ValueError(
+                f"this ControlNet takes text embeddings {expected} wide, the model gives "
+                f"{context.shape[-1]}: it was made for another model family"
+            )
         added = cond.get("added_cond_kwargs")
         if added is not None:  # SDXL's size hints, in the UNet's dtype; the ControlNet may keep another
             added = {k: v.to(x_noisy.device, dtype) for k, v in added.items()}

@@ -300,3 +300,29 @@ def test_loader_lists_models_t2i_adapter_too(executor: Executor, loom_folders: F
     spec = executor.registry.get("ControlNetLoader")
     assert spec is not None and "t2iadapter_depth.safetensors" in spec.inputs[0].choices()
     assert type(load(executor, "t2iadapter_depth.safetensors")).__name__ == "T2IAdapter"
+
+
+def test_a_controlnet_of_another_family_fails_with_a_clear_error(
+    executor: Executor, cn_folders: Folders
+) -> None:
+    prompt = {
+        "ckpt": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny_sdxl.safetensors"}},
+        "text": {"class_type": "CLIPTextEncode", "inputs": {"text": "x", "clip": ["ckpt", 1]}},
+        "cn": {"class_type": "ControlNetLoader", "inputs": {"control_net_name": "cn_ldm.safetensors"}},
+        "hint": {"class_type": "EmptyImage",
+                 "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}},
+        "apply": {"class_type": "ControlNetApplyAdvanced", "inputs": {
+            "positive": ["text", 0], "negative": ["text", 0], "control_net": ["cn", 0], "image": ["hint", 0],
+            "strength": 1.0, "start_percent": 0.0, "end_percent": 1.0}},
+        "latent": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "sample": {"class_type": "KSampler", "inputs": {
+            "model": ["ckpt", 0], "positive": ["apply", 0], "negative": ["apply", 1],
+            "latent_image": ["latent", 0], "seed": 1, "steps": 1, "cfg": 2.0, "sampler_name": "euler",
+            "scheduler": "normal", "denoise": 1.0}},
+        "decode": {"class_type": "VAEDecode", "inputs": {"samples": ["sample", 0], "vae": ["ckpt", 2]}},
+        "show": {"class_type": "PreviewImage", "inputs": {"images": ["decode", 0]}},
+    }  # fmt: skip
+    checked = validate_prompt(executor.registry, prompt)
+    assert checked.ok, checked.node_errors
+    result = executor.execute(checked.prompt, "family", checked.outputs)
+    assert result.status == "error" and "another model family" in str(result.error)
