@@ -22,7 +22,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from engine.diffusion.controlnet import ControlBase, ControlLora, ControlNet, T2IAdapter
+from engine.diffusion.controlnet import ControlBase, ControlLora, ControlNet
+from engine.diffusion.t2i_adapter import T2IAdapter
 
 from .detect import UNET_PREFIX, unet_config_from_shapes
 from .errors import UnsupportedModelError

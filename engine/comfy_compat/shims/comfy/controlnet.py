@@ -18,9 +18,9 @@ from engine.diffusion.controlnet import (
     ControlLora,
     ControlNet,
     StrengthType,
-    T2IAdapter,
     broadcast_image_to,
 )
+from engine.diffusion.t2i_adapter import T2IAdapter
 
 __all__ = [
     "ControlBase",
