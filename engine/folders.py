@@ -25,8 +25,12 @@ MODEL_KINDS = (
     "diffusers",
 )
 # ComfyUI's newer kinds read their legacy folders too: diffusion models also from models/unet, text
-# encoders also from models/clip.
-KIND_FOLDERS = {"diffusion_models": ("diffusion_models", "unet"), "text_encoders": ("text_encoders", "clip")}
+# encoders also from models/clip; ControlNets also from models/t2i_adapter.
+KIND_FOLDERS = {
+    "diffusion_models": ("diffusion_models", "unet"),
+    "text_encoders": ("text_encoders", "clip"),
+    "controlnet": ("controlnet", "t2i_adapter"),
+}
 
 
 class UnsafePathError(ValueError):

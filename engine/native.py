@@ -92,6 +92,9 @@ class Node:
     output_node: ClassVar[bool] = False
     # Identical copies of this node in one prompt are not merged and it never hits the cache.
     not_idempotent: ClassVar[bool] = False
+    # ComfyUI's DEPRECATED / EXPERIMENTAL flags, published in /object_info (the front end marks them).
+    deprecated: ClassVar[bool] = False
+    experimental: ClassVar[bool] = False
     # ComfyUI's INPUT_IS_LIST: run() receives every input as a list, called once per prompt.
     input_is_list: ClassVar[bool] = False
     # ComfyUI's OUTPUT_IS_LIST, one flag per output: such an output is a list fanned out downstream.
@@ -158,6 +161,7 @@ def native_spec(cls: type[Node]) -> NodeSpec:
         input_is_list=cls.input_is_list,
         check_lazy=(lambda instance, values: instance.check_lazy_status(**values)) if check_lazy else None,
         native=True,
+        extra_info={k: True for k in ("DEPRECATED", "EXPERIMENTAL") if getattr(cls, k.lower())},
     )
 
 

@@ -2,7 +2,7 @@
 
 It answers the attributes packs read (`diffusion_model`, `model_sampling`, `latent_format`,
 `model_config`, `model_type`, `get_dtype()`, `state_dict()` in ComfyUI's key names) and
-`apply_model(x, sigma, c_crossattn=..., transformer_options=...)`, which returns the denoised
+`apply_model(x, sigma, c_crossattn=..., control=..., transformer_options=...)`, which returns the denoised
 prediction as ComfyUI's does. The conditioning dict `c` that Loom's sampler passes holds
 `c_crossattn`, `transformer_options` and, for SDXL, diffusers' `added_cond_kwargs` (text_embeds,
 time_ids) in place of ComfyUI's `y` vector.
@@ -131,10 +131,12 @@ class DiffusionModel:
         added_cond_kwargs: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> Any:
-        """Denoised prediction at noise level `t` (a sigma per batch entry, as in ComfyUI)."""
+        """Denoised prediction at noise level `t` (a sigma per batch entry, as in ComfyUI). `control`
+        is ComfyUI's ControlNet/T2I-Adapter residual dict (see engine.diffusion.controlnet)."""
         import torch
 
         from engine.diffusion import unet_hooks
+        from engine.diffusion.controlnet import unet_residuals
 
         sigma = t
         sampling = self.model_sampling
@@ -153,6 +155,7 @@ class DiffusionModel:
                 encoder_hidden_states=c_crossattn.to(dtype),
                 added_cond_kwargs=added_cond_kwargs,
                 return_dict=False,
+                **unet_residuals(control, dtype),
             )[0]
         return sampling.calculate_denoised(sigma, output.float(), x)
 

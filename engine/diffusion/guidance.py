@@ -52,10 +52,11 @@ def calc_cond_batch(
         for entry in cond or []:
             if _active_at(entry, model, timestep):
                 runs.append((entry, index, _area(entry, x_in)))
-    groups: dict[tuple[int, int, int, int], list[tuple[dict[str, Any], int]]] = {}
+    # Entries batch together only where they share an area and a control object (ComfyUI's can_concat).
+    groups: dict[tuple[tuple[int, int, int, int], int], list[tuple[dict[str, Any], int]]] = {}
     for entry, index, area in runs:
-        groups.setdefault(area, []).append((entry, index))
-    for area, group in groups.items():
+        groups.setdefault((area, id(entry.get("control"))), []).append((entry, index))
+    for (area, _), group in groups.items():
         outputs = _run_group(model, group, x_in, timestep, area, model_options)
         h, w, y, x0 = area
         for (entry, index), output in zip(group, outputs, strict=True):
@@ -272,6 +273,9 @@ def _run_group(
     added = _added_conditions(model, [entry for entry, _ in group], crop, batch)
     if added is not None:
         c["added_cond_kwargs"] = added
+    control = group[0][0].get("control")
+    if control is not None:
+        c["control"] = control.get_control(x_all, sigmas, c, len(group), options)
     wrapper = model_options.get("model_function_wrapper")
     if wrapper is not None:
         args = {"input": x_all, "timestep": sigmas, "c": c, "cond_or_uncond": cond_or_uncond}

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from engine import threads
+from engine.diffusion import control_conds
 from engine.diffusion.guidance import (
     add_opposite_areas,
     calc_cond_batch,
@@ -81,6 +82,7 @@ class CFGGuider:
             for name, entries in self.original_conds.items()
         }
         add_opposite_areas(self.conds)
+        control_conds.share_with_uncond(self.conds)
 
     def sample(
         self,
@@ -111,10 +113,14 @@ class CFGGuider:
         work = threads.work_of(patcher.unet, positions)
         with torch.no_grad(), threads.limited(work), patcher.applied() as model:
             self.inner_model = model
-            latent = model.process_latent_in(latent_image.float().to(device))
-            result = _run_sampler(
-                self, options, sampler, noise.float().to(device), latent, sigmas, mask, callback, seed
-            )
+            controls = control_conds.prepare(model, self.conds)
+            try:
+                latent = model.process_latent_in(latent_image.float().to(device))
+                result = _run_sampler(
+                    self, options, sampler, noise.float().to(device), latent, sigmas, mask, callback, seed
+                )
+            finally:
+                control_conds.cleanup(controls)
             return model.process_latent_out(result.float())
 
 
