@@ -5,7 +5,8 @@ manifold at low cfg.
 They need the unconditional prediction at each step, which only the guider knows: like ComfyUI's,
 they add a post-cfg function to the `model_options` of `extra_args` that records it (and turn off
 the cfg-1 shortcut so that it is always computed). A model callable that ignores `model_options`
-cannot run them; they say so.
+(a plain denoiser, no guidance) is taken as unguided: its prediction is its own uncond, and the
+samplers reduce to Euler (ancestral).
 """
 
 from __future__ import annotations
@@ -29,13 +30,11 @@ class UncondRecorder:
         self.uncond = args["uncond_denoised"]
         return args["denoised"]
 
-    def latest(self, sampler: str) -> Tensor:
-        if self.uncond is None:
-            raise RuntimeError(
-                f"{sampler} needs the unconditional prediction: run it through a guider (KSampler, "
-                "SamplerCustom, SamplerCustomAdvanced) that applies model_options' post-cfg functions"
-            )
-        return self.uncond
+    def latest(self, denoised: Tensor) -> Tensor:
+        """The uncond prediction of the last model call; `denoised` itself if the model ran no
+        post-cfg functions (an unguided denoiser)."""
+        uncond, self.uncond = self.uncond, None
+        return denoised if uncond is None else uncond
 
 
 def recording_uncond(extra_args: dict[str, Any] | None) -> tuple[dict[str, Any], UncondRecorder]:
@@ -84,7 +83,7 @@ def sample_euler_ancestral_cfg_pp(
             continue
         alpha = signal_scale(sigma, model_sampling)
         alpha_next = signal_scale(sigma_next, model_sampling)
-        d = to_d(x, sigma, alpha * recorder.latest("euler_ancestral_cfg_pp"))
+        d = to_d(x, sigma, alpha * recorder.latest(denoised))
         sigma_down, sigma_up = ancestral_step(sigma / alpha, sigma_next / alpha_next, eta)
         x = alpha_next * denoised + alpha_next * sigma_down * d
         if eta > 0 and s_noise > 0:
@@ -134,7 +133,7 @@ def sample_euler_pp(
     for i in range(len(sigmas) - 1):
         sigma = sigmas[i]
         denoised = run.denoise(x, sigma)
-        d = to_d(x - denoised + recorder.latest("SamplerEulerCFGpp"), sigma, denoised)
+        d = to_d(x - denoised + recorder.latest(denoised), sigma, denoised)
         run.report(i, x, sigma, sigma, denoised)
         x = x + d * (sigmas[i + 1] - sigma)
     return x

@@ -128,8 +128,10 @@ def sample_sa_solver(
     """SA-Solver predictor-corrector steps; `use_pece` re-evaluates the model on the corrected state."""
     if len(sigmas) <= 1:
         return x
-    if model_sampling is None:
-        raise ValueError("sa_solver needs the model's model_sampling (its half-log-SNR and SDE interval)")
+    if model_sampling is None:  # a bare denoiser: take SD's discrete eps schedule for the SDE interval
+        from engine.sampling.model_sampling import ModelSampling
+
+        model_sampling = ModelSampling("eps")
     run = Run(model, x, extra_args, callback, noise_sampler, len(sigmas) - 1)
     sigmas = _first_sigma_inside(sigmas, model_sampling)
     lambdas = half_log_snr(sigmas, model_sampling)
@@ -137,7 +139,9 @@ def sample_sa_solver(
         tau_func = tau_interval(model_sampling.percent_to_sigma(0.2), model_sampling.percent_to_sigma(0.8))
     keep = max(predictor_order, corrector_order)
     lower_order_to_end = float(sigmas[-1]) == 0
-    x_pred, h, tau, noise = x, 0.0, 0.0, 0.0
+    x_pred, tau = x, 0.0
+    h: Tensor = torch.zeros(())  # the last predictor step's lambda increment
+    noise: Tensor | float = 0.0  # the last predictor step's added noise
     predictions: list[Tensor] = []
     for i in range(len(sigmas) - 1):
         denoised = run.denoise(x_pred, sigmas[i])
@@ -161,7 +165,7 @@ def sample_sa_solver(
                 simple_order_2,
                 True,
             )
-            decay = sigmas[i] / sigmas[i - 1] * torch.as_tensor(-(tau**2) * h).exp()
+            decay = sigmas[i] / sigmas[i - 1] * (-(tau**2) * h).exp()
             x = decay * x + _combine(predictions[-c_order:], b)
             if tau > 0 and s_noise > 0:
                 x = x + noise  # the predictor's noise of this same step
