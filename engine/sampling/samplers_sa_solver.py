@@ -36,57 +36,65 @@ def tau_interval(start_sigma: float, end_sigma: float, eta: float = 1.0) -> TauF
     return tau
 
 
-def exponential_coefficients(s: Tensor, t: Tensor, order: int, tau: float) -> Tensor:
+def exponential_coefficients(s: Tensor, t: Tensor, solver_order: int, tau_t: float) -> Tensor:
     """(1 + tau^2) * integral_s^t exp((1 + tau^2) u) u^p du / exp((1 + tau^2) t) for p < order.
 
     Integrating by parts, I_p = [u^p e^(m u) / m]_s^t - (p / m) I_(p-1) with m = 1 + tau^2, so
     m I_p = sum_k (-1)^(p-k) p! / (k! m^(p-k)) [u^k e^(m u)]_s^t: a lower-triangular matrix applied to
     the boundary terms t^k - s^k e^(-m h).
     """
-    m = 1 + tau**2
+    m = 1 + tau_t**2
     h = t - s
-    powers = torch.arange(order, dtype=s.dtype, device=s.device)
+    powers = torch.arange(solver_order, dtype=s.dtype, device=s.device)
     boundary = t**powers - s**powers * (-m * h).exp()
     depth = powers.unsqueeze(1) - powers.unsqueeze(0)
     log_fact = (powers + 1).lgamma()
     log_coeff = log_fact.unsqueeze(1) - log_fact.unsqueeze(0)
-    if tau > 0:
+    if tau_t > 0:
         log_coeff = log_coeff - depth * math.log(m)
     sign = torch.where(depth % 2 == 0, 1.0, -1.0)
     return (log_coeff.exp() * sign).tril() @ boundary
 
 
 def simple_order2_coefficients(
-    sigma_next: Tensor, lambdas: Tensor, lambda_s: Tensor, lambda_t: Tensor, tau: float, corrector: bool
+    sigma_next: Tensor,
+    curr_lambdas: Tensor,
+    lambda_s: Tensor,
+    lambda_t: Tensor,
+    tau_t: float,
+    is_corrector_step: bool = False,
 ) -> Tensor:
     """The simplified second-order coefficients of the paper's appendix D (older first)."""
-    m = 1 + tau**2
+    m = 1 + tau_t**2
     h = lambda_t - lambda_s
     alpha_t = sigma_next * lambda_t.exp()
     whole = alpha_t * (-h * m).expm1().neg()
-    if corrector:
+    if is_corrector_step:
         newest = alpha_t * (0.5 * m * h)
         return torch.stack([whole - newest, newest])
-    older = alpha_t * (0.5 * m * h**2) / (lambdas[-2] - lambda_s)
+    older = alpha_t * (0.5 * m * h**2) / (curr_lambdas[-2] - lambda_s)
     return torch.stack([older, whole - older])
 
 
 def adams_coefficients(
     sigma_next: Tensor,
-    lambdas: Tensor,
+    curr_lambdas: Tensor,
     lambda_s: Tensor,
     lambda_t: Tensor,
-    tau: float,
+    tau_t: float,
     simple_order_2: bool = False,
-    corrector: bool = False,
+    is_corrector_step: bool = False,
 ) -> Tensor:
-    """b_i of one step from lambda_s to lambda_t through the predictions at `lambdas` (oldest first)."""
-    if simple_order_2 and lambdas.shape[0] == 2:
-        return simple_order2_coefficients(sigma_next, lambdas, lambda_s, lambda_t, tau, corrector)
-    order = lambdas.shape[0]
-    moments = exponential_coefficients(lambda_s, lambda_t, order, tau)
+    """b_i of one step from lambda_s to lambda_t through the predictions at `curr_lambdas` (oldest
+    first). Parameter names are ComfyUI's (compute_stochastic_adams_b_coeffs)."""
+    if simple_order_2 and curr_lambdas.shape[0] == 2:
+        return simple_order2_coefficients(
+            sigma_next, curr_lambdas, lambda_s, lambda_t, tau_t, is_corrector_step
+        )
+    order = curr_lambdas.shape[0]
+    moments = exponential_coefficients(lambda_s, lambda_t, order, tau_t)
     # The integral of each Lagrange basis polynomial: solve V^T b = moments with V the Vandermonde matrix.
-    basis_integrals = torch.linalg.solve(torch.vander(lambdas, order, increasing=True).T, moments)
+    basis_integrals = torch.linalg.solve(torch.vander(curr_lambdas, order, increasing=True).T, moments)
     return sigma_next * lambda_t.exp() * basis_integrals
 
 

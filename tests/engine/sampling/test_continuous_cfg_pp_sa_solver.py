@@ -104,7 +104,7 @@ def test_exponential_coefficients_are_the_integrals() -> None:
 def test_first_order_coefficient_is_the_ddim_weight() -> None:
     lam_s, lam_t = torch.tensor(0.0), torch.tensor(0.5)
     sigma_next = torch.exp(-lam_t)  # eps models: lambda = -log sigma, alpha = 1
-    (b,) = adams_coefficients(sigma_next, lam_s.view(1), lam_s, lam_t, tau=0.0)
+    (b,) = adams_coefficients(sigma_next, lam_s.view(1), lam_s, lam_t, tau_t=0.0)
     assert math.isclose(float(b), 1 - math.exp(-0.5), rel_tol=1e-5)
     # Coefficients of an order-k step integrate the constant 1 exactly: they sum to the order-1 weight.
     lambdas = torch.tensor([-0.6, -0.3, 0.0])
