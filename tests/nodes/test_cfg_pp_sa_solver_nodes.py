@@ -3,12 +3,13 @@ against the samplers they reduce to."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 
 from engine.executor import Executor
 from engine.folders import Folders
+from engine.native import Node, Socket
 from tests.nodes.sd_fixtures import text_to_image
 from tests.nodes.test_model_patch_nodes import CKPT, close, differs, latent
 
@@ -103,3 +104,48 @@ def test_sa_solver_orders_and_noise(executor: Executor, sd_folders: Folders) -> 
     assert differs(ode, sde) and differs(sde, pece)
     # KSampler's sa_solver is the node with its defaults.
     assert close(latent(executor, sd_folders, custom(select("sa_solver"))), sde)
+
+
+UNCONDS_SEEN: list[Any] = []
+
+
+def pack_style_euler(
+    model: Any, x: Any, sigmas: Any, extra_args: Any = None, callback: Any = None, disable: Any = None
+) -> Any:
+    """A pack's KSAMPLER function that hooks the guidance as ComfyUI's CFG++ samplers do."""
+    from engine.diffusion.model_patcher import set_model_options_post_cfg_function
+
+    def record(args: dict[str, Any]) -> Any:
+        UNCONDS_SEEN.append(args["uncond_denoised"])
+        return args["denoised"]
+
+    extra_args = dict(extra_args)
+    options = extra_args.get("model_options", {}).copy()
+    extra_args["model_options"] = set_model_options_post_cfg_function(options, record, True)
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i] * x.new_ones([x.shape[0]]), **extra_args)
+        x = x + (x - denoised) / sigmas[i] * (sigmas[i + 1] - sigmas[i])
+    return x
+
+
+class PackStyleSampler(Node):
+    """A SAMPLER made the way packs make theirs (comfy.samplers.KSAMPLER)."""
+
+    category = "testing"
+
+    def run(self) -> Annotated[Any, Socket("SAMPLER")]:
+        from engine.diffusion.function_sampler import FunctionSampler
+
+        return FunctionSampler(pack_style_euler)
+
+
+def test_pack_samplers_get_model_options_in_extra_args(executor: Executor, sd_folders: Folders) -> None:
+    if "PackStyleSampler" not in executor.registry:
+        executor.registry.register(PackStyleSampler)
+    UNCONDS_SEEN.clear()
+    got = latent(
+        executor, sd_folders, custom({"class_type": "PackStyleSampler", "inputs": {}}, negative="blue")
+    )
+    assert len(UNCONDS_SEEN) == 3  # the post-cfg function ran at each of the 3 steps
+    euler = latent(executor, sd_folders, custom(select("euler"), negative="blue"))
+    assert close(got, euler)
