@@ -4,7 +4,9 @@ ComfyUI recognises SD1.5 only by a UNet with model_channels 320 and context_dim 
 CLIP-L text encoder and VAE (docs: FACTS.md). The UNet's depth and levels are read from shapes, so this
 one is as small as that allows: two levels (320, 320), one ResNet and one transformer per block, 8 heads.
 CLIP-L and the VAE keep their real sizes with random weights. Saved in fp16 (about 430 MB); nothing is
-downloaded. Run: `python bench/make_comfy_sd15.py OUT.safetensors [--seed 0]`.
+downloaded. Run: `python bench/make_comfy_sd15.py OUT.safetensors [--seed 0] [--channels 320,640]`.
+`--channels 320,640` makes the second level 640 wide, so that FreeU's model_channels*2 branch acts on
+it (with the default 320,320 FreeU changes nothing).
 """
 
 from __future__ import annotations
@@ -20,14 +22,14 @@ import torch
 from engine.models.save import save_single_file
 
 
-def build(seed: int) -> tuple[object, object, object]:
+def build(seed: int, channels: tuple[int, int] = (320, 320)) -> tuple[object, object, object]:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
         sample_size=64,
-        block_out_channels=[320, 320],
+        block_out_channels=list(channels),
         layers_per_block=1,
         down_block_types=["CrossAttnDownBlock2D", "DownBlock2D"],
         up_block_types=["UpBlock2D", "CrossAttnUpBlock2D"],
@@ -75,8 +77,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--channels", default="320,320", help="the two levels' widths (320 first)")
     args = parser.parse_args()
-    unet, vae, clip = build(args.seed)
+    first, second = (int(c) for c in args.channels.split(","))
+    unet, vae, clip = build(args.seed, (first, second))
     path = save_single_file(args.out, unet, vae, [clip], "sd1", dtype=torch.float16)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.0f} MB)")
 

@@ -2,7 +2,8 @@
 
 Packs write samplers as `fn(model, x, sigmas, extra_args=None, callback=None, disable=None, **opts)`
 and wrap them in KSAMPLER; this runs such a function under the SAMPLER contract guiders call
-(`.sample(model_fn, noise, latent, sigmas, *, callback, seed, denoise_mask, model_sampling)`), with
+(`.sample(model_fn, noise, latent, sigmas, *, callback, seed, denoise_mask, model_sampling,
+extra_args)`), with
 ComfyUI's start-point scaling and inpainting around it.
 """
 
@@ -37,6 +38,7 @@ class FunctionSampler:
         seed: int | None = None,
         denoise_mask: Any = None,
         model_sampling: Any,
+        extra_args: dict[str, Any] | None = None,
     ) -> Any:
         import torch
 
@@ -52,7 +54,7 @@ class FunctionSampler:
                 model_sampling,
             )
         x = model_sampling.noise_scaling(sigmas[0], noise, latent, is_max_denoise(model_sampling, sigmas))
-        extra_args = {"seed": seed}
+        extra_args = {**(extra_args or {}), "seed": seed}
         samples = self.sampler_function(
             model, x, sigmas, extra_args=extra_args, callback=callback, disable=True, **self.extra_options
         )

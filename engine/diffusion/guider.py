@@ -8,7 +8,9 @@ cfg, unet wrapper, denoise mask function, transformer patches) and passes
 `transformer_options["sample_sigmas"]`. Subclasses give ComfyUI's DualCFG, Basic and PerpNeg guiders.
 
 `sampler` is a Loom sampler name or a SAMPLER object with
-`.sample(model_fn, noise, latent, sigmas, *, callback, seed, denoise_mask, model_sampling)`.
+`.sample(model_fn, noise, latent, sigmas, *, callback, seed, denoise_mask, model_sampling, extra_args)`;
+`extra_args` holds ComfyUI's `model_options` and `seed`, and `model_fn(x, sigma, model_options=...)`
+runs the guider with the options a sampler passes back.
 """
 
 from __future__ import annotations
@@ -138,9 +140,12 @@ def _run_sampler(
     from engine.sampling import sample
 
     model_sampling = guider.model_patcher.get_model_object("model_sampling")
+    # As in ComfyUI, samplers get the model_options in extra_args and may pass their own copy back
+    # (the CFG++ samplers add a post-cfg function that captures the uncond prediction).
+    extra_args = {"model_options": options, "seed": seed}
 
-    def model_fn(x: Any, sigma: Any, **_: Any) -> Any:
-        return guider(x, sigma, model_options=options, seed=seed)
+    def model_fn(x: Any, sigma: Any, model_options: dict[str, Any] | None = None, **_: Any) -> Any:
+        return guider(x, sigma, model_options=options if model_options is None else model_options, seed=seed)
 
     if mask is not None and "denoise_mask_function" in options:
         model_fn, mask = _masked(guider, options, model_fn, model_sampling, mask, latent, noise, sigmas), None
@@ -163,17 +168,19 @@ def _run_sampler(
             callback=on_step,
             seed=seed,
             denoise_mask=mask,
+            extra_args=extra_args,
         )
-    return sampler.sample(
-        model_fn,
-        noise,
-        latent,
-        sigmas,
-        callback=on_step,
-        seed=seed,
-        denoise_mask=mask,
-        model_sampling=model_sampling,
-    )
+    kwargs: dict[str, Any] = {"callback": on_step, "seed": seed, "denoise_mask": mask}
+    if _accepts(sampler.sample, "extra_args"):  # SAMPLER objects written before extra_args existed
+        kwargs["extra_args"] = extra_args
+    return sampler.sample(model_fn, noise, latent, sigmas, model_sampling=model_sampling, **kwargs)
+
+
+def _accepts(function: Any, name: str) -> bool:
+    import inspect
+
+    parameters = inspect.signature(function).parameters.values()
+    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 def _masked(

@@ -98,6 +98,41 @@ class SDXL(LatentFormat):
     taesd_decoder_name = "taesdxl_decoder"
 
 
+PLAYGROUND_RGB = (
+    (0.3920, 0.4054, 0.4549),
+    (-0.2634, -0.0196, 0.0653),
+    (0.0568, 0.1687, -0.0755),
+    (-0.3112, -0.2359, -0.2076),
+)
+PLAYGROUND_MEAN = (-1.6574, 1.886, -1.383, 2.5155)
+PLAYGROUND_STD = (8.4927, 5.9022, 6.5498, 5.2299)
+
+
+@dataclass(frozen=True)
+class SDXL_Playground_2_5(LatentFormat):
+    """Playground v2.5's SDXL latents, normalised per channel by the VAE's latent mean and std
+    (ComfyUI's `latent_formats.SDXL_Playground_2_5`, set by ModelSamplingContinuousEDM)."""
+
+    scale_factor: float = 0.5
+    rgb_factors: tuple[tuple[float, float, float], ...] = PLAYGROUND_RGB
+    taesd_decoder_name = "taesdxl_decoder"
+
+    def _stats(self, latent: Any) -> tuple[Any, Any]:
+        import torch
+
+        mean = torch.tensor(PLAYGROUND_MEAN).view(1, 4, 1, 1).to(latent.device, latent.dtype)
+        std = torch.tensor(PLAYGROUND_STD).view(1, 4, 1, 1).to(latent.device, latent.dtype)
+        return mean, std
+
+    def process_in(self, latent: Any) -> Any:
+        mean, std = self._stats(latent)
+        return (latent - mean) * self.scale_factor / std
+
+    def process_out(self, latent: Any) -> Any:
+        mean, std = self._stats(latent)
+        return latent * std / self.scale_factor + mean
+
+
 def latent_format(family: str, scale_factor: float, metadata: dict[str, str]) -> LatentFormat:
     if family in ("sd3", "flux"):  # before the SD branches: their formats are fixed, with a shift
         from engine.diffusion.latent_formats_flow import FLOW_FORMATS

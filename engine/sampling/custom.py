@@ -59,12 +59,14 @@ class SamplerObject:
         seed: int | None = None,
         denoise_mask: Tensor | None = None,
         model_sampling: ModelSampling,
+        extra_args: dict[str, Any] | None = None,
     ) -> Tensor:
         """Run :func:`engine.sampling.sample` with this sampler's name and options.
 
         ``model_fn(x, sigma)`` is the guided denoiser; ``noise`` the NOISE object's tensor (zeros for
         DisableNoise); ``latent`` the starting latent in the model's space; ``seed`` seeds the
-        per-step noise as ComfyUI seeds it from the NOISE's seed.
+        per-step noise as ComfyUI seeds it from the NOISE's seed; ``extra_args`` (the guider's
+        ``model_options`` and ``seed``) go to every model call.
         """
         return sample(
             model_fn,
@@ -76,6 +78,7 @@ class SamplerObject:
             callback=callback,
             seed=seed,
             denoise_mask=denoise_mask,
+            extra_args=extra_args,
             sampler_options=dict(self.options),
         )
 

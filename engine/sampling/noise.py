@@ -1,7 +1,9 @@
 """Seeded noise, following ComfyUI's reproducibility conventions.
 
 * The initial latent noise is drawn on the CPU from a generator seeded with the
-  workflow seed, so a seed gives the same image on any device.
+  workflow seed, so a seed gives the same image on any device. As in ComfyUI, that generator is
+  torch's global CPU generator (``torch.manual_seed``): what a patch draws from it while sampling
+  (HyperTile's tile sizes, a pack's ``torch.rand``) then follows from the seed as it does there.
 * Per-step noise for ancestral samplers comes from a second generator that lives
   on the latent's device and is seeded with the same seed. On the CPU its first
   draw therefore replays the initial noise; ComfyUI does exactly that, and matching
@@ -31,7 +33,7 @@ def prepare_noise(latent: Tensor, seed: int, batch_inds: Sequence[int] | None = 
     largest index, so image ``k`` of a batch gets the same noise as image ``k`` of a
     bigger batch with the same seed.
     """
-    generator = torch.Generator(device="cpu").manual_seed(seed)
+    generator = torch.manual_seed(seed)
     if batch_inds is None:
         noise = torch.randn(latent.shape, dtype=latent.dtype, generator=generator, device="cpu")
         return noise.to(latent.device)

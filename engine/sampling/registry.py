@@ -13,6 +13,11 @@ from engine.sampling.noise import (
     default_noise_sampler,
     seed_stream_noise,
 )
+from engine.sampling.samplers_cfg_pp import (
+    sample_euler_ancestral_cfg_pp,
+    sample_euler_cfg_pp,
+    sample_euler_pp,
+)
 from engine.sampling.samplers_dpmpp import (
     sample_dpmpp_2m,
     sample_dpmpp_2m_sde,
@@ -44,6 +49,7 @@ from engine.sampling.samplers_karras import (
 )
 from engine.sampling.samplers_lcm_upscale import sample_lcm_upscale
 from engine.sampling.samplers_misc import sample_ddpm, sample_dpm_adaptive, sample_dpm_fast, sample_lcm
+from engine.sampling.samplers_sa_solver import sample_sa_solver, sample_sa_solver_pece
 from engine.sampling.samplers_unipc import sample_uni_pc, sample_uni_pc_bh2
 
 Sampler = Callable[..., Tensor]
@@ -54,7 +60,9 @@ Sampler = Callable[..., Tensor]
 # entry point gives it ComfyUI's separately seeded inpainting noise).
 _SAMPLERS: dict[str, Sampler] = {
     "euler": sample_euler,
+    "euler_cfg_pp": sample_euler_cfg_pp,
     "euler_ancestral": sample_euler_ancestral,
+    "euler_ancestral_cfg_pp": sample_euler_ancestral_cfg_pp,
     "heun": sample_heun,
     "heunpp2": sample_heunpp2,
     "dpm_2": sample_dpm_2,
@@ -79,6 +87,8 @@ _SAMPLERS: dict[str, Sampler] = {
     "res_multistep": sample_res_multistep,
     "res_multistep_ancestral": partial(sample_res_multistep, eta=1.0),
     "er_sde": sample_er_sde,
+    "sa_solver": sample_sa_solver,
+    "sa_solver_pece": sample_sa_solver_pece,
     "ddim": sample_euler,
     "uni_pc": sample_uni_pc,
     "uni_pc_bh2": sample_uni_pc_bh2,
@@ -87,7 +97,10 @@ _SAMPLERS: dict[str, Sampler] = {
 SAMPLER_NAMES: tuple[str, ...] = tuple(_SAMPLERS)
 
 # Samplers that only custom sampling reaches (SamplerLCMUpscale), not offered by KSampler.
-_CUSTOM_ONLY: dict[str, Sampler] = {"lcm_upscale": sample_lcm_upscale}
+_CUSTOM_ONLY: dict[str, Sampler] = {"lcm_upscale": sample_lcm_upscale, "euler_pp": sample_euler_pp}
+
+# Samplers that read the model's sampling (its half-log-SNR, its SDE interval); get_sampler binds it.
+_NEEDS_MODEL_SAMPLING = frozenset({"euler_cfg_pp", "euler_ancestral_cfg_pp", "sa_solver", "sa_solver_pece"})
 
 # SDE samplers draw their noise from a Brownian tree, as ComfyUI's do; the value says whether
 # the tree lives on the CPU (plain names) or on the latent's device (the "_gpu" names).
@@ -139,6 +152,8 @@ def get_sampler(name: str, model_sampling: object = None) -> Sampler:
     (engine.sampling.model_sampling_flow)."""
     if name not in _SAMPLERS and name not in _CUSTOM_ONLY:
         raise ValueError(f"unknown sampler {name!r}; expected one of {SAMPLER_NAMES}")
+    if name in _NEEDS_MODEL_SAMPLING and model_sampling is not None:
+        return partial(_SAMPLERS[name], model_sampling=model_sampling)
     if getattr(model_sampling, "is_flow", False):
         if name in _FLOW_SDE_SAMPLERS:
             return partial(_FLOW_SDE_SAMPLERS[name], model_sampling=model_sampling)

@@ -76,6 +76,7 @@ class LoadImageOutput(Node):
 
     display_name = "Load Image (from Outputs)"
     category = "image"
+    experimental = True
 
     def run(
         self,

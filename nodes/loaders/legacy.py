@@ -64,6 +64,7 @@ class CheckpointLoader(Node):
 
     display_name = "Load Checkpoint With Config (DEPRECATED)"
     category = "advanced/loaders"
+    deprecated = True
 
     def run(
         self,

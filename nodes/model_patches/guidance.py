@@ -96,6 +96,7 @@ class DifferentialDiffusion(Node):
 
     display_name = "Differential Diffusion"
     category = "_for_testing"
+    experimental = True
 
     def run(
         self,

@@ -89,6 +89,7 @@ class PerpNegGuider(Node):
     pushes the image away, measured from an empty prompt."""
 
     category = "_for_testing"
+    experimental = True
 
     def run(
         self,
