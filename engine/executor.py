@@ -25,6 +25,9 @@ from engine.execution.run import PromptRun
 from engine.registry import NodeRegistry
 from engine.spec import NodeSpec
 
+# The events that end a prompt (one of them, then `executing` with node None).
+TERMINAL_EVENTS = ("execution_success", "execution_error", "execution_interrupted")
+
 Status = Literal["success", "error", "interrupted"]
 
 

@@ -4,12 +4,15 @@ Input files go with the job: every literal string input of the prompt that names
 server's input folder (or, annotated `name [output]` / `name [temp]`, in those folders) is sent as
 bytes and written into the worker's own folder under the same relative name. Output files come back
 with the `executed` event that names them and are written into the server's folders before the event
-reaches any client, so `/view` answers as soon as a client hears of the file. Two workers may both
+reaches any client, so `/view` answers as soon as a client hears of the file. Files a node writes
+without naming them in its UI output (CheckpointSave, SaveLatent into a subfolder...) come back with
+the prompt's final event. Two workers may both
 have written `ComfyUI_00001_.png`: a name already taken on the server gets the next free counter.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 from pathlib import Path
@@ -75,6 +78,30 @@ def output_files(output: dict[str, Any], folders: Folders) -> list[FileBlob]:
             )
         except (UnsafePathError, OSError):
             continue
+    return blobs
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """Relative path -> (size, mtime) of every file under `folder`, to find what a prompt writes."""
+    found: dict[str, tuple[int, int]] = {}
+    for path in folder.rglob("*"):
+        with contextlib.suppress(OSError):
+            if path.is_file() and not path.name.endswith(".part"):
+                stat = path.stat()
+                found[path.relative_to(folder).as_posix()] = (stat.st_size, stat.st_mtime_ns)
+    return found
+
+
+def written_since(before: dict[str, tuple[int, int]], folders: Folders, sent: set[str]) -> list[FileBlob]:
+    """On the worker: the output files new or changed since `before` that no event carried yet
+    (`sent`: their relative paths)."""
+    blobs: list[FileBlob] = []
+    for relative, state in snapshot(folders.output).items():
+        if before.get(relative) == state or relative in sent:
+            continue
+        subfolder, _, name = relative.rpartition("/")
+        with contextlib.suppress(OSError):
+            blobs.append(("output", subfolder, name, (folders.output / relative).read_bytes()))
     return blobs
 
 

@@ -25,8 +25,9 @@ from typing import Any
 
 from engine import folders as folder_config
 from engine.context import Interrupted
+from engine.executor import TERMINAL_EVENTS
 from engine.folders import Folders
-from engine.scaleout.files import output_files, write_inputs
+from engine.scaleout.files import output_files, snapshot, write_inputs, written_since
 from engine.scaleout.interface import Job, WorkerEvent
 from engine.scaleout.routing import prompt_models
 
@@ -140,8 +141,14 @@ class DeviceRuntime:
     def _execute(self, job: Job, events: queue.Queue[Any]) -> None:
         from engine.graph import validate_prompt
 
+        before = snapshot(self.folders.output)
+        sent: set[str] = set()
+
         def emit(event: str, data: dict[str, Any]) -> None:
             blobs = output_files(data.get("output") or {}, self.folders) if event == "executed" else []
+            if event in TERMINAL_EVENTS:  # what nodes wrote without naming it (saved models, latents...)
+                blobs += written_since(before, self.folders, sent)
+            sent.update(f"{sub}/{name}".lstrip("/") for kind, sub, name, _ in blobs if kind == "output")
             events.put((event, data, blobs))
 
         try:

@@ -31,7 +31,7 @@ from typing import Any
 
 from engine.comfy_compat.prompt_server import PromptServer
 from engine.context import Interrupted
-from engine.executor import Executor
+from engine.executor import TERMINAL_EVENTS, Executor
 from engine.graph import validate_prompt
 from engine.queue import PromptStore, QueueItem
 from engine.server.hub import Hub
@@ -39,7 +39,7 @@ from engine.server.progress import ProgressState, preview_method, resolve_previe
 
 log = logging.getLogger(__name__)
 
-TERMINAL = ("execution_success", "execution_error", "execution_interrupted")
+TERMINAL = TERMINAL_EVENTS
 # What ComfyUI keeps in a history entry's status.messages.
 RECORDED = ("execution_start", "execution_cached", *TERMINAL)
 # Waits between attempts to write a finished prompt before it is kept for later.

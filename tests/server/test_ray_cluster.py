@@ -146,6 +146,20 @@ async def test_the_client_flow_is_unchanged(server: Server) -> None:
     assert (server.base / "output" / image["filename"]).is_file()
 
 
+async def test_files_a_node_writes_without_naming_them_reach_the_server(server: Server) -> None:
+    """SaveLatent (like the model save nodes) writes into a subfolder and names no image: the file
+    still comes back to the server's output folder."""
+    prompt = {
+        "1": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "2": {"class_type": "SaveLatent", "inputs": {"samples": ["1", 0], "filename_prefix": "kept/ray"}},
+    }
+    async with connect(server) as client:
+        await workers(client)
+        entry = await history(client, await client.queue(prompt, "kept"))
+    assert entry["status"]["status_str"] == "success"
+    assert [p.name for p in (server.base / "output" / "kept").iterdir()] == ["ray_00001_.latent"]
+
+
 async def test_previews_and_progress_reach_the_client(server: Server) -> None:
     prompt = {
         "1": {"class_type": "SendPreview", "inputs": {"value": 2.0}},
