@@ -9,6 +9,8 @@ the compute device (`prepare`); after the run each chain's `cleanup` drops its c
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -64,11 +66,30 @@ def prepare(model: Any, conds: dict[str, list[dict[str, Any]]]) -> list[Any]:
         )
     sampling = model.model_sampling
     for control in controls:
-        control.pre_run(model, sampling.percent_to_sigma)
+        with fitting(control, model):
+            control.pre_run(model, sampling.percent_to_sigma)
     modules = [m for control in controls for m in control.get_models() if hasattr(m, "parameters")]
     if modules:
         manager().use(*modules)
     return controls
+
+
+@contextlib.contextmanager
+def fitting(control: Any, model: Any) -> Iterator[None]:
+    """Turn the shape or key errors of a control model made for another UNet into an error that names
+    its file (they show only once it meets the sampled model)."""
+    try:
+        yield
+    except (RuntimeError, KeyError) as exc:
+        chain, names = control, []
+        while chain is not None:
+            names.append(getattr(chain, "source", "") or type(chain).__name__)
+            chain = getattr(chain, "previous_controlnet", None)
+        family = getattr(model, "family", "this")
+        raise ValueError(
+            f"the control model {' or '.join(dict.fromkeys(names))} does not fit the {family} model being"
+            f" sampled (made for another model family?): {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def cleanup(controls: list[Any]) -> None:

@@ -80,6 +80,8 @@ class ControlBase:
         self.previous_controlnet: ControlBase | None = None
         self.extra_conds: list[str] = []
         self.strength_type = StrengthType.CONSTANT
+        # The file it came from, for errors ("" when a pack builds one in memory).
+        self.source = ""
         self.concat_mask = False
         self.extra_concat_orig: list[Any] = []
         self.extra_concat: Any = None
@@ -132,6 +134,7 @@ class ControlBase:
         return out
 
     def copy_to(self, other: ControlBase) -> None:
+        other.source = self.source
         other.cond_hint_original = self.cond_hint_original
         other.strength = self.strength
         other.timestep_percent_range = self.timestep_percent_range
@@ -263,7 +266,7 @@ class ControlNet(ControlBase):
         expected = getattr(model.config, "cross_attention_dim", None)
         if expected is not None and context.shape[-1] != expected:
             raise ValueError(
-                f"this ControlNet takes text embeddings {expected} wide, the model gives "
+                f"the ControlNet {self.source or ''} takes text embeddings {expected} wide, the model gives "
                 f"{context.shape[-1]}: it was made for another model family"
             )
         added = cond.get("added_cond_kwargs")

@@ -274,15 +274,32 @@ def _run_group(
     if added is not None:
         c["added_cond_kwargs"] = added
     control = group[0][0].get("control")
-    if control is not None:
+    if control is None:
+        return _apply(model, x_all, sigmas, c, cond_or_uncond, model_options, len(group))
+    from engine.diffusion.control_conds import fitting
+
+    # A control model made for another UNet fails inside the UNet (residual shapes): name its file.
+    with fitting(control, model):
         c["control"] = control.get_control(x_all, sigmas, c, len(group), options)
+        return _apply(model, x_all, sigmas, c, cond_or_uncond, model_options, len(group))
+
+
+def _apply(
+    model: Any,
+    x_all: Any,
+    sigmas: Any,
+    c: dict[str, Any],
+    cond_or_uncond: list[int],
+    model_options: dict[str, Any],
+    count: int,
+) -> list[Any]:
     wrapper = model_options.get("model_function_wrapper")
     if wrapper is not None:
         args = {"input": x_all, "timestep": sigmas, "c": c, "cond_or_uncond": cond_or_uncond}
         output = wrapper(model.apply_model, args)
     else:
         output = model.apply_model(x_all, sigmas, **c)
-    return list(output.chunk(len(group)))
+    return list(output.chunk(count))
 
 
 def _added_conditions(

@@ -49,6 +49,7 @@ def load_controlnet(path: str | Path, model: Any = None) -> ControlBase:
         ) from exc
     if path.stem.endswith(("_shuffle", "_shuffle_fp16")):
         control.global_average_pooling = True  # ComfyUI's rule for the v1.1 shuffle ControlNet
+    control.source = path.name
     return control
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -326,3 +327,16 @@ def test_a_controlnet_of_another_family_fails_with_a_clear_error(
     assert checked.ok, checked.node_errors
     result = executor.execute(checked.prompt, "family", checked.outputs)
     assert result.status == "error" and "another model family" in str(result.error)
+
+
+@pytest.mark.parametrize(
+    "name", ["t2i_xl.safetensors", "control-lora-xl.safetensors", "xl_cn_ldm.safetensors"]
+)
+def test_a_control_model_of_another_family_names_its_file(
+    executor: Executor, cn_folders: Folders, sd1: dict, name: str
+) -> None:
+    """SDXL control files on an SD1 model: the mismatch shows only while sampling, and the error names
+    the file, not a tensor shape deep inside torch."""
+    positive, negative = apply(executor, sd1, load(executor, name))
+    with pytest.raises(Exception, match=rf"{re.escape(name)}.*(does not fit|another model family)"):
+        sample(executor, sd1, positive, negative)
