@@ -307,7 +307,7 @@ def test_calculate_weight_applies_comfy_patch_entries(comfy: Any) -> None:
     assert torch.equal(out, diff)
     out = lora.calculate_weight([(1.0, ("diff", (diff[:2],)), 1.0, (0, 1, 2), None)], weight.clone(), "w")
     assert torch.equal(out[1:3], weight[1:3] + diff[:2]) and torch.equal(out[0], weight[0])
-    with pytest.raises(NotImplementedError, match="DoRA"):
+    with pytest.raises(ValueError, match="DoRA"):
         lora.calculate_weight(
             [(1.0, ("lora", (up, down, 1.0, None, torch.ones(6))), 1.0, None, None)], weight, "w"
         )

@@ -123,57 +123,13 @@ def load_lora(lora: dict[str, Any], to_load: dict[str, str], log_missing: bool =
     return patches
 
 
-def _lora_delta(data: tuple, weight: Any, strength: float, intermediate_dtype: Any) -> Any:
-    """strength · alpha/rank · (up @ down), shaped as the weight (plain LoRA: no LoCon mid, no DoRA)."""
-    up, down, alpha = data[0], data[1], data[2]
-    if (len(data) > 3 and data[3] is not None) or (len(data) > 4 and data[4] is not None):
-        raise NotImplementedError(
-            "comfy.lora.calculate_weight: LoCon mid weights and DoRA are not supported by Loom"
-        )
-    up = up.to(weight.device, intermediate_dtype)
-    down = down.to(weight.device, intermediate_dtype)
-    scale = float(alpha) / down.shape[0] if alpha is not None else 1.0
-    return ((strength * scale) * (up.flatten(1) @ down.flatten(1))).reshape(weight.shape)
-
-
 def calculate_weight(
     patches: list[tuple], weight: Any, key: str, intermediate_dtype: Any = None, original_weights: Any = None
 ) -> Any:
     """`weight` with ComfyUI patch entries (strength, patch, strength_model, offset, function) applied in
-    order: `("diff", (w,))` or `(w,)` adds strength·w, `("set", (w,))` replaces, `("lora", (up, down,
-    alpha, None, None))` or an adapter object with `calculate_weight` adds the LoRA product."""
-    import torch
+    order, by the engine's own calculator (the one LoRAs, merges and packs' add_patches go through):
+    `(w,)`/`("diff", (w,))`, `("set", (w,))`, `("lora", ...)`, `("model_as_lora", ...)`, another model's
+    `get_key_patches` list, or an adapter object with `calculate_weight`."""
+    from engine.diffusion.weights import calculate_weight as engine_calculate_weight
 
-    intermediate_dtype = intermediate_dtype or torch.float32
-    for strength, value, strength_model, offset, function in patches:
-        function = function or (lambda a: a)
-        whole = weight
-        if offset is not None:
-            weight = weight.narrow(offset[0], offset[1], offset[2])
-        if strength_model != 1.0:
-            weight *= strength_model
-        if hasattr(value, "calculate_weight"):
-            weight = value.calculate_weight(
-                weight, key, strength, strength_model, offset, function, intermediate_dtype, original_weights
-            )
-        else:
-            kind, data = ("diff", value) if len(value) == 1 else value
-            if kind == "diff":
-                if strength != 0.0 and data[0].shape == weight.shape:
-                    weight += function(strength * data[0].to(weight.device, weight.dtype))
-                elif strength != 0.0:
-                    log.warning(
-                        "WARNING SHAPE MISMATCH %s WEIGHT NOT MERGED %s != %s",
-                        key,
-                        data[0].shape,
-                        weight.shape,
-                    )
-            elif kind == "set":
-                weight.copy_(data[0])
-            elif kind == "lora":
-                weight += function(_lora_delta(data, weight, strength, intermediate_dtype)).to(weight.dtype)
-            else:
-                log.warning("patch type not recognized %s %s", kind, key)
-        if offset is not None:
-            weight = whole
-    return weight
+    return engine_calculate_weight(patches, weight, key)
