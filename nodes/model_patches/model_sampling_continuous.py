@@ -17,6 +17,9 @@ def _positive(node: str, **sigmas: float) -> None:
     for name, value in sigmas.items():
         if value <= 0:
             raise ValueError(f"{node}: input '{name}' must be greater than 0 (got {value})")
+    low, high = sigmas["sigma_min"], sigmas["sigma_max"]
+    if low >= high:
+        raise ValueError(f"{node}: input 'sigma_min' ({low}) must be below 'sigma_max' ({high})")
 
 
 class ModelSamplingContinuousEDM(Node):

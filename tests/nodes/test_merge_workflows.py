@@ -244,8 +244,8 @@ def test_model_merging_inpaint(executor: Executor, sd_folders: Folders, sd1_mode
 
 
 def test_model_merging_cosxl_style_sdxl(executor: Executor, sd_folders: Folders, tmp_path: Path) -> None:
-    """(cosxl - sdxl) + other for the model and the text encoders, then ModelMergeSDXL by block (the
-    example's ModelSamplingContinuousEDM is left out: Loom has no such node yet)."""
+    """(cosxl - sdxl) + other for the model and the text encoders, then ModelMergeSDXL by block, sampled
+    as CosXL is: ModelSamplingContinuousEDM, v_prediction."""
     names = [
         "tiny_sdxl.safetensors",
         *(add_checkpoint(sd_folders, tmp_path / "more", "sdxl", s) for s in (1, 2)),
@@ -266,10 +266,13 @@ def test_model_merging_cosxl_style_sdxl(executor: Executor, sd_folders: Folders,
             ["checkpoints/cosxl_merge"],
             {"model": (13, 0), "clip": (19, 0), "vae": (4, 2)},
         ),
-        *sampling((13, 0), (19, 0), (4, 2)),
+        (20, "ModelSamplingContinuousEDM", ["v_prediction", 120, 0.002], {"model": (13, 0)}),
+        *sampling((20, 0), (19, 0), (4, 2)),
     ]
     prompt = ui_to_api(ui_workflow(nodes), executor.registry)
     assert prompt["13"]["inputs"]["output_blocks.0"] == 0.5 and prompt["13"]["inputs"]["out."] == 1
+    assert prompt["20"]["inputs"] == {"model": ["13", 0], "sampling": "v_prediction", "sigma_max": 120,
+                                      "sigma_min": 0.002}  # fmt: skip
     result = convert_and_run(executor, nodes)
     assert image(sd_folders, result).std() > 0
     _, metadata = header(saved_checkpoint(sd_folders, "checkpoints/cosxl_merge"))
