@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from engine.context import Context
-from engine.folders import safe_join
 from engine.native import Image, Input, Node, Ui
-from nodes.image.io import SAVE_HIDDEN, expand_prefix, next_counter
+from nodes.image.io import SAVE_HIDDEN, output_slot
 
 WEBP_METHODS = {"default": 4, "fastest": 0, "slowest": 6}
 FPS = Input("Frames per second.", min=0.01, max=1000.0, step=0.01)
@@ -28,15 +27,9 @@ def _frames(images: Any) -> list[Any]:
 
 def _target(root: Path, prefix: str, images: Any, suffix: str) -> tuple[Path, dict[str, str]]:
     """The next numbered file for this prefix and how the UI refers to it."""
-    relative = Path(expand_prefix(prefix, images.shape[2], images.shape[1]))
-    folder = safe_join(root, *relative.parent.parts) if relative.parent.parts else root.resolve()
-    folder.mkdir(parents=True, exist_ok=True)
-    filename = f"{relative.name}_{next_counter(folder, relative.name):05}_.{suffix}"
-    return folder / filename, {
-        "filename": filename,
-        "subfolder": relative.parent.as_posix().strip("."),
-        "type": "output",
-    }
+    slot = output_slot(root, prefix, images.shape[2], images.shape[1])
+    filename = f"{slot.name}_{slot.counter:05}_.{suffix}"
+    return slot.folder / filename, {"filename": filename, "subfolder": slot.subfolder, "type": "output"}
 
 
 class SaveAnimatedWEBP(Node):

@@ -35,6 +35,32 @@ def expand_prefix(prefix: str, width: int, height: int) -> str:
     return re.sub(r"%date:([^%]+)%", date, prefix)
 
 
+class OutputSlot(NamedTuple):
+    """Where a saver writes: the folder, the file name stem, its next counter, the UI's subfolder."""
+
+    folder: Path
+    name: str
+    counter: int
+    subfolder: str
+
+
+def output_slot(root: Path, prefix: str, width: int = 0, height: int = 0) -> OutputSlot:
+    """The folder and next counter for a `filename_prefix` (placeholders expanded) under `root`;
+    a prefix that would leave the folder or is not a file name is an error naming the input."""
+    from engine.folders import UnsafePathError
+
+    try:
+        relative = Path(expand_prefix(prefix, width, height))
+        if not relative.name or "\x00" in prefix:
+            raise UnsafePathError("not a file name")
+        folder = safe_join(root, *relative.parent.parts) if relative.parent.parts else root.resolve()
+        folder.mkdir(parents=True, exist_ok=True)
+    except (UnsafePathError, OSError) as exc:
+        raise ValueError(f"input 'filename_prefix' {prefix!r} cannot be used: {exc}") from exc
+    counter = next_counter(folder, relative.name)
+    return OutputSlot(folder, relative.name, counter, relative.parent.as_posix().strip("."))
+
+
 def next_counter(folder: Path, name: str) -> int:
     """One more than the highest `<name>_<counter>_.png` already in the folder."""
     pattern = re.compile(re.escape(name) + r"_(\d+)_?\.")
@@ -58,11 +84,8 @@ def save_images(
     from PIL import Image as PILImage
     from PIL.PngImagePlugin import PngInfo
 
-    height, width = images.shape[1], images.shape[2]
-    relative = Path(expand_prefix(prefix, width, height))
-    folder = safe_join(root, *relative.parent.parts) if relative.parent.parts else root.resolve()
-    folder.mkdir(parents=True, exist_ok=True)
-    counter = next_counter(folder, relative.name)
+    slot = output_slot(root, prefix, images.shape[2], images.shape[1])
+    counter = slot.counter
     saved = []
     for image in images:
         array = np.clip(image.detach().float().cpu().numpy() * 255.0, 0, 255).astype(np.uint8)
@@ -71,11 +94,9 @@ def save_images(
             info.add_text("prompt", json.dumps(ctx.prompt))
         for key, value in ctx.extra_pnginfo.items():
             info.add_text(key, json.dumps(value))
-        filename = f"{relative.name}_{counter:05}_.png"
-        _save_png(PILImage.fromarray(array), folder / filename, info, compress_level)
-        saved.append(
-            {"filename": filename, "subfolder": relative.parent.as_posix().strip("."), "type": folder_type}
-        )
+        filename = f"{slot.name}_{counter:05}_.png"
+        _save_png(PILImage.fromarray(array), slot.folder / filename, info, compress_level)
+        saved.append({"filename": filename, "subfolder": slot.subfolder, "type": folder_type})
         counter += 1
     return saved
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from typing import Annotated
 
 from engine import folders
 from engine.context import Context
 from engine.folders import safe_join
 from engine.native import Input, Latent, Node, Ui
-from nodes.image.io import SAVE_HIDDEN, expand_prefix, next_counter
+from nodes.image.io import SAVE_HIDDEN, output_slot
 
 # Files written before ComfyUI added this marker hold latents scaled by SD1's factor 0.18215.
 FORMAT_MARKER = "latent_format_version_0"
@@ -37,17 +36,13 @@ class SaveLatent(Node):
         import torch
         from safetensors.torch import save_file
 
-        root = ctx.folders.output
-        relative = Path(expand_prefix(filename_prefix, 0, 0))
-        folder = safe_join(root, *relative.parent.parts) if relative.parent.parts else root.resolve()
-        folder.mkdir(parents=True, exist_ok=True)
-        filename = f"{relative.name}_{next_counter(folder, relative.name):05}_.latent"
+        slot = output_slot(ctx.folders.output, filename_prefix)
+        filename = f"{slot.name}_{slot.counter:05}_.latent"
         metadata = {"prompt": json.dumps(ctx.prompt) if ctx.prompt else ""}
         metadata.update({key: json.dumps(value) for key, value in ctx.extra_pnginfo.items()})
         tensors = {"latent_tensor": samples["samples"].contiguous(), FORMAT_MARKER: torch.tensor([])}
-        save_file(tensors, str(folder / filename), metadata=metadata)
-        subfolder = relative.parent.as_posix().strip(".")
-        return Ui(latents=[{"filename": filename, "subfolder": subfolder, "type": "output"}])
+        save_file(tensors, str(slot.folder / filename), metadata=metadata)
+        return Ui(latents=[{"filename": filename, "subfolder": slot.subfolder, "type": "output"}])
 
 
 def input_latents() -> list[str]:

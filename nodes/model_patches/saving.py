@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from engine.context import Context
-from engine.folders import safe_join
 from engine.native import Clip, Input, Model, Node, Ui, Vae
-from nodes.image.io import SAVE_HIDDEN, expand_prefix, next_counter
+from nodes.image.io import SAVE_HIDDEN, output_slot
 from nodes.model_patches.merging import MERGING
 
 PREFIX = "File name prefix in the output folder; may contain a subfolder."
@@ -20,12 +19,8 @@ PREFIX = "File name prefix in the output folder; may contain a subfolder."
 
 def output_file(ctx: Context, filename_prefix: str) -> tuple[Path, str]:
     """(`<output>/<subfolder>/<name>_<counter>_.safetensors`, "<name> <counter>") for a prefix."""
-    relative = Path(expand_prefix(filename_prefix, 0, 0))
-    root = ctx.folders.output
-    folder = safe_join(root, *relative.parent.parts) if relative.parent.parts else root.resolve()
-    folder.mkdir(parents=True, exist_ok=True)
-    counter = next_counter(folder, relative.name)
-    return folder / f"{relative.name}_{counter:05}_.safetensors", f"{relative.name} {counter}"
+    slot = output_slot(ctx.folders.output, filename_prefix)
+    return slot.folder / f"{slot.name}_{slot.counter:05}_.safetensors", f"{slot.name} {slot.counter}"
 
 
 def prompt_metadata(ctx: Context) -> dict[str, str]:

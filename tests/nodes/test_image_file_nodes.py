@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import pytest
@@ -90,3 +91,20 @@ def test_preview_any_shows_text(executor: Executor) -> None:
     assert call(executor, "PreviewAny", source=1.5)[0] == {"text": ["1.5"]}
     assert call(executor, "PreviewAny", source={"a": [1, 2]})[0] == {"text": ['{"a": [1, 2]}']}
     assert call(executor, "PreviewAny", source=torch.zeros(1))[0] == {"text": ["tensor([0.])"]}
+
+
+@pytest.mark.parametrize("node", ["SaveImage", "SaveAnimatedWEBP", "SaveLatent"])
+@pytest.mark.parametrize("prefix", ["../outside", "/etc/passwd", "bad\x00name", ""])
+def test_a_prefix_that_is_not_a_file_in_the_output_folder_names_the_input(
+    executor: Executor, loom_folders: Folders, node: str, prefix: str
+) -> None:
+    inputs: dict[str, Any] = {"filename_prefix": prefix}
+    if node == "SaveLatent":
+        inputs["samples"] = {"samples": torch.zeros(1, 4, 8, 8)}
+    else:
+        inputs["images"] = frames()
+    if node == "SaveAnimatedWEBP":
+        inputs |= {"fps": 4.0, "lossless": False, "quality": 80, "method": "default"}
+    with pytest.raises(Exception, match=r"input 'filename_prefix'.*cannot be used"):
+        call(executor, node, **inputs)
+    assert not any(loom_folders.output.parent.glob("outside*"))
