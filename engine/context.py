@@ -18,6 +18,20 @@ class Interrupted(Exception):
     """Raised inside a prompt when the user interrupts it; carries the node id it stopped at."""
 
 
+# A node that never checks for interrupt (a runaway loop) gets Interrupted raised inside it this long
+# after the request, by whoever runs prompts (the server's worker, a scale-out device).
+FORCE_INTERRUPT_S = 2.0
+
+
+def raise_in_thread(thread_id: int, exception: type[BaseException] | None) -> None:
+    """CPython's PyThreadState_SetAsyncExc: raise `exception` in that thread (None clears it)."""
+    import ctypes
+
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread_id), ctypes.py_object(exception) if exception else None
+    )
+
+
 @dataclass
 class Context:
     node_id: str

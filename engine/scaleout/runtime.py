@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import folders as folder_config
-from engine.context import Interrupted
+from engine.context import FORCE_INTERRUPT_S, Interrupted, raise_in_thread
 from engine.executor import TERMINAL_EVENTS
 from engine.folders import Folders
 from engine.scaleout.files import output_files, snapshot, write_inputs, written_since
@@ -32,8 +32,6 @@ from engine.scaleout.interface import Job, WorkerEvent
 from engine.scaleout.routing import prompt_models
 
 log = logging.getLogger(__name__)
-# A node that never checks for interrupt gets Interrupted raised inside it this long after the request.
-FORCE_INTERRUPT_S = 2.0
 _DONE = object()
 
 
@@ -167,7 +165,7 @@ class DeviceRuntime:
             finally:
                 with self._lock:
                     self._thread = None
-                    _raise_in_thread(threading.get_ident(), None)
+                    raise_in_thread(threading.get_ident(), None)
             self.prompts_run += 1
             used = prompt_models(job.prompt)
             if result.status == "success":
@@ -182,7 +180,7 @@ class DeviceRuntime:
         with self._lock:
             if self.current == prompt_id and self._thread is not None:
                 log.warning("prompt %s ignored the interrupt; raising it inside the node", prompt_id)
-                _raise_in_thread(self._thread, Interrupted)
+                raise_in_thread(self._thread, Interrupted)
 
 
 def _working_folder(name: str) -> Path:
@@ -218,12 +216,6 @@ def _fail_before_start(prompt_id: str, message: str, kind: str, emit: Any) -> No
         },
     )
     emit("executing", {"node": None, "display_node": None, "prompt_id": prompt_id})
-
-
-def _raise_in_thread(thread_id: int, exception: type[BaseException] | None) -> None:
-    from engine.server.worker import _raise_in_thread as raise_in
-
-    raise_in(thread_id, exception)
 
 
 def _hostname() -> str:

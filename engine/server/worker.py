@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.comfy_compat.prompt_server import PromptServer
-from engine.context import Interrupted
+from engine.context import FORCE_INTERRUPT_S, Interrupted, raise_in_thread
 from engine.executor import TERMINAL_EVENTS, Executor
 from engine.graph import validate_prompt
 from engine.queue import PromptStore, QueueItem
@@ -50,9 +50,6 @@ RETRY_IDLE_S = 2.0
 # (text or numbers by the megabyte) is replaced by a note, image references are always kept.
 MAX_HISTORY_BYTES = 4 << 20
 MAX_UI_VALUE_BYTES = 256 << 10
-# A node that does not check for interrupt (a runaway loop) gets Interrupted raised inside it this long
-# after the request.
-FORCE_INTERRUPT_S = 2.0
 
 
 @dataclass
@@ -128,7 +125,7 @@ class Worker:
                 item.prompt_id,
                 FORCE_INTERRUPT_S,
             )
-            _raise_in_thread(self._executing, Interrupted)
+            raise_in_thread(self._executing, Interrupted)
 
     def warm_up(self, then: Callable[[], None] | None = None) -> None:
         """Import torch in the executor's thread once the server answers, so start-up stays quick and
@@ -255,7 +252,7 @@ class Worker:
             finally:
                 with self._force_lock:
                     self._executing = None
-                    _raise_in_thread(threading.get_ident(), None)  # drop one that came too late
+                    raise_in_thread(threading.get_ident(), None)  # drop one that came too late
         except (Exception, SystemExit, KeyboardInterrupt) as exc:
             # SystemExit and KeyboardInterrupt from a node end its prompt, never the server.
             log.exception("prompt %s failed outside any node", item.prompt_id)
@@ -408,13 +405,6 @@ def _release_memory() -> None:
     gc.collect()
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
-def _raise_in_thread(thread_id: int, exception: type[BaseException] | None) -> None:
-    """CPython's PyThreadState_SetAsyncExc: raise `exception` in that thread (None clears it)."""
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(
-        ctypes.c_ulong(thread_id), ctypes.py_object(exception) if exception else None
-    )
 
 
 def _now_ms() -> int:
