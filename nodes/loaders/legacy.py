@@ -4,28 +4,50 @@ HypernetworkLoader (A1111 hypernetworks as attention patches)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from engine import folders
 from engine.diffusion import handles
 from engine.native import Input, Model, Node
 from nodes.loaders.checkpoints import CheckpointOutputs, checkpoint_files, model_files
 
-# The configs ComfyUI ships in its models/configs, named by workflows that use CheckpointLoader; they
-# stay valid choices here although Loom has (and needs) no such files.
-COMFY_CONFIGS = (
-    "anything_v3.yaml",
-    "v1-inference.yaml",
-    "v1-inference_clip_skip_2.yaml",
-    "v1-inference_clip_skip_2_fp16.yaml",
-    "v1-inference_fp16.yaml",
-    "v1-inpainting-inference.yaml",
-    "v2-inference-v.yaml",
-    "v2-inference-v_fp32.yaml",
-    "v2-inference.yaml",
-    "v2-inference_fp32.yaml",
-    "v2-inpainting-inference.yaml",
-)
+# The configs ComfyUI ships in its models/configs, named by workflows that use CheckpointLoader, with
+# what ComfyUI takes from each (the model's parameterization, the CLIP layer): they stay valid choices
+# with the same effect although Loom has no such files.
+COMFY_CONFIGS: dict[str, dict[str, Any]] = {
+    "anything_v3.yaml": {"layer_idx": -2},
+    "v1-inference.yaml": {},
+    "v1-inference_clip_skip_2.yaml": {"layer_idx": -2},
+    "v1-inference_clip_skip_2_fp16.yaml": {"layer_idx": -2},
+    "v1-inference_fp16.yaml": {},
+    "v1-inpainting-inference.yaml": {},
+    "v2-inference-v.yaml": {"parameterization": "v"},
+    "v2-inference-v_fp32.yaml": {"parameterization": "v"},
+    "v2-inference.yaml": {},
+    "v2-inference_fp32.yaml": {},
+    "v2-inpainting-inference.yaml": {},
+}
+
+
+def config_effects(name: str) -> dict[str, Any]:
+    """What ComfyUI's loader reads from a config: `model.params.parameterization` ("v": v-prediction)
+    and `model.params.cond_stage_config.params.layer_idx` (the CLIP layer). A file in models/configs
+    is read; ComfyUI's shipped names are known without one."""
+    path = next(
+        (root / name for root in folders.current().models.get("configs", []) if (root / name).is_file()),
+        None,
+    )
+    if path is None:
+        return COMFY_CONFIGS.get(name, {})
+    import yaml
+
+    try:
+        params = (yaml.safe_load(path.read_text()) or {}).get("model", {}).get("params", {})
+        clip = (params.get("cond_stage_config") or {}).get("params") or {}
+    except (yaml.YAMLError, AttributeError, OSError) as exc:
+        raise ValueError(f"CheckpointLoader: config_name {name!r} is not a model config: {exc}") from exc
+    effects = {"parameterization": params.get("parameterization"), "layer_idx": clip.get("layer_idx")}
+    return {key: value for key, value in effects.items() if value is not None}
 
 
 def config_files() -> list[str]:
@@ -58,9 +80,9 @@ def diffusers_path(name: str) -> Path:
 
 
 class CheckpointLoader(Node):
-    """Load a checkpoint as CheckpointLoaderSimple does. The config file is accepted and ignored: Loom
-    reads the architecture (SD1.x, SD2.x v-prediction or not, SDXL) from the checkpoint's weights and
-    metadata, which is what the old configs described."""
+    """Load a checkpoint as CheckpointLoaderSimple does, then apply what ComfyUI takes from the config:
+    v-prediction (`parameterization: v`) and the CLIP layer (`layer_idx`, e.g. -2 in the clip-skip-2
+    configs). The architecture itself comes from the checkpoint's weights, as in CheckpointLoaderSimple."""
 
     display_name = "Load Checkpoint With Config (DEPRECATED)"
     category = "advanced/loaders"
@@ -69,12 +91,23 @@ class CheckpointLoader(Node):
     def run(
         self,
         config_name: Annotated[
-            str, Input("A model config from models/configs (ignored).", choices=config_files)
+            str, Input("A model config (models/configs or one ComfyUI ships).", choices=config_files)
         ],
         ckpt_name: Annotated[str, Input("The checkpoint file.", choices=checkpoint_files)],
     ) -> CheckpointOutputs:
+        effects = config_effects(config_name)
         loaded = handles.load(folders.current().model_path("checkpoints", ckpt_name))
-        return CheckpointOutputs(loaded.model, loaded.clip, loaded.vae)
+        model, clip = loaded.model, loaded.clip
+        if effects.get("parameterization") == "v":
+            from nodes.model_patches.model_sampling_discrete import discrete_sampling
+
+            v_prediction = discrete_sampling(model.model.model_sampling, "v_prediction", False)
+            model = model.clone()
+            model.add_object_patch("model_sampling", v_prediction)
+        if effects.get("layer_idx") is not None and clip is not None:
+            clip = clip.clone()
+            clip.clip_layer(int(effects["layer_idx"]))
+        return CheckpointOutputs(model, clip, loaded.vae)
 
 
 class DiffusersLoader(Node):

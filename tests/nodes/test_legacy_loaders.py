@@ -1,5 +1,5 @@
-"""HypernetworkLoader (A1111 files in their real layout), CheckpointLoader (config ignored) and
-DiffusersLoader (diffusers folders) on the tiny SD1 model."""
+"""HypernetworkLoader (A1111 files in their real layout), CheckpointLoader (what ComfyUI reads from
+its config) and DiffusersLoader (diffusers folders) on the tiny SD1 model."""
 
 from __future__ import annotations
 
@@ -104,24 +104,45 @@ def test_bad_hypernetwork_is_a_named_error(
         )
 
 
-def test_checkpoint_loader_ignores_its_config(
+def test_checkpoint_loader_applies_what_comfyui_reads_from_its_config(
     executor: Executor, sd_folders: Folders, tmp_path: Path
 ) -> None:
     configs = tmp_path / "configs"
     configs.mkdir()
-    (configs / "my-model.yaml").write_text("model:\n  target: ldm.models.diffusion.ddpm.LatentDiffusion\n")
+    (configs / "my-model.yaml").write_text(
+        "model:\n  params:\n    parameterization: v\n"
+        "    cond_stage_config:\n      params:\n        layer: hidden\n        layer_idx: -2\n"
+    )
     (configs / "notes.txt").write_text("not a config")
     sd_folders.models["configs"] = [configs]
-    prompt = text_to_image(CKPT)
-    prompt["4"] = {
-        "class_type": "CheckpointLoader",
-        "inputs": {"config_name": "v1-inference.yaml", "ckpt_name": CKPT},
-    }
     choices = executor.registry.get("CheckpointLoader").inputs[0].choices()  # type: ignore[union-attr, misc]
     # ComfyUI's shipped config names stay valid (workflows name them); the folder's .yaml files are added.
     assert "v1-inference.yaml" in choices and "my-model.yaml" in choices and "notes.txt" not in choices
-    with_config = image(sd_folders, run(executor, prompt))
-    assert np.array_equal(with_config, image(sd_folders, run(executor, text_to_image(CKPT))))
+
+    def with_config(name: str) -> np.ndarray:
+        prompt = text_to_image(CKPT)
+        prompt["4"] = {"class_type": "CheckpointLoader", "inputs": {"config_name": name, "ckpt_name": CKPT}}
+        return image(sd_folders, run(executor, prompt))
+
+    def simple(v_prediction: bool = False, clip_skip: bool = False) -> np.ndarray:
+        prompt = text_to_image(CKPT)
+        if v_prediction:
+            prompt["10"] = {
+                "class_type": "ModelSamplingDiscrete",
+                "inputs": {"model": ["4", 0], "sampling": "v_prediction", "zsnr": False},
+            }
+            prompt["3"]["inputs"]["model"] = ["10", 0]
+        if clip_skip:
+            skip = {"clip": ["4", 1], "stop_at_clip_layer": -2}
+            prompt["11"] = {"class_type": "CLIPSetLastLayer", "inputs": skip}
+            prompt["6"]["inputs"]["clip"] = prompt["7"]["inputs"]["clip"] = ["11", 0]
+        return image(sd_folders, run(executor, prompt))
+
+    assert np.array_equal(with_config("v1-inference.yaml"), simple())
+    assert np.array_equal(with_config("v1-inference_clip_skip_2.yaml"), simple(clip_skip=True))
+    assert np.array_equal(with_config("v2-inference-v.yaml"), simple(v_prediction=True))
+    assert np.array_equal(with_config("my-model.yaml"), simple(v_prediction=True, clip_skip=True))
+    assert not np.array_equal(simple(clip_skip=True), simple())
 
 
 def test_diffusers_loader_gives_the_single_file_image(
