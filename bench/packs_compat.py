@@ -36,12 +36,18 @@ PACKS = {
     "was-node-suite-comfyui": "WASasquatch+was-node-suite-comfyui",
     "ComfyUI_IPAdapter_plus": "cubiq+ComfyUI_IPAdapter_plus",
 }
+# Git submodules a pack's install.py clones beside it (the mirror holds only the pack): mirror, the
+# folder inside the pack, taken at the newest commit no later than the pack's own HEAD.
+SUBMODULES = {
+    "ComfyUI-Impact-Pack": [("ltdrdata+ComfyUI-Impact-Subpack", "impact_subpack")],
+}
 
 LOOM_PROBE = textwrap.dedent(
     """
     import json, logging, sys
     logging.disable(logging.CRITICAL)
     sys.path.append(sys.argv[2])  # third-party modules Loom's venv lacks: the ComfyUI venv's
+    sys.path.append(sys.argv[3])  # then the packs' own requirements (--deps), as on ComfyUI's side
     try:  # that venv's CUDA-built torchvision imports beside Loom's CPU torch only with this shim
         sys.path.append("/work/shared/tools/comfyui")
         import torchvision_cpu_shim
@@ -66,6 +72,7 @@ COMFY_PROBE = textwrap.dedent(
     """
     import asyncio, json, logging, sys, io
     sys.path.insert(0, sys.argv[2])
+    sys.path.append(sys.argv[3])  # the packs' requirements (--deps), after the venv's own packages
     stream = io.StringIO()
     logging.basicConfig(stream=stream, level=logging.WARNING, force=True)
     import utils.extra_config  # main.py's first imports: ComfyUI's `utils` package before any other
@@ -85,11 +92,29 @@ COMFY_PROBE = textwrap.dedent(
 )
 
 
-def extract(mirror: Path, folder: Path) -> int:
-    """Write the files of the mirror's HEAD under `folder`; returns how many were absent from the
+def commit_date(mirror: Path) -> str:
+    git = ["git", f"--git-dir={mirror}", "log", "-1", "--format=%cI", "HEAD"]
+    return subprocess.run(git, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def extract_pack(name: str, folder: Path) -> int:
+    """The pack's files plus the submodules its installer would clone; returns the files skipped."""
+    mirror = MIRRORS / PACKS[name] / "repo"
+    skipped = extract(mirror, folder)
+    for sub, inside in SUBMODULES.get(name, []):
+        since = f"--before={commit_date(mirror)}"
+        git = ["git", f"--git-dir={MIRRORS / sub / 'repo'}", "rev-list", "-1", since]
+        done = subprocess.run([*git, "HEAD"], check=True, capture_output=True, text=True)
+        rev = done.stdout.strip()
+        skipped += extract(MIRRORS / sub / "repo", folder / inside, rev)
+    return skipped
+
+
+def extract(mirror: Path, folder: Path, rev: str = "HEAD") -> int:
+    """Write the files of the mirror's `rev` under `folder`; returns how many were absent from the
     mirror (large binaries a partial fetch left out), which are skipped."""
     git = ["git", f"--git-dir={mirror}"]
-    listing = subprocess.run([*git, "ls-tree", "-r", "-z", "HEAD"], check=True, capture_output=True).stdout
+    listing = subprocess.run([*git, "ls-tree", "-r", "-z", rev], check=True, capture_output=True).stdout
     entries = []
     for record in listing.split(b"\0"):
         if record:
@@ -143,6 +168,11 @@ def main() -> int:
     parser.add_argument("--comfy-src", default="/tmp/comfy/ComfyUI")
     parser.add_argument("--comfy-python", default="/tmp/comfy/venv/bin/python")
     parser.add_argument("--loom-python", default="/work/main/.venv/bin/python")
+    parser.add_argument(
+        "--deps",
+        default="/tmp/packdeps",
+        help="folder holding the packs' requirements (pip install --target), on both sides' sys.path",
+    )
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument("--keep", action="store_true", help="keep the extracted packs")
     options = parser.parse_args()
@@ -156,13 +186,13 @@ def main() -> int:
     try:
         for name in chosen:
             folder = work / name
-            skipped = extract(MIRRORS / PACKS[name] / "repo", folder)
+            skipped = extract_pack(name, folder)
             if skipped:
                 print(f"{name}: {skipped} files absent from the mirror, skipped", file=sys.stderr)
-            loom = probe(options.loom_python, LOOM_PROBE, [str(folder), site], LOOM, options.timeout)
-            comfy = probe(
-                options.comfy_python, COMFY_PROBE, [str(folder), options.comfy_src], work, options.timeout
-            )
+            loom_args = [str(folder), site, options.deps]
+            loom = probe(options.loom_python, LOOM_PROBE, loom_args, LOOM, options.timeout)
+            comfy_args = [str(folder), options.comfy_src, options.deps]
+            comfy = probe(options.comfy_python, COMFY_PROBE, comfy_args, work, options.timeout)
             rows.append((name, loom, comfy))
             print(f"{name}: Loom {loom['nodes']} ComfyUI {comfy['nodes']}", file=sys.stderr, flush=True)
     finally:
