@@ -272,13 +272,34 @@ def _run_group(
     added = _added_conditions(model, [entry for entry, _ in group], crop, batch)
     if added is not None:
         c["added_cond_kwargs"] = added
+    apply_model = _wrapped_apply_model(model, options)
     wrapper = model_options.get("model_function_wrapper")
     if wrapper is not None:
         args = {"input": x_all, "timestep": sigmas, "c": c, "cond_or_uncond": cond_or_uncond}
-        output = wrapper(model.apply_model, args)
+        output = wrapper(apply_model, args)
     else:
-        output = model.apply_model(x_all, sigmas, **c)
+        output = apply_model(x_all, sigmas, **c)
     return list(output.chunk(len(group)))
+
+
+def _wrapped_apply_model(model: Any, transformer_options: dict[str, Any]) -> Any:
+    """`model.apply_model` through the APPLY_MODEL wrappers of the call's transformer_options, as
+    ComfyUI's BaseModel.apply_model: each wrapper gets (executor, x, t, c_concat, c_crossattn,
+    control, transformer_options, **kwargs). Without wrappers, the method itself."""
+    from engine.diffusion.patcher_extension import WrapperExecutor, WrappersMP, get_all_wrappers
+
+    wrappers = get_all_wrappers(WrappersMP.APPLY_MODEL, transformer_options)
+    if not wrappers:
+        return model.apply_model
+
+    def apply_model(
+        x: Any, t: Any, c_concat: Any = None, c_crossattn: Any = None, control: Any = None,
+        transformer_options: dict[str, Any] | None = None, **kwargs: Any,
+    ) -> Any:  # fmt: skip
+        executor = WrapperExecutor.new_class_executor(model.apply_model, model, wrappers)
+        return executor.execute(x, t, c_concat, c_crossattn, control, transformer_options or {}, **kwargs)
+
+    return apply_model
 
 
 def _added_conditions(

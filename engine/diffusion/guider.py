@@ -26,6 +26,12 @@ from engine.diffusion.guidance import (
     resolve_conds,
     sampling_function,
 )
+from engine.diffusion.patcher_extension import (
+    WrapperExecutor,
+    WrappersMP,
+    get_all_wrappers,
+    merge_nested_dicts,
+)
 
 StepCallback = Callable[[int, Any, Any, int], None]
 """ComfyUI's sampling callback: `callback(step, denoised, x, total_steps)`."""
@@ -57,7 +63,15 @@ class CFGGuider:
     def __call__(
         self, x: Any, timestep: Any, model_options: dict[str, Any] | None = None, seed: int | None = None
     ) -> Any:
-        return self.predict_noise(x, timestep, model_options or {}, seed)
+        return self.outer_predict_noise(x, timestep, model_options or {}, seed)
+
+    def outer_predict_noise(
+        self, x: Any, timestep: Any, model_options: dict[str, Any] | None = None, seed: int | None = None
+    ) -> Any:
+        """`predict_noise` through the model's PREDICT_NOISE wrappers (ComfyUI's order and arguments)."""
+        return _executor(self.predict_noise, self, WrappersMP.PREDICT_NOISE, self.model_options).execute(
+            x, timestep, model_options or {}, seed
+        )
 
     def predict_noise(
         self, x: Any, timestep: Any, model_options: dict[str, Any] | None = None, seed: int | None = None
@@ -93,14 +107,41 @@ class CFGGuider:
         disable_pbar: bool = False,
         seed: int | None = None,
     ) -> Any:
-        """Denoise `latent_image` (VAE space) from `noise` along `sigmas`; returns the VAE-space result."""
+        """Denoise `latent_image` (VAE space) from `noise` along `sigmas`; returns the VAE-space result.
+        The run goes through the model's OUTER_SAMPLE wrappers; for its duration `model_options` is
+        a copy, so what a wrapper adds to it (e.g. an APPLY_MODEL wrapper) lasts only this run."""
+        from engine.diffusion.model_patcher import create_model_options_clone
+
+        if sigmas.shape[-1] == 0:
+            return latent_image
+        original = self.model_options
+        self.model_options = create_model_options_clone(original)
+        try:
+            _add_patcher_extensions(self.model_patcher, self.model_options)
+            executor = _executor(self.outer_sample, self, WrappersMP.OUTER_SAMPLE, self.model_options)
+            return executor.execute(
+                noise, latent_image, sampler, sigmas, denoise_mask, callback, disable_pbar, seed
+            )
+        finally:
+            self.model_options = original
+
+    def outer_sample(
+        self,
+        noise: Any,
+        latent_image: Any,
+        sampler: Any,
+        sigmas: Any,
+        denoise_mask: Any = None,
+        callback: StepCallback | None = None,
+        disable_pbar: bool = False,
+        seed: int | None = None,
+    ) -> Any:
+        """The sampling run inside the OUTER_SAMPLE wrappers: model on its device, patches applied."""
         import torch
 
         from engine.diffusion.devices import manager
         from engine.diffusion.model_patcher import create_model_options_clone
 
-        if sigmas.shape[-1] == 0:
-            return latent_image
         patcher = self.model_patcher
         device = manager().use(patcher.unet)
         self.prepare_conds(latent_image.shape, device)
@@ -116,6 +157,23 @@ class CFGGuider:
                 self, options, sampler, noise.float().to(device), latent, sigmas, mask, callback, seed
             )
             return model.process_latent_out(result.float())
+
+
+def _add_patcher_extensions(patcher: Any, model_options: dict[str, Any]) -> None:
+    """The ModelPatcher's own wrappers and callbacks join the run's transformer_options (ComfyUI's
+    prepare_model_patcher), where the sampler and the model look them up."""
+    transformer_options = model_options.setdefault("transformer_options", {})
+    for registry in ("wrappers", "callbacks"):
+        own = getattr(patcher, registry, None)
+        if own:
+            merge_nested_dicts(transformer_options.setdefault(registry, {}), own, copy_dict1=False)
+
+
+def _executor(original: Callable[..., Any], owner: Any, kind: str, model_options: dict[str, Any]) -> Any:
+    """ComfyUI's WrapperExecutor over `original` with the model's wrappers of `kind`."""
+    return WrapperExecutor.new_class_executor(
+        original, owner, get_all_wrappers(kind, model_options, is_model_options=True)
+    )
 
 
 def _run_sampler(

@@ -57,7 +57,7 @@ class WrappersMP:
 
 # Kinds Loom actually invokes; everything else is stored for packs to read back, not called.
 CALLED_CALLBACKS = frozenset({CallbacksMP.ON_CLONE})
-CALLED_WRAPPERS: frozenset[str] = frozenset()
+CALLED_WRAPPERS = frozenset({WrappersMP.OUTER_SAMPLE, WrappersMP.PREDICT_NOISE, WrappersMP.APPLY_MODEL})
 _warned: set[tuple[str, str]] = set()
 
 
