@@ -1,0 +1,58 @@
+"""A test pack using ComfyUI's wrapper system the way KJNodes does (LatentInpaintTTM, its compile
+wrapper): an OUTER_SAMPLE wrapper on the ModelPatcher that, while the run is set up, adds an
+APPLY_MODEL wrapper to the guider's model_options, plus a PREDICT_NOISE wrapper. Each records its
+calls in CALLS; `blend` > 0 makes the APPLY_MODEL wrapper pull the prediction towards the input."""
+
+from comfy.patcher_extension import WrappersMP
+
+CALLS: dict[str, list] = {"outer_sample": [], "predict_noise": [], "apply_model": []}
+
+
+class OuterSample:
+    def __init__(self, blend):
+        self.blend = blend
+
+    def __call__(
+        self, executor, noise, latent_image, sampler, sigmas, denoise_mask, callback, disable_pbar, seed
+    ):
+        guider = executor.class_obj
+        CALLS["outer_sample"].append((tuple(noise.shape), len(sigmas), seed))
+        wrappers = guider.model_options["transformer_options"]["wrappers"]
+        wrappers.setdefault(WrappersMP.APPLY_MODEL, {})["test_apply"] = [ApplyModel(self.blend)]
+        return executor(noise, latent_image, sampler, sigmas, denoise_mask, callback, disable_pbar, seed)
+
+
+class ApplyModel:
+    def __init__(self, blend):
+        self.blend = blend
+
+    def __call__(self, executor, x, t, c_concat, c_crossattn, control, transformer_options, **kwargs):
+        CALLS["apply_model"].append((float(t.flatten()[0]), "sample_sigmas" in transformer_options))
+        denoised = executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+        return denoised * (1.0 - self.blend) + x * self.blend
+
+
+def predict_noise(executor, x, timestep, model_options, seed):
+    CALLS["predict_noise"].append(float(timestep.flatten()[0]))
+    return executor(x, timestep, model_options, seed)
+
+
+class PatchWrappers:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {"model": ("MODEL",), "blend": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0})}
+        }
+
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "patch"
+    CATEGORY = "test/patches"
+
+    def patch(self, model, blend):
+        m = model.clone()
+        m.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, "test_outer", OuterSample(blend))
+        m.add_wrapper_with_key(WrappersMP.PREDICT_NOISE, "test_predict", predict_noise)
+        return (m,)
+
+
+NODE_CLASS_MAPPINGS = {"PatchWrappers": PatchWrappers}
