@@ -57,13 +57,17 @@ def _wait_ready(port: int, process: subprocess.Popen[bytes], log: Path, timeout:
 
 @contextlib.contextmanager
 def server(
-    side: str, port: int, config: Path, work: Path, deps: str, timeout: float = 600
-) -> Iterator[subprocess.Popen[bytes]]:
-    """One server ("comfy" or "loom") on 127.0.0.1:`port`, output under `work/<side>-output`."""
+    side: str, port: int, config: Path, work: Path, deps: str, timeout: float = 600,
+    inputs: Path | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:  # fmt: skip
+    """One server ("comfy" or "loom") on 127.0.0.1:`port`, output under `work/<side>-output`,
+    reading LoadImage's files from `inputs` when given."""
     out = work / f"{side}-output"
     out.mkdir(parents=True, exist_ok=True)
     common = ["--listen", "127.0.0.1", "--port", str(port), "--cpu"]
     common += ["--extra-model-paths-config", str(config), "--output-directory", str(out)]
+    if inputs is not None:
+        common += ["--input-directory", str(inputs)]
     if side == "comfy":
         python, cwd, extra = COMFY_PYTHON, COMFY_SRC, deps
     else:

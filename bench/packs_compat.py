@@ -175,6 +175,10 @@ def main() -> int:
     )
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument("--keep", action="store_true", help="keep the extracted packs")
+    parser.add_argument(
+        "--smoke", action="store_true", help="also run bench/pack_smoke.json's workflows on both servers"
+    )
+    parser.add_argument("--ports", default="19053,19054", help="ComfyUI's and Loom's ports for --smoke")
     options = parser.parse_args()
     chosen = options.packs.split(",") if options.packs else list(PACKS)
     work = Path(tempfile.mkdtemp(prefix="loom-packs-"))
@@ -195,6 +199,16 @@ def main() -> int:
             comfy = probe(options.comfy_python, COMFY_PROBE, comfy_args, work, options.timeout)
             rows.append((name, loom, comfy))
             print(f"{name}: Loom {loom['nodes']} ComfyUI {comfy['nodes']}", file=sys.stderr, flush=True)
+        smoke: dict[str, list[tuple[str, str]]] = {}
+        if options.smoke:
+            from pack_smoke import run_smoke  # bench/, beside this script
+
+            # The packs extracted above are custom_nodes/<name> for both servers.
+            for name in chosen:
+                (work / "custom_nodes").mkdir(exist_ok=True)
+                (work / "custom_nodes" / name).symlink_to(work / name)
+            ports = tuple(int(p) for p in options.ports.split(","))
+            smoke = run_smoke(chosen, work, options.deps, (ports[0], ports[1]))
     finally:
         if not options.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -209,6 +223,13 @@ def main() -> int:
             print(f"{'':46}ComfyUI: {short(comfy['error'])}")
         for node_id, why in list(dict(loom.get("node_errors") or {}).items())[:3]:
             print(f"{'':46}node {node_id}: {short(why)}")
+    if smoke:
+        print("\nSmoke workflows (bench/pack_smoke.json), saved images of ComfyUI vs Loom:")
+        for name, results in smoke.items():
+            for flow, result in results:
+                print(f"{name:26} {flow:28} {result}")
+        same = sum(r == "same pixels" for rows in smoke.values() for _, r in rows)
+        print(f"{same}/{sum(len(rows) for rows in smoke.values())} smoke workflows give the same pixels.")
     share = f"{loom_total / comfy_total:.0%}" if comfy_total else "-"
     totals = f"{loom_total} of the {comfy_total} nodes ComfyUI registers"
     print(f"Loom registers {totals} from {len(rows)} packs ({share}).")
