@@ -153,9 +153,13 @@ class CFGGuider:
         with torch.no_grad(), threads.limited(work), patcher.applied() as model:
             self.inner_model = model
             latent = model.process_latent_in(latent_image.float().to(device))
-            result = _run_sampler(
-                self, options, sampler, noise.float().to(device), latent, sigmas, mask, callback, seed
-            )
+            _patcher_call(patcher, "pre_run")
+            try:
+                result = _run_sampler(
+                    self, options, sampler, noise.float().to(device), latent, sigmas, mask, callback, seed
+                )
+            finally:
+                _patcher_call(patcher, "cleanup")
             return model.process_latent_out(result.float())
 
 
@@ -167,6 +171,13 @@ def _add_patcher_extensions(patcher: Any, model_options: dict[str, Any]) -> None
         own = getattr(patcher, registry, None)
         if own:
             merge_nested_dicts(transformer_options.setdefault(registry, {}), own, copy_dict1=False)
+
+
+def _patcher_call(patcher: Any, name: str) -> None:
+    """ON_PRE_RUN / ON_CLEANUP callbacks of a ModelPatcher (objects without them are skipped)."""
+    method = getattr(patcher, name, None)
+    if callable(method):
+        method()
 
 
 def _executor(original: Callable[..., Any], owner: Any, kind: str, model_options: dict[str, Any]) -> Any:

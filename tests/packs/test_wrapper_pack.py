@@ -50,6 +50,7 @@ def test_wrappers_run_in_comfyui_order_and_change_nothing_when_neutral(
     # cond and uncond share one batched UNet call per step; the wrapper sees the run's sigmas.
     assert len(recorded["apply_model"]) == 3 and all(has for _, has in recorded["apply_model"])
     assert [t for t, _ in recorded["apply_model"]] == recorded["predict_noise"]
+    assert recorded["pre_run"] == [0] and recorded["cleanup"] == [3]  # before the first step, after the last
 
 
 def test_apply_model_wrapper_added_during_outer_sample_changes_the_image(

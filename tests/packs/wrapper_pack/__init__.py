@@ -1,11 +1,18 @@
 """A test pack using ComfyUI's wrapper system the way KJNodes does (LatentInpaintTTM, its compile
 wrapper): an OUTER_SAMPLE wrapper on the ModelPatcher that, while the run is set up, adds an
-APPLY_MODEL wrapper to the guider's model_options, plus a PREDICT_NOISE wrapper. Each records its
+APPLY_MODEL wrapper to the guider's model_options, a PREDICT_NOISE wrapper, and ON_PRE_RUN /
+ON_CLEANUP callbacks. Each records its
 calls in CALLS; `blend` > 0 makes the APPLY_MODEL wrapper pull the prediction towards the input."""
 
-from comfy.patcher_extension import WrappersMP
+from comfy.patcher_extension import CallbacksMP, WrappersMP
 
-CALLS: dict[str, list] = {"outer_sample": [], "predict_noise": [], "apply_model": []}
+CALLS: dict[str, list] = {
+    "outer_sample": [],
+    "predict_noise": [],
+    "apply_model": [],
+    "pre_run": [],
+    "cleanup": [],
+}
 
 
 class OuterSample:
@@ -52,6 +59,13 @@ class PatchWrappers:
         m = model.clone()
         m.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, "test_outer", OuterSample(blend))
         m.add_wrapper_with_key(WrappersMP.PREDICT_NOISE, "test_predict", predict_noise)
+        # KJNodes toggles torch settings around sampling this way.
+        m.add_callback(
+            CallbacksMP.ON_PRE_RUN, lambda patcher: CALLS["pre_run"].append(len(CALLS["predict_noise"]))
+        )
+        m.add_callback(
+            CallbacksMP.ON_CLEANUP, lambda patcher: CALLS["cleanup"].append(len(CALLS["predict_noise"]))
+        )
         return (m,)
 
 
