@@ -42,7 +42,26 @@ def calc_cond_batch(
     timestep: Any,
     model_options: dict[str, Any],
 ) -> list[Any]:
-    """The denoised prediction of each cond list (None lists give zeros), as ComfyUI's calc_cond_batch."""
+    """The denoised prediction of each cond list (None lists give zeros), as ComfyUI's calc_cond_batch,
+    through the run's CALC_COND_BATCH wrappers (each gets (executor, model, conds, x_in, timestep,
+    model_options))."""
+    from engine.diffusion.patcher_extension import WrapperExecutor, WrappersMP, get_all_wrappers
+
+    wrappers = get_all_wrappers(WrappersMP.CALC_COND_BATCH, model_options, is_model_options=True)
+    if not wrappers:
+        return _calc_cond_batch(model, conds, x_in, timestep, model_options)
+    executor = WrapperExecutor.new_executor(_calc_cond_batch, wrappers)
+    result: list[Any] = executor.execute(model, conds, x_in, timestep, model_options)
+    return result
+
+
+def _calc_cond_batch(
+    model: Any,
+    conds: list[list[dict[str, Any]] | None],
+    x_in: Any,
+    timestep: Any,
+    model_options: dict[str, Any],
+) -> list[Any]:
     import torch
 
     sums = [torch.zeros_like(x_in) for _ in conds]

@@ -215,28 +215,27 @@ def _run_sampler(
         def on_step(step: dict[str, Any]) -> None:
             step_callback(step["i"], step["denoised"], step["x"], total)
 
-    if isinstance(sampler, str):
-        return sample(
-            model_fn,
-            noise,
-            latent,
-            sigmas,
-            sampler,
-            model_sampling=model_sampling,
-            callback=on_step,
-            seed=seed,
-            denoise_mask=mask,
-        )
-    return sampler.sample(
-        model_fn,
-        noise,
-        latent,
-        sigmas,
-        callback=on_step,
-        seed=seed,
-        denoise_mask=mask,
-        model_sampling=model_sampling,
-    )
+    def run(
+        model_wrap: Any, sigmas: Any, extra_args: dict[str, Any], callback: Any, noise: Any,
+        latent_image: Any, denoise_mask: Any, disable_pbar: bool = False,
+    ) -> Any:  # fmt: skip
+        """The sampler call with ComfyUI's KSAMPLER.sample arguments, so SAMPLER_SAMPLE wrappers
+        (which may change sigmas, noise, the latent or the seed) wrap it unchanged."""
+        seed = extra_args.get("seed")
+        if isinstance(sampler, str):
+            return sample(
+                model_fn, noise, latent_image, sigmas, sampler, model_sampling=model_sampling,
+                callback=callback, seed=seed, denoise_mask=denoise_mask,
+            )  # fmt: skip
+        return sampler.sample(
+            model_fn, noise, latent_image, sigmas, callback=callback, seed=seed,
+            denoise_mask=denoise_mask, model_sampling=model_sampling,
+        )  # fmt: skip
+
+    wrappers = get_all_wrappers(WrappersMP.SAMPLER_SAMPLE, options, is_model_options=True)
+    executor = WrapperExecutor.new_class_executor(run, sampler, wrappers)
+    extra_args = {"model_options": options, "seed": seed}
+    return executor.execute(guider, sigmas, extra_args, on_step, noise, latent, mask, False)
 
 
 def _masked(

@@ -57,7 +57,15 @@ class WrappersMP:
 
 # Kinds Loom actually invokes; everything else is stored for packs to read back, not called.
 CALLED_CALLBACKS = frozenset({CallbacksMP.ON_CLONE, CallbacksMP.ON_PRE_RUN, CallbacksMP.ON_CLEANUP})
-CALLED_WRAPPERS = frozenset({WrappersMP.OUTER_SAMPLE, WrappersMP.PREDICT_NOISE, WrappersMP.APPLY_MODEL})
+CALLED_WRAPPERS = frozenset(
+    {
+        WrappersMP.OUTER_SAMPLE,
+        WrappersMP.SAMPLER_SAMPLE,
+        WrappersMP.PREDICT_NOISE,
+        WrappersMP.CALC_COND_BATCH,
+        WrappersMP.APPLY_MODEL,
+    }
+)
 _warned: set[tuple[str, str]] = set()
 
 

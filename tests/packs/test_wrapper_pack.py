@@ -1,5 +1,6 @@
-"""ComfyUI's OUTER_SAMPLE, PREDICT_NOISE and APPLY_MODEL wrappers are called by Loom's KSampler in
-ComfyUI's order and with its arguments (tests/packs/wrapper_pack), on a tiny checkpoint."""
+"""ComfyUI's OUTER_SAMPLE, SAMPLER_SAMPLE, PREDICT_NOISE, CALC_COND_BATCH and APPLY_MODEL wrappers
+(and ON_PRE_RUN / ON_CLEANUP callbacks) are called by Loom's KSampler in ComfyUI's order and with
+its arguments (tests/packs/wrapper_pack), on a tiny checkpoint."""
 
 from __future__ import annotations
 
@@ -46,7 +47,9 @@ def test_wrappers_run_in_comfyui_order_and_change_nothing_when_neutral(
     assert np.array_equal(pixels(executor, sd_folders, prompt), plain)
     recorded = calls(executor)
     assert recorded["outer_sample"] == [((1, 4, 8, 8), 4, 1)]  # once per run: noise shape, sigmas, seed
+    assert recorded["sampler_sample"] == [(4, 1, True)]
     assert len(recorded["predict_noise"]) == 3  # once per euler step
+    assert recorded["calc_cond_batch"] == [2, 2, 2]  # cond and uncond together
     # cond and uncond share one batched UNet call per step; the wrapper sees the run's sigmas.
     assert len(recorded["apply_model"]) == 3 and all(has for _, has in recorded["apply_model"])
     assert [t for t, _ in recorded["apply_model"]] == recorded["predict_noise"]
