@@ -155,8 +155,8 @@ def _named(item: Input, name: str) -> Input:
     out = copy.copy(item)
     out.id = name
     if getattr(out, "input_override", None) is not None:  # a MultiType around a widget input
-        out.input_override = copy.copy(out.input_override)  # type: ignore[attr-defined]
-        out.input_override.id = name  # type: ignore[attr-defined]
+        out.input_override = copy.copy(out.input_override)
+        out.input_override.id = name
     return out
 
 
