@@ -1,15 +1,19 @@
 """Real ComfyUI node packs loaded in Loom and in ComfyUI, side by side: nodes each registers, and
 why a pack (or a node) fails.
 
-    /work/main/.venv/bin/python bench/packs_compat.py [--packs a,b] [--keep]
+    flock /tmp/comfy.lock /work/main/.venv/bin/python bench/packs_compat.py [--packs a,b] [--smoke] [--keep]
 
 Each pack is taken from a fetched git mirror (`/work/.mirror/<owner>+<name>/repo`, see the `fetch`
 tool), extracted into a temporary folder (never into this repository: packs are GPL) and loaded in
 a fresh process on each side: Loom (this checkout, `engine.custom_nodes.load_pack`) and ComfyUI
 (`nodes.load_custom_node` of a ComfyUI checkout with its venv, after its built-in extra nodes).
 Both sides see the same third-party packages: Loom's probe falls back to the ComfyUI venv's
-site-packages for modules its own venv lacks (its own come first); a module neither has shows up as an
-import error on both sides.
+site-packages for modules its own venv lacks (its own come first), and both then read the packs'
+requirements from `--deps` (a `pip install --target` folder, default /tmp/packdeps; never part of
+Loom's requirements.txt; docs/custom-nodes.md says how it was filled without touching torch); a
+module none of these has shows up as an import error on both sides. `--smoke` also runs
+bench/pack_smoke.json's model-free workflows on a ComfyUI and a Loom server (bench/pack_smoke.py)
+and compares their saved images. Run it under the shared lock: `flock /tmp/comfy.lock ...`.
 """
 
 from __future__ import annotations
