@@ -53,6 +53,27 @@ def saved_image(port: int, prompt_id: str, timeout: float = 900) -> np.ndarray |
     return "timed out"
 
 
+def saved_images(port: int, prompt_id: str, timeout: float = 900) -> dict[str, list[np.ndarray]] | str:
+    """Every saved image of a finished prompt as RGB, by output node id; or why there is none."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        history = json.loads(get(port, f"/history/{prompt_id}"))
+        if prompt_id in history:
+            entry = history[prompt_id]
+            if entry.get("status", {}).get("status_str") == "error":
+                errors = [m[1] for m in entry["status"]["messages"] if m[0] == "execution_error"]
+                return str(errors[0].get("exception_message", errors[0]))[:200] if errors else "error"
+            found: dict[str, list[np.ndarray]] = {}
+            for node_id, output in entry["outputs"].items():
+                for image in output.get("images", []):
+                    query = urllib.parse.urlencode({**image, "type": image.get("type", "output")})
+                    picture = Image.open(io.BytesIO(get(port, f"/view?{query}"))).convert("RGB")
+                    found.setdefault(node_id, []).append(np.asarray(picture))
+            return found or "no image"
+        time.sleep(0.3)
+    return "timed out"
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """Peak signal-to-noise ratio of two 8-bit images in dB (inf when identical)."""
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))

@@ -1,15 +1,19 @@
 """Real ComfyUI node packs loaded in Loom and in ComfyUI, side by side: nodes each registers, and
 why a pack (or a node) fails.
 
-    /work/main/.venv/bin/python bench/packs_compat.py [--packs a,b] [--keep]
+    flock /tmp/comfy.lock /work/main/.venv/bin/python bench/packs_compat.py [--packs a,b] [--smoke] [--keep]
 
 Each pack is taken from a fetched git mirror (`/work/.mirror/<owner>+<name>/repo`, see the `fetch`
 tool), extracted into a temporary folder (never into this repository: packs are GPL) and loaded in
 a fresh process on each side: Loom (this checkout, `engine.custom_nodes.load_pack`) and ComfyUI
 (`nodes.load_custom_node` of a ComfyUI checkout with its venv, after its built-in extra nodes).
 Both sides see the same third-party packages: Loom's probe falls back to the ComfyUI venv's
-site-packages for modules its own venv lacks (its own come first); a module neither has shows up as an
-import error on both sides.
+site-packages for modules its own venv lacks (its own come first), and both then read the packs'
+requirements from `--deps` (a `pip install --target` folder, default /tmp/packdeps; never part of
+Loom's requirements.txt; docs/custom-nodes.md says how it was filled without touching torch); a
+module none of these has shows up as an import error on both sides. `--smoke` also runs
+bench/pack_smoke.json's model-free workflows on a ComfyUI and a Loom server (bench/pack_smoke.py)
+and compares their saved images. Run it under the shared lock: `flock /tmp/comfy.lock ...`.
 """
 
 from __future__ import annotations
@@ -36,12 +40,18 @@ PACKS = {
     "was-node-suite-comfyui": "WASasquatch+was-node-suite-comfyui",
     "ComfyUI_IPAdapter_plus": "cubiq+ComfyUI_IPAdapter_plus",
 }
+# Git submodules a pack's install.py clones beside it (the mirror holds only the pack): mirror, the
+# folder inside the pack, taken at the newest commit no later than the pack's own HEAD.
+SUBMODULES = {
+    "ComfyUI-Impact-Pack": [("ltdrdata+ComfyUI-Impact-Subpack", "impact_subpack")],
+}
 
 LOOM_PROBE = textwrap.dedent(
     """
     import json, logging, sys
     logging.disable(logging.CRITICAL)
     sys.path.append(sys.argv[2])  # third-party modules Loom's venv lacks: the ComfyUI venv's
+    sys.path.append(sys.argv[3])  # then the packs' own requirements (--deps), as on ComfyUI's side
     try:  # that venv's CUDA-built torchvision imports beside Loom's CPU torch only with this shim
         sys.path.append("/work/shared/tools/comfyui")
         import torchvision_cpu_shim
@@ -66,6 +76,7 @@ COMFY_PROBE = textwrap.dedent(
     """
     import asyncio, json, logging, sys, io
     sys.path.insert(0, sys.argv[2])
+    sys.path.append(sys.argv[3])  # the packs' requirements (--deps), after the venv's own packages
     stream = io.StringIO()
     logging.basicConfig(stream=stream, level=logging.WARNING, force=True)
     import utils.extra_config  # main.py's first imports: ComfyUI's `utils` package before any other
@@ -85,11 +96,29 @@ COMFY_PROBE = textwrap.dedent(
 )
 
 
-def extract(mirror: Path, folder: Path) -> int:
-    """Write the files of the mirror's HEAD under `folder`; returns how many were absent from the
+def commit_date(mirror: Path) -> str:
+    git = ["git", f"--git-dir={mirror}", "log", "-1", "--format=%cI", "HEAD"]
+    return subprocess.run(git, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def extract_pack(name: str, folder: Path) -> int:
+    """The pack's files plus the submodules its installer would clone; returns the files skipped."""
+    mirror = MIRRORS / PACKS[name] / "repo"
+    skipped = extract(mirror, folder)
+    for sub, inside in SUBMODULES.get(name, []):
+        since = f"--before={commit_date(mirror)}"
+        git = ["git", f"--git-dir={MIRRORS / sub / 'repo'}", "rev-list", "-1", since]
+        done = subprocess.run([*git, "HEAD"], check=True, capture_output=True, text=True)
+        rev = done.stdout.strip()
+        skipped += extract(MIRRORS / sub / "repo", folder / inside, rev)
+    return skipped
+
+
+def extract(mirror: Path, folder: Path, rev: str = "HEAD") -> int:
+    """Write the files of the mirror's `rev` under `folder`; returns how many were absent from the
     mirror (large binaries a partial fetch left out), which are skipped."""
     git = ["git", f"--git-dir={mirror}"]
-    listing = subprocess.run([*git, "ls-tree", "-r", "-z", "HEAD"], check=True, capture_output=True).stdout
+    listing = subprocess.run([*git, "ls-tree", "-r", "-z", rev], check=True, capture_output=True).stdout
     entries = []
     for record in listing.split(b"\0"):
         if record:
@@ -143,8 +172,17 @@ def main() -> int:
     parser.add_argument("--comfy-src", default="/tmp/comfy/ComfyUI")
     parser.add_argument("--comfy-python", default="/tmp/comfy/venv/bin/python")
     parser.add_argument("--loom-python", default="/work/main/.venv/bin/python")
+    parser.add_argument(
+        "--deps",
+        default="/tmp/packdeps",
+        help="folder holding the packs' requirements (pip install --target), on both sides' sys.path",
+    )
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument("--keep", action="store_true", help="keep the extracted packs")
+    parser.add_argument(
+        "--smoke", action="store_true", help="also run bench/pack_smoke.json's workflows on both servers"
+    )
+    parser.add_argument("--ports", default="19053,19054", help="ComfyUI's and Loom's ports for --smoke")
     options = parser.parse_args()
     chosen = options.packs.split(",") if options.packs else list(PACKS)
     work = Path(tempfile.mkdtemp(prefix="loom-packs-"))
@@ -156,15 +194,25 @@ def main() -> int:
     try:
         for name in chosen:
             folder = work / name
-            skipped = extract(MIRRORS / PACKS[name] / "repo", folder)
+            skipped = extract_pack(name, folder)
             if skipped:
                 print(f"{name}: {skipped} files absent from the mirror, skipped", file=sys.stderr)
-            loom = probe(options.loom_python, LOOM_PROBE, [str(folder), site], LOOM, options.timeout)
-            comfy = probe(
-                options.comfy_python, COMFY_PROBE, [str(folder), options.comfy_src], work, options.timeout
-            )
+            loom_args = [str(folder), site, options.deps]
+            loom = probe(options.loom_python, LOOM_PROBE, loom_args, LOOM, options.timeout)
+            comfy_args = [str(folder), options.comfy_src, options.deps]
+            comfy = probe(options.comfy_python, COMFY_PROBE, comfy_args, work, options.timeout)
             rows.append((name, loom, comfy))
             print(f"{name}: Loom {loom['nodes']} ComfyUI {comfy['nodes']}", file=sys.stderr, flush=True)
+        smoke: dict[str, list[tuple[str, str]]] = {}
+        if options.smoke:
+            from pack_smoke import run_smoke  # bench/, beside this script
+
+            # The packs extracted above are custom_nodes/<name> for both servers.
+            for name in chosen:
+                (work / "custom_nodes").mkdir(exist_ok=True)
+                (work / "custom_nodes" / name).symlink_to(work / name)
+            ports = tuple(int(p) for p in options.ports.split(","))
+            smoke = run_smoke(chosen, work, options.deps, (ports[0], ports[1]))
     finally:
         if not options.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -179,6 +227,13 @@ def main() -> int:
             print(f"{'':46}ComfyUI: {short(comfy['error'])}")
         for node_id, why in list(dict(loom.get("node_errors") or {}).items())[:3]:
             print(f"{'':46}node {node_id}: {short(why)}")
+    if smoke:
+        print("\nSmoke workflows (bench/pack_smoke.json), saved images of ComfyUI vs Loom:")
+        for name, results in smoke.items():
+            for flow, result in results:
+                print(f"{name:26} {flow:28} {result}")
+        same = sum(r == "same pixels" for rows in smoke.values() for _, r in rows)
+        print(f"{same}/{sum(len(rows) for rows in smoke.values())} smoke workflows give the same pixels.")
     share = f"{loom_total / comfy_total:.0%}" if comfy_total else "-"
     totals = f"{loom_total} of the {comfy_total} nodes ComfyUI registers"
     print(f"Loom registers {totals} from {len(rows)} packs ({share}).")

@@ -7,6 +7,8 @@ from typing import Any
 
 import torch
 
+from engine.sampling.custom import DisableNoise, RandomNoise
+
 
 def _repeat_to_batch(tensor: torch.Tensor, batch: int) -> torch.Tensor:
     if tensor.shape[0] >= batch:
@@ -50,4 +52,25 @@ def composite(
     return destination
 
 
-HELPERS: dict[str, dict[str, Any]] = {"comfy_extras.nodes_mask": {"composite": composite}}
+class Noise_EmptyNoise(DisableNoise):
+    """ComfyUI's NOISE object that adds nothing, constructed without arguments."""
+
+
+def _custom_sampler_helpers() -> dict[str, Any]:
+    """The NOISE and guider classes ComfyUI defines beside its custom-sampling nodes (packs build
+    them directly: `Noise_RandomNoise(seed).generate_noise(latent)`, `Guider_Basic(model)`)."""
+    from engine.diffusion.guider import Guider_Basic, Guider_DualCFG, Guider_PerpNeg
+
+    return {
+        "Noise_RandomNoise": RandomNoise,
+        "Noise_EmptyNoise": Noise_EmptyNoise,
+        "Guider_Basic": Guider_Basic,
+        "Guider_DualCFG": Guider_DualCFG,
+        "Guider_PerpNeg": Guider_PerpNeg,
+    }
+
+
+HELPERS: dict[str, dict[str, Any]] = {
+    "comfy_extras.nodes_mask": {"composite": composite},
+    "comfy_extras.nodes_custom_sampler": _custom_sampler_helpers(),
+}

@@ -114,6 +114,11 @@ class DiffusionModel:
         area = int(input_shape[0]) * math.prod(int(s) for s in input_shape[2:])
         return area * 4 * 1024 * self.get_dtype().itemsize
 
+    def scale_latent_inpaint(self, sigma: Any, noise: Any, latent_image: Any, **kwargs: Any) -> Any:
+        """The clean latent re-noised to `sigma` (one per batch entry), as ComfyUI's inpainting does."""
+        shape = [sigma.shape[0]] + [1] * (noise.ndim - 1)
+        return self.model_sampling.noise_scaling(sigma.reshape(shape), noise, latent_image)
+
     def process_latent_in(self, latent: Any) -> Any:
         return self.latent_format.process_in(latent)
 

@@ -42,7 +42,26 @@ def calc_cond_batch(
     timestep: Any,
     model_options: dict[str, Any],
 ) -> list[Any]:
-    """The denoised prediction of each cond list (None lists give zeros), as ComfyUI's calc_cond_batch."""
+    """The denoised prediction of each cond list (None lists give zeros), as ComfyUI's calc_cond_batch,
+    through the run's CALC_COND_BATCH wrappers (each gets (executor, model, conds, x_in, timestep,
+    model_options))."""
+    from engine.diffusion.patcher_extension import WrapperExecutor, WrappersMP, get_all_wrappers
+
+    wrappers = get_all_wrappers(WrappersMP.CALC_COND_BATCH, model_options, is_model_options=True)
+    if not wrappers:
+        return _calc_cond_batch(model, conds, x_in, timestep, model_options)
+    executor = WrapperExecutor.new_executor(_calc_cond_batch, wrappers)
+    result: list[Any] = executor.execute(model, conds, x_in, timestep, model_options)
+    return result
+
+
+def _calc_cond_batch(
+    model: Any,
+    conds: list[list[dict[str, Any]] | None],
+    x_in: Any,
+    timestep: Any,
+    model_options: dict[str, Any],
+) -> list[Any]:
     import torch
 
     sums = [torch.zeros_like(x_in) for _ in conds]
@@ -275,13 +294,13 @@ def _run_group(
         c["added_cond_kwargs"] = added
     control = group[0][0].get("control")
     if control is None:
-        return _apply(model, x_all, sigmas, c, cond_or_uncond, model_options, len(group))
+        return _apply(model, x_all, sigmas, c, cond_or_uncond, model_options, options, len(group))
     from engine.diffusion.control_conds import fitting
 
     # A control model made for another UNet fails inside the UNet (residual shapes): name its file.
     with fitting(control, model):
         c["control"] = control.get_control(x_all, sigmas, c, len(group), options)
-        return _apply(model, x_all, sigmas, c, cond_or_uncond, model_options, len(group))
+        return _apply(model, x_all, sigmas, c, cond_or_uncond, model_options, options, len(group))
 
 
 def _apply(
@@ -291,15 +310,37 @@ def _apply(
     c: dict[str, Any],
     cond_or_uncond: list[int],
     model_options: dict[str, Any],
+    transformer_options: dict[str, Any],
     count: int,
 ) -> list[Any]:
+    apply_model = _wrapped_apply_model(model, transformer_options)
     wrapper = model_options.get("model_function_wrapper")
     if wrapper is not None:
         args = {"input": x_all, "timestep": sigmas, "c": c, "cond_or_uncond": cond_or_uncond}
-        output = wrapper(model.apply_model, args)
+        output = wrapper(apply_model, args)
     else:
-        output = model.apply_model(x_all, sigmas, **c)
+        output = apply_model(x_all, sigmas, **c)
     return list(output.chunk(count))
+
+
+def _wrapped_apply_model(model: Any, transformer_options: dict[str, Any]) -> Any:
+    """`model.apply_model` through the APPLY_MODEL wrappers of the call's transformer_options, as
+    ComfyUI's BaseModel.apply_model: each wrapper gets (executor, x, t, c_concat, c_crossattn,
+    control, transformer_options, **kwargs). Without wrappers, the method itself."""
+    from engine.diffusion.patcher_extension import WrapperExecutor, WrappersMP, get_all_wrappers
+
+    wrappers = get_all_wrappers(WrappersMP.APPLY_MODEL, transformer_options)
+    if not wrappers:
+        return model.apply_model
+
+    def apply_model(
+        x: Any, t: Any, c_concat: Any = None, c_crossattn: Any = None, control: Any = None,
+        transformer_options: dict[str, Any] | None = None, **kwargs: Any,
+    ) -> Any:  # fmt: skip
+        executor = WrapperExecutor.new_class_executor(model.apply_model, model, wrappers)
+        return executor.execute(x, t, c_concat, c_crossattn, control, transformer_options or {}, **kwargs)
+
+    return apply_model
 
 
 def _added_conditions(

@@ -29,6 +29,12 @@ from engine.diffusion.guidance import (
     resolve_conds,
     sampling_function,
 )
+from engine.diffusion.patcher_extension import (
+    WrapperExecutor,
+    WrappersMP,
+    get_all_wrappers,
+    merge_nested_dicts,
+)
 
 StepCallback = Callable[[int, Any, Any, int], None]
 """ComfyUI's sampling callback: `callback(step, denoised, x, total_steps)`."""
@@ -60,7 +66,15 @@ class CFGGuider:
     def __call__(
         self, x: Any, timestep: Any, model_options: dict[str, Any] | None = None, seed: int | None = None
     ) -> Any:
-        return self.predict_noise(x, timestep, model_options or {}, seed)
+        return self.outer_predict_noise(x, timestep, model_options or {}, seed)
+
+    def outer_predict_noise(
+        self, x: Any, timestep: Any, model_options: dict[str, Any] | None = None, seed: int | None = None
+    ) -> Any:
+        """`predict_noise` through the model's PREDICT_NOISE wrappers (ComfyUI's order and arguments)."""
+        return _executor(self.predict_noise, self, WrappersMP.PREDICT_NOISE, self.model_options).execute(
+            x, timestep, model_options or {}, seed
+        )
 
     def predict_noise(
         self, x: Any, timestep: Any, model_options: dict[str, Any] | None = None, seed: int | None = None
@@ -97,14 +111,41 @@ class CFGGuider:
         disable_pbar: bool = False,
         seed: int | None = None,
     ) -> Any:
-        """Denoise `latent_image` (VAE space) from `noise` along `sigmas`; returns the VAE-space result."""
+        """Denoise `latent_image` (VAE space) from `noise` along `sigmas`; returns the VAE-space result.
+        The run goes through the model's OUTER_SAMPLE wrappers; for its duration `model_options` is
+        a copy, so what a wrapper adds to it (e.g. an APPLY_MODEL wrapper) lasts only this run."""
+        from engine.diffusion.model_patcher import create_model_options_clone
+
+        if sigmas.shape[-1] == 0:
+            return latent_image
+        original = self.model_options
+        self.model_options = create_model_options_clone(original)
+        try:
+            _add_patcher_extensions(self.model_patcher, self.model_options)
+            executor = _executor(self.outer_sample, self, WrappersMP.OUTER_SAMPLE, self.model_options)
+            return executor.execute(
+                noise, latent_image, sampler, sigmas, denoise_mask, callback, disable_pbar, seed
+            )
+        finally:
+            self.model_options = original
+
+    def outer_sample(
+        self,
+        noise: Any,
+        latent_image: Any,
+        sampler: Any,
+        sigmas: Any,
+        denoise_mask: Any = None,
+        callback: StepCallback | None = None,
+        disable_pbar: bool = False,
+        seed: int | None = None,
+    ) -> Any:
+        """The sampling run inside the OUTER_SAMPLE wrappers: model on its device, patches applied."""
         import torch
 
         from engine.diffusion.devices import manager
         from engine.diffusion.model_patcher import create_model_options_clone
 
-        if sigmas.shape[-1] == 0:
-            return latent_image
         patcher = self.model_patcher
         device = manager().use(patcher.unet)
         self.prepare_conds(latent_image.shape, device)
@@ -116,14 +157,40 @@ class CFGGuider:
         with torch.no_grad(), threads.limited(work), patcher.applied() as model:
             self.inner_model = model
             controls = control_conds.prepare(model, self.conds)
+            latent = model.process_latent_in(latent_image.float().to(device))
+            _patcher_call(patcher, "pre_run")
             try:
-                latent = model.process_latent_in(latent_image.float().to(device))
                 result = _run_sampler(
                     self, options, sampler, noise.float().to(device), latent, sigmas, mask, callback, seed
                 )
             finally:
                 control_conds.cleanup(controls)
+                _patcher_call(patcher, "cleanup")
             return model.process_latent_out(result.float())
+
+
+def _add_patcher_extensions(patcher: Any, model_options: dict[str, Any]) -> None:
+    """The ModelPatcher's own wrappers and callbacks join the run's transformer_options (ComfyUI's
+    prepare_model_patcher), where the sampler and the model look them up."""
+    transformer_options = model_options.setdefault("transformer_options", {})
+    for registry in ("wrappers", "callbacks"):
+        own = getattr(patcher, registry, None)
+        if own:
+            merge_nested_dicts(transformer_options.setdefault(registry, {}), own, copy_dict1=False)
+
+
+def _patcher_call(patcher: Any, name: str) -> None:
+    """ON_PRE_RUN / ON_CLEANUP callbacks of a ModelPatcher (objects without them are skipped)."""
+    method = getattr(patcher, name, None)
+    if callable(method):
+        method()
+
+
+def _executor(original: Callable[..., Any], owner: Any, kind: str, model_options: dict[str, Any]) -> Any:
+    """ComfyUI's WrapperExecutor over `original` with the model's wrappers of `kind`."""
+    return WrapperExecutor.new_class_executor(
+        original, owner, get_all_wrappers(kind, model_options, is_model_options=True)
+    )
 
 
 def _run_sampler(
@@ -157,23 +224,26 @@ def _run_sampler(
         def on_step(step: dict[str, Any]) -> None:
             step_callback(step["i"], step["denoised"], step["x"], total)
 
-    if isinstance(sampler, str):
-        return sample(
-            model_fn,
-            noise,
-            latent,
-            sigmas,
-            sampler,
-            model_sampling=model_sampling,
-            callback=on_step,
-            seed=seed,
-            denoise_mask=mask,
-            extra_args=extra_args,
-        )
-    kwargs: dict[str, Any] = {"callback": on_step, "seed": seed, "denoise_mask": mask}
-    if _accepts(sampler.sample, "extra_args"):  # SAMPLER objects written before extra_args existed
-        kwargs["extra_args"] = extra_args
-    return sampler.sample(model_fn, noise, latent, sigmas, model_sampling=model_sampling, **kwargs)
+    def run(
+        model_wrap: Any, sigmas: Any, extra_args: dict[str, Any], callback: Any, noise: Any,
+        latent_image: Any, denoise_mask: Any, disable_pbar: bool = False,
+    ) -> Any:  # fmt: skip
+        """The sampler call with ComfyUI's KSAMPLER.sample arguments, so SAMPLER_SAMPLE wrappers
+        (which may change sigmas, noise, the latent or the seed) wrap it unchanged."""
+        seed = extra_args.get("seed")
+        if isinstance(sampler, str):
+            return sample(
+                model_fn, noise, latent_image, sigmas, sampler, model_sampling=model_sampling,
+                callback=callback, seed=seed, denoise_mask=denoise_mask, extra_args=extra_args,
+            )  # fmt: skip
+        kwargs: dict[str, Any] = {"callback": callback, "seed": seed, "denoise_mask": denoise_mask}
+        if _accepts(sampler.sample, "extra_args"):  # SAMPLER objects written before extra_args existed
+            kwargs["extra_args"] = extra_args
+        return sampler.sample(model_fn, noise, latent_image, sigmas, model_sampling=model_sampling, **kwargs)
+
+    wrappers = get_all_wrappers(WrappersMP.SAMPLER_SAMPLE, options, is_model_options=True)
+    executor = WrapperExecutor.new_class_executor(run, sampler, wrappers)
+    return executor.execute(guider, sigmas, extra_args, on_step, noise, latent, mask, False)
 
 
 def _accepts(function: Any, name: str) -> bool:

@@ -56,8 +56,16 @@ class WrappersMP:
 
 
 # Kinds Loom actually invokes; everything else is stored for packs to read back, not called.
-CALLED_CALLBACKS = frozenset({CallbacksMP.ON_CLONE})
-CALLED_WRAPPERS: frozenset[str] = frozenset()
+CALLED_CALLBACKS = frozenset({CallbacksMP.ON_CLONE, CallbacksMP.ON_PRE_RUN, CallbacksMP.ON_CLEANUP})
+CALLED_WRAPPERS = frozenset(
+    {
+        WrappersMP.OUTER_SAMPLE,
+        WrappersMP.SAMPLER_SAMPLE,
+        WrappersMP.PREDICT_NOISE,
+        WrappersMP.CALC_COND_BATCH,
+        WrappersMP.APPLY_MODEL,
+    }
+)
 _warned: set[tuple[str, str]] = set()
 
 
@@ -272,6 +280,16 @@ class PatcherExtensions:
 
     def get_all_callbacks(self, call_type: str) -> list[Callable[..., Any]]:
         return _all("callbacks", call_type, {"callbacks": self.callbacks})
+
+    def pre_run(self) -> None:
+        """Called by the sampler once the model is ready, before sampling (ComfyUI's ON_PRE_RUN)."""
+        for callback in self.get_all_callbacks(CallbacksMP.ON_PRE_RUN):
+            callback(self)
+
+    def cleanup(self) -> None:
+        """Called by the sampler after sampling, also when it failed (ComfyUI's ON_CLEANUP)."""
+        for callback in self.get_all_callbacks(CallbacksMP.ON_CLEANUP):
+            callback(self)
 
     def add_wrapper(self, wrapper_type: str, wrapper: Callable[..., Any]) -> None:
         self.add_wrapper_with_key(wrapper_type, None, wrapper)

@@ -72,18 +72,18 @@ def test_model_patcher_stores_wrappers_copies_them_on_clone_and_runs_on_clone(
     patcher = ModelPatcher(object(), load_device="cpu", offload_device="cpu")  # type: ignore[arg-type]
     seen: list[tuple[Any, Any]] = []
     patcher.add_callback(pe.CallbacksMP.ON_CLONE, lambda old, new: seen.append((old, new)))
-    pe._warned.discard(("wrappers", "sampler_sample"))
+    pe._warned.discard(("wrappers", "diffusion_model"))
     with caplog.at_level(logging.WARNING, logger=pe.__name__):
-        patcher.add_wrapper_with_key(pe.WrappersMP.SAMPLER_SAMPLE, "k", len)
-        patcher.add_wrapper_with_key(pe.WrappersMP.SAMPLER_SAMPLE, "k", abs)
-    assert [r.getMessage().count("sampler_sample") for r in caplog.records] == [1]  # once per kind
+        patcher.add_wrapper_with_key(pe.WrappersMP.DIFFUSION_MODEL, "k", len)
+        patcher.add_wrapper_with_key(pe.WrappersMP.DIFFUSION_MODEL, "k", abs)
+    assert [r.getMessage().count("diffusion_model") for r in caplog.records] == [1]  # once per kind
     clone = patcher.clone()
     assert seen == [(patcher, clone)]
-    clone.add_wrapper_with_key(pe.WrappersMP.SAMPLER_SAMPLE, "k", min)
-    assert patcher.get_wrappers("sampler_sample", "k") == [len, abs]
-    assert clone.get_all_wrappers("sampler_sample") == [len, abs, min]
-    clone.remove_wrappers_with_key("sampler_sample", "k")
-    assert clone.get_all_wrappers("sampler_sample") == [] and patcher.wrappers["sampler_sample"]["k"]
+    clone.add_wrapper_with_key(pe.WrappersMP.DIFFUSION_MODEL, "k", min)
+    assert patcher.get_wrappers("diffusion_model", "k") == [len, abs]
+    assert clone.get_all_wrappers("diffusion_model") == [len, abs, min]
+    clone.remove_wrappers_with_key("diffusion_model", "k")
+    assert clone.get_all_wrappers("diffusion_model") == [] and patcher.wrappers["diffusion_model"]["k"]
 
 
 def test_wrap_attn_hands_the_call_to_an_override_once(shims: None) -> None:

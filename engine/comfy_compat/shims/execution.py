@@ -59,6 +59,29 @@ class PromptExecutor:
         if self.server is not None and hasattr(self.server, "send_sync"):
             self.server.send_sync(event, data, None if broadcast else getattr(self.server, "client_id", None))
 
+    def handle_execution_error(
+        self, prompt_id: str, prompt: dict[str, Any], current_outputs: Any, executed: Any,
+        error: dict[str, Any], ex: BaseException,
+    ) -> None:  # fmt: skip
+        """Report a node's failure as ComfyUI does: `execution_interrupted` (broadcast) for an
+        interrupt, else `execution_error` with the error's message, type, traceback and inputs.
+        Loom's own server reports failures itself; this serves packs that call it (or wrap it)."""
+        from engine.context import Interrupted
+
+        node_id = error["node_id"]
+        base = {
+            "prompt_id": prompt_id,
+            "node_id": node_id,
+            "node_type": prompt[node_id]["class_type"],
+            "executed": list(executed),
+        }
+        if isinstance(ex, Interrupted):
+            self.add_message("execution_interrupted", base, True)
+            return
+        details = ("exception_message", "exception_type", "traceback", "current_inputs")
+        data = {**base, **{key: error.get(key) for key in details}, "current_outputs": list(current_outputs)}
+        self.add_message("execution_error", data, False)
+
     def execute(
         self, prompt: dict[str, Any], prompt_id: str, extra_data: dict[str, Any] | None = None,
         execute_outputs: list[str] | None = None,

@@ -8,8 +8,21 @@ import io
 from collections.abc import Callable
 from typing import Any
 
+import torch
+from comfy.taesd.taesd import TAESD
 from comfy.utils import ProgressBar
 from PIL import Image
+
+__all__ = [
+    "MAX_PREVIEW_RESOLUTION",
+    "TAESD",
+    "Latent2RGBPreviewer",
+    "LatentPreviewer",
+    "TAESDPreviewerImpl",
+    "get_previewer",
+    "prepare_callback",
+    "preview_to_image",
+]  # fmt: skip
 
 MAX_PREVIEW_RESOLUTION = 512
 
@@ -26,6 +39,28 @@ class LatentPreviewer:
 
     def decode_latent_to_preview_image(self, preview_format: str, x0: Any) -> tuple[str, Image.Image, int]:
         return preview_format, self.decode_latent_to_preview(x0), MAX_PREVIEW_RESOLUTION
+
+
+def preview_to_image(image: Any) -> Image.Image:
+    """An [H, W, 3] image in [-1, 1] as a PIL image (ComfyUI's preview convention)."""
+    pixels = ((image.detach().float().cpu() + 1.0) / 2.0).clamp(0, 1).mul(255).round()
+    return Image.fromarray(pixels.to(dtype=torch.uint8).numpy())
+
+
+class TAESDPreviewerImpl(LatentPreviewer):
+    """A previewer over a `comfy.taesd.taesd.TAESD` (its decoder draws the first latent of x0)."""
+
+    def __init__(self, taesd: Any) -> None:
+        self.taesd = taesd
+
+    def decode_latent_to_preview(self, x0: Any) -> Image.Image:
+        import torch
+
+        with torch.inference_mode():
+            image = self.taesd.decode(x0[:1].to(next(self.taesd.parameters()).device))[0]
+        picture = preview_to_image(image.movedim(0, 2))
+        picture.thumbnail((MAX_PREVIEW_RESOLUTION, MAX_PREVIEW_RESOLUTION))
+        return picture
 
 
 class Latent2RGBPreviewer(LatentPreviewer):

@@ -74,6 +74,11 @@ def intermediate_device() -> torch.device:
     return torch.device("cpu")
 
 
+def intermediate_dtype() -> torch.dtype:
+    """The dtype of images and masks between nodes (newer ComfyUI's name): float32, as Loom's nodes."""
+    return torch.float32
+
+
 def unet_offload_device() -> torch.device:
     return torch.device("cpu")
 
@@ -205,6 +210,15 @@ def load_model_gpu(model: Any) -> None:
 
 def unload_all_models() -> None:
     manager().offload_all()
+
+
+def free_memory(memory_required: int, device: Any, keep_loaded: Any = ()) -> list[Any]:
+    """Make `memory_required` bytes free on `device`: when less is free, Loom's model manager moves
+    every model off the devices (it does not pick models one by one as ComfyUI does)."""
+    if get_free_memory(device) >= memory_required:  # type: ignore[operator]
+        return []
+    manager().offload_all()
+    return []
 
 
 def cleanup_models() -> None:

@@ -11,6 +11,11 @@ import enum
 from pathlib import Path
 from typing import Any
 
+# ComfyUI's comfy.sd imports these, so packs reach them as attributes after `import comfy.sd`
+# (`comfy.sd1_clip.SD1ClipModel`).
+import comfy.sd1_clip
+import comfy.sd2_clip
+import comfy.sdxl_clip  # noqa: F401 - see above
 from engine.diffusion.clip import CLIP
 from engine.diffusion.vae import VAE
 

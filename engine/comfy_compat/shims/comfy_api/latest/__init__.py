@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
+from enum import Enum
 from typing import Any
 
 import torch
@@ -112,8 +113,37 @@ class InputImpl:
     pass
 
 
+class VideoCodec(str, Enum):  # noqa: UP042 - ComfyUI's str-valued enums
+    """Video codecs a save node offers (ComfyUI's names)."""
+
+    AUTO = "auto"
+    H264 = "h264"
+
+    @classmethod
+    def as_input(cls) -> list[str]:
+        return [member.value for member in cls]
+
+
+class VideoContainer(str, Enum):  # noqa: UP042 - ComfyUI's str-valued enums
+    """Video containers a save node offers, and their file extensions."""
+
+    AUTO = "auto"
+    MP4 = "mp4"
+
+    @classmethod
+    def as_input(cls) -> list[str]:
+        return [member.value for member in cls]
+
+    @classmethod
+    def get_extension(cls, value: str | VideoContainer) -> str:
+        return "mp4" if cls(value) in (cls.AUTO, cls.MP4) else ""
+
+
 class Types:
-    pass
+    """ComfyUI's helper value types packs name in schemas (`Types.VideoContainer.as_input()`)."""
+
+    VideoCodec = VideoCodec
+    VideoContainer = VideoContainer
 
 
 __all__ = [

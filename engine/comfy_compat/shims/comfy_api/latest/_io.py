@@ -475,35 +475,6 @@ class DynamicInput(Input):
         return [self]
 
 
-class Autogrow:
-    """A run of numbered inputs made from one template (`image1`, `image2`, ... up to `max`)."""
-
-    class Input(DynamicInput):
-        def __init__(
-            self, id: str, template_input: Input, min: int = 1, max: int | None = None,
-            display_name: str | None = None, optional: bool = False, tooltip: str | None = None,
-            lazy: bool | None = None, extra_dict: dict[str, Any] | None = None,
-        ) -> None:  # fmt: skip
-            super().__init__(id, display_name, optional, tooltip, lazy, extra_dict)
-            self.template_input, self.min, self.max = template_input, min, max if max is not None else min
-
-        def get_dynamic(self) -> list[Input]:
-            made = []
-            for number in range(1, max(self.min, self.max) + 1):
-                item = copy.copy(self.template_input)
-                item.id = f"{self.template_input.id}{number}"
-                if item.display_name is not None:
-                    item.display_name = f"{item.display_name}{number}"
-                item.optional = self.optional or item.optional or number > self.min
-                if isinstance(item, WidgetInput):
-                    item.force_input = True
-                made.append(item)
-            return made
-
-
-AutogrowDynamic = Autogrow
-
-
 class MatchType:
     """Inputs and outputs that share one type, chosen by what is connected; published as the union of
     the template's allowed types (`*` when it allows any)."""
@@ -537,6 +508,15 @@ class MatchType:
             return self.template.io_type
 
 
+from comfy_api.latest._io_dynamic import (  # noqa: E402 - built on the types above
+    Autogrow,
+    BoundingBox,
+    DynamicCombo,
+    Tracks,
+)
+
+AutogrowDynamic = Autogrow
+
 from comfy_api.latest._io_node import (  # noqa: E402 - the node half needs the types above
     ComfyNode,
     Hidden,
@@ -559,6 +539,7 @@ __all__ = [
     "Autogrow",
     "AutogrowDynamic",
     "Boolean",
+    "BoundingBox",
     "Clip",
     "ClipVision",
     "ClipVisionOutput",
@@ -569,6 +550,7 @@ __all__ = [
     "Conditioning",
     "ControlNet",
     "Custom",
+    "DynamicCombo",
     "DynamicInput",
     "FaceAnalysis",
     "Float",
@@ -607,6 +589,7 @@ __all__ = [
     "String",
     "StyleModel",
     "TimestepsRange",
+    "Tracks",
     "UploadType",
     "UpscaleModel",
     "Vae",

@@ -237,7 +237,9 @@ class ComfyNode:
         bound: type[ComfyNode] = type(
             cls.__name__, (cls,), {"hidden": HiddenHolder(hidden), "__module__": cls.__module__}
         )
-        result = bound.execute(**kwargs)
+        from comfy_api.latest._io_dynamic import nest_dynamic
+
+        result = bound.execute(**nest_dynamic(cls.GET_SCHEMA().inputs, kwargs))
         if inspect.isawaitable(result):
             return _classic_later(result, len(cls.GET_SCHEMA().outputs))
         return classic_result(result, len(cls.GET_SCHEMA().outputs))
