@@ -5,7 +5,8 @@ The EDM schedule's sigmas are mapped to the time t of a VP SDE whose linear beta
 default range (sigma 0.002 at t = 1e-3, sigma 80 at t = 1). Each step integrates the eps prediction
 against the VP exponential integrand, with the eps history fitted by a Lagrange polynomial in t:
 
-    x_next = x + sum_j C_j eps_{i-j},   C_j = int_{t_i}^{t_{i+1}} -1/2 dlog(alpha)/dt / sqrt(alpha (1 - alpha)) L_j(t) dt
+    x_next = x + sum_j C_j eps_{i-j},
+    C_j = int_{t_i}^{t_{i+1}} -1/2 dlog(alpha)/dt / sqrt(alpha (1 - alpha)) L_j(t) dt
 
 where alpha(t) = exp(-t^2 (beta_1 - beta_0) / 2 - t beta_0) and L_j is the Lagrange basis over the
 last `order` times. The integral is a left Riemann sum over 10,000 points, as in the reference.

@@ -3,8 +3,9 @@ diffusion models", arXiv:2309.06169), the VP ER-SDE-Solver-3 that ComfyUI runs a
 
 The solver's lambda is sigma / alpha: sigma itself for eps / v models (alpha = 1), sigma / (1 - sigma)
 for rectified-flow ones (alpha = 1 - sigma, first sigma of 1 moved just inside the schedule, as
-ComfyUI does); the data terms and the noise are weighted by alpha at the step's end. The noise scaler f(lambda) picks the SDE: ER-SDE's default
-f(l) = l * (e^(l^0.3) + 10), or the reverse-time SDE family f(l) = l^(eta + 1) (eta 0: the ODE).
+ComfyUI does); the data terms and the noise are weighted by alpha at the step's end. The noise
+scaler f(lambda) picks the SDE: ER-SDE's default f(l) = l * (e^(l^0.3) + 10), or the reverse-time
+SDE family f(l) = l^(eta + 1) (eta 0: the ODE).
 """
 
 from __future__ import annotations
