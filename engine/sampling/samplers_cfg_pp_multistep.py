@@ -34,7 +34,8 @@ def sample_dpmpp_2s_ancestral_cfg_pp(
     s_noise: float = 1.0,
 ) -> Tensor:
     """DPM-Solver++(2S) ancestral steps whose exponential part carries the unconditional noise:
-    x + (denoised - uncond) is the state rebuilt around the uncond prediction."""
+    x + (denoised - uncond) is the state rebuilt around the uncond prediction (the full step uses the
+    guided prediction of the step's start with the uncond of its midpoint, as ComfyUI's does)."""
     extra, recorder = recording_uncond(extra_args)
     run = Run(model, x, extra, callback, noise_sampler, len(sigmas) - 1)
     for i in range(len(sigmas) - 1):
@@ -48,11 +49,12 @@ def sample_dpmpp_2s_ancestral_cfg_pp(
         else:
             h = sigma.log() - sigma_down.log()  # step in lambda = -log sigma
             sigma_mid = (sigma * sigma_down) ** 0.5  # lambda halfway (r = 1/2)
-            shifted = x + (denoised - uncond)
-            x_2 = (sigma_mid / sigma) * shifted - torch.expm1(-h / 2) * denoised
+            x_2 = (sigma_mid / sigma) * (x + (denoised - uncond)) - torch.expm1(-h / 2) * denoised
             denoised_2 = run.denoise(x_2, sigma_mid)
-            recorder.latest(denoised_2)  # the midpoint's uncond is not used
-            x = (sigma_down / sigma) * shifted - torch.expm1(-h) * denoised_2
+            # ComfyUI's full step shifts x by the *midpoint's* uncond (its recorder was overwritten
+            # by the second model call); kept, as it decides the image.
+            uncond_2 = recorder.latest(denoised_2)
+            x = (sigma_down / sigma) * (x + (denoised - uncond_2)) - torch.expm1(-h) * denoised_2
         if sigmas[i + 1] > 0:
             x = x + run.noise(sigma, sigmas[i + 1]) * s_noise * sigma_up
     return x

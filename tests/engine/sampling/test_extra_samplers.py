@@ -76,9 +76,10 @@ NEW = [
     "seeds_2",
     "seeds_3",
 ]
-# CFG++ forms and the plain samplers they equal when the uncond prediction is the guided one.
+# CFG++ forms and the plain samplers they equal when the uncond prediction is the guided one. Not
+# dpmpp_2s_ancestral_cfg_pp: like ComfyUI's, its full step mixes the start's prediction with the
+# midpoint's uncond, so it differs from DPM++(2S) even unguided.
 CFG_PP_TWINS = {
-    "dpmpp_2s_ancestral_cfg_pp": "dpmpp_2s_ancestral",
     "dpmpp_2m_cfg_pp": "dpmpp_2m",
     "res_multistep_cfg_pp": "res_multistep",
     "res_multistep_ancestral_cfg_pp": "res_multistep_ancestral",
