@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from engine.sampling import SAMPLER_NAMES, ModelSampling, calculate_sigmas, get_sampler, sample
+from engine.sampling._common import ancestral_step
 from engine.sampling.model_sampling_flow import ModelSamplingDiscreteFlow
 from engine.sampling.samplers_cfg_pp_multistep import sample_dpmpp_2m_cfg_pp, sample_gradient_estimation
 from engine.sampling.samplers_deis import deis_coefficients, sample_deis, sigma_to_vp_time, vp_betas
@@ -254,3 +255,20 @@ def test_new_samplers_are_deterministic_for_a_seed(name: str) -> None:
     torch.testing.assert_close(first, again, rtol=0, atol=0)
     stochastic = name in {"dpmpp_2s_ancestral_cfg_pp", "res_multistep_ancestral_cfg_pp", "seeds_2", "seeds_3"}
     assert bool((first != other).any()) == stochastic
+
+
+def test_ancestral_step_from_an_infinite_sigma_is_pure_noise() -> None:
+    # CFG++ on a flow model at sigma 1 asks for a step from sigma / alpha = inf; ComfyUI's min() keeps
+    # sigma_to as the noise and steps down to 0, where a NaN would poison the image.
+    down, up = ancestral_step(torch.tensor(float("inf")), torch.tensor(0.8))
+    assert float(up) == pytest.approx(0.8) and float(down) == 0.0
+
+
+def test_euler_ancestral_cfg_pp_on_a_flow_schedule_from_sigma_1_is_finite() -> None:
+    ms = ModelSamplingDiscreteFlow(shift=3.0)
+    sigmas = torch.tensor([1.0, 0.7, 0.3, 0.0])
+    x = torch.randn(1, 2, 4, 4, generator=torch.Generator().manual_seed(1))
+    out = get_sampler("euler_ancestral_cfg_pp", ms)(
+        guided_model(1.0, 0.5, 3.0), x, sigmas, extra_args={"model_options": {}}
+    )
+    assert torch.isfinite(out).all()
