@@ -10,7 +10,9 @@ KSamplerSelect) against KSampler on the other server, when both servers have tho
     python bench/sampler_parity.py --comfy 8317 --loom 8217 --ckpt comfy_sd15_bench.safetensors
 
 `--custom-all` adds Loom's SamplerCustomAdvanced path against ComfyUI's KSampler for every sampler and
-scheduler (ComfyUI caches the KSampler images, so these cost only Loom's runs).
+scheduler (ComfyUI caches the KSampler images, so these cost only Loom's runs), except for the samplers
+whose KSampler drops the penultimate sigma (dpm_2, dpm_2_ancestral, uni_pc, uni_pc_bh2): there the
+two paths differ in ComfyUI too, and ComfyUI's SamplerCustomAdvanced is the reference.
 """
 
 from __future__ import annotations
@@ -119,6 +121,9 @@ def split_prompt(ckpt: str, steps: int, seed: int) -> dict[str, Any]:
     return prompt
 
 
+# KSampler gives these one more step and drops the penultimate sigma (ComfyUI's
+# DISCARD_PENULTIMATE_SIGMA_SAMPLERS); SamplerCustomAdvanced + BasicScheduler does not.
+DISCARD_PENULTIMATE = ("dpm_2", "dpm_2_ancestral", "uni_pc", "uni_pc_bh2")
 MODEL_SCHEDULERS = ("BasicScheduler", "SDTurboScheduler", "BetaSamplingScheduler")
 SD = {"sigma_max": 14.614642, "sigma_min": 0.0291675}
 # Sampler and scheduler nodes run the same on both servers through SamplerCustomAdvanced.
@@ -234,8 +239,14 @@ def main() -> int:
         for sampler in shared:
             ks = ksampler_prompt(args.ckpt, sampler, scheduler, args.steps, args.seed)
             sca = custom_prompt(args.ckpt, sampler, scheduler, args.steps, args.seed)
-            label = f"ComfyUI KSampler vs Loom SamplerCustomAdvanced {sampler} / {scheduler}"
-            jobs.append((label, args.comfy, ks, args.loom, sca))
+            if sampler in DISCARD_PENULTIMATE and comfy_custom:
+                # KSampler drops these samplers' penultimate sigma, BasicScheduler does not: the two
+                # paths differ in ComfyUI itself, so compare its custom path with Loom's.
+                label = f"ComfyUI SamplerCustomAdvanced vs Loom SamplerCustomAdvanced {sampler} / {scheduler}"
+                jobs.append((label, args.comfy, sca, args.loom, sca))
+            else:
+                label = f"ComfyUI KSampler vs Loom SamplerCustomAdvanced {sampler} / {scheduler}"
+                jobs.append((label, args.comfy, ks, args.loom, sca))
     if comfy_custom and loom_custom:
         for sampler_node, sigmas_node in CUSTOM_CASES:
             prompt = custom_prompt(args.ckpt, "", "", args.steps, args.seed, sampler_node, sigmas_node)
