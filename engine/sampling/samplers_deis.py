@@ -9,7 +9,7 @@ against the VP exponential integrand, with the eps history fitted by a Lagrange 
     C_j = int_{t_i}^{t_{i+1}} -1/2 dlog(alpha)/dt / sqrt(alpha (1 - alpha)) L_j(t) dt
 
 where alpha(t) = exp(-t^2 (beta_1 - beta_0) / 2 - t beta_0) and L_j is the Lagrange basis over the
-last `order` times. The integral is a left Riemann sum over 10,000 points, as in the reference.
+last `order` times. The integral is a Riemann sum over 10,000 points spanning the step, as in the reference.
 """
 
 from __future__ import annotations
