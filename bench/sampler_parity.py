@@ -8,6 +8,11 @@ KSamplerSelect) against KSampler on the other server, when both servers have tho
 30 dB for every pair.
 
     python bench/sampler_parity.py --comfy 8317 --loom 8217 --ckpt comfy_sd15_bench.safetensors
+
+`--custom-all` adds Loom's SamplerCustomAdvanced path against ComfyUI's KSampler for every sampler and
+scheduler (ComfyUI caches the KSampler images, so these cost only Loom's runs), except for the samplers
+whose KSampler drops the penultimate sigma (dpm_2, dpm_2_ancestral, uni_pc, uni_pc_bh2): there the
+two paths differ in ComfyUI too, and ComfyUI's SamplerCustomAdvanced is the reference.
 """
 
 from __future__ import annotations
@@ -116,6 +121,9 @@ def split_prompt(ckpt: str, steps: int, seed: int) -> dict[str, Any]:
     return prompt
 
 
+# KSampler gives these one more step and drops the penultimate sigma (ComfyUI's
+# DISCARD_PENULTIMATE_SIGMA_SAMPLERS); SamplerCustomAdvanced + BasicScheduler does not.
+DISCARD_PENULTIMATE = ("dpm_2", "dpm_2_ancestral", "uni_pc", "uni_pc_bh2")
 MODEL_SCHEDULERS = ("BasicScheduler", "SDTurboScheduler", "BetaSamplingScheduler")
 SD = {"sigma_max": 14.614642, "sigma_min": 0.0291675}
 # Sampler and scheduler nodes run the same on both servers through SamplerCustomAdvanced.
@@ -196,6 +204,12 @@ def main() -> int:
     parser.add_argument("--samplers", default="", help="comma-separated subset (default: all shared)")
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--only-custom", action="store_true", help="skip the KSampler pairs")
+    parser.add_argument(
+        "--custom-all",
+        action="store_true",
+        help="also Loom's SamplerCustomAdvanced against ComfyUI's KSampler for every shared sampler "
+        "and scheduler",
+    )
     args = parser.parse_args()
 
     comfy_names, loom_names = _sampler_names(args.comfy), _sampler_names(args.loom)
@@ -221,6 +235,18 @@ def main() -> int:
             jobs.append(
                 (f"ComfyUI KSampler vs Loom SamplerCustomAdvanced {label}", args.comfy, ks, args.loom, sca)
             )
+    for scheduler in schedulers if args.custom_all and loom_custom else ():
+        for sampler in shared:
+            ks = ksampler_prompt(args.ckpt, sampler, scheduler, args.steps, args.seed)
+            sca = custom_prompt(args.ckpt, sampler, scheduler, args.steps, args.seed)
+            if sampler in DISCARD_PENULTIMATE and comfy_custom:
+                # KSampler drops these samplers' penultimate sigma, BasicScheduler does not: the two
+                # paths differ in ComfyUI itself, so compare its custom path with Loom's.
+                label = f"ComfyUI SamplerCustomAdvanced vs Loom SamplerCustomAdvanced {sampler} / {scheduler}"
+                jobs.append((label, args.comfy, sca, args.loom, sca))
+            else:
+                label = f"ComfyUI KSampler vs Loom SamplerCustomAdvanced {sampler} / {scheduler}"
+                jobs.append((label, args.comfy, ks, args.loom, sca))
     if comfy_custom and loom_custom:
         for sampler_node, sigmas_node in CUSTOM_CASES:
             prompt = custom_prompt(args.ckpt, "", "", args.steps, args.seed, sampler_node, sigmas_node)

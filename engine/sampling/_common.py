@@ -69,7 +69,9 @@ def ancestral_step(sigma_from: Tensor, sigma_to: Tensor, eta: float = 1.0) -> tu
     if not eta:
         return sigma_to, torch.zeros_like(sigma_to)
     variance = sigma_to**2 * (sigma_from**2 - sigma_to**2) / sigma_from**2
-    sigma_up = torch.minimum(sigma_to, eta * variance**0.5)
+    # An infinite sigma_from (CFG++ on a flow model at sigma 1, where alpha is 0) makes the variance
+    # NaN; ComfyUI's Python min() then keeps sigma_to, i.e. a step of pure fresh noise.
+    sigma_up = torch.minimum(sigma_to, torch.nan_to_num(eta * variance**0.5, nan=float("inf")))
     sigma_down = (sigma_to**2 - sigma_up**2) ** 0.5
     return sigma_down, sigma_up
 

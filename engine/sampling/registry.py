@@ -18,6 +18,13 @@ from engine.sampling.samplers_cfg_pp import (
     sample_euler_cfg_pp,
     sample_euler_pp,
 )
+from engine.sampling.samplers_cfg_pp_multistep import (
+    sample_dpmpp_2m_cfg_pp,
+    sample_dpmpp_2s_ancestral_cfg_pp,
+    sample_gradient_estimation,
+    sample_gradient_estimation_cfg_pp,
+)
+from engine.sampling.samplers_deis import sample_deis
 from engine.sampling.samplers_dpmpp import (
     sample_dpmpp_2m,
     sample_dpmpp_2m_sde,
@@ -50,6 +57,7 @@ from engine.sampling.samplers_karras import (
 from engine.sampling.samplers_lcm_upscale import sample_lcm_upscale
 from engine.sampling.samplers_misc import sample_ddpm, sample_dpm_adaptive, sample_dpm_fast, sample_lcm
 from engine.sampling.samplers_sa_solver import sample_sa_solver, sample_sa_solver_pece
+from engine.sampling.samplers_seeds import sample_seeds_2, sample_seeds_3
 from engine.sampling.samplers_unipc import sample_uni_pc, sample_uni_pc_bh2
 
 Sampler = Callable[..., Tensor]
@@ -71,9 +79,11 @@ _SAMPLERS: dict[str, Sampler] = {
     "dpm_fast": sample_dpm_fast,
     "dpm_adaptive": sample_dpm_adaptive,
     "dpmpp_2s_ancestral": sample_dpmpp_2s_ancestral,
+    "dpmpp_2s_ancestral_cfg_pp": sample_dpmpp_2s_ancestral_cfg_pp,
     "dpmpp_sde": sample_dpmpp_sde,
     "dpmpp_sde_gpu": sample_dpmpp_sde,
     "dpmpp_2m": sample_dpmpp_2m,
+    "dpmpp_2m_cfg_pp": sample_dpmpp_2m_cfg_pp,
     "dpmpp_2m_sde": sample_dpmpp_2m_sde,
     "dpmpp_2m_sde_gpu": sample_dpmpp_2m_sde,
     "dpmpp_2m_sde_heun": partial(sample_dpmpp_2m_sde, solver_type="heun"),
@@ -84,9 +94,16 @@ _SAMPLERS: dict[str, Sampler] = {
     "lcm": sample_lcm,
     "ipndm": sample_ipndm,
     "ipndm_v": sample_ipndm_v,
+    "deis": sample_deis,
     "res_multistep": sample_res_multistep,
+    "res_multistep_cfg_pp": partial(sample_res_multistep, cfg_pp=True),
     "res_multistep_ancestral": partial(sample_res_multistep, eta=1.0),
+    "res_multistep_ancestral_cfg_pp": partial(sample_res_multistep, eta=1.0, cfg_pp=True),
+    "gradient_estimation": sample_gradient_estimation,
+    "gradient_estimation_cfg_pp": sample_gradient_estimation_cfg_pp,
     "er_sde": sample_er_sde,
+    "seeds_2": sample_seeds_2,
+    "seeds_3": sample_seeds_3,
     "sa_solver": sample_sa_solver,
     "sa_solver_pece": sample_sa_solver_pece,
     "ddim": sample_euler,
@@ -100,7 +117,9 @@ SAMPLER_NAMES: tuple[str, ...] = tuple(_SAMPLERS)
 _CUSTOM_ONLY: dict[str, Sampler] = {"lcm_upscale": sample_lcm_upscale, "euler_pp": sample_euler_pp}
 
 # Samplers that read the model's sampling (its half-log-SNR, its SDE interval); get_sampler binds it.
-_NEEDS_MODEL_SAMPLING = frozenset({"euler_cfg_pp", "euler_ancestral_cfg_pp", "sa_solver", "sa_solver_pece"})
+_NEEDS_MODEL_SAMPLING = frozenset(
+    {"euler_cfg_pp", "euler_ancestral_cfg_pp", "sa_solver", "sa_solver_pece", "er_sde", "seeds_2", "seeds_3"}
+)
 
 # SDE samplers draw their noise from a Brownian tree, as ComfyUI's do; the value says whether
 # the tree lives on the CPU (plain names) or on the latent's device (the "_gpu" names).

@@ -13,6 +13,7 @@ from torch import Tensor
 
 from engine.sampling._common import Callback, Model, Run, ancestral_step, dpmpp_first_order, to_d
 from engine.sampling.noise import NoiseSampler
+from engine.sampling.samplers_cfg_pp import recording_uncond
 
 
 def _log_step(sigma: Tensor, sigma_next: Tensor) -> Tensor:
@@ -207,16 +208,25 @@ def sample_res_multistep(
     noise_sampler: NoiseSampler | None = None,
     eta: float = 0.0,
     s_noise: float = 1.0,
+    cfg_pp: bool = False,
 ) -> Tensor:
-    """Second-order RES multistep (Zhang et al. 2023, arXiv:2308.02157); ``eta > 0`` is the ancestral form."""
-    run = Run(model, x, extra_args, callback, noise_sampler, len(sigmas) - 1)
-    old: tuple[Tensor, Tensor] | None = None  # (denoised, sigma_down) of the previous step
+    """Second-order RES multistep (Zhang et al. 2023, arXiv:2308.02157); ``eta > 0`` is the ancestral
+    form. With ``cfg_pp`` (CFG++) the steps carry the unconditional prediction: the Euler step restarts
+    from the guided prediction with the uncond slope, the multistep one shifts x by
+    ``denoised - uncond`` and extrapolates from the uncond predictions."""
+    extra, recorder = recording_uncond(extra_args) if cfg_pp else (extra_args, None)
+    run = Run(model, x, extra, callback, noise_sampler, len(sigmas) - 1)
+    old: tuple[Tensor, Tensor] | None = None  # (prediction, sigma_down) of the previous step
     for i in range(len(sigmas) - 1):
         denoised = run.denoise(x, sigmas[i])
+        uncond = denoised if recorder is None else recorder.latest(denoised)
         sigma_down, sigma_up = ancestral_step(sigmas[i], sigmas[i + 1], eta)
         run.report(i, x, sigmas[i], sigmas[i], denoised)
         if sigma_down == 0 or old is None:
-            x = x + to_d(x, sigmas[i], denoised) * (sigma_down - sigmas[i])
+            if recorder is None:
+                x = x + to_d(x, sigmas[i], denoised) * (sigma_down - sigmas[i])
+            else:
+                x = denoised + to_d(x, sigmas[i], uncond) * sigma_down
         else:
             old_denoised, old_sigma_down = old
             h = _log_step(sigmas[i], sigma_down)
@@ -225,8 +235,9 @@ def sample_res_multistep(
             phi_2 = (phi_1 - 1) / -h
             b1 = torch.nan_to_num(phi_1 - phi_2 / c2, nan=0.0)
             b2 = torch.nan_to_num(phi_2 / c2, nan=0.0)
-            x = torch.exp(-h) * x + h * (b1 * denoised + b2 * old_denoised)
+            x = x + (denoised - uncond)  # zero without CFG++
+            x = torch.exp(-h) * x + h * (b1 * uncond + b2 * old_denoised)
         if sigmas[i + 1] > 0 and eta > 0:
             x = x + run.noise(sigmas[i], sigmas[i + 1]) * s_noise * sigma_up
-        old = (denoised, sigma_down)
+        old = (uncond, sigma_down)
     return x
