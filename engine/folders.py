@@ -20,6 +20,9 @@ MODEL_KINDS = (
     "controlnet",
     "diffusion_models",
     "text_encoders",
+    "clip_vision",
+    "style_models",
+    "gligen",
 )
 # ComfyUI's newer kinds read their legacy folders too: diffusion models also from models/unet, text
 # encoders also from models/clip.

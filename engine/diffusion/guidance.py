@@ -255,6 +255,8 @@ def _run_group(
     """One UNet call (through the unet wrapper, if any) for the entries sharing an area."""
     import torch
 
+    from engine.diffusion.gligen import with_gligen_patch
+
     h, w, y, x0 = area
     batch = x.shape[0]
     crop = x[:, :, y : y + h, x0 : x0 + w]
@@ -265,7 +267,11 @@ def _run_group(
     cond_or_uncond = [index for _, index in group]
     options = dict(model_options.get("transformer_options", {}))
     options.update(cond_or_uncond=cond_or_uncond[:], uuids=[e["uuid"] for e, _ in group], sigmas=sigma)
+    options = with_gligen_patch(options, [entry for entry, _ in group], crop.shape, batch)
     c: dict[str, Any] = {"c_crossattn": context, "transformer_options": options}
+    adm = _class_input([entry for entry, _ in group], batch)
+    if adm is not None:
+        c["y"] = adm
     concat = _concat_channels(model, [entry for entry, _ in group], x, area)
     if concat is not None:
         c["c_concat"] = concat
@@ -279,6 +285,18 @@ def _run_group(
     else:
         output = model.apply_model(x_all, sigmas, **c)
     return list(output.chunk(len(group)))
+
+
+def _class_input(entries: list[dict[str, Any]], batch: int) -> Any:
+    """The class-embedding (ADM) input `y` of models that take one (SD2.1 unCLIP; engine.diffusion.unclip
+    sets it on every entry before sampling), repeated to each entry's rows; None for other models."""
+    import torch
+
+    if not entries or "y" not in entries[0]:
+        return None
+    return torch.cat(
+        [entry["y"].expand(batch, -1) if entry["y"].shape[0] == 1 else entry["y"] for entry in entries]
+    )
 
 
 def _added_conditions(
@@ -323,6 +341,7 @@ MODEL_CONDITION_KEYS = frozenset(
         "aesthetic_score",
         "concat_latent_image",
         "concat_mask",
+        "y",
     }
 )
 
