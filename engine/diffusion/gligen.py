@@ -87,7 +87,9 @@ def load_gligen(state: Mapping[str, torch.Tensor], name: str = "GLIGEN") -> Glig
     for place in sorted(groups):
         weights = groups[place]
         query_dim, key_dim = weights["linear.weight"].shape
-        d_head = query_dim // 8 if key_dim == 768 else 64  # SD1.x: 8 heads; others 64 channels a head
+        # ComfyUI's rule: SD1.x (768-wide context) 8 heads, others 64 channels a head; widths that 64
+        # does not divide (small models) take 8 heads too.
+        d_head = query_dim // 8 if key_dim == 768 or query_dim % 64 else 64
         fuser = GatedSelfAttentionDense(query_dim, key_dim, query_dim // d_head, d_head)
         _load(fuser, weights, f"{name}: fuser {len(fusers)}")
         fusers.append(fuser)
