@@ -186,3 +186,19 @@ def test_style_and_gligen_workflows_convert_validate_and_run(
     assert _run_ui(executor, guided_folders, styled).shape == (16, 16, 3)  # the tiny VAE scales by 2
     boxes = gligen_example("tiny_sd1.safetensors", "gligen_textbox.safetensors")
     assert _run_ui(executor, guided_folders, boxes).shape == (16, 16, 3)
+
+
+def test_a_packs_middle_patch_runs_once_per_transformer(executor: Executor, guided_folders: Folders) -> None:
+    model, _, positive, negative = _sd1(executor)
+    seen: list[int] = []
+
+    def middle(x: torch.Tensor, extra_options: dict[str, Any]) -> torch.Tensor:
+        seen.append(extra_options["transformer_index"])
+        return x
+
+    patched = model.clone()
+    patched.set_model_patch(middle, "middle_patch")
+    torch.testing.assert_close(
+        _sample(executor, patched, positive, negative), _sample(executor, model, positive, negative)
+    )
+    assert seen[:4] == [0, 1, 2, 3] and len(seen) == 2 * 4  # two steps, cond and uncond in one batch
