@@ -183,7 +183,8 @@ def test_comfy_clip_vision_module_loads_encodes_and_preprocesses(
 
 def test_model_base_names_the_unclip_and_instructpix2pix_classes() -> None:
     comfy_compat.install()
-    model_base = importlib.import_module("comfy.model_base")
+    importlib.import_module("comfy.sd")
+    model_base = importlib.import_module("comfy").model_base  # reached as an attribute, as packs do
     assert issubclass(model_base.SDXL_instructpix2pix, model_base.SDXL)
     assert issubclass(model_base.SD21UNCLIP, model_base.BaseModel)
     assert not issubclass(model_base.SDXLRefiner, model_base.SDXL)

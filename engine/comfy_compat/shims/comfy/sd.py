@@ -11,6 +11,14 @@ import enum
 from pathlib import Path
 from typing import Any
 
+# ComfyUI's comfy.sd imports these, so after `import comfy.sd` packs reach them as attributes of the
+# `comfy` package (ComfyUI_IPAdapter_plus uses comfy.model_base.SDXL having imported only comfy.sd).
+import comfy.clip_vision
+import comfy.lora
+import comfy.model_base
+import comfy.model_management
+import comfy.model_patcher
+import comfy.utils  # noqa: F401
 from engine.diffusion.clip import CLIP
 from engine.diffusion.style_model import StyleModel
 from engine.diffusion.style_model import load_style_model as _load_style_model
