@@ -194,3 +194,26 @@ def test_loader_lists_the_folder(executor: Executor, vision_folders: Folders) ->
     spec = executor.registry.get("CLIPVisionLoader")
     assert spec is not None
     assert {"vit_hf.safetensors", "vit_open_clip.safetensors"} <= set(spec.inputs[0].choices())  # type: ignore[misc]
+
+
+def test_a_llava_projector_gives_mm_projected(loom_folders: Folders, vision: Any) -> None:
+    """LLaVA's CLIP-ViT-L-336 files add `multi_modal_projector.*`: two linears with GELU over the
+    penultimate layer's patch tokens (ComfyUI's mm_projected)."""
+    from engine.diffusion.clip_vision import load_clip_vision
+
+    gen = torch.Generator().manual_seed(4)
+    projector = {
+        "multi_modal_projector.linear_1.weight": torch.randn(24, VISION["hidden"], generator=gen) * 0.1,
+        "multi_modal_projector.linear_1.bias": torch.randn(24, generator=gen) * 0.1,
+        "multi_modal_projector.linear_2.weight": torch.randn(24, 24, generator=gen) * 0.1,
+        "multi_modal_projector.linear_2.bias": torch.randn(24, generator=gen) * 0.1,
+    }
+    path = write(loom_folders.models["clip_vision"][0] / "llava.safetensors", hf_layout(vision) | projector)
+    model = load_clip_vision(path)
+    out = model.encode_image(torch.rand(1, 28, 28, 3))
+    patches = out.penultimate_hidden_states[:, 1:]
+    hidden = F.gelu(F.linear(patches, projector["multi_modal_projector.linear_1.weight"],
+                             projector["multi_modal_projector.linear_1.bias"]))  # fmt: skip
+    expected = F.linear(hidden, projector["multi_modal_projector.linear_2.weight"],
+                        projector["multi_modal_projector.linear_2.bias"])  # fmt: skip
+    torch.testing.assert_close(out.mm_projected, expected)
