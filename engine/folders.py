@@ -23,6 +23,9 @@ MODEL_KINDS = (
     "hypernetworks",
     "configs",
     "diffusers",
+    "clip_vision",
+    "style_models",
+    "gligen",
 )
 # ComfyUI's newer kinds read their legacy folders too: diffusion models also from models/unet, text
 # encoders also from models/clip; ControlNets also from models/t2i_adapter.

@@ -1,10 +1,10 @@
-"""Control objects on the cond lists of a sampling run: share, prepare, place and clean them up.
+"""Control objects on the cond lists of a sampling run: prepare, place and clean them up.
 
-What ComfyUI's process_conds and sampler helpers do with the `"control"` key of conditioning entries:
-a ControlNet applied with the deprecated ControlNetApply (`control_apply_to_uncond`) is copied onto
-the negative side's full-frame entries (`share_with_uncond`); before the first step every control
-chain gets `pre_run` with the sampled model and its percent-to-sigma function, and its modules go to
-the compute device (`prepare`); after the run each chain's `cleanup` drops its cached hints.
+What ComfyUI's sampler helpers do with the `"control"` key of conditioning entries (sharing a control
+applied with the old ControlNetApply onto the negative side is `engine.diffusion.guidance.
+share_with_uncond`, beside GLIGEN's boxes): before the first step every control chain gets `pre_run`
+with the sampled model and its percent-to-sigma function, and its modules go to the compute device
+(`prepare`); after the run each chain's `cleanup` drops its cached hints.
 """
 
 from __future__ import annotations
@@ -23,34 +23,6 @@ def controls_of(conds: dict[str, list[dict[str, Any]]]) -> list[Any]:
             if control is not None:
                 seen.setdefault(id(control), control)
     return list(seen.values())
-
-
-def share_with_uncond(conds: dict[str, list[dict[str, Any]]]) -> None:
-    """ComfyUI's apply_empty_x_to_equal_area for controls: unless a non-positive list has full-frame
-    entries with their own control, its full-frame entries take the positive side's controls that
-    were applied with `control_apply_to_uncond` (extra copies if there are more controls)."""
-    positive = conds.get("positive")
-    if positive is None:
-        return
-    shared = [
-        e["control"]
-        for e in positive
-        if e.get("control_apply_to_uncond") and "area" not in e and e.get("control") is not None
-    ]
-    for name, entries in conds.items():
-        if name == "positive" or not shared:
-            continue
-        frame = [(i, e) for i, e in enumerate(entries) if "area" not in e]
-        if any(e.get("control") is not None for _, e in frame) or not frame:
-            continue
-        for n, control in enumerate(shared):
-            index, entry = frame[n % len(frame)]
-            copy = dict(entry)
-            copy["control"] = control
-            if n < len(frame):
-                entries[index] = copy
-            else:
-                entries.append(copy)
 
 
 def prepare(model: Any, conds: dict[str, list[dict[str, Any]]]) -> list[Any]:

@@ -137,12 +137,14 @@ class DiffusionModel:
         **kwargs: Any,
     ) -> Any:
         """Denoised prediction at noise level `t` (a sigma per batch entry, as in ComfyUI). `control`
-        is ComfyUI's ControlNet/T2I-Adapter residual dict (see engine.diffusion.controlnet)."""
+        is ComfyUI's ControlNet/T2I-Adapter residual dict (see engine.diffusion.controlnet); `y` is the
+        class-embedding (ADM) input of UNets that take one (SD2.1 unCLIP)."""
         import torch
 
         from engine.diffusion import unet_hooks
         from engine.diffusion.controlnet import unet_residuals
 
+        y = kwargs.get("y")
         sigma = t
         sampling = self.model_sampling
         x_in = sampling.calculate_input(sigma, x)
@@ -159,6 +161,7 @@ class DiffusionModel:
                 timestep,
                 encoder_hidden_states=c_crossattn.to(dtype),
                 added_cond_kwargs=added_cond_kwargs,
+                class_labels=y.to(dtype) if y is not None else None,
                 return_dict=False,
                 **unet_residuals(control, dtype),
             )[0]
@@ -173,12 +176,46 @@ class SD20(DiffusionModel):
     """An SD2.x UNet."""
 
 
-class SDXL(DiffusionModel):
+class SD21UNCLIP(DiffusionModel):
+    """An SD2.1 unCLIP UNet: its class embedding takes a noise-augmented CLIP image embedding joined with
+    the embedding of the noise level (engine.diffusion.unclip)."""
+
+    def __init__(self, unet: Any, model_sampling: Any, family: str, latent_format: Any) -> None:
+        from engine.diffusion.unclip import CLIPEmbeddingNoiseAugmentation
+
+        super().__init__(unet, model_sampling, family, latent_format)
+        self.adm_channels = int(unet.config.projection_class_embeddings_input_dim)
+        self.noise_augmentor = CLIPEmbeddingNoiseAugmentation(self.adm_channels // 2)
+
+
+class _Revision(DiffusionModel):
+    """SDXL's UNets: an unCLIP conditioning (SDXL "revision") replaces the pooled text embedding."""
+
+    def __init__(self, unet: Any, model_sampling: Any, family: str, latent_format: Any) -> None:
+        from engine.diffusion.unclip import CLIPEmbeddingNoiseAugmentation
+
+        super().__init__(unet, model_sampling, family, latent_format)
+        config = getattr(unet, "config", None)
+        adm = getattr(config, "projection_class_embeddings_input_dim", None) or 2816
+        extras = 5 if family == "sdxl_refiner" else 6
+        pooled = adm - extras * int(getattr(config, "addition_time_embed_dim", None) or 256)
+        self.noise_augmentor = CLIPEmbeddingNoiseAugmentation(pooled)  # 1280 wide: CLIP-G's embedding
+
+
+class SDXL(_Revision):
     """An SDXL base UNet."""
 
 
-class SDXLRefiner(DiffusionModel):
+class SDXLRefiner(_Revision):
     """An SDXL refiner UNet."""
+
+
+class SD15_instructpix2pix(SD15):
+    """An SD1.x InstructPix2Pix UNet (8 input channels: the latent and the source image's)."""
+
+
+class SDXL_instructpix2pix(SDXL):
+    """An SDXL InstructPix2Pix UNet (8 input channels)."""
 
 
 _FAMILY_CLASSES: dict[str, type[DiffusionModel]] = {
@@ -189,6 +226,15 @@ _FAMILY_CLASSES: dict[str, type[DiffusionModel]] = {
 }
 
 
+def _model_class(unet: Any, family: str) -> type[DiffusionModel]:
+    config = getattr(unet, "config", None)
+    if family == "sd2" and getattr(config, "class_embed_type", None) == "projection":
+        return SD21UNCLIP
+    if getattr(config, "in_channels", 4) == 8 and family in ("sd1", "sdxl"):
+        return SD15_instructpix2pix if family == "sd1" else SDXL_instructpix2pix
+    return _FAMILY_CLASSES.get(family, DiffusionModel)
+
+
 def diffusion_model(unet: Any, model_sampling: Any, family: str, latent_format: Any) -> DiffusionModel:
-    """The DiffusionModel subclass of `family` (the base class for families without one)."""
-    return _FAMILY_CLASSES.get(family, DiffusionModel)(unet, model_sampling, family, latent_format)
+    """The DiffusionModel subclass of `family` and UNet (the base class for families without one)."""
+    return _model_class(unet, family)(unet, model_sampling, family, latent_format)

@@ -275,6 +275,8 @@ def _run_group(
     """One UNet call (through the unet wrapper, if any) for the entries sharing an area."""
     import torch
 
+    from engine.diffusion.gligen import with_gligen_patch
+
     h, w, y, x0 = area
     batch = x.shape[0]
     crop = x[:, :, y : y + h, x0 : x0 + w]
@@ -285,7 +287,11 @@ def _run_group(
     cond_or_uncond = [index for _, index in group]
     options = dict(model_options.get("transformer_options", {}))
     options.update(cond_or_uncond=cond_or_uncond[:], uuids=[e["uuid"] for e, _ in group], sigmas=sigma)
+    options = with_gligen_patch(options, [entry for entry, _ in group], crop.shape, batch)
     c: dict[str, Any] = {"c_crossattn": context, "transformer_options": options}
+    adm = _class_input([entry for entry, _ in group], batch)
+    if adm is not None:
+        c["y"] = adm
     concat = _concat_channels(model, [entry for entry, _ in group], x, area)
     if concat is not None:
         c["c_concat"] = concat
@@ -343,6 +349,18 @@ def _wrapped_apply_model(model: Any, transformer_options: dict[str, Any]) -> Any
     return apply_model
 
 
+def _class_input(entries: list[dict[str, Any]], batch: int) -> Any:
+    """The class-embedding (ADM) input `y` of models that take one (SD2.1 unCLIP; engine.diffusion.unclip
+    sets it on every entry before sampling), repeated to each entry's rows; None for other models."""
+    import torch
+
+    if not entries or "y" not in entries[0]:
+        return None
+    return torch.cat(
+        [entry["y"].expand(batch, -1) if entry["y"].shape[0] == 1 else entry["y"] for entry in entries]
+    )
+
+
 def _added_conditions(
     model: Any, entries: list[dict[str, Any]], crop: Any, batch: int
 ) -> dict[str, Any] | None:
@@ -385,8 +403,34 @@ MODEL_CONDITION_KEYS = frozenset(
         "aesthetic_score",
         "concat_latent_image",
         "concat_mask",
+        "y",
     }
 )
+
+
+def share_with_uncond(conds: dict[str, list[dict[str, Any]]]) -> None:
+    """ComfyUI's apply_empty_x_to_equal_area, for ControlNets applied with `control_apply_to_uncond`
+    (the old ControlNetApply) and for GLIGEN boxes: unless another cond list's full-frame entries
+    already carry their own, they take the positive side's, so CFG compares like with like."""
+    positive = conds.get("positive", [])
+    sources = {
+        "control": [e for e in positive if e.get("control_apply_to_uncond")],
+        "gligen": positive,
+    }
+    for name, entries in conds.items():
+        if name != "positive":
+            for key, source in sources.items():
+                _share_full_frame(source, entries, key)
+
+
+def _share_full_frame(source: list[dict[str, Any]], entries: list[dict[str, Any]], key: str) -> None:
+    given = [e[key] for e in source if "area" not in e and e.get(key) is not None]
+    frame = [i for i, e in enumerate(entries) if "area" not in e]
+    if not given or not frame or any(entries[i].get(key) is not None for i in frame):
+        return
+    for n, value in enumerate(given):  # more values than entries: later ones win, as in ComfyUI
+        index = frame[n % len(frame)]
+        entries[index] = {**entries[index], key: value}
 
 
 def add_opposite_areas(conds: dict[str, list[dict[str, Any]]]) -> None:

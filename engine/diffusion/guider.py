@@ -28,6 +28,7 @@ from engine.diffusion.guidance import (
     convert_cond,
     resolve_conds,
     sampling_function,
+    share_with_uncond,
 )
 from engine.diffusion.patcher_extension import (
     WrapperExecutor,
@@ -90,15 +91,19 @@ class CFGGuider:
             seed=seed,
         )
 
-    def prepare_conds(self, latent_shape: Any, device: Any) -> None:
-        """Resolve areas and masks for this latent size and add opposite areas (ComfyUI's
-        process_conds); `predict_noise` uses the result."""
+    def prepare_conds(self, latent_shape: Any, device: Any, seed: int | None = None) -> None:
+        """Resolve areas and masks for this latent size, add opposite areas and turn unCLIP and GLIGEN
+        conditioning into model inputs (ComfyUI's process_conds); `predict_noise` uses the result."""
         self.conds = {
             name: resolve_conds([_on(dict(e), device) for e in entries], latent_shape)
             for name, entries in self.original_conds.items()
         }
+        from engine.diffusion.unclip import encode_unclip_conds
+
+        for entries in self.conds.values():
+            encode_unclip_conds(self.model_patcher.model, entries, seed)
         add_opposite_areas(self.conds)
-        control_conds.share_with_uncond(self.conds)
+        share_with_uncond(self.conds)
 
     def sample(
         self,
@@ -148,7 +153,7 @@ class CFGGuider:
 
         patcher = self.model_patcher
         device = manager().use(patcher.unet)
-        self.prepare_conds(latent_image.shape, device)
+        self.prepare_conds(latent_image.shape, device, seed)
         options = create_model_options_clone(self.model_options)
         options.setdefault("transformer_options", {})["sample_sigmas"] = sigmas
         mask = _latent_mask(denoise_mask, latent_image).to(device) if denoise_mask is not None else None

@@ -33,6 +33,7 @@ CALLED_PATCHES = frozenset(
         "attn2_patch",
         "attn1_output_patch",
         "attn2_output_patch",
+        "middle_patch",
         "input_block_patch",
         "output_block_patch",
     }

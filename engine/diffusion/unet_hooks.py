@@ -284,6 +284,9 @@ def _transformer(module: Any) -> None:
     module.register_forward_hook(after)
     for index, block in enumerate(module.transformer_blocks):
         block.register_forward_pre_hook(_block_index(index))
+        if not hasattr(block, "fuser"):  # a GLIGEN UNet of diffusers' own keeps its fusers
+            block.fuser = _MiddlePatches()
+            block.register_forward_pre_hook(_open_middle_slot, with_kwargs=True)
         for kind in ("attn1", "attn2"):
             attention = getattr(block, kind, None)
             if attention is not None:
@@ -297,3 +300,27 @@ def _block_index(index: int) -> Any:
             call.options["block_index"] = index
 
     return hook
+
+
+class _MiddlePatches(torch.nn.Module):
+    """ComfyUI's middle_patch point (after self-attention, before cross-attention) is the slot where a
+    diffusers BasicTransformerBlock calls its GLIGEN `fuser`; this stand-in fuser runs the patches."""
+
+    def forward(self, x: Any, objs: Any = None) -> Any:
+        call = _current.get()
+        if call is None:
+            return x
+        extra = {k: v for k, v in call.options.items() if k not in ("patches", "patches_replace")}
+        for patch in call.patches.get("middle_patch", []):
+            x = patch(x, extra)
+        return x
+
+
+def _open_middle_slot(module: Any, args: Any, kwargs: dict[str, Any]) -> Any:
+    """With middle patches set, pass the block the `gligen` argument that makes it call its fuser."""
+    call = _current.get()
+    if call is None or not call.patches.get("middle_patch"):
+        return None
+    extra = dict(kwargs.get("cross_attention_kwargs") or {})
+    extra["gligen"] = {"objs": None}
+    return args, {**kwargs, "cross_attention_kwargs": extra}

@@ -240,7 +240,10 @@ def unet_config_from_shapes(
     if time_dim != 4 * channels[0]:
         config["time_embedding_dim"] = time_dim
     adm = shapes.get(p + "label_emb.0.0.weight")
-    if adm is not None:
+    if adm is not None and family in ("sd1", "sd2"):
+        # SD2.1 unCLIP: the class embedding takes a noised CLIP image embedding and its noise level.
+        config |= {"class_embed_type": "projection", "projection_class_embeddings_input_dim": adm[1]}
+    elif adm is not None:
         # SDXL adds six size/crop embeddings (five for the refiner: size, crop, aesthetic score).
         extras = 5 if family == "sdxl_refiner" else 6
         time_ids_dim = (

@@ -50,6 +50,8 @@ def _unet_prefix_map(config: Mapping[str, Any]) -> list[tuple[str, str, bool]]:
         ("time_embedding.linear_2.", "time_embed.2.", False),
         ("add_embedding.linear_1.", "label_emb.0.0.", False),
         ("add_embedding.linear_2.", "label_emb.0.2.", False),
+        ("class_embedding.linear_1.", "label_emb.0.0.", False),
+        ("class_embedding.linear_2.", "label_emb.0.2.", False),
         ("conv_in.", "input_blocks.0.0.", False),
         ("conv_norm_out.", "out.0.", False),
         ("conv_out.", "out.2.", False),

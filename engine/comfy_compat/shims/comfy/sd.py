@@ -11,15 +11,34 @@ import enum
 from pathlib import Path
 from typing import Any
 
-# ComfyUI's comfy.sd imports these, so packs reach them as attributes after `import comfy.sd`
-# (`comfy.sd1_clip.SD1ClipModel`).
+# ComfyUI's comfy.sd imports these, so after `import comfy.sd` packs reach them as attributes of the
+# `comfy` package (`comfy.sd1_clip.SD1ClipModel`; ComfyUI_IPAdapter_plus uses comfy.model_base.SDXL
+# having imported only comfy.sd).
+import comfy.clip_vision
+import comfy.lora
+import comfy.model_base
+import comfy.model_management
+import comfy.model_patcher
 import comfy.sd1_clip
 import comfy.sd2_clip
-import comfy.sdxl_clip  # noqa: F401 - see above
+import comfy.sdxl_clip
+import comfy.utils  # noqa: F401
 from engine.diffusion.clip import CLIP
+from engine.diffusion.style_model import StyleModel
+from engine.diffusion.style_model import load_style_model as _load_style_model
 from engine.diffusion.vae import VAE
 
-__all__ = ["CLIP", "VAE", "CLIPType", "load_checkpoint", "load_checkpoint_guess_config", "load_clip"]
+__all__ = [
+    "CLIP",
+    "VAE",
+    "CLIPType",
+    "StyleModel",
+    "load_checkpoint",
+    "load_checkpoint_guess_config",
+    "load_clip",
+    "load_gligen",
+    "load_style_model",
+]
 
 
 class CLIPType(enum.Enum):
@@ -57,12 +76,17 @@ def load_checkpoint_guess_config(
     output_model: bool = True,
     model_options: dict | None = None,
     te_model_options: dict | None = None,
-) -> tuple[Any, CLIP | None, VAE | None, None]:
-    """(MODEL, CLIP, VAE, CLIP vision) of a checkpoint file. Loom's SD checkpoints hold no CLIP vision
-    model (unCLIP checkpoints are not loaded), so the fourth is always None."""
+) -> tuple[Any, CLIP | None, VAE | None, Any]:
+    """(MODEL, CLIP, VAE, CLIP vision) of a checkpoint file; with `output_clipvision`, the vision encoder
+    an SD2.1 unCLIP checkpoint holds (None for checkpoints without one)."""
     from engine.diffusion import handles
 
     loaded = handles.load(Path(ckpt_path))
+    vision = None
+    if output_clipvision:
+        from engine.diffusion.clip_vision import embedded_clip_vision
+
+        vision = embedded_clip_vision(ckpt_path)
     clip = None
     if output_clip and loaded.clip is not None:
         clip = loaded.clip.clone()
@@ -71,7 +95,7 @@ def load_checkpoint_guess_config(
         loaded.model if output_model else None,
         clip,
         loaded.vae if output_vae else None,
-        None,
+        vision,
     )
 
 
@@ -141,3 +165,15 @@ def load_diffusion_model(unet_path: str, model_options: dict | None = None) -> A
 
 def load_unet(unet_path: str, dtype: Any = None) -> Any:
     return load_diffusion_model(unet_path)
+
+
+def load_style_model(ckpt_path: str) -> StyleModel:
+    """A T2I-Adapter style model file (StyleModelLoader)."""
+    return _load_style_model(ckpt_path)
+
+
+def load_gligen(ckpt_path: str) -> Any:
+    """A GLIGEN file in ComfyUI's layout (GLIGENLoader); its module is `.model`."""
+    from engine.diffusion.gligen import load_gligen_file
+
+    return load_gligen_file(ckpt_path)
