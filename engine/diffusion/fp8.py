@@ -30,9 +30,13 @@ class CastLinear(nn.Linear):
         return F.linear(x, self.weight.to(x.dtype), bias)
 
 
-def store_linear_weights(model: nn.Module, dtype: torch.dtype) -> nn.Module:
-    """Keep every Linear weight of `model` in `dtype` (an fp8 type), upcast when used."""
-    for module in model.modules():
+def store_linear_weights(model: nn.Module, dtype: torch.dtype, keep: tuple[str, ...] = ()) -> nn.Module:
+    """Keep every Linear weight of `model` in `dtype` (an fp8 type), upcast when used. Modules whose names
+    contain a `keep` pattern stay as they are (Z-Image's timestep embedder casts its input to its weight's
+    dtype, which fp8 cannot compute in)."""
+    for name, module in model.named_modules():
+        if keep and any(pattern in name for pattern in keep):
+            continue
         if type(module) is nn.Linear:
             module.weight = nn.Parameter(module.weight.detach().to(dtype), requires_grad=False)
             module.__class__ = CastLinear

@@ -68,4 +68,5 @@ class Flux(SD3):
     taesd_decoder_name = "taef1_decoder"
 
 
-FLOW_FORMATS: dict[str, LatentFormat] = {"sd3": SD3(), "flux": Flux()}
+# Z-Image and Chroma decode with Flux's VAE (ae.safetensors) and use its latent format.
+FLOW_FORMATS: dict[str, LatentFormat] = {"sd3": SD3(), "flux": Flux(), "zimage": Flux(), "chroma": Flux()}

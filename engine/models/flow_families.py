@@ -16,7 +16,24 @@ from typing import Any
 from engine.models.errors import UnsupportedModelError
 
 Shapes = Mapping[str, tuple[int, ...]]
-CLIP_TYPES_SUPPORTED = {"sd3": ("clip_l", "clip_g", "t5xxl"), "flux": ("clip_l", "t5xxl")}
+# The text encoders each family's CLIP takes, by family.
+CLIP_TYPES_SUPPORTED = {
+    "sd3": ("clip_l", "clip_g", "t5xxl"),
+    "flux": ("clip_l", "t5xxl"),
+    "chroma": ("t5xxl",),
+    "zimage": ("qwen3_4b",),
+    "qwen_image": ("qwen25_7b",),
+}
+# ComfyUI's CLIP types → Loom's family: Z-Image's Qwen3-4B is loaded as type lumina2 (ComfyUI's newer
+# versions send a Qwen3-4B file to Z-Image whatever the type but flux); pixart's T5 is Chroma's.
+CLIP_TYPE_FAMILIES = {
+    "sd3": "sd3",
+    "flux": "flux",
+    "chroma": "chroma",
+    "pixart": "chroma",
+    "lumina2": "zimage",
+    "qwen_image": "qwen_image",
+}
 TEXT_ENCODER_PREFIXES = {
     "clip_l": "text_encoders.clip_l.transformer.",
     "clip_g": "text_encoders.clip_g.transformer.",
@@ -26,15 +43,24 @@ TEXT_ENCODER_PREFIXES = {
 
 @dataclass(frozen=True)
 class Detected:
-    family: str  # "sd3" or "flux"
+    family: str  # "sd3", "flux", "chroma", "zimage" or "qwen_image"
     prefix: str
     variant: str  # for messages: SD3, SD3.5, Flux.1 dev, Flux.1 schnell
 
 
 def detect(shapes: Shapes) -> Detected | None:
     """The flow family of a diffusion model or checkpoint from its keys, or None."""
-    from engine.models import flux, sd3
+    from engine.models import chroma, flux, qwen_image, sd3, zimage
 
+    prefix = zimage.prefix_of(shapes)
+    if prefix is not None:
+        return Detected("zimage", prefix, "Z-Image")
+    prefix = qwen_image.prefix_of(shapes)
+    if prefix is not None:
+        return Detected("qwen_image", prefix, "Qwen-Image")
+    prefix = chroma.prefix_of(shapes)
+    if prefix is not None:
+        return Detected("chroma", prefix, "Chroma")
     prefix = sd3.prefix_of(shapes)
     if prefix is not None:
         return Detected("sd3", prefix, sd3.variant(sd3.transformer_config(shapes, prefix)))
@@ -45,12 +71,20 @@ def detect(shapes: Shapes) -> Detected | None:
 
 
 def default_sampling(detected: Detected) -> Any:
-    """ComfyUI's sampling settings of each model: SD3 shift 3; Flux dev mu 1.15, schnell 1."""
+    """ComfyUI's sampling settings of each model: SD3 shift 3; Flux dev mu 1.15, schnell 1; Z-Image
+    shift 3 and Qwen-Image shift 1.15 with the timestep in [0, 1]; Chroma shift 1, timestep in [0, 1]."""
     from engine.sampling.model_sampling_flow import ModelSamplingDiscreteFlow, ModelSamplingFlux
 
     if detected.family == "sd3":
         return ModelSamplingDiscreteFlow(shift=3.0, multiplier=1000)
+    if detected.family in FAMILY_SHIFT:
+        return ModelSamplingDiscreteFlow(shift=FAMILY_SHIFT[detected.family], multiplier=1.0)
     return ModelSamplingFlux(shift=1.15 if "dev" in detected.variant else 1.0)
+
+
+# Layers left out of fp8 storage: diffusers' precision-sensitive embedders of these models.
+FP8_KEEP = {"zimage": ("t_embedder", "cap_embedder")}
+FAMILY_SHIFT = {"zimage": 3.0, "qwen_image": 1.15, "chroma": 1.0}
 
 
 def compute_dtype(role: str) -> Any:
@@ -75,32 +109,47 @@ def _read(path: Path) -> tuple[dict[str, Any], Shapes]:
 
 def build_model(state: dict[str, Any], detected: Detected, weight_dtype: str = "default") -> Any:
     """A MODEL (ModelPatcher) for the transformer in `state`; fp8 storage for fp8 weight dtypes or files."""
-    from engine.diffusion.flow_models import SD3, Flux
     from engine.diffusion.fp8 import FP8, file_fp8_dtype, store_linear_weights
     from engine.diffusion.latent_formats import latent_format
     from engine.diffusion.model_patcher import ModelPatcher
-    from engine.models import flux, sd3
 
     compute = compute_dtype("unet")
     storage = FP8.get(weight_dtype) or file_fp8_dtype(
         {k: v for k, v in state.items() if k.startswith(detected.prefix)}
     )
-    loader = sd3.load_transformer if detected.family == "sd3" else flux.load_transformer
+    loader, cls = _family_classes(detected.family)
     transformer = loader(state, detected.prefix, compute)
     if storage is not None:
-        store_linear_weights(transformer, storage)
-    cls = SD3 if detected.family == "sd3" else Flux
+        store_linear_weights(transformer, storage, FP8_KEEP.get(detected.family, ()))
     fmt = latent_format(detected.family, 1.0, {})
     return ModelPatcher(cls(transformer, default_sampling(detected), detected.family, fmt, compute))
 
 
+def _family_classes(family: str) -> tuple[Any, Any]:
+    """The transformer loader and the MODEL class of a family."""
+    from engine.diffusion import flow_models
+    from engine.models import chroma, flux, qwen_image, sd3, zimage
+
+    return {
+        "sd3": (sd3.load_transformer, flow_models.SD3),
+        "flux": (flux.load_transformer, flow_models.Flux),
+        "chroma": (chroma.load_transformer, flow_models.Chroma),
+        "zimage": (zimage.load_transformer, flow_models.ZImage),
+        "qwen_image": (qwen_image.load_transformer, flow_models.QwenImage),
+    }[family]
+
+
 def load_diffusion_model(path: Path, weight_dtype: str = "default") -> Any:
     """UNETLoader: a diffusion-model file of a flow family as a MODEL."""
+    from engine.models import zimage
+
     state, shapes = _read(path)
     detected = detect(shapes)
     if detected is None:
+        if zimage.is_lumina2(shapes):
+            raise UnsupportedModelError(f"{path.name}: a Lumina Image 2.0 diffusion model, not supported yet")
         raise UnsupportedModelError(
-            f"{path.name}: not an SD3/SD3.5 or Flux.1 diffusion model "
+            f"{path.name}: not an SD3/SD3.5, Flux.1, Chroma, Z-Image or Qwen-Image diffusion model "
             f"(found keys like {', '.join(sorted(shapes)[:3])})"
         )
     try:
@@ -133,14 +182,17 @@ def load_clip(paths: list[Path], clip_type: str, device: str | None = None) -> A
 
     from engine.models import text_encoders
 
-    if clip_type not in CLIP_TYPES_SUPPORTED:
-        raise UnsupportedModelError(
-            f"CLIP type {clip_type!r} is not supported by Loom yet; "
-            f"supported: {', '.join(CLIP_TYPES_SUPPORTED)}"
-        )
     read = [(path, *_read(path)) for path in paths]
     roles = text_encoders.assign_roles([(p.name, shapes) for p, _, shapes in read])
-    allowed = CLIP_TYPES_SUPPORTED[clip_type]
+    family = CLIP_TYPE_FAMILIES.get(clip_type)
+    if "qwen3_4b" in roles and clip_type not in ("flux", "flux2"):
+        family = "zimage"
+    if family is None:
+        raise UnsupportedModelError(
+            f"CLIP type {clip_type!r} is not supported by Loom yet; "
+            f"supported: {', '.join(CLIP_TYPE_FAMILIES)}"
+        )
+    allowed = CLIP_TYPES_SUPPORTED[family]
     seen: set[str] = set()
     for (path, _, _), role in zip(read, roles, strict=True):
         if role not in allowed:
@@ -156,7 +208,7 @@ def load_clip(paths: list[Path], clip_type: str, device: str | None = None) -> A
     loaded = [
         text_encoders.load(state, "", role, dtype) for (_, state, _), role in zip(read, roles, strict=True)
     ]
-    return clip_handle(loaded, clip_type, device)
+    return clip_handle(loaded, family, device)
 
 
 def load_checkpoint(path: Path, state: dict[str, Any], shapes: Shapes, detected: Detected) -> Any:

@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 from engine.models.errors import UnsupportedModelError
 
-Kind = Literal["clip", "t5"]
-Role = Literal["clip_l", "clip_g", "t5xxl"]
+Kind = Literal["clip", "t5", "qwen3", "qwen25"]
+Role = Literal["clip_l", "clip_g", "t5xxl", "qwen3_4b", "qwen25_7b"]
 Shapes = Mapping[str, tuple[int, ...]]
 
 T5_MARKER = "encoder.block.0.layer.0.SelfAttention.q.weight"
@@ -24,6 +24,8 @@ CLIP_MARKER = "embeddings.token_embedding.weight"
 # ComfyUI tells CLIP-G from CLIP-L by depth (32 layers against 12); widths say the same (1280 vs 768).
 CLIP_G_MIN_WIDTH = 1280
 CLIP_PAD = {"clip_l": 49407, "clip_g": 0}
+# ComfyUI's names for the Qwen text encoders (qwen_3_4b.safetensors, qwen_2.5_vl_7b.safetensors).
+LLM_ROLES: dict[str, Role] = {"qwen3": "qwen3_4b", "qwen25": "qwen25_7b"}
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,11 @@ class TextEncoder:
 
 
 def kind_of(shapes: Shapes, prefix: str = "") -> Kind | None:
+    from engine.models import llm_encoders
+
+    llm = llm_encoders.kind_of(shapes, prefix)
+    if llm is not None:
+        return llm  # type: ignore[return-value]
     if prefix + T5_MARKER in shapes:
         return "t5"
     if prefix + CLIP_MARKER in shapes or prefix + "text_model." + CLIP_MARKER in shapes:
@@ -118,6 +125,11 @@ def load(state: Mapping[str, Any], prefix: str, role: Role, dtype: Any) -> TextE
     """Build and fill the text encoder stored under `prefix` in `state` for `role`."""
     from engine.models.checkpoint import _filled
 
+    if role in ("qwen3_4b", "qwen25_7b"):
+        from engine.models import llm_encoders
+
+        _, encoder, width = llm_encoders.load(state, prefix, dtype, role)
+        return TextEncoder(role, encoder, 151643, width)
     shapes = {k: tuple(v.shape) for k, v in state.items() if k.startswith(prefix)}
     if role == "t5xxl":
         from transformers import T5Config, T5EncoderModel
@@ -159,13 +171,16 @@ def assign_roles(files: list[tuple[str, Shapes]]) -> list[Role]:
     for (name, shapes), kind in zip(files, kinds, strict=True):
         if kind is None:
             raise UnsupportedModelError(
-                f"{name}: not a CLIP or T5 text encoder (found keys like {describe(shapes)})"
+                f"{name}: not a CLIP, T5 or Qwen text encoder (found keys like {describe(shapes)})"
             )
     clip_widths = sorted(clip_width(s) for (_, s), k in zip(files, kinds, strict=True) if k == "clip")
     roles: list[Role] = []
     for (_, shapes), kind in zip(files, kinds, strict=True):
         if kind == "t5":
             roles.append("t5xxl")
+            continue
+        if kind in LLM_ROLES:
+            roles.append(LLM_ROLES[kind])
             continue
         width = clip_width(shapes)
         is_g = (
