@@ -173,7 +173,7 @@ def _is_t5(encoder: Any) -> bool:
 
 
 def _depth(transformer: Any) -> int:
-    """Number of layers of a CLIP (`text_model.encoder.layers`), T5 (`encoder.block`) or Qwen (`model.layers`)."""
+    """Layers of a CLIP (`text_model.encoder.layers`), T5 (`encoder.block`) or Qwen (`model.layers`)."""
     llm = getattr(transformer, "model", None)
     if llm is not None and hasattr(llm, "layers"):
         return len(llm.layers)

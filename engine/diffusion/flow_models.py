@@ -145,7 +145,8 @@ class _UnpooledFlow(FlowTransformer):
         width = self.context_width()
         if context.shape[-1] != width:
             raise ValueError(
-                f"this {self.family} model takes text conditioning {width} wide, but got {context.shape[-1]}: "
+                f"this {self.family} model takes text conditioning {width} wide, "
+                f"but got {context.shape[-1]}: "
                 f"encode the prompt with the text encoder of this model (CLIPLoader type "
                 f"{CLIP_TYPE_OF.get(self.family, self.family)})"
             )
@@ -261,18 +262,13 @@ class QwenImage(_UnpooledFlow):
         return int(self.diffusion_model.config.joint_attention_dim)
 
     def _forward(self, x: Any, timestep: Any, context: Any, extra: dict[str, Any]) -> Any:
-        import torch
-
         tokens, rows, cols = _pack(x)
-        batch = x.shape[0]
-        mask = torch.ones(context.shape[:2], device=x.device, dtype=torch.long)
+        # No mask: ComfyUI drops an all-ones mask, and its prompts are never padded.
         out = self.diffusion_model(
             hidden_states=tokens,
             encoder_hidden_states=context,
-            encoder_hidden_states_mask=mask,
             timestep=timestep.to(x.dtype),
-            img_shapes=[[(1, rows, cols)]] * batch,
-            txt_seq_lens=[context.shape[1]] * batch,
+            img_shapes=[[(1, rows, cols)]] * x.shape[0],
             return_dict=False,
         )[0]
         return _unpack(out, x, rows, cols)

@@ -16,9 +16,9 @@ from engine.models.tokenizer import qwen
 TEMPLATES = {
     "qwen3_4b": "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n",
     "qwen25_7b": (
-        "<|im_start|>system\nDescribe the image by detailing the color, shape, size, texture, quantity, text, "
-        "spatial relationships of the objects and background:<|im_end|>\n<|im_start|>user\n{}<|im_end|>\n"
-        "<|im_start|>assistant\n"
+        "<|im_start|>system\nDescribe the image by detailing the color, shape, size, texture, quantity, "
+        "text, spatial relationships of the objects and background:<|im_end|>\n"
+        "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n"
     ),
 }
 LLM_MAX_LENGTH = 99999999

@@ -93,7 +93,12 @@ def to_diffusers(state: Mapping[str, Any], config: Mapping[str, Any]) -> dict[st
                 [hidden, hidden, hidden, hidden * flux.MLP_RATIO], dim=0
             )
             out.update(
-                {f"{dst}attn.to_q.{p}": q, f"{dst}attn.to_k.{p}": k, f"{dst}attn.to_v.{p}": v, f"{dst}proj_mlp.{p}": mlp}
+                {
+                    f"{dst}attn.to_q.{p}": q,
+                    f"{dst}attn.to_k.{p}": k,
+                    f"{dst}attn.to_v.{p}": v,
+                    f"{dst}proj_mlp.{p}": mlp,
+                }
             )
             out[f"{dst}proj_out.{p}"] = state[f"{src}linear2.{p}"]
         out[f"{dst}attn.norm_q.weight"] = state[f"{src}norm.query_norm.scale"]

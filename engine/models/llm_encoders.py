@@ -30,7 +30,7 @@ ROPE_THETA = 1_000_000.0
 
 
 def kind_of(shapes: Shapes, prefix: str = "") -> str | None:
-    """"qwen3" or "qwen25" for a Qwen language model under `prefix`, else None."""
+    """ "qwen3" or "qwen25" for a Qwen language model under `prefix`, else None."""
     if prefix + MARKER not in shapes or prefix + EMBED not in shapes:
         return None
     if prefix + "model.layers.0.self_attn.q_norm.weight" in shapes:
@@ -47,7 +47,9 @@ def has_vision(shapes: Shapes, prefix: str = "") -> bool:
 def config(shapes: Shapes, prefix: str, kind: str) -> dict[str, Any]:
     p = prefix + "model.layers.0."
     vocab, hidden = shapes[prefix + EMBED]
-    layers = {int(m.group(1)) for k in shapes if (m := re.match(re.escape(prefix) + r"model\.layers\.(\d+)\.", k))}
+    layers = {
+        int(m.group(1)) for k in shapes if (m := re.match(re.escape(prefix) + r"model\.layers\.(\d+)\.", k))
+    }
     head_dim = shapes[p + "self_attn.q_norm.weight"][0] if kind == "qwen3" else QWEN25_HEAD_DIM
     return {
         "vocab_size": vocab,

@@ -56,7 +56,8 @@ def load_transformer(state: Mapping[str, Any], prefix: str, dtype: Any) -> Any:
     own = {
         k.removeprefix(prefix): v
         for k, v in state.items()
-        if k.startswith(prefix) and not k.removeprefix(prefix).startswith(("first_stage_model.", "text_encoders."))
+        if k.startswith(prefix)
+        and not k.removeprefix(prefix).startswith(("first_stage_model.", "text_encoders."))
     }
     return filled(
         lambda: QwenImageTransformer2DModel(**config),

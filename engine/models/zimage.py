@@ -34,9 +34,7 @@ def prefix_of(shapes: Shapes) -> str | None:
 
 def is_lumina2(shapes: Shapes) -> bool:
     """Lumina Image 2.0: the same NextDiT keys without Z-Image's pad tokens."""
-    return any(
-        p + "cap_embedder.1.weight" in shapes and p + "x_pad_token" not in shapes for p in PREFIXES
-    )
+    return any(p + "cap_embedder.1.weight" in shapes and p + "x_pad_token" not in shapes for p in PREFIXES)
 
 
 def _count(shapes: Shapes, prefix: str, group: str) -> int:

@@ -95,5 +95,7 @@ def test_fp8_file_stays_fp8_and_runs(executor: Executor, zimage_folders: Folders
     model = load_diffusion_model(path)
     assert model.model.diffusion_model.layers[0].attention.to_q.weight.dtype == torch.float8_e4m3fn
     assert model.get_model_object("model_sampling").shift == 3.0
-    pixels = image_of(zimage_folders, run(executor, zimage_workflow(unet="z_image_turbo_fp8_e4m3fn.safetensors")), "10")
+    pixels = image_of(
+        zimage_folders, run(executor, zimage_workflow(unet="z_image_turbo_fp8_e4m3fn.safetensors")), "10"
+    )
     assert np.isfinite(pixels).all() and pixels.std() > 0
