@@ -31,15 +31,15 @@ def flatten(workflow: dict[str, Any]) -> dict[str, Any]:
         return workflow
     by_id = {s["id"]: s for s in subgraphs if isinstance(s, dict) and isinstance(s.get("id"), str)}
     nodes = copy.deepcopy([n for n in workflow.get("nodes", []) if isinstance(n, dict)])
-    links = [_link(raw) for raw in workflow.get("links", [])]
-    ids = count(1 + max((link[0] for link in links if link), default=0))
+    links = [x for x in (_link(raw) for raw in workflow.get("links", [])) if x]
+    ids = count(1 + max((x[0] for x in links if isinstance(x[0], int)), default=0))
     for _ in range(MAX_DEPTH):
         instance = next((n for n in nodes if n.get("type") in by_id), None)
         if instance is None:
             break
-        nodes, links = _expand(instance, by_id[instance["type"]], nodes, [x for x in links if x], ids)
+        nodes, links = _expand(instance, by_id[instance["type"]], nodes, links, ids)
     out = {k: v for k, v in workflow.items() if k not in ("nodes", "links")}
-    out["nodes"], out["links"] = nodes, [list(x) for x in links if x]
+    out["nodes"], out["links"] = nodes, links
     return out
 
 
