@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.diffusion.diffusion_model import DiffusionModel, ModelType
+from engine.diffusion.dit_patches import dit_patches
 
 FLUX_DEFAULT_GUIDANCE = 3.5
 
@@ -67,9 +68,10 @@ class FlowTransformer(DiffusionModel):
             added_cond_kwargs if added_cond_kwargs is not None else self.added_conditions([{}], x, x.shape[0])
         )
         self._check_conditioning(c_crossattn, extra["pooled"])
-        output = self._forward(
-            x_in.to(self.compute_dtype), timestep, c_crossattn.to(self.compute_dtype), extra
-        )
+        with dit_patches(self.diffusion_model, self.family, transformer_options or {}):
+            output = self._forward(
+                x_in.to(self.compute_dtype), timestep, c_crossattn.to(self.compute_dtype), extra
+            )
         return sampling.calculate_denoised(sigma, output.float(), x)
 
     def _check_conditioning(self, context: Any, pooled: Any) -> None:
@@ -165,12 +167,13 @@ class _UnpooledFlow(FlowTransformer):
         sampling = self.model_sampling
         timestep = sampling.timestep(t).float().reshape(-1).expand(x.shape[0])
         self._check_conditioning(c_crossattn, None)
-        output = self._forward(
-            sampling.calculate_input(t, x).to(self.compute_dtype),
-            timestep,
-            c_crossattn.to(self.compute_dtype),
-            added_cond_kwargs or {},
-        )
+        with dit_patches(self.diffusion_model, self.family, transformer_options or {}):
+            output = self._forward(
+                sampling.calculate_input(t, x).to(self.compute_dtype),
+                timestep,
+                c_crossattn.to(self.compute_dtype),
+                added_cond_kwargs or {},
+            )
         return sampling.calculate_denoised(t, output.float(), x)
 
     def context_width(self) -> int:
