@@ -106,6 +106,10 @@ def to_diffusers(state: Mapping[str, Any], config: Mapping[str, Any]) -> dict[st
     return out
 
 
+def converter(config: Mapping[str, Any]) -> Any:
+    return lambda state: to_diffusers(state, config)
+
+
 def load_transformer(state: Mapping[str, Any], prefix: str, dtype: Any) -> Any:
     """A `ChromaTransformer2DModel` filled from the Chroma weights under `prefix` (other keys ignored)."""
     from diffusers import ChromaTransformer2DModel

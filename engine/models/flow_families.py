@@ -119,10 +119,29 @@ def build_model(state: dict[str, Any], detected: Detected, weight_dtype: str = "
     )
     loader, cls = _family_classes(detected.family)
     transformer = loader(state, detected.prefix, compute)
+    _record_lora_rows(transformer, detected, state)
     if storage is not None:
         store_linear_weights(transformer, storage, FP8_KEEP.get(detected.family, ()))
     fmt = latent_format(detected.family, 1.0, {})
     return ModelPatcher(cls(transformer, default_sampling(detected), detected.family, fmt, compute))
+
+
+def _record_lora_rows(transformer: Any, detected: Detected, state: Mapping[str, Any]) -> None:
+    """Let LoRAs in the reference layout find the diffusers weights their rows went to."""
+    from engine.diffusion.lora_flow import record_rows
+    from engine.models import chroma, flux, qwen_image, sd3, zimage
+
+    module = {"sd3": sd3, "flux": flux, "chroma": chroma, "zimage": zimage, "qwen_image": qwen_image}[
+        detected.family
+    ]
+    shapes = {
+        k.removeprefix(detected.prefix): tuple(v.shape)
+        for k, v in state.items()
+        if k.startswith(detected.prefix)
+        and not k.removeprefix(detected.prefix).startswith(("first_stage_model.", "text_encoders."))
+    }
+    config = module.transformer_config(shapes, "") if detected.family in ("flux", "chroma") else {}
+    record_rows(transformer, module.converter(config), shapes)
 
 
 def _family_classes(family: str) -> tuple[Any, Any]:

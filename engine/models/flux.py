@@ -133,6 +133,10 @@ def to_diffusers(state: Mapping[str, Any], config: Mapping[str, Any]) -> dict[st
     return out
 
 
+def converter(config: Mapping[str, Any]) -> Any:
+    return lambda state: to_diffusers(state, config)
+
+
 def load_transformer(state: Mapping[str, Any], prefix: str, dtype: Any) -> Any:
     """A `FluxTransformer2DModel` filled from the Flux weights under `prefix` (other keys ignored)."""
     from diffusers import FluxTransformer2DModel

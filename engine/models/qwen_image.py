@@ -45,6 +45,11 @@ def transformer_config(shapes: Shapes, prefix: str) -> dict[str, Any]:
     }
 
 
+def converter(config: Mapping[str, Any]) -> Any:
+    """The file already uses diffusers' names."""
+    return lambda state: dict(state)
+
+
 def load_transformer(state: Mapping[str, Any], prefix: str, dtype: Any) -> Any:
     """A `QwenImageTransformer2DModel` filled from the weights under `prefix` (other keys ignored)."""
     from diffusers import QwenImageTransformer2DModel

@@ -85,5 +85,12 @@ def load_transformer(state: Mapping[str, Any], prefix: str, dtype: Any) -> Any:
     )
 
 
+def converter(config: Mapping[str, Any]) -> Any:
+    """Reference-layout (prefix-free) MMDiT weights → diffusers names (for LoRA key maps)."""
+    from diffusers.loaders.single_file_utils import convert_sd3_transformer_checkpoint_to_diffusers
+
+    return lambda state: convert_sd3_transformer_checkpoint_to_diffusers(dict(state))
+
+
 def _is_mmdit_key(key: str, prefix: str) -> bool:
     return not prefix or not key.removeprefix(prefix).startswith(("first_stage_model.", "text_encoders."))

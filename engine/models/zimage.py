@@ -93,5 +93,11 @@ def load_transformer(state: Mapping[str, Any], prefix: str, dtype: Any) -> Any:
     )
 
 
+def converter(config: Mapping[str, Any]) -> Any:
+    from diffusers.loaders.single_file_utils import convert_z_image_transformer_checkpoint_to_diffusers
+
+    return lambda state: convert_z_image_transformer_checkpoint_to_diffusers(dict(state))
+
+
 def _is_own(key: str, prefix: str) -> bool:
     return not prefix or not key.removeprefix(prefix).startswith(("first_stage_model.", "text_encoders."))
