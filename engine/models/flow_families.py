@@ -24,6 +24,8 @@ CLIP_TYPES_SUPPORTED = {
     "zimage": ("qwen3_4b",),
     "qwen_image": ("qwen25_7b",),
 }
+# Types whose CLIP-only files are SD1.x / SD2.x / SDXL text encoders.
+SD_CLIP_TYPES = ("stable_diffusion", "stable_cascade")
 # ComfyUI's CLIP types → Loom's family: Z-Image's Qwen3-4B is loaded as type lumina2 (ComfyUI's newer
 # versions send a Qwen3-4B file to Z-Image whatever the type but flux); pixart's T5 is Chroma's.
 CLIP_TYPE_FAMILIES = {
@@ -197,30 +199,42 @@ def clip_handle(encoders: list[Any], family: str, device: str | None = None) -> 
 def load_clip(paths: list[Path], clip_type: str, device: str | None = None) -> Any:
     """CLIPLoader / DualCLIPLoader / TripleCLIPLoader: text-encoder files as one CLIP of `clip_type`;
     `device="cpu"` keeps them on the CPU in float32."""
+    return load_clip_states([(path.name, _read(path)[0]) for path in paths], clip_type, device)
+
+
+def load_clip_states(
+    named: list[tuple[str, dict[str, Any]]], clip_type: str, device: str | None = None
+) -> Any:
+    """The same from state dicts (`comfy.sd.load_text_encoder_state_dicts`). CLIP files alone with type
+    stable_diffusion (or stable_cascade) are SD1.x / SD2.x / SDXL text encoders."""
     import torch
 
     from engine.models import text_encoders
 
-    read = [(path, *_read(path)) for path in paths]
-    roles = text_encoders.assign_roles([(p.name, shapes) for p, _, shapes in read])
+    read = [(name, state, {k: tuple(v.shape) for k, v in state.items()}) for name, state in named]
+    roles = text_encoders.assign_roles([(name, shapes) for name, _, shapes in read])
     family = CLIP_TYPE_FAMILIES.get(clip_type)
     if "qwen3_4b" in roles and clip_type not in ("flux", "flux2"):
         family = "zimage"
+    if family is None and clip_type in SD_CLIP_TYPES and all(r in ("clip_l", "clip_g") for r in roles):
+        from engine.diffusion.clip_loader import clip_from_state_dicts
+
+        return clip_from_state_dicts([s for _, s, _ in read], [n for n, _, _ in read], None)
     if family is None:
         raise UnsupportedModelError(
             f"CLIP type {clip_type!r} is not supported by Loom yet; "
-            f"supported: {', '.join(CLIP_TYPE_FAMILIES)}"
+            f"supported: {', '.join(CLIP_TYPE_FAMILIES)} (and {', '.join(SD_CLIP_TYPES)} for CLIP files)"
         )
     allowed = CLIP_TYPES_SUPPORTED[family]
     seen: set[str] = set()
-    for (path, _, _), role in zip(read, roles, strict=True):
+    for (name, _, _), role in zip(read, roles, strict=True):
         if role not in allowed:
             raise UnsupportedModelError(
-                f"{path.name}: a {role} text encoder is not used by type {clip_type!r} ({', '.join(allowed)})"
+                f"{name}: a {role} text encoder is not used by type {clip_type!r} ({', '.join(allowed)})"
             )
         if role in seen:
             raise UnsupportedModelError(
-                f"{path.name}: a second {role} text encoder; give each of {', '.join(allowed)} once"
+                f"{name}: a second {role} text encoder; give each of {', '.join(allowed)} once"
             )
         seen.add(role)
     dtype = torch.float32 if device == "cpu" else compute_dtype("text")
