@@ -115,10 +115,10 @@ def load_transformer(state: Mapping[str, Any], prefix: str, dtype: Any) -> Any:
     from diffusers import ChromaTransformer2DModel
 
     from engine.models.checkpoint import _filled as filled
+    from engine.models.lazy_view import Prefixed, shapes_of
 
-    shapes = {k: tuple(v.shape) for k, v in state.items() if k.startswith(prefix)}
-    config = transformer_config(shapes, prefix)
-    own = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+    config = transformer_config(shapes_of(state, prefix), prefix)
+    own = Prefixed(state, prefix)
     return filled(
         lambda: ChromaTransformer2DModel(**config),
         lambda _: to_diffusers(own, config),

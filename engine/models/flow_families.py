@@ -102,25 +102,39 @@ def compute_dtype(role: str) -> Any:
     return dtype
 
 
-def _read(path: Path) -> tuple[dict[str, Any], Shapes]:
-    from engine.models.files import load_state_dict
+def _read(path: Path) -> tuple[Mapping[str, Any], Shapes]:
+    """The file's tensors as a lazy mapping (.safetensors: nothing read yet) and their shapes."""
+    from engine.models.files import open_state_dict
+    from engine.models.lazy_view import shapes_of
 
-    state, _ = load_state_dict(path)
-    return state, {k: tuple(v.shape) for k, v in state.items()}
+    state, _ = open_state_dict(path)
+    return state, shapes_of(state)
 
 
-def build_model(state: dict[str, Any], detected: Detected, weight_dtype: str = "default") -> Any:
-    """A MODEL (ModelPatcher) for the transformer in `state`; fp8 storage for fp8 weight dtypes or files."""
+def _reading_as(state: Mapping[str, Any], dtype: Any) -> Mapping[str, Any]:
+    """A lazy file read with floating tensors converted to `dtype` as they are read (one tensor in flight,
+    no full copy in the file's dtype); other mappings as they are."""
+    from engine.models.files import LazyStateDict
+
+    if isinstance(state, LazyStateDict):
+        return LazyStateDict(state.path, state.header, dtype)
+    return state
+
+
+def build_model(state: Mapping[str, Any], detected: Detected, weight_dtype: str = "default") -> Any:
+    """A MODEL (ModelPatcher) for the transformer in `state`; fp8 storage for fp8 weight dtypes or files.
+
+    Each weight is read from the file once, by the key converter, in the compute dtype, and assigned into
+    the model as it is. fp8 storage is made after filling (so the peak is the model in compute dtype)."""
     from engine.diffusion.fp8 import FP8, file_fp8_dtype, store_linear_weights
     from engine.diffusion.latent_formats import latent_format
     from engine.diffusion.model_patcher import ModelPatcher
+    from engine.models.lazy_view import stored_dtypes
 
     compute = compute_dtype("unet")
-    storage = FP8.get(weight_dtype) or file_fp8_dtype(
-        {k: v for k, v in state.items() if k.startswith(detected.prefix)}
-    )
+    storage = FP8.get(weight_dtype) or file_fp8_dtype(stored_dtypes(state, detected.prefix))
     loader, cls = _family_classes(detected.family)
-    transformer = loader(state, detected.prefix, compute)
+    transformer = loader(_reading_as(state, compute), detected.prefix, compute)
     _record_lora_rows(transformer, detected, state)
     if storage is not None:
         store_linear_weights(transformer, storage, FP8_KEEP.get(detected.family, ()))
@@ -136,11 +150,13 @@ def _record_lora_rows(transformer: Any, detected: Detected, state: Mapping[str, 
     module = {"sd3": sd3, "flux": flux, "chroma": chroma, "zimage": zimage, "qwen_image": qwen_image}[
         detected.family
     ]
+    from engine.models.lazy_view import shapes_of
+    from engine.models.zimage import OTHER_MODELS
+
     shapes = {
-        k.removeprefix(detected.prefix): tuple(v.shape)
-        for k, v in state.items()
-        if k.startswith(detected.prefix)
-        and not k.removeprefix(detected.prefix).startswith(("first_stage_model.", "text_encoders."))
+        k.removeprefix(detected.prefix): shape
+        for k, shape in shapes_of(state, detected.prefix).items()
+        if not OTHER_MODELS(k.removeprefix(detected.prefix))
     }
     config = module.transformer_config(shapes, "") if detected.family in ("flux", "chroma") else {}
     record_rows(transformer, module.converter(config), shapes)
@@ -203,15 +219,16 @@ def load_clip(paths: list[Path], clip_type: str, device: str | None = None) -> A
 
 
 def load_clip_states(
-    named: list[tuple[str, dict[str, Any]]], clip_type: str, device: str | None = None
+    named: list[tuple[str, Mapping[str, Any]]], clip_type: str, device: str | None = None
 ) -> Any:
     """The same from state dicts (`comfy.sd.load_text_encoder_state_dicts`). CLIP files alone with type
     stable_diffusion (or stable_cascade) are SD1.x / SD2.x / SDXL text encoders."""
     import torch
 
     from engine.models import text_encoders
+    from engine.models.lazy_view import shapes_of
 
-    read = [(name, state, {k: tuple(v.shape) for k, v in state.items()}) for name, state in named]
+    read = [(name, state, shapes_of(state)) for name, state in named]
     roles = text_encoders.assign_roles([(name, shapes) for name, _, shapes in read])
     family = CLIP_TYPE_FAMILIES.get(clip_type)
     if "qwen3_4b" in roles and clip_type not in ("flux", "flux2"):
@@ -219,7 +236,7 @@ def load_clip_states(
     if family is None and clip_type in SD_CLIP_TYPES and all(r in ("clip_l", "clip_g") for r in roles):
         from engine.diffusion.clip_loader import clip_from_state_dicts
 
-        return clip_from_state_dicts([s for _, s, _ in read], [n for n, _, _ in read], None)
+        return clip_from_state_dicts([dict(s) for _, s, _ in read], [n for n, _, _ in read], None)
     if family is None:
         raise UnsupportedModelError(
             f"CLIP type {clip_type!r} is not supported by Loom yet; "
@@ -239,12 +256,13 @@ def load_clip_states(
         seen.add(role)
     dtype = torch.float32 if device == "cpu" else compute_dtype("text")
     loaded = [
-        text_encoders.load(state, "", role, dtype) for (_, state, _), role in zip(read, roles, strict=True)
+        text_encoders.load(_reading_as(state, dtype), "", role, dtype)
+        for (_, state, _), role in zip(read, roles, strict=True)
     ]
     return clip_handle(loaded, family, device)
 
 
-def load_checkpoint(path: Path, state: dict[str, Any], shapes: Shapes, detected: Detected) -> Any:
+def load_checkpoint(path: Path, state: Mapping[str, Any], shapes: Shapes, detected: Detected) -> Any:
     """An all-in-one checkpoint: MODEL, CLIP (the text encoders it holds, or None) and VAE (or None)."""
     from engine.diffusion.handles import Checkpoint
     from engine.models import text_encoders
@@ -252,7 +270,7 @@ def load_checkpoint(path: Path, state: dict[str, Any], shapes: Shapes, detected:
     model = build_model(state, detected)
     dtype = compute_dtype("text")
     encoders = [
-        text_encoders.load(state, prefix, role, dtype)  # type: ignore[arg-type]
+        text_encoders.load(_reading_as(state, dtype), prefix, role, dtype)  # type: ignore[arg-type]
         for role, prefix in TEXT_ENCODER_PREFIXES.items()
         if role in CLIP_TYPES_SUPPORTED[detected.family] and text_encoders.kind_of(shapes, prefix) is not None
     ]
@@ -267,8 +285,8 @@ def vae_from_state(state: Mapping[str, Any], name: str) -> Any:
     from engine.diffusion.vae import vae_from_state_dict
 
     own = {
-        k: v
-        for k, v in state.items()
+        k: state[k]
+        for k in state
         if not k.startswith(("model.", "text_encoders.", "cond_stage_model.", "conditioner."))
     }
     return vae_from_state_dict(own, {}, name)

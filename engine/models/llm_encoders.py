@@ -83,8 +83,9 @@ def build(kind: str, cfg: Mapping[str, Any]) -> LLMEncoder:
 def load(state: Mapping[str, Any], prefix: str, dtype: Any, name: str) -> tuple[str, LLMEncoder, int]:
     """(kind, encoder, width) of the Qwen language model under `prefix` in `state`."""
     from engine.models.checkpoint import _filled
+    from engine.models.lazy_view import shapes_of
 
-    shapes = {k: tuple(v.shape) for k, v in state.items() if k.startswith(prefix)}
+    shapes = shapes_of(state, prefix)
     kind = kind_of(shapes, prefix)
     if kind is None:
         raise UnsupportedModelError(f"{name}: not a Qwen3 or Qwen2.5 language model")
@@ -92,11 +93,9 @@ def load(state: Mapping[str, Any], prefix: str, dtype: Any, name: str) -> tuple[
 
     def weights(model: Any) -> dict[str, Any]:
         wanted = set(model.state_dict())
-        return {
-            k.removeprefix(prefix): v
-            for k, v in state.items()
-            if k.startswith(prefix) and k.removeprefix(prefix) in wanted
-        }
+        # Read only what the model has: not lm_head, not a Qwen2.5-VL file's vision tower.
+        present = set(shapes)  # not `in state`: on a lazy file that reads the tensor
+        return {k: state[prefix + k] for k in wanted if prefix + k in present}
 
     encoder = _filled(lambda: build(kind, cfg), weights, f"{name} ({kind})", dtype)
     return kind, encoder, cfg["hidden_size"]

@@ -55,18 +55,14 @@ def load_transformer(state: Mapping[str, Any], prefix: str, dtype: Any) -> Any:
     from diffusers import QwenImageTransformer2DModel
 
     from engine.models.checkpoint import _filled as filled
+    from engine.models.lazy_view import Prefixed, shapes_of
+    from engine.models.zimage import OTHER_MODELS
 
-    shapes = {k: tuple(v.shape) for k, v in state.items() if k.startswith(prefix)}
-    config = transformer_config(shapes, prefix)
-    own = {
-        k.removeprefix(prefix): v
-        for k, v in state.items()
-        if k.startswith(prefix)
-        and not k.removeprefix(prefix).startswith(("first_stage_model.", "text_encoders."))
-    }
+    config = transformer_config(shapes_of(state, prefix), prefix)
+    own = Prefixed(state, prefix, OTHER_MODELS)
     return filled(
         lambda: QwenImageTransformer2DModel(**config),
-        lambda _: own,
+        lambda _: dict(own),  # the file's own names: each tensor read once, here
         "Qwen-Image diffusion model",
         dtype,
     )

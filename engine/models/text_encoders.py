@@ -130,14 +130,14 @@ def load(state: Mapping[str, Any], prefix: str, role: Role, dtype: Any) -> TextE
 
         _, encoder, width = llm_encoders.load(state, prefix, dtype, role)
         return TextEncoder(role, encoder, 151643, width)
-    shapes = {k: tuple(v.shape) for k, v in state.items() if k.startswith(prefix)}
+    from engine.models.lazy_view import Prefixed, shapes_of
+
+    shapes = shapes_of(state, prefix)
     if role == "t5xxl":
         from transformers import T5Config, T5EncoderModel
 
         config = t5_config(shapes, prefix)
-        own = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
-        if "shared.weight" not in own and "encoder.embed_tokens.weight" in own:
-            own["shared.weight"] = own["encoder.embed_tokens.weight"]
+        own = Prefixed(state, prefix)
         model = _filled(
             lambda: T5EncoderModel(T5Config(**config)), lambda m: _t5_state(own, m), "T5-XXL", dtype
         )
@@ -156,11 +156,14 @@ def load(state: Mapping[str, Any], prefix: str, role: Role, dtype: Any) -> TextE
     return TextEncoder(role, model, CLIP_PAD[role], config["hidden_size"])
 
 
-def _t5_state(own: dict[str, Any], model: Any) -> dict[str, Any]:
+def _t5_state(own: Mapping[str, Any], model: Any) -> dict[str, Any]:
+    """The T5 weights the model has; the token embedding (tied: `shared` and `encoder.embed_tokens`) is
+    read once, from whichever the file holds."""
     wanted = set(model.state_dict())
-    out = {k: v for k, v in own.items() if k in wanted}
-    if "encoder.embed_tokens.weight" in wanted and "encoder.embed_tokens.weight" not in out:
-        out["encoder.embed_tokens.weight"] = own["shared.weight"]
+    tied = ("shared.weight", "encoder.embed_tokens.weight")
+    out = {k: own[k] for k in own if k in wanted and k not in tied}
+    embedding = own["shared.weight"] if "shared.weight" in own else own["encoder.embed_tokens.weight"]
+    out.update({k: embedding for k in tied if k in wanted})
     return out
 
 

@@ -81,10 +81,11 @@ def load_transformer(state: Mapping[str, Any], prefix: str, dtype: Any) -> Any:
     from diffusers.loaders.single_file_utils import convert_z_image_transformer_checkpoint_to_diffusers
 
     from engine.models.checkpoint import _filled as filled
+    from engine.models.lazy_view import Prefixed, shapes_of
 
-    shapes = {k: tuple(v.shape) for k, v in state.items() if k.startswith(prefix)}
-    config = transformer_config(shapes, prefix)
-    own = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix) and _is_own(k, prefix)}
+    config = transformer_config(shapes_of(state, prefix), prefix)
+    # `norm_final` is in the released file but not in the model: never read it.
+    own = Prefixed(state, prefix, lambda k: OTHER_MODELS(k) or k == "norm_final.weight")
     return filled(
         lambda: ZImageTransformer2DModel(**config),
         lambda _: convert_z_image_transformer_checkpoint_to_diffusers(dict(own)),
@@ -99,5 +100,6 @@ def converter(config: Mapping[str, Any]) -> Any:
     return lambda state: convert_z_image_transformer_checkpoint_to_diffusers(dict(state))
 
 
-def _is_own(key: str, prefix: str) -> bool:
-    return not prefix or not key.removeprefix(prefix).startswith(("first_stage_model.", "text_encoders."))
+def OTHER_MODELS(key: str) -> bool:
+    """Keys of the other models an all-in-one file holds (VAE, text encoders)."""
+    return key.startswith(("first_stage_model.", "text_encoders."))
