@@ -154,3 +154,16 @@ def test_chroma_example_graph_repeats(
     again = image_of(folders, run(executor, chroma_workflow(seed=5)), "9")
     other = image_of(folders, run(executor, chroma_workflow(seed=6)), "9")
     assert first.std() > 0 and np.array_equal(first, again) and not np.array_equal(first, other)
+
+
+def test_chroma_t5_window_is_unpadded_unless_options_say(chroma_models: tuple[Path, dict[str, Any]]) -> None:
+    from engine.models.flow_families import load_clip
+    from nodes.conditioning.t5_options import T5TokenizerOptions
+
+    clip = load_clip([chroma_models[0] / "text_encoders" / "t5xxl_fp16.safetensors"], "chroma")
+    window = clip.tokenize("a fox")["t5xxl"][0]
+    assert [pair[0] for pair in window][-1] == 1 and 0 not in [pair[0] for pair in window]  # `</s>`, no pad
+    padded = T5TokenizerOptions().run(clip, min_padding=2, min_length=12)
+    assert len(padded.tokenize("a fox")["t5xxl"][0]) == 12 and clip.tokenizer_options == {}
+    cond, pooled = clip.encode_from_tokens(clip.tokenize("a fox"), return_pooled=True)
+    assert pooled is None and cond.shape[1] == len(window)
