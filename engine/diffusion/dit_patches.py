@@ -6,7 +6,8 @@ While the model runs, each patched block's forward is wrapped: the replacement g
 conditioning vector), `pe` (rotary embeddings), `transformer_options` — and `{"original_block": fn}`,
 where `fn(args)` runs the block on `args` and returns `{"img", "txt"}`; what it returns is the block's
 output. Families and their block lists: SD3 `transformer_blocks` (double); Flux and Chroma
-`transformer_blocks` (double) and `single_transformer_blocks` (single); Qwen-Image `transformer_blocks`.
+`transformer_blocks` (double) and `single_transformer_blocks` (single); Qwen-Image `transformer_blocks`;
+Z-Image `layers` (its single-stream blocks, addressed as "double_block" as in ComfyUI's NextDiT).
 """
 
 from __future__ import annotations
@@ -21,8 +22,18 @@ BLOCK_LISTS = {
     "flux": {"double_block": "transformer_blocks", "single_block": "single_transformer_blocks"},
     "chroma": {"double_block": "transformer_blocks", "single_block": "single_transformer_blocks"},
     "qwen_image": {"double_block": "transformer_blocks"},
+    # Z-Image's main single-stream layers (image and caption tokens together), as ComfyUI's NextDiT.
+    "zimage": {"double_block": "layers"},
 }
-_ARGS = {"hidden_states": "img", "encoder_hidden_states": "txt", "temb": "vec", "image_rotary_emb": "pe"}
+_ARGS = {
+    "hidden_states": "img",
+    "x": "img",
+    "encoder_hidden_states": "txt",
+    "temb": "vec",
+    "adaln_input": "vec",
+    "image_rotary_emb": "pe",
+    "freqs_cis": "pe",
+}
 
 
 @contextmanager

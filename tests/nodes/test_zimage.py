@@ -99,3 +99,23 @@ def test_fp8_file_stays_fp8_and_runs(executor: Executor, zimage_folders: Folders
         zimage_folders, run(executor, zimage_workflow(unet="z_image_turbo_fp8_e4m3fn.safetensors")), "10"
     )
     assert np.isfinite(pixels).all() and pixels.std() > 0
+
+
+def test_skip_layer_guidance_reaches_its_layers(executor: Executor, zimage_folders: Folders) -> None:
+    plain = image_of(zimage_folders, run(executor, zimage_workflow(seed=3)), "10")
+    prompt = zimage_workflow(seed=3)
+    prompt["20"] = {
+        "class_type": "SkipLayerGuidanceDiT",
+        "inputs": {
+            "model": ["4", 0],
+            "double_layers": "1",
+            "single_layers": "",
+            "scale": 2.0,
+            "start_percent": 0.0,
+            "end_percent": 1.0,
+            "rescaling_scale": 0.0,
+        },
+    }
+    prompt["8"]["inputs"]["model"] = ["20", 0]
+    guided = image_of(zimage_folders, run(executor, prompt), "10")
+    assert np.isfinite(guided).all() and not np.array_equal(plain, guided)
