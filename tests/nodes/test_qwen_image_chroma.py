@@ -167,3 +167,13 @@ def test_chroma_t5_window_is_unpadded_unless_options_say(chroma_models: tuple[Pa
     assert len(padded.tokenize("a fox")["t5xxl"][0]) == 12 and clip.tokenizer_options == {}
     cond, pooled = clip.encode_from_tokens(clip.tokenize("a fox"), return_pooled=True)
     assert pooled is None and cond.shape[1] == len(window)
+
+
+def test_chroma_fp8_weight_dtype(
+    executor: Executor, loom_folders: Folders, chroma_models: tuple[Path, dict[str, Any]]
+) -> None:
+    folders = _use(loom_folders, chroma_models[0])
+    prompt = chroma_workflow(seed=5)
+    prompt["1"]["inputs"]["weight_dtype"] = "fp8_e4m3fn"
+    pixels = image_of(folders, run(executor, prompt), "9")
+    assert np.isfinite(pixels).all() and pixels.std() > 0
