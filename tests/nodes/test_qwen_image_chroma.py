@@ -55,6 +55,20 @@ def test_detection_of_both_families() -> None:
         assert found is not None and (found.family, found.prefix) == ("chroma", prefix)
 
 
+def test_default_sampling_follows_comfyui(
+    qwen_models: tuple[Path, dict[str, Any]], chroma_models: tuple[Path, dict[str, Any]]
+) -> None:
+    from engine.models.flow_families import load_diffusion_model
+    from engine.sampling.model_sampling_flow import ModelSamplingDiscreteFlow, ModelSamplingFlux
+
+    qwen = load_diffusion_model(qwen_models[0] / "diffusion_models" / "qwen_image_bf16.safetensors")
+    chroma = load_diffusion_model(chroma_models[0] / "diffusion_models" / "chroma-unlocked-v35.safetensors")
+    qwen_sampling, chroma_sampling = (m.get_model_object("model_sampling") for m in (qwen, chroma))
+    assert isinstance(qwen_sampling, ModelSamplingDiscreteFlow) and qwen_sampling.shift == 1.15
+    assert isinstance(chroma_sampling, ModelSamplingFlux) and chroma_sampling.shift == 1.15
+    assert qwen.latent.channels == chroma.latent.channels == 16 and chroma.latent.scale_factor == 0.3611
+
+
 def test_chroma_transformer_matches_the_diffusers_original() -> None:
     from engine.models import chroma
 
