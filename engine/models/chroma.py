@@ -114,7 +114,7 @@ def load_transformer(state: Mapping[str, Any], prefix: str, dtype: Any) -> Any:
     """A `ChromaTransformer2DModel` filled from the Chroma weights under `prefix` (other keys ignored)."""
     from diffusers import ChromaTransformer2DModel
 
-    from engine.models.checkpoint import _filled as filled
+    from engine.models.flow_fill import fill as filled
     from engine.models.lazy_view import Prefixed, shapes_of
 
     config = transformer_config(shapes_of(state, prefix), prefix)

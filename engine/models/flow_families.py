@@ -125,8 +125,9 @@ def _reading_as(state: Mapping[str, Any], dtype: Any) -> Mapping[str, Any]:
 def build_model(state: Mapping[str, Any], detected: Detected, weight_dtype: str = "default") -> Any:
     """A MODEL (ModelPatcher) for the transformer in `state`; fp8 storage for fp8 weight dtypes or files.
 
-    Each weight is read from the file once, by the key converter, in the compute dtype, and assigned into
-    the model as it is. fp8 storage is made after filling (so the peak is the model in compute dtype)."""
+    Each weight is read from the file once, by the key converter, converted as it is read (Linear matrices
+    to fp8 when storing in fp8, everything else to the compute dtype) and assigned into the model as it is
+    (engine.models.flow_fill), so the peak is the model at its stored size plus one tensor."""
     from engine.diffusion.fp8 import FP8, file_fp8_dtype, store_linear_weights
     from engine.diffusion.latent_formats import latent_format
     from engine.diffusion.model_patcher import ModelPatcher
@@ -134,11 +135,15 @@ def build_model(state: Mapping[str, Any], detected: Detected, weight_dtype: str 
 
     compute = compute_dtype("unet")
     storage = FP8.get(weight_dtype) or file_fp8_dtype(stored_dtypes(state, detected.prefix))
+    from engine.models.flow_fill import TypedReader
+
     loader, cls = _family_classes(detected.family)
-    transformer = loader(_reading_as(state, compute), detected.prefix, compute)
+    keep = FP8_KEEP.get(detected.family, ())
+    reader = _reading_as(state, compute) if storage is None else TypedReader(state, compute, storage, keep)
+    transformer = loader(reader, detected.prefix, compute)
     _record_lora_rows(transformer, detected, state)
     if storage is not None:
-        store_linear_weights(transformer, storage, FP8_KEEP.get(detected.family, ()))
+        store_linear_weights(transformer, storage, keep)
     fmt = latent_format(detected.family, 1.0, {})
     return ModelPatcher(cls(transformer, default_sampling(detected), detected.family, fmt, compute))
 

@@ -141,7 +141,7 @@ def load_transformer(state: Mapping[str, Any], prefix: str, dtype: Any) -> Any:
     """A `FluxTransformer2DModel` filled from the Flux weights under `prefix` (other keys ignored)."""
     from diffusers import FluxTransformer2DModel
 
-    from engine.models.checkpoint import _filled as filled
+    from engine.models.flow_fill import fill as filled
     from engine.models.lazy_view import Prefixed, shapes_of
 
     config = transformer_config(shapes_of(state, prefix), prefix)

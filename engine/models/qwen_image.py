@@ -54,7 +54,7 @@ def load_transformer(state: Mapping[str, Any], prefix: str, dtype: Any) -> Any:
     """A `QwenImageTransformer2DModel` filled from the weights under `prefix` (other keys ignored)."""
     from diffusers import QwenImageTransformer2DModel
 
-    from engine.models.checkpoint import _filled as filled
+    from engine.models.flow_fill import fill as filled
     from engine.models.lazy_view import Prefixed, shapes_of
     from engine.models.zimage import OTHER_MODELS
 

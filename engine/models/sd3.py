@@ -68,7 +68,7 @@ def load_transformer(state: Mapping[str, Any], prefix: str, dtype: Any) -> Any:
     from diffusers import SD3Transformer2DModel
     from diffusers.loaders.single_file_utils import convert_sd3_transformer_checkpoint_to_diffusers
 
-    from engine.models.checkpoint import _filled as filled
+    from engine.models.flow_fill import fill as filled
     from engine.models.lazy_view import Prefixed, shapes_of
     from engine.models.zimage import OTHER_MODELS
 

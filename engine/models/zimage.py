@@ -80,7 +80,7 @@ def load_transformer(state: Mapping[str, Any], prefix: str, dtype: Any) -> Any:
     from diffusers import ZImageTransformer2DModel
     from diffusers.loaders.single_file_utils import convert_z_image_transformer_checkpoint_to_diffusers
 
-    from engine.models.checkpoint import _filled as filled
+    from engine.models.flow_fill import fill as filled
     from engine.models.lazy_view import Prefixed, shapes_of
 
     config = transformer_config(shapes_of(state, prefix), prefix)

@@ -85,3 +85,29 @@ def test_text_encoders_are_released_after_encoding(files: Path, monkeypatch: pyt
     clip.encode_from_tokens(clip.tokenize("a fox"))
     assert released and all(isinstance(m, torch.nn.Module) for m in released)
     assert released[0] is clip.encoders[0]
+
+
+def test_fp8_storage_converts_each_matrix_as_it_is_read(files: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.models.flow_families import load_diffusion_model
+    from engine.models.flow_fill import TypedReader
+
+    given: Counter[str] = Counter()
+    original = TypedReader.__getitem__
+
+    def recording(self: TypedReader, key: str) -> Any:
+        tensor = original(self, key)
+        if tensor.ndim == 2 and key.endswith(".weight"):
+            given[str(tensor.dtype)] += 1
+        return tensor
+
+    monkeypatch.setattr(TypedReader, "__getitem__", recording)
+    path = files / "zimage" / "diffusion_models" / "z_image_turbo_bf16.safetensors"
+    model = load_diffusion_model(path, "fp8_e4m3fn")
+    # every matrix came out of the reader in fp8, but the timestep and caption embedders' (kept in fp32)
+    assert (
+        given["torch.float8_e4m3fn"] > 0 and given["torch.float32"] == 3
+    )  # t_embedder.mlp.{0,2}, cap_embedder.1
+    assert set(given) == {"torch.float8_e4m3fn", "torch.float32"}
+    unet = model.unet
+    assert unet.layers[0].feed_forward.w1.weight.dtype == torch.float8_e4m3fn
+    assert unet.t_embedder.mlp[0].weight.dtype == torch.float32
