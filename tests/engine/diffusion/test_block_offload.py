@@ -74,3 +74,22 @@ def test_a_budget_below_one_block_is_a_clear_error() -> None:
     with pytest.raises(MemoryError, match="only 1000 are free"):
         block_offload.place(model, torch.device("cpu"), 1000)
     assert block_offload.placed(model) is None
+
+
+def test_device_manager_offloads_what_does_not_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On CUDA (simulated: placement recorded, nothing moved) a model larger than the free memory is
+    placed by blocks; one that fits is moved whole; releasing it removes the placement."""
+    from engine.diffusion import devices
+
+    manager = devices.ModelManager()
+    monkeypatch.setattr(devices.ModelManager, "device", property(lambda self: torch.device("cuda")))
+    monkeypatch.setattr(manager, "_make_room", lambda needed, keep: None)
+    big, small = _flux(), torch.nn.Linear(2, 2)
+    free = devices.ACTIVATION_RESERVE + block_offload._bytes(big) // 2
+    monkeypatch.setattr(devices, "torch_cuda_mem_get_info", lambda: (free, 10 * free))
+    placed: list[tuple[Any, int]] = []
+    monkeypatch.setattr(block_offload, "place", lambda model, device, budget: placed.append((model, budget)))
+    moved: list[Any] = []
+    monkeypatch.setattr(torch.nn.Module, "to", lambda self, *a, **k: moved.append(self) or self)
+    manager.use(big, small)
+    assert placed == [(big, free - devices.ACTIVATION_RESERVE)] and moved == [small]
