@@ -19,6 +19,10 @@ FLUX_DEFAULT_GUIDANCE = 3.5
 class FlowTransformer(DiffusionModel):
     """A rectified-flow transformer with its flow sampling and 16-channel latent format."""
 
+    # Text and image tokens share one attention: a context repeated to batch it with a longer one would
+    # change the output, so the guidance batches only contexts of equal length (ComfyUI's CONDRegular).
+    batch_equal_context_lengths = True
+
     def __init__(
         self, transformer: Any, model_sampling: Any, family: str, latent_format: Any, compute_dtype: Any
     ) -> None:

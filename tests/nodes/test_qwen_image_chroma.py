@@ -191,3 +191,23 @@ def test_chroma_fp8_weight_dtype(
     prompt["1"]["inputs"]["weight_dtype"] = "fp8_e4m3fn"
     pixels = image_of(folders, run(executor, prompt), "9")
     assert np.isfinite(pixels).all() and pixels.std() > 0
+
+
+def test_contexts_of_different_lengths_are_not_repeated(chroma_models: tuple[Path, dict[str, Any]]) -> None:
+    """Joint attention: a positive of 5 tokens and a negative of 3 are predicted apart (as ComfyUI's
+    CONDRegular), each equal to the model called on its own context alone."""
+    import torch
+
+    from engine.diffusion.guidance import calc_cond_batch, convert_cond
+    from engine.models.flow_families import load_diffusion_model
+
+    patcher = load_diffusion_model(chroma_models[0] / "diffusion_models" / "chroma-unlocked-v35.safetensors")
+    model = patcher.model
+    torch.manual_seed(0)
+    x, sigma = torch.randn(1, 16, 8, 8), torch.tensor([0.7])
+    long, short = torch.randn(1, 5, 192), torch.randn(1, 3, 192)
+    cond, uncond = (convert_cond([[c, {}]]) for c in (long, short))
+    with torch.no_grad():
+        together = calc_cond_batch(model, [cond, uncond], x, sigma, {})
+        alone = [model.apply_model(x, sigma, c_crossattn=c) for c in (long, short)]
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(together, alone, strict=True))
