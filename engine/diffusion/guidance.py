@@ -7,7 +7,8 @@ with `mask_strength` and `set_area_to_bounds`, `start_percent`/`end_percent`, `p
 models) and SDXL's size hints. `convert_cond` turns a list into the dicts the sampler works
 on. `calc_cond_batch` predicts every entry of several cond lists in one UNet batch per area shape
 (contexts of different lengths are repeated to a common length, which leaves cross-attention
-unchanged; the joint-attention transformers batch only contexts of equal length, as ComfyUI does) and blends each list's entries by their masks or feathered areas; `sampling_function` then
+unchanged; the joint-attention transformers batch only contexts of equal length, as ComfyUI does)
+and blends each list's entries by their masks or feathered areas; `sampling_function` then
 applies, as ComfyUI does, the pre-cfg functions, the cfg function (default
 `uncond + (cond - uncond) * cfg`) and the post-cfg functions of `model_options`. At cfg 1 the
 negative side is skipped unless a patch set `disable_cfg1_optimization`. Before sampling,
