@@ -1,8 +1,9 @@
 """Qwen text encoders' tokenizers in ComfyUI's token format (Z-Image's `qwen3_4b`, Qwen-Image's `qwen25_7b`).
 
 The prompt is put into the family's chat template and tokenized whole: no weights (ComfyUI passes
-`disable_weights`), no start or end token, no padding and no length limit, so one window. A prompt that
-already starts with `<|im_start|>` is taken as a complete template.
+`disable_weights`), no start or end token, no padding and no length limit, so one window. For Qwen-Image a
+prompt that already starts with `<|im_start|>` (or `<|start_header_id|>`) is taken as a complete template;
+Z-Image always wraps, as ComfyUI's ZImageTokenizer does.
 """
 
 from __future__ import annotations
@@ -58,7 +59,10 @@ class QwenTokenizer(SDTokenizer):
         llama_template: str | None = None,
         **kwargs: Any,
     ) -> list[list[tuple[Any, ...]]]:
-        if not text.startswith("<|im_start|>"):
+        templated = self.embedding_key == "qwen25_7b" and text.startswith(
+            ("<|im_start|>", "<|start_header_id|>")
+        )
+        if not templated:
             text = (llama_template or self.template).format(text)
         kwargs["disable_weights"] = True
         return super().tokenize_with_weights(text, return_word_ids, tokenizer_options, **kwargs)
