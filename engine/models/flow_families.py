@@ -240,9 +240,11 @@ def load_clip_states(
     if "qwen3_4b" in roles and clip_type not in ("flux", "flux2"):
         family = "zimage"
     if family is None and clip_type in SD_CLIP_TYPES and all(r in ("clip_l", "clip_g") for r in roles):
+        from engine.diffusion.clip import loom_embedding_folders
         from engine.diffusion.clip_loader import clip_from_state_dicts
 
-        return clip_from_state_dicts([dict(s) for _, s, _ in read], [n for n, _, _ in read], None)
+        states = [dict(s) for _, s, _ in read]
+        return clip_from_state_dicts(states, [n for n, _, _ in read], loom_embedding_folders)
     if family is None:
         raise UnsupportedModelError(
             f"CLIP type {clip_type!r} is not supported by Loom yet; "

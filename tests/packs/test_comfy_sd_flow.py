@@ -59,3 +59,10 @@ def test_load_diffusion_model_split_files_and_fp8(sd: Any, files: Path) -> None:
     assert model.family == "zimage"
     fp8 = sd.load_diffusion_model(path, model_options={"dtype": torch.float8_e4m3fn})
     assert fp8.unet.layers[0].attention.to_q.weight.dtype == torch.float8_e4m3fn
+
+
+def test_clip_loader_stable_diffusion_type_loads_a_clip_file(files: Path) -> None:
+    from engine.models.flow_families import load_clip
+
+    clip = load_clip([files / "flux" / "text_encoders" / "clip_l.safetensors"], "stable_diffusion")
+    assert clip.family == "sd1" and clip.encode_from_tokens(clip.tokenize("a cat")).shape == (1, 77, 64)
