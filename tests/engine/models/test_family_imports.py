@@ -15,7 +15,8 @@ MODULES = (
 
 def test_family_modules_import_light() -> None:
     imports = ", ".join(f"engine.models.{m}" for m in MODULES)
-    code = f"import sys, {imports}; print(sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))"
+    heavy = "('torch', 'diffusers', 'transformers')"
+    code = f"import sys, {imports}; print(sorted(m for m in {heavy} if m in sys.modules))"
     root = Path(__file__).resolve().parents[3]
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
