@@ -92,3 +92,23 @@ def test_vocabulary_sizes() -> None:
 @pytest.mark.parametrize("text", CASES)
 def test_ids_match_the_reference_bpe(text: str) -> None:
     assert qwen.encode(text) == reference_ids(text)
+
+
+def test_ids_match_a_tokenizers_library_build_of_the_same_files() -> None:
+    """A second reference: the `tokenizers` (Rust) byte-level BPE assembled as Qwen's tokenizer.json
+    declares it (NFC, Qwen2's split pattern, byte-level), from the same vocab.json and merges.txt."""
+    from tokenizers import AddedToken, Regex, Tokenizer, models, normalizers, pre_tokenizers
+
+    vocab, ranks = _data()
+    merges = sorted(ranks, key=lambda pair: ranks[pair])
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=merges, ignore_merges=False))
+    tokenizer.normalizer = normalizers.NFC()
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(PATTERN.pattern), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tokenizer.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in SPECIALS])
+    for text in CASES:
+        assert qwen.encode(text) == tokenizer.encode(text, add_special_tokens=False).ids, text
