@@ -51,8 +51,9 @@ CASES = [
 # against diffusers' own model in tests/nodes/test_flux.py.
 STEPS, SEED, SIZE = 6, 42, 64
 CFG = {"sd3": 4.5, "flux": 1.0, "chroma": 4.0}
-# Conditioning options: SD3 and Flux take a pooled vector (and Flux guidance); Chroma neither (ComfyUI
-# feeds a Chroma its `guidance` option, default 0, which is what Loom's model always gets).
+# Conditioning options: SD3 and Flux take a pooled vector (and Flux guidance); Chroma neither: its text
+# encoder gives `pooled_output` None (which ComfyUI's Flux-derived model still looks up), and ComfyUI feeds
+# it `guidance` 0 by default, which is what Loom's model always gets.
 POOLED = {"sd3": 192, "flux": 64}
 
 DRIVER = """
@@ -71,7 +72,7 @@ for case in args["cases"]:
     family, sampler, scheduler = case
     model = comfy.sd.load_diffusion_model(args["files"][family])
     cond = load_file(args["conds"][family])
-    extra = {"pooled_output": cond["pooled"], "guidance": 3.5} if "pooled" in cond else {}
+    extra = {"pooled_output": cond["pooled"], "guidance": 3.5} if "pooled" in cond else {"pooled_output": None}
     zeros = {k: torch.zeros_like(v) if torch.is_tensor(v) else v for k, v in extra.items()}
     positive = [[cond["context"], extra]]
     negative = [[torch.zeros_like(cond["context"]), zeros]]
@@ -151,7 +152,11 @@ def run_loom(
     for family, sampler, scheduler in cases:
         model = models.setdefault(family, load_diffusion_model(Path(files[family])))
         cond = load_file(conds[family])
-        extra = {"pooled_output": cond["pooled"], "guidance": 3.5} if "pooled" in cond else {}
+        extra = (
+            {"pooled_output": cond["pooled"], "guidance": 3.5}
+            if "pooled" in cond
+            else {"pooled_output": None}
+        )
         zeros = {k: torch.zeros_like(v) if torch.is_tensor(v) else v for k, v in extra.items()}
         positive = [[cond["context"], extra]]
         negative = [[torch.zeros_like(cond["context"]), zeros]]
