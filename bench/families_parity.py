@@ -72,7 +72,9 @@ for case in args["cases"]:
     family, sampler, scheduler = case
     model = comfy.sd.load_diffusion_model(args["files"][family])
     cond = load_file(args["conds"][family])
-    extra = {"pooled_output": cond["pooled"], "guidance": 3.5} if "pooled" in cond else {"pooled_output": None}
+    extra = {"pooled_output": None}
+    if "pooled" in cond:
+        extra = {"pooled_output": cond["pooled"], "guidance": 3.5}
     zeros = {k: torch.zeros_like(v) if torch.is_tensor(v) else v for k, v in extra.items()}
     positive = [[cond["context"], extra]]
     negative = [[torch.zeros_like(cond["context"]), zeros]]
