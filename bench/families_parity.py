@@ -1,9 +1,13 @@
-"""Same-seed parity of Loom and a CPU ComfyUI on a tiny SD3.5 stand-in (PSNR of the sampled latents).
+"""Same-seed parity of Loom and a CPU ComfyUI on a tiny SD3.5 stand-in and a shallow full-width Chroma
+(PSNR of the sampled latents).
 
-Both engines load the same tiny diffusion-model files (ComfyUI's key layout, written here), get the same
+Both engines load the same diffusion-model files (ComfyUI's key layout, written here), get the same
 conditioning tensors (ComfyUI builds its text encoders at full size, so tiny ones cannot be compared) and
 sample the same seed with ComfyUI's sampler and scheduler names. ComfyUI runs in its own venv through its
-Python API (`comfy.sd.load_diffusion_model`, `comfy.sample.sample`).
+Python API (`comfy.sd.load_diffusion_model`, `comfy.sample.sample`). ComfyUI 0.3.64 builds Chroma at its
+released width (3072, a 5-layer 5120-wide approximator) whatever the file holds, so the Chroma stand-in has
+those widths with one double and one single block (about 600 M parameters, 1.2 GB in bf16; each engine
+holds it in fp32, one after the other): run it under `flock /tmp/comfy.lock`. `--families sd3` skips it.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/families_parity.py [--comfy /tmp/comfy]
 
@@ -20,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -38,12 +43,18 @@ CASES = [
     ("sd3", "dpmpp_2s_ancestral", "normal"),
     ("sd3", "lcm", "simple"),
     ("sd3", "dpmpp_2m_sde", "karras"),
+    ("chroma", "euler", "simple"),
+    ("chroma", "dpmpp_2m", "beta"),
 ]
 # ComfyUI 0.3.64 builds Flux at its full width whatever the file holds (model_detection sets
 # hidden_size 3072 and context_in_dim 4096), so a tiny Flux cannot load there; Flux is compared only
 # against diffusers' own model in tests/nodes/test_flux.py.
 STEPS, SEED, SIZE = 6, 42, 64
-CFG = {"sd3": 4.5, "flux": 1.0}
+CFG = {"sd3": 4.5, "flux": 1.0, "chroma": 4.0}
+# Conditioning options: SD3 and Flux take a pooled vector (and Flux guidance); Chroma neither: its text
+# encoder gives `pooled_output` None (which ComfyUI's Flux-derived model still looks up), and ComfyUI feeds
+# it `guidance` 0 by default, which is what Loom's model always gets.
+POOLED = {"sd3": 192, "flux": 64}
 
 DRIVER = """
 import json, sys
@@ -61,8 +72,11 @@ for case in args["cases"]:
     family, sampler, scheduler = case
     model = comfy.sd.load_diffusion_model(args["files"][family])
     cond = load_file(args["conds"][family])
-    positive = [[cond["context"], {"pooled_output": cond["pooled"], "guidance": 3.5}]]
-    zeros = {"pooled_output": torch.zeros_like(cond["pooled"]), "guidance": 3.5}
+    extra = {"pooled_output": None}
+    if "pooled" in cond:
+        extra = {"pooled_output": cond["pooled"], "guidance": 3.5}
+    zeros = {k: torch.zeros_like(v) if torch.is_tensor(v) else v for k, v in extra.items()}
+    positive = [[cond["context"], extra]]
     negative = [[torch.zeros_like(cond["context"]), zeros]]
     latent = torch.zeros([1, 16, args["size"] // 8, args["size"] // 8])
     noise = comfy.sample.prepare_noise(latent, args["seed"])
@@ -73,7 +87,7 @@ save_file(out, args["result"])
 """
 
 
-def write_models(folder: Path) -> tuple[dict[str, str], dict[str, str]]:
+def write_models(folder: Path, families: set[str]) -> tuple[dict[str, str], dict[str, str]]:
     from tests.nodes.flow_fixtures import (
         flux_to_comfy,
         sd3_to_comfy,
@@ -88,7 +102,7 @@ def write_models(folder: Path) -> tuple[dict[str, str], dict[str, str]]:
     save_file({k: v.contiguous() for k, v in flux_to_comfy(flux.state_dict(), 1, 1).items()}, files["flux"])
     generator = torch.Generator().manual_seed(7)
     conds = {}
-    for family, pooled_width in (("sd3", 192), ("flux", 64)):
+    for family, pooled_width in POOLED.items():
         conds[family] = str(folder / f"cond_{family}.safetensors")
         save_file(
             {
@@ -97,20 +111,56 @@ def write_models(folder: Path) -> tuple[dict[str, str], dict[str, str]]:
             },
             conds[family],
         )
+    if "chroma" in families:
+        files["chroma"] = str(folder / "shallow_chroma.safetensors")
+        write_shallow_chroma(Path(files["chroma"]))
+        conds["chroma"] = str(folder / "cond_chroma.safetensors")
+        save_file({"context": torch.randn(1, 12, 4096, generator=generator)}, conds["chroma"])
     return files, conds
 
 
-def run_loom(files: dict[str, str], conds: dict[str, str]) -> dict[str, torch.Tensor]:
+def write_shallow_chroma(path: Path) -> None:
+    """Chroma at ComfyUI's fixed widths with one double and one single block, random bf16 weights (the
+    shapes come from diffusers' model built on the meta device, renamed to the reference layout)."""
+    from accelerate import init_empty_weights
+    from diffusers import ChromaTransformer2DModel
+
+    from tests.nodes.flow_fixtures_new import chroma_to_comfy
+
+    with init_empty_weights():
+        meta = ChromaTransformer2DModel(num_layers=1, num_single_layers=1)
+    generator = torch.Generator().manual_seed(11)
+    state = {}
+    for key, value in chroma_to_comfy(meta.state_dict(), 1, 1).items():
+        if key.endswith(".scale"):  # RMS norm scales around 1
+            tensor = 1 + 0.1 * torch.randn(value.shape, generator=generator)
+        elif value.ndim == 2:
+            tensor = torch.randn(value.shape, generator=generator) / math.sqrt(value.shape[1])
+        else:
+            tensor = 0.02 * torch.randn(value.shape, generator=generator)
+        state[key] = tensor.to(torch.bfloat16)
+    save_file(state, str(path))
+
+
+def run_loom(
+    files: dict[str, str], conds: dict[str, str], cases: list[tuple[str, str, str]]
+) -> dict[str, torch.Tensor]:
     from engine.diffusion.guider import CFGGuider
     from engine.models.flow_families import load_diffusion_model
     from engine.sampling import prepare_noise, sigmas_for
 
     out = {}
-    for family, sampler, scheduler in CASES:
-        model = load_diffusion_model(Path(files[family]))
+    models: dict[str, Any] = {}
+    for family, sampler, scheduler in cases:
+        model = models.setdefault(family, load_diffusion_model(Path(files[family])))
         cond = load_file(conds[family])
-        positive = [[cond["context"], {"pooled_output": cond["pooled"], "guidance": 3.5}]]
-        zeros = {"pooled_output": torch.zeros_like(cond["pooled"]), "guidance": 3.5}
+        extra = (
+            {"pooled_output": cond["pooled"], "guidance": 3.5}
+            if "pooled" in cond
+            else {"pooled_output": None}
+        )
+        zeros = {k: torch.zeros_like(v) if torch.is_tensor(v) else v for k, v in extra.items()}
+        positive = [[cond["context"], extra]]
         negative = [[torch.zeros_like(cond["context"]), zeros]]
         latent = torch.zeros([1, 16, SIZE // 8, SIZE // 8])
         noise = prepare_noise(latent, SEED, None)
@@ -125,10 +175,10 @@ def run_loom(files: dict[str, str], conds: dict[str, str]) -> dict[str, torch.Te
 
 
 def run_comfy(
-    comfy: Path, files: dict[str, str], conds: dict[str, str], result: Path
+    comfy: Path, files: dict[str, str], conds: dict[str, str], result: Path, cases: list[tuple[str, str, str]]
 ) -> dict[str, torch.Tensor]:
     args = {
-        "comfy_root": str(comfy / "ComfyUI"), "files": files, "conds": conds, "cases": CASES, "size": SIZE,
+        "comfy_root": str(comfy / "ComfyUI"), "files": files, "conds": conds, "cases": cases, "size": SIZE,
         "seed": SEED, "steps": STEPS, "cfg": CFG, "result": str(result),
     }  # fmt: skip
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -148,13 +198,16 @@ def main() -> None:
     parser.add_argument(
         "--comfy", type=Path, default=Path("/tmp/comfy"), help="ComfyUI checkout + venv (setup.sh)"
     )
+    parser.add_argument("--families", default="sd3,chroma", help="comma-separated: sd3, chroma")
     options = parser.parse_args()
+    families = set(options.families.split(","))
+    cases = [case for case in CASES if case[0] in families]
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        files, conds = write_models(folder)
-        loom = run_loom(files, conds)
-        comfy = run_comfy(options.comfy, files, conds, folder / "comfy.safetensors")
+        files, conds = write_models(folder, families)
+        loom = run_loom(files, conds, cases)
+        comfy = run_comfy(options.comfy, files, conds, folder / "comfy.safetensors", cases)
     header = f"{'family':<6} {'sampler':<20} {'scheduler':<12} {'PSNR dB':>8} {'max |diff|':>11}"
     print(header)
     scores = []

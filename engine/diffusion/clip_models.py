@@ -41,8 +41,7 @@ class SDClipModel(torch.nn.Module):
         self._owner = [clip]  # a list, so torch does not see the CLIP (it holds modules)
         self.index = index
         self.options = encoder_options(clip.family, clip.roles, index)
-        inner: Any = getattr(self.transformer, "text_model", self.transformer).encoder
-        self.num_layers = len(inner.layers if hasattr(inner, "layers") else inner.block)
+        self.num_layers = _depth(self.transformer)
         pad = clip.pad_ids[index]
         start = {} if self.options.start_id is None else {"start": self.options.start_id}
         self.special_tokens = {**start, "end": self.options.end_id, "pad": pad}
@@ -163,4 +162,18 @@ def cond_stage_model(clip: CLIP) -> torch.nn.Module:
 
 
 def _is_t5(encoder: Any) -> bool:
+    """T5 and the Qwen language models are their own `transformer` (not CLIP's `text_model` wrapper)."""
+    from engine.diffusion.llm_encoder import LLMEncoder
+
+    if isinstance(encoder, LLMEncoder):
+        return True
     return not hasattr(encoder, "text_model") and hasattr(getattr(encoder, "encoder", None), "block")
+
+
+def _depth(transformer: Any) -> int:
+    """Layers of a CLIP (`text_model.encoder.layers`), T5 (`encoder.block`) or Qwen (`model.layers`)."""
+    llm = getattr(transformer, "model", None)
+    if llm is not None and hasattr(llm, "layers"):
+        return len(llm.layers)
+    inner: Any = getattr(transformer, "text_model", transformer).encoder
+    return len(inner.layers if hasattr(inner, "layers") else inner.block)

@@ -36,7 +36,7 @@ class _FlowClipModel(torch.nn.Module):
         self.family = clip.family
         self.roles = clip.roles
         self._clip = [clip]  # a list, so torch does not see the CLIP
-        for role in ("clip_l", "clip_g", "t5xxl"):
+        for role in ("clip_l", "clip_g", "t5xxl", "qwen3_4b", "qwen25_7b"):
             if role in clip.roles:
                 index = clip.roles.index(role)
                 self.add_module(role, (SDXLClipG if role == "clip_g" else SDClipModel)(clip, index))
@@ -121,5 +121,61 @@ class FluxClipModel(_FlowClipModel):
         return cond, pooled
 
 
+class _SingleEncoderClipModel(_FlowClipModel):
+    """One encoder's sequence is the conditioning; there is no pooled vector (ComfyUI returns None)."""
+
+    role = ""
+
+    def _compose(self, tokens: dict[str, Any]) -> tuple[Any, Any]:
+        out = self._run(self.role, tokens)
+        if out is None:
+            raise ValueError(f"this {self.family} CLIP has no {self.role} text encoder")
+        return self._trim(out[0], tokens), None
+
+    def _trim(self, cond: Any, tokens: dict[str, Any]) -> Any:
+        return cond
+
+
+class ChromaClipModel(_SingleEncoderClipModel):
+    """Chroma: T5-XXL alone, the prompt and `</s>` unpadded (ComfyUI's PixArt T5)."""
+
+    role = "t5xxl"
+
+
+class ZImageClipModel(_SingleEncoderClipModel):
+    """Z-Image: Qwen3-4B's penultimate hidden states over the whole chat-templated prompt."""
+
+    role = "qwen3_4b"
+
+
+class QwenImageClipModel(_SingleEncoderClipModel):
+    """Qwen-Image: Qwen2.5-VL's final hidden states from the user turn on: ComfyUI drops the system prompt
+    up to the second `<|im_start|>` and the `user` and newline tokens after it."""
+
+    role = "qwen25_7b"
+
+    def _trim(self, cond: Any, tokens: dict[str, Any]) -> Any:
+        window = tokens.get("qwen25_7b", [[]])[0]
+        ids = [pair[0] if isinstance(pair[0], int) else None for pair in window]
+        starts = [i for i, token in enumerate(ids) if token == IM_START_ID][:2]
+        if not starts:
+            return cond
+        end = starts[-1]
+        if cond.shape[1] > end + 3 and ids[end + 1 : end + 3] == [USER_ID, NEWLINE_ID]:
+            end += 3
+        return cond[:, end:]
+
+
+# Qwen's ids for `<|im_start|>`, "user" and "\n".
+IM_START_ID, USER_ID, NEWLINE_ID = 151644, 872, 198
+_FAMILY_MODELS: dict[str, type[_FlowClipModel]] = {
+    "sd3": SD3ClipModel,
+    "flux": FluxClipModel,
+    "chroma": ChromaClipModel,
+    "zimage": ZImageClipModel,
+    "qwen_image": QwenImageClipModel,
+}
+
+
 def flow_cond_stage_model(clip: CLIP) -> torch.nn.Module:
-    return (SD3ClipModel if clip.family == "sd3" else FluxClipModel)(clip)
+    return _FAMILY_MODELS[clip.family](clip)

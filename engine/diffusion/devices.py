@@ -47,22 +47,36 @@ class ModelManager:
 
     def use(self, *modules: Any) -> torch.device:
         """Put modules on the compute device (evicting others if memory is short); returns the device."""
+        from engine.diffusion import block_offload
+
         device = self.device
         with self._lock:
             for module in modules:
-                if device.type == "cuda":
-                    self._make_room(_bytes_of(module), keep=modules)
-                module.to(device)
+                if block_offload.placed(module) is None:
+                    if device.type == "cuda":
+                        self._make_room(_bytes_of(module), keep=modules)
+                    if device.type == "cuda" and self._too_large(module):
+                        # More weights than free memory: stream the blocks that do not fit.
+                        free, _ = torch_cuda_mem_get_info()
+                        block_offload.place(module, device, free - ACTIVATION_RESERVE)
+                    else:
+                        module.to(device)
                 self._on_device[id(module)] = module
                 self._on_device.move_to_end(id(module))
         return device
+
+    def _too_large(self, module: Any) -> bool:
+        from engine.diffusion import block_offload
+
+        free, _ = torch_cuda_mem_get_info()
+        return _bytes_of(module) + ACTIVATION_RESERVE > free and block_offload.can_offload(module)
 
     def release(self, *modules: Any) -> None:
         """Move modules back to the CPU once their work is done (the flow families' large text encoders)."""
         with self._lock:
             for module in modules:
                 if self._on_device.pop(id(module), None) is not None and self.device.type != "cpu":
-                    module.to("cpu")
+                    _to_cpu(module)
 
     def offload_all(self) -> None:
         """Move every model back to the CPU and release cached GPU memory (POST /free)."""
@@ -70,7 +84,7 @@ class ModelManager:
 
         with self._lock:
             for module in self._on_device.values():
-                module.to("cpu")
+                _to_cpu(module)
             self._on_device.clear()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -84,8 +98,21 @@ class ModelManager:
             if free >= needed + ACTIVATION_RESERVE:
                 return
             if key not in kept:
-                self._on_device.pop(key).to("cpu")
+                _to_cpu(self._on_device.pop(key))
                 torch.cuda.empty_cache()
+
+
+def _to_cpu(module: Any) -> None:
+    from engine.diffusion import block_offload
+
+    block_offload.remove(module)
+    module.to("cpu")
+
+
+def torch_cuda_mem_get_info() -> tuple[int, int]:
+    import torch
+
+    return torch.cuda.mem_get_info()
 
 
 def _bytes_of(module: Any) -> int:

@@ -7,7 +7,8 @@ with `mask_strength` and `set_area_to_bounds`, `start_percent`/`end_percent`, `p
 models) and SDXL's size hints. `convert_cond` turns a list into the dicts the sampler works
 on. `calc_cond_batch` predicts every entry of several cond lists in one UNet batch per area shape
 (contexts of different lengths are repeated to a common length, which leaves cross-attention
-unchanged) and blends each list's entries by their masks or feathered areas; `sampling_function` then
+unchanged; the joint-attention transformers batch only contexts of equal length, as ComfyUI does)
+and blends each list's entries by their masks or feathered areas; `sampling_function` then
 applies, as ComfyUI does, the pre-cfg functions, the cfg function (default
 `uncond + (cond - uncond) * cfg`) and the post-cfg functions of `model_options`. At cfg 1 the
 negative side is skipped unless a patch set `disable_cfg1_optimization`. Before sampling,
@@ -72,10 +73,14 @@ def _calc_cond_batch(
             if _active_at(entry, model, timestep):
                 runs.append((entry, index, _area(entry, x_in)))
     # Entries batch together only where they share an area and a control object (ComfyUI's can_concat).
-    groups: dict[tuple[tuple[int, int, int, int], int], list[tuple[dict[str, Any], int]]] = {}
+    # Joint-attention transformers (SD3, Flux, …) see text and image tokens in one attention, so a
+    # repeated context would change their output: as ComfyUI (CONDRegular), they batch equal lengths only.
+    by_length = getattr(model, "batch_equal_context_lengths", False)
+    groups: dict[tuple[tuple[int, int, int, int], int, int], list[tuple[dict[str, Any], int]]] = {}
     for entry, index, area in runs:
-        groups.setdefault((area, id(entry.get("control"))), []).append((entry, index))
-    for (area, _), group in groups.items():
+        length = int(entry["cross_attn"].shape[1]) if by_length else 0
+        groups.setdefault((area, id(entry.get("control")), length), []).append((entry, index))
+    for (area, _, _), group in groups.items():
         outputs = _run_group(model, group, x_in, timestep, area, model_options)
         h, w, y, x0 = area
         for (entry, index), output in zip(group, outputs, strict=True):

@@ -78,7 +78,7 @@ def load(path: Path) -> Checkpoint:
 def _load_flow_checkpoint(path: Path) -> Checkpoint | None:
     """An SD3/SD3.5 or Flux all-in-one checkpoint (engine.models.flow_families), or None for other files."""
     from engine.models import flow_families
-    from engine.models.files import load_state_dict, read_header
+    from engine.models.files import open_state_dict, read_header
 
     if path.suffix.lower() not in (".safetensors", ".sft"):
         return None
@@ -86,7 +86,7 @@ def _load_flow_checkpoint(path: Path) -> Checkpoint | None:
     detected = flow_families.detect(shapes)
     if detected is None:
         return None
-    state, _ = load_state_dict(path)
+    state, _ = open_state_dict(path)  # lazy: each model reads its own tensors, once
     return flow_families.load_checkpoint(path, state, shapes, detected)
 
 

@@ -134,9 +134,9 @@ class SDXL_Playground_2_5(LatentFormat):
 
 
 def latent_format(family: str, scale_factor: float, metadata: dict[str, str]) -> LatentFormat:
-    if family in ("sd3", "flux"):  # before the SD branches: their formats are fixed, with a shift
-        from engine.diffusion.latent_formats_flow import FLOW_FORMATS
+    from engine.diffusion.latent_formats_flow import FLOW_FORMATS
 
+    if family in FLOW_FORMATS:  # before the SD branches: their formats are fixed, with a shift
         return FLOW_FORMATS[family]
     kind = SDXL if family.startswith("sdxl") else SD15
     if RGB_METADATA_KEY in metadata:

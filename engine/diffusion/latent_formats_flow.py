@@ -4,6 +4,7 @@ projections (least-squares fits published by ComfyUI)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from engine.diffusion.latent_formats import LatentFormat
 
@@ -68,4 +69,67 @@ class Flux(SD3):
     taesd_decoder_name = "taef1_decoder"
 
 
-FLOW_FORMATS: dict[str, LatentFormat] = {"sd3": SD3(), "flux": Flux()}
+WAN21_RGB = (
+    (-0.1299, -0.1692, 0.2932),
+    (0.0671, 0.0406, 0.0442),
+    (0.3568, 0.2548, 0.1747),
+    (0.0372, 0.2344, 0.1420),
+    (0.0313, 0.0189, -0.0328),
+    (0.0296, -0.0956, -0.0665),
+    (-0.3477, -0.4059, -0.2925),
+    (0.0166, 0.1902, 0.1975),
+    (-0.0412, 0.0267, -0.1364),
+    (-0.1293, 0.0740, 0.1636),
+    (0.0680, 0.3019, 0.1128),
+    (0.0032, 0.0581, 0.0639),
+    (-0.1251, 0.0927, 0.1699),
+    (0.0060, -0.0633, 0.0005),
+    (0.3477, 0.2275, 0.2950),
+    (0.1984, 0.0913, 0.1861),
+)
+# The Wan 2.1 / Qwen-Image VAE's per-channel latent statistics (its released config).
+WAN21_MEAN = (
+    -0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653, -0.1517, 1.5508,
+    0.4134, -0.0715, 0.5517, -0.3632, -0.1922, -0.9497, 0.2503, -0.2921,
+)  # fmt: skip
+WAN21_STD = (
+    2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743,
+    3.2687, 2.1526, 2.8652, 1.5579, 1.6382, 1.1253, 2.8251, 1.9160,
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Wan21(LatentFormat):
+    """Qwen-Image's latents (ComfyUI's `latent_formats.Wan21`): each channel normalised by the VAE's own
+    mean and standard deviation; Loom keeps images as 4-D latents [B, 16, h, w] (one frame)."""
+
+    scale_factor: float = 1.0
+    rgb_factors: tuple[tuple[float, float, float], ...] = WAN21_RGB
+    rgb_bias: tuple[float, float, float] = (-0.1835, -0.0868, -0.3360)
+    channels: int = 16
+
+    def _stats(self, latent: Any) -> tuple[Any, Any]:
+        import torch
+
+        shape = (1, self.channels) + (1,) * (latent.ndim - 2)
+        mean = torch.tensor(WAN21_MEAN, device=latent.device, dtype=latent.dtype).view(shape)
+        std = torch.tensor(WAN21_STD, device=latent.device, dtype=latent.dtype).view(shape)
+        return mean, std
+
+    def process_in(self, latent: Any) -> Any:
+        mean, std = self._stats(latent)
+        return (latent - mean) * self.scale_factor / std
+
+    def process_out(self, latent: Any) -> Any:
+        mean, std = self._stats(latent)
+        return latent * std / self.scale_factor + mean
+
+
+# Z-Image and Chroma decode with Flux's VAE (ae.safetensors) and use its latent format.
+FLOW_FORMATS: dict[str, LatentFormat] = {
+    "sd3": SD3(),
+    "flux": Flux(),
+    "zimage": Flux(),
+    "chroma": Flux(),
+    "qwen_image": Wan21(),
+}

@@ -109,6 +109,10 @@ def model_lora_patches(state: Mapping[str, Any], unet: Any) -> tuple[dict[str, A
     keyed by ComfyUI's state-dict names), and the file's layers that are not UNet layers."""
     from engine.diffusion.weights import comfy_names
 
+    if not hasattr(unet.config, "block_out_channels"):  # a flow transformer (SD3, Flux, …)
+        from engine.diffusion.lora_flow import flow_lora_patches
+
+        return flow_lora_patches(state, unet)
     to_comfy = {name: key for key, name in comfy_names(unet).items()}
     aliases = unet_aliases(unet)
     patches: dict[str, Any] = {}

@@ -56,6 +56,11 @@ ROLE_OPTIONS: dict[str, dict[str, EncoderOptions]] = {
         "t5xxl": T5_OPTIONS,
     },
     "flux": {"clip_l": EncoderOptions(None, True, projected_pooled=False), "t5xxl": T5_OPTIONS},
+    "chroma": {"t5xxl": T5_OPTIONS},
+    # Qwen text encoders (no start token, no pooled vector): Z-Image reads Qwen3's penultimate layer,
+    # Qwen-Image Qwen2.5-VL's final, normalised output.
+    "zimage": {"qwen3_4b": EncoderOptions(-2, False, False, None, 151643, pooled=False)},
+    "qwen_image": {"qwen25_7b": EncoderOptions(None, False, False, None, 151643, pooled=False)},
 }
 
 

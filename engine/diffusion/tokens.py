@@ -225,11 +225,19 @@ ROLE_KEYS: dict[str, tuple[str, str, bool]] = {
     "clip_l": ("l", "clip_l", True),
     "clip_g": ("g", "clip_g", False),
     "t5xxl": ("t5xxl", "t5xxl", False),
+    "qwen3_4b": ("qwen3_4b", "qwen3_4b", False),
+    "qwen25_7b": ("qwen25_7b", "qwen25_7b", False),
 }
 # ComfyUI's flow tokenizers make windows for every encoder of the family, loaded or not, in this order.
-FLOW_ROLES: dict[str, tuple[str, ...]] = {"sd3": ("clip_g", "clip_l", "t5xxl"), "flux": ("clip_l", "t5xxl")}
+FLOW_ROLES: dict[str, tuple[str, ...]] = {
+    "sd3": ("clip_g", "clip_l", "t5xxl"),
+    "flux": ("clip_l", "t5xxl"),
+    "chroma": ("t5xxl",),
+    "zimage": ("qwen3_4b",),
+    "qwen_image": ("qwen25_7b",),
+}
 # Widths of the encoders a flow CLIP lacks (only embeddings read them).
-FLOW_WIDTHS = {"clip_l": 768, "clip_g": 1280, "t5xxl": 4096}
+FLOW_WIDTHS = {"clip_l": 768, "clip_g": 1280, "t5xxl": 4096, "qwen3_4b": 2560, "qwen25_7b": 3584}
 
 
 def encoder_keys(family: str, roles: Sequence[str] = ()) -> tuple[tuple[str, str, bool], ...]:
@@ -267,6 +275,10 @@ class ClipTokenizer:
                 from engine.diffusion.tokens_t5 import T5Tokenizer
 
                 self.tokenizers[key] = T5Tokenizer(family, embedding_directory, width)
+            elif key.startswith("qwen"):
+                from engine.diffusion.tokens_llm import QwenTokenizer
+
+                self.tokenizers[key] = QwenTokenizer(key, embedding_directory, width)
             else:
                 self.tokenizers[key] = SDTokenizer(
                     pad_with_end=pad_with_end,

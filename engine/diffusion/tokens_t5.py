@@ -12,7 +12,8 @@ from typing import Any
 from engine.diffusion.tokens import SDTokenizer
 from engine.models.tokenizer import t5
 
-T5_MIN_LENGTH = {"sd3": 77, "flux": 256}
+# Chroma (as PixArt in ComfyUI) pads nothing: its T5 sees the prompt and `</s>` only.
+T5_MIN_LENGTH = {"sd3": 77, "flux": 256, "chroma": 1}
 # ComfyUI's T5 tokenizer has no maximum length worth the name.
 T5_MAX_LENGTH = 99999999
 

@@ -245,9 +245,12 @@ def vae_from_state_dict(state: dict[str, Any], metadata: dict[str, str], name: s
     from diffusers import AutoencoderKL
     from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
 
+    from engine.models import qwen_vae
     from engine.models.detect import VAE_PREFIX, vae_config_from_shapes
     from engine.models.errors import UnsupportedModelError
 
+    if qwen_vae.is_wan_vae({k: tuple(v.shape) for k, v in state.items()}):
+        return _frame_vae(state, name)
     state = {VAE_PREFIX + k.removeprefix(VAE_PREFIX): v for k, v in state.items()}
     if f"{VAE_PREFIX}decoder.conv_in.weight" not in state:
         found = ", ".join(sorted(state)[:3])
@@ -264,6 +267,15 @@ def vae_from_state_dict(state: dict[str, Any], metadata: dict[str, str], name: s
         raise UnsupportedModelError(f"{name}: VAE weights missing, e.g. {missing[:3]}")
     vae.eval().requires_grad_(False).to(manager().dtype("vae"))
     return VAE.wrap(vae, latent_format(family, config["scaling_factor"], metadata))
+
+
+def _frame_vae(state: dict[str, Any], name: str) -> VAE:
+    """Qwen-Image's Wan-layout VAE, one frame per image, with its per-channel latent format."""
+    from engine.diffusion.frame_vae import FrameVAE
+    from engine.models import qwen_vae
+
+    video = qwen_vae.load(state, manager().dtype("vae"), name)
+    return VAE.wrap(FrameVAE(video).eval(), latent_format("qwen_image", 1.0, {}))
 
 
 class _TileProgress:

@@ -16,7 +16,26 @@ from typing import Any
 from engine.models.errors import UnsupportedModelError
 
 Shapes = Mapping[str, tuple[int, ...]]
-CLIP_TYPES_SUPPORTED = {"sd3": ("clip_l", "clip_g", "t5xxl"), "flux": ("clip_l", "t5xxl")}
+# The text encoders each family's CLIP takes, by family.
+CLIP_TYPES_SUPPORTED = {
+    "sd3": ("clip_l", "clip_g", "t5xxl"),
+    "flux": ("clip_l", "t5xxl"),
+    "chroma": ("t5xxl",),
+    "zimage": ("qwen3_4b",),
+    "qwen_image": ("qwen25_7b",),
+}
+# Types whose CLIP-only files are SD1.x / SD2.x / SDXL text encoders.
+SD_CLIP_TYPES = ("stable_diffusion", "stable_cascade")
+# ComfyUI's CLIP types → Loom's family: Z-Image's Qwen3-4B is loaded as type lumina2 (ComfyUI's newer
+# versions send a Qwen3-4B file to Z-Image whatever the type but flux); pixart's T5 is Chroma's.
+CLIP_TYPE_FAMILIES = {
+    "sd3": "sd3",
+    "flux": "flux",
+    "chroma": "chroma",
+    "pixart": "chroma",
+    "lumina2": "zimage",
+    "qwen_image": "qwen_image",
+}
 TEXT_ENCODER_PREFIXES = {
     "clip_l": "text_encoders.clip_l.transformer.",
     "clip_g": "text_encoders.clip_g.transformer.",
@@ -26,15 +45,24 @@ TEXT_ENCODER_PREFIXES = {
 
 @dataclass(frozen=True)
 class Detected:
-    family: str  # "sd3" or "flux"
+    family: str  # "sd3", "flux", "chroma", "zimage" or "qwen_image"
     prefix: str
     variant: str  # for messages: SD3, SD3.5, Flux.1 dev, Flux.1 schnell
 
 
 def detect(shapes: Shapes) -> Detected | None:
     """The flow family of a diffusion model or checkpoint from its keys, or None."""
-    from engine.models import flux, sd3
+    from engine.models import chroma, flux, qwen_image, sd3, zimage
 
+    prefix = zimage.prefix_of(shapes)
+    if prefix is not None:
+        return Detected("zimage", prefix, "Z-Image")
+    prefix = qwen_image.prefix_of(shapes)
+    if prefix is not None:
+        return Detected("qwen_image", prefix, "Qwen-Image")
+    prefix = chroma.prefix_of(shapes)
+    if prefix is not None:
+        return Detected("chroma", prefix, "Chroma")
     prefix = sd3.prefix_of(shapes)
     if prefix is not None:
         return Detected("sd3", prefix, sd3.variant(sd3.transformer_config(shapes, prefix)))
@@ -45,12 +73,21 @@ def detect(shapes: Shapes) -> Detected | None:
 
 
 def default_sampling(detected: Detected) -> Any:
-    """ComfyUI's sampling settings of each model: SD3 shift 3; Flux dev mu 1.15, schnell 1."""
+    """ComfyUI's sampling settings of each model: SD3 shift 3; Flux dev mu 1.15, schnell 1; Z-Image
+    shift 3 and Qwen-Image shift 1.15 with the timestep in [0, 1]; Chroma is a Flux-type model there
+    (ModelSamplingFlux, mu 1.15: its settings give no shift)."""
     from engine.sampling.model_sampling_flow import ModelSamplingDiscreteFlow, ModelSamplingFlux
 
     if detected.family == "sd3":
         return ModelSamplingDiscreteFlow(shift=3.0, multiplier=1000)
-    return ModelSamplingFlux(shift=1.15 if "dev" in detected.variant else 1.0)
+    if detected.family in FAMILY_SHIFT:
+        return ModelSamplingDiscreteFlow(shift=FAMILY_SHIFT[detected.family], multiplier=1.0)
+    return ModelSamplingFlux(shift=1.15 if detected.family == "chroma" or "dev" in detected.variant else 1.0)
+
+
+# Layers left out of fp8 storage: diffusers' precision-sensitive embedders of these models.
+FP8_KEEP = {"zimage": ("t_embedder", "cap_embedder")}
+FAMILY_SHIFT = {"zimage": 3.0, "qwen_image": 1.15}
 
 
 def compute_dtype(role: str) -> Any:
@@ -66,41 +103,96 @@ def compute_dtype(role: str) -> Any:
     return dtype
 
 
-def _read(path: Path) -> tuple[dict[str, Any], Shapes]:
-    from engine.models.files import load_state_dict
+def _read(path: Path) -> tuple[Mapping[str, Any], Shapes]:
+    """The file's tensors as a lazy mapping (.safetensors: nothing read yet) and their shapes."""
+    from engine.models.files import open_state_dict
+    from engine.models.lazy_view import shapes_of
 
-    state, _ = load_state_dict(path)
-    return state, {k: tuple(v.shape) for k, v in state.items()}
+    state, _ = open_state_dict(path)
+    return state, shapes_of(state)
 
 
-def build_model(state: dict[str, Any], detected: Detected, weight_dtype: str = "default") -> Any:
-    """A MODEL (ModelPatcher) for the transformer in `state`; fp8 storage for fp8 weight dtypes or files."""
-    from engine.diffusion.flow_models import SD3, Flux
+def _reading_as(state: Mapping[str, Any], dtype: Any) -> Mapping[str, Any]:
+    """A lazy file read with floating tensors converted to `dtype` as they are read (one tensor in flight,
+    no full copy in the file's dtype); other mappings as they are."""
+    from engine.models.files import LazyStateDict
+
+    if isinstance(state, LazyStateDict):
+        return LazyStateDict(state.path, state.header, dtype)
+    return state
+
+
+def build_model(state: Mapping[str, Any], detected: Detected, weight_dtype: str = "default") -> Any:
+    """A MODEL (ModelPatcher) for the transformer in `state`; fp8 storage for fp8 weight dtypes or files.
+
+    Each weight is read from the file once, by the key converter, converted as it is read (Linear matrices
+    to fp8 when storing in fp8, everything else to the compute dtype) and assigned into the model as it is
+    (engine.models.flow_fill), so the peak is the model at its stored size plus one tensor."""
     from engine.diffusion.fp8 import FP8, file_fp8_dtype, store_linear_weights
     from engine.diffusion.latent_formats import latent_format
     from engine.diffusion.model_patcher import ModelPatcher
-    from engine.models import flux, sd3
+    from engine.models.lazy_view import stored_dtypes
 
     compute = compute_dtype("unet")
-    storage = FP8.get(weight_dtype) or file_fp8_dtype(
-        {k: v for k, v in state.items() if k.startswith(detected.prefix)}
-    )
-    loader = sd3.load_transformer if detected.family == "sd3" else flux.load_transformer
-    transformer = loader(state, detected.prefix, compute)
+    storage = FP8.get(weight_dtype) or file_fp8_dtype(stored_dtypes(state, detected.prefix))
+    from engine.models.flow_fill import TypedReader
+
+    loader, cls = _family_classes(detected.family)
+    keep = FP8_KEEP.get(detected.family, ())
+    reader = _reading_as(state, compute) if storage is None else TypedReader(state, compute, storage, keep)
+    transformer = loader(reader, detected.prefix, compute)
+    _record_lora_rows(transformer, detected, state)
     if storage is not None:
-        store_linear_weights(transformer, storage)
-    cls = SD3 if detected.family == "sd3" else Flux
+        store_linear_weights(transformer, storage, keep)
     fmt = latent_format(detected.family, 1.0, {})
     return ModelPatcher(cls(transformer, default_sampling(detected), detected.family, fmt, compute))
 
 
+def _record_lora_rows(transformer: Any, detected: Detected, state: Mapping[str, Any]) -> None:
+    """Let LoRAs in the reference layout find the diffusers weights their rows went to."""
+    from engine.diffusion.lora_flow import record_rows
+    from engine.models import chroma, flux, qwen_image, sd3, zimage
+
+    module = {"sd3": sd3, "flux": flux, "chroma": chroma, "zimage": zimage, "qwen_image": qwen_image}[
+        detected.family
+    ]
+    from engine.models.lazy_view import shapes_of
+    from engine.models.zimage import OTHER_MODELS
+
+    shapes = {
+        k.removeprefix(detected.prefix): shape
+        for k, shape in shapes_of(state, detected.prefix).items()
+        if not OTHER_MODELS(k.removeprefix(detected.prefix))
+    }
+    config = module.transformer_config(shapes, "") if detected.family in ("flux", "chroma") else {}
+    record_rows(transformer, module.converter(config), shapes)
+
+
+def _family_classes(family: str) -> tuple[Any, Any]:
+    """The transformer loader and the MODEL class of a family."""
+    from engine.diffusion import flow_models
+    from engine.models import chroma, flux, qwen_image, sd3, zimage
+
+    return {
+        "sd3": (sd3.load_transformer, flow_models.SD3),
+        "flux": (flux.load_transformer, flow_models.Flux),
+        "chroma": (chroma.load_transformer, flow_models.Chroma),
+        "zimage": (zimage.load_transformer, flow_models.ZImage),
+        "qwen_image": (qwen_image.load_transformer, flow_models.QwenImage),
+    }[family]
+
+
 def load_diffusion_model(path: Path, weight_dtype: str = "default") -> Any:
     """UNETLoader: a diffusion-model file of a flow family as a MODEL."""
+    from engine.models import zimage
+
     state, shapes = _read(path)
     detected = detect(shapes)
     if detected is None:
+        if zimage.is_lumina2(shapes):
+            raise UnsupportedModelError(f"{path.name}: a Lumina Image 2.0 diffusion model, not supported yet")
         raise UnsupportedModelError(
-            f"{path.name}: not an SD3/SD3.5 or Flux.1 diffusion model "
+            f"{path.name}: not an SD3/SD3.5, Flux.1, Chroma, Z-Image or Qwen-Image diffusion model "
             f"(found keys like {', '.join(sorted(shapes)[:3])})"
         )
     try:
@@ -129,37 +221,56 @@ def clip_handle(encoders: list[Any], family: str, device: str | None = None) -> 
 def load_clip(paths: list[Path], clip_type: str, device: str | None = None) -> Any:
     """CLIPLoader / DualCLIPLoader / TripleCLIPLoader: text-encoder files as one CLIP of `clip_type`;
     `device="cpu"` keeps them on the CPU in float32."""
+    return load_clip_states([(path.name, _read(path)[0]) for path in paths], clip_type, device)
+
+
+def load_clip_states(
+    named: list[tuple[str, Mapping[str, Any]]], clip_type: str, device: str | None = None
+) -> Any:
+    """The same from state dicts (`comfy.sd.load_text_encoder_state_dicts`). CLIP files alone with type
+    stable_diffusion (or stable_cascade) are SD1.x / SD2.x / SDXL text encoders."""
     import torch
 
     from engine.models import text_encoders
+    from engine.models.lazy_view import shapes_of
 
-    if clip_type not in CLIP_TYPES_SUPPORTED:
+    read = [(name, state, shapes_of(state)) for name, state in named]
+    roles = text_encoders.assign_roles([(name, shapes) for name, _, shapes in read])
+    family = CLIP_TYPE_FAMILIES.get(clip_type)
+    if "qwen3_4b" in roles and clip_type not in ("flux", "flux2"):
+        family = "zimage"
+    if family is None and clip_type in SD_CLIP_TYPES and all(r in ("clip_l", "clip_g") for r in roles):
+        from engine.diffusion.clip import loom_embedding_folders
+        from engine.diffusion.clip_loader import clip_from_state_dicts
+
+        states = [dict(s) for _, s, _ in read]
+        return clip_from_state_dicts(states, [n for n, _, _ in read], loom_embedding_folders)
+    if family is None:
         raise UnsupportedModelError(
             f"CLIP type {clip_type!r} is not supported by Loom yet; "
-            f"supported: {', '.join(CLIP_TYPES_SUPPORTED)}"
+            f"supported: {', '.join(CLIP_TYPE_FAMILIES)} (and {', '.join(SD_CLIP_TYPES)} for CLIP files)"
         )
-    read = [(path, *_read(path)) for path in paths]
-    roles = text_encoders.assign_roles([(p.name, shapes) for p, _, shapes in read])
-    allowed = CLIP_TYPES_SUPPORTED[clip_type]
+    allowed = CLIP_TYPES_SUPPORTED[family]
     seen: set[str] = set()
-    for (path, _, _), role in zip(read, roles, strict=True):
+    for (name, _, _), role in zip(read, roles, strict=True):
         if role not in allowed:
             raise UnsupportedModelError(
-                f"{path.name}: a {role} text encoder is not used by type {clip_type!r} ({', '.join(allowed)})"
+                f"{name}: a {role} text encoder is not used by type {clip_type!r} ({', '.join(allowed)})"
             )
         if role in seen:
             raise UnsupportedModelError(
-                f"{path.name}: a second {role} text encoder; give each of {', '.join(allowed)} once"
+                f"{name}: a second {role} text encoder; give each of {', '.join(allowed)} once"
             )
         seen.add(role)
     dtype = torch.float32 if device == "cpu" else compute_dtype("text")
     loaded = [
-        text_encoders.load(state, "", role, dtype) for (_, state, _), role in zip(read, roles, strict=True)
+        text_encoders.load(_reading_as(state, dtype), "", role, dtype)
+        for (_, state, _), role in zip(read, roles, strict=True)
     ]
-    return clip_handle(loaded, clip_type, device)
+    return clip_handle(loaded, family, device)
 
 
-def load_checkpoint(path: Path, state: dict[str, Any], shapes: Shapes, detected: Detected) -> Any:
+def load_checkpoint(path: Path, state: Mapping[str, Any], shapes: Shapes, detected: Detected) -> Any:
     """An all-in-one checkpoint: MODEL, CLIP (the text encoders it holds, or None) and VAE (or None)."""
     from engine.diffusion.handles import Checkpoint
     from engine.models import text_encoders
@@ -167,7 +278,7 @@ def load_checkpoint(path: Path, state: dict[str, Any], shapes: Shapes, detected:
     model = build_model(state, detected)
     dtype = compute_dtype("text")
     encoders = [
-        text_encoders.load(state, prefix, role, dtype)  # type: ignore[arg-type]
+        text_encoders.load(_reading_as(state, dtype), prefix, role, dtype)  # type: ignore[arg-type]
         for role, prefix in TEXT_ENCODER_PREFIXES.items()
         if role in CLIP_TYPES_SUPPORTED[detected.family] and text_encoders.kind_of(shapes, prefix) is not None
     ]
@@ -182,8 +293,8 @@ def vae_from_state(state: Mapping[str, Any], name: str) -> Any:
     from engine.diffusion.vae import vae_from_state_dict
 
     own = {
-        k: v
-        for k, v in state.items()
+        k: state[k]
+        for k in state
         if not k.startswith(("model.", "text_encoders.", "cond_stage_model.", "conditioner."))
     }
     return vae_from_state_dict(own, {}, name)

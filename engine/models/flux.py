@@ -133,15 +133,19 @@ def to_diffusers(state: Mapping[str, Any], config: Mapping[str, Any]) -> dict[st
     return out
 
 
+def converter(config: Mapping[str, Any]) -> Any:
+    return lambda state: to_diffusers(state, config)
+
+
 def load_transformer(state: Mapping[str, Any], prefix: str, dtype: Any) -> Any:
     """A `FluxTransformer2DModel` filled from the Flux weights under `prefix` (other keys ignored)."""
     from diffusers import FluxTransformer2DModel
 
-    from engine.models.checkpoint import _filled as filled
+    from engine.models.flow_fill import fill as filled
+    from engine.models.lazy_view import Prefixed, shapes_of
 
-    shapes = {k: tuple(v.shape) for k, v in state.items() if k.startswith(prefix)}
-    config = transformer_config(shapes, prefix)
-    own = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+    config = transformer_config(shapes_of(state, prefix), prefix)
+    own = Prefixed(state, prefix)
     return filled(
         lambda: FluxTransformer2DModel(**config),
         lambda _: to_diffusers(own, config),

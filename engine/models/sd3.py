@@ -68,22 +68,23 @@ def load_transformer(state: Mapping[str, Any], prefix: str, dtype: Any) -> Any:
     from diffusers import SD3Transformer2DModel
     from diffusers.loaders.single_file_utils import convert_sd3_transformer_checkpoint_to_diffusers
 
-    from engine.models.checkpoint import _filled as filled
+    from engine.models.flow_fill import fill as filled
+    from engine.models.lazy_view import Prefixed, shapes_of
+    from engine.models.zimage import OTHER_MODELS
 
-    shapes = {k: tuple(v.shape) for k, v in state.items() if k.startswith(prefix)}
-    config = transformer_config(shapes, prefix)
-    own = {
-        k.removeprefix(prefix): v
-        for k, v in state.items()
-        if k.startswith(prefix) and _is_mmdit_key(k, prefix)
-    }
+    config = transformer_config(shapes_of(state, prefix), prefix)
+    own = Prefixed(state, prefix, OTHER_MODELS)
     return filled(
         lambda: SD3Transformer2DModel(**config),
-        lambda _: convert_sd3_transformer_checkpoint_to_diffusers(own),
+        # diffusers' converter pops what it takes: give it a dict (each tensor read once, here)
+        lambda _: convert_sd3_transformer_checkpoint_to_diffusers(dict(own)),
         "SD3 diffusion model",
         dtype,
     )
 
 
-def _is_mmdit_key(key: str, prefix: str) -> bool:
-    return not prefix or not key.removeprefix(prefix).startswith(("first_stage_model.", "text_encoders."))
+def converter(config: Mapping[str, Any]) -> Any:
+    """Reference-layout (prefix-free) MMDiT weights → diffusers names (for LoRA key maps)."""
+    from diffusers.loaders.single_file_utils import convert_sd3_transformer_checkpoint_to_diffusers
+
+    return lambda state: convert_sd3_transformer_checkpoint_to_diffusers(dict(state))

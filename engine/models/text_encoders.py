@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 from engine.models.errors import UnsupportedModelError
 
-Kind = Literal["clip", "t5"]
-Role = Literal["clip_l", "clip_g", "t5xxl"]
+Kind = Literal["clip", "t5", "qwen3", "qwen25"]
+Role = Literal["clip_l", "clip_g", "t5xxl", "qwen3_4b", "qwen25_7b"]
 Shapes = Mapping[str, tuple[int, ...]]
 
 T5_MARKER = "encoder.block.0.layer.0.SelfAttention.q.weight"
@@ -24,6 +24,8 @@ CLIP_MARKER = "embeddings.token_embedding.weight"
 # ComfyUI tells CLIP-G from CLIP-L by depth (32 layers against 12); widths say the same (1280 vs 768).
 CLIP_G_MIN_WIDTH = 1280
 CLIP_PAD = {"clip_l": 49407, "clip_g": 0}
+# ComfyUI's names for the Qwen text encoders (qwen_3_4b.safetensors, qwen_2.5_vl_7b.safetensors).
+LLM_ROLES: dict[str, Role] = {"qwen3": "qwen3_4b", "qwen25": "qwen25_7b"}
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,11 @@ class TextEncoder:
 
 
 def kind_of(shapes: Shapes, prefix: str = "") -> Kind | None:
+    from engine.models import llm_encoders
+
+    llm = llm_encoders.kind_of(shapes, prefix)
+    if llm is not None:
+        return llm  # type: ignore[return-value]
     if prefix + T5_MARKER in shapes:
         return "t5"
     if prefix + CLIP_MARKER in shapes or prefix + "text_model." + CLIP_MARKER in shapes:
@@ -118,14 +125,19 @@ def load(state: Mapping[str, Any], prefix: str, role: Role, dtype: Any) -> TextE
     """Build and fill the text encoder stored under `prefix` in `state` for `role`."""
     from engine.models.checkpoint import _filled
 
-    shapes = {k: tuple(v.shape) for k, v in state.items() if k.startswith(prefix)}
+    if role in ("qwen3_4b", "qwen25_7b"):
+        from engine.models import llm_encoders
+
+        _, encoder, width = llm_encoders.load(state, prefix, dtype, role)
+        return TextEncoder(role, encoder, 151643, width)
+    from engine.models.lazy_view import Prefixed, shapes_of
+
+    shapes = shapes_of(state, prefix)
     if role == "t5xxl":
         from transformers import T5Config, T5EncoderModel
 
         config = t5_config(shapes, prefix)
-        own = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
-        if "shared.weight" not in own and "encoder.embed_tokens.weight" in own:
-            own["shared.weight"] = own["encoder.embed_tokens.weight"]
+        own = Prefixed(state, prefix)
         model = _filled(
             lambda: T5EncoderModel(T5Config(**config)), lambda m: _t5_state(own, m), "T5-XXL", dtype
         )
@@ -144,11 +156,14 @@ def load(state: Mapping[str, Any], prefix: str, role: Role, dtype: Any) -> TextE
     return TextEncoder(role, model, CLIP_PAD[role], config["hidden_size"])
 
 
-def _t5_state(own: dict[str, Any], model: Any) -> dict[str, Any]:
+def _t5_state(own: Mapping[str, Any], model: Any) -> dict[str, Any]:
+    """The T5 weights the model has; the token embedding (tied: `shared` and `encoder.embed_tokens`) is
+    read once, from whichever the file holds."""
     wanted = set(model.state_dict())
-    out = {k: v for k, v in own.items() if k in wanted}
-    if "encoder.embed_tokens.weight" in wanted and "encoder.embed_tokens.weight" not in out:
-        out["encoder.embed_tokens.weight"] = own["shared.weight"]
+    tied = ("shared.weight", "encoder.embed_tokens.weight")
+    out = {k: own[k] for k in own if k in wanted and k not in tied}
+    embedding = own["shared.weight"] if "shared.weight" in own else own["encoder.embed_tokens.weight"]
+    out.update({k: embedding for k in tied if k in wanted})
     return out
 
 
@@ -159,13 +174,16 @@ def assign_roles(files: list[tuple[str, Shapes]]) -> list[Role]:
     for (name, shapes), kind in zip(files, kinds, strict=True):
         if kind is None:
             raise UnsupportedModelError(
-                f"{name}: not a CLIP or T5 text encoder (found keys like {describe(shapes)})"
+                f"{name}: not a CLIP, T5 or Qwen text encoder (found keys like {describe(shapes)})"
             )
     clip_widths = sorted(clip_width(s) for (_, s), k in zip(files, kinds, strict=True) if k == "clip")
     roles: list[Role] = []
     for (_, shapes), kind in zip(files, kinds, strict=True):
         if kind == "t5":
             roles.append("t5xxl")
+            continue
+        if kind in LLM_ROLES:
+            roles.append(LLM_ROLES[kind])
             continue
         width = clip_width(shapes)
         is_g = (

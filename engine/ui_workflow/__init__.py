@@ -18,6 +18,7 @@ from engine.ui_workflow.model import (
     parse_workflow,
 )
 from engine.ui_workflow.resolve import Resolver, primitive_values
+from engine.ui_workflow.subgraphs import flatten
 from engine.ui_workflow.widgets import widget_inputs
 
 __all__ = ["WorkflowConversionError", "is_ui_workflow", "ui_to_api"]
@@ -35,7 +36,7 @@ def ui_to_api(workflow: dict[str, Any], registry: NodeRegistry) -> dict[str, Any
 
     Raises WorkflowConversionError, naming the node, for anything it cannot convert.
     """
-    graph = parse_workflow(workflow, registry)
+    graph = parse_workflow(flatten(workflow), registry)
     resolver = Resolver(graph)
     overrides = primitive_values(graph)
     prompt: dict[str, Any] = {}

@@ -160,7 +160,9 @@ def test_load_clip_from_text_encoder_files(comfy: Any, sd_folders: Folders, tmp_
     assert clip.family == "sdxl"
     tokens = clip.tokenize("a dog")
     assert torch.equal(clip.encode_from_tokens(tokens), reference.encode_from_tokens(tokens))
-    with pytest.raises(NotImplementedError, match="FLUX"):
+    from engine.models.errors import UnsupportedModelError
+
+    with pytest.raises(UnsupportedModelError, match="clip_l, t5xxl"):  # Flux takes CLIP-L and T5-XXL
         sd.load_clip(paths, clip_type=sd.CLIPType.FLUX)
 
 

@@ -123,14 +123,19 @@ def load_clip(
     clip_type: CLIPType = CLIPType.STABLE_DIFFUSION,
     model_options: dict | None = None,
 ) -> CLIP:
-    """A CLIP from text-encoder files: CLIP-L (SD1.x), OpenCLIP-H (SD2.x), CLIP-G, or CLIP-L + G (SDXL)."""
+    """A CLIP from text-encoder files: CLIP-L (SD1.x), OpenCLIP-H (SD2.x), CLIP-G, or CLIP-L + G (SDXL);
+    for the flow types (sd3, flux, chroma, pixart, lumina2 — Z-Image's Qwen3 —, qwen_image) CLIP-L, CLIP-G,
+    T5-XXL and Qwen files as ComfyUI's CLIPLoader takes them."""
     from engine.diffusion.clip_loader import load_clip_files
+    from engine.models.flow_families import load_clip as load_flow_clip
+    from engine.models.text_encoders import kind_of
 
-    if clip_type not in (CLIPType.STABLE_DIFFUSION, CLIPType.STABLE_CASCADE):
-        raise NotImplementedError(
-            f"load_clip: Loom has no {clip_type.name} text encoders (SD1/SD2/SDXL only)"
-        )
-    return load_clip_files(list(ckpt_paths), _embeddings(embedding_directory))
+    paths = [Path(p) for p in ckpt_paths]
+    if clip_type in (CLIPType.STABLE_DIFFUSION, CLIPType.STABLE_CASCADE) and all(
+        kind_of(_shapes(p)) in ("clip", None) for p in paths
+    ):
+        return load_clip_files(list(ckpt_paths), _embeddings(embedding_directory))
+    return load_flow_clip(paths, clip_type.name.lower(), _device(model_options))
 
 
 def load_text_encoder_state_dicts(
@@ -139,10 +144,32 @@ def load_text_encoder_state_dicts(
     clip_type: CLIPType = CLIPType.STABLE_DIFFUSION,
     model_options: dict | None = None,
 ) -> CLIP:
-    from engine.diffusion.clip_loader import clip_from_state_dicts
+    from engine.models.flow_families import load_clip_states
 
     names = [f"text encoder {i + 1}" for i in range(len(state_dicts))]
-    return clip_from_state_dicts(list(state_dicts), names, _embeddings(embedding_directory))
+    clip = load_clip_states(
+        list(zip(names, state_dicts, strict=True)), clip_type.name.lower(), _device(model_options)
+    )
+    if embedding_directory is not None:
+        clip.embedding_directory = _embeddings(embedding_directory)
+    return clip
+
+
+def _shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """The tensor shapes of a .safetensors file; empty for other formats (pickles: SD files only)."""
+    from engine.models.errors import ModelLoadError
+    from engine.models.files import read_header
+
+    try:
+        return dict(read_header(path).shapes)
+    except (ModelLoadError, OSError, ValueError):
+        return {}
+
+
+def _device(model_options: dict | None) -> str | None:
+    """ComfyUI's `model_options["load_device"]` as CLIPLoader's device input ("cpu" or default)."""
+    device = (model_options or {}).get("load_device")
+    return "cpu" if device is not None and str(device) == "cpu" else None
 
 
 def load_lora_for_models(
@@ -156,10 +183,19 @@ def load_lora_for_models(
 
 
 def load_diffusion_model(unet_path: str, model_options: dict | None = None) -> Any:
-    """MODEL of a file Loom's checkpoint loader reads (a checkpoint, or a UNet saved with its
-    `model.diffusion_model.` prefix); other UNet-only layouts raise UnsupportedModelError."""
+    """MODEL of a diffusion-model file: the flow families' split files (SD3, Flux, Chroma, Z-Image,
+    Qwen-Image; `model_options["dtype"]` an fp8 dtype stores them in fp8, as UNETLoader's weight_dtype),
+    or a file Loom's checkpoint loader reads (a UNet saved with its `model.diffusion_model.` prefix)."""
     from engine.diffusion import handles
+    from engine.models import flow_families
 
+    if flow_families.detect(_shapes(Path(unet_path))) is not None:
+        dtype = (
+            str((model_options or {}).get("dtype", "default")).removeprefix("torch.").replace("float8", "fp8")
+        )
+        return flow_families.load_diffusion_model(
+            Path(unet_path), dtype if dtype.startswith("fp8") else "default"
+        )
     return handles.load(Path(unet_path)).model
 
 

@@ -1,0 +1,83 @@
+"""ComfyUI's DiT block replacements (`transformer_options["patches_replace"]["dit"]`) on diffusers'
+transformers: SkipLayerGuidance and packs replace ("double_block", i) and ("single_block", i).
+
+While the model runs, each patched block's forward is wrapped: the replacement gets ComfyUI's
+`args` — `img` (the image stream), `txt` (the text stream, for two-stream blocks), `vec` (the
+conditioning vector), `pe` (rotary embeddings), `transformer_options` — and `{"original_block": fn}`,
+where `fn(args)` runs the block on `args` and returns `{"img", "txt"}`; what it returns is the block's
+output. Families and their block lists: SD3 `transformer_blocks` (double); Flux and Chroma
+`transformer_blocks` (double) and `single_transformer_blocks` (single); Qwen-Image `transformer_blocks`;
+Z-Image `layers` (its single-stream blocks, addressed as "double_block" as in ComfyUI's NextDiT).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+BLOCK_LISTS = {
+    "sd3": {"double_block": "transformer_blocks"},
+    "flux": {"double_block": "transformer_blocks", "single_block": "single_transformer_blocks"},
+    "chroma": {"double_block": "transformer_blocks", "single_block": "single_transformer_blocks"},
+    "qwen_image": {"double_block": "transformer_blocks"},
+    # Z-Image's main single-stream layers (image and caption tokens together), as ComfyUI's NextDiT.
+    "zimage": {"double_block": "layers"},
+}
+_ARGS = {
+    "hidden_states": "img",
+    "x": "img",
+    "encoder_hidden_states": "txt",
+    "temb": "vec",
+    "adaln_input": "vec",
+    "image_rotary_emb": "pe",
+    "freqs_cis": "pe",
+}
+
+
+@contextmanager
+def dit_patches(transformer: Any, family: str, transformer_options: dict[str, Any]) -> Iterator[None]:
+    """Wrap the blocks that have a "dit" replacement for the duration of one model call."""
+    replacements = transformer_options.get("patches_replace", {}).get("dit", {})
+    lists = BLOCK_LISTS.get(family, {})
+    wrapped: list[Any] = []
+    try:
+        for (kind, index), patch in replacements.items():
+            blocks = getattr(transformer, lists[kind], None) if kind in lists else None
+            if blocks is None or not 0 <= index < len(blocks):
+                continue
+            block = blocks[index]
+            block.forward = _replaced(block.forward, patch, transformer_options)
+            wrapped.append(block)
+        yield
+    finally:
+        for block in wrapped:
+            del block.forward  # back to the class's forward
+
+
+def _replaced(original: Callable[..., Any], patch: Callable[..., Any], options: dict[str, Any]) -> Any:
+    signature = inspect.signature(original)
+
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        two_streams = "encoder_hidden_states" in bound.arguments
+        shape: list[bool] = []
+
+        def run(block_args: dict[str, Any]) -> dict[str, Any]:
+            for name, key in _ARGS.items():
+                if name in bound.arguments and key in block_args:
+                    bound.arguments[name] = block_args[key]
+            out = original(*bound.args, **bound.kwargs)
+            shape.append(isinstance(out, tuple))
+            return {"txt": out[0], "img": out[1]} if isinstance(out, tuple) else {"img": out}
+
+        given = {key: bound.arguments[name] for name, key in _ARGS.items() if name in bound.arguments}
+        result = patch({**given, "transformer_options": options}, {"original_block": run})
+        img = result["img"]
+        if two_streams:
+            return result.get("txt", given.get("txt")), img
+        return img
+
+    return forward

@@ -1,0 +1,68 @@
+"""Qwen text encoders' tokenizers in ComfyUI's token format (Z-Image's `qwen3_4b`, Qwen-Image's `qwen25_7b`).
+
+The prompt is put into the family's chat template and tokenized whole: no weights (ComfyUI passes
+`disable_weights`), no start or end token, no padding and no length limit, so one window. For Qwen-Image a
+prompt that already starts with `<|im_start|>` (or `<|start_header_id|>`) is taken as a complete template;
+Z-Image always wraps, as ComfyUI's ZImageTokenizer does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.diffusion.tokens import SDTokenizer
+from engine.models.tokenizer import qwen
+
+# ComfyUI's templates: Z-Image's is Qwen3's chat turn; Qwen-Image's adds its describing system prompt.
+TEMPLATES = {
+    "qwen3_4b": "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n",
+    "qwen25_7b": (
+        "<|im_start|>system\nDescribe the image by detailing the color, shape, size, texture, quantity, "
+        "text, spatial relationships of the objects and background:<|im_end|>\n"
+        "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n"
+    ),
+}
+LLM_MAX_LENGTH = 99999999
+
+
+class QwenTokenizer(SDTokenizer):
+    """`SDTokenizer` over Qwen's vocabulary, with the chat template of `key` (qwen3_4b or qwen25_7b)."""
+
+    def __init__(self, key: str, embedding_directory: Any = None, embedding_size: int = 2560) -> None:
+        super().__init__(
+            max_length=LLM_MAX_LENGTH,
+            pad_with_end=False,
+            embedding_directory=embedding_directory,
+            embedding_size=embedding_size,
+            embedding_key=key,
+            pad_to_max_length=False,
+            min_length=1,
+            pad_token=qwen.PAD_ID,
+        )
+        self.start_token = None
+        self.end_token = None
+        self.tokens_start = 0
+        self.template = TEMPLATES[key]
+
+    @property
+    def tokenizer(self) -> Any:
+        return qwen.tokenizer()
+
+    def _ids(self, text: str) -> list[int]:
+        return qwen.encode(text)
+
+    def tokenize_with_weights(
+        self,
+        text: str,
+        return_word_ids: bool = False,
+        tokenizer_options: dict | None = None,
+        llama_template: str | None = None,
+        **kwargs: Any,
+    ) -> list[list[tuple[Any, ...]]]:
+        templated = self.embedding_key == "qwen25_7b" and text.startswith(
+            ("<|im_start|>", "<|start_header_id|>")
+        )
+        if not templated:
+            text = (llama_template or self.template).format(text)
+        kwargs["disable_weights"] = True
+        return super().tokenize_with_weights(text, return_word_ids, tokenizer_options, **kwargs)

@@ -1,0 +1,127 @@
+"""Chroma (Flux.1-derived, T5 only, no guidance): detection from the key layout ComfyUI uses, config from
+shapes, loading into diffusers' `ChromaTransformer2DModel`.
+
+Chroma keeps Flux's `img_in`, `txt_in`, `double_blocks` and `single_blocks` but prunes every per-block
+modulation (`img_mod`, `txt_mod`, `modulation`, `final_layer.adaLN_modulation`), `time_in`,
+`vector_in` and `guidance_in`: one `distilled_guidance_layer` (an MLP "approximator": `in_proj`,
+`layers.N.{in_layer,out_layer}`, `norms.N.scale`, `out_proj`) makes all the modulation vectors from the
+timestep. diffusers' own converter fixes the width at 3072, so the map is written here, reading every
+width from the shapes (heads are 128 wide).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from engine.models import flux
+
+Shapes = Mapping[str, tuple[int, ...]]
+
+MARKERS = ("distilled_guidance_layer.in_proj.weight", "double_blocks.0.img_attn.qkv.weight", "img_in.weight")
+
+
+def prefix_of(shapes: Shapes) -> str | None:
+    for prefix in flux.PREFIXES:
+        if all(prefix + m in shapes for m in MARKERS):
+            return prefix
+    return None
+
+
+def _count(shapes: Shapes, prefix: str, group: str) -> int:
+    pattern = re.compile(re.escape(prefix + group) + r"\.(\d+)\.")
+    return len({int(m.group(1)) for k in shapes if (m := pattern.match(k))})
+
+
+def transformer_config(shapes: Shapes, prefix: str) -> dict[str, Any]:
+    p = prefix
+    hidden, in_channels = shapes[p + "img_in.weight"]
+    approximator_hidden, approximator_in = shapes[p + "distilled_guidance_layer.in_proj.weight"]
+    return {
+        "patch_size": 1,
+        "in_channels": in_channels,
+        "out_channels": shapes[p + "final_layer.linear.weight"][0],
+        "num_layers": _count(shapes, p, "double_blocks"),
+        "num_single_layers": _count(shapes, p, "single_blocks"),
+        "attention_head_dim": flux.HEAD_DIM,
+        "num_attention_heads": hidden // flux.HEAD_DIM,
+        "joint_attention_dim": shapes[p + "txt_in.weight"][1],
+        "axes_dims_rope": (16, 56, 56),
+        "approximator_num_channels": approximator_in,
+        "approximator_hidden_dim": approximator_hidden,
+        "approximator_layers": _count(shapes, p, "distilled_guidance_layer.layers"),
+    }
+
+
+_DOUBLE = {k: v for k, v in flux._DOUBLE.items() if "_mod." not in k}
+
+
+def to_diffusers(state: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
+    """Reference-layout Chroma weights (no prefix) under diffusers' names."""
+    hidden = config["num_attention_heads"] * config["attention_head_dim"]
+    out: dict[str, Any] = {}
+    g = "distilled_guidance_layer."
+    for p in ("weight", "bias"):
+        out[f"x_embedder.{p}"] = state[f"img_in.{p}"]
+        out[f"context_embedder.{p}"] = state[f"txt_in.{p}"]
+        out[f"proj_out.{p}"] = state[f"final_layer.linear.{p}"]
+        out[f"{g}in_proj.{p}"] = state[f"{g}in_proj.{p}"]
+        out[f"{g}out_proj.{p}"] = state[f"{g}out_proj.{p}"]
+        for i in range(config["approximator_layers"]):
+            out[f"{g}layers.{i}.linear_1.{p}"] = state[f"{g}layers.{i}.in_layer.{p}"]
+            out[f"{g}layers.{i}.linear_2.{p}"] = state[f"{g}layers.{i}.out_layer.{p}"]
+    for i in range(config["approximator_layers"]):
+        out[f"{g}norms.{i}.weight"] = state[f"{g}norms.{i}.scale"]
+    for i in range(config["num_layers"]):
+        src, dst = f"double_blocks.{i}.", f"transformer_blocks.{i}."
+        for p in ("weight", "bias"):
+            for ours, theirs in _DOUBLE.items():
+                out[f"{dst}{theirs}.{p}"] = state[f"{src}{ours}.{p}"]
+            for stream, names in (
+                ("img_attn", ("to_q", "to_k", "to_v")),
+                ("txt_attn", ("add_q_proj", "add_k_proj", "add_v_proj")),
+            ):
+                for name, part in zip(names, state[f"{src}{stream}.qkv.{p}"].chunk(3, dim=0), strict=True):
+                    out[f"{dst}attn.{name}.{p}"] = part
+        for ours, theirs in flux._DOUBLE_NORMS.items():
+            out[dst + theirs] = state[src + ours]
+    for i in range(config["num_single_layers"]):
+        src, dst = f"single_blocks.{i}.", f"single_transformer_blocks.{i}."
+        for p in ("weight", "bias"):
+            q, k, v, mlp = state[f"{src}linear1.{p}"].split(
+                [hidden, hidden, hidden, hidden * flux.MLP_RATIO], dim=0
+            )
+            out.update(
+                {
+                    f"{dst}attn.to_q.{p}": q,
+                    f"{dst}attn.to_k.{p}": k,
+                    f"{dst}attn.to_v.{p}": v,
+                    f"{dst}proj_mlp.{p}": mlp,
+                }
+            )
+            out[f"{dst}proj_out.{p}"] = state[f"{src}linear2.{p}"]
+        out[f"{dst}attn.norm_q.weight"] = state[f"{src}norm.query_norm.scale"]
+        out[f"{dst}attn.norm_k.weight"] = state[f"{src}norm.key_norm.scale"]
+    return out
+
+
+def converter(config: Mapping[str, Any]) -> Any:
+    return lambda state: to_diffusers(state, config)
+
+
+def load_transformer(state: Mapping[str, Any], prefix: str, dtype: Any) -> Any:
+    """A `ChromaTransformer2DModel` filled from the Chroma weights under `prefix` (other keys ignored)."""
+    from diffusers import ChromaTransformer2DModel
+
+    from engine.models.flow_fill import fill as filled
+    from engine.models.lazy_view import Prefixed, shapes_of
+
+    config = transformer_config(shapes_of(state, prefix), prefix)
+    own = Prefixed(state, prefix)
+    return filled(
+        lambda: ChromaTransformer2DModel(**config),
+        lambda _: to_diffusers(own, config),
+        "Chroma diffusion model",
+        dtype,
+    )

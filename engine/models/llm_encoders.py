@@ -1,0 +1,101 @@
+"""Qwen language models as text encoders: Qwen3 (Z-Image's `qwen_3_4b`) and Qwen2.5-VL's language model
+(Qwen-Image's `qwen_2.5_vl_7b`), from the files ComfyUI users have (models/text_encoders).
+
+Their keys are transformers' causal-LM names: `model.embed_tokens`, `model.layers.N.{input_layernorm,
+self_attn.{q,k,v,o}_proj, mlp.{gate,up,down}_proj, post_attention_layernorm}`, `model.norm`, and
+sometimes `lm_head` (unused here). Qwen3 has per-head RMS norms (`self_attn.q_norm`, `k_norm`); Qwen2.5 has
+biases on q/k/v instead. A Qwen2.5-VL file may also hold the vision tower (`visual.…`): Loom loads the
+language model only, which is all a text prompt uses (with text alone Qwen2.5-VL's multimodal rotary
+embedding gives every section the same position, i.e. ordinary 1-D RoPE, so transformers' `Qwen2Model`
+computes the same thing).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from engine.models.errors import UnsupportedModelError
+
+if TYPE_CHECKING:
+    from engine.diffusion.llm_encoder import LLMEncoder
+
+Shapes = Mapping[str, tuple[int, ...]]
+MARKER = "model.layers.0.self_attn.q_proj.weight"
+EMBED = "model.embed_tokens.weight"
+# Qwen2.5 (3B, 7B) uses 128 channels per head; its shapes do not say so (Qwen3's q_norm does).
+QWEN25_HEAD_DIM = 128
+ROPE_THETA = 1_000_000.0
+
+
+def kind_of(shapes: Shapes, prefix: str = "") -> str | None:
+    """ "qwen3" or "qwen25" for a Qwen language model under `prefix`, else None."""
+    if prefix + MARKER not in shapes or prefix + EMBED not in shapes:
+        return None
+    if prefix + "model.layers.0.self_attn.q_norm.weight" in shapes:
+        return "qwen3"
+    if prefix + "model.layers.0.self_attn.q_proj.bias" in shapes:
+        return "qwen25"
+    return None
+
+
+def has_vision(shapes: Shapes, prefix: str = "") -> bool:
+    return any(k.startswith(prefix + "visual.") for k in shapes)
+
+
+def config(shapes: Shapes, prefix: str, kind: str) -> dict[str, Any]:
+    p = prefix + "model.layers.0."
+    vocab, hidden = shapes[prefix + EMBED]
+    layers = {
+        int(m.group(1)) for k in shapes if (m := re.match(re.escape(prefix) + r"model\.layers\.(\d+)\.", k))
+    }
+    head_dim = shapes[p + "self_attn.q_norm.weight"][0] if kind == "qwen3" else QWEN25_HEAD_DIM
+    return {
+        "vocab_size": vocab,
+        "hidden_size": hidden,
+        "intermediate_size": shapes[p + "mlp.gate_proj.weight"][0],
+        "num_hidden_layers": len(layers),
+        "num_attention_heads": shapes[p + "self_attn.q_proj.weight"][0] // head_dim,
+        "num_key_value_heads": shapes[p + "self_attn.k_proj.weight"][0] // head_dim,
+        "head_dim": head_dim,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": ROPE_THETA,
+        "max_position_embeddings": 40960 if kind == "qwen3" else 128000,
+        "tie_word_embeddings": False,
+        "use_cache": False,
+        "pad_token_id": 151643,
+    }
+
+
+def build(kind: str, cfg: Mapping[str, Any]) -> LLMEncoder:
+    from engine.diffusion.llm_encoder import LLMEncoder
+
+    if kind == "qwen3":
+        from transformers import Qwen3Config, Qwen3Model
+
+        return LLMEncoder(Qwen3Model(Qwen3Config(**cfg)))
+    from transformers import Qwen2Config, Qwen2Model
+
+    return LLMEncoder(Qwen2Model(Qwen2Config(**cfg)))
+
+
+def load(state: Mapping[str, Any], prefix: str, dtype: Any, name: str) -> tuple[str, LLMEncoder, int]:
+    """(kind, encoder, width) of the Qwen language model under `prefix` in `state`."""
+    from engine.models.checkpoint import _filled
+    from engine.models.lazy_view import shapes_of
+
+    shapes = shapes_of(state, prefix)
+    kind = kind_of(shapes, prefix)
+    if kind is None:
+        raise UnsupportedModelError(f"{name}: not a Qwen3 or Qwen2.5 language model")
+    cfg = config(shapes, prefix, kind)
+
+    def weights(model: Any) -> dict[str, Any]:
+        wanted = set(model.state_dict())
+        # Read only what the model has: not lm_head, not a Qwen2.5-VL file's vision tower.
+        present = set(shapes)  # not `in state`: on a lazy file that reads the tensor
+        return {k: state[prefix + k] for k in wanted if prefix + k in present}
+
+    encoder = _filled(lambda: build(kind, cfg), weights, f"{name} ({kind})", dtype)
+    return kind, encoder, cfg["hidden_size"]
