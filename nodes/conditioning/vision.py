@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from engine.native import Clip, Conditioning, Image, Input, Node, Socket
+from nodes.conditioning.text import prompt_text
 from nodes.image.basic import MAX_RESOLUTION
 from nodes.loaders.vision import ClipVision, GligenModel, StyleModel
 
@@ -108,7 +109,7 @@ class GLIGENTextBoxApply(Node):
         conditioning_to: Annotated[Conditioning, Input("The conditioning to add the box to.")],
         clip: Annotated[Clip, Input("The text encoder.")],
         gligen_textbox_model: Annotated[GligenModel, Input("The GLIGEN model.")],
-        text: Annotated[str, Input("What goes in the box.", multiline=True)],
+        text: Annotated[str, prompt_text("What goes in the box.")],
         width: Annotated[int, Input("Box width in pixels.", min=8, max=MAX_RESOLUTION, step=8)] = 64,
         height: Annotated[int, Input("Box height in pixels.", min=8, max=MAX_RESOLUTION, step=8)] = 64,
         x: Annotated[int, Input("Box left edge in pixels.", min=0, max=MAX_RESOLUTION, step=8)] = 0,
