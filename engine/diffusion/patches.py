@@ -24,7 +24,11 @@ class WeightPatch:
     strength: float
 
     def delta(self, weight: Any) -> Any:
-        up = self.up.to(weight.device, weight.dtype if weight.dtype.is_floating_point else None)
+        """The change to `weight`, in fp32 when `weight` is a half type (fp16 text encoders on the CPU)."""
+        import torch
+
+        dtype = weight.dtype if weight.dtype.itemsize >= 4 else torch.float32
+        up = self.up.to(weight.device, dtype)
         down = self.down.to(up.device, up.dtype)
         product = up.flatten(1) @ down.flatten(1)
         return (product * (self.scale * self.strength)).reshape(weight.shape)
@@ -42,7 +46,11 @@ def applied(modules: tuple[Any, ...], patches: tuple[WeightPatch, ...]) -> Itera
                     continue
                 weight = modules[patch.target].get_parameter(patch.parameter)
                 saved.append((weight, weight.detach().clone()))
-                weight += patch.delta(weight).to(weight.dtype)
+                delta = patch.delta(weight)
+                if delta.dtype == weight.dtype:
+                    weight += delta
+                else:  # a half weight: add in fp32, round once (as ComfyUI patches fp16 weights)
+                    weight.copy_((weight.to(delta.dtype) + delta).to(weight.dtype))
         yield
     finally:
         with torch.no_grad():
