@@ -135,6 +135,7 @@ class DiffusionModel:
         import torch
 
         from engine.diffusion import unet_hooks
+        from engine.diffusion.devices import manager
 
         sigma = t
         sampling = self.model_sampling
@@ -147,7 +148,7 @@ class DiffusionModel:
         unet_hooks.install(unet)
         options = transformer_options if transformer_options is not None else {}
         with unet_hooks.active(options, x):
-            output = unet(
+            output = manager().runnable(unet)(
                 x_in.to(dtype),
                 timestep,
                 encoder_hidden_states=c_crossattn.to(dtype),
