@@ -66,6 +66,7 @@ print("{{}}")
 _LOOM = """
 import json, resource, sys, time
 sys.path.insert(0, {root!r})
+import engine  # before diffusers: keeps a CUDA-built torchvision importable
 import torch, diffusers, transformers, accelerate
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from diffusers.loaders import single_file_utils
