@@ -3,7 +3,9 @@
 Each run is a fresh subprocess (imports done before the clock starts, so only the load is timed); runs of
 the two engines alternate. The file is an SD1.5-layout checkpoint with random weights that ComfyUI detects
 as SD15 (full-size CLIP-L and VAE, UNet with model_channels 320 and context 768 at reduced depth), written
-once as fp16 to /tmp (never committed). Both engines load it as fp32 on the CPU. Peak RSS is the process's
+once as fp16 to /tmp (never committed): bench/make_comfy_sd15.py's file when present, else one written
+here. Both engines load the UNet and VAE as fp32 on the CPU and keep the fp16 text encoder in fp16
+(computing in fp32). Peak RSS is the process's
 high-water mark during the load minus its RSS before it, compared with the file and with the loaded weights.
 
 Run: `python bench/load_bench.py [--runs 5] [--comfy /tmp/comfy]`. Targets (issue 16): time ratio ≤ 1.0,
@@ -26,6 +28,8 @@ sys.path.insert(0, str(ROOT))
 import engine  # noqa: E402, F401
 
 CHECKPOINT = Path("/tmp/loom_bench/sd15_layout_random.safetensors")
+# bench/make_comfy_sd15.py's file, shared with bench/sampling_bench.py: used when present.
+SHARED_CHECKPOINT = Path("/tmp/benchmodels/comfy_sd15.safetensors")
 
 _MAKE = """
 import sys, torch
@@ -62,6 +66,7 @@ print("{{}}")
 _LOOM = """
 import json, resource, sys, time
 sys.path.insert(0, {root!r})
+import engine  # before diffusers: keeps a CUDA-built torchvision importable
 import torch, diffusers, transformers, accelerate
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from diffusers.loaders import single_file_utils
@@ -119,8 +124,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--comfy", type=Path, default=Path("/tmp/comfy"))
+    parser.add_argument("--ckpt", type=Path, default=None, help="an SD1.5-layout .safetensors file")
     args = parser.parse_args()
-    path = make_checkpoint()
+    path = args.ckpt or (SHARED_CHECKPOINT if SHARED_CHECKPOINT.is_file() else make_checkpoint())
     comfy_python = str(args.comfy / "venv" / "bin" / "python")
     comfy_source = args.comfy / "ComfyUI"
     loom_code = _LOOM.format(root=str(ROOT), path=str(path))
@@ -152,7 +158,7 @@ def main() -> None:
     print(
         f"\nLoom/ComfyUI cold load: min {loom[0] / comfy[0]:.2f}, median {loom[1] / comfy[1]:.2f}; "
         f"peak RSS {loom[2] / comfy[2]:.2f}; Loom peak RSS = {loom[2] / size_mb:.2f}× the file, "
-        f"{loom[2] / loom[3]:.2f}× its fp32 weights"
+        f"{loom[2] / loom[3]:.2f}× its loaded weights"
     )
 
 

@@ -3,7 +3,8 @@
 Each run changes the seed, so the loader and text encoders stay cached and only sampling and decoding run
 (both under the policy, `engine.threads`). Modes alternate within each repeat; the neighbour is a second
 process spinning one core for the whole block. Models: the shipped 64×64 model (default) or, with
-`--model sd15`, bench/load_bench.py's random-weight SD1.5-layout file (written to /tmp if missing).
+`--model sd15`, a random-weight SD1.5-layout file: /tmp/benchmodels/comfy_sd15.safetensors
+(bench/make_comfy_sd15.py) when present, else bench/load_bench.py's (written to /tmp if missing).
 
 Run: `python bench/threads_bench.py [--model shipped|sd15] [--repeats 3]`. Target (issue 16): the policy
 within 10 % of the better of 1 and 2 threads, in both conditions. The machine's load average is printed:
@@ -25,7 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.load_bench import make_checkpoint  # noqa: E402
+from bench.load_bench import SHARED_CHECKPOINT, make_checkpoint  # noqa: E402
 from engine import folders, threads  # noqa: E402
 from engine.executor import Executor  # noqa: E402
 from engine.graph import validate_prompt  # noqa: E402
@@ -70,7 +71,9 @@ def main() -> None:
     shipped = args.model == "shipped"
     size = args.size or (64 if shipped else 256)
     steps = args.steps or (20 if shipped else 2)
-    source = ROOT / "models" / "checkpoints" / "loom_default.safetensors" if shipped else make_checkpoint()
+    source = ROOT / "models" / "checkpoints" / "loom_default.safetensors"
+    if not shipped:  # bench/make_comfy_sd15.py's file when present (the sampling and load benches use it)
+        source = SHARED_CHECKPOINT if SHARED_CHECKPOINT.is_file() else make_checkpoint()
 
     with tempfile.TemporaryDirectory() as scratch:
         configured = folders.Folders.under(Path(scratch))

@@ -40,6 +40,12 @@ def add_folder_and_cache_flags(parser: argparse.ArgumentParser, suppress: bool =
         metavar="N",
         help="CPU threads for sampling and VAE work (default: chosen from the work's size and free cores)",
     )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        default=default(False),
+        help="run the UNet through torch.compile (slow first step; for long GPU sessions; off by default)",
+    )
     cache = parser.add_mutually_exclusive_group()
     cache.add_argument(
         "--cache-lru", type=int, default=default(0), metavar="N", help="keep the N most recent node outputs"
@@ -50,6 +56,12 @@ def add_folder_and_cache_flags(parser: argparse.ArgumentParser, suppress: bool =
         default=default(False),
         help="keep no node outputs between prompts",
     )
+
+
+def _configure_compile(args: argparse.Namespace) -> None:
+    from engine.diffusion import devices
+
+    devices.manager().compile_unet = bool(getattr(args, "compile", False))
 
 
 def _positive_int(text: str) -> int:
@@ -228,6 +240,7 @@ def run_workflow(args: argparse.Namespace) -> int:
         return 2
     output_folders = configure_folders(args)
     threads.configure(args.threads)
+    _configure_compile(args)
     registry = builtin_registry()
     load_custom_nodes(registry, disable_all=args.disable_all_custom_nodes)
     checked = validate_prompt(registry, prompt)
@@ -273,6 +286,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
     cache = make_cache(args)
     devices.configure(force_cpu=args.cpu)
     threads.configure(args.threads)
+    _configure_compile(args)
     configured = configure_folders(args)
     extra_paths = [path for group in args.extra_model_paths_config for path in group]
     for path in extra_paths:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from engine.cache import OutputCache
 from engine.context import EventListener, Interrupted
 from engine.execution.failures import NodeFailure, now_ms
 from engine.execution.run import PromptRun
+from engine.memory import release_freed
 from engine.registry import NodeRegistry
 from engine.spec import NodeSpec
 
@@ -75,6 +77,7 @@ class Executor:
     ) -> ExecutionResult:
         """Run a prompt that `validate_prompt` accepted (pass its coerced prompt and good outputs)."""
         emit = listener or _no_listener
+        started = time.monotonic()
         self._interrupt.clear()
         emit("execution_start", {"prompt_id": prompt_id, "timestamp": now_ms()})
         result = ExecutionResult("success")
@@ -89,6 +92,7 @@ class Executor:
             emit("execution_success", {"prompt_id": prompt_id, "timestamp": now_ms()})
         finally:
             self.cache.finish_prompt(run.used_keys())
+            release_freed(started)  # what the prompt's activations left in the heap goes back to the OS
         emit("executing", {"node": None, "display_node": None, "prompt_id": prompt_id})
         return result
 

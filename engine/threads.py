@@ -12,9 +12,10 @@ work as many threads as there are cores nobody else is using (sampled just befor
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 # Work is measured as parameters × spatial positions processed (batch × height × width of the input).
@@ -58,22 +59,31 @@ class ThreadPolicy:
     """The process's policy: an optional fixed count, else `choose_threads` from how busy the cores are."""
 
     override: int | None = None
-    # How long to watch the cores before large work. The load average lags by a minute (it said 4 on
-    # 2 cores while 2 threads ran faster than 1), so the cores' idle time is sampled just before the work,
-    # while this process's threads are not yet running.
+    # How long to watch the cores when there is no recent reading. The load average lags by a minute
+    # (it said 4 on 2 cores while 2 threads ran faster than 1), so the cores' busy time is read instead.
     sample_seconds: float = 0.05
+    # A reading taken at most this long ago is the start of the window: other processes' CPU time since
+    # then (the system's busy time minus this process's own) says how busy they are, without waiting.
+    recent_seconds: float = 5.0
+    _last: tuple[float, float, float] | None = field(default=None, repr=False)
 
     def busy_elsewhere(self) -> float:
-        """Cores in use by other processes, from system-wide CPU use over `sample_seconds`."""
-        try:
-            import psutil
-
-            return float(psutil.cpu_percent(interval=self.sample_seconds)) / 100.0 * (os.cpu_count() or 1)
-        except (ImportError, OSError):
+        """Cores in use by other processes: their share of the system's busy time since a recent reading
+        (the previous decision's), or over `sample_seconds` spent waiting when there is none."""
+        first = self._last
+        now = _cpu_reading()
+        if now is None:
             try:
                 return os.getloadavg()[0]
             except OSError:  # neither is available: assume the machine is ours
                 return 0.0
+        if first is None or not 0.02 <= now[0] - first[0] <= self.recent_seconds:
+            first = now
+            time.sleep(self.sample_seconds)  # this process idles, so all busy time is someone else's
+            now = _cpu_reading() or now
+        self._last = now
+        wall, system, own = (b - a for a, b in zip(first, now, strict=True))
+        return max(0.0, system - own) / wall if wall > 0 else 0.0
 
     def threads_for(self, work: float) -> int:
         cores = os.cpu_count() or 1
@@ -81,6 +91,20 @@ class ThreadPolicy:
         if self.override is not None or idle_choice == 1:
             return idle_choice  # one thread even on idle cores: no need to watch them
         return choose_threads(work, cores, self.busy_elsewhere())
+
+
+def _cpu_reading() -> tuple[float, float, float] | None:
+    """(wall clock, the system's busy CPU seconds, this process's CPU seconds), or None without psutil."""
+    try:
+        import psutil
+
+        times = psutil.cpu_times()
+    except (ImportError, OSError):
+        return None
+    idle = times.idle + getattr(times, "iowait", 0.0)
+    busy = sum(times) - idle - getattr(times, "guest", 0.0) - getattr(times, "guest_nice", 0.0)
+    own = os.times()
+    return time.monotonic(), busy, own.user + own.system
 
 
 _policy = ThreadPolicy()

@@ -2,7 +2,9 @@
 
 One process-wide manager, like the rest of the engine's configuration. On CUDA, models are cast to
 half precision when they are loaded (bf16 for the VAE where supported, fp16 elsewhere) and the least
-recently used ones go back to the CPU when GPU memory runs short. On the CPU everything is fp32.
+recently used ones go back to the CPU when GPU memory runs short (`use` makes room for the weights it
+moves plus `ACTIVATION_RESERVE`). On the CPU the UNet and VAE are fp32 and a checkpoint's fp16 text
+encoder stays fp16, computed in fp32 (engine.models.cast). `--compile` runs UNets through torch.compile.
 """
 
 from __future__ import annotations
@@ -17,13 +19,32 @@ if TYPE_CHECKING:
 ModelRole = Literal["unet", "vae", "text"]
 # Keep this much GPU memory free for activations on top of the weights being loaded.
 ACTIVATION_RESERVE = 2 << 30
+_COMPILED = "_loom_compiled"
 
 
 class ModelManager:
-    def __init__(self, force_cpu: bool = False) -> None:
+    def __init__(self, force_cpu: bool = False, compile_unet: bool = False) -> None:
         self.force_cpu = force_cpu
+        # `--compile`: UNets run through torch.compile (opt-in: the first step compiles for minutes, and
+        # on the CPU it needs a C++ compiler).
+        self.compile_unet = compile_unet
         self._on_device: OrderedDict[int, Any] = OrderedDict()
         self._lock = threading.Lock()
+
+    def runnable(self, module: Any) -> Any:
+        """What to call to run `module`: itself, or with `--compile` its torch.compile wrapper (made once
+        per module and reused, so a prompt recompiles only when shapes change)."""
+        if not self.compile_unet:
+            return module
+        import torch
+
+        with self._lock:
+            compiled = module.__dict__.get(_COMPILED)
+            if compiled is None:
+                # Kept in the module's __dict__, not as a submodule (its state dict stays the same); the
+                # cycle module → wrapper → module goes with the module.
+                compiled = module.__dict__[_COMPILED] = torch.compile(module)
+        return compiled
 
     @property
     def device(self) -> torch.device:
@@ -53,7 +74,8 @@ class ModelManager:
         with self._lock:
             for module in modules:
                 if block_offload.placed(module) is None:
-                    if device.type == "cuda":
+                    # A model already there needs no room (counting it again evicted others for nothing).
+                    if device.type == "cuda" and id(module) not in self._on_device:
                         self._make_room(_bytes_of(module), keep=modules)
                     if device.type == "cuda" and self._too_large(module):
                         # More weights than free memory: stream the blocks that do not fit.

@@ -143,6 +143,7 @@ class DiffusionModel:
 
         from engine.diffusion import unet_hooks
         from engine.diffusion.controlnet import unet_residuals
+        from engine.diffusion.devices import manager
 
         y = kwargs.get("y")
         sigma = t
@@ -156,7 +157,7 @@ class DiffusionModel:
         unet_hooks.install(unet)
         options = transformer_options if transformer_options is not None else {}
         with unet_hooks.active(options, x):
-            output = unet(
+            output = manager().runnable(unet)(
                 x_in.to(dtype),
                 timestep,
                 encoder_hidden_states=c_crossattn.to(dtype),

@@ -77,8 +77,13 @@ def load_checkpoint(path: str | Path, dtype: torch.dtype | None = None) -> Loade
         spec = detect_model(shapes, metadata, state.__getitem__)
     except UnsupportedModelError as exc:
         raise UnsupportedModelError(f"{path}: {exc}") from exc
+    text_dtype = None
+    if isinstance(state, LazyStateDict):
+        text_dtype = kept_text_dtype(state, tuple(te.prefix for te in spec.text_encoders), dtype)
+        if text_dtype is not None:
+            state.keep = tuple(te.prefix for te in spec.text_encoders)
     try:
-        return build_from_state_dict(spec, state, metadata, dtype)
+        return build_from_state_dict(spec, state, metadata, dtype, text_dtype)
     except UnsupportedModelError as exc:
         raise UnsupportedModelError(f"{path}: {exc}") from exc
     except (RuntimeError, KeyError, ValueError) as exc:
@@ -87,16 +92,42 @@ def load_checkpoint(path: str | Path, dtype: torch.dtype | None = None) -> Loade
         ) from exc
 
 
+def kept_text_dtype(
+    state: LazyStateDict, prefixes: tuple[str, ...], dtype: torch.dtype | None
+) -> torch.dtype | None:
+    """The half dtype to keep the text encoders' weights in, or None to convert them to `dtype`.
+
+    Computing in fp32 on the CPU, ComfyUI keeps an fp16 text encoder in fp16 and casts each layer's
+    weights as it runs: half the memory, nothing to convert at load, and (the conversion being exact)
+    the same outputs. Loom does so when every floating text weight in the file has one half dtype.
+    """
+    import torch
+
+    if (dtype or torch.float32) != torch.float32 or not prefixes:
+        return None
+    found = {
+        state.source_dtype(key)
+        for key in state
+        if key.startswith(prefixes) and state.source_dtype(key).is_floating_point
+    }
+    if len(found) == 1 and (kind := found.pop()) in (torch.float16, torch.bfloat16):
+        return kind
+    return None
+
+
 def build_from_state_dict(
     spec: ModelSpec,
     state: Mapping[str, torch.Tensor],
     metadata: dict[str, str] | None = None,
     dtype: torch.dtype | None = None,
+    text_dtype: torch.dtype | None = None,
 ) -> LoadedCheckpoint:
     """Build the diffusers/transformers models described by `spec` and fill them from `state`.
 
-    Floating weights become `dtype` (float32 when None). Models are built with empty (meta) parameters and
-    the file's tensors are assigned in, skipping random initialisation (13 s for SD1.5's UNet on 2 cores).
+    Floating weights become `dtype` (float32 when None). With `text_dtype`, the text encoders' weights
+    are stored in it instead and each layer computes in `dtype` (`engine.models.cast`). Models are built
+    with empty (meta) parameters and the file's tensors are assigned in, skipping random initialisation
+    (13 s for SD1.5's UNet on 2 cores).
     `state` may be lazy (`LazyStateDict`): it is only ever read by key, each tensor once, so a checkpoint
     costs one copy of its weights; tensors already in `dtype` are assigned without copying.
     """
@@ -132,10 +163,14 @@ def build_from_state_dict(
             ),
             partial(text_state_for_model, text_from_original(state, te.prefix, te.layout)),
             te.prefix,
-            target,
+            text_dtype or target,
         )
         for te in spec.text_encoders
     ]
+    if text_dtype is not None and text_dtype != target:
+        from .cast import compute_in
+
+        encoders = [compute_in(encoder, target) for encoder in encoders]
     return LoadedCheckpoint(
         family=spec.family,
         prediction_type=spec.prediction_type,

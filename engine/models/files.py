@@ -2,11 +2,13 @@
 
 `read_header` parses a .safetensors header without torch (fast: used for detection and validation).
 `open_state_dict` gives a lazy mapping whose tensors are read from the file only when a key is looked up,
-straight into their final dtype: a checkpoint costs one copy of its weights in memory, never two.
+straight into their final dtype (converted from a memory map of the file): a checkpoint costs one copy
+of its weights in memory, never two.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import struct
 import threading
@@ -104,27 +106,56 @@ def read_header(path: str | Path) -> SafetensorsHeader:
 class LazyStateDict(Mapping[str, "torch.Tensor"]):
     """The tensors of a .safetensors file, each read from disk when its key is looked up.
 
-    A lookup reads the tensor's bytes with one `readinto` into memory torch owns (aligned, writable) and,
-    when `dtype` is given and differs, converts floating tensors once to it. No view of a memory map is
-    kept, so the process's peak memory is the weights in their final dtype plus one tensor in flight
-    (mapped file pages would count in RSS on top). Every lookup reads anew: keep what you need.
+    A tensor converted to `dtype` is converted straight from a memory map of the file (the page cache),
+    so the only new memory is the converted tensor. A tensor kept in the file's dtype (not floating, or
+    already `dtype`, or under one of the `keep` key prefixes) is read with one `readinto` into memory
+    torch owns (aligned, writable): no view of the map outlives the lookup, so the process's peak memory
+    is the weights in their final dtype plus one tensor in flight. Every lookup reads anew: keep what
+    you need.
     """
 
-    def __init__(self, path: Path, header: SafetensorsHeader, dtype: torch.dtype | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        header: SafetensorsHeader,
+        dtype: torch.dtype | None = None,
+        keep: tuple[str, ...] = (),
+    ) -> None:
         self.path = path
         self.header = header
         self.dtype = dtype
-        self._local = threading.local()  # one scratch buffer per reading thread
+        self.keep = keep
+        self._map: Any = None
+        self._pages: Any = None
+        self._map_lock = threading.Lock()
+
+    def source_dtype(self, key: str) -> torch.dtype:
+        """The dtype `key` has in the file."""
+        return _torch_dtype(self.header.locations[key][0])
 
     def __getitem__(self, key: str) -> torch.Tensor:
-        import torch
-
         kind, offset, length = self.header.locations[key]
         source = _torch_dtype(kind)
-        converting = self.dtype is not None and source.is_floating_point and source != self.dtype
-        # A tensor that will be converted is read into a reused scratch buffer: its pages are already
-        # faulted in, and the only new allocation is the converted tensor.
-        raw = self._scratch(length) if converting else torch.empty(length, dtype=torch.uint8)
+        shape = self.header.shapes[key]
+        converting = (
+            self.dtype is not None
+            and source.is_floating_point
+            and source != self.dtype
+            and not key.startswith(self.keep)
+        )
+        if converting and offset % source.itemsize == 0 and length:
+            view = self._mapped()[offset : offset + length].view(source).reshape(shape)
+            converted = view.to(self.dtype)
+            self._release(offset, length)
+            return converted
+        raw = self._read(key, offset, length)
+        tensor = raw.view(source).reshape(shape)
+        return tensor.to(self.dtype) if converting else tensor
+
+    def _read(self, key: str, offset: int, length: int) -> torch.Tensor:
+        import torch
+
+        raw = torch.empty(length, dtype=torch.uint8)
         try:
             with self.path.open("rb") as f:
                 f.seek(offset)
@@ -133,16 +164,35 @@ class LazyStateDict(Mapping[str, "torch.Tensor"]):
             raise ModelLoadError(f"{self.path}: cannot read tensor {key!r}: {exc}") from exc
         if got != length:
             raise CorruptModelError(f"{self.path}: tensor {key!r} is cut short ({got} of {length} bytes)")
-        tensor = raw.view(source).reshape(self.header.shapes[key])
-        return tensor.to(self.dtype) if converting else tensor
+        return raw
 
-    def _scratch(self, length: int) -> torch.Tensor:
+    def _mapped(self) -> torch.Tensor:
+        """The whole file as a uint8 tensor over a private (copy-on-write, never written) memory map."""
+        import mmap
+
         import torch
 
-        buffer = getattr(self._local, "buffer", None)
-        if buffer is None or buffer.numel() < length:
-            buffer = self._local.buffer = torch.empty(length, dtype=torch.uint8)
-        return buffer[:length]
+        with self._map_lock:
+            if self._map is None:
+                try:
+                    with self.path.open("rb") as f:
+                        pages = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+                except (OSError, ValueError) as exc:
+                    raise ModelLoadError(f"{self.path}: cannot map the file: {exc}") from exc
+                self._pages = pages
+                self._map = torch.frombuffer(pages, dtype=torch.uint8)
+            mapped: torch.Tensor = self._map
+            return mapped
+
+    def _release(self, offset: int, length: int) -> None:
+        """Drop the mapped pages just read from this process's memory (they stay in the page cache), so
+        a load's peak RSS does not count the file on top of the converted weights."""
+        import mmap
+
+        start = offset - offset % mmap.PAGESIZE
+        # Without madvise (not Linux) the pages go when the map does.
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            self._pages.madvise(mmap.MADV_DONTNEED, start, offset + length - start)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.header.shapes)
@@ -175,19 +225,20 @@ def _torch_dtype(kind: str) -> torch.dtype:
 
 
 def open_state_dict(
-    path: str | Path, dtype: torch.dtype | None = None
+    path: str | Path, dtype: torch.dtype | None = None, keep: tuple[str, ...] = ()
 ) -> tuple[Mapping[str, torch.Tensor], dict[str, str]]:
     """A single-file checkpoint's tensors as a mapping, with its metadata (empty for pickles).
 
     .safetensors files give a `LazyStateDict` (nothing read until looked up); pickles are loaded with
     `torch.load(mmap=True, weights_only=True)`, so their tensors stay file-backed until converted. With
-    `dtype`, floating tensors come out in it (converted once, on lookup).
+    `dtype`, floating tensors come out in it (converted once, on lookup), except a .safetensors file's
+    tensors under the `keep` key prefixes, which stay in the file's dtype.
     """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in SAFETENSORS_SUFFIXES:
         header = read_header(path)
-        return LazyStateDict(path, header, dtype), header.metadata
+        return LazyStateDict(path, header, dtype, keep), header.metadata
     if suffix in PICKLE_SUFFIXES:
         if not path.is_file():
             raise ModelLoadError(f"{path}: cannot read: no such file")

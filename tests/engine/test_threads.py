@@ -59,3 +59,29 @@ def test_limited_sets_and_restores_torch_threads() -> None:
 def test_configure_rejects_fewer_than_one() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         threads.configure(0)
+
+
+def test_busy_elsewhere_counts_other_processes_since_the_last_reading(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # (wall clock, system busy CPU seconds, this process's CPU seconds)
+    readings = iter([(10.0, 100.0, 5.0), (12.0, 104.0, 7.0)])
+    monkeypatch.setattr(threads, "_cpu_reading", lambda: next(readings))
+    slept: list[float] = []
+    monkeypatch.setattr(threads.time, "sleep", slept.append)
+    policy = threads.ThreadPolicy(sample_seconds=0.05)
+    policy._last = (9.0, 99.0, 5.0)  # a reading 1 s before: no waiting; 1 busy s in 1 s, none of it ours
+    assert policy.busy_elsewhere() == pytest.approx(1.0)
+    assert policy.busy_elsewhere() == pytest.approx((4.0 - 2.0) / 2.0)  # 4 busy s in 2 s, 2 of them ours
+    assert slept == []
+
+
+def test_busy_elsewhere_watches_the_cores_without_a_recent_reading(monkeypatch: pytest.MonkeyPatch) -> None:
+    readings = iter([(100.0, 50.0, 1.0), (100.05, 50.05, 1.0)])
+    monkeypatch.setattr(threads, "_cpu_reading", lambda: next(readings))
+    slept: list[float] = []
+    monkeypatch.setattr(threads.time, "sleep", slept.append)
+    policy = threads.ThreadPolicy(sample_seconds=0.05)
+    policy._last = (0.0, 0.0, 0.0)  # long ago: stale
+    assert policy.busy_elsewhere() == pytest.approx(1.0)
+    assert slept == [0.05]
