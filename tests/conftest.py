@@ -17,11 +17,18 @@ from tests.engine import counting_nodes
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread() -> None:
-    """Two cores are shared by parallel work; one thread per process keeps timings steady."""
+def one_torch_thread() -> Iterator[None]:
+    """Two cores are shared by parallel work; one thread per process keeps timings steady, and the
+    same thread count for every run keeps float results comparable bit for bit (the automatic policy
+    would pick by how busy the cores are at that moment). Tests of the policy configure their own."""
     import torch
 
+    from engine import threads
+
     torch.set_num_threads(1)
+    threads.configure(1)
+    yield
+    threads.configure(None)
 
 
 @pytest.fixture

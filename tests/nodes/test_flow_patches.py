@@ -49,7 +49,9 @@ def test_skip_layer_guidance_sd3_changes_only_with_existing_blocks(
     absent = _sd3(executor, folders, {**slg, "inputs": {**slg["inputs"], "layers": "7, 8, 9"}})
     again = _sd3(executor, folders, None)
     assert not np.array_equal(plain, guided) and np.isfinite(guided).all()
-    assert np.array_equal(plain, absent)  # the tiny model has blocks 0 and 1 only: nothing is skipped
+    # The tiny model has blocks 0 and 1 only: nothing is skipped. The guidance term is the cond prediction
+    # run alone minus the one batched with uncond, which float rounding can leave off by an 8-bit level.
+    assert np.abs(plain.astype(int) - absent.astype(int)).max() <= 1
     assert np.array_equal(plain, again)  # the blocks' forward is restored after each call
 
 
