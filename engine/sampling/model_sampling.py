@@ -44,7 +44,53 @@ def make_betas(beta_schedule: str, timesteps: int, linear_start: float, linear_e
     raise ValueError(f"unknown beta_schedule {beta_schedule!r}; expected one of {BETA_SCHEDULES}")
 
 
-class ModelSampling:
+class Parameterization:
+    """What the network predicts, as ComfyUI's EPS / V_PREDICTION / EDM model types: the input scaling
+    c_in, the denoised output, and how noise is added to a latent. Subclasses hold the sigma table
+    (`sigmas`) and set `prediction_type` and `sigma_data`."""
+
+    prediction_type: str
+    sigma_data: float
+    sigmas: Tensor
+
+    @property
+    def sigma_min(self) -> Tensor:
+        return self.sigmas[0]
+
+    @property
+    def sigma_max(self) -> Tensor:
+        return self.sigmas[-1]
+
+    def calculate_input(self, sigma: Tensor, x: Tensor) -> Tensor:
+        """Network input c_in * x = x / sqrt(sigma^2 + sigma_data^2)."""
+        sigma = _per_sample(sigma, x)
+        return x / (sigma**2 + self.sigma_data**2) ** 0.5
+
+    def calculate_denoised(self, sigma: Tensor, model_output: Tensor, x: Tensor) -> Tensor:
+        """Denoised x0 from the network output: x - sigma*eps, or the v / EDM (F) preconditioning."""
+        sigma = _per_sample(sigma, x)
+        if self.prediction_type == "eps":
+            return x - model_output * sigma
+        total = sigma**2 + self.sigma_data**2
+        skip = x * self.sigma_data**2 / total
+        out = model_output * sigma * self.sigma_data / total**0.5
+        # v-prediction subtracts the scaled output, EDM's F-prediction adds it.
+        return skip - out if self.prediction_type == "v_prediction" else skip + out
+
+    def noise_scaling(
+        self, sigma: Tensor, noise: Tensor, latent: Tensor, max_denoise: bool = False
+    ) -> Tensor:
+        """Starting point ``latent + s * noise`` with s = sqrt(1 + sigma^2) at max denoise, else sigma."""
+        sigma = _per_sample(sigma, noise)
+        scale = (1.0 + sigma**2) ** 0.5 if max_denoise else sigma
+        return noise * scale + latent
+
+    def inverse_noise_scaling(self, sigma: Tensor, latent: Tensor) -> Tensor:
+        """Undo any output scaling of the sampler's result (identity for these parameterisations)."""
+        return latent
+
+
+class ModelSampling(Parameterization):
     """Sigma table and input/output scalings of a discrete-time eps or v-prediction model."""
 
     def __init__(
@@ -68,14 +114,6 @@ class ModelSampling:
         self.sigmas: Tensor = (((1 - alphas_cumprod) / alphas_cumprod) ** 0.5).float()
         self.log_sigmas: Tensor = self.sigmas.log()
 
-    @property
-    def sigma_min(self) -> Tensor:
-        return self.sigmas[0]
-
-    @property
-    def sigma_max(self) -> Tensor:
-        return self.sigmas[-1]
-
     def timestep(self, sigma: Tensor) -> Tensor:
         """Index of the table entry nearest to ``sigma`` in log space (ComfyUI quantises here)."""
         sigma = torch.as_tensor(sigma)
@@ -97,31 +135,6 @@ class ModelSampling:
         if percent >= 1.0:
             return 0.0
         return float(self.sigma(torch.tensor((1.0 - percent) * (len(self.sigmas) - 1))))
-
-    def calculate_input(self, sigma: Tensor, x: Tensor) -> Tensor:
-        """Network input c_in * x = x / sqrt(sigma^2 + sigma_data^2)."""
-        sigma = _per_sample(sigma, x)
-        return x / (sigma**2 + self.sigma_data**2) ** 0.5
-
-    def calculate_denoised(self, sigma: Tensor, model_output: Tensor, x: Tensor) -> Tensor:
-        """Denoised x0 from the network output: x - sigma*eps, or the v-prediction formula."""
-        sigma = _per_sample(sigma, x)
-        if self.prediction_type == "eps":
-            return x - model_output * sigma
-        total = sigma**2 + self.sigma_data**2
-        return x * self.sigma_data**2 / total - model_output * sigma * self.sigma_data / total**0.5
-
-    def noise_scaling(
-        self, sigma: Tensor, noise: Tensor, latent: Tensor, max_denoise: bool = False
-    ) -> Tensor:
-        """Starting point ``latent + s * noise`` with s = sqrt(1 + sigma^2) at max denoise, else sigma."""
-        sigma = _per_sample(sigma, noise)
-        scale = (1.0 + sigma**2) ** 0.5 if max_denoise else sigma
-        return noise * scale + latent
-
-    def inverse_noise_scaling(self, sigma: Tensor, latent: Tensor) -> Tensor:
-        """Undo any output scaling of the sampler's result (identity for eps and v models)."""
-        return latent
 
 
 def denoiser(unet_fn: UnetFn, model_sampling: ModelSampling) -> Model:

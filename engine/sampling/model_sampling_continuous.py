@@ -15,12 +15,12 @@ import math
 import torch
 from torch import Tensor
 
-from engine.sampling.model_sampling import _per_sample
+from engine.sampling.model_sampling import Parameterization, _per_sample
 
 CONTINUOUS_PREDICTIONS = ("eps", "v_prediction", "edm")
 
 
-class ContinuousEDMSampling:
+class ContinuousEDMSampling(Parameterization):
     """A log-spaced continuous schedule with eps, v or EDM (Karras et al.) output parameterisation."""
 
     is_flow = False
@@ -43,14 +43,6 @@ class ContinuousEDMSampling:
         self.sigmas: Tensor = torch.linspace(math.log(sigma_min), math.log(sigma_max), 1000).exp()
         self.log_sigmas: Tensor = self.sigmas.log()
 
-    @property
-    def sigma_min(self) -> Tensor:
-        return self.sigmas[0]
-
-    @property
-    def sigma_max(self) -> Tensor:
-        return self.sigmas[-1]
-
     def timestep(self, sigma: Tensor) -> Tensor:
         return 0.25 * torch.as_tensor(sigma).log()
 
@@ -65,30 +57,6 @@ class ContinuousEDMSampling:
             return 0.0
         low = math.log(float(self.sigma_min))
         return math.exp((math.log(float(self.sigma_max)) - low) * (1.0 - percent) + low)
-
-    def calculate_input(self, sigma: Tensor, x: Tensor) -> Tensor:
-        sigma = _per_sample(sigma, x)
-        return x / (sigma**2 + self.sigma_data**2) ** 0.5
-
-    def calculate_denoised(self, sigma: Tensor, model_output: Tensor, x: Tensor) -> Tensor:
-        sigma = _per_sample(sigma, x)
-        if self.prediction_type == "eps":
-            return x - model_output * sigma
-        total = sigma**2 + self.sigma_data**2
-        skip = x * self.sigma_data**2 / total
-        out = model_output * sigma * self.sigma_data / total**0.5
-        # v-prediction subtracts the scaled output, EDM's F-prediction adds it.
-        return skip - out if self.prediction_type == "v_prediction" else skip + out
-
-    def noise_scaling(
-        self, sigma: Tensor, noise: Tensor, latent: Tensor, max_denoise: bool = False
-    ) -> Tensor:
-        sigma = _per_sample(sigma, noise)
-        scale = (1.0 + sigma**2) ** 0.5 if max_denoise else sigma
-        return noise * scale + latent
-
-    def inverse_noise_scaling(self, sigma: Tensor, latent: Tensor) -> Tensor:
-        return latent
 
 
 class ContinuousVSampling(ContinuousEDMSampling):
