@@ -54,12 +54,8 @@ def transformer_config(shapes: Shapes, prefix: str) -> dict[str, Any]:
     }
 
 
-_DOUBLE = {k: v for k, v in flux._DOUBLE.items() if "_mod." not in k}
-
-
 def to_diffusers(state: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
     """Reference-layout Chroma weights (no prefix) under diffusers' names."""
-    hidden = config["num_attention_heads"] * config["attention_head_dim"]
     out: dict[str, Any] = {}
     g = "distilled_guidance_layer."
     for p in ("weight", "bias"):
@@ -73,36 +69,7 @@ def to_diffusers(state: Mapping[str, Any], config: Mapping[str, Any]) -> dict[st
             out[f"{g}layers.{i}.linear_2.{p}"] = state[f"{g}layers.{i}.out_layer.{p}"]
     for i in range(config["approximator_layers"]):
         out[f"{g}norms.{i}.weight"] = state[f"{g}norms.{i}.scale"]
-    for i in range(config["num_layers"]):
-        src, dst = f"double_blocks.{i}.", f"transformer_blocks.{i}."
-        for p in ("weight", "bias"):
-            for ours, theirs in _DOUBLE.items():
-                out[f"{dst}{theirs}.{p}"] = state[f"{src}{ours}.{p}"]
-            for stream, names in (
-                ("img_attn", ("to_q", "to_k", "to_v")),
-                ("txt_attn", ("add_q_proj", "add_k_proj", "add_v_proj")),
-            ):
-                for name, part in zip(names, state[f"{src}{stream}.qkv.{p}"].chunk(3, dim=0), strict=True):
-                    out[f"{dst}attn.{name}.{p}"] = part
-        for ours, theirs in flux._DOUBLE_NORMS.items():
-            out[dst + theirs] = state[src + ours]
-    for i in range(config["num_single_layers"]):
-        src, dst = f"single_blocks.{i}.", f"single_transformer_blocks.{i}."
-        for p in ("weight", "bias"):
-            q, k, v, mlp = state[f"{src}linear1.{p}"].split(
-                [hidden, hidden, hidden, hidden * flux.MLP_RATIO], dim=0
-            )
-            out.update(
-                {
-                    f"{dst}attn.to_q.{p}": q,
-                    f"{dst}attn.to_k.{p}": k,
-                    f"{dst}attn.to_v.{p}": v,
-                    f"{dst}proj_mlp.{p}": mlp,
-                }
-            )
-            out[f"{dst}proj_out.{p}"] = state[f"{src}linear2.{p}"]
-        out[f"{dst}attn.norm_q.weight"] = state[f"{src}norm.query_norm.scale"]
-        out[f"{dst}attn.norm_k.weight"] = state[f"{src}norm.key_norm.scale"]
+    out.update(flux.blocks_to_diffusers(state, config, modulated=False))
     return out
 
 

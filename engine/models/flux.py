@@ -88,7 +88,6 @@ _DOUBLE_NORMS = {
 
 def to_diffusers(state: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
     """Reference-layout Flux weights (no prefix) under diffusers' names."""
-    hidden = config["num_attention_heads"] * config["attention_head_dim"]
     out: dict[str, Any] = {}
     for p in ("weight", "bias"):
         out[f"x_embedder.{p}"] = state[f"img_in.{p}"]
@@ -99,10 +98,22 @@ def to_diffusers(state: Mapping[str, Any], config: Mapping[str, Any]) -> dict[st
             if f"{ours}.in_layer.{p}" in state:
                 out[f"{theirs}.linear_1.{p}"] = state[f"{ours}.in_layer.{p}"]
                 out[f"{theirs}.linear_2.{p}"] = state[f"{ours}.out_layer.{p}"]
+    out.update(blocks_to_diffusers(state, config, modulated=True))
+    return out
+
+
+def blocks_to_diffusers(
+    state: Mapping[str, Any], config: Mapping[str, Any], modulated: bool
+) -> dict[str, Any]:
+    """The double and single transformer blocks under diffusers' names; Flux's blocks carry their own
+    modulation layers (`modulated`), Chroma's take theirs from its approximator."""
+    hidden = config["num_attention_heads"] * config["attention_head_dim"]
+    double = {k: v for k, v in _DOUBLE.items() if modulated or "_mod." not in k}
+    out: dict[str, Any] = {}
     for i in range(config["num_layers"]):
         src, dst = f"double_blocks.{i}.", f"transformer_blocks.{i}."
         for p in ("weight", "bias"):
-            for ours, theirs in _DOUBLE.items():
+            for ours, theirs in double.items():
                 out[f"{dst}{theirs}.{p}"] = state[f"{src}{ours}.{p}"]
             for stream, names in (
                 ("img_attn", ("to_q", "to_k", "to_v")),
@@ -115,9 +126,8 @@ def to_diffusers(state: Mapping[str, Any], config: Mapping[str, Any]) -> dict[st
     for i in range(config["num_single_layers"]):
         src, dst = f"single_blocks.{i}.", f"single_transformer_blocks.{i}."
         for p in ("weight", "bias"):
-            q, k, v, mlp = state[f"{src}linear1.{p}"].split(
-                [hidden, hidden, hidden, hidden * MLP_RATIO], dim=0
-            )
+            sizes = [hidden, hidden, hidden, hidden * MLP_RATIO]
+            q, k, v, mlp = state[f"{src}linear1.{p}"].split(sizes, dim=0)
             out.update(
                 {
                     f"{dst}attn.to_q.{p}": q,
@@ -127,7 +137,8 @@ def to_diffusers(state: Mapping[str, Any], config: Mapping[str, Any]) -> dict[st
                 }
             )
             out[f"{dst}proj_out.{p}"] = state[f"{src}linear2.{p}"]
-            out[f"{dst}norm.linear.{p}"] = state[f"{src}modulation.lin.{p}"]
+            if modulated:
+                out[f"{dst}norm.linear.{p}"] = state[f"{src}modulation.lin.{p}"]
         out[f"{dst}attn.norm_q.weight"] = state[f"{src}norm.query_norm.scale"]
         out[f"{dst}attn.norm_k.weight"] = state[f"{src}norm.key_norm.scale"]
     return out
