@@ -334,6 +334,16 @@ def flux_to_comfy(
             if f"time_text_embed.{ours}.linear_1.{p}" in state:
                 out[f"{theirs}.in_layer.{p}"] = state[f"time_text_embed.{ours}.linear_1.{p}"]
                 out[f"{theirs}.out_layer.{p}"] = state[f"time_text_embed.{ours}.linear_2.{p}"]
+    out.update(flux_blocks_to_comfy(state, num_layers, num_single, modulated=True))
+    return out
+
+
+def flux_blocks_to_comfy(
+    state: dict[str, torch.Tensor], num_layers: int, num_single: int, modulated: bool
+) -> dict[str, torch.Tensor]:
+    """The double and single blocks of a diffusers Flux-type transformer under the reference keys;
+    Flux's carry modulation layers (`modulated`), Chroma's do not."""
+    out: dict[str, torch.Tensor] = {}
     double = {
         "img_mod.lin": "norm1.linear",
         "txt_mod.lin": "norm1_context.linear",
@@ -344,6 +354,8 @@ def flux_to_comfy(
         "txt_mlp.0": "ff_context.net.0.proj",
         "txt_mlp.2": "ff_context.net.2",
     }
+    if not modulated:
+        double = {k: v for k, v in double.items() if "_mod." not in k}
     for i in range(num_layers):
         o, b = f"double_blocks.{i}.", f"transformer_blocks.{i}."
         for p in ("weight", "bias"):
@@ -360,7 +372,8 @@ def flux_to_comfy(
             parts = [state[f"{b}attn.to_{c}.{p}"] for c in "qkv"] + [state[f"{b}proj_mlp.{p}"]]
             out[f"{o}linear1.{p}"] = torch.cat(parts)
             out[f"{o}linear2.{p}"] = state[f"{b}proj_out.{p}"]
-            out[f"{o}modulation.lin.{p}"] = state[f"{b}norm.linear.{p}"]
+            if modulated:
+                out[f"{o}modulation.lin.{p}"] = state[f"{b}norm.linear.{p}"]
         out[f"{o}norm.query_norm.scale"] = state[f"{b}attn.norm_q.weight"]
         out[f"{o}norm.key_norm.scale"] = state[f"{b}attn.norm_k.weight"]
     return out

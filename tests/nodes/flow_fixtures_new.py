@@ -9,7 +9,14 @@ from typing import Any
 
 import torch
 
-from tests.nodes.flow_fixtures import _save, t5_file_state, tiny_t5, tiny_vae16, vae_file_state
+from tests.nodes.flow_fixtures import (
+    _save,
+    flux_blocks_to_comfy,
+    t5_file_state,
+    tiny_t5,
+    tiny_vae16,
+    vae_file_state,
+)
 
 QWEN_VOCAB = 151936  # Qwen3's and Qwen2.5's embedding rows (the tokenizer's ids reach 151668)
 
@@ -325,32 +332,7 @@ def chroma_to_comfy(
         out[f"img_in.{p}"] = state[f"x_embedder.{p}"]
         out[f"txt_in.{p}"] = state[f"context_embedder.{p}"]
         out[f"final_layer.linear.{p}"] = state[f"proj_out.{p}"]
-    double = {
-        "img_attn.proj": "attn.to_out.0",
-        "txt_attn.proj": "attn.to_add_out",
-        "img_mlp.0": "ff.net.0.proj",
-        "img_mlp.2": "ff.net.2",
-        "txt_mlp.0": "ff_context.net.0.proj",
-        "txt_mlp.2": "ff_context.net.2",
-    }
-    for i in range(num_layers):
-        o, b = f"double_blocks.{i}.", f"transformer_blocks.{i}."
-        for p in ("weight", "bias"):
-            for theirs, ours in double.items():
-                out[f"{o}{theirs}.{p}"] = state[f"{b}{ours}.{p}"]
-            out[f"{o}img_attn.qkv.{p}"] = torch.cat([state[f"{b}attn.to_{c}.{p}"] for c in "qkv"])
-            out[f"{o}txt_attn.qkv.{p}"] = torch.cat([state[f"{b}attn.add_{c}_proj.{p}"] for c in "qkv"])
-        for stream, q, k in (("img_attn", "norm_q", "norm_k"), ("txt_attn", "norm_added_q", "norm_added_k")):
-            out[f"{o}{stream}.norm.query_norm.scale"] = state[f"{b}attn.{q}.weight"]
-            out[f"{o}{stream}.norm.key_norm.scale"] = state[f"{b}attn.{k}.weight"]
-    for i in range(num_single):
-        o, b = f"single_blocks.{i}.", f"single_transformer_blocks.{i}."
-        for p in ("weight", "bias"):
-            parts = [state[f"{b}attn.to_{c}.{p}"] for c in "qkv"] + [state[f"{b}proj_mlp.{p}"]]
-            out[f"{o}linear1.{p}"] = torch.cat(parts)
-            out[f"{o}linear2.{p}"] = state[f"{b}proj_out.{p}"]
-        out[f"{o}norm.query_norm.scale"] = state[f"{b}attn.norm_q.weight"]
-        out[f"{o}norm.key_norm.scale"] = state[f"{b}attn.norm_k.weight"]
+    out.update(flux_blocks_to_comfy(state, num_layers, num_single, modulated=False))
     return out
 
 
