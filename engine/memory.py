@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import time
 from functools import cache
 from typing import Any
@@ -32,6 +33,7 @@ def release_freed(started: float) -> bool:
     did. Without glibc (macOS, Windows, musl without malloc_trim) nothing happens."""
     if time.monotonic() - started < MIN_PROMPT_SECONDS:
         return False
+    gc.collect()  # the prompt's reference cycles first, so their memory is free to hand back
     libc = _libc()
     if libc is None:
         return False

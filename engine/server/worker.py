@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import gc
 import importlib
 import importlib.util
 import json
@@ -233,7 +231,6 @@ class Worker:
         run.progress = ProgressState(item.prompt_id)
         method = resolve_preview_method(preview_method(item.extra_data, self.previews))
         extra_data = {**item.extra_data, "preview_method": method}
-        started = time.monotonic()
         try:
             checked = validate_prompt(self.executor.registry, item.prompt, item.outputs)
             if not checked.ok:
@@ -260,8 +257,6 @@ class Worker:
                 self._fail_before_start(run, f"{type(exc).__name__}: {exc}", "ExecutionFailed")
         finally:
             self.hub.current = (None, None)
-            if time.monotonic() - started > 1.0:
-                _release_memory()
 
     def _on(self, run: _Run, event: str, data: dict[str, Any]) -> None:
         if event in RECORDED:
@@ -397,14 +392,6 @@ def bounded_history(history: dict[str, Any], limit: int) -> dict[str, Any]:
                 outputs[node][key] = [f"(not kept: {size} bytes, over the history entry limit)"]
     log.warning("a history entry was over %d bytes; large UI outputs were left out", limit)
     return {**history, "outputs": outputs}
-
-
-def _release_memory() -> None:
-    """After a long prompt: collect its cycles and hand freed heap pages back to the system (glibc
-    keeps them otherwise, so a 16384² intermediate would stay in the process's RSS)."""
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _now_ms() -> int:
