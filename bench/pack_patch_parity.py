@@ -27,9 +27,6 @@ through a different part of the ModelPatcher API:
 - `PerturbedAttention` (sd-perturbed-attention): `set_model_sampler_post_cfg_function` that runs
   `comfy.samplers.calc_cond_batch` again with an attn1 replacement at `("middle", 0)` put in a copy
   of the step's model_options (`set_model_options_patch_replace`);
-- `SmoothedEnergyGuidanceAdvanced` (sd-perturbed-attention): the same with a replacement at
-  `("input", 4)` that blurs the query (blur_sigma -1: to its mean) and calls
-  `comfy.ldm.modules.attention.optimized_attention`;
 - `ModelSamplerTonemapNoiseTest` (ComfyUI_experiments): `set_model_sampler_cfg_function`;
 - `ReferenceOnlySimple` (ComfyUI_experiments): `set_model_attn1_patch` returning keys and values
   twice as long as the query (the reference latent's tokens appended), on its two-entry latent with
@@ -39,8 +36,10 @@ No real pack among these adds a DIFFUSION_MODEL wrapper, so the last row is Loom
 tests/packs/diffusion_model_pack (loaded by both servers): its wrapper scales the UNet's prediction
 and records the arguments it was called with; the two records are compared too.
 
-Each row also shows how far the patch moved the image from the unpatched one on each side, so a
-patch that did nothing cannot pass unnoticed. Target: PSNR >= 30 dB between the servers.
+sd-perturbed-attention's SmoothedEnergyGuidanceAdvanced is left out: on these random weights it
+hardly moves the image (docs/custom-nodes.md). Each row also shows how far the patch moved the
+image from the unpatched one on each side, so a patch that did nothing cannot pass unnoticed.
+Target: PSNR >= 30 dB between the servers.
 """
 
 from __future__ import annotations
@@ -139,10 +138,6 @@ def cases(size: int) -> dict[str, Case]:
         ),
         "PerturbedAttention": (
             _guidance("PerturbedAttention", "middle", 0, adaptive_scale=0.0), ["patch", 0], None, 1.0, None,
-        ),
-        "SmoothedEnergyGuidanceAdvanced": (
-            _guidance("SmoothedEnergyGuidanceAdvanced", "input", 4, blur_sigma=-1.0),
-            ["patch", 0], None, 1.0, None,
         ),
         "ModelSamplerTonemapNoiseTest": (
             _patch("ModelSamplerTonemapNoiseTest", multiplier=0.5), ["patch", 0], None, 1.0, None,
