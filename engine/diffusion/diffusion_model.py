@@ -141,32 +141,64 @@ class DiffusionModel:
         class-embedding (ADM) input of UNets that take one (SD2.1 unCLIP)."""
         import torch
 
+        sampling = self.model_sampling
+        x_in = sampling.calculate_input(t, x)
+        if c_concat is not None:
+            x_in = torch.cat([x_in, c_concat.to(x_in)], dim=1)
+        dtype = self.get_dtype()
+        options = transformer_options if transformer_options is not None else {}
+        extra = {"added_cond_kwargs": added_cond_kwargs} if added_cond_kwargs is not None else {}
+        y = kwargs.get("y")
+        context = c_crossattn.to(dtype)
+        timestep = sampling.timestep(t).float()
+        args = (x_in.to(dtype), timestep, context, y, control, options)
+        output = self.through_wrappers(self.unet_forward, options, *args, **extra)
+        return sampling.calculate_denoised(t, output.float(), x)
+
+    def through_wrappers(self, forward: Any, options: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        """`forward(*args, **kwargs)` inside the DIFFUSION_MODEL wrappers of `options`, as ComfyUI's
+        model classes run their `_forward` (a wrapper's `executor.class_obj` is the network)."""
+        from engine.diffusion.patcher_extension import WrapperExecutor, WrappersMP, get_all_wrappers
+
+        wrappers = get_all_wrappers(WrappersMP.DIFFUSION_MODEL, options)
+        executor = WrapperExecutor.new_class_executor(forward, self.diffusion_model, wrappers)
+        return executor.execute(*args, **kwargs)
+
+    def unet_forward(
+        self,
+        x: Any,
+        timesteps: Any,
+        context: Any,
+        y: Any = None,
+        control: Any = None,
+        transformer_options: dict[str, Any] | None = None,
+        added_cond_kwargs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """The UNet's raw prediction, called as ComfyUI calls its `diffusion_model` (what a
+        DIFFUSION_MODEL wrapper continues with): the scaled model input, the model's timesteps,
+        the cross-attention context, the ADM/class input `y`, the control residual dict and
+        transformer_options. SDXL's pooled text and size vectors come as diffusers'
+        `added_cond_kwargs`, where ComfyUI passes them folded into `y`; other keyword arguments
+        (inputs of ComfyUI's video UNets) are not used by diffusers' UNet."""
+        del kwargs
         from engine.diffusion import unet_hooks
         from engine.diffusion.controlnet import unet_residuals
         from engine.diffusion.devices import manager
 
-        y = kwargs.get("y")
-        sigma = t
-        sampling = self.model_sampling
-        x_in = sampling.calculate_input(sigma, x)
-        if c_concat is not None:
-            x_in = torch.cat([x_in, c_concat.to(x_in)], dim=1)
-        timestep = sampling.timestep(sigma).float()
-        dtype = self.get_dtype()
         unet = self.diffusion_model
         unet_hooks.install(unet)
-        options = transformer_options if transformer_options is not None else {}
-        with unet_hooks.active(options, x):
-            output = manager().runnable(unet)(
-                x_in.to(dtype),
-                timestep,
-                encoder_hidden_states=c_crossattn.to(dtype),
+        dtype = self.get_dtype()
+        with unet_hooks.active(transformer_options if transformer_options is not None else {}, x):
+            return manager().runnable(unet)(
+                x,
+                timesteps,
+                encoder_hidden_states=context,
                 added_cond_kwargs=added_cond_kwargs,
                 class_labels=y.to(dtype) if y is not None else None,
                 return_dict=False,
                 **unet_residuals(control, dtype),
             )[0]
-        return sampling.calculate_denoised(sigma, output.float(), x)
 
 
 class SD15(DiffusionModel):

@@ -72,11 +72,26 @@ class FlowTransformer(DiffusionModel):
             added_cond_kwargs if added_cond_kwargs is not None else self.added_conditions([{}], x, x.shape[0])
         )
         self._check_conditioning(c_crossattn, extra["pooled"])
-        with dit_patches(self.diffusion_model, self.family, transformer_options or {}):
-            output = self._forward(
-                x_in.to(self.compute_dtype), timestep, c_crossattn.to(self.compute_dtype), extra
-            )
+        context = c_crossattn.to(self.compute_dtype)
+        options = transformer_options if transformer_options is not None else {}
+        output = self._network(x_in.to(self.compute_dtype), timestep, context, extra, control, options)
         return sampling.calculate_denoised(sigma, output.float(), x)
+
+    def _network(
+        self,
+        x: Any,
+        timestep: Any,
+        context: Any,
+        extra: dict[str, Any],
+        control: Any,
+        options: dict[str, Any],
+    ) -> Any:
+        """The transformer's prediction. Families whose ComfyUI model runs DIFFUSION_MODEL wrappers
+        around its forward (Flux, Chroma) do the same, with that forward's arguments; ComfyUI 0.3.64's
+        SD3, Lumina 2 and Qwen-Image models run none, and neither do Loom's."""
+        del control
+        with dit_patches(self.diffusion_model, self.family, options):
+            return self._forward(x, timestep, context, extra)
 
     def _check_conditioning(self, context: Any, pooled: Any) -> None:
         """Conditioning from another family's text encoders gets a message, not a shape error deep inside."""
@@ -112,6 +127,39 @@ class SD3(FlowTransformer):
 class Flux(FlowTransformer):
     """Flux.1 (diffusers' FluxTransformer2DModel): 2×2 patches packed into tokens with (0, row, column)
     position ids; the timestep is sigma (the model scales it by 1000) and dev embeds the guidance."""
+
+    def _network(
+        self,
+        x: Any,
+        timestep: Any,
+        context: Any,
+        extra: dict[str, Any],
+        control: Any,
+        options: dict[str, Any],
+    ) -> Any:
+        args = (x, timestep, context, extra["pooled"].to(x.dtype), extra["guidance"], None, control, options)
+        return self.through_wrappers(self.flux_forward, options, *args)
+
+    def flux_forward(
+        self,
+        x: Any,
+        timestep: Any,
+        context: Any,
+        y: Any = None,
+        guidance: Any = None,
+        ref_latents: Any = None,
+        control: Any = None,
+        transformer_options: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """The prediction, called as ComfyUI calls its Flux model (what a DIFFUSION_MODEL wrapper
+        continues with): the latent, sigma, the T5 context, the pooled CLIP vector `y` and the
+        guidance per entry. Loom's Flux takes no Kontext reference latents nor control residuals."""
+        del kwargs
+        if ref_latents is not None or control is not None:
+            raise ValueError("Loom's Flux model takes no reference latents (Kontext) or control residuals")
+        with dit_patches(self.diffusion_model, self.family, transformer_options or {}):
+            return self._forward(x, timestep, context, {"pooled": y, "guidance": guidance})
 
     def _forward(self, x: Any, timestep: Any, context: Any, extra: dict[str, Any]) -> Any:
         import torch
@@ -171,13 +219,14 @@ class _UnpooledFlow(FlowTransformer):
         sampling = self.model_sampling
         timestep = sampling.timestep(t).float().reshape(-1).expand(x.shape[0])
         self._check_conditioning(c_crossattn, None)
-        with dit_patches(self.diffusion_model, self.family, transformer_options or {}):
-            output = self._forward(
-                sampling.calculate_input(t, x).to(self.compute_dtype),
-                timestep,
-                c_crossattn.to(self.compute_dtype),
-                added_cond_kwargs or {},
-            )
+        output = self._network(
+            sampling.calculate_input(t, x).to(self.compute_dtype),
+            timestep,
+            c_crossattn.to(self.compute_dtype),
+            added_cond_kwargs or {},
+            control,
+            transformer_options if transformer_options is not None else {},
+        )
         return sampling.calculate_denoised(t, output.float(), x)
 
     def context_width(self) -> int:
@@ -244,6 +293,41 @@ class Chroma(_UnpooledFlow):
 
     def context_width(self) -> int:
         return int(self.diffusion_model.config.joint_attention_dim)
+
+    def _network(
+        self,
+        x: Any,
+        timestep: Any,
+        context: Any,
+        extra: dict[str, Any],
+        control: Any,
+        options: dict[str, Any],
+    ) -> Any:
+        import torch
+
+        guidance = torch.zeros(x.shape[0], device=x.device)  # ComfyUI's Chroma passes guidance 0
+        return self.through_wrappers(
+            self.chroma_forward, options, x, timestep, context, guidance, control, options
+        )
+
+    def chroma_forward(
+        self,
+        x: Any,
+        timestep: Any,
+        context: Any,
+        guidance: Any = None,
+        control: Any = None,
+        transformer_options: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """The prediction, called as ComfyUI calls its Chroma model (what a DIFFUSION_MODEL wrapper
+        continues with). diffusers' Chroma has no guidance input (ComfyUI's is always 0 for Chroma)
+        and Loom's takes no control residuals."""
+        del guidance, kwargs
+        if control is not None:
+            raise ValueError("Loom's Chroma model takes no control residuals")
+        with dit_patches(self.diffusion_model, self.family, transformer_options or {}):
+            return self._forward(x, timestep, context, {})
 
     def _forward(self, x: Any, timestep: Any, context: Any, extra: dict[str, Any]) -> Any:
         import torch

@@ -4,9 +4,10 @@ Registries have ComfyUI's shape, `{kind: {key: [callable, ...]}}`, kept either o
 (`wrappers`, `callbacks`) or under `transformer_options["wrappers"|"callbacks"]` of a
 model_options dict, so packs that build, copy, merge or read them see ComfyUI's data.
 
-What Loom calls: `WrapperExecutor` chains work as in ComfyUI for code that runs them, and a
-ModelPatcher's ON_CLONE callbacks run in `clone()`. Loom's sampler and loader call no other
-wrapper or callback kind; registering one logs a warning once per kind (docs/custom-nodes.md).
+What Loom calls: `WrapperExecutor` chains work as in ComfyUI for code that runs them, a
+ModelPatcher's ON_CLONE callbacks run in `clone()`, and the sampler calls the kinds in
+CALLED_WRAPPERS / CALLED_CALLBACKS where ComfyUI does. Loom calls no other wrapper or callback
+kind; registering one logs a warning once per kind (docs/custom-nodes.md).
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ CALLED_WRAPPERS = frozenset(
         WrappersMP.PREDICT_NOISE,
         WrappersMP.CALC_COND_BATCH,
         WrappersMP.APPLY_MODEL,
+        WrappersMP.DIFFUSION_MODEL,
     }
 )
 _warned: set[tuple[str, str]] = set()

@@ -72,18 +72,18 @@ def test_model_patcher_stores_wrappers_copies_them_on_clone_and_runs_on_clone(
     patcher = ModelPatcher(object(), load_device="cpu", offload_device="cpu")  # type: ignore[arg-type]
     seen: list[tuple[Any, Any]] = []
     patcher.add_callback(pe.CallbacksMP.ON_CLONE, lambda old, new: seen.append((old, new)))
-    pe._warned.discard(("wrappers", "diffusion_model"))
+    pe._warned.discard(("wrappers", "prepare_sampling"))
     with caplog.at_level(logging.WARNING, logger=pe.__name__):
-        patcher.add_wrapper_with_key(pe.WrappersMP.DIFFUSION_MODEL, "k", len)
-        patcher.add_wrapper_with_key(pe.WrappersMP.DIFFUSION_MODEL, "k", abs)
-    assert [r.getMessage().count("diffusion_model") for r in caplog.records] == [1]  # once per kind
+        patcher.add_wrapper_with_key(pe.WrappersMP.PREPARE_SAMPLING, "k", len)
+        patcher.add_wrapper_with_key(pe.WrappersMP.PREPARE_SAMPLING, "k", abs)
+    assert [r.getMessage().count("prepare_sampling") for r in caplog.records] == [1]  # once per kind
     clone = patcher.clone()
     assert seen == [(patcher, clone)]
-    clone.add_wrapper_with_key(pe.WrappersMP.DIFFUSION_MODEL, "k", min)
-    assert patcher.get_wrappers("diffusion_model", "k") == [len, abs]
-    assert clone.get_all_wrappers("diffusion_model") == [len, abs, min]
-    clone.remove_wrappers_with_key("diffusion_model", "k")
-    assert clone.get_all_wrappers("diffusion_model") == [] and patcher.wrappers["diffusion_model"]["k"]
+    clone.add_wrapper_with_key(pe.WrappersMP.PREPARE_SAMPLING, "k", min)
+    assert patcher.get_wrappers("prepare_sampling", "k") == [len, abs]
+    assert clone.get_all_wrappers("prepare_sampling") == [len, abs, min]
+    clone.remove_wrappers_with_key("prepare_sampling", "k")
+    assert clone.get_all_wrappers("prepare_sampling") == [] and patcher.wrappers["prepare_sampling"]["k"]
 
 
 def test_wrap_attn_hands_the_call_to_an_override_once(shims: None) -> None:

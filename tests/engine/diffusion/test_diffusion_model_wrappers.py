@@ -1,0 +1,83 @@
+"""DIFFUSION_MODEL wrappers around the flow transformers whose ComfyUI models run them (Flux, Chroma):
+called with the arguments of ComfyUI's `forward` for that model, and what they return is the
+prediction. (SD1.x UNets: tests/packs/test_diffusion_model_wrapper.py, through the node API.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from tests.nodes.flow_fixtures import write_flux_files
+from tests.nodes.flow_fixtures_new import write_chroma_files
+
+
+@pytest.fixture(scope="module")
+def flow_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("flow_models")
+    write_flux_files(root)
+    write_chroma_files(root)
+    return root
+
+
+class Scale:
+    """A wrapper scaling the prediction; records the positional arguments it got."""
+
+    def __init__(self, scale: float) -> None:
+        self.scale = scale
+        self.args: list[Any] = []
+
+    def __call__(self, executor: Any, *args: Any, **kwargs: Any) -> Any:
+        self.args = list(args)
+        assert executor.class_obj is not None and not kwargs
+        return executor(*args) * self.scale
+
+
+def denoise(model: Any, wrapper: Scale | None, **cond: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    x = torch.randn(1, 16, 8, 8)
+    options: dict[str, Any] = {}
+    if wrapper is not None:
+        options["wrappers"] = {"diffusion_model": {"test": [wrapper]}}
+    sigma = torch.tensor([0.6])
+    with torch.no_grad():
+        return x, model.apply_model(x, sigma, transformer_options=options, **cond)
+
+
+def check_scaling(model: Any, **cond: Any) -> Scale:
+    """With a prediction scaled by s, denoised = x - sigma * s * v = (1 - s) * x + s * denoised."""
+    x, plain = denoise(model, None, **cond)
+    wrapper = Scale(0.5)
+    _, scaled = denoise(model, wrapper, **cond)
+    assert torch.allclose(scaled, 0.5 * x + 0.5 * plain, atol=1e-5)
+    assert not torch.allclose(scaled, plain, atol=1e-3)
+    return wrapper
+
+
+def test_flux_wrapper_gets_comfyuis_flux_forward_arguments(flow_files: Path) -> None:
+    from engine.models.flow_families import load_diffusion_model
+
+    model = load_diffusion_model(flow_files / "diffusion_models" / "flux1-dev.safetensors").model
+    context, pooled = torch.randn(1, 7, 192), torch.randn(1, 64)
+    added = {"pooled": pooled, "guidance": torch.tensor([3.5])}
+    wrapper = check_scaling(model, c_crossattn=context, added_cond_kwargs=added)
+    # ComfyUI's Flux.forward(x, timestep, context, y, guidance, ref_latents, control, transformer_options)
+    x, timestep, ctx, y, guidance, ref_latents, control, options = wrapper.args
+    assert x.shape == (1, 16, 8, 8) and timestep.shape == (1,) and float(timestep[0]) == pytest.approx(0.6)
+    assert ctx.shape == (1, 7, 192) and torch.equal(y, pooled) and float(guidance[0]) == 3.5
+    assert ref_latents is None and control is None and "wrappers" in options
+
+
+def test_chroma_wrapper_gets_comfyuis_chroma_forward_arguments(flow_files: Path) -> None:
+    from engine.models.flow_families import load_diffusion_model
+
+    path = flow_files / "diffusion_models" / "chroma-unlocked-v35.safetensors"
+    model = load_diffusion_model(path).model
+    width = model.diffusion_model.config.joint_attention_dim
+    wrapper = check_scaling(model, c_crossattn=torch.randn(1, 5, width))
+    # ComfyUI's Chroma.forward(x, timestep, context, guidance, control, transformer_options)
+    x, timestep, context, guidance, control, options = wrapper.args
+    assert x.shape == (1, 16, 8, 8) and timestep.shape == (1,) and context.shape == (1, 5, width)
+    assert torch.equal(guidance, torch.zeros(1)) and control is None and "wrappers" in options
