@@ -26,6 +26,12 @@ def placements(
 ) -> list[tuple[int, int, int]]:
     """(plane index, row offset, column offset) in latent pixels for references of these (height, width)
     beside an image of image_rows × image_cols tokens."""
+    if method == "index_timestep_zero":
+        raise ValueError(
+            "reference_latents_method 'index_timestep_zero' is not supported by Loom's Flux: it runs the "
+            "reference tokens with the modulation of timestep 0, and diffusers' Flux transformer, which Loom "
+            "runs, modulates every image token alike; use 'index'"
+        )
     if method not in METHODS:
         raise ValueError(f"reference_latents_method must be one of {', '.join(METHODS)}, got {method!r}")
     out = []

@@ -29,7 +29,8 @@ KONTEXT_RESOLUTIONS = (
     (1504, 688),
     (1568, 672),
 )
-REFERENCE_METHODS = ("offset", "index", "uxo/uno")
+# index_timestep_zero is newer than ComfyUI 0.3.64 (Qwen-Image Edit 2511 templates use it).
+REFERENCE_METHODS = ("offset", "index", "uxo/uno", "index_timestep_zero")
 
 
 def set_values(conditioning: list[Any], values: dict[str, Any]) -> list[Any]:
@@ -67,8 +68,10 @@ class FluxKontextImageScale(Node):
 
 
 class FluxKontextMultiReferenceLatentMethod(Node):
-    """How Flux places several reference latents: `offset` (beside one another in one extra position
-    plane), `index` (each in its own plane) or `uxo/uno` (beside the image, in the image's plane)."""
+    """How an edit model places its reference latents: `offset` (beside one another in one extra
+    position plane), `index` (each in its own plane), `uxo/uno` (beside the image, in the image's plane)
+    or `index_timestep_zero` (as index, the references modulated as at timestep 0; Loom's Flux refuses
+    it at run time)."""
 
     category = "advanced/conditioning/flux"
     experimental = True
