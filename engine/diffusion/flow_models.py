@@ -131,6 +131,11 @@ class Flux(FlowTransformer):
             for entry in entries
         ]
         out["rows_per_entry"] = batch
+        from engine.diffusion.flux_references import concat_channels
+
+        concat = concat_channels(self, entries, crop, batch)
+        if concat is not None:
+            out["concat"] = concat
         return out
 
     def _forward(self, x: Any, timestep: Any, context: Any, extra: dict[str, Any]) -> Any:
@@ -147,6 +152,8 @@ class Flux(FlowTransformer):
         for index, refs in enumerate(references):
             rows = slice(index * step, (index + 1) * step)
             part = {**extra, "pooled": extra["pooled"][rows], "guidance": extra["guidance"][rows]}
+            if "concat" in extra:
+                part["concat"] = extra["concat"][rows]
             outputs.append(self._forward_rows(x[rows], timestep[rows], context[rows], part, refs))
         return torch.cat(outputs)
 
@@ -157,7 +164,9 @@ class Flux(FlowTransformer):
 
         from engine.diffusion.flux_references import guidance_switched_off, reference_tokens
 
-        tokens, rows, cols = _pack(x)
+        # Fill, Canny and Depth models take the image's latent (and Fill the mask) as extra channels.
+        concat = extra.get("concat")
+        tokens, rows, cols = _pack(x if concat is None else torch.cat([x, concat.to(x.dtype)], dim=1))
         img_ids = _flux_ids(rows, cols, x)
         image_tokens = tokens.shape[1]
         references, method = refs

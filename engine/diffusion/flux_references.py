@@ -7,6 +7,10 @@ plane (id 0 = 1), each beside or below the ones before, whichever keeps the layo
 gives each reference its own plane (1, 2, ...) at the origin; `uxo` keeps them in the image's plane
 (0), diagonally past the image and the references before.
 
+Flux Fill, Canny and Depth take more input channels than the latent's 16: the conditioning image's latent
+(`concat_latent_image`: InstructPixToPixConditioning, InpaintModelConditioning), model-scaled and fitted to
+the latent, and for Fill also the mask (`concat_mask`), each 8×8 block of pixels folded into 64 channels.
+
 A guidance of None (FluxDisableGuidance) runs the model without its guidance embedding: ComfyUI skips
 adding it, which equals adding zero, so the embedding's output is zeroed for those rows.
 """
@@ -98,3 +102,46 @@ def guidance_switched_off(transformer: Any, disabled: Any) -> Iterator[None]:
         yield
     finally:
         handle.remove()
+
+
+def concat_channels(model: Any, entries: list[dict[str, Any]], crop: Any, batch: int) -> Any:
+    """The extra input channels of each entry, stacked: None for a model that takes only the latent."""
+    import torch
+
+    from engine.diffusion.guidance import _fit
+
+    latent_channels = crop.shape[1]
+    extra = model.diffusion_model.config.in_channels // (PATCH * PATCH) - latent_channels
+    if extra <= 0:
+        return None
+    if extra not in (latent_channels, latent_channels + PATCH**2 * 16):
+        raise ValueError(
+            f"this Flux model takes {extra} input channels beside the latent; Loom knows Flux Canny/Depth "
+            f"({latent_channels}) and Flux Fill ({latent_channels + 64})"
+        )
+    rows = crop[:batch]
+    parts = []
+    for entry in entries:
+        image = entry.get("concat_latent_image")
+        image = torch.zeros_like(rows) if image is None else _fit(image.to(rows.device, rows.dtype), rows)
+        channels = [model.process_latent_in(image)]
+        if extra > latent_channels:
+            channels.append(_folded_mask(entry.get("concat_mask"), rows))
+        parts.append(torch.cat(channels, dim=1))
+    return torch.cat(parts)
+
+
+def _folded_mask(mask: Any, rows: Any) -> Any:
+    """The mask (ones if none) at the latent's size × 8, each 8×8 block folded into 64 channels."""
+    import torch
+
+    batch, _, height, width = rows.shape
+    if mask is None:
+        return torch.ones((batch, 64, height, width), device=rows.device, dtype=rows.dtype)
+    from engine.diffusion.guidance import _fit
+
+    mask = mask.to(rows.device, rows.dtype)
+    mask = mask.reshape(-1, 1, *mask.shape[-2:]) if mask.ndim < 4 else mask.mean(dim=1, keepdim=True)
+    mask = _fit(mask, torch.empty((batch, 1, height * 8, width * 8), device=rows.device))
+    mask = mask.view(batch, height, 8, width, 8).permute(0, 2, 4, 1, 3)
+    return mask.reshape(batch, 64, height, width)

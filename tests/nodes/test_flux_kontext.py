@@ -190,3 +190,74 @@ def test_kontext_graph_runs_and_the_reference_matters(executor: Executor, flux_f
     prompt["33"] = {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["11", 0]}}
     guided = image_of(flux_folders, run(executor, prompt), "9")
     assert np.isfinite(guided).all() and not np.array_equal(guided, with_ref)
+
+
+def _flux_with_inputs(in_channels: int, seed: int) -> Any:
+    from diffusers import FluxTransformer2DModel
+
+    from tests.nodes.flow_fixtures import CLIP_L_WIDTH, JOINT
+
+    torch.manual_seed(seed)
+    model = FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=in_channels,
+        out_channels=64,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=128,
+        num_attention_heads=1,
+        joint_attention_dim=JOINT,
+        pooled_projection_dim=CLIP_L_WIDTH,
+        guidance_embeds=True,
+        axes_dims_rope=(16, 56, 56),
+    )
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.05)
+    return model.eval()
+
+
+@pytest.mark.parametrize("variant", ["fill", "canny"])
+def test_fill_and_canny_models_take_the_image_latent_and_mask(tmp_path: Path, variant: str) -> None:
+    """Flux Fill (384 input channels: latent, image latent, mask folded 8×8) and Canny/Depth (128: latent,
+    image latent) equal diffusers' transformer on the channels joined by hand."""
+    from safetensors.torch import save_file
+
+    from engine.models.flow_families import load_diffusion_model
+    from tests.nodes.flow_fixtures import flux_to_comfy
+
+    channels = 384 if variant == "fill" else 128
+    path = tmp_path / f"flux1-{variant}-dev.safetensors"
+    save_file(flux_to_comfy(_flux_with_inputs(channels, 3).state_dict(), 1, 1), str(path))
+    model = load_diffusion_model(path).model
+    torch.manual_seed(2)
+    x, image = torch.randn(1, 16, 4, 6), torch.randn(1, 16, 4, 6)
+    mask = (torch.rand(1, 1, 32, 48) > 0.5).float()
+    context, pooled, sigma = torch.randn(1, 3, 192), torch.randn(1, 64), torch.tensor([0.4])
+    entry = {"pooled_output": pooled, "guidance": 3.0, "concat_latent_image": image, "concat_mask": mask}
+    with torch.no_grad():
+        extra = model.added_conditions([entry], x, 1)
+        denoised = model.apply_model(x, sigma, c_crossattn=context, added_cond_kwargs=extra)
+        parts = [x, model.process_latent_in(image)]
+        if variant == "fill":  # each 8×8 block of the mask as 64 channels, row-major within the block
+            parts.append(mask.reshape(1, 4, 8, 6, 8).permute(0, 2, 4, 1, 3).reshape(1, 64, 4, 6))
+        joined = torch.cat(parts, dim=1)
+        out = model.diffusion_model(
+            hidden_states=_pack(joined),
+            encoder_hidden_states=context,
+            pooled_projections=pooled,
+            timestep=sigma,
+            img_ids=_ids(2, 3, 0, 0, 0),
+            txt_ids=torch.zeros(3, 3),
+            guidance=torch.tensor([3.0]),
+            return_dict=False,
+        )[0]
+        velocity = out.reshape(1, 2, 3, 16, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(1, 16, 4, 6)
+    assert torch.allclose(denoised, x - sigma * velocity, atol=1e-4)
+    if variant == "fill":  # without a mask, Fill sees ones: the whole image is to be repainted
+        del entry["concat_mask"]
+        with torch.no_grad():
+            ones = model.apply_model(
+                x, sigma, c_crossattn=context, added_cond_kwargs=model.added_conditions([entry], x, 1)
+            )
+        assert not torch.allclose(ones, denoised, atol=1e-4)
