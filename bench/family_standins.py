@@ -26,6 +26,7 @@ FILE_WIDGETS = {
     "StyleModelLoader": ((0, "style_models"),),
     "CLIPVisionLoader": ((0, "clip_vision"),),
     "ModelPatchLoader": ((0, "model_patches"),),
+    "UpscaleModelLoader": ((0, "upscale_models"),),
 }
 
 # (folder, words any of which the lower-case file name holds, stand-in key), first match wins.
@@ -48,7 +49,7 @@ RULES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("text_encoders", ("t5",), "t5"),
     ("vae", ("qwen", "wan"), "qwen_image_vae"),
     ("vae", ("ae.", "flux", "sd3", "vae"), "ae"),
-    ("loras", ("",), "lora"),
+    ("upscale_models", ("",), "esrgan"),
     ("controlnet", ("",), "unloadable"),
     ("style_models", ("",), "unloadable"),
     ("clip_vision", ("",), "unloadable"),
@@ -58,6 +59,29 @@ RULES: tuple[tuple[str, tuple[str, ...], str], ...] = (
 
 class NoStandIn(LookupError):
     """A workflow names a file of a kind the bench has no stand-in for."""
+
+
+def lora_for(model: Path) -> Path:
+    """A LoRA that changes nothing but matches a layer of this diffusion model (zero up and down
+    matrices on its first weight matrix, under the reference `diffusion_model.` name): Loom refuses a
+    LoRA that matches no layer at all."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    path = model.with_name(f"lora_for_{model.stem}.safetensors")
+    if path.exists():
+        return path
+    with safe_open(str(model), "pt") as handle:
+        key = next(k for k in sorted(handle.keys()) if len(handle.get_slice(k).get_shape()) == 2)
+        rows, columns = handle.get_slice(key).get_shape()
+    module = key.removeprefix("model.diffusion_model.").removesuffix(".weight")
+    lora = {
+        f"diffusion_model.{module}.lora_down.weight": torch.zeros(1, columns),
+        f"diffusion_model.{module}.lora_up.weight": torch.zeros(rows, 1),
+    }
+    save_file(lora, str(path))
+    return path
 
 
 def pick(folder: str, name: str, made: dict[str, Path]) -> Path:
@@ -152,8 +176,9 @@ def write_stand_ins(work: Path) -> dict[str, Path]:
         _save(made[key], _flux_variant(channels, seed))
     made["flux_schnell_ckpt"] = work / "flux/checkpoints/flux1-schnell-fp8.safetensors"
     _checkpoint(made["flux_schnell_ckpt"], flux_to_comfy(flux["schnell"].state_dict(), 1, 1), made)
-    made["lora"] = work / "lora.safetensors"
-    save_file({"unused.lora_down.weight": torch.zeros(1, 1)}, str(made["lora"]))
+    from tests.nodes.upscale_fixtures import esrgan_new_layout, write_standin
+
+    made["esrgan"] = write_standin(work / "esrgan_x4.safetensors", esrgan_new_layout())
     made["unloadable"] = work / "unloadable.safetensors"
     save_file({"not_a_model_loom_loads": torch.zeros(1)}, str(made["unloadable"]))
     return made

@@ -28,7 +28,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 import engine  # noqa: E402, F401  (before diffusers: torchvision shim)
-from bench.family_standins import FILE_WIDGETS, NoStandIn, pick, write_stand_ins  # noqa: E402
+from bench.family_standins import FILE_WIDGETS, NoStandIn, lora_for, pick, write_stand_ins  # noqa: E402
 
 
 def read_workflow(path: Path) -> dict[str, Any]:
@@ -52,9 +52,12 @@ def nodes_of(workflow: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def prepare(workflow: dict[str, Any], models: Path, inputs: Path, made: dict[str, Path]) -> None:
-    """Write a stand-in for every file a loader widget names, and an image for every LoadImage."""
+    """Write a stand-in for every file a loader widget names, and an image for every LoadImage; LoRAs
+    are made for the workflow's diffusion model."""
     from PIL import Image
 
+    model: Path | None = None
+    loras: list[Path] = []
     for node in nodes_of(workflow):
         values = node.get("widgets_values")
         if not isinstance(values, list):
@@ -63,9 +66,19 @@ def prepare(workflow: dict[str, Any], models: Path, inputs: Path, made: dict[str
             if index < len(values) and isinstance(values[index], str):
                 target = models / kind / values[index]
                 target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(pick(kind, values[index], made), target)
+                if kind == "loras":
+                    loras.append(target)
+                    continue
+                source = pick(kind, values[index], made)
+                if kind in ("diffusion_models", "checkpoints") and model is None:
+                    model = source
+                shutil.copyfile(source, target)
         if node.get("type") == "LoadImage" and values and isinstance(values[0], str):
             Image.new("RGB", (64, 64), (200, 80, 40)).save(inputs / values[0].split(" [")[0])
+    for target in loras:
+        if model is None:
+            raise NoStandIn(f"no stand-in for loras/{target.name}: the workflow loads no diffusion model")
+        shutil.copyfile(lora_for(model), target)
 
 
 def shrink(prompt: dict[str, Any]) -> None:

@@ -261,3 +261,35 @@ def test_fill_and_canny_models_take_the_image_latent_and_mask(tmp_path: Path, va
                 x, sigma, c_crossattn=context, added_cond_kwargs=model.added_conditions([entry], x, 1)
             )
         assert not torch.allclose(ones, denoised, atol=1e-4)
+
+
+def test_empty_latent_of_four_channels_becomes_flux_sized(executor: Executor, flux_folders: Folders) -> None:
+    """ComfyUI_examples' flux_schnell graph starts from EmptyLatentImage (4 channels): the samplers make
+    it the model's 16 zero channels, so it gives EmptySD3LatentImage's image, with KSampler and with
+    SamplerCustomAdvanced."""
+    reference = image_of(flux_folders, run(executor, flux_workflow(seed=6)), "9")
+    prompt = flux_workflow(seed=6)
+    prompt["27"] = {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}}
+    assert np.array_equal(image_of(flux_folders, run(executor, prompt), "9"), reference)
+    del prompt["31"], prompt["33"]
+    prompt |= {
+        "22": {"class_type": "BasicGuider", "inputs": {"model": ["12", 0], "conditioning": ["35", 0]}},
+        "16": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+        "17": {
+            "class_type": "BasicScheduler",
+            "inputs": {"model": ["12", 0], "scheduler": "simple", "steps": 3, "denoise": 1.0},
+        },
+        "25": {"class_type": "RandomNoise", "inputs": {"noise_seed": 6}},
+        "13": {
+            "class_type": "SamplerCustomAdvanced",
+            "inputs": {
+                "noise": ["25", 0],
+                "guider": ["22", 0],
+                "sampler": ["16", 0],
+                "sigmas": ["17", 0],
+                "latent_image": ["27", 0],
+            },
+        },
+    }
+    prompt["8"]["inputs"]["samples"] = ["13", 0]
+    assert np.array_equal(image_of(flux_folders, run(executor, prompt), "9"), reference)

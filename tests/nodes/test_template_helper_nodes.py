@@ -91,3 +91,15 @@ def test_controlnet_apply_sd3_requires_the_vae_and_keeps_strength_zero(executor:
         end_percent=1.0,
     )
     assert positive is cond and negative is cond
+
+
+def test_image_compare_shows_both_sides(executor: Executor, loom_folders: Folders) -> None:
+    a, b = torch.zeros(1, 4, 4, 3), torch.ones(2, 4, 4, 3)
+    (result,) = call(executor, "ImageCompare", image_a=a, image_b=b)
+    shown = result["ui"] if "ui" in result else result
+    assert len(shown["a_images"]) == 1 and len(shown["b_images"]) == 2
+    assert {entry["type"] for entry in shown["a_images"] + shown["b_images"]} == {"temp"}
+    last = np.asarray(Image.open(loom_folders.temp / shown["b_images"][1]["filename"]))
+    assert (last == 255).all()
+    (only_a,) = call(executor, "ImageCompare", image_a=a)
+    assert (only_a["ui"] if "ui" in only_a else only_a)["b_images"] == []
