@@ -197,6 +197,12 @@ class _UnpooledFlow(FlowTransformer):
     """A flow transformer conditioned on a text sequence alone (no pooled vector, no guidance)."""
 
     def added_conditions(self, entries: list[dict[str, Any]], crop: Any, batch: int) -> dict[str, Any]:
+        if self.family in REFERENCE_LATENTS_NOT_DONE and any(e.get("reference_latents") for e in entries):
+            raise ValueError(
+                f"reference latents (ReferenceLatent, Qwen-Image Edit) are not supported by Loom's "
+                f"{self.family} model yet: ComfyUI's attends to them, so ignoring them would give another "
+                "image; remove the ReferenceLatent node"
+            )
         return {}
 
     def _check_conditioning(self, context: Any, pooled: Any) -> None:
@@ -235,6 +241,11 @@ class _UnpooledFlow(FlowTransformer):
     def context_width(self) -> int:
         raise NotImplementedError
 
+
+# Families whose ComfyUI model attends to reference latents but whose Loom model does not yet: a
+# conditioning carrying them is refused rather than sampled without them. (ComfyUI 0.3.64's Chroma ignores
+# them, as Loom's does; Z-Image is newer than that ComfyUI and was not checked; Flux takes them, above.)
+REFERENCE_LATENTS_NOT_DONE = frozenset({"qwen_image"})
 
 # The CLIPLoader type whose text encoder each family takes (for messages).
 CLIP_TYPE_OF = {"zimage": "lumina2", "qwen_image": "qwen_image", "chroma": "chroma"}
