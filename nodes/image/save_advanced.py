@@ -25,6 +25,8 @@ FORMATS = ("png", "exr", "avif")
 BIT_DEPTHS = ("8-bit", "16-bit", "32-bit float", "auto", "8-bit YUV420", "10-bit YUV420")
 COLOR_SPACES = ("sRGB", "HDR", "linear", "HDR PQ")
 PNG_BIT_DEPTHS = ("8-bit", "16-bit")
+# ComfyUI marks these inputs advanced: the front end folds them away.
+ADVANCED = {"advanced": True}
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -98,7 +100,12 @@ class SaveImageAdvanced(Node):
         ] = "png",
         bit_depth: Annotated[
             str | None,
-            Input("Bits per channel (png: 8-bit or 16-bit).", choices=BIT_DEPTHS, name="format.bit_depth"),
+            Input(
+                "Bits per channel (png: 8-bit or 16-bit).",
+                choices=BIT_DEPTHS,
+                name="format.bit_depth",
+                extra=ADVANCED,
+            ),
         ] = None,
         color_space: Annotated[
             str | None,
@@ -106,6 +113,7 @@ class SaveImageAdvanced(Node):
                 "Colour space of the input images (png: sRGB).",
                 choices=COLOR_SPACES,
                 name="format.input_color_space",
+                extra=ADVANCED,
             ),
         ] = None,
     ) -> Annotated[Image, Output("images")]:

@@ -20,6 +20,9 @@ ASPECT_RATIOS = {
     "9:16 (Portrait Widescreen)": (9, 16),
 }
 
+# ComfyUI marks these inputs advanced: the front end folds them away.
+ADVANCED = {"advanced": True}
+
 
 class Resolution(NamedTuple):
     width: int
@@ -67,11 +70,18 @@ class ResolutionSelector(Node):
         multiple: Annotated[
             int,
             Input(
-                "Nearest multiple of the result to set the selected resolution to.", min=8, max=128, step=4
+                "Nearest multiple of the result to set the selected resolution to.",
+                min=8,
+                max=128,
+                step=4,
+                extra=ADVANCED,
             ),
         ] = 8,
         minimum: Annotated[
-            int, Input("Set minimum resolution for any side to be used", min=32, max=4096, step=32)
+            int,
+            Input(
+                "Set minimum resolution for any side to be used", min=32, max=4096, step=32, extra=ADVANCED
+            ),
         ] = 256,
     ) -> Resolution:
         return resolution(aspect_ratio, megapixels, multiple, minimum)
