@@ -32,7 +32,7 @@ def test_mask_preview_writes_grey_images_to_temp(executor: Executor, loom_folder
     mask = torch.zeros(2, 4, 6)
     mask[1, :, 3:] = 1.0
     (ui,) = call(executor, "MaskPreview", mask=mask)
-    shown = ui["ui"]["images"] if "ui" in ui else ui["images"]
+    shown = ui["images"]
     assert [entry["type"] for entry in shown] == ["temp", "temp"]
     second = np.asarray(Image.open(loom_folders.temp / shown[1]["filename"]))
     assert second.shape == (4, 6, 3) and (second[:, 3:] == 255).all() and (second[:, :3] == 0).all()
@@ -96,10 +96,10 @@ def test_controlnet_apply_sd3_requires_the_vae_and_keeps_strength_zero(executor:
 def test_image_compare_shows_both_sides(executor: Executor, loom_folders: Folders) -> None:
     a, b = torch.zeros(1, 4, 4, 3), torch.ones(2, 4, 4, 3)
     (result,) = call(executor, "ImageCompare", image_a=a, image_b=b)
-    shown = result["ui"] if "ui" in result else result
+    shown = result
     assert len(shown["a_images"]) == 1 and len(shown["b_images"]) == 2
     assert {entry["type"] for entry in shown["a_images"] + shown["b_images"]} == {"temp"}
     last = np.asarray(Image.open(loom_folders.temp / shown["b_images"][1]["filename"]))
     assert (last == 255).all()
     (only_a,) = call(executor, "ImageCompare", image_a=a)
-    assert (only_a["ui"] if "ui" in only_a else only_a)["b_images"] == []
+    assert only_a["b_images"] == []
