@@ -1,15 +1,17 @@
-"""ComfyUI's workflow templates and ComfyUI_examples workflows for Z-Image, Qwen-Image and Chroma, converted
-(UI → API, subgraphs flattened) and validated by Loom against tiny stand-in files named as they require.
+"""ComfyUI's workflow templates and ComfyUI_examples workflows for Flux.1, SD3.5, Z-Image, Qwen-Image and
+Chroma, converted (UI → API, subgraphs flattened) and validated by Loom against tiny stand-in files named as
+they require.
 
-Every model file a workflow names (UNETLoader, CLIPLoader, VAELoader, LoRA loaders) is written as a tiny
-random-weight file of the matching family (tests/nodes/flow_fixtures_new.py), input images as small PNGs.
-With --run, the text-to-image ones also run end to end at 64×64 and 2 steps.
+Every model file a workflow names (UNETLoader, CheckpointLoaderSimple, the CLIP loaders, VAELoader, LoRA,
+ControlNet, style and vision loaders) is written as a tiny random-weight file of the matching family
+(bench/family_standins.py), input images as small PNGs. With --run, they also run end to end at 64×64 (a
+ResolutionSelector at 0.1 MP) and 2 steps.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/family_templates.py WORKFLOW.json... [--run]
+    OMP_NUM_THREADS=1 .venv/bin/python bench/family_templates.py WORKFLOW.json|EXAMPLE.png... [--run]
 
 The workflows are read from where they were downloaded (`pip download --no-deps
-comfyui-workflow-templates-json`, and the PNGs of `fetch github:comfyanonymous/ComfyUI_examples` with their
-embedded workflow saved as JSON); none is copied into the repository.
+comfyui-workflow-templates-json`; ComfyUI_examples' PNGs, from `fetch github:comfyanonymous/ComfyUI_examples`,
+are read for the workflow embedded in them); none is copied into the repository.
 """
 
 from __future__ import annotations
@@ -26,56 +28,20 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 import engine  # noqa: E402, F401  (before diffusers: torchvision shim)
-
-# The widget positions of the file names each loader takes, and the folder they are in.
-FILE_WIDGETS = {
-    "UNETLoader": ((0, "diffusion_models"),),
-    "CLIPLoader": ((0, "text_encoders"),),
-    "DualCLIPLoader": ((0, "text_encoders"), (1, "text_encoders")),
-    "VAELoader": ((0, "vae"),),
-    "LoraLoaderModelOnly": ((0, "loras"),),
-    "LoraLoader": ((0, "loras"),),
-}
+from bench.family_standins import FILE_WIDGETS, NoStandIn, lora_for, pick, write_stand_ins  # noqa: E402
 
 
-def stand_ins(work: Path) -> dict[str, Path]:
-    """One tiny file of each kind, by the key that picks it."""
-    import torch
-    from safetensors.torch import save_file
+def read_workflow(path: Path) -> dict[str, Any]:
+    """A UI workflow from a JSON file, or the one a ComfyUI PNG carries in its `workflow` text chunk."""
+    if path.suffix.lower() != ".png":
+        return dict(json.loads(path.read_text()))
+    from PIL import Image
 
-    from tests.nodes.flow_fixtures_new import write_chroma_files, write_qwen_image_files, write_zimage_files
-
-    made: dict[str, Path] = {}
-    writers = {"zimage": write_zimage_files, "qwen": write_qwen_image_files, "chroma": write_chroma_files}
-    for name, writer in writers.items():
-        writer(work / name)
-    made["zimage"] = work / "zimage" / "diffusion_models" / "z_image_turbo_bf16.safetensors"
-    made["qwen_image"] = work / "qwen" / "diffusion_models" / "qwen_image_bf16.safetensors"
-    made["chroma"] = work / "chroma" / "diffusion_models" / "chroma-unlocked-v35.safetensors"
-    made["qwen_3"] = work / "zimage" / "text_encoders" / "qwen_3_4b.safetensors"
-    made["qwen_2.5"] = work / "qwen" / "text_encoders" / "qwen_2.5_vl_7b_fp8_scaled.safetensors"
-    made["t5"] = work / "chroma" / "text_encoders" / "t5xxl_fp16.safetensors"
-    made["ae"] = work / "chroma" / "vae" / "ae.safetensors"
-    made["qwen_image_vae"] = work / "qwen" / "vae" / "qwen_image_vae.safetensors"
-    lora = work / "lora.safetensors"
-    save_file({"unused.lora_down.weight": torch.zeros(1, 1)}, str(lora))
-    made["lora"] = lora
-    return made
-
-
-def pick(kind: str, name: str, made: dict[str, Path]) -> Path:
-    lower = name.lower()
-    if kind == "loras":
-        return made["lora"]
-    if kind == "vae":
-        return made["qwen_image_vae"] if "qwen" in lower or "wan" in lower else made["ae"]
-    if kind == "text_encoders":
-        if "qwen_3" in lower or "qwen3" in lower:
-            return made["qwen_3"]
-        return made["qwen_2.5"] if "qwen" in lower else made["t5"]
-    if "qwen" in lower:
-        return made["qwen_image"]
-    return made["chroma"] if "chroma" in lower else made["zimage"]
+    with Image.open(path) as image:
+        text = getattr(image, "text", {}).get("workflow")
+    if text is None:
+        raise ValueError(f"{path.name} carries no workflow")
+    return dict(json.loads(text))
 
 
 def nodes_of(workflow: dict[str, Any]) -> list[dict[str, Any]]:
@@ -86,9 +52,12 @@ def nodes_of(workflow: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def prepare(workflow: dict[str, Any], models: Path, inputs: Path, made: dict[str, Path]) -> None:
-    """Write a stand-in for every file a loader widget names, and an image for every LoadImage."""
+    """Write a stand-in for every file a loader widget names, and an image for every LoadImage; LoRAs
+    are made for the workflow's diffusion model."""
     from PIL import Image
 
+    model: Path | None = None
+    loras: list[Path] = []
     for node in nodes_of(workflow):
         values = node.get("widgets_values")
         if not isinstance(values, list):
@@ -97,15 +66,28 @@ def prepare(workflow: dict[str, Any], models: Path, inputs: Path, made: dict[str
             if index < len(values) and isinstance(values[index], str):
                 target = models / kind / values[index]
                 target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(pick(kind, values[index], made), target)
+                if kind == "loras":
+                    loras.append(target)
+                    continue
+                source = pick(kind, values[index], made)
+                if kind in ("diffusion_models", "checkpoints") and model is None:
+                    model = source
+                shutil.copyfile(source, target)
         if node.get("type") == "LoadImage" and values and isinstance(values[0], str):
             Image.new("RGB", (64, 64), (200, 80, 40)).save(inputs / values[0].split(" [")[0])
+    for target in loras:
+        if model is None:
+            raise NoStandIn(f"no stand-in for loras/{target.name}: the workflow loads no diffusion model")
+        shutil.copyfile(lora_for(model), target)
 
 
 def shrink(prompt: dict[str, Any]) -> None:
-    """64×64, two steps: a check that the graph runs, not a picture."""
+    """64×64 (0.1 MP where a ResolutionSelector sets the size), two steps: a check that the graph runs,
+    not a picture."""
     for node in prompt.values():
         inputs = node["inputs"]
+        if node["class_type"] == "ResolutionSelector":
+            inputs["megapixels"] = 0.1
         for key in ("width", "height"):
             if isinstance(inputs.get(key), int):
                 inputs[key] = 64
@@ -125,8 +107,11 @@ def check(path: Path, run: bool, made: dict[str, Path], work: Path) -> tuple[str
     root = Path(tempfile.mkdtemp(dir=work))
     folders = Folders.under(root, models_base=root / "models")
     (root / "input").mkdir(exist_ok=True)
-    workflow = json.loads(path.read_text())
-    prepare(workflow, root / "models", folders.input, made)
+    workflow = read_workflow(path)
+    try:
+        prepare(workflow, root / "models", folders.input, made)
+    except NoStandIn as exc:
+        return "no stand-in", str(exc)
     loom_folders.configure(folders)
     if True:
         try:
@@ -135,7 +120,7 @@ def check(path: Path, run: bool, made: dict[str, Path], work: Path) -> tuple[str
             return "conversion error", str(exc)[:160]
         checked = validate_prompt(registry, prompt)
         if not checked.ok:
-            first = next(iter(checked.node_errors.values()))
+            first = next(iter(checked.node_errors.values()), None) or str(checked.error)
             return "invalid", json.dumps(first)[:160]
         if not run:
             return "valid", f"{len(prompt)} nodes"
@@ -155,7 +140,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="loom-templates-") as tmp:
         work = Path(tmp)
-        made = stand_ins(work / "standins")
+        made = write_stand_ins(work / "standins")
         rows = [(p.name, *check(p, args.run, made, work)) for p in args.workflows]
     width = max(len(r[0]) for r in rows)
     print(f"{'workflow':<{width}}  {'result':<16}  detail")

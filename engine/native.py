@@ -57,6 +57,9 @@ class Input:
     # Combos: ComfyUI's classic nodes publish no default (the front end shows the first choice), so a
     # combo's default stays out of /object_info unless this is set, as for ComfyUI's nodes that do.
     publish_default: bool = False
+    # The published name where it is not a Python identifier, e.g. a DynamicCombo's sub-input
+    # "format.bit_depth" (ComfyUI's prompt name); run() still receives it under its parameter name.
+    name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,15 @@ class Output:
 
 class Ui(dict[str, Any]):
     """What an output node shows in the UI, e.g. `Ui(images=[{"filename": ..., "type": "output"}])`."""
+
+
+@dataclass(frozen=True)
+class WithUi:
+    """An output node's outputs together with what it shows: `return WithUi(images, Ui(images=[...]))`
+    (a tuple of values for several outputs)."""
+
+    result: Any
+    ui: Ui
 
 
 Image = Annotated[Any, Socket("IMAGE")]
@@ -121,6 +133,7 @@ def native_spec(cls: type[Node]) -> NodeSpec:
         raise NodeDefinitionError(node_id, f"cannot resolve the annotations of run(): {exc}") from exc
 
     inputs: list[InputSpec] = []
+    input_params: list[str] = []
     wants_context = accepts_extra = False
     for param in list(inspect.signature(run).parameters.values())[1:]:
         if param.kind is param.VAR_KEYWORD:
@@ -131,6 +144,7 @@ def native_spec(cls: type[Node]) -> NodeSpec:
             wants_context = True
         else:
             inputs.append(_input_spec(node_id, param, hints.get(param.name)))
+            input_params.append(param.name)
 
     outputs = _output_specs(node_id, hints.get("return", type(None)))
     if cls.output_is_list:
@@ -139,7 +153,8 @@ def native_spec(cls: type[Node]) -> NodeSpec:
         outputs = tuple(replace(o, is_list=flag) for o, flag in zip(outputs, cls.output_is_list, strict=True))
     check_lazy = getattr(cls, "check_lazy_status", None)
     validate = getattr(cls, "validate", None)
-    invoke = _invoker(outputs, wants_context)
+    renames = {i.name: p for i, p in zip(inputs, input_params, strict=True) if i.name != p}
+    invoke = _invoker(outputs, wants_context, renames)
     return NodeSpec(
         id=node_id,
         display_name=cls.display_name or node_id,
@@ -227,7 +242,7 @@ def _input_spec(node_id: str, param: inspect.Parameter, annotation: Any) -> Inpu
     _check_default(node_id, param.name, options, choices)
     if choices is not None and not info.publish_default:
         options.pop("default", None)
-    return InputSpec(param.name, type_name, section, options, choices)
+    return InputSpec(info.name or param.name, type_name, section, options, choices)
 
 
 def _choices_getter(choices: Any) -> Callable[[], Sequence[Any]] | None:
@@ -270,14 +285,19 @@ def _output_spec(node_id: str, annotation: Any, name: str | None) -> OutputSpec:
     return OutputSpec(type_name, name or named or type_name)
 
 
-def _invoker(outputs: tuple[OutputSpec, ...], wants_context: bool) -> Callable[[Any, dict, Any], Any]:
-    """Calls run() and turns its return value into ComfyUI's shape (a tuple or a ui dict); an
-    `async def run` gives a coroutine that does the same once awaited."""
+def _invoker(
+    outputs: tuple[OutputSpec, ...], wants_context: bool, renames: dict[str, str]
+) -> Callable[[Any, dict, Any], Any]:
+    """Calls run() (inputs published under another name passed under their parameter's) and turns its
+    return value into ComfyUI's shape (a tuple or a ui dict); an `async def run` gives a coroutine
+    that does the same once awaited."""
     single = len(outputs) == 1
 
     def shape(result: Any) -> Any:
         if isinstance(result, Ui):
             return {"ui": dict(result)}
+        if isinstance(result, WithUi):
+            return {"ui": dict(result.ui), "result": shape(result.result)}
         if single:
             return (result,)
         return () if result is None else tuple(result)
@@ -286,6 +306,8 @@ def _invoker(outputs: tuple[OutputSpec, ...], wants_context: bool) -> Callable[[
         return shape(await pending)
 
     def invoke(instance: Any, inputs: dict[str, Any], ctx: Any) -> Any:
+        if renames:
+            inputs = {renames.get(k, k): v for k, v in inputs.items()}
         result = instance.run(**inputs, ctx=ctx) if wants_context else instance.run(**inputs)
         return shape_later(result) if inspect.isawaitable(result) else shape(result)
 

@@ -8,6 +8,7 @@ Weights may be stored in fp8 (UNETLoader's weight_dtype) while the computation r
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from engine.diffusion.diffusion_model import DiffusionModel, ModelType
@@ -50,7 +51,9 @@ class FlowTransformer(DiffusionModel):
             if vector is None:
                 vector = torch.zeros((1, width))
             pooled.append(vector.to(crop.device).float().expand(batch, -1))
-            guidance += [float(entry.get("guidance", FLUX_DEFAULT_GUIDANCE))] * batch
+            value = entry.get("guidance", FLUX_DEFAULT_GUIDANCE)
+            # None (FluxDisableGuidance) travels as NaN: the model then leaves its guidance embedding out.
+            guidance += [math.nan if value is None else float(value)] * batch
         return {"pooled": torch.cat(pooled), "guidance": torch.tensor(guidance, device=crop.device)}
 
     def apply_model(
@@ -126,7 +129,29 @@ class SD3(FlowTransformer):
 
 class Flux(FlowTransformer):
     """Flux.1 (diffusers' FluxTransformer2DModel): 2×2 patches packed into tokens with (0, row, column)
-    position ids; the timestep is sigma (the model scales it by 1000) and dev embeds the guidance."""
+    position ids; the timestep is sigma (the model scales it by 1000) and dev embeds the guidance.
+    Reference latents (Flux Kontext, `engine.diffusion.flux_references`) are extra image tokens."""
+
+    def added_conditions(self, entries: list[dict[str, Any]], crop: Any, batch: int) -> dict[str, Any]:
+        """As every flow transformer's, plus each entry's reference latents (model-scaled) and method."""
+        out = super().added_conditions(entries, crop, batch)
+        out["references"] = [
+            (
+                tuple(
+                    self.process_latent_in(r.to(crop.device).float())
+                    for r in entry.get("reference_latents") or ()
+                ),
+                entry.get("reference_latents_method") or "offset",
+            )
+            for entry in entries
+        ]
+        out["rows_per_entry"] = batch
+        from engine.diffusion.flux_references import concat_channels
+
+        concat = concat_channels(self, entries, crop, batch)
+        if concat is not None:
+            out["concat"] = concat
+        return out
 
     def _network(
         self,
@@ -163,36 +188,69 @@ class Flux(FlowTransformer):
 
     def _forward(self, x: Any, timestep: Any, context: Any, extra: dict[str, Any]) -> Any:
         import torch
-        import torch.nn.functional as F
 
-        batch, channels, height, width = x.shape
-        padded = F.pad(x, (0, width % 2, 0, height % 2), mode="circular")
-        rows, cols = padded.shape[2] // 2, padded.shape[3] // 2
-        tokens = padded.reshape(batch, channels, rows, 2, cols, 2).permute(0, 2, 4, 1, 3, 5)
-        tokens = tokens.reshape(batch, rows * cols, channels * 4)
-        img_ids = torch.zeros((rows, cols, 3), device=x.device, dtype=x.dtype)
-        img_ids[..., 1] = torch.arange(rows, device=x.device, dtype=x.dtype)[:, None]
-        img_ids[..., 2] = torch.arange(cols, device=x.device, dtype=x.dtype)[None, :]
+        from engine.diffusion.flux_references import signature
+
+        references = extra.get("references") or [((), "offset")]
+        if len({signature(r) for r in references}) == 1:
+            return self._forward_rows(x, timestep, context, extra, references[0])
+        # Entries with different references make token sequences of different lengths: one call each.
+        step = extra["rows_per_entry"]
+        outputs = []
+        for index, refs in enumerate(references):
+            rows = slice(index * step, (index + 1) * step)
+            part = {**extra, "pooled": extra["pooled"][rows], "guidance": extra["guidance"][rows]}
+            if "concat" in extra:
+                part["concat"] = extra["concat"][rows]
+            outputs.append(self._forward_rows(x[rows], timestep[rows], context[rows], part, refs))
+        return torch.cat(outputs)
+
+    def _forward_rows(
+        self, x: Any, timestep: Any, context: Any, extra: dict[str, Any], refs: tuple[tuple[Any, ...], str]
+    ) -> Any:
+        import torch
+
+        from engine.diffusion.flux_references import guidance_switched_off, reference_tokens
+
+        # Fill, Canny and Depth models take the image's latent (and Fill the mask) as extra channels.
+        concat = extra.get("concat")
+        tokens, rows, cols = _pack(x if concat is None else torch.cat([x, concat.to(x.dtype)], dim=1))
+        img_ids = _flux_ids(rows, cols, x)
+        image_tokens = tokens.shape[1]
+        references, method = refs
+        if references:
+            ref_tokens, ref_ids = reference_tokens(list(references), method, rows, cols, x.shape[0], _pack, x)
+            tokens, img_ids = torch.cat([tokens, ref_tokens], dim=1), torch.cat([img_ids, ref_ids])
         txt_ids = torch.zeros((context.shape[1], 3), device=x.device, dtype=x.dtype)
-        guidance = extra["guidance"].to(x.dtype) if self.diffusion_model.config.guidance_embeds else None
-        out = self.diffusion_model(
-            hidden_states=tokens,
-            encoder_hidden_states=context,
-            pooled_projections=extra["pooled"].to(x.dtype),
-            timestep=timestep.to(x.dtype),
-            img_ids=img_ids.reshape(-1, 3),
-            txt_ids=txt_ids,
-            guidance=guidance,
-            return_dict=False,
-        )[0]
-        out = out.reshape(batch, rows, cols, channels, 2, 2).permute(0, 3, 1, 4, 2, 5)
-        return out.reshape(batch, channels, rows * 2, cols * 2)[:, :, :height, :width]
+        guidance = None
+        disabled = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        if self.diffusion_model.config.guidance_embeds:
+            disabled = extra["guidance"].isnan()
+            guidance = extra["guidance"].nan_to_num(0.0).to(x.dtype)
+        with guidance_switched_off(self.diffusion_model, disabled):
+            out = self.diffusion_model(
+                hidden_states=tokens,
+                encoder_hidden_states=context,
+                pooled_projections=extra["pooled"].to(x.dtype),
+                timestep=timestep.to(x.dtype),
+                img_ids=img_ids,
+                txt_ids=txt_ids,
+                guidance=guidance,
+                return_dict=False,
+            )[0]
+        return _unpack(out[:, :image_tokens], x, rows, cols)
 
 
 class _UnpooledFlow(FlowTransformer):
     """A flow transformer conditioned on a text sequence alone (no pooled vector, no guidance)."""
 
     def added_conditions(self, entries: list[dict[str, Any]], crop: Any, batch: int) -> dict[str, Any]:
+        if self.family in REFERENCE_LATENTS_NOT_DONE and any(e.get("reference_latents") for e in entries):
+            raise ValueError(
+                f"reference latents (ReferenceLatent, Qwen-Image Edit) are not supported by Loom's "
+                f"{self.family} model yet: ComfyUI's attends to them, so ignoring them would give another "
+                "image; remove the ReferenceLatent node"
+            )
         return {}
 
     def _check_conditioning(self, context: Any, pooled: Any) -> None:
@@ -232,6 +290,11 @@ class _UnpooledFlow(FlowTransformer):
     def context_width(self) -> int:
         raise NotImplementedError
 
+
+# Families whose ComfyUI model attends to reference latents but whose Loom model does not yet: a
+# conditioning carrying them is refused rather than sampled without them. (ComfyUI 0.3.64's Chroma ignores
+# them, as Loom's does; Z-Image is newer than that ComfyUI and was not checked; Flux takes them, above.)
+REFERENCE_LATENTS_NOT_DONE = frozenset({"qwen_image"})
 
 # The CLIPLoader type whose text encoder each family takes (for messages).
 CLIP_TYPE_OF = {"zimage": "lumina2", "qwen_image": "qwen_image", "chroma": "chroma"}

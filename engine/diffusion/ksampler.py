@@ -19,6 +19,17 @@ from engine.diffusion.taesd import preview_jpeg
 PREVIEW_EVERY = 1
 
 
+def fix_empty_latent_channels(model: Any, samples: Any) -> Any:
+    """An all-zero latent made for another family (EmptyLatentImage's 4 channels before a 16-channel
+    model) as zeros with the model's channel count, as ComfyUI's samplers do; others are left alone."""
+    import torch
+
+    channels = getattr(model.get_model_object("latent_format"), "latent_channels", samples.shape[1])
+    if samples.shape[1] != channels and torch.count_nonzero(samples) == 0:
+        return torch.zeros((samples.shape[0], channels, *samples.shape[2:]), dtype=samples.dtype)
+    return samples
+
+
 @dataclass(frozen=True)
 class SamplerSettings:
     seed: int
@@ -47,7 +58,7 @@ def run_ksampler(
 
     from engine.sampling import prepare_noise, sigmas_for, slice_sigmas
 
-    samples = latent["samples"].float()
+    samples = fix_empty_latent_channels(model, latent["samples"].float())
     noise = prepare_noise(samples, settings.seed, latent.get("batch_index"))
     if not settings.add_noise:
         noise = torch.zeros_like(samples)

@@ -168,9 +168,11 @@ class SamplerCustom(Node):
         import torch
 
         from engine.diffusion.guider import CFGGuider as Engine
+        from engine.diffusion.ksampler import fix_empty_latent_channels
         from engine.sampling import prepare_noise
 
-        samples = latent_image["samples"].float()
+        samples = fix_empty_latent_channels(model, latent_image["samples"].float())
+        latent_image = {**latent_image, "samples": samples}
         if add_noise:
             noise = prepare_noise(samples, noise_seed, latent_image.get("batch_index"))
         else:
@@ -196,6 +198,10 @@ class SamplerCustomAdvanced(Node):
         sigmas: Annotated[Sigmas, Input("The noise levels to step through.")],
         latent_image: Annotated[Latent, Input("The latents to denoise.")],
     ) -> SampledLatents:
+        from engine.diffusion.ksampler import fix_empty_latent_channels
+
+        samples = fix_empty_latent_channels(guider.model_patcher, latent_image["samples"])
+        latent_image = {**latent_image, "samples": samples}
         drawn = noise.generate_noise(latent_image)
         return sample_with_guider(
             ctx, guider, drawn, sampler, sigmas, latent_image, getattr(noise, "seed", None)

@@ -1,0 +1,184 @@
+"""Tiny stand-in model files for `bench/family_templates.py`, and which one a workflow's file name gets.
+
+Each family's files come from the test fixtures (tests/nodes/flow_fixtures*.py): Flux.1 dev and schnell
+(split files and fp8 all-in-one checkpoints), Flux Fill (384 input channels) and Flux Canny/Depth (128),
+SD3.5 (split and all-in-one), Z-Image, Qwen-Image and Chroma. Kinds Loom cannot load for these families
+(SD3/Flux ControlNets, Flux Redux's style model and SigLIP vision encoder, model patches) get a file that
+only lets the workflow validate; running such a workflow then reports Loom's own loading error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+# The widget positions of the file names each loader takes, and the folder they are in.
+FILE_WIDGETS = {
+    "UNETLoader": ((0, "diffusion_models"),),
+    "CheckpointLoaderSimple": ((0, "checkpoints"),),
+    "CLIPLoader": ((0, "text_encoders"),),
+    "DualCLIPLoader": ((0, "text_encoders"), (1, "text_encoders")),
+    "TripleCLIPLoader": ((0, "text_encoders"), (1, "text_encoders"), (2, "text_encoders")),
+    "VAELoader": ((0, "vae"),),
+    "LoraLoaderModelOnly": ((0, "loras"),),
+    "LoraLoader": ((0, "loras"),),
+    "ControlNetLoader": ((0, "controlnet"),),
+    "StyleModelLoader": ((0, "style_models"),),
+    "CLIPVisionLoader": ((0, "clip_vision"),),
+    "ModelPatchLoader": ((0, "model_patches"),),
+    "UpscaleModelLoader": ((0, "upscale_models"),),
+}
+
+# (folder, words any of which the lower-case file name holds, stand-in key), first match wins.
+RULES: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("diffusion_models", ("qwen",), "qwen_image"),
+    ("diffusion_models", ("chroma",), "chroma"),
+    ("diffusion_models", ("z_image", "z-image", "zimage"), "zimage"),
+    ("diffusion_models", ("fill",), "flux_fill"),
+    ("diffusion_models", ("canny", "depth"), "flux_control"),
+    ("diffusion_models", ("schnell",), "flux_schnell"),
+    ("diffusion_models", ("flux", "kontext", "krea"), "flux_dev"),
+    ("diffusion_models", ("sd3",), "sd3"),
+    ("checkpoints", ("schnell",), "flux_schnell_ckpt"),
+    ("checkpoints", ("flux",), "flux_dev_ckpt"),
+    ("checkpoints", ("sd3",), "sd3_ckpt"),
+    ("text_encoders", ("qwen_3", "qwen3"), "qwen_3"),
+    ("text_encoders", ("qwen",), "qwen_2.5"),
+    ("text_encoders", ("clip_g",), "clip_g"),
+    ("text_encoders", ("clip_l",), "clip_l"),
+    ("text_encoders", ("t5",), "t5"),
+    ("vae", ("qwen", "wan"), "qwen_image_vae"),
+    ("vae", ("ae.", "flux", "sd3", "vae"), "ae"),
+    ("upscale_models", ("",), "esrgan"),
+    ("controlnet", ("",), "unloadable"),
+    ("style_models", ("",), "unloadable"),
+    ("clip_vision", ("",), "unloadable"),
+    ("model_patches", ("",), "unloadable"),
+)
+
+
+class NoStandIn(LookupError):
+    """A workflow names a file of a kind the bench has no stand-in for."""
+
+
+def lora_for(model: Path) -> Path:
+    """A LoRA that changes nothing but matches a layer of this diffusion model (zero up and down
+    matrices on its first weight matrix, under the reference `diffusion_model.` name): Loom refuses a
+    LoRA that matches no layer at all."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    path = model.with_name(f"lora_for_{model.stem}.safetensors")
+    if path.exists():
+        return path
+    with safe_open(str(model), "pt") as handle:
+        key = next(k for k in sorted(handle.keys()) if len(handle.get_slice(k).get_shape()) == 2)
+        rows, columns = handle.get_slice(key).get_shape()
+    module = key.removeprefix("model.diffusion_model.").removesuffix(".weight")
+    lora = {
+        f"diffusion_model.{module}.lora_down.weight": torch.zeros(1, columns),
+        f"diffusion_model.{module}.lora_up.weight": torch.zeros(rows, 1),
+    }
+    save_file(lora, str(path))
+    return path
+
+
+def pick(folder: str, name: str, made: dict[str, Path]) -> Path:
+    lower = name.lower()
+    for kind, words, key in RULES:
+        if kind == folder and any(word in lower for word in words):
+            return made[key]
+    raise NoStandIn(f"no stand-in for {folder}/{name}")
+
+
+def _flux_variant(in_channels: int, seed: int) -> dict[str, Any]:
+    """A tiny Flux dev whose image input takes extra channels (Fill: 384, Canny/Depth: 128) in the
+    reference layout; its output stays 64 wide."""
+    import torch
+    from diffusers import FluxTransformer2DModel
+
+    from tests.nodes.flow_fixtures import CLIP_L_WIDTH, JOINT, flux_to_comfy
+
+    torch.manual_seed(seed)
+    model = FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=in_channels,
+        out_channels=64,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=128,
+        num_attention_heads=1,
+        joint_attention_dim=JOINT,
+        pooled_projection_dim=CLIP_L_WIDTH,
+        guidance_embeds=True,
+        axes_dims_rope=(16, 56, 56),
+    )
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.05)
+    return flux_to_comfy(model.state_dict(), 1, 1)
+
+
+def _checkpoint(path: Path, transformer: dict[str, Any], made: dict[str, Path]) -> None:
+    """A flux1-*-fp8 style all-in-one file: fp8 transformer matrices, the text encoders and VAE beside."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    state = {
+        "model.diffusion_model." + k: v.to(torch.float8_e4m3fn) if v.ndim == 2 else v.half()
+        for k, v in transformer.items()
+    }
+    state |= {"first_stage_model." + k: v.half() for k, v in load_file(str(made["ae"])).items()}
+    for role, key in (("clip_l", "clip_l"), ("t5xxl", "t5")):
+        state |= {
+            f"text_encoders.{role}.transformer." + k: v.half() for k, v in load_file(str(made[key])).items()
+        }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+
+
+def write_stand_ins(work: Path) -> dict[str, Path]:
+    """One tiny file of each kind under `work`, by the key that picks it."""
+    import torch
+    from safetensors.torch import save_file
+
+    from tests.nodes.flow_fixtures import _save, flux_to_comfy, write_flux_files, write_sd3_files
+    from tests.nodes.flow_fixtures_new import write_chroma_files, write_qwen_image_files, write_zimage_files
+
+    for name, writer in (
+        ("zimage", write_zimage_files),
+        ("qwen", write_qwen_image_files),
+        ("chroma", write_chroma_files),
+        ("sd3", write_sd3_files),
+    ):
+        writer(work / name)
+    flux = write_flux_files(work / "flux")
+    made = {
+        "zimage": work / "zimage/diffusion_models/z_image_turbo_bf16.safetensors",
+        "qwen_image": work / "qwen/diffusion_models/qwen_image_bf16.safetensors",
+        "chroma": work / "chroma/diffusion_models/chroma-unlocked-v35.safetensors",
+        "flux_dev": work / "flux/diffusion_models/flux1-dev.safetensors",
+        "flux_schnell": work / "flux/unet/flux1-schnell.safetensors",
+        "flux_dev_ckpt": work / "flux/checkpoints/flux1-dev-fp8.safetensors",
+        "sd3": work / "sd3/diffusion_models/tiny_sd3.safetensors",
+        "sd3_ckpt": work / "sd3/checkpoints/tiny_sd3.5_all_in_one.safetensors",
+        "qwen_3": work / "zimage/text_encoders/qwen_3_4b.safetensors",
+        "qwen_2.5": work / "qwen/text_encoders/qwen_2.5_vl_7b_fp8_scaled.safetensors",
+        "clip_l": work / "flux/text_encoders/clip_l.safetensors",
+        "clip_g": work / "sd3/text_encoders/tiny_clip_g.safetensors",
+        "t5": work / "flux/text_encoders/t5xxl_fp8_e4m3fn.safetensors",
+        "ae": work / "flux/vae/ae.safetensors",
+        "qwen_image_vae": work / "qwen/vae/qwen_image_vae.safetensors",
+    }
+    for key, channels, seed in (("flux_fill", 384, 16), ("flux_control", 128, 17)):
+        made[key] = work / f"flux/diffusion_models/{key}.safetensors"
+        _save(made[key], _flux_variant(channels, seed))
+    made["flux_schnell_ckpt"] = work / "flux/checkpoints/flux1-schnell-fp8.safetensors"
+    _checkpoint(made["flux_schnell_ckpt"], flux_to_comfy(flux["schnell"].state_dict(), 1, 1), made)
+    from tests.nodes.upscale_fixtures import esrgan_new_layout, write_standin
+
+    made["esrgan"] = write_standin(work / "esrgan_x4.safetensors", esrgan_new_layout())
+    made["unloadable"] = work / "unloadable.safetensors"
+    save_file({"not_a_model_loom_loads": torch.zeros(1)}, str(made["unloadable"]))
+    return made
