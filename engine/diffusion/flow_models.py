@@ -162,8 +162,37 @@ class Flux(FlowTransformer):
         control: Any,
         options: dict[str, Any],
     ) -> Any:
-        args = (x, timestep, context, extra["pooled"].to(x.dtype), extra["guidance"], None, control, options)
-        return self.through_wrappers(self.flux_forward, options, *args)
+        """One model call per group of entries sharing references (their token sequences differ in
+        length otherwise), each inside the DIFFUSION_MODEL wrappers with the arguments ComfyUI's Flux
+        gets: the concat channels already joined to the latent, the references as `ref_latents`."""
+        import torch
+
+        from engine.diffusion.flux_references import signature
+
+        references = extra.get("references") or [((), "offset")]
+        step = extra.get("rows_per_entry", x.shape[0])
+        groups = [(slice(None), references[0])]
+        if len({signature(r) for r in references}) > 1:
+            groups = [(slice(i * step, (i + 1) * step), refs) for i, refs in enumerate(references)]
+        concat = extra.get("concat")
+        outputs = []
+        for rows, (refs, method) in groups:
+            x_in = x[rows] if concat is None else torch.cat([x[rows], concat[rows].to(x.dtype)], dim=1)
+            pooled, guidance = extra["pooled"][rows].to(x.dtype), extra["guidance"][rows]
+            args = (
+                x_in,
+                timestep[rows],
+                context[rows],
+                pooled,
+                guidance,
+                list(refs) or None,
+                control,
+                options,
+            )
+            # ComfyUI passes the method only beside reference latents.
+            kwargs = {"ref_latents_method": method} if refs else {}
+            outputs.append(self.through_wrappers(self.flux_forward, options, *args, **kwargs))
+        return torch.cat(outputs)
 
     def flux_forward(
         self,
@@ -175,46 +204,28 @@ class Flux(FlowTransformer):
         ref_latents: Any = None,
         control: Any = None,
         transformer_options: dict[str, Any] | None = None,
+        ref_latents_method: str = "offset",
         **kwargs: Any,
     ) -> Any:
         """The prediction, called as ComfyUI calls its Flux model (what a DIFFUSION_MODEL wrapper
-        continues with): the latent, sigma, the T5 context, the pooled CLIP vector `y` and the
-        guidance per entry. Loom's Flux takes no Kontext reference latents nor control residuals."""
+        continues with): the latent (with any concat channels), sigma, the T5 context, the pooled CLIP
+        vector `y`, the guidance per entry (NaN: FluxDisableGuidance) and Kontext's reference latents.
+        Loom's Flux takes no control residuals."""
         del kwargs
-        if ref_latents is not None or control is not None:
-            raise ValueError("Loom's Flux model takes no reference latents (Kontext) or control residuals")
+        if control is not None:
+            raise ValueError("Loom's Flux model takes no control residuals (Flux ControlNets)")
         with dit_patches(self.diffusion_model, self.family, transformer_options or {}):
-            return self._forward(x, timestep, context, {"pooled": y, "guidance": guidance})
+            refs = (tuple(ref_latents or ()), ref_latents_method)
+            return self._transformer(x, timestep, context, y, guidance, refs)
 
-    def _forward(self, x: Any, timestep: Any, context: Any, extra: dict[str, Any]) -> Any:
-        import torch
-
-        from engine.diffusion.flux_references import signature
-
-        references = extra.get("references") or [((), "offset")]
-        if len({signature(r) for r in references}) == 1:
-            return self._forward_rows(x, timestep, context, extra, references[0])
-        # Entries with different references make token sequences of different lengths: one call each.
-        step = extra["rows_per_entry"]
-        outputs = []
-        for index, refs in enumerate(references):
-            rows = slice(index * step, (index + 1) * step)
-            part = {**extra, "pooled": extra["pooled"][rows], "guidance": extra["guidance"][rows]}
-            if "concat" in extra:
-                part["concat"] = extra["concat"][rows]
-            outputs.append(self._forward_rows(x[rows], timestep[rows], context[rows], part, refs))
-        return torch.cat(outputs)
-
-    def _forward_rows(
-        self, x: Any, timestep: Any, context: Any, extra: dict[str, Any], refs: tuple[tuple[Any, ...], str]
+    def _transformer(
+        self, x: Any, timestep: Any, context: Any, y: Any, guidance: Any, refs: tuple[tuple[Any, ...], str]
     ) -> Any:
         import torch
 
         from engine.diffusion.flux_references import guidance_switched_off, reference_tokens
 
-        # Fill, Canny and Depth models take the image's latent (and Fill the mask) as extra channels.
-        concat = extra.get("concat")
-        tokens, rows, cols = _pack(x if concat is None else torch.cat([x, concat.to(x.dtype)], dim=1))
+        tokens, rows, cols = _pack(x)
         img_ids = _flux_ids(rows, cols, x)
         image_tokens = tokens.shape[1]
         references, method = refs
@@ -222,23 +233,25 @@ class Flux(FlowTransformer):
             ref_tokens, ref_ids = reference_tokens(list(references), method, rows, cols, x.shape[0], _pack, x)
             tokens, img_ids = torch.cat([tokens, ref_tokens], dim=1), torch.cat([img_ids, ref_ids])
         txt_ids = torch.zeros((context.shape[1], 3), device=x.device, dtype=x.dtype)
-        guidance = None
         disabled = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
         if self.diffusion_model.config.guidance_embeds:
-            disabled = extra["guidance"].isnan()
-            guidance = extra["guidance"].nan_to_num(0.0).to(x.dtype)
+            disabled = guidance.isnan()
+            guidance = guidance.nan_to_num(0.0).to(x.dtype)
+        else:
+            guidance = None
         with guidance_switched_off(self.diffusion_model, disabled):
             out = self.diffusion_model(
                 hidden_states=tokens,
                 encoder_hidden_states=context,
-                pooled_projections=extra["pooled"].to(x.dtype),
+                pooled_projections=y,
                 timestep=timestep.to(x.dtype),
                 img_ids=img_ids,
                 txt_ids=txt_ids,
                 guidance=guidance,
                 return_dict=False,
             )[0]
-        return _unpack(out[:, :image_tokens], x, rows, cols)
+        channels = int(self.diffusion_model.out_channels) // 4
+        return _unpack(out[:, :image_tokens], x[:, :channels], rows, cols)
 
 
 class _UnpooledFlow(FlowTransformer):
