@@ -16,6 +16,7 @@ modules, not ComfyUI's `comfy.ldm` classes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -41,6 +42,13 @@ def prefix_replace(
     return out
 
 
+@dataclass(frozen=True)
+class UnscaledFormat(LatentFormat):
+    """ComfyUI's base LatentFormat: latents used as they are (scale 1), 4 channels."""
+
+    scale_factor: float = 1.0
+
+
 class ClipTarget:
     """The tokenizer and text-encoder classes of a family (ComfyUI's ClipTarget)."""
 
@@ -60,7 +68,7 @@ class BASE:
     clip_vision_prefix: ClassVar[str | None] = None
     noise_aug_config: ClassVar[dict[str, Any] | None] = None
     sampling_settings: dict[str, Any] = {}
-    latent_format: Any = LatentFormat
+    latent_format: Any = UnscaledFormat
     vae_key_prefix: ClassVar[list[str]] = ["first_stage_model."]
     text_encoder_key_prefix: ClassVar[list[str]] = ["cond_stage_model."]
     supported_inference_dtypes: ClassVar[list[Any]] = [torch.float16, torch.bfloat16, torch.float32]

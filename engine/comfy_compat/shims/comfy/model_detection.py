@@ -63,13 +63,11 @@ def detect_unet_config(
     flow = flow_families.detect(shapes)
     if flow is not None:
         return flow_unet_config(flow.family, _flow_config(flow.family, shapes, flow.prefix))
-    unet = {
-        UNET_PREFIX + key[len(key_prefix) :]: shape
-        for key, shape in shapes.items()
-        if key.startswith(key_prefix)
-    }
+    # The UNet's keys where Loom's detection reads them; the rest (text encoders) tell the family.
+    unet = {UNET_PREFIX + k[len(key_prefix) :]: v for k, v in shapes.items() if k.startswith(key_prefix)}
+    others = {k: v for k, v in shapes.items() if not k.startswith(key_prefix)}
     try:
-        spec = detect_model(unet, dict(metadata or {}))
+        spec = detect_model({**others, **unet}, dict(metadata or {}))
     except UnsupportedModelError:
         return None
     full = comfy_unet_config(spec.unet_config)

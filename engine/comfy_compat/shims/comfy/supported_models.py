@@ -42,7 +42,9 @@ from engine.diffusion.model_configs import (
     Segmind_Vega,
 )
 
-from . import supported_models_base
+# Imported as ComfyUI's module imports them, so `comfy.sd1_clip` (...) is reachable after it.
+from . import sd1_clip, sd2_clip, sdxl_clip, supported_models_base  # noqa: F401
+from .text_encoders import sd3_clip  # noqa: F401
 
 __all__ = [
     "KOALA_1B",
