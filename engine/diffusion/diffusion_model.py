@@ -71,15 +71,22 @@ def comfy_unet_config(config: dict[str, Any]) -> dict[str, Any]:
 class DiffusionModel:
     """A UNet with its sampling schedule and latent format, shared by every ModelPatcher clone."""
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> DiffusionModel:
+        from engine.diffusion.model_configs import BASE
+
+        # A pack building ComfyUI's BaseModel from a model config (Easy-Use's Kolors loader subclasses
+        # model_base.SDXL so) gets told why, whichever subclass's __init__ would run.
+        if (args and isinstance(args[0], BASE)) or isinstance(kwargs.get("model_config"), BASE):
+            raise NotImplementedError(
+                f"comfy.model_base.{cls.__name__}(model_config, ...): Loom does not build ComfyUI's "
+                "comfy.ldm networks (openaimodel.UNetModel) from a model config; its models wrap "
+                "diffusers modules loaded from files"
+            )
+        return super().__new__(cls)
+
     def __init__(self, unet: Any, model_sampling: Any, family: str, latent_format: Any) -> None:
         from engine.diffusion import model_configs
 
-        if isinstance(unet, model_configs.BASE):  # a pack subclassing ComfyUI's BaseModel(config, ...)
-            raise NotImplementedError(
-                "comfy.model_base.BaseModel(model_config, ...): Loom does not build ComfyUI's comfy.ldm "
-                "networks (openaimodel.UNetModel) from a model config; its models wrap diffusers modules "
-                "loaded from files"
-            )
         self.diffusion_model = unet
         self.model_sampling = model_sampling
         self.family = family

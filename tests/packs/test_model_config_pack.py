@@ -168,6 +168,8 @@ def test_sd_version_node_and_named_only_classes(
         comfy("comfy.ldm.models.autoencoder").AutoencoderKL()
     model = loaded(comfy, sd_folders, "sd1")
     assert not isinstance(model.model.diffusion_model, (openaimodel.UNetModel, openaimodel.ResBlock))
+    with pytest.raises(NotImplementedError, match=r"model_base\.PackSDXL\(model_config"):
+        pack.PackSDXL(comfy("comfy.supported_models").SDXL({}))
     assert openaimodel.timestep_embedding(torch.tensor([0.0]), 4).tolist() == [[1.0, 1.0, 0.0, 0.0]]
 
 

@@ -9,6 +9,7 @@
 import functools
 
 import comfy
+import comfy.model_base
 import comfy.model_detection as model_detection  # noqa: F401 - imported at module level, as Easy-Use does
 import comfy.supported_models
 import comfy.supported_models_base
@@ -35,6 +36,15 @@ class PackConfig(comfy.supported_models_base.BASE):
 
 class PackUNet(UNetModel):
     """A subclass of ComfyUI's UNet, defined at import (Easy-Use's KolorsUNetModel)."""
+
+
+class PackSDXL(comfy.model_base.SDXL):
+    """An SDXL model class built from a config (Easy-Use's KolorsSDXL)."""
+
+    def __init__(self, model_config, model_type=comfy.model_base.ModelType.EPS, device=None):
+        comfy.model_base.BaseModel.__init__(
+            self, model_config, model_type, device=device, unet_model=PackUNet
+        )
 
 
 def _wrap(forward):
