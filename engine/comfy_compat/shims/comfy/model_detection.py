@@ -88,7 +88,7 @@ def model_config_from_unet_config(
     from comfy import supported_models
 
     for config in supported_models.models:
-        if config.matches(unet_config, state_dict):  # type: ignore[arg-type]
+        if config.matches(unet_config, state_dict):
             return config(unet_config)
     logging.error("no match %s", unet_config)
     return None
@@ -132,7 +132,7 @@ def convert_config(unet_config: dict[str, Any]) -> dict[str, Any]:
         blocks = [blocks] * len(mult or [])
     if "attention_resolutions" in config:
         resolutions = config.pop("attention_resolutions")
-        depth = config.get("transformer_depth")
+        depth: Any = config.get("transformer_depth")
         if isinstance(depth, int):
             depth = [depth] * len(mult or [])
         middle = config.get("transformer_depth_middle")

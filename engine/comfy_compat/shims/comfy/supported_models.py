@@ -95,13 +95,13 @@ class Stable_Zero123(_BASE):
 
 class SD_X4Upscaler(SD20):
     unet_config = {**SD20.unet_config, "model_channels": 256, "in_channels": 7}
-    loom_family = None
+    loom_family = None  # type: ignore[assignment]  # an SD2 layout Loom does not load
 
 
 class AuraFlow(_BASE):
     unet_config = {"cond_seq_dim": 2048}
     sampling_settings = {"multiplier": 1.0, "shift": 1.73}
-    unet_extra_config: dict[str, Any] = {}
+    unet_extra_config = {}
     latent_format = _SDXLFormat
 
 
@@ -109,8 +109,8 @@ class PixArtAlpha(_BASE):
     unet_config = {"image_model": "pixart_alpha"}
     sampling_settings = {"beta_schedule": "sqrt_linear", "linear_start": 0.0001, "linear_end": 0.02,
                          "timesteps": 1000}  # fmt: skip
-    unet_extra_config: dict[str, Any] = {}
-    latent_format = _SD15Format
+    unet_extra_config = {}
+    latent_format: Any = _SD15Format
 
 
 class PixArtSigma(PixArtAlpha):
@@ -129,7 +129,7 @@ class GenmoMochi(_BASE):
 
     unet_config = {"image_model": "mochi_preview"}
     sampling_settings = {"multiplier": 1.0, "shift": 6.0}
-    unet_extra_config: dict[str, Any] = {}
+    unet_extra_config = {}
     latent_format = None
 
 
