@@ -70,7 +70,24 @@ def _custom_sampler_helpers() -> dict[str, Any]:
     }
 
 
+def camera_embeddings(elevation: float, azimuth: float) -> torch.Tensor:
+    """Zero123's camera vector [1, 1, 4] for a view at `elevation` and `azimuth` degrees: the polar
+    offset from the horizontal view in radians (-elevation), sin and cos of the azimuth, and the
+    fixed camera distance term (pi/2)."""
+    elevation_t = torch.as_tensor([elevation])
+    azimuth_t = torch.deg2rad(torch.as_tensor([azimuth]))
+    # (90 - elevation) - 90 rather than -elevation: the same float32 rounding as ComfyUI's.
+    parts = [
+        torch.deg2rad((90 - elevation_t) - 90),
+        torch.sin(azimuth_t),
+        torch.cos(azimuth_t),
+        torch.deg2rad(torch.full_like(elevation_t, 90)),
+    ]
+    return torch.stack(parts, dim=-1).unsqueeze(1)
+
+
 HELPERS: dict[str, dict[str, Any]] = {
     "comfy_extras.nodes_mask": {"composite": composite},
+    "comfy_extras.nodes_stable3d": {"camera_embeddings": camera_embeddings},
     "comfy_extras.nodes_custom_sampler": _custom_sampler_helpers(),
 }

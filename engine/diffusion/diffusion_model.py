@@ -11,7 +11,6 @@ time_ids) in place of ComfyUI's `y` vector.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -30,24 +29,6 @@ class ModelType(enum.Enum):
 
 
 _PREDICTION_TO_TYPE = {"eps": ModelType.EPS, "v_prediction": ModelType.V_PREDICTION}
-_FAMILY_TO_CLASS = {"sd1": "SD15", "sd2": "SD20", "sdxl": "SDXL", "sdxl_refiner": "SDXLRefiner"}
-
-
-@dataclass
-class ModelConfig:
-    """The parts of ComfyUI's supported_models config packs read."""
-
-    family: str
-    unet_config: dict[str, Any]
-    latent_format: Any
-    sampling_settings: dict[str, Any] = field(default_factory=dict)
-    manual_cast_dtype: Any = None
-    custom_operations: Any = None
-
-    @property
-    def name(self) -> str:
-        """ComfyUI's class name for this family's config (SD15, SD20, SDXL, SDXLRefiner)."""
-        return _FAMILY_TO_CLASS.get(self.family, self.family)
 
 
 def comfy_unet_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -62,19 +43,27 @@ def comfy_unet_config(config: dict[str, Any]) -> dict[str, Any]:
         d if t.startswith("CrossAttn") else 0
         for d, t in zip(depth, config.get("down_block_types", []), strict=False)
     ]
+    per_level = config.get("layers_per_block", 2)
     comfy = {
+        "use_checkpoint": False,
+        "image_size": 32,
         "in_channels": config.get("in_channels", 4),
         "out_channels": config.get("out_channels", 4),
         "model_channels": channels[0],
         "channel_mult": [c // channels[0] for c in channels],
-        "num_res_blocks": [config.get("layers_per_block", 2)] * levels,
-        "transformer_depth": [d for d in depth for _ in range(config.get("layers_per_block", 2))],
+        "num_res_blocks": [per_level] * levels,
+        "transformer_depth": [d for d in depth for _ in range(per_level)],
+        # Listed in input order (ComfyUI's UNetModel pops it from the end): each level's up path has
+        # one block more than its down path.
+        "transformer_depth_output": [d for d in depth for _ in range(per_level + 1)],
         "transformer_depth_middle": middle,
         "context_dim": config.get("cross_attention_dim"),
         "use_linear_in_transformer": bool(config.get("use_linear_projection", False)),
         "adm_in_channels": config.get("projection_class_embeddings_input_dim"),
         "use_spatial_transformer": True,
         "legacy": False,
+        "use_temporal_resblock": False,
+        "use_temporal_attention": False,
     }
     return {**config, **comfy}
 
@@ -82,7 +71,22 @@ def comfy_unet_config(config: dict[str, Any]) -> dict[str, Any]:
 class DiffusionModel:
     """A UNet with its sampling schedule and latent format, shared by every ModelPatcher clone."""
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> DiffusionModel:
+        from engine.diffusion.model_configs import BASE
+
+        # A pack building ComfyUI's BaseModel from a model config (Easy-Use's Kolors loader subclasses
+        # model_base.SDXL so) gets told why, whichever subclass's __init__ would run.
+        if (args and isinstance(args[0], BASE)) or isinstance(kwargs.get("model_config"), BASE):
+            raise NotImplementedError(
+                f"comfy.model_base.{cls.__name__}(model_config, ...): Loom does not build ComfyUI's "
+                "comfy.ldm networks (openaimodel.UNetModel) from a model config; its models wrap "
+                "diffusers modules loaded from files"
+            )
+        return super().__new__(cls)
+
     def __init__(self, unet: Any, model_sampling: Any, family: str, latent_format: Any) -> None:
+        from engine.diffusion import model_configs
+
         self.diffusion_model = unet
         self.model_sampling = model_sampling
         self.family = family
@@ -90,8 +94,13 @@ class DiffusionModel:
         self.model_type = _PREDICTION_TO_TYPE.get(
             getattr(model_sampling, "prediction_type", "eps"), ModelType.EPS
         )
-        unet_config = comfy_unet_config(dict(unet.config)) if hasattr(unet, "config") else {}
-        self.model_config = ModelConfig(family, unet_config, latent_format)
+        config = dict(unet.config) if hasattr(unet, "config") else {}
+        if family in model_configs.FLOW_FAMILIES:
+            unet_config = model_configs.flow_unet_config(family, config)
+        else:
+            unet_config = comfy_unet_config(config) if config else {}
+        # ComfyUI's comfy.supported_models config of this model (SD15, SDXL, Flux, ...).
+        self.model_config = model_configs.model_config(family, unet_config, latent_format)
         self.current_patcher: Any = None
 
     @property

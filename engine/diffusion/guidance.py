@@ -76,11 +76,13 @@ def _calc_cond_batch(
     # Joint-attention transformers (SD3, Flux, …) see text and image tokens in one attention, so a
     # repeated context would change their output: as ComfyUI (CONDRegular), they batch equal lengths only.
     by_length = getattr(model, "batch_equal_context_lengths", False)
-    groups: dict[tuple[tuple[int, int, int, int], int, int], list[tuple[dict[str, Any], int]]] = {}
+    groups: dict[tuple[tuple[int, int, int, int], int, int, int], list[tuple[dict[str, Any], int]]] = {}
     for entry, index, area in runs:
         length = int(entry["cross_attn"].shape[1]) if by_length else 0
-        groups.setdefault((area, id(entry.get("control")), length), []).append((entry, index))
-    for (area, _, _), group in groups.items():
+        # An entry with its own extra model inputs (`model_conds`, comfy.conds objects) runs alone.
+        alone = id(entry) if entry.get("model_conds") else 0
+        groups.setdefault((area, id(entry.get("control")), length, alone), []).append((entry, index))
+    for (area, _, _, _), group in groups.items():
         outputs = _run_group(model, group, x_in, timestep, area, model_options)
         h, w, y, x0 = area
         for (entry, index), output in zip(group, outputs, strict=True):
@@ -300,6 +302,8 @@ def _run_group(
     concat = _concat_channels(model, [entry for entry, _ in group], x, area)
     if concat is not None:
         c["c_concat"] = concat
+    for key, value in _model_conds(group[0][0], batch, area, x.device).items():
+        c.setdefault(key, value)  # what the model itself derives wins, as in ComfyUI's encode_model_conds
     added = _added_conditions(model, [entry for entry, _ in group], crop, batch)
     if added is not None:
         c["added_cond_kwargs"] = added
@@ -312,6 +316,18 @@ def _run_group(
     with fitting(control, model):
         c["control"] = control.get_control(x_all, sigmas, c, len(group), options)
         return _apply(model, x_all, sigmas, c, cond_or_uncond, model_options, options, len(group))
+
+
+def _model_conds(
+    entry: dict[str, Any], batch: int, area: tuple[int, int, int, int], device: Any
+) -> dict[str, Any]:
+    """A pack's extra model inputs on an entry (`model_conds`: comfy.conds objects), batched and cut
+    to the area as ComfyUI does; `c_concat` then joins the UNet input, other keys reach apply_model."""
+    out = {}
+    h, w, y, x0 = area
+    for key, cond in (entry.get("model_conds") or {}).items():
+        out[key] = cond.process_cond(batch_size=batch, area=(h, w, y, x0), device=device).concat([])
+    return out
 
 
 def _apply(

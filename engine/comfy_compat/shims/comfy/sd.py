@@ -15,6 +15,7 @@ from typing import Any
 # `comfy` package (`comfy.sd1_clip.SD1ClipModel`; ComfyUI_IPAdapter_plus uses comfy.model_base.SDXL
 # having imported only comfy.sd).
 import comfy.clip_vision
+import comfy.ldm.models.autoencoder
 import comfy.lora
 import comfy.model_base
 import comfy.model_management

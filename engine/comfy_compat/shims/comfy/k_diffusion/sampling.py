@@ -19,7 +19,14 @@ from engine.sampling import ancestral_step as get_ancestral_step
 from engine.sampling import get_sigmas_karras as _karras
 from engine.sampling.registry import noise_sampler_for
 
-__all__ = ["default_noise_sampler", "get_ancestral_step", "get_sigmas_exponential", "to_d", "trange"]
+__all__ = [
+    "BrownianTreeNoiseSampler",
+    "default_noise_sampler",
+    "get_ancestral_step",
+    "get_sigmas_exponential",
+    "to_d",
+    "trange",
+]
 
 
 def append_zero(x: torch.Tensor) -> torch.Tensor:
@@ -30,6 +37,34 @@ def get_sigmas_karras(
     n: int, sigma_min: float, sigma_max: float, rho: float = 7.0, device: Any = "cpu"
 ) -> torch.Tensor:
     return _karras(n, sigma_min, sigma_max, rho).to(device)
+
+
+class BrownianTreeNoiseSampler:
+    """ComfyUI's Brownian-tree noise between `sigma_min` and `sigma_max` (Loom's
+    engine.sampling.noise.brownian_tree_noise_sampler, which Loom's SDE samplers use): called with
+    (sigma, sigma_next), unit Gaussian noise, the same for the same seed and interval. `transform` maps
+    sigmas to the tree's time first (ComfyUI's default: unchanged)."""
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        sigma_min: Any,
+        sigma_max: Any,
+        seed: int | None = None,
+        transform: Callable[[Any], Any] = lambda t: t,
+        cpu: bool = False,
+    ) -> None:
+        from engine.sampling.noise import brownian_tree_noise_sampler
+
+        self.transform = transform
+        low, high = (
+            torch.as_tensor(transform(torch.as_tensor(s)), dtype=x.dtype) for s in (sigma_min, sigma_max)
+        )
+        self._sample = brownian_tree_noise_sampler(x, torch.stack([high, low]), seed, on_cpu=cpu)
+
+    def __call__(self, sigma: Any, sigma_next: Any) -> torch.Tensor:
+        low, high = self.transform(torch.as_tensor(sigma)), self.transform(torch.as_tensor(sigma_next))
+        return self._sample(low, high)
 
 
 def _k_diffusion(name: str) -> Callable[..., Any]:

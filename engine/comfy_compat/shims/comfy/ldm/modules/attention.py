@@ -5,7 +5,9 @@ ComfyUI's layout (batch, tokens, heads * dim_head) and often call `optimized_att
 Every backend name maps to one of two implementations: torch's scaled_dot_product_attention
 (optimized_attention, attention_pytorch, attention_split, attention_sub_quad, attention_xformers)
 or the written-out softmax (attention_basic). Loom's UNet is diffusers', so ComfyUI's module classes
-(CrossAttention, BasicTransformerBlock, SpatialTransformer) are not provided.
+(CrossAttention, BasicTransformerBlock, SpatialTransformer) exist only as names (engine.comfy_compat.
+unavailable): `isinstance` is False for Loom's blocks and constructing one raises. A pack that wraps
+`BasicTransformerBlock.forward` at import (Easy-Use's LayerDiffuse) imports, but its wrapper never runs.
 """
 
 from __future__ import annotations
@@ -14,7 +16,12 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+from engine.comfy_compat.unavailable import not_provided
 from engine.diffusion.unet_hooks import attention_basic, optimized_attention
+
+CrossAttention = not_provided(__name__, "CrossAttention")
+BasicTransformerBlock = not_provided(__name__, "BasicTransformerBlock")
+SpatialTransformer = not_provided(__name__, "SpatialTransformer")
 
 optimized_attention_masked = optimized_attention
 attention_pytorch = optimized_attention
@@ -63,6 +70,9 @@ def get_attention_function(name: str, default: Any = ...) -> Callable[..., Any] 
 
 
 __all__ = [
+    "BasicTransformerBlock",
+    "CrossAttention",
+    "SpatialTransformer",
     "attention_basic",
     "attention_pytorch",
     "attention_split",

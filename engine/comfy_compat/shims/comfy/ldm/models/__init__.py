@@ -1,0 +1,1 @@
+"""ComfyUI's comfy.ldm.models package (the LDM autoencoder classes; none is usable in Loom)."""
