@@ -154,8 +154,8 @@ def test_comfy_extras_modules_expose_loom_builtins() -> None:
 
     assert PrimitiveInt().execute(5) == (5,)
     assert RebatchImages.FUNCTION == "execute"  # a V3 node in ComfyUI 0.3.64: no classic FUNCTION
-    with pytest.raises(ImportError, match="MaskPreview"):
-        from comfy_extras.nodes_mask import MaskPreview  # noqa: F401
+    with pytest.raises(ImportError, match="CLIPTextEncodeControlnet"):
+        from comfy_extras.nodes_cond import CLIPTextEncodeControlnet  # noqa: F401
 
 
 def test_binary_events_from_packs_become_loom_messages() -> None:
