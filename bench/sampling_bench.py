@@ -5,7 +5,10 @@ timed run then samples (Euler, normal, CFG 7) from a new seed and decodes, as a 
 either server. Loom runs its workflow through its executor (so its node and thread-policy overhead is
 counted); ComfyUI calls its nodes directly (`common_ksampler`, `VAEDecode`), which favours it slightly.
 Runs alternate between the engines within each thread count; each worker reports its RSS after its
-runs ("memory after a run"). The whole bench holds `/tmp/comfy.lock` while ComfyUI's worker lives.
+runs ("memory after a run"). Beside wall time each run's process CPU time (user + system, all threads)
+is printed: on a machine shared with other work it varies far less than wall time, so at one thread it
+is the steadier comparison (at two threads it also counts OpenMP's spinning). The whole bench holds
+`/tmp/comfy.lock` while ComfyUI's worker lives.
 
 Run: `flock /tmp/comfy.lock python bench/sampling_bench.py [--ckpt FILE] [--size 256] [--steps 4]
 [--runs 4] [--threads 1 2] [--save DIR]`. Default checkpoint: /tmp/benchmodels/comfy_sd15.safetensors
@@ -63,14 +66,14 @@ def prompt(seed):
 
 def run(seed, save=None):
     checked = validate_prompt(registry, prompt(seed))
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     result = executor.execute(checked.prompt, "bench", checked.outputs)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     assert result.status == "success", result.error
     if save:
         import numpy as np
         np.save(save, _last_image[0])
-    return seconds
+    return seconds, cpu
 
 _last_image = [None]
 from nodes.latent import vae as vae_nodes
@@ -86,9 +89,9 @@ print("ready", flush=True)
 for line in sys.stdin:
     request = json.loads(line)
     threads.configure(request["threads"])
-    seconds = run(request["seed"], request.get("save"))
+    seconds, cpu = run(request["seed"], request.get("save"))
     rss = psutil.Process().memory_info().rss / 2**20
-    print(json.dumps({{"seconds": seconds, "rss_mb": rss}}), flush=True)
+    print(json.dumps({{"seconds": seconds, "cpu_seconds": cpu, "rss_mb": rss}}), flush=True)
 """
 
 _COMFY = """
@@ -109,11 +112,11 @@ latent = nodes.EmptyLatentImage().generate({size}, {size}, 1)[0]
 
 @torch.inference_mode()  # as ComfyUI's executor runs every node
 def run(seed):
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     samples = nodes.common_ksampler(
         model, seed, {steps}, 7.0, "euler", "normal", positive, negative, latent)[0]
     image = nodes.VAEDecode().decode(vae, samples)[0]
-    return time.perf_counter() - start, image
+    return time.perf_counter() - start, time.process_time() - cpu, image
 
 torch.set_num_threads(1)
 run(0)
@@ -121,12 +124,12 @@ print("ready", flush=True)
 for line in sys.stdin:
     request = json.loads(line)
     torch.set_num_threads(request["threads"])
-    seconds, image = run(request["seed"])
+    seconds, cpu, image = run(request["seed"])
     if request.get("save"):
         import numpy as np
         np.save(request["save"], image.numpy())
     rss = psutil.Process().memory_info().rss / 2**20
-    print(json.dumps({{"seconds": seconds, "rss_mb": rss}}), flush=True)
+    print(json.dumps({{"seconds": seconds, "cpu_seconds": cpu, "rss_mb": rss}}), flush=True)
 """
 
 
@@ -204,6 +207,7 @@ def main() -> None:
     print(f"starting workers ({_load()})", flush=True)
     workers = {name: Worker(*spec, max(args.threads)) for name, spec in engines.items()}
     times: dict[tuple[str, int], list[float]] = {}
+    cpu: dict[tuple[str, int], list[float]] = {}
     rss: dict[str, float] = {}
     seed = 1
     try:
@@ -217,9 +221,12 @@ def main() -> None:
                         save = str(args.save / f"{name.lower()}_{count}t_seed{seed}.npy")
                     answer = worker.run(seed, count, save)
                     times.setdefault((name, count), []).append(answer["seconds"])
+                    cpu.setdefault((name, count), []).append(answer["cpu_seconds"])
                     rss[name] = answer["rss_mb"]
                     print(
-                        f"{count} thread(s) run {repeat + 1} {name:8s} {answer['seconds']:6.2f} s", flush=True
+                        f"{count} thread(s) run {repeat + 1} {name:8s} {answer['seconds']:6.2f} s "
+                        f"(CPU {answer['cpu_seconds']:6.2f} s)",
+                        flush=True,
                     )
                 seed += 1
     finally:
@@ -227,17 +234,24 @@ def main() -> None:
             worker.close()
 
     print(f"\n{args.ckpt.name}, {args.size}², {args.steps} steps, {args.runs} runs per cell, {_load()}")
-    print(f"{'':8s} {'threads':>7s} {'min s':>7s} {'median s':>9s}")
+    print(f"{'':8s} {'threads':>7s} {'min s':>7s} {'median s':>9s} {'CPU min s':>10s} {'CPU median s':>13s}")
     for (name, count), values in times.items():
-        print(f"{name:8s} {count:7d} {min(values):7.2f} {statistics.median(values):9.2f}")
+        spent = cpu[(name, count)]
+        print(
+            f"{name:8s} {count:7d} {min(values):7.2f} {statistics.median(values):9.2f} "
+            f"{min(spent):10.2f} {statistics.median(spent):13.2f}"
+        )
     for name, value in rss.items():
         print(f"{name:8s} RSS after the runs {value:7.0f} MB")
     if len(workers) == 2:
         for count in args.threads:
             loom, comfy = times[("Loom", count)], times[("ComfyUI", count)]
+            loom_cpu, comfy_cpu = cpu[("Loom", count)], cpu[("ComfyUI", count)]
             print(
                 f"Loom/ComfyUI at {count} thread(s): min {min(loom) / min(comfy):.2f}, "
-                f"median {statistics.median(loom) / statistics.median(comfy):.2f}"
+                f"median {statistics.median(loom) / statistics.median(comfy):.2f}; CPU time: "
+                f"min {min(loom_cpu) / min(comfy_cpu):.2f}, "
+                f"median {statistics.median(loom_cpu) / statistics.median(comfy_cpu):.2f}"
             )
         print(f"Loom/ComfyUI RSS after the runs: {rss['Loom'] / rss['ComfyUI']:.2f}")
 

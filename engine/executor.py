@@ -23,7 +23,7 @@ from engine.cache import OutputCache
 from engine.context import EventListener, Interrupted
 from engine.execution.failures import NodeFailure, now_ms
 from engine.execution.run import PromptRun
-from engine.memory import release_freed
+from engine.memory import release_freed, reuse_freed
 from engine.registry import NodeRegistry
 from engine.spec import NodeSpec
 
@@ -57,6 +57,7 @@ class Executor:
     """Runs prompts one at a time; keeps node instances (per node id) and the output cache between them."""
 
     def __init__(self, registry: NodeRegistry, cache: OutputCache | None = None) -> None:
+        reuse_freed()  # prompts' large activations reuse freed heap memory; trimmed after each prompt
         self.registry = registry
         self.cache = cache if cache is not None else OutputCache()
         self._interrupt = threading.Event()

@@ -185,7 +185,10 @@ class VAE:
         encode = self._encode_fn()
         positions = pixels.shape[0] * pixels.shape[-2] * pixels.shape[-1]
         with torch.no_grad(), threads.limited(threads.work_of(self.vae, positions)):
-            return _in_chunks(lambda x: encode(x).to(self.output_device), pixels)
+            latents = _in_chunks(lambda x: encode(x).to(self.output_device), pixels)
+        # An IMAGE is [B, H, W, C] in memory, so the encoder runs channels-last and its latents come out
+        # so; LATENT consumers (and ComfyUI's, which fills a fresh tensor) expect a plain contiguous one.
+        return latents.contiguous()
 
     def decode_tiled(
         self,
