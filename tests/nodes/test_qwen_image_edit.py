@@ -93,32 +93,55 @@ def test_reference_latents_enter_the_transformer_as_diffusers_edit_pipeline_does
     qwen_models: tuple[Path, dict[str, Any]],
 ) -> None:
     """Loom's prediction with a reference latent equals the transformer called as QwenImageEditPipeline
-    calls it: packed latents then packed reference, img_shapes of both, the first part of the output."""
+    calls it: packed latents then packed reference, img_shapes of both, the first part of the output
+    (even token grids, where diffusers' rotary placement and ComfyUI's agree)."""
     from diffusers import QwenImageEditPipeline
+    from diffusers.models.transformers.transformer_qwenimage import QwenEmbedRope
 
     from engine.models.flow_families import load_diffusion_model
 
     patcher = load_diffusion_model(qwen_models[0] / "diffusion_models" / "qwen_image_bf16.safetensors")
     model = patcher.model
     torch.manual_seed(0)
-    x, sigma = torch.randn(1, 16, 8, 6), torch.tensor([0.6])
-    reference, context = torch.randn(1, 16, 12, 10), torch.randn(1, 7, 128)
+    x, sigma = torch.randn(1, 16, 8, 12), torch.tensor([0.6])
+    reference, context = torch.randn(1, 16, 12, 8), torch.randn(1, 7, 128)
     extra = model.added_conditions([{"reference_latents": [reference]}], x, 1)
     with torch.no_grad():
         denoised = model.apply_model(x, sigma, c_crossattn=context, added_cond_kwargs=extra)
         pack = QwenImageEditPipeline._pack_latents
-        tokens = torch.cat([pack(x, 1, 16, 8, 6), pack(model.process_latent_in(reference), 1, 16, 12, 10)], 1)
-        velocity = model.diffusion_model(
-            hidden_states=tokens,
-            encoder_hidden_states=context,
-            timestep=sigma,
-            img_shapes=[[(1, 4, 3), (1, 6, 5)]],
-            return_dict=False,
-        )[0][:, :12]
-    unpacked = velocity.reshape(1, 4, 3, 16, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(1, 16, 8, 6)
+        tokens = torch.cat([pack(x, 1, 16, 8, 12), pack(model.process_latent_in(reference), 1, 16, 12, 8)], 1)
+        transformer = model.diffusion_model
+        ours = transformer.pos_embed
+        transformer.__dict__["pos_embed"] = QwenEmbedRope(10000, [16, 56, 56], scale_rope=True)
+        try:
+            velocity = transformer(
+                hidden_states=tokens,
+                encoder_hidden_states=context,
+                timestep=sigma,
+                img_shapes=[[(1, 4, 6), (1, 6, 4)]],
+                return_dict=False,
+            )[0][:, :24]
+        finally:
+            transformer.__dict__["pos_embed"] = ours
+        without = model.apply_model(x, sigma, c_crossattn=context)
+    unpacked = velocity.reshape(1, 4, 6, 16, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(1, 16, 8, 12)
     assert torch.allclose(denoised, x - sigma * unpacked, atol=1e-5)
-    without = model.apply_model(x, sigma, c_crossattn=context)
     assert not torch.allclose(denoised, without, atol=1e-3)
+
+
+def test_rotary_placement_is_comfyuis_on_odd_grids_and_larger_references() -> None:
+    """ComfyUI centres a grid of n rows at arange(n) - n // 2 and starts the text after the generated
+    image's larger half-size; the n-th image is at frame n (bench/qwen_edit_parity.py runs ComfyUI's
+    own model against Loom's on such grids)."""
+    from engine.models.qwen_image import CentredRope
+
+    rope = CentredRope(10000, [16, 56, 56])
+    images, text = rope([[(1, 3, 5), (1, 4, 8)]], max_txt_seq_len=2)
+    main = [(0, r, c) for r in (-1, 0, 1) for c in (-2, -1, 0, 1, 2)]
+    ref = [(1, r, c) for r in (-2, -1, 0, 1) for c in range(-4, 4)]
+    expected = rope._freqs(torch.tensor(main + ref))
+    assert torch.equal(images, expected)
+    assert torch.equal(text, rope._freqs(torch.tensor([[2, 2, 2], [3, 3, 3]])))
 
 
 def test_entries_with_and_without_reference_latents_are_predicted_apart(
