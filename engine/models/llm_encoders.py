@@ -107,7 +107,18 @@ def load(state: Mapping[str, Any], prefix: str, dtype: Any, name: str) -> tuple[
         wanted = set(model.state_dict())
         # Read only what the model has (not lm_head).
         present = set(shapes)  # not `in state`: on a lazy file that reads the tensor
-        return {k: state[prefix + k] for k in wanted if prefix + k in present}
+        return {k: _unscaled(state, prefix, k, present) for k in wanted if prefix + k in present}
 
     encoder = _filled(lambda: build(kind, cfg, vision), weights, f"{name} ({kind})", dtype)
     return kind, encoder, cfg["hidden_size"]
+
+
+def _unscaled(state: Mapping[str, Any], prefix: str, key: str, present: set[str]) -> Any:
+    """The weight under `key`; in ComfyUI's `*_fp8_scaled` files (`qwen_2.5_vl_7b_fp8_scaled`) a matrix
+    is stored as fp8 beside its `scale_weight`, and the real weight is their product (ComfyUI's
+    scaled_fp8 ops)."""
+    tensor = state[prefix + key]
+    scale = prefix + key.removesuffix("weight") + "scale_weight"
+    if not key.endswith(".weight") or scale not in present:
+        return tensor
+    return tensor.float() * state[scale].float()

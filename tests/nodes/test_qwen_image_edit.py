@@ -239,3 +239,32 @@ def test_edit_example_graph_repeats_and_follows_the_input_image(
     assert np.array_equal(first, again)
     assert not np.array_equal(first, other_seed)
     assert not np.array_equal(first, other_image)
+
+
+def test_fp8_scaled_text_encoder_is_unscaled_on_load(
+    tmp_path: Path, clip: Any, qwen_models: tuple[Path, dict[str, Any]]
+) -> None:
+    """ComfyUI's `qwen_2.5_vl_7b_fp8_scaled`: fp8 matrices with a `scale_weight` each (and a
+    `scaled_fp8` marker); the weights Loom uses are their products, so the prompt barely changes."""
+    from safetensors.torch import load_file, save_file
+
+    from engine.models.flow_families import load_clip
+
+    state = load_file(str(qwen_models[0] / "text_encoders" / TEXT_ENCODER))
+    scaled: dict[str, torch.Tensor] = {"scaled_fp8": torch.zeros(2, dtype=torch.float8_e4m3fn)}
+    for key, value in state.items():
+        if key.endswith(".weight") and value.ndim == 2 and "embed_tokens" not in key:
+            scale = value.float().abs().max() / 448.0
+            scaled[key] = (value.float() / scale).to(torch.float8_e4m3fn)
+            scaled[key.removesuffix("weight") + "scale_weight"] = scale.reshape(())
+        else:
+            scaled[key] = value
+    path = tmp_path / TEXT_ENCODER
+    save_file(scaled, str(path))
+    fp8 = load_clip([path], "qwen_image")
+    weight = fp8.encoders[0].model.layers[0].mlp.down_proj.weight
+    original = clip.encoders[0].model.layers[0].mlp.down_proj.weight
+    assert (weight - original).abs().max() <= original.abs().max() / 8
+    _, image = random_picture(56, 56, seed=10)
+    tokens = clip.tokenize("a hat", images=[image])
+    assert torch.allclose(fp8.encode_from_tokens(tokens), clip.encode_from_tokens(tokens), atol=0.1)
