@@ -3,7 +3,7 @@
 
 Every model file a workflow names (UNETLoader, CLIPLoader, VAELoader, LoRA loaders) is written as a tiny
 random-weight file of the matching family (tests/nodes/flow_fixtures_new.py), input images as small PNGs.
-With --run, the text-to-image ones also run end to end at 64×64 and 2 steps.
+With --run, they also run end to end at 64×64 and 2 steps (edit graphs with their input image).
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/family_templates.py WORKFLOW.json... [--run]
 
