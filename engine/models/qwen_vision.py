@@ -19,6 +19,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from engine.models.errors import UnsupportedModelError
+
 Shapes = Mapping[str, tuple[int, ...]]
 
 PREFIX = "visual."
@@ -44,15 +46,16 @@ def config(shapes: Shapes, prefix: str, out_width: int) -> dict[str, Any]:
     depth = len({int(m.group(1)) for k in shapes if (m := pattern.match(k))})
     merged = shapes[p + "merger.mlp.0.weight"][1]
     out = shapes[p + "merger.mlp.2.weight"][0]
-    if out != out_width:
-        raise ValueError(
-            f"the vision tower gives {out}-wide tokens but the language model is {out_width} wide"
+    if out != out_width or hidden % HEAD_DIM:
+        raise UnsupportedModelError(
+            f"Qwen2.5-VL vision tower: {hidden} wide with {out}-wide tokens does not fit a language model "
+            f"{out_width} wide with heads of {HEAD_DIM} channels"
         )
     return {
         "depth": depth,
         "hidden_size": hidden,
         "intermediate_size": shapes[p + "blocks.0.mlp.gate_proj.weight"][0],
-        "num_heads": max(hidden // HEAD_DIM, 1),
+        "num_heads": hidden // HEAD_DIM,
         "in_channels": channels,
         "patch_size": patch,
         "temporal_patch_size": temporal,
