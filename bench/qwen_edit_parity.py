@@ -1,5 +1,6 @@
-"""Qwen-Image's transformer with reference latents: Loom against ComfyUI 0.3.64's own model class, on the
-same tiny random weights and inputs.
+"""Qwen-Image Edit, Loom against ComfyUI 0.3.64's own classes on the same tiny random weights and inputs:
+the transformer with reference latents, and the prompt with an image (tokenizer, vision tower, multimodal
+positions, system-prompt trim).
 
 ComfyUI cannot load a tiny Qwen-Image file (its model detection fixes the released widths), but its
 `comfy.ldm.qwen_image.model.QwenImageTransformer2DModel` can be built at any width. This script writes a
@@ -7,6 +8,12 @@ tiny transformer (tests/nodes/flow_fixtures_new.py) and inputs, runs ComfyUI's c
 (a subprocess under /tmp/comfy.lock), and compares its velocity with Loom's `QwenImage` forward, once
 with Loom's rotary placement (engine.models.qwen_image.CentredRope) and once with diffusers' own
 `QwenEmbedRope`, over grids with even and odd token counts and a reference larger than the output.
+
+The prompt: ComfyUI's `QwenImageTokenizer` and `QwenImageTEModel` with their Qwen2.5-VL config and vision
+tower shrunk to the stand-in's widths (module attributes replaced inside that subprocess only), fed the
+same images (off the 28-pixel grid, and big enough for several attention windows) as Loom's CLIP.
+ComfyUI 0.3.64 leaves the vision tower's tokens in its attention-window order; later ComfyUI restores
+raster order, as transformers (and Loom) do: the table shows Loom against both.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/qwen_edit_parity.py [--comfy /tmp/comfy]
 """
@@ -22,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+# Prompts with an image: (instruction, image height × width).
+PROMPTS = [("make it blue", (70, 100)), ("put a hat on the fox", (300, 410)), ("", (56, 56))]
 # (name, latent height × width, reference latents' height × width)
 CASES = [
     ("even, same-size reference", (8, 8), [(8, 8)]),
@@ -64,7 +73,77 @@ def comfy_side(work: Path) -> None:
                 ref_latents=refs or None,
             )
         out[str(index)] = velocity[:, :, 0].contiguous()
+    out.update(comfy_prompts(work, weights["txt_in.weight"].shape[1]))
     save_file(out, str(work / "comfy.safetensors"))
+
+
+def comfy_prompts(work: Path, width: int) -> dict[str, Any]:
+    """ComfyUI's own tokenizer and Qwen2.5-VL text encoder, shrunk to the stand-in's widths."""
+    import dataclasses
+
+    import comfy.text_encoders.llama as llama
+    import comfy.text_encoders.qwen_vl as qwen_vl
+    import torch
+    from comfy.text_encoders.qwen_image import QwenImageTEModel, QwenImageTokenizer
+    from safetensors.torch import load_file
+
+    @dataclasses.dataclass
+    class Tiny(llama.Qwen25_7BVLI_Config):
+        vocab_size: int = 151936
+        hidden_size: int = width
+        intermediate_size: int = 2 * width
+        num_hidden_layers: int = 2
+        num_attention_heads: int = width // 128
+        num_key_value_heads: int = width // 128
+
+    full_tower = qwen_vl.Qwen2VLVisionTransformer
+
+    undo_windows = [False]
+
+    def tiny_tower(**kwargs: Any) -> Any:
+        tiny = {"hidden_size": 80, "intermediate_size": 96, "num_heads": 1, "num_layers": 2}
+        tower = full_tower(**{**kwargs, **tiny})
+        windowed = tower.forward
+
+        def forward(pixel_values: Any, image_grid_thw: Any = None) -> Any:
+            # 0.3.64 leaves the tokens in attention-window order; later ComfyUI (and transformers)
+            # put them back in raster order. Both are measured.
+            out = windowed(pixel_values, image_grid_thw)
+            if not undo_windows[0]:
+                return out
+            return out[torch.argsort(tower.get_window_index(image_grid_thw)[0])]
+
+        tower.forward = forward
+        return tower
+
+    llama.Qwen25_7BVLI_Config = Tiny
+    qwen_vl.Qwen2VLVisionTransformer = tiny_tower
+    encoder = QwenImageTEModel(device="cpu", dtype=torch.float32)
+    missing, _ = encoder.load_sd(load_file(str(work / "text_encoder.safetensors")))
+    assert not missing, missing
+    tokenizer = QwenImageTokenizer()
+    images = load_file(str(work / "images.safetensors"))
+    out = {}
+    for undo, name in ((False, "prompt"), (True, "raster")):
+        undo_windows[0] = undo
+        for index, (prompt, _) in enumerate(PROMPTS):
+            tokens = tokenizer.tokenize_with_weights(prompt, images=[images[str(index)]])
+            with torch.no_grad():
+                out[f"{name}{index}"] = encoder.encode_token_weights(tokens)[0].contiguous()
+    return out
+
+
+def loom_prompts(work: Path) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    from engine.models.flow_families import load_clip
+
+    clip = load_clip([work / "text_encoder.safetensors"], "qwen_image")
+    images = load_file(str(work / "images.safetensors"))
+    return {
+        f"prompt{index}": clip.encode_from_tokens(clip.tokenize(prompt, images=[images[str(index)]]))
+        for index, (prompt, _) in enumerate(PROMPTS)
+    }
 
 
 def loom_side(work: Path, rope: str) -> dict[str, Any]:
@@ -97,9 +176,20 @@ def write_inputs(work: Path) -> None:
     import torch
     from safetensors.torch import save_file
 
-    from tests.nodes.flow_fixtures_new import tiny_qwen_image_transformer
+    from tests.nodes.flow_fixtures_new import (
+        qwen_file_state,
+        tiny_qwen,
+        tiny_qwen_image_transformer,
+        tiny_qwen_vision,
+    )
 
     transformer = tiny_qwen_image_transformer(seed=7, context=128)
+    language, vision = tiny_qwen("qwen25", 8, hidden=128), tiny_qwen_vision(9, 128)
+    text = qwen_file_state(language) | {"visual." + k: v.contiguous() for k, v in vision.state_dict().items()}
+    save_file(text, str(work / "text_encoder.safetensors"))
+    generator = torch.Generator().manual_seed(1)
+    images = {str(i): torch.rand(1, h, w, 3, generator=generator) for i, (_, (h, w)) in enumerate(PROMPTS)}
+    save_file(images, str(work / "images.safetensors"))
     save_file(
         {k: v.contiguous() for k, v in transformer.state_dict().items()},
         str(work / "transformer.safetensors"),
@@ -140,6 +230,7 @@ def main() -> None:
         comfy = load_file(str(work / "comfy.safetensors"))
         ours = loom_side(work, "comfy")
         diffusers = loom_side(work, "diffusers")
+        prompts = loom_prompts(work)
     print(f"{'case':<30}  {'Loom vs ComfyUI':>16}  {'diffusers rope vs ComfyUI':>26}")
     worst = 0.0
     for index, (name, _, _) in enumerate(CASES):
@@ -148,7 +239,21 @@ def main() -> None:
         other = (diffusers[key] - comfy[key]).abs().max().item()
         worst = max(worst, delta)
         print(f"{name:<30}  {delta:>16.2e}  {other:>26.2e}")
-    print(f"\nLoom's Qwen-Image velocity with reference latents: max |Δ| {worst:.2e} against ComfyUI's")
+    print(
+        f"\n{'prompt with an image':<34}  {'tokens':>8}  {'vs ComfyUI 0.3.64':>18}  {'vs raster order':>16}"
+    )
+    worst_prompt = 0.0
+    for index, (prompt, (height, width)) in enumerate(PROMPTS):
+        mine, theirs, raster = prompts[f"prompt{index}"], comfy[f"prompt{index}"], comfy[f"raster{index}"]
+        assert mine.shape == theirs.shape, (mine.shape, theirs.shape)
+        delta = (mine - raster).abs().max().item()
+        worst_prompt = max(worst_prompt, delta)
+        as_is = (mine - theirs).abs().max().item()
+        print(f"{f'{prompt!r} {width}x{height}':<34}  {mine.shape[1]:>8}  {as_is:>18.2e}  {delta:>16.2e}")
+    print(
+        f"\nLoom against ComfyUI: velocity with reference latents max |Δ| {worst:.2e}, "
+        f"prompt embedding with an image max |Δ| {worst_prompt:.2e} (vision tokens in raster order)"
+    )
 
 
 if __name__ == "__main__":
