@@ -5,7 +5,7 @@ they require.
 Every model file a workflow names (UNETLoader, CheckpointLoaderSimple, the CLIP loaders, VAELoader, LoRA,
 ControlNet, style and vision loaders) is written as a tiny random-weight file of the matching family
 (bench/family_standins.py), input images as small PNGs. With --run, they also run end to end at 64×64 (a
-ResolutionSelector at 0.1 MP) and 2 steps.
+ResolutionSelector at 0.1 MP) and 2 steps (edit graphs with their input image).
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/family_templates.py WORKFLOW.json|EXAMPLE.png... [--run]
 

@@ -258,12 +258,8 @@ class _UnpooledFlow(FlowTransformer):
     """A flow transformer conditioned on a text sequence alone (no pooled vector, no guidance)."""
 
     def added_conditions(self, entries: list[dict[str, Any]], crop: Any, batch: int) -> dict[str, Any]:
-        if self.family in REFERENCE_LATENTS_NOT_DONE and any(e.get("reference_latents") for e in entries):
-            raise ValueError(
-                f"reference latents (ReferenceLatent, Qwen-Image Edit) are not supported by Loom's "
-                f"{self.family} model yet: ComfyUI's attends to them, so ignoring them would give another "
-                "image; remove the ReferenceLatent node"
-            )
+        """Nothing beside the text: reference latents are ignored, as ComfyUI 0.3.64's Chroma does
+        (Qwen-Image, which attends to them, has its own)."""
         return {}
 
     def _check_conditioning(self, context: Any, pooled: Any) -> None:
@@ -303,11 +299,6 @@ class _UnpooledFlow(FlowTransformer):
     def context_width(self) -> int:
         raise NotImplementedError
 
-
-# Families whose ComfyUI model attends to reference latents but whose Loom model does not yet: a
-# conditioning carrying them is refused rather than sampled without them. (ComfyUI 0.3.64's Chroma ignores
-# them, as Loom's does; Z-Image is newer than that ComfyUI and was not checked; Flux takes them, above.)
-REFERENCE_LATENTS_NOT_DONE = frozenset({"qwen_image"})
 
 # The CLIPLoader type whose text encoder each family takes (for messages).
 CLIP_TYPE_OF = {"zimage": "lumina2", "qwen_image": "qwen_image", "chroma": "chroma"}
@@ -423,19 +414,61 @@ class Chroma(_UnpooledFlow):
 
 class QwenImage(_UnpooledFlow):
     """Qwen-Image (diffusers' QwenImageTransformer2DModel): 2×2 patches packed into tokens, the image's
-    shape given for its centred rotary positions; the timestep is sigma (scaled by 1000 inside)."""
+    shape given for its centred rotary positions; the timestep is sigma (scaled by 1000 inside).
+
+    Qwen-Image Edit: the conditioning's `reference_latents` (TextEncodeQwenImageEdit with a VAE) are
+    normalised as the latent is, packed the same way and appended to the image tokens, the n-th at rotary
+    frame index n (ComfyUI's and diffusers' "index" placement); only the generated image's tokens come
+    back out."""
 
     def context_width(self) -> int:
         return int(self.diffusion_model.config.joint_attention_dim)
 
+    def condition_key(self, entry: dict[str, Any]) -> tuple[Any, ...]:
+        """Entries batch together only with reference latents of the same shapes (ComfyUI's CONDList)."""
+        return tuple(tuple(latent.shape) for latent in entry.get("reference_latents") or [])
+
+    def added_conditions(self, entries: list[dict[str, Any]], crop: Any, batch: int) -> dict[str, Any]:
+        import torch
+
+        references = [entry.get("reference_latents") or [] for entry in entries]
+        if not references[0]:
+            return {}
+        for entry in entries:
+            method = entry.get("reference_latents_method", "index")
+            if method != "index":
+                raise ValueError(
+                    f"reference_latents_method {method!r} is not supported for Qwen-Image in Loom; "
+                    "reference latents are placed by index"
+                )
+        stacked = []
+        for index in range(len(references[0])):
+            parts = [self.process_latent_in(refs[index].to(crop.device).float()) for refs in references]
+            stacked.append(torch.cat([_to_batch(part, batch) for part in parts]))
+        return {"ref_latents": stacked}
+
     def _forward(self, x: Any, timestep: Any, context: Any, extra: dict[str, Any]) -> Any:
+        import torch
+
         tokens, rows, cols = _pack(x)
+        shapes = [(1, rows, cols)]
+        for latent in extra.get("ref_latents", []):
+            packed, ref_rows, ref_cols = _pack(latent.to(x.dtype))
+            tokens = torch.cat([tokens, packed], dim=1)
+            shapes.append((1, ref_rows, ref_cols))
         # No mask: ComfyUI drops an all-ones mask, and its prompts are never padded.
         out = self.diffusion_model(
             hidden_states=tokens,
             encoder_hidden_states=context,
             timestep=timestep.to(x.dtype),
-            img_shapes=[[(1, rows, cols)]] * x.shape[0],
+            img_shapes=[shapes] * x.shape[0],
             return_dict=False,
         )[0]
-        return _unpack(out, x, rows, cols)
+        return _unpack(out[:, : rows * cols], x, rows, cols)
+
+
+def _to_batch(tensor: Any, batch: int) -> Any:
+    """`tensor` cut or repeated to `batch` rows (ComfyUI's repeat_to_batch_size)."""
+    if tensor.shape[0] >= batch:
+        return tensor[:batch]
+    return tensor.repeat(-(-batch // tensor.shape[0]), *([1] * (tensor.ndim - 1)))[:batch]

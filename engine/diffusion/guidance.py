@@ -75,14 +75,17 @@ def _calc_cond_batch(
     # Entries batch together only where they share an area and a control object (ComfyUI's can_concat).
     # Joint-attention transformers (SD3, Flux, …) see text and image tokens in one attention, so a
     # repeated context would change their output: as ComfyUI (CONDRegular), they batch equal lengths only.
+    # A model may name more that must match (Qwen-Image: the shapes of the reference latents).
     by_length = getattr(model, "batch_equal_context_lengths", False)
-    groups: dict[tuple[tuple[int, int, int, int], int, int, int], list[tuple[dict[str, Any], int]]] = {}
+    condition_key = getattr(model, "condition_key", None)
+    groups: dict[tuple[Any, ...], list[tuple[dict[str, Any], int]]] = {}
     for entry, index, area in runs:
         length = int(entry["cross_attn"].shape[1]) if by_length else 0
         # An entry with its own extra model inputs (`model_conds`, comfy.conds objects) runs alone.
         alone = id(entry) if entry.get("model_conds") else 0
-        groups.setdefault((area, id(entry.get("control")), length, alone), []).append((entry, index))
-    for (area, _, _, _), group in groups.items():
+        own = condition_key(entry) if condition_key is not None else ()
+        groups.setdefault((area, id(entry.get("control")), length, alone, own), []).append((entry, index))
+    for (area, *_), group in groups.items():
         outputs = _run_group(model, group, x_in, timestep, area, model_options)
         h, w, y, x0 = area
         for (entry, index), output in zip(group, outputs, strict=True):
@@ -425,6 +428,8 @@ MODEL_CONDITION_KEYS = frozenset(
         "concat_latent_image",
         "concat_mask",
         "y",
+        "reference_latents",
+        "reference_latents_method",
     }
 )
 

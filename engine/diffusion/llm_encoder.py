@@ -8,11 +8,14 @@ import torch
 
 
 class LLMEncoder(torch.nn.Module):
-    """A language model without its head, under ComfyUI's `model.` prefix, called like a text encoder."""
+    """A language model without its head, under ComfyUI's `model.` prefix, called like a text encoder.
+    Qwen2.5-VL's may also hold its vision tower under `visual.` (ComfyUI's names), which turns an image
+    into language-model tokens for Qwen-Image Edit."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, visual: Any = None) -> None:
         super().__init__()
         self.model = model
+        self.visual = visual
 
     @property
     def config(self) -> Any:
@@ -21,5 +24,30 @@ class LLMEncoder(torch.nn.Module):
     def get_input_embeddings(self) -> Any:
         return self.model.get_input_embeddings()
 
-    def forward(self, input_ids: Any, output_hidden_states: bool = True, **kwargs: Any) -> Any:
-        return self.model(input_ids=input_ids, output_hidden_states=output_hidden_states, use_cache=False)
+    def encode_image(self, image: Any) -> tuple[Any, tuple[int, int, int]]:
+        """(tokens [n, width], (1, rows, columns) of those tokens) for the first image of an IMAGE batch."""
+        from engine.models import qwen_vision
+
+        if self.visual is None:
+            raise ValueError(
+                "this text encoder has no vision tower (the file holds no `visual.` weights), so it cannot "
+                "encode an image: use the complete qwen_2.5_vl_7b file"
+            )
+        config = self.visual.config
+        pixels, grid = qwen_vision.patches(
+            image, config.patch_size, config.temporal_patch_size, config.spatial_merge_size
+        )
+        parameter = next(self.visual.parameters())
+        grid_thw = torch.tensor([grid], device=parameter.device)
+        with torch.no_grad():
+            out = self.visual(pixels.to(parameter.device, parameter.dtype), grid_thw=grid_thw)
+        merge = config.spatial_merge_size
+        return out.pooler_output, (1, grid[1] // merge, grid[2] // merge)
+
+    def forward(
+        self, input_ids: Any, output_hidden_states: bool = True, position_ids: Any = None, **kwargs: Any
+    ) -> Any:
+        extra = {} if position_ids is None else {"position_ids": position_ids}
+        return self.model(
+            input_ids=input_ids, output_hidden_states=output_hidden_states, use_cache=False, **extra
+        )

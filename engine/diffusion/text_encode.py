@@ -83,6 +83,11 @@ def encode_token_weights(
     """(cond [1, tokens, width] float32, pooled [1, dim] or None) of an encoder's token windows."""
     import torch
 
+    from engine.diffusion import llm_images
+
+    positions = None
+    if llm_images.has_images(windows):  # Qwen-Image Edit: the vision tower's tokens and their positions
+        windows, positions = llm_images.expand(encoder, windows)
     weighted = any(pair[1] != 1.0 for window in windows for pair in window)
     batch = [list(window) for window in windows]
     if weighted or not batch:
@@ -90,9 +95,12 @@ def encode_token_weights(
         special = [t for t in (options.start_id, options.end_id) if t is not None]
         empty_ids = special + [pad_id] * max(length - len(special), 0)
         batch.append([(token, 1.0) for token in empty_ids])
+    if positions is not None and len(batch) > positions.shape[1]:
+        positions = llm_images.with_plain_rows(positions, len(batch) - positions.shape[1])
     ids, slots = _ids_and_slots(batch, encoder, pad_id)
+    extra = {} if positions is None else {"position_ids": positions.to(device)}
     with torch.no_grad(), _embeddings_in(encoder, slots):
-        hidden, pooled = _run(encoder, options, torch.tensor(ids, device=device), layer, unprojected)
+        hidden, pooled = _run(encoder, options, torch.tensor(ids, device=device), layer, unprojected, extra)
     hidden = hidden.float()
     sections = len(windows)
     if weighted:
@@ -153,10 +161,17 @@ def _embeddings_in(encoder: Any, slots: list[tuple[int, int, Any]]) -> Iterator[
         handle.remove()
 
 
-def _run(encoder: Any, options: EncoderOptions, ids: Any, layer: int | None, unprojected: bool) -> tuple:
+def _run(
+    encoder: Any,
+    options: EncoderOptions,
+    ids: Any,
+    layer: int | None,
+    unprojected: bool,
+    extra: dict[str, Any] | None = None,
+) -> tuple:
     import torch
 
-    out = encoder(input_ids=ids, output_hidden_states=True)
+    out = encoder(input_ids=ids, output_hidden_states=True, **(extra or {}))
     text_model = getattr(encoder, "text_model", encoder)
     layers = len(out.hidden_states) - 1
     chosen = layer if layer is not None else options.default_layer

@@ -4,6 +4,11 @@ The prompt is put into the family's chat template and tokenized whole: no weight
 `disable_weights`), no start or end token, no padding and no length limit, so one window. For Qwen-Image a
 prompt that already starts with `<|im_start|>` (or `<|start_header_id|>`) is taken as a complete template;
 Z-Image always wraps, as ComfyUI's ZImageTokenizer does.
+
+Qwen-Image takes images too (`tokenize(prompt, images=[IMAGE, …])`, TextEncodeQwenImageEdit): without a
+template of the caller's, the edit template with one vision slot is used, and each `<|image_pad|>` in
+turn is replaced by ComfyUI's image entry `{"type": "image", "data": IMAGE, "original_type": "image"}`,
+which the text encoder expands into the vision tower's tokens (engine.diffusion.llm_images).
 """
 
 from __future__ import annotations
@@ -22,6 +27,15 @@ TEMPLATES = {
         "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n"
     ),
 }
+# Qwen-Image's template when images are given: the edit system prompt and one vision slot.
+QWEN_IMAGE_EDIT_TEMPLATE = (
+    "<|im_start|>system\nDescribe the key features of the input image (color, shape, size, texture, "
+    "objects, background), then explain how the user's text instruction should alter or modify the image. "
+    "Generate a new image that meets the user's requirements while maintaining consistency with the "
+    "original input where appropriate.<|im_end|>\n<|im_start|>user\n"
+    "<|vision_start|><|image_pad|><|vision_end|>{}<|im_end|>\n<|im_start|>assistant\n"
+)
+IMAGE_PAD_ID = 151655
 LLM_MAX_LENGTH = 99999999
 
 
@@ -57,12 +71,31 @@ class QwenTokenizer(SDTokenizer):
         return_word_ids: bool = False,
         tokenizer_options: dict | None = None,
         llama_template: str | None = None,
+        images: list[Any] | None = None,
         **kwargs: Any,
     ) -> list[list[tuple[Any, ...]]]:
+        images = list(images or []) if self.embedding_key == "qwen25_7b" else []
         templated = self.embedding_key == "qwen25_7b" and text.startswith(
             ("<|im_start|>", "<|start_header_id|>")
         )
         if not templated:
-            text = (llama_template or self.template).format(text)
+            default = QWEN_IMAGE_EDIT_TEMPLATE if images else self.template
+            text = (llama_template or default).format(text)
         kwargs["disable_weights"] = True
-        return super().tokenize_with_weights(text, return_word_ids, tokenizer_options, **kwargs)
+        windows = super().tokenize_with_weights(text, return_word_ids, tokenizer_options, **kwargs)
+        return _with_images(windows, images)
+
+
+def _with_images(windows: list[list[tuple[Any, ...]]], images: list[Any]) -> list[list[tuple[Any, ...]]]:
+    """Each `<|image_pad|>` in turn replaced by the next image's entry (extra pads stay text)."""
+    pending = iter(images)
+    out = []
+    for window in windows:
+        row = []
+        for pair in window:
+            is_pad = isinstance(pair[0], int) and pair[0] == IMAGE_PAD_ID
+            image = next(pending, None) if is_pad else None
+            entry = {"type": "image", "data": image, "original_type": "image"}
+            row.append(pair if image is None else (entry, *pair[1:]))
+        out.append(row)
+    return out

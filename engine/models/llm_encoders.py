@@ -4,10 +4,10 @@
 Their keys are transformers' causal-LM names: `model.embed_tokens`, `model.layers.N.{input_layernorm,
 self_attn.{q,k,v,o}_proj, mlp.{gate,up,down}_proj, post_attention_layernorm}`, `model.norm`, and
 sometimes `lm_head` (unused here). Qwen3 has per-head RMS norms (`self_attn.q_norm`, `k_norm`); Qwen2.5 has
-biases on q/k/v instead. A Qwen2.5-VL file may also hold the vision tower (`visual.…`): Loom loads the
-language model only, which is all a text prompt uses (with text alone Qwen2.5-VL's multimodal rotary
-embedding gives every section the same position, i.e. ordinary 1-D RoPE, so transformers' `Qwen2Model`
-computes the same thing).
+biases on q/k/v instead. Qwen2.5 is built as transformers' `Qwen2_5_VLTextModel`, whose multimodal
+rotary embedding (time, row, column sections) places an image's tokens; with text alone every section
+has the same position, i.e. ordinary 1-D RoPE. A Qwen2.5-VL file's vision tower (`visual.…`), when it
+has one, is loaded beside it (engine.models.qwen_vision) for Qwen-Image Edit's image input.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ EMBED = "model.embed_tokens.weight"
 # Qwen2.5 (3B, 7B) uses 128 channels per head; its shapes do not say so (Qwen3's q_norm does).
 QWEN25_HEAD_DIM = 128
 ROPE_THETA = 1_000_000.0
+# Qwen2.5-VL's rotary sections (time, row, column) over its 64 frequency pairs.
+MROPE = {"rope_type": "default", "rope_theta": ROPE_THETA, "mrope_section": [16, 24, 24]}
 
 
 def kind_of(shapes: Shapes, prefix: str = "") -> str | None:
@@ -65,23 +67,30 @@ def config(shapes: Shapes, prefix: str, kind: str) -> dict[str, Any]:
         "tie_word_embeddings": False,
         "use_cache": False,
         "pad_token_id": 151643,
+        **({"rope_parameters": MROPE} if kind == "qwen25" else {}),
     }
 
 
-def build(kind: str, cfg: Mapping[str, Any]) -> LLMEncoder:
+def build(kind: str, cfg: Mapping[str, Any], vision: Mapping[str, Any] | None = None) -> LLMEncoder:
     from engine.diffusion.llm_encoder import LLMEncoder
 
     if kind == "qwen3":
         from transformers import Qwen3Config, Qwen3Model
 
         return LLMEncoder(Qwen3Model(Qwen3Config(**cfg)))
-    from transformers import Qwen2Config, Qwen2Model
+    from transformers import Qwen2_5_VLTextConfig, Qwen2_5_VLTextModel
 
-    return LLMEncoder(Qwen2Model(Qwen2Config(**cfg)))
+    from engine.models import qwen_vision
+
+    text = Qwen2_5_VLTextConfig(**cfg)
+    text._attn_implementation = "sdpa"
+    visual = None if vision is None else qwen_vision.build(vision)
+    return LLMEncoder(Qwen2_5_VLTextModel(text), visual)
 
 
 def load(state: Mapping[str, Any], prefix: str, dtype: Any, name: str) -> tuple[str, LLMEncoder, int]:
     """(kind, encoder, width) of the Qwen language model under `prefix` in `state`."""
+    from engine.models import qwen_vision
     from engine.models.checkpoint import _filled
     from engine.models.lazy_view import shapes_of
 
@@ -90,12 +99,26 @@ def load(state: Mapping[str, Any], prefix: str, dtype: Any, name: str) -> tuple[
     if kind is None:
         raise UnsupportedModelError(f"{name}: not a Qwen3 or Qwen2.5 language model")
     cfg = config(shapes, prefix, kind)
+    vision = None
+    if kind == "qwen25" and qwen_vision.present(shapes, prefix):
+        vision = qwen_vision.config(shapes, prefix, cfg["hidden_size"])
 
     def weights(model: Any) -> dict[str, Any]:
         wanted = set(model.state_dict())
-        # Read only what the model has: not lm_head, not a Qwen2.5-VL file's vision tower.
+        # Read only what the model has (not lm_head).
         present = set(shapes)  # not `in state`: on a lazy file that reads the tensor
-        return {k: state[prefix + k] for k in wanted if prefix + k in present}
+        return {k: _unscaled(state, prefix, k, present) for k in wanted if prefix + k in present}
 
-    encoder = _filled(lambda: build(kind, cfg), weights, f"{name} ({kind})", dtype)
+    encoder = _filled(lambda: build(kind, cfg, vision), weights, f"{name} ({kind})", dtype)
     return kind, encoder, cfg["hidden_size"]
+
+
+def _unscaled(state: Mapping[str, Any], prefix: str, key: str, present: set[str]) -> Any:
+    """The weight under `key`; in ComfyUI's `*_fp8_scaled` files (`qwen_2.5_vl_7b_fp8_scaled`) a matrix
+    is stored as fp8 beside its `scale_weight`, and the real weight is their product (ComfyUI's
+    scaled_fp8 ops)."""
+    tensor = state[prefix + key]
+    scale = prefix + key.removesuffix("weight") + "scale_weight"
+    if not key.endswith(".weight") or scale not in present:
+        return tensor
+    return tensor.float() * state[scale].float()

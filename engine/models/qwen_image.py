@@ -5,6 +5,11 @@ does (`img_in`, `txt_norm`, `txt_in`, `time_text_embed.timestep_embedder`, `tran
 txt_mod.1, attn.{to_q, …, add_q_proj, …, norm_q, norm_added_q, …}, img_mlp.net.{0.proj,2}, txt_mlp…}`,
 `norm_out.linear`, `proj_out`), so its weights load as they are; a checkpoint prefixes them with
 `model.diffusion_model.`. `txt_norm` (an RMSNorm over the Qwen2.5-VL hidden states) identifies it.
+
+Rotary positions are ComfyUI's (`CentredRope`): diffusers' `QwenEmbedRope` agrees with them on even
+token grids only. For a grid of odd height h (1328 px gives 83 rows) ComfyUI centres rows at -(h//2)
+… h//2 where diffusers uses -(h//2 + 1) … h//2 - 1, and ComfyUI starts the text after the generated
+image's half-size alone where diffusers takes the largest of all images (a larger reference image).
 """
 
 from __future__ import annotations
@@ -50,6 +55,46 @@ def converter(config: Mapping[str, Any]) -> Any:
     return lambda state: dict(state)
 
 
+class CentredRope:
+    """Qwen-Image's rotary frequencies as ComfyUI's `QwenImageTransformer2DModel` places its tokens,
+    in the (image, text) complex form diffusers' transformer blocks take: image n of `video_fhw` (0: the
+    generated one, then the reference latents) at frame index n with rows and columns centred as
+    `arange(size) - size // 2`; text from the generated image's larger half-size on, on all axes."""
+
+    def __init__(self, theta: int, axes_dim: list[int]) -> None:
+        self.theta = theta
+        self.axes_dim = list(axes_dim)
+
+    def _freqs(self, positions: Any) -> Any:
+        """[n, 3] positions → [n, sum(axes_dim) / 2] unit complex rotations (diffusers' arithmetic)."""
+        import torch
+
+        parts = []
+        for axis, dim in enumerate(self.axes_dim):
+            inverse = 1.0 / torch.pow(self.theta, torch.arange(0, dim, 2).to(torch.float32).div(dim))
+            angles = torch.outer(positions[:, axis].float(), inverse.to(positions.device))
+            parts.append(torch.polar(torch.ones_like(angles), angles))
+        return torch.cat(parts, dim=1)
+
+    def __call__(self, video_fhw: Any, device: Any = None, max_txt_seq_len: Any = None) -> tuple[Any, Any]:
+        import torch
+
+        shapes = video_fhw[0] if isinstance(video_fhw, list) else video_fhw
+        shapes = shapes if isinstance(shapes, list) else [shapes]
+        images = []
+        for index, (frames, height, width) in enumerate(shapes):
+            rows = torch.arange(height, device=device) - height // 2
+            cols = torch.arange(width, device=device) - width // 2
+            grid = torch.stack(torch.meshgrid(rows, cols, indexing="ij"), dim=-1).reshape(-1, 2)
+            grid = grid.repeat(frames, 1)
+            frame = torch.full((grid.shape[0], 1), index, device=device)
+            images.append(torch.cat([frame, grid], dim=1))
+        _, height, width = shapes[0]
+        start = max(height // 2, width // 2)
+        text = torch.arange(start, start + int(max_txt_seq_len), device=device)[:, None].expand(-1, 3)
+        return self._freqs(torch.cat(images)), self._freqs(text)
+
+
 def load_transformer(state: Mapping[str, Any], prefix: str, dtype: Any) -> Any:
     """A `QwenImageTransformer2DModel` filled from the weights under `prefix` (other keys ignored)."""
     from diffusers import QwenImageTransformer2DModel
@@ -60,9 +105,13 @@ def load_transformer(state: Mapping[str, Any], prefix: str, dtype: Any) -> Any:
 
     config = transformer_config(shapes_of(state, prefix), prefix)
     own = Prefixed(state, prefix, OTHER_MODELS)
-    return filled(
+    model = filled(
         lambda: QwenImageTransformer2DModel(**config),
         lambda _: dict(own),  # the file's own names: each tensor read once, here
         "Qwen-Image diffusion model",
         dtype,
     )
+    # diffusers' QwenEmbedRope holds no weights; ComfyUI's placement replaces it as a plain attribute.
+    del model._modules["pos_embed"]
+    object.__setattr__(model, "pos_embed", CentredRope(10000, list(config["axes_dims_rope"])))
+    return model

@@ -162,6 +162,30 @@ def zimage_workflow(
 # --- Qwen-Image ---------------------------------------------------------------------------------------
 
 
+# Qwen2.5-VL's vision tower in transformers' names (the file's `visual.…`): 2 blocks of one 80-wide head.
+TINY_VISION = {
+    "depth": 2,
+    "hidden_size": 80,
+    "intermediate_size": 96,
+    "num_heads": 1,
+    "in_channels": 3,
+    "patch_size": 14,
+    "temporal_patch_size": 2,
+    "spatial_merge_size": 2,
+    "window_size": 112,
+    "fullatt_block_indexes": [],
+    "rope_parameters": {"rope_type": "axial", "rope_theta": 10000.0},
+}
+
+
+def tiny_qwen_vision(seed: int, out_width: int) -> Any:
+    from transformers.models.qwen2_5_vl.configuration_qwen2_5_vl import Qwen2_5_VLVisionConfig
+    from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VisionTransformerPretrainedModel
+
+    config = Qwen2_5_VLVisionConfig(**TINY_VISION, out_hidden_size=out_width)
+    return _randomize(Qwen2_5_VisionTransformerPretrainedModel(config), seed)
+
+
 def tiny_qwen_image_transformer(seed: int = 0, context: int = 32) -> Any:
     from diffusers import QwenImageTransformer2DModel
 
@@ -239,9 +263,9 @@ def wan_vae_to_comfy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def write_qwen_image_files(models: Path) -> dict[str, Any]:
-    """ComfyUI's Qwen-Image files: the diffusion model (and fp8), qwen_2.5_vl_7b (with a vision tower
-    Loom leaves unread), qwen_image_vae."""
-    qwen25 = tiny_qwen("qwen25", 31)
+    """ComfyUI's Qwen-Image files: the diffusion model (and fp8), qwen_2.5_vl_7b (language model and
+    vision tower), qwen_image_vae."""
+    qwen25 = tiny_qwen("qwen25", 31, hidden=128)
     transformer = tiny_qwen_image_transformer(32, context=qwen25.config.hidden_size)
     vae = tiny_qwen_vae(33)
     state = {k: v.contiguous() for k, v in transformer.state_dict().items()}
@@ -251,10 +275,11 @@ def write_qwen_image_files(models: Path) -> dict[str, Any]:
         {k: v.to(torch.float8_e4m3fn) if v.ndim == 2 else v.half() for k, v in state.items()},
         None,
     )
-    text = qwen_file_state(qwen25) | {"visual.patch_embed.proj.weight": torch.zeros(4, 3, 2, 2, 2)}
+    vision = tiny_qwen_vision(34, qwen25.config.hidden_size)
+    text = qwen_file_state(qwen25) | {"visual." + k: v.contiguous() for k, v in vision.state_dict().items()}
     _save(models / "text_encoders" / "qwen_2.5_vl_7b_fp8_scaled.safetensors", text, torch.bfloat16)
     _save(models / "vae" / "qwen_image_vae.safetensors", wan_vae_to_comfy(vae.state_dict()), torch.bfloat16)
-    return {"transformer": transformer, "qwen25": qwen25, "vae": vae}
+    return {"transformer": transformer, "qwen25": qwen25, "vision": vision, "vae": vae}
 
 
 def qwen_image_workflow(seed: int = 1, unet: str = "qwen_image_bf16.safetensors") -> dict[str, Any]:

@@ -295,21 +295,22 @@ def test_empty_latent_of_four_channels_becomes_flux_sized(executor: Executor, fl
     assert np.array_equal(image_of(flux_folders, run(executor, prompt), "9"), reference)
 
 
-def test_qwen_image_refuses_reference_latents_it_cannot_use(
+def test_qwen_image_attends_to_a_reference_latent(
     executor: Executor, loom_folders: Folders, tmp_path: Path
 ) -> None:
     """ComfyUI's Qwen-Image attends to reference latents (the union control LoRA template chains a
-    ReferenceLatent): Loom's does not yet, so it says so rather than sampling without them."""
+    ReferenceLatent): so does Loom's, so the image changes with one and not from run to run."""
     from tests.nodes.flow_fixtures_new import qwen_image_workflow, write_qwen_image_files
 
     write_qwen_image_files(tmp_path / "models")
     loom_folders.models = Folders.under(tmp_path, models_base=tmp_path / "models").models
+    plain = image_of(loom_folders, run(executor, qwen_image_workflow(seed=2)), "60")
     prompt = qwen_image_workflow(seed=2)
     prompt["70"] = {
         "class_type": "ReferenceLatent",
         "inputs": {"conditioning": ["6", 0], "latent": ["58", 0]},
     }
     prompt["3"]["inputs"]["positive"] = ["70", 0]
-    result = run(executor, prompt)
-    assert result.status == "error"
-    assert "reference latents" in str(result.error) and "qwen_image" in str(result.error)
+    guided = image_of(loom_folders, run(executor, prompt), "60")
+    assert guided.shape == plain.shape and not np.array_equal(guided, plain)
+    assert np.array_equal(guided, image_of(loom_folders, run(executor, prompt), "60"))

@@ -121,7 +121,7 @@ def test_qwen_text_encoder_drops_the_system_prompt(qwen_models: tuple[Path, dict
     assert ids[user + 1 : user + 3] == [872, 198]
     with torch.no_grad():
         full = made["qwen25"].to(torch.bfloat16).float()(torch.tensor([ids])).last_hidden_state
-    assert cond.shape == (1, len(ids) - user - 3, 32)
+    assert cond.shape == (1, len(ids) - user - 3, 128)
     assert torch.allclose(cond, full[:, user + 3 :], atol=0.05)
 
 
@@ -137,26 +137,6 @@ def test_qwen_image_template_graph_repeats_and_fp8_runs(
         folders, run(executor, qwen_image_workflow(seed=2, unet="qwen_image_fp8_e4m3fn.safetensors")), "60"
     )
     assert np.isfinite(fp8).all() and fp8.std() > 0
-
-
-def test_text_encode_qwen_image_edit_text_path_and_image_refused(
-    executor: Executor, loom_folders: Folders, qwen_models: tuple[Path, dict[str, Any]]
-) -> None:
-    folders = _use(loom_folders, qwen_models[0])
-    prompt = qwen_image_workflow(seed=2)
-    prompt["76"] = {
-        "class_type": "TextEncodeQwenImageEdit",
-        "inputs": {"clip": ["38", 0], "prompt": "make it blue"},
-    }
-    prompt["3"]["inputs"]["positive"] = ["76", 0]
-    assert image_of(folders, run(executor, prompt), "60").std() > 0
-    prompt["77"] = {
-        "class_type": "EmptyImage",
-        "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0},
-    }
-    prompt["76"]["inputs"]["image"] = ["77", 0]
-    result = run(executor, prompt)
-    assert result.status == "error" and "'image'" in str(result.error) and "vision tower" in str(result.error)
 
 
 def test_chroma_example_graph_repeats(
