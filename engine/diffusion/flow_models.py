@@ -8,7 +8,9 @@ Weights may be stored in fp8 (UNETLoader's weight_dtype) while the computation r
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from typing import Any
 
 from engine.diffusion.diffusion_model import DiffusionModel, ModelType
@@ -425,8 +427,10 @@ class QwenImage(_UnpooledFlow):
         return int(self.diffusion_model.config.joint_attention_dim)
 
     def condition_key(self, entry: dict[str, Any]) -> tuple[Any, ...]:
-        """Entries batch together only with reference latents of the same shapes (ComfyUI's CONDList)."""
-        return tuple(tuple(latent.shape) for latent in entry.get("reference_latents") or [])
+        """Entries batch together only with reference latents of the same shapes (ComfyUI's CONDList)
+        and placement method."""
+        shapes = tuple(tuple(latent.shape) for latent in entry.get("reference_latents") or [])
+        return (*shapes, entry.get("reference_latents_method", "index"))
 
     def added_conditions(self, entries: list[dict[str, Any]], crop: Any, batch: int) -> dict[str, Any]:
         import torch
@@ -434,18 +438,19 @@ class QwenImage(_UnpooledFlow):
         references = [entry.get("reference_latents") or [] for entry in entries]
         if not references[0]:
             return {}
-        for entry in entries:
-            method = entry.get("reference_latents_method", "index")
-            if method != "index":
-                raise ValueError(
-                    f"reference_latents_method {method!r} is not supported for Qwen-Image in Loom; "
-                    "reference latents are placed by index"
-                )
+        methods = {entry.get("reference_latents_method", "index") for entry in entries}
+        unknown = methods - {"index", "index_timestep_zero"}
+        if unknown:
+            raise ValueError(
+                f"reference_latents_method {sorted(unknown)[0]!r} is not supported for Qwen-Image in Loom; "
+                "reference latents are placed by index (or index_timestep_zero)"
+            )
         stacked = []
         for index in range(len(references[0])):
             parts = [self.process_latent_in(refs[index].to(crop.device).float()) for refs in references]
             stacked.append(torch.cat([_to_batch(part, batch) for part in parts]))
-        return {"ref_latents": stacked}
+        # index_timestep_zero (Qwen-Image Edit 2511): the references are modulated as at timestep 0.
+        return {"ref_latents": stacked, "references_at_time_zero": methods == {"index_timestep_zero"}}
 
     def _forward(self, x: Any, timestep: Any, context: Any, extra: dict[str, Any]) -> Any:
         import torch
@@ -457,14 +462,30 @@ class QwenImage(_UnpooledFlow):
             tokens = torch.cat([tokens, packed], dim=1)
             shapes.append((1, ref_rows, ref_cols))
         # No mask: ComfyUI drops an all-ones mask, and its prompts are never padded.
-        out = self.diffusion_model(
-            hidden_states=tokens,
-            encoder_hidden_states=context,
-            timestep=timestep.to(x.dtype),
-            img_shapes=[shapes] * x.shape[0],
-            return_dict=False,
-        )[0]
+        with _zero_cond_t(self.diffusion_model, extra.get("references_at_time_zero", False)):
+            out = self.diffusion_model(
+                hidden_states=tokens,
+                encoder_hidden_states=context,
+                timestep=timestep.to(x.dtype),
+                img_shapes=[shapes] * x.shape[0],
+                return_dict=False,
+            )[0]
         return _unpack(out[:, : rows * cols], x, rows, cols)
+
+
+@contextlib.contextmanager
+def _zero_cond_t(transformer: Any, enabled: bool) -> Iterator[None]:
+    """diffusers' `zero_cond_t` for one call: tokens after the first image's (the references) get the
+    modulation of timestep 0, as Qwen-Image Edit 2511 (ComfyUI's index_timestep_zero) expects."""
+    modules = [transformer, *transformer.transformer_blocks]
+    saved = [module.zero_cond_t for module in modules]
+    for module in modules:
+        module.zero_cond_t = enabled
+    try:
+        yield
+    finally:
+        for module, value in zip(modules, saved, strict=True):
+            module.zero_cond_t = value
 
 
 def _to_batch(tensor: Any, batch: int) -> Any:

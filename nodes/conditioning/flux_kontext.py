@@ -70,8 +70,8 @@ class FluxKontextImageScale(Node):
 class FluxKontextMultiReferenceLatentMethod(Node):
     """How an edit model places its reference latents: `offset` (beside one another in one extra
     position plane), `index` (each in its own plane), `uxo/uno` (beside the image, in the image's plane)
-    or `index_timestep_zero` (as index, the references modulated as at timestep 0; Loom's Flux refuses
-    it at run time)."""
+    or `index_timestep_zero` (as index, the references modulated as at timestep 0: Qwen-Image Edit 2511;
+    Loom's Flux refuses it at run time)."""
 
     category = "advanced/conditioning/flux"
     experimental = True

@@ -89,12 +89,14 @@ def test_text_only_prompt_is_unchanged_by_the_vl_language_model(clip: Any) -> No
     assert torch.allclose(cond, full[:, -cond.shape[1] :], atol=1e-5)
 
 
+@pytest.mark.parametrize("method", ["index", "index_timestep_zero"])
 def test_reference_latents_enter_the_transformer_as_diffusers_edit_pipeline_does(
-    qwen_models: tuple[Path, dict[str, Any]],
+    qwen_models: tuple[Path, dict[str, Any]], method: str
 ) -> None:
     """Loom's prediction with a reference latent equals the transformer called as QwenImageEditPipeline
     calls it: packed latents then packed reference, img_shapes of both, the first part of the output
-    (even token grids, where diffusers' rotary placement and ComfyUI's agree)."""
+    (even token grids, where diffusers' rotary placement and ComfyUI's agree). index_timestep_zero
+    (Qwen-Image Edit 2511) is diffusers' transformer built with `zero_cond_t`."""
     from diffusers import QwenImageEditPipeline
     from diffusers.models.transformers.transformer_qwenimage import QwenEmbedRope
 
@@ -105,7 +107,8 @@ def test_reference_latents_enter_the_transformer_as_diffusers_edit_pipeline_does
     torch.manual_seed(0)
     x, sigma = torch.randn(1, 16, 8, 12), torch.tensor([0.6])
     reference, context = torch.randn(1, 16, 12, 8), torch.randn(1, 7, 128)
-    extra = model.added_conditions([{"reference_latents": [reference]}], x, 1)
+    entry = {"reference_latents": [reference], "reference_latents_method": method}
+    extra = model.added_conditions([entry], x, 1)
     with torch.no_grad():
         denoised = model.apply_model(x, sigma, c_crossattn=context, added_cond_kwargs=extra)
         pack = QwenImageEditPipeline._pack_latents
@@ -113,6 +116,8 @@ def test_reference_latents_enter_the_transformer_as_diffusers_edit_pipeline_does
         transformer = model.diffusion_model
         ours = transformer.pos_embed
         transformer.__dict__["pos_embed"] = QwenEmbedRope(10000, [16, 56, 56], scale_rope=True)
+        for module in [transformer, *transformer.transformer_blocks]:
+            module.zero_cond_t = method == "index_timestep_zero"
         try:
             velocity = transformer(
                 hidden_states=tokens,
@@ -123,6 +128,8 @@ def test_reference_latents_enter_the_transformer_as_diffusers_edit_pipeline_does
             )[0][:, :24]
         finally:
             transformer.__dict__["pos_embed"] = ours
+            for module in [transformer, *transformer.transformer_blocks]:
+                module.zero_cond_t = False
         without = model.apply_model(x, sigma, c_crossattn=context)
     unpacked = velocity.reshape(1, 4, 6, 16, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(1, 16, 8, 12)
     assert torch.allclose(denoised, x - sigma * unpacked, atol=1e-5)
