@@ -16,30 +16,8 @@ from safetensors.torch import save_file
 from engine.executor import Executor
 from engine.folders import Folders
 from tests.nodes.flow_fixtures_new import qwen_image_workflow, write_qwen_image_files
+from tests.nodes.model_patch_fixtures import diffsynth_weights, uso_projector_weights, zimage_fun_marker
 from tests.nodes.test_sd_nodes import image_of, run
-
-WIDTH, LAYERS = 128, 2  # the tiny Qwen-Image's inner width and block count
-
-
-def patch_weights(seed: int, extra_channels: int = 0, layers: int = LAYERS) -> dict[str, torch.Tensor]:
-    """DiffSynth's Qwen-Image ControlNet layout at the tiny model's width."""
-    g = torch.Generator().manual_seed(seed)
-
-    def rand(*shape: int, scale: float = 0.2) -> torch.Tensor:
-        return torch.randn(*shape, generator=g) * scale
-
-    weights = {"img_in.weight": rand(WIDTH, 64 + 4 * extra_channels), "img_in.bias": rand(WIDTH)}
-    for i in range(layers):
-        p = f"controlnet_blocks.{i}."
-        weights |= {
-            p + "x_rms.weight": 1 + rand(WIDTH, scale=0.1),
-            p + "y_rms.weight": 1 + rand(WIDTH, scale=0.1),
-            p + "input_proj.weight": rand(WIDTH, WIDTH),
-            p + "input_proj.bias": rand(WIDTH),
-            p + "output_proj.weight": rand(WIDTH, WIDTH),
-            p + "output_proj.bias": rand(WIDTH),
-        }
-    return weights
 
 
 @pytest.fixture(scope="module")
@@ -47,13 +25,13 @@ def qwen_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("diffsynth_models")
     write_qwen_image_files(root)
     (root / "model_patches").mkdir()
-    save_file(patch_weights(7), str(root / "model_patches" / "qwen_canny.safetensors"))
-    save_file(patch_weights(8, extra_channels=1), str(root / "model_patches" / "qwen_inpaint.safetensors"))
-    save_file(patch_weights(9, layers=1), str(root / "model_patches" / "qwen_short.safetensors"))
+    save_file(diffsynth_weights(7), str(root / "model_patches" / "qwen_canny.safetensors"))
     save_file(
-        {"control_all_x_embedder.2-1.weight": torch.zeros(4, 4)},
-        str(root / "model_patches" / "zfun.safetensors"),
+        diffsynth_weights(8, extra_channels=1), str(root / "model_patches" / "qwen_inpaint.safetensors")
     )
+    save_file(diffsynth_weights(9, layers=1), str(root / "model_patches" / "qwen_short.safetensors"))
+    save_file(zimage_fun_marker(), str(root / "model_patches" / "zfun.safetensors"))
+    save_file(uso_projector_weights(), str(root / "model_patches" / "uso.safetensors"))
     return root
 
 
@@ -150,7 +128,7 @@ def test_one_model_call_matches_the_arithmetic_by_hand(folders: Folders) -> None
     with patched.applied() as m:
         got = m.apply_model(x, sigma, c_crossattn=context, transformer_options=options)
 
-    w = {k: v.float() for k, v in patch_weights(7).items()}
+    w = {k: v.float() for k, v in diffsynth_weights(7).items()}
     latent = model.latent.process_in(vae.encode(image).float())  # 64 px: no resampling needed
     tokens = latent.reshape(1, 16, 4, 2, 4, 2).permute(0, 2, 4, 1, 3, 5).reshape(1, 16, 64)
     control = tokens @ w["img_in.weight"].T + w["img_in.bias"]
@@ -180,3 +158,40 @@ def test_one_model_call_matches_the_arithmetic_by_hand(folders: Folders) -> None
         plain = m.apply_model(x, sigma, c_crossattn=context)
     assert (got - plain).abs().max() > 1e-3
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_uso_style_reference_validates_and_refuses_at_run_time(folders: Folders) -> None:
+    from engine.graph import validate_prompt
+    from nodes import builtin_registry
+    from nodes.loaders.model_patch import ModelPatchLoader, USOStyleReference
+
+    (folders.models["clip_vision"][0]).mkdir(parents=True, exist_ok=True)
+    save_file(
+        {"x": torch.zeros(1)},
+        str(folders.models["clip_vision"][0] / "sigclip_vision_patch14_384.safetensors"),
+    )
+    prompt = qwen_image_workflow(seed=1)
+    prompt["70"] = {"class_type": "ModelPatchLoader", "inputs": {"name": "uso.safetensors"}}
+    prompt["71"] = {"class_type": "LoadImage", "inputs": {"image": "edges.png"}}
+    prompt["74"] = {
+        "class_type": "CLIPVisionLoader",
+        "inputs": {"clip_name": "sigclip_vision_patch14_384.safetensors"},
+    }
+    prompt["75"] = {
+        "class_type": "CLIPVisionEncode",
+        "inputs": {"clip_vision": ["74", 0], "image": ["71", 0], "crop": "center"},
+    }
+    prompt["72"] = {
+        "class_type": "USOStyleReference",
+        "inputs": {"model": ["66", 0], "model_patch": ["70", 0], "clip_vision_output": ["75", 0]},
+    }
+    prompt["3"]["inputs"]["model"] = ["72", 0]
+    assert validate_prompt(builtin_registry(), prompt).ok
+
+    projector = ModelPatchLoader().run("uso.safetensors")
+    assert projector.kind == "uso_style_projector"
+    with pytest.raises(ValueError, match=r"USOStyleReference: input 'clip_vision_output' .* no SigLIP"):
+        USOStyleReference().run(None, projector, None)
+    canny = ModelPatchLoader().run("qwen_canny.safetensors")
+    with pytest.raises(ValueError, match="USOStyleReference: input 'model_patch' must be USO's"):
+        USOStyleReference().run(None, canny, None)
