@@ -82,7 +82,6 @@ def _blockwise(weights: dict[str, Any], name: str) -> ModelPatch:
             raise ModelPatchError(f"{name}: controlnet block {index} is missing")
     if inputs < 64 or (inputs - 64) % 4:
         raise ModelPatchError(f"{name}: img_in takes {inputs} inputs; expected 64 plus 4 per mask channel")
-    weights = {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}
     return ModelPatch("qwen_blockwise_controlnet", weights, name, layers, int(width), (inputs - 64) // 4)
 
 
@@ -151,8 +150,8 @@ class DiffSynthControl:
                     keep = keep.repeat(-(-latent.shape[0] // keep.shape[0]), 1, 1, 1)[: latent.shape[0]]
             latent = torch.cat([latent, keep.repeat(1, self.patch.extra_channels, 1, 1)], dim=1)
         packed, _, _ = _pack(latent)
-        weights = self.patch.weights
-        return F.linear(packed, weights["img_in.weight"], weights["img_in.bias"])
+        weights = self.patch.weights  # in the file's dtype; the projection runs in float32
+        return F.linear(packed, weights["img_in.weight"].float(), weights["img_in.bias"].float())
 
     def to(self, device: Any) -> DiffSynthControl:
         import torch
