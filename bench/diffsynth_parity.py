@@ -92,7 +92,7 @@ def main() -> None:
             diff = (value - comfy[key]).abs().max().item()
             size = value.abs().max().item()
             print(
-                f"{key:<8} shape {tuple(value.shape)}  max |value| {size:.3g}  max |Loom - ComfyUI| {diff:.3g}"
+                f"{key:<8} {tuple(value.shape)}  max |value| {size:.3g}  max |Loom - ComfyUI| {diff:.3g}"
             )
 
 
