@@ -91,9 +91,7 @@ def main() -> None:
         for key, value in ours.items():
             diff = (value - comfy[key]).abs().max().item()
             size = value.abs().max().item()
-            print(
-                f"{key:<8} {tuple(value.shape)}  max |value| {size:.3g}  max |Loom - ComfyUI| {diff:.3g}"
-            )
+            print(f"{key:<8} {tuple(value.shape)}  max |value| {size:.3g}  max |Loom - ComfyUI| {diff:.3g}")
 
 
 if __name__ == "__main__":
