@@ -53,6 +53,10 @@ RULES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("controlnet", ("",), "unloadable"),
     ("style_models", ("",), "unloadable"),
     ("clip_vision", ("",), "unloadable"),
+    ("model_patches", ("inpaint",), "diffsynth_inpaint"),
+    ("model_patches", ("diffsynth",), "diffsynth"),
+    ("model_patches", ("uso",), "uso_projector"),
+    ("model_patches", ("fun",), "zimage_fun"),
     ("model_patches", ("",), "unloadable"),
 )
 
@@ -179,6 +183,17 @@ def write_stand_ins(work: Path) -> dict[str, Path]:
     from tests.nodes.upscale_fixtures import esrgan_new_layout, write_standin
 
     made["esrgan"] = write_standin(work / "esrgan_x4.safetensors", esrgan_new_layout())
+    from tests.nodes.model_patch_fixtures import diffsynth_weights, uso_projector_weights, zimage_fun_marker
+
+    for key, weights in (
+        ("diffsynth", diffsynth_weights(18)),
+        ("diffsynth_inpaint", diffsynth_weights(19, extra_channels=1)),
+        ("uso_projector", uso_projector_weights()),
+        ("zimage_fun", zimage_fun_marker()),
+    ):
+        made[key] = work / f"model_patches/{key}.safetensors"
+        made[key].parent.mkdir(parents=True, exist_ok=True)
+        save_file(weights, str(made[key]))
     made["unloadable"] = work / "unloadable.safetensors"
     save_file({"not_a_model_loom_loads": torch.zeros(1)}, str(made["unloadable"]))
     return made

@@ -26,6 +26,7 @@ MODEL_KINDS = (
     "clip_vision",
     "style_models",
     "gligen",
+    "model_patches",
 )
 # ComfyUI's newer kinds read their legacy folders too: diffusion models also from models/unet, text
 # encoders also from models/clip; ControlNets also from models/t2i_adapter.

@@ -8,6 +8,11 @@ where `fn(args)` runs the block on `args` and returns `{"img", "txt"}`; what it 
 output. Families and their block lists: SD3 `transformer_blocks` (double); Flux and Chroma
 `transformer_blocks` (double) and `single_transformer_blocks` (single); Qwen-Image `transformer_blocks`;
 Z-Image `layers` (its single-stream blocks, addressed as "double_block" as in ComfyUI's NextDiT).
+
+`transformer_options["patches"]["double_block"]` (ModelPatcher.set_model_double_block_patch) runs after
+every block of the families whose ComfyUI model calls it (0.3.64: Qwen-Image), replacement or not: each
+patch gets `{"img", "txt", "x" (the model's input latent), "block_index", "transformer_options"}` and
+returns that dict with `img` and `txt` updated (QwenImageDiffsynthControlnet adds its control there).
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ BLOCK_LISTS = {
     # Z-Image's main single-stream layers (image and caption tokens together), as ComfyUI's NextDiT.
     "zimage": {"double_block": "layers"},
 }
+# Families whose ComfyUI model runs the "double_block" patches after each block.
+AFTER_BLOCK_FAMILIES = frozenset({"qwen_image"})
 _ARGS = {
     "hidden_states": "img",
     "x": "img",
@@ -37,8 +44,11 @@ _ARGS = {
 
 
 @contextmanager
-def dit_patches(transformer: Any, family: str, transformer_options: dict[str, Any]) -> Iterator[None]:
-    """Wrap the blocks that have a "dit" replacement for the duration of one model call."""
+def dit_patches(
+    transformer: Any, family: str, transformer_options: dict[str, Any], x: Any = None
+) -> Iterator[None]:
+    """Wrap the blocks that have a "dit" replacement, and every block when there are "double_block"
+    patches (given `x`, the model's input latent), for the duration of one model call."""
     replacements = transformer_options.get("patches_replace", {}).get("dit", {})
     lists = BLOCK_LISTS.get(family, {})
     wrapped: list[Any] = []
@@ -50,10 +60,34 @@ def dit_patches(transformer: Any, family: str, transformer_options: dict[str, An
             block = blocks[index]
             block.forward = _replaced(block.forward, patch, transformer_options)
             wrapped.append(block)
+        after = transformer_options.get("patches", {}).get("double_block", [])
+        if after and family in AFTER_BLOCK_FAMILIES:
+            for index, block in enumerate(getattr(transformer, lists["double_block"])):
+                block.forward = _followed(block.forward, after, index, x, transformer_options)
+                wrapped.append(block)
         yield
     finally:
         for block in wrapped:
-            del block.forward  # back to the class's forward
+            if "forward" in vars(block):
+                del block.forward  # back to the class's forward
+
+
+def _followed(
+    inner: Callable[..., Any], patches: list[Any], index: int, x: Any, options: dict[str, Any]
+) -> Any:
+    """`inner` (the block, or its replacement), then each "double_block" patch on its output."""
+
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        out = inner(*args, **kwargs)
+        txt, img = out if isinstance(out, tuple) else (None, out)
+        for patch in patches:
+            result = patch(
+                {"img": img, "txt": txt, "x": x, "block_index": index, "transformer_options": options}
+            )
+            img, txt = result["img"], result.get("txt", txt)
+        return (txt, img) if isinstance(out, tuple) else img
+
+    return forward
 
 
 def _replaced(original: Callable[..., Any], patch: Callable[..., Any], options: dict[str, Any]) -> Any:

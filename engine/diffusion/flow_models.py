@@ -95,7 +95,7 @@ class FlowTransformer(DiffusionModel):
         around its forward (Flux, Chroma) do the same, with that forward's arguments; ComfyUI 0.3.64's
         SD3, Lumina 2 and Qwen-Image models run none, and neither do Loom's."""
         del control
-        with dit_patches(self.diffusion_model, self.family, options):
+        with dit_patches(self.diffusion_model, self.family, options, x):
             return self._forward(x, timestep, context, extra)
 
     def _check_conditioning(self, context: Any, pooled: Any) -> None:

@@ -36,6 +36,7 @@ CALLED_PATCHES = frozenset(
         "middle_patch",
         "input_block_patch",
         "output_block_patch",
+        "double_block",  # after each DiT block, for the families in dit_patches.AFTER_BLOCK_FAMILIES
     }
 )
 
@@ -259,6 +260,9 @@ class ModelPatcher(PatcherExtensions):
 
     def set_model_output_block_patch(self, patch: Any) -> None:
         self.set_model_patch(patch, "output_block_patch")
+
+    def set_model_double_block_patch(self, patch: Any) -> None:
+        self.set_model_patch(patch, "double_block")
 
     def model_patches_to(self, device: Any) -> None:
         """Move patch objects that hold tensors (those with a `.to`) to `device`, as ComfyUI does."""

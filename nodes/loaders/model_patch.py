@@ -1,0 +1,121 @@
+"""Model patches (ComfyUI's `comfy_extras/nodes_model_patch.py`, 0.3.64): ModelPatchLoader reads a
+MODEL_PATCH from models/model_patches; QwenImageDiffsynthControlnet puts DiffSynth's block-wise ControlNet
+on a Qwen-Image model (engine.diffusion.model_patch_files); USOStyleReference takes USO's style projector
+for Flux, which needs SigLIP features Loom cannot make, so it refuses at run time."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from engine import folders
+from engine.native import Image, Input, Mask, Model, Node, Socket, Vae
+from nodes.conditioning.vision import ClipVisionOutput
+from nodes.loaders.checkpoints import model_files
+
+ModelPatch = Annotated[Any, Socket("MODEL_PATCH")]
+
+
+class ModelPatchLoader(Node):
+    """Load a model patch from models/model_patches: a Qwen-Image DiffSynth ControlNet (canny, depth,
+    inpaint) or USO's style projector (recognised; see USOStyleReference)."""
+
+    category = "advanced/loaders"
+    experimental = True
+
+    def run(
+        self,
+        name: Annotated[str, Input("The model patch file.", choices=lambda: model_files("model_patches"))],
+    ) -> ModelPatch:
+        from engine.diffusion.model_patch_files import ModelPatchError, load_model_patch
+
+        try:
+            path = folders.current().model_path("model_patches", name)
+            return load_model_patch(path)
+        except (FileNotFoundError, ModelPatchError) as exc:
+            raise ValueError(f"ModelPatchLoader: name {name!r}: {exc}") from exc
+
+
+class QwenImageDiffsynthControlnet(Node):
+    """Steer a Qwen-Image model with a control image (canny, depth; with the inpaint patch, the image to
+    inpaint and an optional mask of what to repaint) through a DiffSynth block-wise ControlNet."""
+
+    category = "advanced/loaders/qwen"
+    experimental = True
+
+    def run(
+        self,
+        model: Annotated[Model, Input("A Qwen-Image model.")],
+        model_patch: Annotated[ModelPatch, Input("A DiffSynth ControlNet (ModelPatchLoader).")],
+        vae: Annotated[Vae, Input("Qwen-Image's VAE, to encode the control image.")],
+        image: Annotated[Image, Input("The control image.")],
+        strength: Annotated[
+            float, Input("How strongly the control steers the image.", min=-10.0, max=10.0, step=0.01)
+        ] = 1.0,
+        mask: Annotated[Mask | None, Input("Inpaint patch: where to repaint (1).")] = None,
+    ) -> Model:
+        from engine.diffusion.model_patch_files import DiffSynthControl
+
+        _check("QwenImageDiffsynthControlnet", model, model_patch, vae)
+        keep = (
+            None
+            if mask is None
+            else 1.0 - (mask if mask.ndim == 4 else mask.reshape(-1, 1, *mask.shape[-2:]))
+        )
+        patched = model.clone()
+        patched.set_model_double_block_patch(
+            DiffSynthControl(model_patch, vae, image[..., :3], strength, keep)
+        )
+        return patched
+
+
+def _check(node: str, model: Any, patch: Any, vae: Any) -> None:
+    """The patch, the model and the VAE must fit together: say which input does not."""
+    if getattr(patch, "kind", None) != "qwen_blockwise_controlnet":
+        raise ValueError(
+            f"{node}: input 'model_patch' must be a Qwen-Image DiffSynth ControlNet; "
+            f"got {getattr(patch, 'kind', type(patch).__name__)}"
+        )
+    if getattr(model, "family", None) != "qwen_image":
+        raise ValueError(
+            f"{node}: input 'model' must be a Qwen-Image model; got {getattr(model, 'family', '?')}"
+        )
+    transformer = model.unet
+    width = transformer.config.num_attention_heads * transformer.config.attention_head_dim
+    blocks = len(transformer.transformer_blocks)
+    if patch.width != width or patch.layers < blocks:
+        raise ValueError(
+            f"{node}: input 'model_patch' {patch.name!r} is {patch.width} wide with {patch.layers} blocks, "
+            f"but the model is {width} wide with {blocks} blocks"
+        )
+    if getattr(vae, "latent_channels", None) != 16:
+        raise ValueError(
+            f"{node}: input 'vae' must be Qwen-Image's VAE (16 latent channels); "
+            f"got {getattr(vae, 'latent_channels', '?')}"
+        )
+
+
+class USOStyleReference(Node):
+    """Give a Flux model (with the USO LoRA) a style reference: USO's projector turns SigLIP features of
+    the reference image into extra text tokens. Loom has no SigLIP vision encoder (and no Flux
+    post-input patch), so this node refuses at run time rather than ignore the reference."""
+
+    category = "advanced/model_patches/flux"
+    experimental = True
+
+    def run(
+        self,
+        model: Annotated[Model, Input("A Flux model.")],
+        model_patch: Annotated[ModelPatch, Input("USO's style projector (ModelPatchLoader).")],
+        clip_vision_output: Annotated[ClipVisionOutput, Input("SigLIP features of the style image.")],
+    ) -> Model:
+        del model, clip_vision_output
+        if getattr(model_patch, "kind", None) != "uso_style_projector":
+            raise ValueError(
+                "USOStyleReference: input 'model_patch' must be USO's style projector "
+                f"(uso-flux1-projector); got {getattr(model_patch, 'kind', type(model_patch).__name__)}"
+            )
+        raise ValueError(
+            "USOStyleReference: input 'clip_vision_output' must hold SigLIP (sigclip_vision_patch14_384) "
+            "hidden states, and Loom has no SigLIP vision encoder, so USO style references are not "
+            "supported"
+        )
