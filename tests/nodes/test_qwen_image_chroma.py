@@ -3,6 +3,7 @@ diffusers, their text encoders, the Wan-layout VAE, the example graphs, fp8 load
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,18 @@ def test_default_sampling_follows_comfyui(
     assert qwen.latent.channels == chroma.latent.channels == 16 and chroma.latent.scale_factor == 0.3611
 
 
-def test_chroma_transformer_matches_the_diffusers_original() -> None:
+def comfy_modulation_index_table(count: int = 344, width: int = 32) -> torch.Tensor:
+    """ComfyUI's Chroma modulation-index embeddings, written out: index i × 1000 through sinusoids of
+    frequencies 10000^(-k/half), cosines first."""
+    half = width // 2
+    frequencies = torch.exp(-math.log(10000) * torch.arange(half, dtype=torch.float32) / half)
+    angles = (torch.arange(count, dtype=torch.float32) * 1000)[:, None] * frequencies[None]
+    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
+
+
+def test_chroma_transformer_matches_the_diffusers_original_with_comfyuis_modulation_indices() -> None:
+    """A shallow Chroma: the blocks read the same modulation vectors as in diffusers, but the final layer
+    reads the last two of ComfyUI's 344 (indices 342 and 343), not of the depth's own count (15 and 16)."""
     from engine.models import chroma
 
     model = tiny_chroma_transformer(seed=5)
@@ -84,9 +96,26 @@ def test_chroma_transformer_matches_the_diffusers_original() -> None:
     }
     tokens, context = torch.randn(1, 16, 64), torch.randn(1, 5, 192)
     with torch.no_grad():
-        assert torch.allclose(
-            model(tokens, context, **args)[0], loaded(tokens, context, **args)[0], atol=1e-6
-        )
+        depth_sized = model(tokens, context, **args)[0]
+        model.time_text_embed.register_buffer("mod_proj", comfy_modulation_index_table(), persistent=False)
+        comfy_sized = model(tokens, context, **args)[0]
+        ours = loaded(tokens, context, **args)[0]
+    assert torch.allclose(ours, comfy_sized, atol=1e-6)
+    assert not torch.allclose(ours, depth_sized, atol=1e-3)
+
+
+def test_chroma_at_the_released_depth_keeps_its_modulation_indices() -> None:
+    from accelerate import init_empty_weights
+    from diffusers import ChromaTransformer2DModel
+
+    from engine.models.chroma import match_modulation_indices
+
+    with init_empty_weights(include_buffers=False):
+        released = ChromaTransformer2DModel(num_layers=19, num_single_layers=38)
+    table = released.time_text_embed.mod_proj
+    match_modulation_indices(released)
+    assert released.time_text_embed.mod_proj is table
+    assert torch.allclose(table, comfy_modulation_index_table(), atol=1e-5)
 
 
 def test_qwen_vae_round_trips_through_the_wan_layout(qwen_models: tuple[Path, dict[str, Any]]) -> None:
