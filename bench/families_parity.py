@@ -1,15 +1,20 @@
-"""Same-seed parity of Loom and a CPU ComfyUI on a tiny SD3.5 stand-in and a shallow full-width Chroma
-(PSNR of the sampled latents).
+"""Same-seed parity of Loom and a CPU ComfyUI on a tiny SD3.5 stand-in and shallow full-width Flux.1 dev
+and Chroma (PSNR of the sampled latents).
 
 Both engines load the same diffusion-model files (ComfyUI's key layout, written here), get the same
 conditioning tensors (ComfyUI builds its text encoders at full size, so tiny ones cannot be compared) and
 sample the same seed with ComfyUI's sampler and scheduler names. ComfyUI runs in its own venv through its
-Python API (`comfy.sd.load_diffusion_model`, `comfy.sample.sample`). ComfyUI 0.3.64 builds Chroma at its
-released width (3072, a 5-layer 5120-wide approximator) whatever the file holds, so the Chroma stand-in has
-those widths with one double and one single block (about 600 M parameters, 1.2 GB in bf16; each engine
-holds it in fp32, one after the other): run it under `flock /tmp/comfy.lock`. `--families sd3` skips it.
+Python API (`comfy.sd.load_diffusion_model`, `comfy.sample.sample`). ComfyUI 0.3.64 builds Flux and Chroma
+at their released widths whatever the file holds (`comfy/model_detection.py`: hidden 3072, 24 heads,
+context 4096; Chroma's approximator 5 layers 5120 wide), so those stand-ins have the released widths with
+one double and one single block (about 0.5–0.6 B parameters, 1–1.2 GB in bf16; each engine holds one in
+fp32 at a time, one engine after the other); `--lock /tmp/comfy.lock` runs the ComfyUI part under that
+flock. Flux gets a 4096-wide T5-style context, a 768-wide pooled CLIP-L-style vector and FluxGuidance's
+`guidance` 3.5 (cfg 1, as Flux dev is run); Chroma a 4096-wide context alone, cfg 4. `--families sd3`
+skips the big ones.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/families_parity.py [--comfy /tmp/comfy]
+    OMP_NUM_THREADS=1 .venv/bin/python bench/families_parity.py [--comfy /tmp/comfy] [--lock FILE]
+        [--families sd3,flux,chroma]
 
 Prints a table (family, sampler, scheduler, PSNR in dB, max |difference|) and a one-line summary.
 """
@@ -24,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -43,18 +47,24 @@ CASES = [
     ("sd3", "dpmpp_2s_ancestral", "normal"),
     ("sd3", "lcm", "simple"),
     ("sd3", "dpmpp_2m_sde", "karras"),
+    ("flux", "euler", "simple"),
+    ("flux", "dpmpp_2m", "beta"),
+    ("flux", "heun", "normal"),
+    ("flux", "euler_ancestral", "sgm_uniform"),
     ("chroma", "euler", "simple"),
     ("chroma", "dpmpp_2m", "beta"),
+    ("chroma", "heun", "normal"),
+    ("chroma", "euler_ancestral", "sgm_uniform"),
 ]
-# ComfyUI 0.3.64 builds Flux at its full width whatever the file holds (model_detection sets
-# hidden_size 3072 and context_in_dim 4096), so a tiny Flux cannot load there; Flux is compared only
-# against diffusers' own model in tests/nodes/test_flux.py.
 STEPS, SEED, SIZE = 6, 42, 64
 CFG = {"sd3": 4.5, "flux": 1.0, "chroma": 4.0}
-# Conditioning options: SD3 and Flux take a pooled vector (and Flux guidance); Chroma neither: its text
-# encoder gives `pooled_output` None (which ComfyUI's Flux-derived model still looks up), and ComfyUI feeds
-# it `guidance` 0 by default, which is what Loom's model always gets.
-POOLED = {"sd3": 192, "flux": 64}
+# Conditioning: (context width, pooled width or None). SD3 and Flux take a pooled vector (Flux also
+# FluxGuidance's guidance); Chroma neither: its text encoder gives `pooled_output` None (which ComfyUI's
+# Flux-derived model still looks up), and ComfyUI feeds it `guidance` 0 by default, as Loom's model does.
+CONDITIONING = {"sd3": (192, 192), "flux": (4096, 768), "chroma": (4096, None)}
+FLUX_GUIDANCE = 3.5
+# The families ComfyUI builds at their released widths: written shallow by `write_shallow`.
+SHALLOW = ("flux", "chroma")
 
 DRIVER = """
 import json, sys
@@ -68,13 +78,16 @@ comfy.options.enable_args_parsing()
 import comfy.sd, comfy.sample
 from safetensors.torch import load_file, save_file
 out = {}
+loaded, model = None, None
 for case in args["cases"]:
     family, sampler, scheduler = case
-    model = comfy.sd.load_diffusion_model(args["files"][family])
+    if family != loaded:  # one model alive at a time: the full-width ones are GBs in fp32
+        model = None
+        model, loaded = comfy.sd.load_diffusion_model(args["files"][family]), family
     cond = load_file(args["conds"][family])
     extra = {"pooled_output": None}
     if "pooled" in cond:
-        extra = {"pooled_output": cond["pooled"], "guidance": 3.5}
+        extra = {"pooled_output": cond["pooled"], "guidance": args["guidance"]}
     zeros = {k: torch.zeros_like(v) if torch.is_tensor(v) else v for k, v in extra.items()}
     positive = [[cond["context"], extra]]
     negative = [[torch.zeros_like(cond["context"]), zeros]]
@@ -88,50 +101,47 @@ save_file(out, args["result"])
 
 
 def write_models(folder: Path, families: set[str]) -> tuple[dict[str, str], dict[str, str]]:
-    from tests.nodes.flow_fixtures import (
-        flux_to_comfy,
-        sd3_to_comfy,
-        tiny_flux_transformer,
-        tiny_sd3_transformer,
-    )
+    from tests.nodes.flow_fixtures import sd3_to_comfy, tiny_sd3_transformer
 
-    sd3 = tiny_sd3_transformer(seed=1, qk_norm=True, heads=2)
-    flux = tiny_flux_transformer(seed=2)
-    files = {"sd3": str(folder / "tiny_sd3.safetensors"), "flux": str(folder / "tiny_flux.safetensors")}
-    save_file({k: v.contiguous() for k, v in sd3_to_comfy(sd3.state_dict(), 2).items()}, files["sd3"])
-    save_file({k: v.contiguous() for k, v in flux_to_comfy(flux.state_dict(), 1, 1).items()}, files["flux"])
+    files: dict[str, str] = {}
+    if "sd3" in families:
+        sd3 = tiny_sd3_transformer(seed=1, qk_norm=True, heads=2)
+        files["sd3"] = str(folder / "tiny_sd3.safetensors")
+        save_file({k: v.contiguous() for k, v in sd3_to_comfy(sd3.state_dict(), 2).items()}, files["sd3"])
+    for family in SHALLOW:
+        if family in families:
+            files[family] = str(folder / f"shallow_{family}.safetensors")
+            write_shallow(family, Path(files[family]))
     generator = torch.Generator().manual_seed(7)
     conds = {}
-    for family, pooled_width in POOLED.items():
+    for family, (context_width, pooled_width) in CONDITIONING.items():
+        tensors = {"context": torch.randn(1, 12, context_width, generator=generator)}
+        if pooled_width is not None:
+            tensors["pooled"] = torch.randn(1, pooled_width, generator=generator)
         conds[family] = str(folder / f"cond_{family}.safetensors")
-        save_file(
-            {
-                "context": torch.randn(1, 12, 192, generator=generator),
-                "pooled": torch.randn(1, pooled_width, generator=generator),
-            },
-            conds[family],
-        )
-    if "chroma" in families:
-        files["chroma"] = str(folder / "shallow_chroma.safetensors")
-        write_shallow_chroma(Path(files["chroma"]))
-        conds["chroma"] = str(folder / "cond_chroma.safetensors")
-        save_file({"context": torch.randn(1, 12, 4096, generator=generator)}, conds["chroma"])
+        save_file(tensors, conds[family])
     return files, conds
 
 
-def write_shallow_chroma(path: Path) -> None:
-    """Chroma at ComfyUI's fixed widths with one double and one single block, random bf16 weights (the
-    shapes come from diffusers' model built on the meta device, renamed to the reference layout)."""
+def write_shallow(family: str, path: Path) -> None:
+    """Flux.1 dev or Chroma at ComfyUI's fixed widths with one double and one single block, random bf16
+    weights (the shapes come from diffusers' model built on the meta device with its released defaults,
+    renamed to the reference layout)."""
     from accelerate import init_empty_weights
-    from diffusers import ChromaTransformer2DModel
+    from diffusers import ChromaTransformer2DModel, FluxTransformer2DModel
 
+    from tests.nodes.flow_fixtures import flux_to_comfy
     from tests.nodes.flow_fixtures_new import chroma_to_comfy
 
     with init_empty_weights():
-        meta = ChromaTransformer2DModel(num_layers=1, num_single_layers=1)
+        if family == "flux":
+            meta = FluxTransformer2DModel(num_layers=1, num_single_layers=1, guidance_embeds=True)
+        else:
+            meta = ChromaTransformer2DModel(num_layers=1, num_single_layers=1)
+    rename = flux_to_comfy if family == "flux" else chroma_to_comfy
     generator = torch.Generator().manual_seed(11)
     state = {}
-    for key, value in chroma_to_comfy(meta.state_dict(), 1, 1).items():
+    for key, value in rename(meta.state_dict(), 1, 1).items():
         if key.endswith(".scale"):  # RMS norm scales around 1
             tensor = 1 + 0.1 * torch.randn(value.shape, generator=generator)
         elif value.ndim == 2:
@@ -150,12 +160,14 @@ def run_loom(
     from engine.sampling import prepare_noise, sigmas_for
 
     out = {}
-    models: dict[str, Any] = {}
+    loaded, model = None, None
     for family, sampler, scheduler in cases:
-        model = models.setdefault(family, load_diffusion_model(Path(files[family])))
+        if family != loaded:  # one model alive at a time: the full-width ones are GBs in fp32
+            model = None
+            model, loaded = load_diffusion_model(Path(files[family])), family
         cond = load_file(conds[family])
         extra = (
-            {"pooled_output": cond["pooled"], "guidance": 3.5}
+            {"pooled_output": cond["pooled"], "guidance": FLUX_GUIDANCE}
             if "pooled" in cond
             else {"pooled_output": None}
         )
@@ -175,14 +187,21 @@ def run_loom(
 
 
 def run_comfy(
-    comfy: Path, files: dict[str, str], conds: dict[str, str], result: Path, cases: list[tuple[str, str, str]]
+    comfy: Path,
+    files: dict[str, str],
+    conds: dict[str, str],
+    result: Path,
+    cases: list[tuple[str, str, str]],
+    lock: Path | None,
 ) -> dict[str, torch.Tensor]:
     args = {
         "comfy_root": str(comfy / "ComfyUI"), "files": files, "conds": conds, "cases": cases, "size": SIZE,
-        "seed": SEED, "steps": STEPS, "cfg": CFG, "result": str(result),
+        "seed": SEED, "steps": STEPS, "cfg": CFG, "guidance": FLUX_GUIDANCE, "result": str(result),
     }  # fmt: skip
     env = dict(os.environ, OMP_NUM_THREADS="1")
     command = [str(comfy / "venv" / "bin" / "python"), "-c", DRIVER, json.dumps(args)]
+    if lock is not None:  # machines that share one ComfyUI among benches take turns
+        command = ["flock", str(lock), *command]
     subprocess.run(command, check=True, env=env, cwd=str(comfy / "ComfyUI"), stdout=subprocess.DEVNULL)
     return load_file(str(result))
 
@@ -198,7 +217,10 @@ def main() -> None:
     parser.add_argument(
         "--comfy", type=Path, default=Path("/tmp/comfy"), help="ComfyUI checkout + venv (setup.sh)"
     )
-    parser.add_argument("--families", default="sd3,chroma", help="comma-separated: sd3, chroma")
+    parser.add_argument("--families", default="sd3,flux,chroma", help="comma-separated: sd3, flux, chroma")
+    parser.add_argument(
+        "--lock", type=Path, default=None, help="hold this flock(1) file while ComfyUI runs (not Loom)"
+    )
     options = parser.parse_args()
     families = set(options.families.split(","))
     cases = [case for case in CASES if case[0] in families]
@@ -207,7 +229,7 @@ def main() -> None:
         folder = Path(tmp)
         files, conds = write_models(folder, families)
         loom = run_loom(files, conds, cases)
-        comfy = run_comfy(options.comfy, files, conds, folder / "comfy.safetensors", cases)
+        comfy = run_comfy(options.comfy, files, conds, folder / "comfy.safetensors", cases, options.lock)
     header = f"{'family':<6} {'sampler':<20} {'scheduler':<12} {'PSNR dB':>8} {'max |diff|':>11}"
     print(header)
     scores = []
