@@ -240,24 +240,34 @@ def _flux_ids(rows: int, cols: int, x: Any) -> Any:
 
 class Chroma(_UnpooledFlow):
     """Chroma (diffusers' ChromaTransformer2DModel): Flux's packing and position ids, T5 context only, the
-    timestep is sigma (the model scales it by 1000) and the distilled guidance input is 0, as ComfyUI's."""
+    timestep is sigma (the model scales it by 1000) and the distilled guidance input is the conditioning's
+    `guidance` (FluxGuidance), 0 when unset, as ComfyUI's."""
 
     def context_width(self) -> int:
         return int(self.diffusion_model.config.joint_attention_dim)
 
+    def added_conditions(self, entries: list[dict[str, Any]], crop: Any, batch: int) -> dict[str, Any]:
+        import torch
+
+        guidance = [float(entry.get("guidance") or 0.0) for entry in entries for _ in range(batch)]
+        return {"guidance": torch.tensor(guidance, device=crop.device)}
+
     def _forward(self, x: Any, timestep: Any, context: Any, extra: dict[str, Any]) -> Any:
         import torch
 
+        from engine.models.chroma import distilled_guidance
+
         tokens, rows, cols = _pack(x)
         txt_ids = torch.zeros((context.shape[1], 3), device=x.device, dtype=x.dtype)
-        out = self.diffusion_model(
-            hidden_states=tokens,
-            encoder_hidden_states=context,
-            timestep=timestep.to(x.dtype),
-            img_ids=_flux_ids(rows, cols, x),
-            txt_ids=txt_ids,
-            return_dict=False,
-        )[0]
+        with distilled_guidance(self.diffusion_model, extra.get("guidance")):
+            out = self.diffusion_model(
+                hidden_states=tokens,
+                encoder_hidden_states=context,
+                timestep=timestep.to(x.dtype),
+                img_ids=_flux_ids(rows, cols, x),
+                txt_ids=txt_ids,
+                return_dict=False,
+            )[0]
         return _unpack(out, x, rows, cols)
 
 

@@ -17,7 +17,8 @@ pick the same indices; for any other depth `match_modulation_indices` gives Loom
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from engine.models import flux
@@ -121,3 +122,30 @@ def match_modulation_indices(model: Any) -> None:
     width = embed.mod_proj.shape[1]
     table = get_timestep_embedding(indices, width, flip_sin_to_cos=True, downscale_freq_shift=0)
     embed.register_buffer("mod_proj", table.to(embed.mod_proj.dtype), persistent=False)
+
+
+@contextmanager
+def distilled_guidance(model: Any, guidance: Any) -> Iterator[None]:
+    """Embed `guidance` (one value per batch row) where a `ChromaTransformer2DModel` embeds a fixed 0.
+
+    ComfyUI's Chroma feeds the approximator the conditioning's `guidance` (FluxGuidance sets it; 0 when
+    unset) through the same sinusoid as the timestep (value × 1000); diffusers' model always embeds 0. For
+    the duration of the block, the guidance columns of the approximator's input (after the timestep's) are
+    replaced by the embedding of `guidance`; with no non-zero value nothing changes."""
+    if guidance is None or not bool((guidance != 0).any()):
+        yield
+        return
+    embed = model.time_text_embed
+    start, width = embed.time_proj.num_channels, embed.guidance_proj.num_channels
+
+    def replace(module: Any, args: Any, output: Any) -> Any:
+        projected = module.guidance_proj(guidance.to(output.device).float() * 1000).to(output.dtype)
+        output = output.clone()
+        output[:, :, start : start + width] = projected[:, None, :]
+        return output
+
+    handle = embed.register_forward_hook(replace)
+    try:
+        yield
+    finally:
+        handle.remove()
