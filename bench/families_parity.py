@@ -10,8 +10,8 @@ context 4096; Chroma's approximator 5 layers 5120 wide), so those stand-ins have
 one double and one single block (about 0.5–0.6 B parameters, 1–1.2 GB in bf16; each engine holds one in
 fp32 at a time, one engine after the other); `--lock /tmp/comfy.lock` runs the ComfyUI part under that
 flock. Flux gets a 4096-wide T5-style context, a 768-wide pooled CLIP-L-style vector and FluxGuidance's
-`guidance` 3.5 (cfg 1, as Flux dev is run); Chroma a 4096-wide context alone, cfg 4. `--families sd3`
-skips the big ones.
+`guidance` 3.5 (cfg 1, as Flux dev is run); Chroma a 4096-wide context alone, cfg 4, once also with
+FluxGuidance 3.5 (ComfyUI embeds it in Chroma's approximator). `--families sd3` skips the big ones.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/families_parity.py [--comfy /tmp/comfy] [--lock FILE]
         [--families sd3,flux,chroma]
@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -38,31 +39,33 @@ sys.path.insert(0, str(ROOT))
 # Before diffusers: keeps a CUDA-built torchvision importable (engine/torchvision_compat.py).
 import engine  # noqa: E402, F401
 
-CASES = [
-    ("sd3", "euler", "simple"),
-    ("sd3", "dpmpp_2m", "sgm_uniform"),
-    ("sd3", "heun", "normal"),
-    ("sd3", "uni_pc", "beta"),
-    ("sd3", "euler_ancestral", "simple"),
-    ("sd3", "dpmpp_2s_ancestral", "normal"),
-    ("sd3", "lcm", "simple"),
-    ("sd3", "dpmpp_2m_sde", "karras"),
-    ("flux", "euler", "simple"),
-    ("flux", "dpmpp_2m", "beta"),
-    ("flux", "heun", "normal"),
-    ("flux", "euler_ancestral", "sgm_uniform"),
-    ("chroma", "euler", "simple"),
-    ("chroma", "dpmpp_2m", "beta"),
-    ("chroma", "heun", "normal"),
-    ("chroma", "euler_ancestral", "sgm_uniform"),
+FLUX_GUIDANCE = 3.5
+# (family, sampler, scheduler, FluxGuidance on the positive conditioning or None)
+CASES: list[tuple[str, str, str, float | None]] = [
+    ("sd3", "euler", "simple", None),
+    ("sd3", "dpmpp_2m", "sgm_uniform", None),
+    ("sd3", "heun", "normal", None),
+    ("sd3", "uni_pc", "beta", None),
+    ("sd3", "euler_ancestral", "simple", None),
+    ("sd3", "dpmpp_2s_ancestral", "normal", None),
+    ("sd3", "lcm", "simple", None),
+    ("sd3", "dpmpp_2m_sde", "karras", None),
+    ("flux", "euler", "simple", FLUX_GUIDANCE),
+    ("flux", "dpmpp_2m", "beta", FLUX_GUIDANCE),
+    ("flux", "heun", "normal", FLUX_GUIDANCE),
+    ("flux", "euler_ancestral", "sgm_uniform", FLUX_GUIDANCE),
+    ("chroma", "euler", "simple", None),
+    ("chroma", "dpmpp_2m", "beta", None),
+    ("chroma", "heun", "normal", None),
+    ("chroma", "euler_ancestral", "sgm_uniform", None),
+    ("chroma", "euler", "beta", 3.5),  # FluxGuidance on Chroma's positive conditioning
 ]
 STEPS, SEED, SIZE = 6, 42, 64
 CFG = {"sd3": 4.5, "flux": 1.0, "chroma": 4.0}
-# Conditioning: (context width, pooled width or None). SD3 and Flux take a pooled vector (Flux also
-# FluxGuidance's guidance); Chroma neither: its text encoder gives `pooled_output` None (which ComfyUI's
-# Flux-derived model still looks up), and ComfyUI feeds it `guidance` 0 by default, as Loom's model does.
+# Conditioning: (context width, pooled width or None). SD3 and Flux take a pooled vector; Chroma not: its
+# text encoder gives `pooled_output` None (which ComfyUI's Flux-derived model still looks up). Unset
+# guidance is 3.5 for Flux and 0 for Chroma in both engines; the negative conditioning never sets it.
 CONDITIONING = {"sd3": (192, 192), "flux": (4096, 768), "chroma": (4096, None)}
-FLUX_GUIDANCE = 3.5
 # The families ComfyUI builds at their released widths: written shallow by `write_shallow`.
 SHALLOW = ("flux", "chroma")
 
@@ -80,22 +83,21 @@ from safetensors.torch import load_file, save_file
 out = {}
 loaded, model = None, None
 for case in args["cases"]:
-    family, sampler, scheduler = case
+    family, sampler, scheduler, guidance = case
     if family != loaded:  # one model alive at a time: the full-width ones are GBs in fp32
         model = None
         model, loaded = comfy.sd.load_diffusion_model(args["files"][family]), family
     cond = load_file(args["conds"][family])
-    extra = {"pooled_output": None}
-    if "pooled" in cond:
-        extra = {"pooled_output": cond["pooled"], "guidance": args["guidance"]}
-    zeros = {k: torch.zeros_like(v) if torch.is_tensor(v) else v for k, v in extra.items()}
+    pooled = cond.get("pooled")
+    extra = {"pooled_output": pooled} if guidance is None else {"pooled_output": pooled, "guidance": guidance}
+    zeros = {"pooled_output": None if pooled is None else torch.zeros_like(pooled)}
     positive = [[cond["context"], extra]]
     negative = [[torch.zeros_like(cond["context"]), zeros]]
     latent = torch.zeros([1, 16, args["size"] // 8, args["size"] // 8])
     noise = comfy.sample.prepare_noise(latent, args["seed"])
     samples = comfy.sample.sample(model, noise, args["steps"], args["cfg"][family], sampler, scheduler,
                                   positive, negative, latent, seed=args["seed"], disable_pbar=True)
-    out["/".join(case)] = samples.float().contiguous()
+    out["/".join(map(str, case))] = samples.float().contiguous()
 save_file(out, args["result"])
 """
 
@@ -153,7 +155,7 @@ def write_shallow(family: str, path: Path) -> None:
 
 
 def run_loom(
-    files: dict[str, str], conds: dict[str, str], cases: list[tuple[str, str, str]]
+    files: dict[str, str], conds: dict[str, str], cases: list[tuple[str, str, str, float | None]]
 ) -> dict[str, torch.Tensor]:
     from engine.diffusion.guider import CFGGuider
     from engine.models.flow_families import load_diffusion_model
@@ -161,17 +163,16 @@ def run_loom(
 
     out = {}
     loaded, model = None, None
-    for family, sampler, scheduler in cases:
+    for family, sampler, scheduler, guidance in cases:
         if family != loaded:  # one model alive at a time: the full-width ones are GBs in fp32
             model = None
             model, loaded = load_diffusion_model(Path(files[family])), family
         cond = load_file(conds[family])
-        extra = (
-            {"pooled_output": cond["pooled"], "guidance": FLUX_GUIDANCE}
-            if "pooled" in cond
-            else {"pooled_output": None}
-        )
-        zeros = {k: torch.zeros_like(v) if torch.is_tensor(v) else v for k, v in extra.items()}
+        pooled = cond.get("pooled")
+        extra: dict[str, Any] = {"pooled_output": pooled}
+        if guidance is not None:
+            extra["guidance"] = guidance
+        zeros = {"pooled_output": None if pooled is None else torch.zeros_like(pooled)}
         positive = [[cond["context"], extra]]
         negative = [[torch.zeros_like(cond["context"]), zeros]]
         latent = torch.zeros([1, 16, SIZE // 8, SIZE // 8])
@@ -180,7 +181,7 @@ def run_loom(
         guider = CFGGuider(model)
         guider.set_conds(positive, negative)
         guider.set_cfg(CFG[family])
-        out[f"{family}/{sampler}/{scheduler}"] = guider.sample(
+        out[f"{family}/{sampler}/{scheduler}/{guidance}"] = guider.sample(
             noise, latent, sampler, sigmas, seed=SEED
         ).float()
     return out
@@ -191,12 +192,12 @@ def run_comfy(
     files: dict[str, str],
     conds: dict[str, str],
     result: Path,
-    cases: list[tuple[str, str, str]],
+    cases: list[tuple[str, str, str, float | None]],
     lock: Path | None,
 ) -> dict[str, torch.Tensor]:
     args = {
         "comfy_root": str(comfy / "ComfyUI"), "files": files, "conds": conds, "cases": cases, "size": SIZE,
-        "seed": SEED, "steps": STEPS, "cfg": CFG, "guidance": FLUX_GUIDANCE, "result": str(result),
+        "seed": SEED, "steps": STEPS, "cfg": CFG, "result": str(result),
     }  # fmt: skip
     env = dict(os.environ, OMP_NUM_THREADS="1")
     command = [str(comfy / "venv" / "bin" / "python"), "-c", DRIVER, json.dumps(args)]
@@ -230,15 +231,18 @@ def main() -> None:
         files, conds = write_models(folder, families)
         loom = run_loom(files, conds, cases)
         comfy = run_comfy(options.comfy, files, conds, folder / "comfy.safetensors", cases, options.lock)
-    header = f"{'family':<6} {'sampler':<20} {'scheduler':<12} {'PSNR dB':>8} {'max |diff|':>11}"
+    header = (
+        f"{'family':<6} {'sampler':<20} {'scheduler':<12} {'guidance':>8} {'PSNR dB':>8} {'max |diff|':>11}"
+    )
     print(header)
     scores = []
     for key in loom:
-        family, sampler, scheduler = key.split("/")
+        family, sampler, scheduler, guidance = key.split("/")
         score = psnr(comfy[key], loom[key])
         scores.append(score)
         diff = float((comfy[key] - loom[key]).abs().max())
-        print(f"{family:<6} {sampler:<20} {scheduler:<12} {score:>8.1f} {diff:>11.2e}")
+        shown = "-" if guidance == "None" else guidance
+        print(f"{family:<6} {sampler:<20} {scheduler:<12} {shown:>8} {score:>8.1f} {diff:>11.2e}")
     passing = sum(s >= 30 for s in scores)
     print(f"summary: {passing}/{len(scores)} cases at PSNR >= 30 dB; worst {min(scores):.1f} dB")
 
