@@ -60,13 +60,21 @@ def test_default_sampling_follows_comfyui(
     qwen_models: tuple[Path, dict[str, Any]], chroma_models: tuple[Path, dict[str, Any]]
 ) -> None:
     from engine.models.flow_families import load_diffusion_model
-    from engine.sampling.model_sampling_flow import ModelSamplingDiscreteFlow, ModelSamplingFlux
+    from engine.sampling import sigmas_for
+    from engine.sampling.model_sampling_flow import ModelSamplingFlux
 
     qwen = load_diffusion_model(qwen_models[0] / "diffusion_models" / "qwen_image_bf16.safetensors")
     chroma = load_diffusion_model(chroma_models[0] / "diffusion_models" / "chroma-unlocked-v35.safetensors")
     qwen_sampling, chroma_sampling = (m.get_model_object("model_sampling") for m in (qwen, chroma))
-    assert isinstance(qwen_sampling, ModelSamplingDiscreteFlow) and qwen_sampling.shift == 1.15
+    assert isinstance(qwen_sampling, ModelSamplingFlux) and qwen_sampling.shift == 1.15
     assert isinstance(chroma_sampling, ModelSamplingFlux) and chroma_sampling.shift == 1.15
+    # Qwen-Image's 1.15 is Flux's mu (ComfyUI 0.3.64 printed 1, 0.94047, 0.86334, ... for simple, 6 steps),
+    # not a discrete-flow shift (which would give 1, 0.85246, ...): sigma = e^mu t / (1 + (e^mu - 1) t).
+    t = torch.arange(6, -1, -1) / 6
+    expected = math.exp(1.15) * t / (1 + (math.exp(1.15) - 1) * t)
+    got = sigmas_for(qwen_sampling, "simple", 6, 1.0, "euler")
+    assert torch.allclose(got.float(), expected.float(), atol=1e-4)
+    assert abs(float(got[1]) - 0.94047) < 1e-4
     assert qwen.latent.channels == chroma.latent.channels == 16 and chroma.latent.scale_factor == 0.3611
 
 
