@@ -4,17 +4,19 @@ and Chroma (PSNR of the sampled latents).
 Both engines load the same diffusion-model files (ComfyUI's key layout, written here), get the same
 conditioning tensors (ComfyUI builds its text encoders at full size, so tiny ones cannot be compared) and
 sample the same seed with ComfyUI's sampler and scheduler names. ComfyUI runs in its own venv through its
-Python API (`comfy.sd.load_diffusion_model`, `comfy.sample.sample`). ComfyUI 0.3.64 builds Flux and Chroma
-at their released widths whatever the file holds (`comfy/model_detection.py`: hidden 3072, 24 heads,
-context 4096; Chroma's approximator 5 layers 5120 wide), so those stand-ins have the released widths with
-one double and one single block (about 0.5–0.6 B parameters, 1–1.2 GB in bf16; each engine holds one in
-fp32 at a time, one engine after the other); `--lock /tmp/comfy.lock` runs the ComfyUI part under that
+Python API (`comfy.sd.load_diffusion_model`, `comfy.sample.sample`). ComfyUI 0.3.64 builds Flux, Chroma
+and Qwen-Image at their released widths whatever the file holds (`comfy/model_detection.py`: hidden 3072,
+24 heads, context 4096 for Flux and Chroma, 3584 for Qwen-Image; Chroma's approximator 5 layers 5120
+wide), so those stand-ins have the released widths with one double and one single block (Qwen-Image: one
+block; about 0.4–0.6 B parameters, 0.8–1.2 GB in bf16; each engine holds one in fp32 at a time, one
+engine after the other); `--lock /tmp/comfy.lock` runs the ComfyUI part under that
 flock. Flux gets a 4096-wide T5-style context, a 768-wide pooled CLIP-L-style vector and FluxGuidance's
 `guidance` 3.5 (cfg 1, as Flux dev is run); Chroma a 4096-wide context alone, cfg 4, once also with
-FluxGuidance 3.5 (ComfyUI embeds it in Chroma's approximator). `--families sd3` skips the big ones.
+FluxGuidance 3.5 (ComfyUI embeds it in Chroma's approximator); Qwen-Image a 3584-wide context alone, cfg
+2.5, with its default sampling (no ModelSamplingAuraFlow). `--families sd3` skips the big ones.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/families_parity.py [--comfy /tmp/comfy] [--lock FILE]
-        [--families sd3,flux,chroma]
+        [--families sd3,flux,chroma,qwen_image]
 
 Prints a table (family, sampler, scheduler, PSNR in dB, max |difference|) and a one-line summary.
 """
@@ -59,15 +61,20 @@ CASES: list[tuple[str, str, str, float | None]] = [
     ("chroma", "heun", "normal", None),
     ("chroma", "euler_ancestral", "sgm_uniform", None),
     ("chroma", "euler", "beta", 3.5),  # FluxGuidance on Chroma's positive conditioning
+    ("qwen_image", "euler", "simple", None),
+    ("qwen_image", "dpmpp_2m", "beta", None),
+    ("qwen_image", "heun", "normal", None),
+    ("qwen_image", "euler_ancestral", "sgm_uniform", None),
 ]
 STEPS, SEED, SIZE = 6, 42, 64
-CFG = {"sd3": 4.5, "flux": 1.0, "chroma": 4.0}
+CFG = {"sd3": 4.5, "flux": 1.0, "chroma": 4.0, "qwen_image": 2.5}
 # Conditioning: (context width, pooled width or None). SD3 and Flux take a pooled vector; Chroma not: its
-# text encoder gives `pooled_output` None (which ComfyUI's Flux-derived model still looks up). Unset
-# guidance is 3.5 for Flux and 0 for Chroma in both engines; the negative conditioning never sets it.
-CONDITIONING = {"sd3": (192, 192), "flux": (4096, 768), "chroma": (4096, None)}
+# text encoder gives `pooled_output` None (which ComfyUI's Flux-derived model still looks up), nor does
+# Qwen-Image's. Unset guidance is 3.5 for Flux and 0 for Chroma in both engines; the negative conditioning
+# never sets it.
+CONDITIONING = {"sd3": (192, 192), "flux": (4096, 768), "chroma": (4096, None), "qwen_image": (3584, None)}
 # The families ComfyUI builds at their released widths: written shallow by `write_shallow`.
-SHALLOW = ("flux", "chroma")
+SHALLOW = ("flux", "chroma", "qwen_image")
 
 DRIVER = """
 import json, sys
@@ -94,10 +101,12 @@ for case in args["cases"]:
     positive = [[cond["context"], extra]]
     negative = [[torch.zeros_like(cond["context"]), zeros]]
     latent = torch.zeros([1, 16, args["size"] // 8, args["size"] // 8])
+    if family == "qwen_image":  # a video-shaped latent there (Wan21 format: one frame), as KSampler makes it
+        latent = latent.unsqueeze(2)
     noise = comfy.sample.prepare_noise(latent, args["seed"])
     samples = comfy.sample.sample(model, noise, args["steps"], args["cfg"][family], sampler, scheduler,
                                   positive, negative, latent, seed=args["seed"], disable_pbar=True)
-    out["/".join(map(str, case))] = samples.float().contiguous()
+    out["/".join(map(str, case))] = samples.reshape(1, 16, args["size"] // 8, -1).float().contiguous()
 save_file(out, args["result"])
 """
 
@@ -126,11 +135,11 @@ def write_models(folder: Path, families: set[str]) -> tuple[dict[str, str], dict
 
 
 def write_shallow(family: str, path: Path) -> None:
-    """Flux.1 dev or Chroma at ComfyUI's fixed widths with one double and one single block, random bf16
-    weights (the shapes come from diffusers' model built on the meta device with its released defaults,
-    renamed to the reference layout)."""
+    """Flux.1 dev or Chroma at ComfyUI's fixed widths with one double and one single block, or Qwen-Image
+    with one block, random bf16 weights (the shapes come from diffusers' model built on the meta device with
+    its released defaults, renamed to the reference layout; Qwen-Image's file uses diffusers' names)."""
     from accelerate import init_empty_weights
-    from diffusers import ChromaTransformer2DModel, FluxTransformer2DModel
+    from diffusers import ChromaTransformer2DModel, FluxTransformer2DModel, QwenImageTransformer2DModel
 
     from tests.nodes.flow_fixtures import flux_to_comfy
     from tests.nodes.flow_fixtures_new import chroma_to_comfy
@@ -138,13 +147,17 @@ def write_shallow(family: str, path: Path) -> None:
     with init_empty_weights():
         if family == "flux":
             meta = FluxTransformer2DModel(num_layers=1, num_single_layers=1, guidance_embeds=True)
-        else:
+            named = flux_to_comfy(meta.state_dict(), 1, 1)
+        elif family == "chroma":
             meta = ChromaTransformer2DModel(num_layers=1, num_single_layers=1)
-    rename = flux_to_comfy if family == "flux" else chroma_to_comfy
+            named = chroma_to_comfy(meta.state_dict(), 1, 1)
+        else:
+            named = QwenImageTransformer2DModel(num_layers=1).state_dict()
     generator = torch.Generator().manual_seed(11)
     state = {}
-    for key, value in rename(meta.state_dict(), 1, 1).items():
-        if key.endswith(".scale"):  # RMS norm scales around 1
+    for key, value in named.items():
+        norm_weight = value.ndim == 1 and "norm" in key and key.endswith(".weight")
+        if key.endswith(".scale") or norm_weight:  # RMS norm scales around 1
             tensor = 1 + 0.1 * torch.randn(value.shape, generator=generator)
         elif value.ndim == 2:
             tensor = torch.randn(value.shape, generator=generator) / math.sqrt(value.shape[1])
@@ -218,7 +231,11 @@ def main() -> None:
     parser.add_argument(
         "--comfy", type=Path, default=Path("/tmp/comfy"), help="ComfyUI checkout + venv (setup.sh)"
     )
-    parser.add_argument("--families", default="sd3,flux,chroma", help="comma-separated: sd3, flux, chroma")
+    parser.add_argument(
+        "--families",
+        default="sd3,flux,chroma,qwen_image",
+        help="comma-separated: sd3, flux, chroma, qwen_image",
+    )
     parser.add_argument(
         "--lock", type=Path, default=None, help="hold this flock(1) file while ComfyUI runs (not Loom)"
     )
@@ -232,7 +249,7 @@ def main() -> None:
         loom = run_loom(files, conds, cases)
         comfy = run_comfy(options.comfy, files, conds, folder / "comfy.safetensors", cases, options.lock)
     header = (
-        f"{'family':<6} {'sampler':<20} {'scheduler':<12} {'guidance':>8} {'PSNR dB':>8} {'max |diff|':>11}"
+        f"{'family':<10} {'sampler':<20} {'scheduler':<12} {'guidance':>8} {'PSNR dB':>8} {'max |diff|':>11}"
     )
     print(header)
     scores = []
@@ -242,7 +259,7 @@ def main() -> None:
         scores.append(score)
         diff = float((comfy[key] - loom[key]).abs().max())
         shown = "-" if guidance == "None" else guidance
-        print(f"{family:<6} {sampler:<20} {scheduler:<12} {shown:>8} {score:>8.1f} {diff:>11.2e}")
+        print(f"{family:<10} {sampler:<20} {scheduler:<12} {shown:>8} {score:>8.1f} {diff:>11.2e}")
     passing = sum(s >= 30 for s in scores)
     print(f"summary: {passing}/{len(scores)} cases at PSNR >= 30 dB; worst {min(scores):.1f} dB")
 
