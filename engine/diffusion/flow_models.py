@@ -30,7 +30,7 @@ class FlowTransformer(DiffusionModel):
         self, transformer: Any, model_sampling: Any, family: str, latent_format: Any, compute_dtype: Any
     ) -> None:
         super().__init__(transformer, model_sampling, family, latent_format)
-        self.model_type = ModelType.FLUX if family in ("flux", "chroma") else ModelType.FLOW
+        self.model_type = ModelType.FLUX if family in ("flux", "chroma", "qwen_image") else ModelType.FLOW
         self.compute_dtype = compute_dtype
         self.model_config.sampling_settings = {"shift": getattr(model_sampling, "shift", 1.0)}
 
@@ -358,10 +358,17 @@ def _flux_ids(rows: int, cols: int, x: Any) -> Any:
 
 class Chroma(_UnpooledFlow):
     """Chroma (diffusers' ChromaTransformer2DModel): Flux's packing and position ids, T5 context only, the
-    timestep is sigma (the model scales it by 1000) and the distilled guidance input is 0, as ComfyUI's."""
+    timestep is sigma (the model scales it by 1000) and the distilled guidance input is the conditioning's
+    `guidance` (FluxGuidance), 0 when unset, as ComfyUI's."""
 
     def context_width(self) -> int:
         return int(self.diffusion_model.config.joint_attention_dim)
+
+    def added_conditions(self, entries: list[dict[str, Any]], crop: Any, batch: int) -> dict[str, Any]:
+        import torch
+
+        guidance = [float(entry.get("guidance") or 0.0) for entry in entries for _ in range(batch)]
+        return {"guidance": torch.tensor(guidance, device=crop.device)}
 
     def _network(
         self,
@@ -374,7 +381,9 @@ class Chroma(_UnpooledFlow):
     ) -> Any:
         import torch
 
-        guidance = torch.zeros(x.shape[0], device=x.device)  # ComfyUI's Chroma passes guidance 0
+        guidance = extra.get("guidance")
+        if guidance is None:
+            guidance = torch.zeros(x.shape[0], device=x.device)
         return self.through_wrappers(
             self.chroma_forward, options, x, timestep, context, guidance, control, options
         )
@@ -390,27 +399,30 @@ class Chroma(_UnpooledFlow):
         **kwargs: Any,
     ) -> Any:
         """The prediction, called as ComfyUI calls its Chroma model (what a DIFFUSION_MODEL wrapper
-        continues with). diffusers' Chroma has no guidance input (ComfyUI's is always 0 for Chroma)
-        and Loom's takes no control residuals."""
-        del guidance, kwargs
+        continues with): the guidance per row goes to the approximator. Loom's Chroma takes no control
+        residuals."""
+        del kwargs
         if control is not None:
             raise ValueError("Loom's Chroma model takes no control residuals")
         with dit_patches(self.diffusion_model, self.family, transformer_options or {}):
-            return self._forward(x, timestep, context, {})
+            return self._forward(x, timestep, context, {"guidance": guidance})
 
     def _forward(self, x: Any, timestep: Any, context: Any, extra: dict[str, Any]) -> Any:
         import torch
 
+        from engine.models.chroma import distilled_guidance
+
         tokens, rows, cols = _pack(x)
         txt_ids = torch.zeros((context.shape[1], 3), device=x.device, dtype=x.dtype)
-        out = self.diffusion_model(
-            hidden_states=tokens,
-            encoder_hidden_states=context,
-            timestep=timestep.to(x.dtype),
-            img_ids=_flux_ids(rows, cols, x),
-            txt_ids=txt_ids,
-            return_dict=False,
-        )[0]
+        with distilled_guidance(self.diffusion_model, extra.get("guidance")):
+            out = self.diffusion_model(
+                hidden_states=tokens,
+                encoder_hidden_states=context,
+                timestep=timestep.to(x.dtype),
+                img_ids=_flux_ids(rows, cols, x),
+                txt_ids=txt_ids,
+                return_dict=False,
+            )[0]
         return _unpack(out, x, rows, cols)
 
 

@@ -7,17 +7,26 @@ modulation (`img_mod`, `txt_mod`, `modulation`, `final_layer.adaLN_modulation`),
 `layers.N.{in_layer,out_layer}`, `norms.N.scale`, `out_proj`) makes all the modulation vectors from the
 timestep. diffusers' own converter fixes the width at 3072, so the map is written here, reading every
 width from the shapes (heads are 128 wide).
+
+The approximator makes one vector per modulation index. ComfyUI always makes 344 of them (the released
+19 double + 38 single blocks: 3 × 38 + 12 × 19 + 2) and takes the final layer's shift and scale from the
+last two, whatever the depth; diffusers makes only as many as the depth needs. At the released depth both
+pick the same indices; for any other depth `match_modulation_indices` gives Loom ComfyUI's 344.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from engine.models import flux
 
 Shapes = Mapping[str, tuple[int, ...]]
+
+# ComfyUI's fixed number of modulation indices (comfy/ldm/chroma/model.py, the released depth's count).
+MODULATION_INDICES = 344
 
 MARKERS = ("distilled_guidance_layer.in_proj.weight", "double_blocks.0.img_attn.qkv.weight", "img_in.weight")
 
@@ -86,9 +95,57 @@ def load_transformer(state: Mapping[str, Any], prefix: str, dtype: Any) -> Any:
 
     config = transformer_config(shapes_of(state, prefix), prefix)
     own = Prefixed(state, prefix)
-    return filled(
+    model = filled(
         lambda: ChromaTransformer2DModel(**config),
         lambda _: to_diffusers(own, config),
         "Chroma diffusion model",
         dtype,
     )
+    match_modulation_indices(model)
+    return model
+
+
+def match_modulation_indices(model: Any) -> None:
+    """Give a `ChromaTransformer2DModel` ComfyUI's 344 modulation indices when its depth needs fewer.
+
+    Each index is embedded on its own (a sinusoid of index × 1000) and the approximator treats every index
+    alike, so the first indices, which the blocks read, are unchanged; only the final layer's shift and
+    scale, read from the last two, move to ComfyUI's indices 342 and 343. A model deeper than the
+    released one keeps its own count (ComfyUI cannot run one)."""
+    import torch
+    from diffusers.models.embeddings import get_timestep_embedding
+
+    embed = model.time_text_embed
+    if embed.mod_proj.shape[0] >= MODULATION_INDICES:
+        return
+    indices = torch.arange(MODULATION_INDICES, device=embed.mod_proj.device) * 1000
+    width = embed.mod_proj.shape[1]
+    table = get_timestep_embedding(indices, width, flip_sin_to_cos=True, downscale_freq_shift=0)
+    embed.register_buffer("mod_proj", table.to(embed.mod_proj.dtype), persistent=False)
+
+
+@contextmanager
+def distilled_guidance(model: Any, guidance: Any) -> Iterator[None]:
+    """Embed `guidance` (one value per batch row) where a `ChromaTransformer2DModel` embeds a fixed 0.
+
+    ComfyUI's Chroma feeds the approximator the conditioning's `guidance` (FluxGuidance sets it; 0 when
+    unset) through the same sinusoid as the timestep (value × 1000); diffusers' model always embeds 0. For
+    the duration of the block, the guidance columns of the approximator's input (after the timestep's) are
+    replaced by the embedding of `guidance`; with no non-zero value nothing changes."""
+    if guidance is None or not bool((guidance != 0).any()):
+        yield
+        return
+    embed = model.time_text_embed
+    start, width = embed.time_proj.num_channels, embed.guidance_proj.num_channels
+
+    def replace(module: Any, args: Any, output: Any) -> Any:
+        projected = module.guidance_proj(guidance.to(output.device).float() * 1000).to(output.dtype)
+        output = output.clone()
+        output[:, :, start : start + width] = projected[:, None, :]
+        return output
+
+    handle = embed.register_forward_hook(replace)
+    try:
+        yield
+    finally:
+        handle.remove()

@@ -74,20 +74,22 @@ def detect(shapes: Shapes) -> Detected | None:
 
 def default_sampling(detected: Detected) -> Any:
     """ComfyUI's sampling settings of each model: SD3 shift 3; Flux dev mu 1.15, schnell 1; Z-Image
-    shift 3 and Qwen-Image shift 1.15 with the timestep in [0, 1]; Chroma is a Flux-type model there
-    (ModelSamplingFlux, mu 1.15: its settings give no shift)."""
+    shift 3 with the timestep in [0, 1]; Chroma and Qwen-Image are Flux-type models there
+    (ModelSamplingFlux, mu 1.15: Chroma's settings give no shift, Qwen-Image's 1.15 is read as mu,
+    not as a discrete-flow shift; measured against ComfyUI 0.3.64's sigmas)."""
     from engine.sampling.model_sampling_flow import ModelSamplingDiscreteFlow, ModelSamplingFlux
 
     if detected.family == "sd3":
         return ModelSamplingDiscreteFlow(shift=3.0, multiplier=1000)
     if detected.family in FAMILY_SHIFT:
         return ModelSamplingDiscreteFlow(shift=FAMILY_SHIFT[detected.family], multiplier=1.0)
-    return ModelSamplingFlux(shift=1.15 if detected.family == "chroma" or "dev" in detected.variant else 1.0)
+    dev_like = detected.family in ("chroma", "qwen_image") or "dev" in detected.variant
+    return ModelSamplingFlux(shift=1.15 if dev_like else 1.0)
 
 
 # Layers left out of fp8 storage: diffusers' precision-sensitive embedders of these models.
 FP8_KEEP = {"zimage": ("t_embedder", "cap_embedder")}
-FAMILY_SHIFT = {"zimage": 3.0, "qwen_image": 1.15}
+FAMILY_SHIFT = {"zimage": 3.0}
 
 
 def compute_dtype(role: str) -> Any:

@@ -3,6 +3,7 @@ diffusers, their text encoders, the Wan-layout VAE, the example graphs, fp8 load
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -59,17 +60,41 @@ def test_default_sampling_follows_comfyui(
     qwen_models: tuple[Path, dict[str, Any]], chroma_models: tuple[Path, dict[str, Any]]
 ) -> None:
     from engine.models.flow_families import load_diffusion_model
-    from engine.sampling.model_sampling_flow import ModelSamplingDiscreteFlow, ModelSamplingFlux
+    from engine.sampling import sigmas_for
+    from engine.sampling.model_sampling_flow import ModelSamplingFlux
 
     qwen = load_diffusion_model(qwen_models[0] / "diffusion_models" / "qwen_image_bf16.safetensors")
     chroma = load_diffusion_model(chroma_models[0] / "diffusion_models" / "chroma-unlocked-v35.safetensors")
     qwen_sampling, chroma_sampling = (m.get_model_object("model_sampling") for m in (qwen, chroma))
-    assert isinstance(qwen_sampling, ModelSamplingDiscreteFlow) and qwen_sampling.shift == 1.15
+    assert isinstance(qwen_sampling, ModelSamplingFlux) and qwen_sampling.shift == 1.15
     assert isinstance(chroma_sampling, ModelSamplingFlux) and chroma_sampling.shift == 1.15
+    # Qwen-Image's 1.15 is Flux's mu (ComfyUI 0.3.64 printed 1, 0.94047, 0.86334, ... for simple, 6 steps),
+    # not a discrete-flow shift (which would give 1, 0.85246, ...): sigma = e^mu t / (1 + (e^mu - 1) t).
+    t = torch.arange(6, -1, -1) / 6
+    expected = math.exp(1.15) * t / (1 + (math.exp(1.15) - 1) * t)
+    got = sigmas_for(qwen_sampling, "simple", 6, 1.0, "euler")
+    assert torch.allclose(got.float(), expected.float(), atol=1e-4)
+    assert abs(float(got[1]) - 0.94047) < 1e-4
     assert qwen.latent.channels == chroma.latent.channels == 16 and chroma.latent.scale_factor == 0.3611
 
 
-def test_chroma_transformer_matches_the_diffusers_original() -> None:
+def sinusoid(values: torch.Tensor, width: int) -> torch.Tensor:
+    """ComfyUI's Flux-family embedding of `values` (already × 1000), written out: sinusoids of
+    frequencies 10000^(-k/half), cosines first."""
+    half = width // 2
+    frequencies = torch.exp(-math.log(10000) * torch.arange(half, dtype=torch.float32) / half)
+    angles = values.float()[:, None] * frequencies[None]
+    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
+
+
+def comfy_modulation_index_table(count: int = 344, width: int = 32) -> torch.Tensor:
+    """ComfyUI's Chroma modulation-index embeddings: index i × 1000."""
+    return sinusoid(torch.arange(count) * 1000, width)
+
+
+def test_chroma_transformer_matches_the_diffusers_original_with_comfyuis_modulation_indices() -> None:
+    """A shallow Chroma: the blocks read the same modulation vectors as in diffusers, but the final layer
+    reads the last two of ComfyUI's 344 (indices 342 and 343), not of the depth's own count (15 and 16)."""
     from engine.models import chroma
 
     model = tiny_chroma_transformer(seed=5)
@@ -84,9 +109,70 @@ def test_chroma_transformer_matches_the_diffusers_original() -> None:
     }
     tokens, context = torch.randn(1, 16, 64), torch.randn(1, 5, 192)
     with torch.no_grad():
-        assert torch.allclose(
-            model(tokens, context, **args)[0], loaded(tokens, context, **args)[0], atol=1e-6
-        )
+        depth_sized = model(tokens, context, **args)[0]
+        model.time_text_embed.register_buffer("mod_proj", comfy_modulation_index_table(), persistent=False)
+        comfy_sized = model(tokens, context, **args)[0]
+        ours = loaded(tokens, context, **args)[0]
+    assert torch.allclose(ours, comfy_sized, atol=1e-6)
+    assert not torch.allclose(ours, depth_sized, atol=1e-3)
+
+
+def test_chroma_at_the_released_depth_keeps_its_modulation_indices() -> None:
+    from accelerate import init_empty_weights
+    from diffusers import ChromaTransformer2DModel
+
+    from engine.models.chroma import match_modulation_indices
+
+    with init_empty_weights(include_buffers=False):
+        released = ChromaTransformer2DModel(num_layers=19, num_single_layers=38)
+    table = released.time_text_embed.mod_proj
+    match_modulation_indices(released)
+    assert released.time_text_embed.mod_proj is table
+    assert torch.allclose(table, comfy_modulation_index_table(), atol=1e-5)
+
+
+def test_chroma_embeds_the_conditioning_guidance_as_comfyui(tmp_path: Path) -> None:
+    """FluxGuidance on Chroma conditioning: ComfyUI embeds the value (× 1000, as the timestep) in the
+    approximator's guidance columns, where diffusers' model has a fixed 0; unset means 0."""
+    from safetensors.torch import save_file
+
+    from engine.models.flow_families import load_diffusion_model
+
+    model = tiny_chroma_transformer(seed=6)
+    path = tmp_path / "chroma.safetensors"
+    save_file({k: v.contiguous() for k, v in chroma_to_comfy(model.state_dict(), 1, 1).items()}, str(path))
+    loom = load_diffusion_model(path).model
+    x, sigma, context = torch.randn(1, 16, 8, 8), torch.tensor([0.6]), torch.randn(1, 5, 192)
+
+    def denoised(extra: dict[str, Any] | None) -> torch.Tensor:
+        with torch.no_grad():
+            return loom.apply_model(x, sigma, c_crossattn=context, added_cond_kwargs=extra)
+
+    def reference(guidance: float) -> torch.Tensor:
+        def embed_guidance(module: Any, args: Any, output: torch.Tensor) -> torch.Tensor:
+            output = output.clone()
+            output[:, :, 16:32] = sinusoid(torch.tensor([guidance * 1000]), 16)
+            return output
+
+        model.time_text_embed.register_buffer("mod_proj", comfy_modulation_index_table(), persistent=False)
+        hook = model.time_text_embed.register_forward_hook(embed_guidance)
+        tokens = x.reshape(1, 16, 4, 2, 4, 2).permute(0, 2, 4, 1, 3, 5).reshape(1, 16, 64)
+        img_ids = torch.zeros(16, 3)
+        img_ids[:, 1], img_ids[:, 2] = torch.arange(16) // 4, torch.arange(16) % 4
+        with torch.no_grad():
+            velocity = model(
+                tokens, context, timestep=sigma, img_ids=img_ids, txt_ids=torch.zeros(5, 3), return_dict=False
+            )[0]
+        hook.remove()
+        velocity = velocity.reshape(1, 4, 4, 16, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(1, 16, 8, 8)
+        return x - sigma * velocity
+
+    unset = denoised(None)
+    assert torch.equal(denoised({"guidance": torch.tensor([0.0])}), unset)
+    assert torch.allclose(unset, reference(0.0), atol=1e-5)
+    guided = denoised({"guidance": torch.tensor([3.5])})
+    assert torch.allclose(guided, reference(3.5), atol=1e-5)
+    assert not torch.allclose(guided, unset, atol=1e-3)
 
 
 def test_qwen_vae_round_trips_through_the_wan_layout(qwen_models: tuple[Path, dict[str, Any]]) -> None:
