@@ -39,6 +39,9 @@ class InputSpec:
     options: dict[str, Any] = field(default_factory=dict)
     # COMBO inputs: the allowed values, re-read on every call (file lists change at run time).
     choices: Callable[[], Sequence[Any]] | None = None
+    # A DynamicCombo's sub-input ("resize_type.width"): the parent's options that show it (None: all).
+    # Not published; the UI conversion reads it to know which widgets a saved workflow holds.
+    shown_for: tuple[Any, ...] | None = None
 
     @property
     def lazy(self) -> bool:
