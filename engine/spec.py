@@ -19,6 +19,9 @@ ANY_TYPE = "*"
 COMBO = "COMBO"
 # Literal (widget) types: values in the prompt are coerced to these, everything else is a link.
 PRIMITIVE_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", COMBO})
+# A classic (type, options) pair can carry InputSpec.shown_for under this key (the V3 DynamicCombo shim
+# sets it); it is taken out of the options, so /object_info never publishes it.
+SHOWN_FOR_OPTION = "loom_shown_for"
 
 
 class NodeDefinitionError(Exception):
