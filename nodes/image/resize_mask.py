@@ -50,6 +50,8 @@ def _resample(tensor: Any, width: int, height: int, method: str, crop: str = "di
     """An IMAGE or MASK resized as ComfyUI's common_upscale does, in the same layout it came in."""
     if tensor.ndim == 4:
         return upscale(tensor.movedim(-1, 1), width, height, method, crop).movedim(1, -1)
+    if method == "lanczos":  # Pillow's lanczos takes no one-channel float array: as grey RGB
+        return upscale(tensor.unsqueeze(1).expand(-1, 3, -1, -1), width, height, method, crop)[:, 0]
     return upscale(tensor.unsqueeze(1), width, height, method, crop).squeeze(1)
 
 

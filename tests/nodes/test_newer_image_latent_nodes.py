@@ -57,6 +57,18 @@ def test_resize_masks_keep_their_layout_and_match_size_crops(executor: Executor)
     assert stretched.shape == (1, 16, 16) and stretched.min() == 0.0
 
 
+@pytest.mark.parametrize("method", ["nearest-exact", "bilinear", "area", "bicubic", "lanczos"])
+def test_resize_masks_with_every_method(executor: Executor, method: str) -> None:
+    mask = torch.zeros(2, 10, 20)
+    mask[:, :, 10:] = 1.0
+    (out,) = call(
+        executor, "ResizeImageMaskNode", input=mask, resize_type="scale width", scale_method=method,
+        **{"resize_type.width": 40},
+    )  # fmt: skip
+    assert out.shape == (2, 20, 40)
+    assert out[:, :, :15].max() < 0.05 and out[:, :, 25:].min() > 0.95  # the edge stays in the middle
+
+
 def test_resize_by_one_changes_nothing_and_match_needs_its_input(executor: Executor) -> None:
     image = torch.rand(1, 8, 8, 3)
     assert torch.equal(_resize(executor, image, "scale by multiplier", multiplier=1.0), image)
