@@ -19,6 +19,7 @@ from typing import Any
 from engine.spec import (
     ANY_TYPE,
     COMBO,
+    SHOWN_FOR_OPTION,
     InputSpec,
     NodeDefinitionError,
     NodeSpec,
@@ -106,12 +107,16 @@ def _input(cls: type, section: Section, name: str, config: Any, warnings: list[s
     if not isinstance(options, dict):
         warnings.append(f"input {name!r}: options {options!r} are not a dict; ignored")
         options = {}
+    shown_for = None
+    if SHOWN_FOR_OPTION in options:
+        options = dict(options)
+        shown_for = tuple(options.pop(SHOWN_FOR_OPTION))
     if isinstance(head, (list, tuple)):
-        return InputSpec(name, COMBO, section, options, _live_choices(cls, section, name))
+        return InputSpec(name, COMBO, section, options, _live_choices(cls, section, name), shown_for)
     if not isinstance(head, str):
         warnings.append(f"input {name!r}: type {head!r} is neither a type name nor a list; accepts any type")
-        return InputSpec(name, ANY_TYPE, section, options)
-    return InputSpec(name, head, section, options)
+        return InputSpec(name, ANY_TYPE, section, options, shown_for=shown_for)
+    return InputSpec(name, head, section, options, shown_for=shown_for)
 
 
 def _live_choices(cls: type, section: str, name: str) -> Callable[[], Sequence[Any]]:

@@ -60,6 +60,9 @@ class Input:
     # The published name where it is not a Python identifier, e.g. a DynamicCombo's sub-input
     # "format.bit_depth" (ComfyUI's prompt name); run() still receives it under its parameter name.
     name: str | None = None
+    # A DynamicCombo's sub-input: the options of its parent combo (the part of `name` before the dot)
+    # under which the front end shows it; None shows it under every option.
+    shown_for: Sequence[Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -242,7 +245,8 @@ def _input_spec(node_id: str, param: inspect.Parameter, annotation: Any) -> Inpu
     _check_default(node_id, param.name, options, choices)
     if choices is not None and not info.publish_default:
         options.pop("default", None)
-    return InputSpec(info.name or param.name, type_name, section, options, choices)
+    shown_for = tuple(info.shown_for) if info.shown_for is not None else None
+    return InputSpec(info.name or param.name, type_name, section, options, choices, shown_for)
 
 
 def _choices_getter(choices: Any) -> Callable[[], Sequence[Any]] | None:

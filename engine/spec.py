@@ -19,6 +19,9 @@ ANY_TYPE = "*"
 COMBO = "COMBO"
 # Literal (widget) types: values in the prompt are coerced to these, everything else is a link.
 PRIMITIVE_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", COMBO})
+# A classic (type, options) pair can carry InputSpec.shown_for under this key (the V3 DynamicCombo shim
+# sets it); it is taken out of the options, so /object_info never publishes it.
+SHOWN_FOR_OPTION = "loom_shown_for"
 
 
 class NodeDefinitionError(Exception):
@@ -39,6 +42,9 @@ class InputSpec:
     options: dict[str, Any] = field(default_factory=dict)
     # COMBO inputs: the allowed values, re-read on every call (file lists change at run time).
     choices: Callable[[], Sequence[Any]] | None = None
+    # A DynamicCombo's sub-input ("resize_type.width"): the parent's options that show it (None: all).
+    # Not published; the UI conversion reads it to know which widgets a saved workflow holds.
+    shown_for: tuple[Any, ...] | None = None
 
     @property
     def lazy(self) -> bool:

@@ -123,6 +123,7 @@ class CFGGuider:
 
         if sigmas.shape[-1] == 0:
             return latent_image
+        check_image_latent(self.model_patcher.model, latent_image)
         original = self.model_options
         self.model_options = create_model_options_clone(original)
         try:
@@ -402,3 +403,17 @@ class Guider_PerpNeg(CFGGuider):
             }
             result = fn(args)
         return result
+
+
+def check_image_latent(model: Any, latent: Any) -> None:
+    """Every model Loom runs denoises [batch, channels, height, width] latents; a 5-D latent (frames, or
+    Qwen-Image Layered's image and layers from EmptyQwenImageLayeredLatentImage) gets a message instead
+    of a shape error deep inside the sampler."""
+    if latent.ndim == 4:
+        return
+    family = getattr(model, "family", "this")
+    raise ValueError(
+        f"the {family} model samples image latents [batch, channels, height, width], but the latent has "
+        f"{latent.ndim} dimensions {list(latent.shape)}; a 5-D latent holds frames or layers (e.g. "
+        "EmptyQwenImageLayeredLatentImage's), for Qwen-Image Layered or video models, which Loom does not run"
+    )

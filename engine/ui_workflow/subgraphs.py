@@ -71,7 +71,7 @@ def _expand(
         if instance.get("mode") in (2, 4):
             node["mode"] = instance["mode"]
     inner_links = [x for x in (_link(raw) for raw in subgraph.get("links", [])) if x]
-    into = {x[4]: x for x in links if _same(x[3], instance["id"])}  # instance input slot → outer link
+    into = _links_into(instance, subgraph, links)
     out_of: dict[int, list[list[Any]]] = {}
     for x in links:
         if _same(x[1], instance["id"]):
@@ -93,6 +93,25 @@ def _expand(
                 new.append([next(ids), source[0], source[1], goal[0], goal[1], kind])
     _relink(everything, new, inner_links, prefix, instance)
     return everything, kept + new
+
+
+def _links_into(
+    instance: dict[str, Any], subgraph: dict[str, Any], links: list[list[Any]]
+) -> dict[Any, list[Any]]:
+    """{subgraph input slot: the outer link into it}. The instance's own input list may hold only some
+    of the subgraph's inputs (image_qwen_Image_2512_controlnet's shows 5 of 11), so an outer link's slot
+    is matched to the subgraph input of the same name, as the front end does; by position otherwise."""
+    named = {i.get("name"): k for k, i in enumerate(subgraph.get("inputs") or []) if isinstance(i, dict)}
+    shown = instance.get("inputs") or []
+    into: dict[Any, list[Any]] = {}
+    for x in links:
+        if not _same(x[3], instance["id"]):
+            continue
+        slot = x[4]
+        entry = shown[slot] if isinstance(slot, int) and 0 <= slot < len(shown) else None
+        name = entry.get("name") if isinstance(entry, dict) else None
+        into[named.get(name, slot)] = x
+    return into
 
 
 def _relink(

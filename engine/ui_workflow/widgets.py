@@ -4,6 +4,9 @@ The frontend makes one widget per INT / FLOAT / STRING / BOOLEAN / COMBO input t
 `forceInput`, in declaration order (required, then optional), and stores some frontend-only values
 among them: a "control after generate" combo after seed-like inputs (plus a filter text after a
 combo that has one) and an upload button after the required inputs when a combo offers uploads.
+A DynamicCombo's sub-inputs (published as "parent.name") follow their parent's widget directly, whatever
+their section, and only those of the chosen option are there: `["scale total pixels", 1.6, "area"]` for
+ResizeImageMaskNode is resize_type, resize_type.megapixels, scale_method.
 """
 
 from __future__ import annotations
@@ -39,38 +42,73 @@ def wrap(value: Any) -> Any:
 def widget_inputs(node: UiNode, spec: NodeSpec) -> dict[str, Any]:
     """{input name: value} for every widget of the node, defaults where the workflow has none."""
     stored = node.widgets_values
+    widgets = [w.input for w in layout(spec, stored=stored) if w.input is not None]
     if isinstance(stored, dict):  # some nodes serialise their widgets by name
-        names = [w.input.name for w in layout(spec) if w.input is not None]
-        values = {name: stored[name] for name in names if name in stored}
+        values = {item.name: stored[item.name] for item in widgets if item.name in stored}
     else:
         values = _positional(spec, stored or [])
-    return {
-        item.name: wrap(values[item.name]) if item.name in values else _default(item)
-        for item in (w.input for w in layout(spec) if w.input is not None)
-    }
+    return {item.name: wrap(values[item.name]) if item.name in values else _default(item) for item in widgets}
 
 
-def layout(spec: NodeSpec, legacy: bool = False) -> list[Widget]:
-    """The node's widgets in frontend order. `legacy`: old workflows also stored forceInput values."""
+def layout(
+    spec: NodeSpec, legacy: bool = False, stored: list[Any] | dict[str, Any] | None = None
+) -> list[Widget]:
+    """The node's widgets in frontend order. `legacy`: old workflows also stored forceInput values.
+    `stored`: the saved values, which say the option each DynamicCombo shows (else its default)."""
     widgets: list[Widget] = []
+    subs = _sub_inputs(spec)
+    placed = {item.name for group in subs.values() for item in group}
     has_upload = any(
         i.type == COMBO and any(i.options.get(o) is True for o in UPLOAD_OPTIONS)
         for i in spec.sections("required")
     )
     for section in ("required", "optional"):
         for item in spec.sections(section):
-            if item.type not in PRIMITIVE_TYPES:
+            if item.name in placed:
                 continue
-            if item.options.get("forceInput"):
-                widgets.extend([Widget("legacy")] if legacy else [])
-                continue
-            widgets.append(Widget("value", item))
-            if _has_control(item):
-                widgets.append(Widget("control"))
-                widgets.extend([Widget("filter")] if item.type == COMBO else [])
+            position = len(widgets)
+            _add(widgets, item, legacy)
+            if item.name in subs:
+                chosen = _chosen(item, position, stored)
+                for sub in subs[item.name]:
+                    if sub.shown_for is None or chosen in sub.shown_for:
+                        _add(widgets, sub, legacy)
         if section == "required" and has_upload:
             widgets.append(Widget("upload"))
     return widgets
+
+
+def _add(widgets: list[Widget], item: InputSpec, legacy: bool) -> None:
+    """The widget of one input (none for a socket), with its frontend-only companions."""
+    if item.type not in PRIMITIVE_TYPES:
+        return
+    if item.options.get("forceInput"):
+        widgets.extend([Widget("legacy")] if legacy else [])
+        return
+    widgets.append(Widget("value", item))
+    if _has_control(item):
+        widgets.append(Widget("control"))
+        widgets.extend([Widget("filter")] if item.type == COMBO else [])
+
+
+def _sub_inputs(spec: NodeSpec) -> dict[str, list[InputSpec]]:
+    """{DynamicCombo input: its sub-inputs "name.sub", in declaration order}."""
+    names = {item.name for item in spec.inputs}
+    subs: dict[str, list[InputSpec]] = {}
+    for item in spec.sections("required") + spec.sections("optional"):
+        parent = item.name.rpartition(".")[0]
+        if parent and parent in names:
+            subs.setdefault(parent, []).append(item)
+    return subs
+
+
+def _chosen(parent: InputSpec, position: int, stored: list[Any] | dict[str, Any] | None) -> Any:
+    """The option a DynamicCombo shows: its saved value (by position, or by name), else its default."""
+    if isinstance(stored, dict) and parent.name in stored:
+        return stored[parent.name]
+    if isinstance(stored, list) and position < len(stored):
+        return stored[position]
+    return _default(parent)
 
 
 def _has_control(item: InputSpec) -> bool:
@@ -82,13 +120,13 @@ def _has_control(item: InputSpec) -> bool:
 def _positional(spec: NodeSpec, stored: list[Any]) -> dict[str, Any]:
     """Exact layouts first (current, then legacy); otherwise skip extras only where the values fit."""
     for legacy in (False, True):
-        widgets = layout(spec, legacy)
+        widgets = layout(spec, legacy, stored)
         if len(widgets) == len(stored):
             return {w.input.name: v for w, v in zip(widgets, stored, strict=True) if w.input is not None}
     values: dict[str, Any] = {}
     position = 0
     control_stored = False
-    for widget in layout(spec):
+    for widget in layout(spec, stored=stored):
         if position >= len(stored):
             break
         value = stored[position]

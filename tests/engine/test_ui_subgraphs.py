@@ -123,3 +123,16 @@ def test_nested_subgraphs_flatten_with_nested_ids(registry: NodeRegistry) -> Non
 def test_a_muted_subgraph_mutes_its_nodes(registry: NodeRegistry, mode: int) -> None:
     prompt = ui_to_api(workflow(SCALE, mode), registry)
     assert sorted(prompt) == ["1", "9"] and "samples" not in prompt["9"]["inputs"]
+
+
+def test_outer_links_reach_the_subgraph_input_of_their_name(registry: NodeRegistry) -> None:
+    """An instance may show only some of its subgraph's inputs (image_qwen_Image_2512_controlnet's shows
+    5 of 11): its slot 0 here is `samples`, the subgraph's second input, and is wired by name."""
+    graph = workflow(SCALE)
+    subgraph = graph["definitions"]["subgraphs"][0]
+    subgraph["inputs"].reverse()  # scale_by first, samples second
+    for link in subgraph["links"]:
+        if link["origin_id"] == -10:
+            link["origin_slot"] = 1 - link["origin_slot"]
+    prompt = ui_to_api(graph, registry)
+    assert prompt["5:7"]["inputs"] == {"samples": ["1", 0], "upscale_method": "bilinear", "scale_by": 2.0}

@@ -84,6 +84,29 @@ def test_dynamic_combo_sub_input_keeps_the_widest_limits(newer: PackHarness) -> 
     assert not failed.ok and "method.factor" in str(failed.node_errors)
 
 
+@pytest.mark.parametrize(
+    ("values", "want"),
+    [
+        (["shift", 0.5, 3, 2.0], {"method.factor": 0.5, "method.times": 3, "value": 2.0}),
+        (["scale", 3.0, 1.5], {"method.factor": 3.0, "value": 1.5}),
+    ],
+)
+def test_dynamic_combo_widgets_of_a_saved_workflow(newer: PackHarness, values: list[Any], want: dict) -> None:
+    """The front end saves the chosen option's widgets right after the combo, before the node's next
+    widget: the UI conversion reads them so, and only those (`shown_for` from the V3 schema)."""
+    from engine.ui_workflow import ui_to_api
+
+    spec = newer.registry.get("NewerDynamicCombo")
+    assert spec is not None
+    assert {i.name: i.shown_for for i in spec.inputs if "." in i.name} == {
+        "method.factor": ("scale", "shift"),
+        "method.times": ("shift",),
+    }
+    assert "loom_shown_for" not in str([i.object_info() for i in spec.inputs])  # never published
+    workflow = {"nodes": [{"id": 1, "type": "NewerDynamicCombo", "widgets_values": values}], "links": []}
+    assert ui_to_api(workflow, newer.registry)["1"]["inputs"] == {"method": values[0], **want}
+
+
 def test_autogrow_template_names_and_newer_sockets(newer: PackHarness) -> None:
     spec = newer.registry.get("NewerAutogrow")
     assert spec is not None

@@ -63,12 +63,17 @@ class DynamicCombo:
                 tooltip=self.tooltip, lazy=self.lazy, default=keys[0], extra_dict=self.extra_dict,
             )  # fmt: skip
             subs: dict[str, Input] = {}
+            shown: dict[str, list[str]] = {}
             for option in self.options:
                 for item in option.inputs:
                     if item.id in subs:
                         _widen(subs[item.id], item)
                     else:
                         subs[item.id] = _published(item, self.id, True)
+                    shown.setdefault(item.id, []).append(option.key)
+            # Which options show each sub-input: the UI conversion places only the chosen option's widgets.
+            for key, item in subs.items():
+                item.loom_shown_for = tuple(shown[key])
             return [combo, *subs.values()]
 
         def nest(self, values: dict[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from enum import Enum
 from typing import Any, ClassVar
 
 from comfy_api.latest import _io as io
+from engine.spec import SHOWN_FOR_OPTION
 
 
 class Hidden(str, Enum):  # noqa: UP042 - ComfyUI's str-valued enums
@@ -121,6 +122,8 @@ class Schema:
             for item in items:
                 head = item.options if isinstance(item, io.Combo.Input) else item.get_io_type()
                 options = {k: v for k, v in item.as_dict().items() if k != "optional"}
+                if getattr(item, "loom_shown_for", None) is not None:
+                    options[SHOWN_FOR_OPTION] = item.loom_shown_for
                 sections.setdefault("optional" if item.optional else "required", {})[item.id] = (
                     head,
                     options,

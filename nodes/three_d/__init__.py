@@ -1,0 +1,1 @@
+"""ComfyUI's "3d" category: nodes about cameras and 3-D scenes."""
