@@ -76,7 +76,7 @@ class FlowTransformer(DiffusionModel):
         extra = (
             added_cond_kwargs if added_cond_kwargs is not None else self.added_conditions([{}], x, x.shape[0])
         )
-        self._check_conditioning(c_crossattn, extra["pooled"])
+        self._check_conditioning(c_crossattn, extra.get("pooled"))
         context = c_crossattn.to(self.compute_dtype)
         options = transformer_options if transformer_options is not None else {}
         output = self._network(x_in.to(self.compute_dtype), timestep, context, extra, control, options)
@@ -257,11 +257,11 @@ class Flux(FlowTransformer):
 
 
 class _UnpooledFlow(FlowTransformer):
-    """A flow transformer conditioned on a text sequence alone (no pooled vector, no guidance)."""
+    """A flow transformer conditioned on a text sequence without a pooled vector."""
 
     def added_conditions(self, entries: list[dict[str, Any]], crop: Any, batch: int) -> dict[str, Any]:
-        """Nothing beside the text: reference latents are ignored, as ComfyUI 0.3.64's Chroma does
-        (Qwen-Image, which attends to them, has its own)."""
+        """Nothing beside the text (Z-Image); Chroma adds its guidance and Qwen-Image its reference
+        latents, which the others ignore, as ComfyUI 0.3.64's Chroma does."""
         return {}
 
     def _check_conditioning(self, context: Any, pooled: Any) -> None:
@@ -273,30 +273,6 @@ class _UnpooledFlow(FlowTransformer):
                 f"encode the prompt with the text encoder of this model (CLIPLoader type "
                 f"{CLIP_TYPE_OF.get(self.family, self.family)})"
             )
-
-    def apply_model(
-        self,
-        x: Any,
-        t: Any,
-        c_concat: Any = None,
-        c_crossattn: Any = None,
-        control: Any = None,
-        transformer_options: dict[str, Any] | None = None,
-        added_cond_kwargs: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        sampling = self.model_sampling
-        timestep = sampling.timestep(t).float().reshape(-1).expand(x.shape[0])
-        self._check_conditioning(c_crossattn, None)
-        output = self._network(
-            sampling.calculate_input(t, x).to(self.compute_dtype),
-            timestep,
-            c_crossattn.to(self.compute_dtype),
-            added_cond_kwargs or {},
-            control,
-            transformer_options if transformer_options is not None else {},
-        )
-        return sampling.calculate_denoised(t, output.float(), x)
 
     def context_width(self) -> int:
         raise NotImplementedError
@@ -379,13 +355,8 @@ class Chroma(_UnpooledFlow):
         control: Any,
         options: dict[str, Any],
     ) -> Any:
-        import torch
-
-        guidance = extra.get("guidance")
-        if guidance is None:
-            guidance = torch.zeros(x.shape[0], device=x.device)
         return self.through_wrappers(
-            self.chroma_forward, options, x, timestep, context, guidance, control, options
+            self.chroma_forward, options, x, timestep, context, extra["guidance"], control, options
         )
 
     def chroma_forward(
