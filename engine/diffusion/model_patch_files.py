@@ -113,6 +113,11 @@ class DiffSynthControl:
         self.patch, self.vae, self.image, self.strength, self.keep = patch, vae, image, strength, keep
         self._tokens: tuple[tuple[int, int], Any] | None = None
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> DiffSynthControl:
+        # ModelPatcher.clone deep-copies model_options; ComfyUI's clone copies only the dicts and lists, so
+        # the patch (with its weights and VAE) is shared by the clones, as here.
+        return self
+
     def __call__(self, args: dict[str, Any]) -> dict[str, Any]:
         img, index = args["img"], args["block_index"]
         control = self.tokens(args["x"]).to(device=img.device, dtype=img.dtype)

@@ -158,6 +158,11 @@ class ZImageFunControl:
         self._next = 0  # the next control layer to run in this call
         self._refined = False  # the refiner stage of this call has started the stream
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> ZImageFunControl:
+        # ModelPatcher.clone deep-copies model_options; ComfyUI's clone copies only the dicts and lists, so
+        # the patch (with its weights and VAE) is shared by the clones, as here.
+        return self
+
     def __call__(self, args: dict[str, Any]) -> dict[str, Any]:
         if args.get("block_type") == "noise_refiner":
             return self._refiner_stage(args)

@@ -55,8 +55,10 @@ def apply_zimage_fun(
             + f" for {patch.name!r}"
         )
     keep = None
-    if mask is not None:
-        keep = 1.0 - (mask if mask.ndim == 4 else mask.reshape(-1, 1, *mask.shape[-2:]))
+    if mask is not None:  # what is kept, one channel (ComfyUI averages a mask's channels)
+        keep = 1.0 - (mask if mask.ndim == 4 else mask.reshape(-1, 1, *mask.shape[-2:])).mean(
+            dim=1, keepdim=True
+        )
     control = ZImageFunControl(
         patch,
         vae,

@@ -78,6 +78,8 @@ def controlled(
             **(extra or {}),
         },
     }
+    if prompt["72"]["inputs"]["image"] is None:
+        del prompt["72"]["inputs"]["image"]
     prompt["4"]["inputs"]["model"] = ["72", 0]
     return prompt
 
@@ -133,8 +135,10 @@ def test_inpaint_image_and_mask_reach_the_control(executor: Executor, folders: F
     control_only = with_inputs()
     inpaint = with_inputs(inpaint_image=["73", 0])
     masked = with_inputs(inpaint_image=["73", 0], mask=["74", 0])
+    inpaint_only = with_inputs(image=None, inpaint_image=["73", 0], mask=["74", 0])
     assert not np.array_equal(control_only, inpaint)
     assert not np.array_equal(inpaint, masked)
+    assert not np.array_equal(masked, inpaint_only)  # without a control image: the encoded grey image
 
 
 @pytest.mark.parametrize(
