@@ -190,13 +190,17 @@ def _pipeline(net: Any, transformer: Any, x: Any, context: Any, latent: Any) -> 
 
 
 def _comfy_wiring(net: Any, transformer: Any, x: Any, context: Any, latent: Any, layout: Any) -> Any:
-    """Newer ComfyUI's ZImageControlPatch, written out with hooks on diffusers' transformer."""
+    """Newer ComfyUI's ZImageControlPatch, written out with hooks on diffusers' transformer (tokens by
+    diffusers' own patchify, blocks called directly: nothing of Loom's)."""
     import torch
 
-    from engine.diffusion.zimage_fun_control import control_tokens, run_control_block
-
     count = (x.shape[-2] // 2) * (x.shape[-1] // 2)
-    state: dict[str, Any] = {"stream": net.control_all_x_embedder["2-1"](control_tokens(latent))}
+    tokens = net.patchify([latent[0].unsqueeze(1)], 2, 1)[0][:count]
+    state: dict[str, Any] = {"stream": net.control_all_x_embedder["2-1"](tokens)[None]}
+
+    def run_control_block(block: Any, stream: Any, image: Any, pe: Any, vec: Any) -> tuple[Any, Any]:
+        out = block(stream if block.block_id == 0 else stream[None], image, None, pe, vec)
+        return out[-2], out[-1]
 
     def add(out: Any, hint: Any) -> Any:
         return torch.cat([out[:, :count] + STRENGTH * hint, out[:, count:]], dim=1)
