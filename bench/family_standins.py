@@ -2,9 +2,10 @@
 
 Each family's files come from the test fixtures (tests/nodes/flow_fixtures*.py): Flux.1 dev and schnell
 (split files and fp8 all-in-one checkpoints), Flux Fill (384 input channels) and Flux Canny/Depth (128),
-SD3.5 (split and all-in-one), Z-Image, Qwen-Image and Chroma. Kinds Loom cannot load for these families
-(SD3/Flux ControlNets, Flux Redux's style model and SigLIP vision encoder, model patches) get a file that
-only lets the workflow validate; running such a workflow then reports Loom's own loading error.
+SD3.5 (split and all-in-one), Z-Image, Qwen-Image and Chroma; model patches in their released layouts
+(DiffSynth ControlNets, USO's projector, the Z-Image Fun ControlNet 1.0). Kinds Loom cannot load for these
+families (SD3/Flux ControlNets, Flux Redux's style model and SigLIP vision encoder) get a file that only lets
+the workflow validate; running such a workflow then reports Loom's own loading error.
 """
 
 from __future__ import annotations
@@ -183,13 +184,14 @@ def write_stand_ins(work: Path) -> dict[str, Path]:
     from tests.nodes.upscale_fixtures import esrgan_new_layout, write_standin
 
     made["esrgan"] = write_standin(work / "esrgan_x4.safetensors", esrgan_new_layout())
-    from tests.nodes.model_patch_fixtures import diffsynth_weights, uso_projector_weights, zimage_fun_marker
+    from tests.nodes.model_patch_fixtures import diffsynth_weights, uso_projector_weights, zimage_fun_weights
 
     for key, weights in (
         ("diffsynth", diffsynth_weights(18)),
         ("diffsynth_inpaint", diffsynth_weights(19, extra_channels=1)),
         ("uso_projector", uso_projector_weights()),
-        ("zimage_fun", zimage_fun_marker()),
+        # The template's Z-Image-Turbo-Fun-Controlnet-Union is the 1.0 release: 6 layers, 16 input channels.
+        ("zimage_fun", zimage_fun_weights(20, "1.0", width=256)),
     ):
         made[key] = work / f"model_patches/{key}.safetensors"
         made[key].parent.mkdir(parents=True, exist_ok=True)

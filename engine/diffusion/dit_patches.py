@@ -13,6 +13,8 @@ Z-Image `layers` (its single-stream blocks, addressed as "double_block" as in Co
 every block of the families whose ComfyUI model calls it (0.3.64: Qwen-Image), replacement or not: each
 patch gets `{"img", "txt", "x" (the model's input latent), "block_index", "transformer_options"}` and
 returns that dict with `img` and `txt` updated (QwenImageDiffsynthControlnet adds its control there).
+Z-Image runs them, and the "noise_refiner" patches, with NextDiT's arguments
+(engine.diffusion.zimage_block_patches).
 """
 
 from __future__ import annotations
@@ -61,7 +63,11 @@ def dit_patches(
             block.forward = _replaced(block.forward, patch, transformer_options)
             wrapped.append(block)
         after = transformer_options.get("patches", {}).get("double_block", [])
-        if after and family in AFTER_BLOCK_FAMILIES:
+        if family == "zimage":
+            from engine.diffusion.zimage_block_patches import wrap_zimage_blocks
+
+            wrapped += wrap_zimage_blocks(transformer, transformer_options, x)
+        elif after and family in AFTER_BLOCK_FAMILIES:
             for index, block in enumerate(getattr(transformer, lists["double_block"])):
                 block.forward = _followed(block.forward, after, index, x, transformer_options)
                 wrapped.append(block)

@@ -1,6 +1,6 @@
 """Model patches (ComfyUI's MODEL_PATCH, read by ModelPatchLoader from models/model_patches).
 
-Loom reads one kind and recognises two more:
+Loom reads two kinds and recognises a third:
 
 - DiffSynth's block-wise ControlNets for Qwen-Image (canny, depth, inpaint): `img_in` (a linear layer from
   the packed control latent, 64 channels plus 4 per extra mask channel, to the model's width) and, per
@@ -9,8 +9,9 @@ Loom reads one kind and recognises two more:
   After transformer block N the image tokens gain strength × block N of (image tokens, control tokens).
 - USO's style projector for Flux (`feature_embedder.*`): recognised, but it projects SigLIP features and
   Loom has no SigLIP vision encoder, so nothing can use it (USOStyleReference says so).
-- alibaba-pai's Z-Image Fun ControlNet (`control_all_x_embedder.*`): a second stack of Z-Image transformer
-  layers that newer ComfyUI runs beside the model; Loom does not implement it and says so on loading.
+- alibaba-pai's Z-Image Fun ControlNet (`control_all_x_embedder.2-1.*`, `control_layers.N.*`,
+  `control_noise_refiner.N.*`): a second stack of Z-Image transformer blocks whose outputs are added to the
+  model's image tokens (engine.diffusion.zimage_fun_control).
 """
 
 from __future__ import annotations
@@ -30,15 +31,17 @@ class ModelPatchError(ValueError):
 
 @dataclass
 class ModelPatch:
-    """A loaded model patch: its kind ("qwen_blockwise_controlnet" or "uso_style_projector"), its weights
-    and what its layout says about it."""
+    """A loaded model patch: its kind ("qwen_blockwise_controlnet", "zimage_fun_controlnet" or
+    "uso_style_projector"), its weights and what its layout says about it."""
 
     kind: str
     weights: dict[str, Any]
     name: str
     layers: int = 0
     width: int = 0
-    extra_channels: int = 0  # mask channels after the 16 latent ones (the inpaint patch has 1)
+    extra_channels: int = 0  # channels after the 16 latent ones (Qwen inpaint: 1 mask; Z-Image Fun 2.x: 17)
+    layout: Any = None  # a Z-Image Fun ControlNet's FunLayout
+    cache: dict[Any, Any] = field(default_factory=dict, repr=False)  # modules built from the weights
     _cast: dict[Any, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     def cast(self, dtype: Any, device: Any) -> dict[str, Any]:
@@ -63,14 +66,16 @@ def model_patch_from_weights(weights: dict[str, Any], name: str) -> ModelPatch:
     if "feature_embedder.mid_layer_norm.bias" in weights:
         return ModelPatch("uso_style_projector", weights, name)
     if any(key.startswith("control_all_x_embedder.") for key in weights):
-        raise ModelPatchError(
-            f"{name}: this is a Z-Image Fun ControlNet (alibaba-pai, `control_all_x_embedder`), which newer "
-            "ComfyUI runs as extra Z-Image control layers; Loom does not implement it"
-        )
+        from engine.diffusion.zimage_fun_control import fun_layout
+
+        layout = fun_layout(weights, name)
+        extra = layout.in_channels - 16
+        return ModelPatch("zimage_fun_controlnet", weights, name, layout.layers, layout.width, extra, layout)
     sample = ", ".join(sorted(weights)[:4])
     raise ModelPatchError(
         f"{name}: not a model patch Loom knows (a Qwen-Image DiffSynth ControlNet has "
-        f"`controlnet_blocks.N.*` and `img_in.*`; USO's projector `feature_embedder.*`); keys begin {sample}"
+        f"`controlnet_blocks.N.*` and `img_in.*`; a Z-Image Fun ControlNet `control_all_x_embedder.2-1.*`; "
+        f"USO's projector `feature_embedder.*`); keys begin {sample}"
     )
 
 
@@ -107,6 +112,11 @@ class DiffSynthControl:
     def __init__(self, patch: ModelPatch, vae: Any, image: Any, strength: float, keep: Any = None) -> None:
         self.patch, self.vae, self.image, self.strength, self.keep = patch, vae, image, strength, keep
         self._tokens: tuple[tuple[int, int], Any] | None = None
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> DiffSynthControl:
+        # ModelPatcher.clone deep-copies model_options; ComfyUI's clone copies only the dicts and lists, so
+        # the patch (with its weights and VAE) is shared by the clones, as here.
+        return self
 
     def __call__(self, args: dict[str, Any]) -> dict[str, Any]:
         img, index = args["img"], args["block_index"]

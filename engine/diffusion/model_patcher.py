@@ -36,7 +36,9 @@ CALLED_PATCHES = frozenset(
         "middle_patch",
         "input_block_patch",
         "output_block_patch",
-        "double_block",  # after each DiT block, for the families in dit_patches.AFTER_BLOCK_FAMILIES
+        # after each DiT block, for the families in dit_patches.AFTER_BLOCK_FAMILIES and Z-Image
+        "double_block",
+        "noise_refiner",  # after each of Z-Image's noise-refiner layers
     }
 )
 
@@ -263,6 +265,9 @@ class ModelPatcher(PatcherExtensions):
 
     def set_model_double_block_patch(self, patch: Any) -> None:
         self.set_model_patch(patch, "double_block")
+
+    def set_model_noise_refiner_patch(self, patch: Any) -> None:
+        self.set_model_patch(patch, "noise_refiner")
 
     def model_patches_to(self, device: Any) -> None:
         """Move patch objects that hold tensors (those with a `.to`) to `device`, as ComfyUI does."""

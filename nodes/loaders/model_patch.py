@@ -1,7 +1,8 @@
-"""Model patches (ComfyUI's `comfy_extras/nodes_model_patch.py`, 0.3.64): ModelPatchLoader reads a
-MODEL_PATCH from models/model_patches; QwenImageDiffsynthControlnet puts DiffSynth's block-wise ControlNet
-on a Qwen-Image model (engine.diffusion.model_patch_files); USOStyleReference takes USO's style projector
-for Flux, which needs SigLIP features Loom cannot make, so it refuses at run time."""
+"""Model patches (ComfyUI's `comfy_extras/nodes_model_patch.py`, 0.3.64 and newer): ModelPatchLoader reads
+a MODEL_PATCH from models/model_patches; QwenImageDiffsynthControlnet puts DiffSynth's block-wise ControlNet
+on a Qwen-Image model (engine.diffusion.model_patch_files) or, given a Z-Image Fun ControlNet, that one on a
+Z-Image model (nodes.loaders.model_patch_zimage); USOStyleReference takes USO's style projector for Flux,
+which needs SigLIP features Loom cannot make, so it refuses at run time."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ ModelPatch = Annotated[Any, Socket("MODEL_PATCH")]
 
 class ModelPatchLoader(Node):
     """Load a model patch from models/model_patches: a Qwen-Image DiffSynth ControlNet (canny, depth,
-    inpaint) or USO's style projector (recognised; see USOStyleReference)."""
+    inpaint), a Z-Image Fun ControlNet (alibaba-pai's Union 1.0 / 2.0 / 2.1 / lite) or USO's style projector
+    (recognised; see USOStyleReference)."""
 
     category = "advanced/loaders"
     experimental = True
@@ -37,7 +39,8 @@ class ModelPatchLoader(Node):
 
 class QwenImageDiffsynthControlnet(Node):
     """Steer a Qwen-Image model with a control image (canny, depth; with the inpaint patch, the image to
-    inpaint and an optional mask of what to repaint) through a DiffSynth block-wise ControlNet."""
+    inpaint and an optional mask of what to repaint) through a DiffSynth block-wise ControlNet; or a Z-Image
+    model through a Z-Image Fun ControlNet (as ZImageFunControlnet, without an inpaint image)."""
 
     category = "advanced/loaders/qwen"
     experimental = True
@@ -55,6 +58,12 @@ class QwenImageDiffsynthControlnet(Node):
     ) -> Model:
         from engine.diffusion.model_patch_files import DiffSynthControl
 
+        if getattr(model_patch, "kind", None) == "zimage_fun_controlnet":
+            from nodes.loaders.model_patch_zimage import apply_zimage_fun
+
+            return apply_zimage_fun(
+                "QwenImageDiffsynthControlnet", model, model_patch, vae, strength, image, None, mask
+            )
         _check("QwenImageDiffsynthControlnet", model, model_patch, vae)
         keep = (
             None
@@ -72,7 +81,8 @@ def _check(node: str, model: Any, patch: Any, vae: Any) -> None:
     """The patch, the model and the VAE must fit together: say which input does not."""
     if getattr(patch, "kind", None) != "qwen_blockwise_controlnet":
         raise ValueError(
-            f"{node}: input 'model_patch' must be a Qwen-Image DiffSynth ControlNet; "
+            f"{node}: input 'model_patch' must be a Qwen-Image DiffSynth ControlNet "
+            "or a Z-Image Fun ControlNet; "
             f"got {getattr(patch, 'kind', type(patch).__name__)}"
         )
     if getattr(model, "family", None) != "qwen_image":

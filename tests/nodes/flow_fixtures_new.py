@@ -29,19 +29,25 @@ def _randomize(model: Any, seed: int, std: float = 0.05) -> Any:
     return model.eval()
 
 
-def tiny_zimage_transformer(seed: int = 0, cap_dim: int = 32) -> Any:
+def tiny_zimage_transformer(
+    seed: int = 0, cap_dim: int = 32, dim: int = 256, layers: int = 2, refiner_layers: int = 1
+) -> Any:
+    """Two heads; the rotary axes split each head as Loom's loader does (Z-Image's for 128 channels)."""
     from diffusers import ZImageTransformer2DModel
 
+    from engine.models.zimage import AXES_DIMS, _axes_for
+
+    head_dim = dim // 2
     torch.manual_seed(seed)
     model = ZImageTransformer2DModel(
         in_channels=16,
-        dim=256,
-        n_layers=2,
-        n_refiner_layers=1,
+        dim=dim,
+        n_layers=layers,
+        n_refiner_layers=refiner_layers,
         n_heads=2,
         n_kv_heads=2,
         cap_feat_dim=cap_dim,
-        axes_dims=[32, 48, 48],
+        axes_dims=list(AXES_DIMS if head_dim == sum(AXES_DIMS) else _axes_for(head_dim)),
         axes_lens=[1536, 512, 512],
     )
     return _randomize(model, seed)

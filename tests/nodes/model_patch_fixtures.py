@@ -1,6 +1,6 @@
 """Tiny model-patch files (models/model_patches) in their released layouts, with random weights: DiffSynth's
-block-wise ControlNet for Qwen-Image, USO's style projector for Flux, and the marker key of alibaba-pai's
-Z-Image Fun ControlNet (which Loom recognises and refuses)."""
+block-wise ControlNet for Qwen-Image, USO's style projector for Flux, and alibaba-pai's Z-Image Fun
+ControlNet (1.0, 2.0, 2.1 and lite: diffusers' ZImageControlNetModel names, as the released files)."""
 
 from __future__ import annotations
 
@@ -52,5 +52,44 @@ def uso_projector_weights(
 
 
 def zimage_fun_marker() -> dict[str, torch.Tensor]:
-    """Only the key by which a Z-Image Fun ControlNet is recognised."""
+    """Only the key by which a Z-Image Fun ControlNet is recognised (an incomplete file)."""
     return {"control_all_x_embedder.2-1.weight": torch.zeros(4, 4)}
+
+
+# The released files: 1.0 (6 layers, plain refiner, control latent only), 2.0 / 2.1 (15 layers, control
+# refiner blocks, control latent + mask + inpaint latent; 2.0's refiner after_proj is all zeros), lite (3).
+FUN_VERSIONS = {
+    "1.0": (6, None, 16),
+    "2.0": (15, "control_noise_refiner", 33),
+    "2.1": (15, "control_noise_refiner", 33),
+    "lite": (3, "control_noise_refiner", 33),
+}
+
+
+def zimage_fun_weights(
+    seed: int, version: str = "2.1", width: int = 256, heads: int = 2, std: float = 0.05
+) -> dict[str, torch.Tensor]:
+    """A Z-Image Fun ControlNet at a tiny width, every weight random (before/after projections too)."""
+    from diffusers.models.controlnets.controlnet_z_image import ZImageControlNetModel
+
+    layers, refiner, channels = FUN_VERSIONS[version]
+    torch.manual_seed(seed)
+    model = ZImageControlNetModel(
+        control_layers_places=list(range(layers)),
+        control_refiner_layers_places=[0, 1],
+        control_in_dim=channels,
+        add_control_noise_refiner=refiner,
+        dim=width,
+        n_heads=heads,
+        n_kv_heads=heads,
+    )
+    weights = {}
+    for key, value in model.state_dict().items():
+        if key.endswith("norm1.weight") or key.endswith("norm2.weight") or ".norm_" in key:
+            weights[key] = 1 + torch.randn_like(value) * std
+        else:
+            weights[key] = torch.randn_like(value) * std * 4
+    if version == "2.0":
+        for key in [k for k in weights if k.startswith("control_noise_refiner.") and "after_proj" in k]:
+            weights[key] = torch.zeros_like(weights[key])
+    return weights

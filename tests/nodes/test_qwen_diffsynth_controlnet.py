@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 from engine.executor import Executor
 from engine.folders import Folders
 from tests.nodes.flow_fixtures_new import qwen_image_workflow, write_qwen_image_files
-from tests.nodes.model_patch_fixtures import diffsynth_weights, uso_projector_weights, zimage_fun_marker
+from tests.nodes.model_patch_fixtures import diffsynth_weights, uso_projector_weights, zimage_fun_weights
 from tests.nodes.test_sd_nodes import image_of, run
 
 
@@ -30,7 +30,7 @@ def qwen_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
         diffsynth_weights(8, extra_channels=1), str(root / "model_patches" / "qwen_inpaint.safetensors")
     )
     save_file(diffsynth_weights(9, layers=1), str(root / "model_patches" / "qwen_short.safetensors"))
-    save_file(zimage_fun_marker(), str(root / "model_patches" / "zfun.safetensors"))
+    save_file(zimage_fun_weights(10, "lite", width=64), str(root / "model_patches" / "zfun.safetensors"))
     save_file(uso_projector_weights(), str(root / "model_patches" / "uso.safetensors"))
     return root
 
@@ -98,7 +98,7 @@ def test_inpaint_patch_takes_a_mask_channel(executor: Executor, folders: Folders
         ),
         (
             "zfun.safetensors",
-            "ModelPatchLoader: name 'zfun.safetensors': zfun.safetensors: this is a Z-Image Fun ControlNet",
+            "QwenImageDiffsynthControlnet: input 'model' must be a Z-Image model for the Z-Image Fun",
         ),
     ],
 )
