@@ -2,9 +2,10 @@
 
 Each family's files come from the test fixtures (tests/nodes/flow_fixtures*.py): Flux.1 dev and schnell
 (split files and fp8 all-in-one checkpoints), Flux Fill (384 input channels) and Flux Canny/Depth (128),
-SD3.5 (split and all-in-one), Z-Image, Qwen-Image and Chroma; model patches in their released layouts
-(DiffSynth ControlNets, USO's projector, the Z-Image Fun ControlNet 1.0). Kinds Loom cannot load for these
-families (SD3/Flux ControlNets, Flux Redux's style model and SigLIP vision encoder) get a file that only lets
+SD3.5 (split and all-in-one), Z-Image, Qwen-Image (and Qwen-Image Layered with its RGBA VAE, from
+tests/nodes/qwen_layered_fixtures.py) and Chroma; model patches in their released layouts (DiffSynth
+ControlNets, USO's projector, the Z-Image Fun ControlNet 1.0). Kinds Loom cannot load for these families
+(SD3/Flux ControlNets, Flux Redux's style model and SigLIP vision encoder) get a file that only lets
 the workflow validate; running such a workflow then reports Loom's own loading error.
 """
 
@@ -32,6 +33,7 @@ FILE_WIDGETS = {
 
 # (folder, words any of which the lower-case file name holds, stand-in key), first match wins.
 RULES: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("diffusion_models", ("layered",), "qwen_image_layered"),
     ("diffusion_models", ("qwen",), "qwen_image"),
     ("diffusion_models", ("chroma",), "chroma"),
     ("diffusion_models", ("z_image", "z-image", "zimage"), "zimage"),
@@ -48,6 +50,7 @@ RULES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("text_encoders", ("clip_g",), "clip_g"),
     ("text_encoders", ("clip_l",), "clip_l"),
     ("text_encoders", ("t5",), "t5"),
+    ("vae", ("layered",), "qwen_image_layered_vae"),
     ("vae", ("qwen", "wan"), "qwen_image_vae"),
     ("vae", ("ae.", "flux", "sd3", "vae"), "ae"),
     ("upscale_models", ("",), "esrgan"),
@@ -150,10 +153,12 @@ def write_stand_ins(work: Path) -> dict[str, Path]:
 
     from tests.nodes.flow_fixtures import _save, flux_to_comfy, write_flux_files, write_sd3_files
     from tests.nodes.flow_fixtures_new import write_chroma_files, write_qwen_image_files, write_zimage_files
+    from tests.nodes.qwen_layered_fixtures import write_layered_files
 
     for name, writer in (
         ("zimage", write_zimage_files),
         ("qwen", write_qwen_image_files),
+        ("layered", write_layered_files),
         ("chroma", write_chroma_files),
         ("sd3", write_sd3_files),
     ):
@@ -175,6 +180,8 @@ def write_stand_ins(work: Path) -> dict[str, Path]:
         "t5": work / "flux/text_encoders/t5xxl_fp8_e4m3fn.safetensors",
         "ae": work / "flux/vae/ae.safetensors",
         "qwen_image_vae": work / "qwen/vae/qwen_image_vae.safetensors",
+        "qwen_image_layered": work / "layered/diffusion_models/qwen_image_layered_bf16.safetensors",
+        "qwen_image_layered_vae": work / "layered/vae/qwen_image_layered_vae.safetensors",
     }
     for key, channels, seed in (("flux_fill", 384, 16), ("flux_control", 128, 17)):
         made[key] = work / f"flux/diffusion_models/{key}.safetensors"

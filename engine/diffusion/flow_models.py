@@ -404,16 +404,30 @@ class QwenImage(_UnpooledFlow):
     Qwen-Image Edit: the conditioning's `reference_latents` (TextEncodeQwenImageEdit with a VAE) are
     normalised as the latent is, packed the same way and appended to the image tokens, the n-th at rotary
     frame index n (ComfyUI's and diffusers' "index" placement); only the generated image's tokens come
-    back out."""
+    back out.
+
+    Qwen-Image Layered (`engine.diffusion.qwen_layers`): the latent may be 5-D, the image and its layers
+    as frames, and references go to frame -n ("negative_index", its default as ComfyUI's)."""
 
     def context_width(self) -> int:
         return int(self.diffusion_model.config.joint_attention_dim)
+
+    @property
+    def takes_frames(self) -> bool:
+        """Layered samples 5-D latents [B, C, frames, H, W]."""
+        from engine.diffusion.qwen_layers import is_layered
+
+        return is_layered(self.diffusion_model)
+
+    @property
+    def default_reference_method(self) -> str:
+        return "negative_index" if self.takes_frames else "index"
 
     def condition_key(self, entry: dict[str, Any]) -> tuple[Any, ...]:
         """Entries batch together only with reference latents of the same shapes (ComfyUI's CONDList)
         and placement method."""
         shapes = tuple(tuple(latent.shape) for latent in entry.get("reference_latents") or [])
-        return (*shapes, entry.get("reference_latents_method", "index"))
+        return (*shapes, entry.get("reference_latents_method", self.default_reference_method))
 
     def added_conditions(self, entries: list[dict[str, Any]], crop: Any, batch: int) -> dict[str, Any]:
         import torch
@@ -421,39 +435,51 @@ class QwenImage(_UnpooledFlow):
         references = [entry.get("reference_latents") or [] for entry in entries]
         if not references[0]:
             return {}
-        methods = {entry.get("reference_latents_method", "index") for entry in entries}
-        unknown = methods - {"index", "index_timestep_zero"}
+        default = self.default_reference_method
+        methods = {entry.get("reference_latents_method", default) for entry in entries}
+        unknown = methods - {"index", "index_timestep_zero", "negative_index"}
         if unknown:
             raise ValueError(
                 f"reference_latents_method {sorted(unknown)[0]!r} is not supported for Qwen-Image in Loom; "
-                "reference latents are placed by index (or index_timestep_zero)"
+                "reference latents are placed by index (index_timestep_zero, negative_index)"
             )
         stacked = []
         for index in range(len(references[0])):
             parts = [self.process_latent_in(refs[index].to(crop.device).float()) for refs in references]
             stacked.append(torch.cat([_to_batch(part, batch) for part in parts]))
         # index_timestep_zero (Qwen-Image Edit 2511): the references are modulated as at timestep 0.
-        return {"ref_latents": stacked, "references_at_time_zero": methods == {"index_timestep_zero"}}
+        return {
+            "ref_latents": stacked,
+            "references_at_time_zero": methods == {"index_timestep_zero"},
+            "reference_step": -1 if methods == {"negative_index"} else 1,
+        }
 
     def _forward(self, x: Any, timestep: Any, context: Any, extra: dict[str, Any]) -> Any:
         import torch
 
-        tokens, rows, cols = _pack(x)
-        shapes = [(1, rows, cols)]
+        from engine.diffusion.qwen_layers import layer_condition, pack, reference_step, unpack
+
+        tokens, grid = pack(x)
+        shapes = [grid]
         for latent in extra.get("ref_latents", []):
-            packed, ref_rows, ref_cols = _pack(latent.to(x.dtype))
+            packed, ref_grid = pack(latent.to(x.dtype))
             tokens = torch.cat([tokens, packed], dim=1)
-            shapes.append((1, ref_rows, ref_cols))
+            shapes.append(ref_grid)
+        transformer = self.diffusion_model
         # No mask: ComfyUI drops an all-ones mask, and its prompts are never padded.
-        with _zero_cond_t(self.diffusion_model, extra.get("references_at_time_zero", False)):
-            out = self.diffusion_model(
+        with (
+            _zero_cond_t(transformer, extra.get("references_at_time_zero", False)),
+            reference_step(transformer.pos_embed, extra.get("reference_step", 1)),
+        ):
+            out = transformer(
                 hidden_states=tokens,
                 encoder_hidden_states=context,
                 timestep=timestep.to(x.dtype),
                 img_shapes=[shapes] * x.shape[0],
                 return_dict=False,
+                **layer_condition(transformer, x.shape[0], x.device),
             )[0]
-        return _unpack(out[:, : rows * cols], x, rows, cols)
+        return unpack(out[:, : grid[0] * grid[1] * grid[2]], x, grid)
 
 
 @contextlib.contextmanager

@@ -1,6 +1,8 @@
 """A video VAE (Qwen-Image's Wan-style causal 3-D VAE) answering the image VAE calls that
 `engine.diffusion.vae.VAE` makes: images [B, C, H, W] become one-frame videos [B, C, 1, H, W] on the
-way in and back on the way out."""
+way in and back on the way out. Latents with frames [B, C, T, h, w] (Qwen-Image Layered's image and
+layers) decode frame by frame, each its own one-frame video as diffusers' layered pipeline decodes them, into
+T images per sample."""
 
 from __future__ import annotations
 
@@ -39,7 +41,14 @@ class FrameVAE(torch.nn.Module):
         out = self.video_vae.encode(x.unsqueeze(2)).latent_dist
         return _Latent(_FrameDist(out))
 
+    @property
+    def image_channels(self) -> int:
+        """3 (RGB), or 4 for Qwen-Image Layered's RGBA VAE."""
+        return int(self.video_vae.config.input_channels)
+
     def decode(self, z: torch.Tensor) -> _Sample:
+        if z.ndim == 5:  # frames into the batch: [B, C, T, h, w] → [B·T, C, h, w]
+            z = z.movedim(2, 1).reshape(-1, z.shape[1], *z.shape[3:])
         return _Sample(self.video_vae.decode(z.unsqueeze(2)).sample[:, :, 0])
 
 

@@ -90,8 +90,8 @@ def _calc_cond_batch(
         h, w, y, x0 = area
         for (entry, index), output in zip(group, outputs, strict=True):
             mult = _weight(entry, area, x_in) * entry.get("strength", 1.0)
-            sums[index][:, :, y : y + h, x0 : x0 + w] += output * mult
-            counts[index][:, :, y : y + h, x0 : x0 + w] += mult
+            sums[index][..., y : y + h, x0 : x0 + w] += output * mult
+            counts[index][..., y : y + h, x0 : x0 + w] += mult
     return [s / c for s, c in zip(sums, counts, strict=True)]
 
 
@@ -239,11 +239,13 @@ def _weight(entry: dict[str, Any], area: tuple[int, int, int, int], x: Any) -> A
     mask = entry["mask"].to(x.device, x.dtype)[: x.shape[0], y : y + h, x0 : x0 + w] * entry.get(
         "mask_strength", 1.0
     )
-    return mask.unsqueeze(1).repeat(x.shape[0] // mask.shape[0], x.shape[1], 1, 1)
+    # A latent with frames (Qwen-Image Layered) takes the mask on every frame.
+    mask = mask.reshape(mask.shape[0], 1, *([1] * (x.ndim - 4)), *mask.shape[1:])
+    return mask.repeat(x.shape[0] // mask.shape[0], x.shape[1], *([1] * (x.ndim - 2)))
 
 
 def _area(entry: dict[str, Any], x: Any) -> tuple[int, int, int, int]:
-    height, width = x.shape[2], x.shape[3]
+    height, width = x.shape[-2], x.shape[-1]
     if "area" not in entry:
         return (height, width, 0, 0)
     h, w, y, x0 = (int(v) for v in entry["area"])
@@ -257,8 +259,8 @@ def _area_weight(area: tuple[int, int, int, int], x: Any) -> Any:
     import torch
 
     h, w, y, x0 = area
-    mult = torch.ones((1, 1, h, w), dtype=x.dtype, device=x.device)
-    for dim, size, offset, full in ((2, h, y, x.shape[2]), (3, w, x0, x.shape[3])):
+    mult = torch.ones((1, 1, *([1] * (x.ndim - 4)), h, w), dtype=x.dtype, device=x.device)
+    for dim, size, offset, full in ((-2, h, y, x.shape[-2]), (-1, w, x0, x.shape[-1])):
         steps = min(FEATHER, size // 4)
         for t in range(steps):
             value = (t + 1) / steps
@@ -289,8 +291,8 @@ def _run_group(
 
     h, w, y, x0 = area
     batch = x.shape[0]
-    crop = x[:, :, y : y + h, x0 : x0 + w]
-    x_all = crop.repeat(len(group), 1, 1, 1)
+    crop = x[..., y : y + h, x0 : x0 + w]  # 4-D, or 5-D with frames (Qwen-Image Layered)
+    x_all = crop.repeat(len(group), *([1] * (crop.ndim - 1)))
     contexts = _common_length([entry["cross_attn"].to(x.device) for entry, _ in group])
     context = torch.cat([c.expand(batch, -1, -1) if c.shape[0] == 1 else c for c in contexts])
     sigmas = sigma.reshape(-1).expand(x_all.shape[0]) if sigma.numel() == 1 else sigma.repeat(len(group))

@@ -287,14 +287,15 @@ def _on(entry: dict[str, Any], device: Any) -> dict[str, Any]:
 
 
 def _latent_mask(mask: Any, samples: Any) -> Any:
-    """A noise mask [B?, (C?), H, W] resized to the latent and broadcast over its batch and channels."""
+    """A noise mask [B?, (C?), H, W] resized to the latent and broadcast over its batch and channels
+    (and over the frames of a 5-D latent: the same mask on the image and each of its layers)."""
     import torch.nn.functional as F
 
     mask = mask.reshape(-1, 1, mask.shape[-2], mask.shape[-1]).float()
-    mask = F.interpolate(mask, size=samples.shape[2:], mode="bilinear")
+    mask = F.interpolate(mask, size=samples.shape[-2:], mode="bilinear")
     if mask.shape[0] < samples.shape[0]:
         mask = mask.repeat(samples.shape[0] // mask.shape[0] + 1, 1, 1, 1)[: samples.shape[0]]
-    return mask
+    return mask if samples.ndim == 4 else mask.unsqueeze(2)
 
 
 class Guider_Basic(CFGGuider):
@@ -406,14 +407,15 @@ class Guider_PerpNeg(CFGGuider):
 
 
 def check_image_latent(model: Any, latent: Any) -> None:
-    """Every model Loom runs denoises [batch, channels, height, width] latents; a 5-D latent (frames, or
-    Qwen-Image Layered's image and layers from EmptyQwenImageLayeredLatentImage) gets a message instead
-    of a shape error deep inside the sampler."""
-    if latent.ndim == 4:
+    """Models denoise [batch, channels, height, width] latents, and those that take frames (Qwen-Image
+    Layered: `takes_frames`) 5-D ones [batch, channels, frames, height, width] too; any other shape gets
+    a message instead of a shape error deep inside the sampler."""
+    if latent.ndim == 4 or (latent.ndim == 5 and getattr(model, "takes_frames", False)):
         return
     family = getattr(model, "family", "this")
     raise ValueError(
         f"the {family} model samples image latents [batch, channels, height, width], but the latent has "
         f"{latent.ndim} dimensions {list(latent.shape)}; a 5-D latent holds frames or layers (e.g. "
-        "EmptyQwenImageLayeredLatentImage's), for Qwen-Image Layered or video models, which Loom does not run"
+        "EmptyQwenImageLayeredLatentImage's): load a Qwen-Image Layered diffusion model for it "
+        "(Loom runs no video models)"
     )

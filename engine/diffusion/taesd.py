@@ -139,7 +139,10 @@ def taesd_jpeg(decoder: nn.Module, x0: torch.Tensor, max_side: int = 512) -> byt
 
 def preview_jpeg(latent_format: Any, x0: torch.Tensor, method: str, max_side: int = 512) -> bytes:
     """A preview of a step's denoised latent by the prompt's method: TAESD when asked for and its
-    decoder file is there, else the latent format's latent → RGB projection."""
+    decoder file is there, else the latent format's latent → RGB projection. A latent with frames
+    (Qwen-Image Layered's image and layers) shows its first frame."""
+    if x0.ndim == 5:
+        x0 = x0[:, :, 0]
     if method == "taesd":
         path = decoder_file(latent_format)
         if path is not None:

@@ -74,7 +74,11 @@ class VAE:
         return int(self.vae.config.latent_channels)
 
     latent_dim = 2
-    output_channels = 3
+
+    @property
+    def output_channels(self) -> int:
+        """Image channels: 3, or 4 (RGBA) for Qwen-Image Layered's VAE."""
+        return int(getattr(self.vae, "image_channels", 3))
 
     @property
     def vae_dtype(self) -> torch.dtype:
@@ -158,10 +162,17 @@ class VAE:
 
     def _encode_fn(self) -> Callable[[torch.Tensor], torch.Tensor]:
         device, dtype = manager().use(self.vae), self.vae_dtype
-        return lambda x: self.vae.encode(self.process_input(x).to(device, dtype)).latent_dist.mode().float()
+        channels = self.output_channels
+
+        def encode(x: torch.Tensor) -> torch.Tensor:
+            x = _with_channels(x, channels)
+            return self.vae.encode(self.process_input(x).to(device, dtype)).latent_dist.mode().float()
+
+        return encode
 
     def decode(self, samples: torch.Tensor, vae_options: dict | None = None) -> torch.Tensor:
-        """Raw latents [B, C, h, w] → IMAGE [B, H, W, 3] in 0..1."""
+        """Raw latents [B, C, h, w] → IMAGE [B, H, W, 3] in 0..1 (RGBA: [B, H, W, 4]); latents with frames
+        [B, C, T, h, w] (a frame VAE's) → B·T images."""
         self.throw_exception_if_invalid()
         import torch
 
@@ -169,7 +180,7 @@ class VAE:
 
         decode = self._decode_fn()
         # Most of the decoder runs at pixel resolution: count the work there.
-        positions = samples.shape[0] * samples.shape[-2] * samples.shape[-1] * self.upscale_ratio**2
+        positions = samples.numel() // samples.shape[1] * self.upscale_ratio**2
         with torch.no_grad(), threads.limited(threads.work_of(self.vae, positions)):
             pixels = _in_chunks(lambda z: self.process_output(decode(z).to(self.output_device)), samples)
         return pixels.movedim(1, -1)
@@ -254,6 +265,17 @@ def _in_chunks(function: Callable[[torch.Tensor], torch.Tensor], batch: torch.Te
         check_interrupt()
         parts.append(function(batch[start : start + VAE_CHUNK]))
     return torch.cat(parts)
+
+
+def _with_channels(pixels: torch.Tensor, channels: int) -> torch.Tensor:
+    """Pixels [B, C, H, W] in 0..1 with the VAE's image channels: an RGB image gets an opaque alpha for an
+    RGBA VAE (diffusers' layered pipeline converts its input to RGBA the same way)."""
+    import torch
+
+    if pixels.shape[1] >= channels:
+        return pixels[:, :channels]
+    fill = torch.ones_like(pixels[:, :1]).expand(-1, channels - pixels.shape[1], -1, -1)
+    return torch.cat([pixels, fill], dim=1)
 
 
 def vae_from_state_dict(state: dict[str, Any], metadata: dict[str, str], name: str) -> VAE:

@@ -59,7 +59,8 @@ def detect(shapes: Shapes) -> Detected | None:
         return Detected("zimage", prefix, "Z-Image")
     prefix = qwen_image.prefix_of(shapes)
     if prefix is not None:
-        return Detected("qwen_image", prefix, "Qwen-Image")
+        layered = qwen_image.is_layered(shapes, prefix)
+        return Detected("qwen_image", prefix, "Qwen-Image Layered" if layered else "Qwen-Image")
     prefix = chroma.prefix_of(shapes)
     if prefix is not None:
         return Detected("chroma", prefix, "Chroma")

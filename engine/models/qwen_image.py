@@ -5,6 +5,9 @@ does (`img_in`, `txt_norm`, `txt_in`, `time_text_embed.timestep_embedder`, `tran
 txt_mod.1, attn.{to_q, …, add_q_proj, …, norm_q, norm_added_q, …}, img_mlp.net.{0.proj,2}, txt_mlp…}`,
 `norm_out.linear`, `proj_out`), so its weights load as they are; a checkpoint prefixes them with
 `model.diffusion_model.`. `txt_norm` (an RMSNorm over the Qwen2.5-VL hidden states) identifies it.
+Qwen-Image Layered (`qwen_image_layered*.safetensors`) adds `time_text_embed.addition_t_embedding` (an
+embedding of two rows added to the timestep's: 0 for the RGBA layers it generates, diffusers'
+`use_additional_t_cond`) and generates an image and its layers as frames of one 5-D latent.
 
 Rotary positions are ComfyUI's (`CentredRope`): diffusers' `QwenEmbedRope` agrees with them on even
 token grids only. For a grid of odd height h (1328 px gives 83 rows) ComfyUI centres rows at -(h//2)
@@ -22,6 +25,7 @@ Shapes = Mapping[str, tuple[int, ...]]
 
 PREFIXES = ("model.diffusion_model.", "diffusion_model.", "")
 MARKERS = ("txt_norm.weight", "img_in.weight", "transformer_blocks.0.img_mod.1.weight")
+LAYERED_MARKER = "time_text_embed.addition_t_embedding.weight"
 HEAD_DIM = 128
 PATCH = 2
 
@@ -33,11 +37,18 @@ def prefix_of(shapes: Shapes) -> str | None:
     return None
 
 
+def is_layered(shapes: Shapes, prefix: str) -> bool:
+    """Qwen-Image Layered: its timestep embedding takes the extra (layer / image) condition."""
+    return prefix + LAYERED_MARKER in shapes
+
+
 def transformer_config(shapes: Shapes, prefix: str) -> dict[str, Any]:
     p = prefix
     hidden, in_channels = shapes[p + "img_in.weight"]
     pattern = re.compile(re.escape(p) + r"transformer_blocks\.(\d+)\.")
+    layered = {"use_additional_t_cond": True, "use_layer3d_rope": True} if is_layered(shapes, p) else {}
     return {
+        **layered,
         "patch_size": PATCH,
         "in_channels": in_channels,
         "out_channels": shapes[p + "proj_out.weight"][0] // (PATCH * PATCH),
@@ -59,11 +70,16 @@ class CentredRope:
     """Qwen-Image's rotary frequencies as ComfyUI's `QwenImageTransformer2DModel` places its tokens,
     in the (image, text) complex form diffusers' transformer blocks take: image n of `video_fhw` (0: the
     generated one, then the reference latents) at frame index n with rows and columns centred as
-    `arange(size) - size // 2`; text from the generated image's larger half-size on, on all axes."""
+    `arange(size) - size // 2`; text from the generated image's larger half-size on, on all axes.
+
+    The generated latent's frames (Qwen-Image Layered's image and layers) take frame indices 0, 1, …;
+    with `reference_step` -1 (ComfyUI's "negative_index", Layered's default) reference n sits at frame
+    -n instead of n, where diffusers' layered pipeline puts its conditioning image (frame -1)."""
 
     def __init__(self, theta: int, axes_dim: list[int]) -> None:
         self.theta = theta
         self.axes_dim = list(axes_dim)
+        self.reference_step = 1
 
     def _freqs(self, positions: Any) -> Any:
         """[n, 3] positions → [n, sum(axes_dim) / 2] unit complex rotations (diffusers' arithmetic)."""
@@ -86,9 +102,11 @@ class CentredRope:
             rows = torch.arange(height, device=device) - height // 2
             cols = torch.arange(width, device=device) - width // 2
             grid = torch.stack(torch.meshgrid(rows, cols, indexing="ij"), dim=-1).reshape(-1, 2)
-            grid = grid.repeat(frames, 1)
-            frame = torch.full((grid.shape[0], 1), index, device=device)
-            images.append(torch.cat([frame, grid], dim=1))
+            if index == 0:
+                frame = torch.arange(frames, device=device).repeat_interleave(grid.shape[0])[:, None]
+            else:
+                frame = torch.full((grid.shape[0] * frames, 1), index * self.reference_step, device=device)
+            images.append(torch.cat([frame, grid.repeat(frames, 1)], dim=1))
         _, height, width = shapes[0]
         start = max(height // 2, width // 2)
         text = torch.arange(start, start + int(max_txt_seq_len), device=device)[:, None].expand(-1, 3)

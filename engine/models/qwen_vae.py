@@ -3,6 +3,9 @@ reads (`encoder.conv1`, `encoder.downsamples.N.residual.{0,2,3,6}`, `encoder.mid
 `conv1`, `conv2`, `decoder.upsamples.N…`), converted by diffusers' `convert_wan_vae_to_diffusers` into an
 `AutoencoderKLQwenImage`. The converter (and so this loader) expects the released topology: four levels
 of two residual blocks each; widths and the latent size are read from the shapes.
+
+Qwen-Image Layered's VAE (`qwen_image_layered_vae.safetensors`) is the same network on four image channels,
+RGBA (diffusers' `input_channels=4`): its first and last convolutions say so.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ def config(shapes: Shapes) -> dict[str, Any]:
     ]
     return {
         "base_dim": base,
+        "input_channels": shapes["encoder.conv1.weight"][1],
         "z_dim": shapes["conv2.weight"][0],
         "dim_mult": mult,
         "num_res_blocks": RES_BLOCKS,

@@ -2,8 +2,8 @@
 latent of Qwen-Image Layered, which generates an image and its RGBA layers together as frames of one
 5-D latent [batch, 16, layers + 1, height / 8, width / 8].
 
-Loom makes the latent, but does not run the Qwen-Image Layered model (see docs/models.md): a sampler
-given this latent with a Qwen-Image model stops with a message saying so.
+Loom samples it with a Qwen-Image Layered diffusion model (`qwen_image_layered*.safetensors`, see
+docs/models.md); other models stop with a message naming the latent's shape.
 """
 
 from __future__ import annotations
