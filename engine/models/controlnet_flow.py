@@ -100,7 +100,10 @@ def _load(module: Any, state: Mapping[str, Any], optional: tuple[str, ...] = ())
     missing = [k for k in missing if not k.endswith(optional)]
     if missing or unexpected:
         raise ValueError(f"missing keys {missing[:4]}, unexpected keys {unexpected[:4]}")
-    return module.to(weights_dtype()).eval()
+    dtype = weights_dtype()
+    if next(module.parameters()).dtype != dtype:  # (diffusers warns on every dtype cast)
+        module = module.to(dtype)
+    return module.eval()
 
 
 class _Control:

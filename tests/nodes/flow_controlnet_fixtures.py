@@ -22,7 +22,11 @@ def _randomized(model: Any, seed: int, std: float = 0.05) -> dict[str, torch.Ten
 
 
 def sd35_controlnet(
-    seed: int = 40, width: int = 64, blocks: int = 1, control_type: int = 1
+    seed: int = 40,
+    width: int = 64,
+    blocks: int = 1,
+    control_type: int = 1,
+    pooled: int = CLIP_L_WIDTH + CLIP_G_WIDTH,
 ) -> dict[str, Any]:
     """Stability's SD3.5 Large ControlNet layout (sd3.5_large_controlnet_{blur,canny,depth})."""
     from diffusers import SD3ControlNetModel
@@ -35,7 +39,7 @@ def sd35_controlnet(
         num_attention_heads=width // 64,
         joint_attention_dim=None,
         caption_projection_dim=width,
-        pooled_projection_dim=CLIP_L_WIDTH + CLIP_G_WIDTH,
+        pooled_projection_dim=pooled,
         out_channels=16,
         pos_embed_max_size=None,
         pos_embed_type=None,
@@ -64,7 +68,11 @@ def sd35_controlnet(
 
 
 def sd3_instantx_controlnet(
-    seed: int = 41, width: int = 128, blocks: int = 1, inpaint: bool = False
+    seed: int = 41,
+    width: int = 128,
+    blocks: int = 1,
+    inpaint: bool = False,
+    pooled: int = CLIP_L_WIDTH + CLIP_G_WIDTH,
 ) -> dict[str, Any]:
     """InstantX's SD3 ControlNet (diffusers' SD3ControlNetModel names), for an SD3 model `width` wide."""
     from diffusers import SD3ControlNetModel
@@ -78,7 +86,7 @@ def sd3_instantx_controlnet(
         num_attention_heads=width // 64,
         joint_attention_dim=JOINT,
         caption_projection_dim=width,
-        pooled_projection_dim=CLIP_L_WIDTH + CLIP_G_WIDTH,
+        pooled_projection_dim=pooled,
         out_channels=16,
         pos_embed_max_size=16,
         extra_conditioning_channels=1 if inpaint else 0,
