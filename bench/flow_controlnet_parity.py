@@ -20,6 +20,7 @@ join the model, strength and percent range. `--lock /tmp/comfy.lock` runs the Co
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import os
@@ -89,7 +90,7 @@ def controlled(cond, control, case, data, vae, fit):
 """
 
 DRIVER = """
-import json, sys
+import gc, json, sys
 args = json.loads(sys.argv[1])
 sys.argv = ["parity", "--cpu"]
 sys.path.insert(0, args["comfy_root"])
@@ -105,6 +106,8 @@ fit = lambda m, w, h: comfy.utils.common_upscale(m, w, h, "bilinear", "center")
 data = load_file(args["data"])
 out, loaded, model = {}, None, None
 for case in args["cases"]:
+    control = positive = negative = None
+    gc.collect()
     family = case[1]
     if family != loaded:
         model = None
@@ -260,6 +263,8 @@ def run_loom(files: dict[str, str], controlnets: dict[str, str], conds: dict[str
         fit = lambda m, w, h: fit_image(m, w, h, "bilinear")  # noqa: E731
         positive, negative = scope["controlled"](load_file(conds[family]), control, case, data, vae, fit)
         out[case[0]] = _sample(model, positive, negative, family)
+        del control, positive, negative  # the full-width ControlNets are GBs: one alive at a time
+        gc.collect()
     return out
 
 

@@ -4,7 +4,8 @@ They travel on CONDITIONING like the SD-family ControlNets (`engine.diffusion.co
 nodes copy them, chain them and give them strength and a percent range. What differs:
 - the hint is a latent: the hint image is fitted to the sampled latent's pixel size, encoded by the VAE
   given to the apply node and normalised by the ControlNet's latent format; an inpainting ControlNet
-  gets the inverted mask, resized to the latent, as an extra channel (`extra_concat`);
+  gets the inverted mask, resized to the latent, as an extra channel (`extra_concat`). XLabs' Flux
+  ControlNets (no latent format) take the fitted image itself and encode it with their own convolutions;
 - the network (a module of `engine.models.controlnet_flow`) returns ComfyUI's control dict, one residual
   per block of the sampled model: `"output"` for SD3's joint blocks and Flux's single blocks, `"input"`
   for Flux's double blocks and Qwen-Image's blocks;
@@ -42,7 +43,7 @@ class FlowControlNet(ControlNet):
     ) -> None:
         super().__init__(
             control_model,
-            compression_ratio=1,
+            compression_ratio=1 if latent_format is not None else 8,
             latent_format=latent_format,
             concat_mask=concat_mask,
             preprocess_image=preprocess_image,
@@ -99,6 +100,9 @@ class FlowControlNet(ControlNet):
         """Encode the fitted hint once per latent size (with the mask channel of inpainting ones)."""
         import torch
 
+        if self.latent_format is None:  # XLabs' Flux ControlNets take the fitted image itself
+            self._prepare_hint(x_noisy, batched_number, dtype)
+            return
         if self.vae is None:
             raise ValueError(
                 f"the ControlNet {self.source or ''} takes its hint as latents and needs a VAE: connect one "

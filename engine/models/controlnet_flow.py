@@ -11,7 +11,7 @@ built on diffusers' ControlNet models:
 
 Each becomes a module whose forward returns ComfyUI's control dict, residuals repeated over the blocks
 of the released model as ComfyUI's ControlNets repeat them (SD3: width / 64 blocks; SD3.5 Large: 38;
-Flux: 19 double and 38 single; Qwen-Image: 60). XLabs' Flux ControlNets are detected and refused.
+Flux: 19 double and 38 single; Qwen-Image: 60). XLabs' Flux ControlNets: `engine.models.controlnet_xlabs`.
 """
 
 from __future__ import annotations
@@ -51,10 +51,9 @@ def load_flow_controlnet(kind: str, state: dict[str, Any]) -> Any:
     from engine.diffusion.latent_formats_flow import SD3, Flux, Wan21
 
     if kind == "xlabs":
-        raise UnsupportedModelError(
-            "an XLabs Flux ControlNet (double_blocks / controlnet_blocks.N.linear keys): Loom loads the "
-            "InstantX and Union Flux ControlNets, not XLabs' yet"
-        )
+        from .controlnet_xlabs import XLabsFluxControl
+
+        return FlowControlNet(XLabsFluxControl(state), "flux", None)
     if kind == "sd35":
         control_type = round(float(state.pop("control_type").item())) if "control_type" in state else -1
         model: Any = SD35Control(state)

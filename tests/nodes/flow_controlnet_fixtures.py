@@ -129,3 +129,35 @@ def qwen_instantx_controlnet(seed: int = 43, inpaint: bool = False, context: int
         extra_condition_channels=4 if inpaint else 0,
     )
     return _randomized(model, seed)
+
+
+def xlabs_flux_controlnet(seed: int = 48) -> dict[str, Any]:
+    """XLabs' Flux ControlNet layout: Flux's own names for two double blocks and the embedders (no final
+    layer), `controlnet_blocks.N`, `pos_embed_input` and the pixel hint encoder `input_hint_block.*`."""
+    from diffusers import FluxTransformer2DModel
+
+    from tests.nodes.flow_fixtures import flux_to_comfy
+
+    flux = FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=64,
+        num_layers=2,
+        num_single_layers=0,
+        attention_head_dim=128,
+        num_attention_heads=1,
+        joint_attention_dim=JOINT,
+        pooled_projection_dim=CLIP_L_WIDTH,
+        guidance_embeds=True,
+    )
+    state = {k: v for k, v in flux_to_comfy(_randomized(flux, seed), 2, 0).items() if "final_layer" not in k}
+    generator = torch.Generator().manual_seed(seed + 1)
+    for index in range(2):
+        state[f"controlnet_blocks.{index}.weight"] = 0.05 * torch.randn(128, 128, generator=generator)
+        state[f"controlnet_blocks.{index}.bias"] = 0.05 * torch.randn(128, generator=generator)
+    state["pos_embed_input.weight"] = 0.05 * torch.randn(128, 64, generator=generator)
+    state["pos_embed_input.bias"] = 0.05 * torch.randn(128, generator=generator)
+    for index in range(0, 16, 2):
+        inputs = 3 if index == 0 else 16
+        state[f"input_hint_block.{index}.weight"] = 0.2 * torch.randn(16, inputs, 3, 3, generator=generator)
+        state[f"input_hint_block.{index}.bias"] = 0.05 * torch.randn(16, generator=generator)
+    return state

@@ -19,6 +19,7 @@ from tests.nodes.flow_controlnet_fixtures import (
     qwen_instantx_controlnet,
     sd3_instantx_controlnet,
     sd35_controlnet,
+    xlabs_flux_controlnet,
 )
 from tests.nodes.flow_fixtures import (
     _save,
@@ -38,6 +39,7 @@ CONTROLNETS = {
     "sd3_controlnet_canny.safetensors": lambda: sd3_instantx_controlnet(),
     "instantx_flux_canny.safetensors": lambda: flux_instantx_controlnet(),
     "flux_union_pro.safetensors": lambda: flux_instantx_controlnet(seed=45, union=True),
+    "flux-canny-controlnet-v3.safetensors": lambda: xlabs_flux_controlnet(),
     "flux_inpainting.safetensors": lambda: flux_instantx_controlnet(seed=46, inpaint=True),
     "Qwen-Image-InstantX-ControlNet-Union.safetensors": lambda: qwen_instantx_controlnet(),
     "Qwen-Image-InstantX-ControlNet-Inpainting.safetensors": lambda: qwen_instantx_controlnet(
@@ -124,6 +126,7 @@ CASES = [
     ("sd3", "sd3_controlnet_canny.safetensors"),
     ("flux", "instantx_flux_canny.safetensors"),
     ("flux", "flux_union_pro.safetensors"),
+    ("flux", "flux-canny-controlnet-v3.safetensors"),
     ("qwen", "Qwen-Image-InstantX-ControlNet-Union.safetensors"),
 ]
 
