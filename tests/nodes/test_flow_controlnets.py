@@ -216,3 +216,31 @@ def test_sd35_controlnet_weights_load_exactly(folders: Folders) -> None:
         fused,
     )
     assert control.preprocess_image(torch.ones(1)).item() == 128.0  # canny: ComfyUI's ×127.5 + 0.5
+
+
+def test_chained_controlnets_and_percent_range(executor: Executor, folders: Folders) -> None:
+    base, sampler, vae, out = FAMILIES["sd3.5"]
+    canny = image_of(folders, run(executor, controlled(base(), sampler, vae, CASES[0][1])), out).astype(int)
+    prompt = controlled(base(), sampler, vae, CASES[0][1])
+    prompt["90"] = {"class_type": "ControlNetLoader", "inputs": {"control_net_name": CASES[1][1]}}
+    prompt["91"] = {
+        "class_type": "ControlNetApplyAdvanced",
+        "inputs": {
+            "positive": ["82", 0],
+            "negative": ["82", 1],
+            "control_net": ["90", 0],
+            "image": ["81", 0],
+            "strength": 0.8,
+            "start_percent": 0.0,
+            "end_percent": 1.0,
+            "vae": vae,
+        },
+    }
+    prompt[sampler]["inputs"]["positive"], prompt[sampler]["inputs"]["negative"] = ["91", 0], ["91", 1]
+    chained = image_of(folders, run(executor, prompt), out).astype(int)
+    assert np.abs(chained - canny).mean() > 0.5
+    late = controlled(base(), sampler, vae, CASES[0][1])
+    late["82"]["inputs"]["start_percent"] = 0.5
+    partial = image_of(folders, run(executor, late), out).astype(int)
+    plain = image_of(folders, run(executor, base()), out).astype(int)
+    assert not np.array_equal(partial, canny) and not np.array_equal(partial, plain)
