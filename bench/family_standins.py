@@ -4,8 +4,8 @@ Each family's files come from the test fixtures (tests/nodes/flow_fixtures*.py):
 (split files and fp8 all-in-one checkpoints), Flux Fill (384 input channels) and Flux Canny/Depth (128),
 SD3.5 (split and all-in-one), Z-Image, Qwen-Image and Chroma, and their ControlNets
 (tests/nodes/flow_controlnet_fixtures.py). Kinds Loom cannot load for these families (Flux Redux's style
-model and SigLIP vision encoder, some model patches, Qwen-Image's Fun ControlNet) get a file that only
-lets the workflow validate; running such a workflow then reports Loom's own loading error.
+model and SigLIP vision encoder, some model patches) get a file that only lets the workflow validate;
+running such a workflow then reports Loom's own loading error.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ RULES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("vae", ("qwen", "wan"), "qwen_image_vae"),
     ("vae", ("ae.", "flux", "sd3", "vae"), "ae"),
     ("upscale_models", ("",), "esrgan"),
-    ("controlnet", ("fun",), "unloadable"),
+    ("controlnet", ("fun",), "controlnet_qwen_fun"),
     ("controlnet", ("sd3.5_large_controlnet_blur",), "controlnet_sd35_blur"),
     ("controlnet", ("sd3.5",), "controlnet_sd35_canny"),
     ("controlnet", ("sd3",), "controlnet_sd3"),
@@ -154,11 +154,12 @@ def _write_controlnets(work: Path) -> dict[str, Path]:
     """The flow families' ControlNets in their files' layouts, sized for the stand-ins above: Stability's
     SD3.5 (blur, canny), InstantX's SD3 (64 wide like the SD3 stand-in, so ComfyUI's rule of width / 64
     blocks leaves it no residual to add), Flux and Qwen-Image (whose Inpainting takes the mask channel).
-    Qwen-Image 2512's Fun ControlNet Union is another kind, left unloadable."""
+    Qwen-Image 2512's Fun ControlNet Union, which Loom recognises and does not load, gets its marker keys."""
     from safetensors.torch import save_file
 
     from tests.nodes.flow_controlnet_fixtures import (
         flux_instantx_controlnet,
+        qwen_fun_marker,
         qwen_instantx_controlnet,
         sd3_instantx_controlnet,
         sd35_controlnet,
@@ -176,6 +177,8 @@ def _write_controlnets(work: Path) -> dict[str, Path]:
         made[key] = work / f"controlnet/{key}.safetensors"
         made[key].parent.mkdir(parents=True, exist_ok=True)
         save_file(state, str(made[key]))
+    made["controlnet_qwen_fun"] = work / "controlnet/controlnet_qwen_fun.safetensors"
+    save_file(qwen_fun_marker(), str(made["controlnet_qwen_fun"]))
     return made
 
 

@@ -32,6 +32,8 @@ def flow_controlnet_kind(state: Mapping[str, Any]) -> str | None:
     """ "sd35", "sd3", "flux", "qwen_image" or "xlabs" for a flow ControlNet file, else None."""
     if "controlnet_blocks.0.linear.weight" in state:
         return "xlabs"
+    if "control_blocks.0.after_proj.weight" in state and "control_img_in.weight" in state:
+        return "qwen_fun"
     if "controlnet_blocks.0.weight" not in state:
         return None
     if "double_blocks.0.img_attn.norm.key_norm.scale" in state:
@@ -50,6 +52,11 @@ def load_flow_controlnet(kind: str, state: dict[str, Any]) -> Any:
     from engine.diffusion.controlnet_flow import FlowControlNet
     from engine.diffusion.latent_formats_flow import SD3, Flux, Wan21
 
+    if kind == "qwen_fun":
+        raise UnsupportedModelError(
+            "a Qwen-Image Fun ControlNet (control_blocks.N.after_proj, control_img_in: e.g. "
+            "Qwen-Image-2512-Fun-Controlnet-Union), which ComfyUI after 0.3.64 loads and Loom does not yet"
+        )
     if kind == "xlabs":
         from .controlnet_xlabs import XLabsFluxControl
 

@@ -161,3 +161,11 @@ def xlabs_flux_controlnet(seed: int = 48) -> dict[str, Any]:
         state[f"input_hint_block.{index}.weight"] = 0.2 * torch.randn(16, inputs, 3, 3, generator=generator)
         state[f"input_hint_block.{index}.bias"] = 0.05 * torch.randn(16, generator=generator)
     return state
+
+
+def qwen_fun_marker() -> dict[str, Any]:
+    """The keys that mark a Qwen-Image Fun ControlNet (VideoX-Fun's control blocks), which Loom refuses."""
+    return {
+        "control_blocks.0.after_proj.weight": torch.zeros(4, 4),
+        "control_img_in.weight": torch.zeros(4, 4),
+    }

@@ -16,6 +16,7 @@ from engine.executor import Executor
 from engine.folders import Folders
 from tests.nodes.flow_controlnet_fixtures import (
     flux_instantx_controlnet,
+    qwen_fun_marker,
     qwen_instantx_controlnet,
     sd3_instantx_controlnet,
     sd35_controlnet,
@@ -40,6 +41,7 @@ CONTROLNETS = {
     "instantx_flux_canny.safetensors": lambda: flux_instantx_controlnet(),
     "flux_union_pro.safetensors": lambda: flux_instantx_controlnet(seed=45, union=True),
     "flux-canny-controlnet-v3.safetensors": lambda: xlabs_flux_controlnet(),
+    "Qwen-Image-2512-Fun-Controlnet-Union-2602.safetensors": qwen_fun_marker,
     "flux_inpainting.safetensors": lambda: flux_instantx_controlnet(seed=46, inpaint=True),
     "Qwen-Image-InstantX-ControlNet-Union.safetensors": lambda: qwen_instantx_controlnet(),
     "Qwen-Image-InstantX-ControlNet-Inpainting.safetensors": lambda: qwen_instantx_controlnet(
@@ -187,6 +189,14 @@ def test_union_type_changes_the_control(executor: Executor, folders: Folders) ->
         ("flux", "Qwen-Image-InstantX-ControlNet-Union.safetensors", True, "is made for Qwen-Image models"),
         ("qwen", "sd3.5_large_controlnet_canny.safetensors", True, "is made for SD3/SD3.5 models"),
         ("flux", "instantx_flux_canny.safetensors", False, "needs a VAE: connect one to the vae input"),
+        (
+            "qwen",
+            "Qwen-Image-2512-Fun-Controlnet-Union-2602.safetensors",
+            True,
+            "ControlNetLoader: control_net_name 'Qwen-Image-2512-Fun-Controlnet-Union-2602.safetensors' "
+            "cannot be used: Qwen-Image-2512-Fun-Controlnet-Union-2602.safetensors: "
+            "a Qwen-Image Fun ControlNet",
+        ),
     ],
 )
 def test_controlnet_for_another_model_is_refused_by_name(
