@@ -57,8 +57,9 @@ for name, path in args["files"].items():
     sd = load_file(path)
     with torch.no_grad():
         if name.startswith("flux") and name != "flux xlabs":
-            converted = comfy.model_detection.convert_diffusers_mmdit(sd, "")
-            converted.update(sd)
+            rest = dict(sd)  # ComfyUI's conversion pops what it renames; the rest joins as it is
+            converted = comfy.model_detection.convert_diffusers_mmdit(rest, "")
+            converted.update(rest)
             mode = sd.get("controlnet_mode_embedder.weight")
             singles = sum(k.startswith("single_transformer_blocks.") and k.endswith("norm.linear.weight")
                           for k in sd)
@@ -85,7 +86,7 @@ for name, path in args["files"].items():
                            hint=hint.unsqueeze(2))
     for key, values in result.items():
         for i, value in enumerate(values):
-            out[f"{name}/{key}/{i}"] = value.float().contiguous()
+            out[f"{name}/{key}/{i}"] = value.float().clone().contiguous()
 save_file(out, args["result"])
 """
 
