@@ -3,10 +3,11 @@
 Each family's files come from the test fixtures (tests/nodes/flow_fixtures*.py): Flux.1 dev and schnell
 (split files and fp8 all-in-one checkpoints), Flux Fill (384 input channels) and Flux Canny/Depth (128),
 SD3.5 (split and all-in-one), Z-Image, Qwen-Image (and Qwen-Image Layered with its RGBA VAE, from
-tests/nodes/qwen_layered_fixtures.py) and Chroma; model patches in their released layouts (DiffSynth
-ControlNets, USO's projector, the Z-Image Fun ControlNet 1.0). Kinds Loom cannot load for these families
-(SD3/Flux ControlNets, Flux Redux's style model and SigLIP vision encoder) get a file that only lets
-the workflow validate; running such a workflow then reports Loom's own loading error.
+tests/nodes/qwen_layered_fixtures.py) and Chroma, and their ControlNets
+(tests/nodes/flow_controlnet_fixtures.py); model patches in their released layouts (DiffSynth ControlNets,
+USO's projector, the Z-Image Fun ControlNet 1.0). Kinds Loom cannot load for these families (Flux Redux's
+style model and SigLIP vision encoder) get a file that only lets the workflow validate; running such a
+workflow then reports Loom's own loading error.
 """
 
 from __future__ import annotations
@@ -54,6 +55,13 @@ RULES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("vae", ("qwen", "wan"), "qwen_image_vae"),
     ("vae", ("ae.", "flux", "sd3", "vae"), "ae"),
     ("upscale_models", ("",), "esrgan"),
+    ("controlnet", ("fun",), "controlnet_qwen_fun"),
+    ("controlnet", ("sd3.5_large_controlnet_blur",), "controlnet_sd35_blur"),
+    ("controlnet", ("sd3.5",), "controlnet_sd35_canny"),
+    ("controlnet", ("sd3",), "controlnet_sd3"),
+    ("controlnet", ("qwen-image-instantx-controlnet-inpainting",), "controlnet_qwen_inpaint"),
+    ("controlnet", ("qwen",), "controlnet_qwen"),
+    ("controlnet", ("flux",), "controlnet_flux"),
     ("controlnet", ("",), "unloadable"),
     ("style_models", ("",), "unloadable"),
     ("clip_vision", ("",), "unloadable"),
@@ -146,6 +154,38 @@ def _checkpoint(path: Path, transformer: dict[str, Any], made: dict[str, Path]) 
     save_file({k: v.contiguous() for k, v in state.items()}, str(path))
 
 
+def _write_controlnets(work: Path) -> dict[str, Path]:
+    """The flow families' ControlNets in their files' layouts, sized for the stand-ins above: Stability's
+    SD3.5 (blur, canny), InstantX's SD3 (64 wide like the SD3 stand-in, so ComfyUI's rule of width / 64
+    blocks leaves it no residual to add), Flux and Qwen-Image (whose Inpainting takes the mask channel).
+    Qwen-Image 2512's Fun ControlNet Union, which Loom recognises and does not load, gets its marker keys."""
+    from safetensors.torch import save_file
+
+    from tests.nodes.flow_controlnet_fixtures import (
+        flux_instantx_controlnet,
+        qwen_fun_marker,
+        qwen_instantx_controlnet,
+        sd3_instantx_controlnet,
+        sd35_controlnet,
+    )
+
+    made = {}
+    for key, state in (
+        ("controlnet_sd35_blur", sd35_controlnet(seed=50, control_type=0)),
+        ("controlnet_sd35_canny", sd35_controlnet(seed=51, control_type=1)),
+        ("controlnet_sd3", sd3_instantx_controlnet(seed=52, width=64)),
+        ("controlnet_flux", flux_instantx_controlnet(seed=53)),
+        ("controlnet_qwen", qwen_instantx_controlnet(seed=54)),
+        ("controlnet_qwen_inpaint", qwen_instantx_controlnet(seed=55, inpaint=True)),
+    ):
+        made[key] = work / f"controlnet/{key}.safetensors"
+        made[key].parent.mkdir(parents=True, exist_ok=True)
+        save_file(state, str(made[key]))
+    made["controlnet_qwen_fun"] = work / "controlnet/controlnet_qwen_fun.safetensors"
+    save_file(qwen_fun_marker(), str(made["controlnet_qwen_fun"]))
+    return made
+
+
 def write_stand_ins(work: Path) -> dict[str, Path]:
     """One tiny file of each kind under `work`, by the key that picks it."""
     import torch
@@ -203,6 +243,7 @@ def write_stand_ins(work: Path) -> dict[str, Path]:
         made[key] = work / f"model_patches/{key}.safetensors"
         made[key].parent.mkdir(parents=True, exist_ok=True)
         save_file(weights, str(made[key]))
+    made |= _write_controlnets(work)
     made["unloadable"] = work / "unloadable.safetensors"
     save_file({"not_a_model_loom_loads": torch.zeros(1)}, str(made["unloadable"]))
     return made

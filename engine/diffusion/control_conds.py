@@ -28,14 +28,11 @@ def controls_of(conds: dict[str, list[dict[str, Any]]]) -> list[Any]:
 def prepare(model: Any, conds: dict[str, list[dict[str, Any]]]) -> list[Any]:
     """pre_run every control chain for `model` and put its modules on the compute device; returns the
     controls, for `cleanup`."""
+    from engine.diffusion.controlnet_flow import check_controls
     from engine.diffusion.devices import manager
 
     controls = controls_of(conds)
-    if controls and getattr(model, "added_conditions", None) is not None:
-        raise ValueError(
-            "ControlNets and T2I-Adapters apply to SD1.x, SD2.x and SDXL UNets; this model is "
-            f"{model.family}, whose ControlNets Loom does not load"
-        )
+    check_controls(controls, model)
     sampling = model.model_sampling
     for control in controls:
         with fitting(control, model):

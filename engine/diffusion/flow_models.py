@@ -13,6 +13,7 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
+from engine.diffusion.controlnet_flow import control_residuals, slice_control
 from engine.diffusion.diffusion_model import DiffusionModel, ModelType
 from engine.diffusion.dit_patches import dit_patches
 
@@ -93,9 +94,12 @@ class FlowTransformer(DiffusionModel):
     ) -> Any:
         """The transformer's prediction. Families whose ComfyUI model runs DIFFUSION_MODEL wrappers
         around its forward (Flux, Chroma) do the same, with that forward's arguments; ComfyUI 0.3.64's
-        SD3, Lumina 2 and Qwen-Image models run none, and neither do Loom's."""
-        del control
-        with dit_patches(self.diffusion_model, self.family, options, x):
+        SD3, Lumina 2 and Qwen-Image models run none, and neither do Loom's. ControlNet residuals
+        (SD3, Qwen-Image) join the image tokens after each block."""
+        with (
+            dit_patches(self.diffusion_model, self.family, options, x),
+            control_residuals(self.diffusion_model, self.family, control),
+        ):
             return self._forward(x, timestep, context, extra)
 
     def _check_conditioning(self, context: Any, pooled: Any) -> None:
@@ -188,7 +192,7 @@ class Flux(FlowTransformer):
                 pooled,
                 guidance,
                 list(refs) or None,
-                control,
+                control if len(groups) == 1 else slice_control(control, rows),
                 options,
             )
             # ComfyUI passes the method only beside reference latents.
@@ -211,12 +215,13 @@ class Flux(FlowTransformer):
     ) -> Any:
         """The prediction, called as ComfyUI calls its Flux model (what a DIFFUSION_MODEL wrapper
         continues with): the latent (with any concat channels), sigma, the T5 context, the pooled CLIP
-        vector `y`, the guidance per entry (NaN: FluxDisableGuidance) and Kontext's reference latents.
-        Loom's Flux takes no control residuals."""
+        vector `y`, the guidance per entry (NaN: FluxDisableGuidance), Kontext's reference latents and
+        ControlNet residuals (`control`: "input" after double blocks, "output" after single ones)."""
         del kwargs
-        if control is not None:
-            raise ValueError("Loom's Flux model takes no control residuals (Flux ControlNets)")
-        with dit_patches(self.diffusion_model, self.family, transformer_options or {}):
+        with (
+            dit_patches(self.diffusion_model, self.family, transformer_options or {}),
+            control_residuals(self.diffusion_model, self.family, control),
+        ):
             refs = (tuple(ref_latents or ()), ref_latents_method)
             return self._transformer(x, timestep, context, y, guidance, refs)
 

@@ -55,6 +55,11 @@ def load_controlnet(path: str | Path, model: Any = None) -> ControlBase:
 
 def load_controlnet_state_dict(state: dict[str, Any], model: Any = None) -> ControlBase:
     """Detect the layout of `state` and build its control object."""
+    from .controlnet_flow import flow_controlnet_kind, load_flow_controlnet
+
+    kind = flow_controlnet_kind(state)
+    if kind is not None:
+        return load_flow_controlnet(kind, state)
     if "lora_controlnet" in state:
         return ControlLora(state)
     if "controlnet_cond_embedding.conv_in.weight" in state:
