@@ -1,0 +1,183 @@
+"""Flux.2 Klein end to end on tiny stand-ins in ComfyUI's layouts: detection, loading through the split
+loaders against diffusers' originals, the Qwen3 conditioning (layers 9, 18, 27 of the templated, padded
+prompt), the template graph (text to image and an edit with ReferenceLatent), determinism, clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from engine.executor import Executor
+from engine.folders import Folders
+from tests.nodes.flux2_fixtures import (
+    flux2_to_comfy,
+    klein_workflow,
+    tiny_flux2_transformer,
+    write_klein_files,
+)
+from tests.nodes.test_sd_nodes import image_of, run
+
+
+@pytest.fixture(scope="module")
+def klein_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    root = tmp_path_factory.mktemp("klein_models")
+    return root, write_klein_files(root)
+
+
+@pytest.fixture
+def klein_folders(loom_folders: Folders, klein_models: tuple[Path, dict[str, Any]]) -> Folders:
+    loom_folders.models = Folders.under(klein_models[0].parent, models_base=klein_models[0]).models
+    return loom_folders
+
+
+def test_detected_as_flux2_before_flux1_with_and_without_prefix() -> None:
+    from engine.models import flow_families
+
+    for guidance, variant in ((False, "Flux.2 Klein"), (True, "Flux.2 dev")):
+        state = flux2_to_comfy(tiny_flux2_transformer(1, 96, guidance).state_dict())
+        for prefix in ("", "model.diffusion_model."):
+            detected = flow_families.detect({prefix + k: tuple(v.shape) for k, v in state.items()})
+            assert detected is not None
+            assert (detected.family, detected.prefix, detected.variant) == ("flux2", prefix, variant)
+
+
+def test_split_loaders_match_the_diffusers_originals(klein_models: tuple[Path, dict[str, Any]]) -> None:
+    from engine.diffusion.vae import vae_from_state_dict
+    from engine.models.files import open_state_dict
+    from engine.models.flow_families import load_diffusion_model
+
+    root, made = klein_models
+    model = load_diffusion_model(root / "diffusion_models" / "flux-2-klein-4b.safetensors")
+    assert model.model.family == "flux2" and model.get_model_object("model_sampling").shift == 2.02
+    assert model.model.model_config.unet_config["image_model"] == "flux2"
+    x, context = torch.randn(1, 128, 3, 4), torch.randn(1, 512, 96)
+    sigma = torch.tensor([0.6])
+    with torch.no_grad():
+        denoised = model.model.apply_model(x, sigma, c_crossattn=context)
+        ids = torch.zeros(12, 4)
+        ids[:, 1], ids[:, 2] = torch.arange(12) // 4, torch.arange(12) % 4
+        text_ids = torch.zeros(512, 4)
+        text_ids[:, 3] = torch.arange(512)
+        velocity = made["transformer"](
+            hidden_states=x.flatten(2).transpose(1, 2),
+            encoder_hidden_states=context,
+            timestep=sigma,
+            img_ids=ids,
+            txt_ids=text_ids,
+            return_dict=False,
+        )[0]
+    expected = x - 0.6 * velocity.transpose(1, 2).reshape(1, 128, 3, 4)
+    assert (denoised - expected).abs().max() < 1e-3
+    state, _ = open_state_dict(root / "vae" / "full_encoder_small_decoder.safetensors")
+    vae = vae_from_state_dict(dict(state), {}, "small")
+    assert vae.downscale_ratio == 16 and vae.latent_channels == 128
+    image = torch.rand(1, 32, 48, 3)
+    latent = vae.encode(image)
+    assert latent.shape == (1, 128, 2, 3)
+    reference = made["small_vae"].encode(image.movedim(-1, 1) * 2 - 1).latent_dist.mode()
+    patched = reference.reshape(1, 32, 2, 2, 3, 2).permute(0, 1, 3, 5, 2, 4).reshape(1, 128, 2, 3)
+    bn = made["small_vae"].bn
+    normalised = (patched - bn.running_mean.view(1, -1, 1, 1)) / torch.sqrt(
+        bn.running_var.view(1, -1, 1, 1) + 1e-4
+    )
+    assert (latent - normalised).abs().max() < 1e-4
+
+
+def test_klein_conditioning_stacks_layers_9_18_27_of_the_padded_template(
+    klein_models: tuple[Path, dict[str, Any]],
+) -> None:
+    from engine.models.flow_families import load_clip
+    from engine.models.tokenizer import qwen
+
+    root, made = klein_models
+    clip = load_clip([root / "text_encoders" / "qwen_3_4b.safetensors"], "flux2")
+    assert clip.family == "flux2" and clip.roles == ("qwen3_4b",)
+    tokens = clip.tokenize("a (red:1.5) fox")
+    ids = [pair[0] for pair in tokens["qwen3_4b"][0]]
+    template = "<|im_start|>user\na (red:1.5) fox<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+    real = qwen.encode(template)
+    assert ids == real + [qwen.PAD_ID] * (512 - len(real))
+    cond, pooled = clip.encode_from_tokens(tokens, return_pooled=True)
+    mask = torch.tensor([[1] * len(real) + [0] * (512 - len(real))])
+    with torch.no_grad():
+        hidden = made["text"].float()(torch.tensor([ids]), attention_mask=mask).hidden_states
+    expected = torch.cat([hidden[9], hidden[18], hidden[27]], dim=-1)
+    assert pooled is None and cond.shape == (1, 512, 96)
+    assert (cond - expected.to(torch.bfloat16).float()).abs().max() < 0.05
+
+
+def test_text_to_image_runs_and_repeats(executor: Executor, klein_folders: Folders) -> None:
+    first = image_of(klein_folders, run(executor, klein_workflow(seed=3)), "14")
+    assert first.shape == (48, 64, 3) and first.std() > 0
+    executor.cache.clear()
+    again = image_of(klein_folders, run(executor, klein_workflow(seed=3)), "14")
+    other = image_of(klein_folders, run(executor, klein_workflow(seed=4)), "14")
+    assert np.array_equal(first, again) and not np.array_equal(first, other)
+
+
+def test_edit_with_reference_latent_changes_the_image(executor: Executor, klein_folders: Folders) -> None:
+    plain = image_of(klein_folders, run(executor, klein_workflow(seed=3, cfg=2.0)), "14")
+    edited = image_of(klein_folders, run(executor, klein_workflow(seed=3, cfg=2.0, edit=True)), "14")
+    assert edited.shape == plain.shape and not np.array_equal(plain, edited)
+
+
+def test_reference_tokens_sit_in_frame_10_and_only_image_tokens_come_back(
+    klein_models: tuple[Path, dict[str, Any]],
+) -> None:
+    from engine.models.flow_families import load_diffusion_model
+
+    root, _ = klein_models
+    model = load_diffusion_model(root / "diffusion_models" / "flux-2-klein-4b.safetensors").model
+    seen: dict[str, Any] = {}
+    handle = model.diffusion_model.register_forward_pre_hook(
+        lambda _m, _a, kwargs: seen.update(kwargs), with_kwargs=True
+    )
+    x, reference = torch.randn(1, 128, 2, 2), torch.randn(1, 128, 1, 3)
+    extra = model.added_conditions([{"reference_latents": [reference]}], x, 1)
+    with torch.no_grad():
+        out = model.apply_model(
+            x, torch.tensor([0.5]), c_crossattn=torch.randn(1, 7, 96), added_cond_kwargs=extra
+        )
+    handle.remove()
+    assert out.shape == x.shape
+    assert seen["hidden_states"].shape == (1, 4 + 3, 128) and seen["encoder_hidden_states"].shape[1] == 512
+    assert seen["img_ids"][4:, 0].eq(10).all() and seen["img_ids"][:4, 0].eq(0).all()
+
+
+def test_conditioning_of_another_family_is_refused_by_name(klein_models: tuple[Path, dict[str, Any]]) -> None:
+    from engine.models.flow_families import load_diffusion_model
+
+    root, _ = klein_models
+    model = load_diffusion_model(root / "diffusion_models" / "flux-2-klein-4b.safetensors").model
+    with pytest.raises(ValueError, match="CLIPLoader type flux2"):
+        model.apply_model(torch.randn(1, 128, 2, 2), torch.tensor([0.5]), c_crossattn=torch.randn(1, 7, 64))
+
+
+def test_a_shallow_text_encoder_is_refused_with_the_layers_it_lacks(tmp_path: Path) -> None:
+    from engine.models.flow_families import load_clip
+    from tests.nodes.flow_fixtures import _save
+    from tests.nodes.flow_fixtures_new import qwen_file_state, tiny_qwen
+
+    path = tmp_path / "qwen_3_4b.safetensors"
+    _save(path, qwen_file_state(tiny_qwen("qwen3", 5)), None)
+    clip = load_clip([path], "flux2")
+    with pytest.raises(
+        ValueError, match=r"has 2 layers, but Flux\.2 reads the hidden states of layers 9, 18, 27"
+    ):
+        clip.encode_from_tokens(clip.tokenize("hi"))
+
+
+def test_flux2_scheduler_matches_the_released_schedule() -> None:
+    from engine.sampling.flux2_schedule import empirical_mu, flux2_sigmas
+
+    sigmas = flux2_sigmas(4, 1024, 1024)
+    mu = empirical_mu(4096, 4)
+    t = torch.linspace(1, 0, 5)
+    expected = torch.exp(torch.tensor(mu)) / (torch.exp(torch.tensor(mu)) + (1 / t - 1))
+    assert sigmas.shape == (5,) and sigmas[0] == 1.0 and sigmas[-1] == 0.0
+    assert torch.allclose(sigmas, expected)
+    assert empirical_mu(5000, 4) == pytest.approx(0.00016927 * 5000 + 0.45666666)
