@@ -152,18 +152,18 @@ def _checkpoint(path: Path, transformer: dict[str, Any], made: dict[str, Path]) 
 
 def _flux2_stand_ins(work: Path) -> dict[str, Path]:
     """Flux.2: Klein 4B and 9B (Qwen3 text encoders of two widths, 28 layers so that layers 9, 18, 27
-    exist), dev (a Mistral-layout text encoder of 31 layers, guidance embedding), both VAEs. The Klein 4B
-    Qwen3 file is also Z-Image's qwen_3_4b stand-in (same width as Z-Image's caption input)."""
+    exist), dev (a Mistral-layout text encoder of 31 layers carrying a tekken tokenizer, a guidance
+    embedding), both VAEs. The Klein 4B Qwen3 file is also Z-Image's qwen_3_4b stand-in (the same width as
+    Z-Image's caption input)."""
     import torch
-    from transformers import MistralConfig, MistralModel
 
-    from engine.diffusion.llm_encoder import LLMEncoder
     from tests.nodes.flow_fixtures import _save
-    from tests.nodes.flow_fixtures_new import _randomize, qwen_file_state
+    from tests.nodes.flow_fixtures_new import qwen_file_state
     from tests.nodes.flux2_fixtures import (
         flux2_to_comfy,
         tiny_flux2_transformer,
         tiny_klein_text_encoder,
+        write_flux2_dev_files,
         write_klein_files,
     )
 
@@ -179,20 +179,9 @@ def _flux2_stand_ins(work: Path) -> dict[str, Path]:
     _save(made["qwen_3_8b"], qwen_file_state(qwen_8b), torch.bfloat16)
     made["flux2_klein_9b"] = work / "diffusion_models/flux-2-klein-9b.safetensors"
     _save(made["flux2_klein_9b"], flux2_to_comfy(tiny_flux2_transformer(42, joint=3 * 48).state_dict()))
-    mistral = MistralConfig(
-        vocab_size=131072,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=31,
-        num_attention_heads=1,
-        num_key_value_heads=1,
-        head_dim=128,
-        tie_word_embeddings=False,
-    )
-    made["mistral_3"] = work / "text_encoders/mistral_3_small_flux2.safetensors"
-    _save(made["mistral_3"], qwen_file_state(_randomize(LLMEncoder(MistralModel(mistral)), 43, 0.1)))
+    write_flux2_dev_files(work)
+    made["mistral_3"] = work / "text_encoders/mistral_3_small_flux2_bf16.safetensors"
     made["flux2_dev"] = work / "diffusion_models/flux2_dev.safetensors"
-    _save(made["flux2_dev"], flux2_to_comfy(tiny_flux2_transformer(44, 3 * 32, guidance=True).state_dict()))
     return made
 
 

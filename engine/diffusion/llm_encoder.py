@@ -16,6 +16,8 @@ class LLMEncoder(torch.nn.Module):
         super().__init__()
         self.model = model
         self.visual = visual
+        # What the file carries for the tokenizer (ComfyUI's tokenizer_data: Mistral's tekken.json).
+        self.tokenizer_data: dict[str, Any] = {}
 
     @property
     def config(self) -> Any:

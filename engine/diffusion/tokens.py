@@ -271,6 +271,7 @@ class ClipTokenizer:
         widths: Sequence[int],
         embedding_directory: Any = None,
         roles: Sequence[str] = (),
+        tokenizer_data: dict[str, Any] | None = None,
     ) -> None:
         self.family = family
         self.tokenizers: dict[str, SDTokenizer] = {}
@@ -284,7 +285,7 @@ class ClipTokenizer:
             if family == "flux2":
                 from engine.diffusion.tokens_flux2 import flux2_tokenizer
 
-                self.tokenizers[key] = flux2_tokenizer(key, embedding_directory, width)
+                self.tokenizers[key] = flux2_tokenizer(key, embedding_directory, width, tokenizer_data)
             elif key == "t5xxl":
                 from engine.diffusion.tokens_t5 import T5Tokenizer
 

@@ -141,6 +141,8 @@ def load(state: Mapping[str, Any], prefix: str, dtype: Any, name: str) -> tuple[
         return {k: _unscaled(state, prefix, k, present) for k in wanted if prefix + k in present}
 
     encoder = _filled(lambda: build(kind, cfg, vision), weights, f"{name} ({kind})", dtype)
+    if prefix + "tekken_model" in shapes:  # ComfyUI's Mistral files carry their tokenizer's tekken.json
+        encoder.tokenizer_data = {"tekken_model": state[prefix + "tekken_model"].numpy().tobytes()}
     return kind, encoder, cfg["hidden_size"]
 
 

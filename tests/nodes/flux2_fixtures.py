@@ -205,3 +205,89 @@ def klein_workflow(seed: int = 1, steps: int = 2, cfg: float = 1.0, edit: bool =
         prompt["23"] = node("ReferenceLatent", conditioning=["6", 0], latent=["21", 0])
         prompt["11"]["inputs"].update(positive=["22", 0], negative=["23", 0])
     return prompt
+
+
+# --- Flux.2 dev: Mistral Small 3 --------------------------------------------------------------------
+
+# The split pattern of Mistral's tekken.json (the one ComfyUI's tekken reader accepts).
+TEKKEN_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+    r"\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+# Mistral's control tokens at their ids (the rest of the first 1000 ids are <SPECIAL_n> fillers).
+TEKKEN_SPECIALS = (
+    "<unk>", "<s>", "</s>", "[INST]", "[/INST]", "[AVAILABLE_TOOLS]", "[/AVAILABLE_TOOLS]", "[TOOL_RESULTS]",
+    "[/TOOL_RESULTS]", "[TOOL_CALLS]", "[IMG]", "<pad>", "[IMG_BREAK]", "[IMG_END]", "[PREFIX]", "[MIDDLE]",
+    "[SUFFIX]", "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]", "[TOOL_CONTENT]",
+)  # fmt: skip
+TEKKEN_WORDS = (
+    " the", " a", " red", " circle", " on", " white", "You", " are", " an", "AI", " that", " reasons",
+    " about", " image", " descriptions", " give", " structured", " responses", " focusing", " object",
+    " relationships", "attribution", " and", " actions", " without", " speculation", "ing", " fox", "123",
+)  # fmt: skip
+MISTRAL_TE_LAYERS = 31  # Flux.2 dev reads the inputs of layers 10, 20 and 30
+
+
+def tiny_tekken() -> bytes:
+    """A tekken.json in Mistral's format: 1000 special ids, then the 256 bytes and the prefixes of a few
+    words as BPE tokens ranked by length (so each is the merge of a shorter token and one byte)."""
+    import base64
+    import json
+
+    tokens = [bytes([b]) for b in range(256)]
+    longer = {word.encode()[:n] for word in TEKKEN_WORDS for n in range(2, len(word.encode()) + 1)}
+    tokens += sorted(longer, key=lambda t: (len(t), t))
+    data = {
+        "config": {
+            "pattern": TEKKEN_PATTERN,
+            "num_vocab_tokens": len(tokens),
+            "default_vocab_size": 131072,
+            "default_num_special_tokens": 1000,
+            "version": "v7",
+        },
+        "vocab": [
+            {"rank": rank, "token_bytes": base64.b64encode(token).decode(), "token_str": None}
+            for rank, token in enumerate(tokens)
+        ],
+        "special_tokens": [
+            {"rank": rank, "token_str": text, "is_control": True}
+            for rank, text in enumerate(TEKKEN_SPECIALS + tuple(f"<SPECIAL_{i}>" for i in range(20, 1000)))
+        ],
+    }
+    return json.dumps(data).encode()
+
+
+def tiny_mistral_text_encoder(seed: int, hidden: int = 32) -> Any:
+    from transformers import MistralConfig, MistralModel
+
+    from engine.diffusion.llm_encoder import LLMEncoder
+
+    torch.manual_seed(seed)
+    config = MistralConfig(
+        vocab_size=131072,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=MISTRAL_TE_LAYERS,
+        num_attention_heads=1,
+        num_key_value_heads=1,
+        head_dim=128,
+        rms_norm_eps=1e-5,
+        rope_theta=1_000_000_000.0,
+        tie_word_embeddings=False,
+    )
+    return _randomize(LLMEncoder(MistralModel(config)), seed, 0.1)
+
+
+def write_flux2_dev_files(models: Path) -> dict[str, Any]:
+    """Flux.2 dev's transformer (with its guidance input) and the Mistral text encoder, whose file carries
+    the tokenizer as ComfyUI's does (`tekken_model`: the bytes of tekken.json)."""
+    from tests.nodes.flow_fixtures_new import qwen_file_state
+
+    text = tiny_mistral_text_encoder(51)
+    transformer = tiny_flux2_transformer(52, joint=3 * text.config.hidden_size, guidance=True)
+    state = qwen_file_state(text) | {
+        "tekken_model": torch.frombuffer(bytearray(tiny_tekken()), dtype=torch.uint8)
+    }
+    _save(models / "diffusion_models" / "flux2_dev.safetensors", flux2_to_comfy(transformer.state_dict()))
+    _save(models / "text_encoders" / "mistral_3_small_flux2_bf16.safetensors", state, torch.bfloat16)
+    return {"transformer": transformer, "text": text}

@@ -17,6 +17,8 @@ from tests.nodes.flux2_fixtures import (
     flux2_to_comfy,
     klein_workflow,
     tiny_flux2_transformer,
+    tiny_tekken,
+    write_flux2_dev_files,
     write_klein_files,
 )
 from tests.nodes.test_sd_nodes import image_of, run
@@ -25,7 +27,9 @@ from tests.nodes.test_sd_nodes import image_of, run
 @pytest.fixture(scope="module")
 def klein_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     root = tmp_path_factory.mktemp("klein_models")
-    return root, write_klein_files(root)
+    made = write_klein_files(root)
+    dev = write_flux2_dev_files(root)
+    return root, made | {"dev_transformer": dev["transformer"], "mistral": dev["text"]}
 
 
 @pytest.fixture
@@ -181,3 +185,99 @@ def test_flux2_scheduler_matches_the_released_schedule() -> None:
     assert sigmas.shape == (5,) and sigmas[0] == 1.0 and sigmas[-1] == 0.0
     assert torch.allclose(sigmas, expected)
     assert empirical_mu(5000, 4) == pytest.approx(0.00016927 * 5000 + 0.45666666)
+
+
+def tekken_reference(tekken: bytes, text: str) -> list[int]:
+    """Mistral's tekken encoding written from its definition (tiktoken's): control tokens by name, the
+    rest split by the file's pattern, each piece's bytes merged pairwise, lowest merged rank first; a BPE
+    token's id is its rank after the special ids."""
+    import base64
+    import json
+
+    import regex
+
+    data = json.loads(tekken)
+    specials = {entry["token_str"]: entry["rank"] for entry in data["special_tokens"]}
+    ranks = {base64.b64decode(entry["token_bytes"]): entry["rank"] for entry in data["vocab"]}
+    offset = data["config"]["default_num_special_tokens"]
+    names = sorted(specials, key=len, reverse=True)
+    ids: list[int] = []
+    for part in regex.split("(" + "|".join(map(regex.escape, names)) + ")", text):
+        if part in specials:
+            ids.append(specials[part])
+            continue
+        for piece in regex.findall(data["config"]["pattern"], part):
+            parts = [bytes([b]) for b in piece.encode()]
+            while len(parts) > 1:
+                merges = [
+                    (ranks[parts[i] + parts[i + 1]], i)
+                    for i in range(len(parts) - 1)
+                    if parts[i] + parts[i + 1] in ranks
+                ]
+                if not merges:
+                    break
+                _, i = min(merges)
+                parts[i : i + 2] = [parts[i] + parts[i + 1]]
+            ids.extend(offset + ranks[p] for p in parts)
+    return ids
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    ["a red circle on white", "The fox's 12345 actions\n\nwithout  speculation!", "café 猫 [INST] ok", ""],
+)
+def test_mistral_tokens_match_tekken_encoding_token_for_token(
+    klein_models: tuple[Path, dict[str, Any]], prompt: str
+) -> None:
+    from engine.diffusion.tokens_flux2 import MISTRAL_TEMPLATE
+    from engine.models.flow_families import load_clip
+
+    root, _ = klein_models
+    clip = load_clip([root / "text_encoders" / "mistral_3_small_flux2_bf16.safetensors"], "flux2")
+    ids = [pair[0] for pair in clip.tokenize(prompt)["mistral3_24b"][0]]
+    assert ids == [1, *tekken_reference(tiny_tekken(), MISTRAL_TEMPLATE.format(prompt))]
+
+
+def test_flux2_dev_conditioning_stacks_layers_10_20_30(klein_models: tuple[Path, dict[str, Any]]) -> None:
+    from engine.models.flow_families import load_clip
+
+    root, made = klein_models
+    clip = load_clip([root / "text_encoders" / "mistral_3_small_flux2_bf16.safetensors"], "flux2")
+    tokens = clip.tokenize("a red fox")
+    ids = [pair[0] for pair in tokens["mistral3_24b"][0]]
+    cond = clip.encode_from_tokens(tokens)
+    with torch.no_grad():
+        hidden = made["mistral"].float()(torch.tensor([ids])).hidden_states
+    expected = torch.cat([hidden[10], hidden[20], hidden[30]], dim=-1)
+    assert cond.shape == (1, len(ids), 96)
+    assert (cond - expected.to(torch.bfloat16).float()).abs().max() < 0.05
+
+
+def test_flux2_dev_text_to_image_with_flux_guidance(executor: Executor, klein_folders: Folders) -> None:
+    def dev(guidance: float) -> dict[str, Any]:
+        prompt = klein_workflow(seed=3)
+        prompt["1"]["inputs"]["unet_name"] = "flux2_dev.safetensors"
+        prompt["2"]["inputs"]["clip_name"] = "mistral_3_small_flux2_bf16.safetensors"
+        prompt["24"] = {
+            "class_type": "FluxGuidance",
+            "inputs": {"conditioning": ["5", 0], "guidance": guidance},
+        }
+        prompt["11"] = {"class_type": "BasicGuider", "inputs": {"model": ["1", 0], "conditioning": ["24", 0]}}
+        return prompt
+
+    low = image_of(klein_folders, run(executor, dev(1.0)), "14")
+    high = image_of(klein_folders, run(executor, dev(4.0)), "14")
+    assert low.shape == (48, 64, 3) and low.std() > 0 and not np.array_equal(low, high)
+
+
+def test_mistral_file_without_its_tokenizer_is_refused_by_name(tmp_path: Path) -> None:
+    from engine.models.flow_families import load_clip
+    from tests.nodes.flow_fixtures import _save
+    from tests.nodes.flow_fixtures_new import qwen_file_state
+    from tests.nodes.flux2_fixtures import tiny_mistral_text_encoder
+
+    path = tmp_path / "mistral.safetensors"
+    _save(path, qwen_file_state(tiny_mistral_text_encoder(7)), None)
+    clip = load_clip([path], "flux2")
+    with pytest.raises(ValueError, match="no `tekken_model` tensor"):
+        clip.tokenize("hi")
