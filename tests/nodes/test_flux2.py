@@ -281,3 +281,44 @@ def test_mistral_file_without_its_tokenizer_is_refused_by_name(tmp_path: Path) -
     clip = load_clip([path], "flux2")
     with pytest.raises(ValueError, match="no `tekken_model` tensor"):
         clip.tokenize("hi")
+
+
+def test_kv_cache_extracts_once_and_cached_calls_give_the_same_prediction(
+    klein_models: tuple[Path, dict[str, Any]],
+) -> None:
+    from engine.diffusion.flow_flux2 import KV_OPTION, ReferenceKVCache
+    from engine.models.flow_families import load_diffusion_model
+
+    root, _ = klein_models
+    model = load_diffusion_model(root / "diffusion_models" / "flux-2-klein-4b.safetensors").model
+    torch.manual_seed(0)
+    x, context, reference = torch.randn(1, 128, 2, 3), torch.randn(1, 9, 96), torch.randn(1, 128, 2, 2)
+    extra = model.added_conditions([{"reference_latents": [reference]}], x, 1)
+    store = ReferenceKVCache()
+    options = {KV_OPTION: store}
+    sigma = torch.tensor([0.5])
+    with torch.no_grad():
+        first = model.apply_model(
+            x, sigma, c_crossattn=context, transformer_options=options, added_cond_kwargs=extra
+        )
+        again = model.apply_model(
+            x, sigma, c_crossattn=context, transformer_options=options, added_cond_kwargs=extra
+        )
+        plain = model.apply_model(x, sigma, c_crossattn=context, added_cond_kwargs=extra)
+    assert len(store.entries) == 1
+    assert (first - again).abs().max() < 1e-5
+    assert (first - plain).abs().max() > 1e-4  # references attend only to themselves, at timestep 0
+
+
+def test_kv_cache_node_runs_the_kv_edit_and_refuses_other_models(
+    executor: Executor, klein_folders: Folders
+) -> None:
+    prompt = klein_workflow(seed=3, edit=True)
+    prompt["30"] = {"class_type": "FluxKVCache", "inputs": {"model": ["1", 0]}}
+    prompt["11"]["inputs"]["model"] = ["30", 0]
+    image = image_of(klein_folders, run(executor, prompt), "14")
+    assert image.shape == (48, 64, 3) and np.isfinite(image).all()
+    from nodes.model_patches.flux_kv_cache import FluxKVCache
+
+    with pytest.raises(ValueError, match=r"FluxKVCache: input 'model' must be a Flux\.2 model"):
+        FluxKVCache().run(type("Other", (), {"model": object()})())
