@@ -68,6 +68,12 @@ class Flux2(FlowTransformer):
 
         import torch
 
+        methods = {entry.get("reference_latents_method") or "index" for entry in entries}
+        if methods != {"index"}:
+            raise ValueError(
+                f"reference_latents_method {sorted(methods - {'index'})[0]!r} is not supported for Flux.2 in "
+                "Loom: its references are placed by index (frame 10·n); FluxKVCache runs them at timestep 0"
+            )
         guidance = []
         for entry in entries:
             value = entry.get("guidance", FLUX_DEFAULT_GUIDANCE)
