@@ -8,6 +8,9 @@ Keys (as Flux.1's, without biases, plus shared modulations): `img_in`, `txt_in`,
 all-in-one file prefixes them with `model.diffusion_model.`. Heads are 128 wide and the rotary axes
 (32, 32, 32, 32) over (frame, row, column, text position), as ComfyUI's detection fixes them; the MLP
 ratio and every width are read from the shapes. The conversion is diffusers' own.
+
+ComfyUI's `*fp8mixed*` files quantise some matrices to fp8 with a per-tensor `weight_scale` beside them
+(and `input_scale`, `comfy_quant` markers): such a weight is read as its product with its scale.
 """
 
 from __future__ import annotations
@@ -69,11 +72,25 @@ def transformer_config(shapes: Shapes, prefix: str) -> dict[str, Any]:
     }
 
 
+QUANT_SUFFIXES = (".weight_scale", ".input_scale", ".comfy_quant")
+
+
 def to_diffusers(state: Mapping[str, Any]) -> dict[str, Any]:
-    """Reference-layout Flux.2 weights (no prefix) under diffusers' names (diffusers' converter)."""
+    """Reference-layout Flux.2 weights (no prefix) under diffusers' names (diffusers' converter); scaled
+    fp8 weights multiplied by their scales."""
     from diffusers.loaders.single_file_utils import convert_flux2_transformer_checkpoint_to_diffusers
 
-    return dict(convert_flux2_transformer_checkpoint_to_diffusers({k: state[k] for k in state}))
+    present = set(state)
+    weights = {k: _unscaled(state, k, present) for k in state if not k.endswith(QUANT_SUFFIXES)}
+    return dict(convert_flux2_transformer_checkpoint_to_diffusers(weights))
+
+
+def _unscaled(state: Mapping[str, Any], key: str, present: set[str]) -> Any:
+    tensor = state[key]
+    scale = key.removesuffix("weight") + "weight_scale"
+    if not key.endswith(".weight") or scale not in present:
+        return tensor
+    return tensor.float() * state[scale].float()
 
 
 def converter(config: Mapping[str, Any]) -> Any:

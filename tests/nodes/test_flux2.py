@@ -322,3 +322,43 @@ def test_kv_cache_node_runs_the_kv_edit_and_refuses_other_models(
 
     with pytest.raises(ValueError, match=r"FluxKVCache: input 'model' must be a Flux\.2 model"):
         FluxKVCache().run(type("Other", (), {"model": object()})())
+
+
+def test_comfy_fp8mixed_weights_are_read_with_their_scales(tmp_path: Path) -> None:
+    import json
+
+    from engine.models.flow_families import load_diffusion_model
+    from tests.nodes.flow_fixtures import _save
+
+    original = tiny_flux2_transformer(8, 96)
+    state = flux2_to_comfy(original.state_dict())
+    for key in [k for k in state if k.startswith("double_blocks.0.") and k.endswith(".weight")]:
+        weight = state[key]
+        scale = weight.abs().max() / 448.0
+        state[key] = (weight / scale).to(torch.float8_e4m3fn)
+        stem = key.removesuffix(".weight")
+        state[stem + ".weight_scale"] = scale.reshape(())
+        state[stem + ".input_scale"] = torch.tensor(1.0)
+        marker = json.dumps({"format": "float8_e4m3fn"}).encode()
+        state[stem + ".comfy_quant"] = torch.frombuffer(bytearray(marker), dtype=torch.uint8)
+    path = tmp_path / "flux-2-klein-4b-fp8mixed.safetensors"
+    _save(path, state, None)
+    model = load_diffusion_model(path).model
+    x, context = torch.randn(1, 128, 2, 2), torch.randn(1, 512, 96)
+    with torch.no_grad():
+        loaded = model.apply_model(x, torch.tensor([0.5]), c_crossattn=context)
+        ids = torch.zeros(4, 4)
+        ids[:, 1], ids[:, 2] = torch.arange(4) // 2, torch.arange(4) % 2
+        text_ids = torch.zeros(512, 4)
+        text_ids[:, 3] = torch.arange(512)
+        velocity = original(
+            hidden_states=x.flatten(2).transpose(1, 2),
+            encoder_hidden_states=context,
+            timestep=torch.tensor([0.5]),
+            img_ids=ids,
+            txt_ids=text_ids,
+            return_dict=False,
+        )[0]
+    expected = x - 0.5 * velocity.transpose(1, 2).reshape(1, 128, 2, 2)
+    # fp8 keeps about two significant digits: close to the original, far from the unscaled fp8 values
+    assert (loaded - expected).abs().max() < 0.1 * expected.abs().max()
