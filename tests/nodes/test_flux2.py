@@ -362,3 +362,28 @@ def test_comfy_fp8mixed_weights_are_read_with_their_scales(tmp_path: Path) -> No
     expected = x - 0.5 * velocity.transpose(1, 2).reshape(1, 128, 2, 2)
     # fp8 keeps about two significant digits: close to the original, far from the unscaled fp8 values
     assert (loaded - expected).abs().max() < 0.1 * expected.abs().max()
+
+
+@pytest.mark.parametrize("name", ["diffusion_model.{base}", "lora_unet_{flat}"])
+def test_reference_layout_lora_equals_the_baked_file(tmp_path: Path, name: str) -> None:
+    from safetensors.torch import save_file
+
+    from tests.nodes.test_flow_lora import _baked, _file, _lora, _weights
+
+    state = flux2_to_comfy(tiny_flux2_transformer(2, 96).state_dict())
+    bases = [
+        "double_blocks.0.img_attn.qkv",
+        "double_blocks.0.txt_mlp.0",
+        "single_blocks.0.linear1",
+        "final_layer.adaLN_modulation.1",
+        "double_stream_modulation_img.lin",
+    ]
+    lora = _lora(state, bases, seed=7)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "base.safetensors"))
+    baked_state = {k: v.contiguous() for k, v in _baked(state, lora, 0.8).items()}
+    save_file(baked_state, str(tmp_path / "baked.safetensors"))
+    patched = _weights(tmp_path / "base.safetensors", _file(lora, name), 0.8)
+    baked = _weights(tmp_path / "baked.safetensors", None, 1.0)
+    plain = _weights(tmp_path / "base.safetensors", None, 1.0)
+    changed = [k for k in plain if not torch.equal(plain[k], baked[k])]
+    assert changed and all(torch.allclose(patched[k], baked[k], atol=1e-5) for k in plain)
