@@ -12,7 +12,7 @@ class FluxKVCache(Node):
     attend to those (as Flux.2 Klein 9B KV is made to run: the references modulated as at timestep 0 and
     attending only to themselves)."""
 
-    category = "advanced/model"
+    category = ""  # ComfyUI's (an experimental node at the top level)
     display_name = "Flux KV Cache"
 
     def run(self, model: Annotated[Model, Input("The Flux.2 model to use the KV cache on.")]) -> Model:

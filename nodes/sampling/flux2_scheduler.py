@@ -7,8 +7,9 @@ from typing import Annotated
 from engine.native import Input, Node
 from nodes.image.basic import MAX_RESOLUTION
 from nodes.sampling.custom_sampling import Sigmas
-from nodes.sampling.custom_sigmas import SCHEDULERS, STEPS
+from nodes.sampling.custom_sigmas import SCHEDULERS
 
+STEPS = Input("Number of sampling steps.", min=1, max=4096)
 SIZE = Input("The image's size in pixels (16 per token).", min=16, max=MAX_RESOLUTION, step=1)
 
 
