@@ -3,11 +3,11 @@
 Each family's files come from the test fixtures (tests/nodes/flow_fixtures*.py): Flux.1 dev and schnell
 (split files and fp8 all-in-one checkpoints), Flux Fill (384 input channels) and Flux Canny/Depth (128),
 SD3.5 (split and all-in-one), Z-Image, Qwen-Image (and Qwen-Image Layered with its RGBA VAE, from
-tests/nodes/qwen_layered_fixtures.py) and Chroma, and their ControlNets
-(tests/nodes/flow_controlnet_fixtures.py); model patches in their released layouts (DiffSynth ControlNets,
-USO's projector, the Z-Image Fun ControlNet 1.0). Kinds Loom cannot load for these families (Flux Redux's
-style model and SigLIP vision encoder) get a file that only lets the workflow validate; running such a
-workflow then reports Loom's own loading error.
+tests/nodes/qwen_layered_fixtures.py), Chroma, Flux.2 dev and Klein 4B / 9B (tests/nodes/flux2_fixtures.py),
+and their ControlNets (tests/nodes/flow_controlnet_fixtures.py); model patches in their released layouts
+(DiffSynth ControlNets, USO's projector, the Z-Image Fun ControlNet 1.0). Kinds Loom cannot load for these
+families (Flux Redux's style model and SigLIP vision encoder) get a file that only lets the workflow
+validate; running such a workflow then reports Loom's own loading error.
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ FILE_WIDGETS = {
 # (folder, words any of which the lower-case file name holds, stand-in key), first match wins.
 RULES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("diffusion_models", ("layered",), "qwen_image_layered"),
+    ("diffusion_models", ("klein-9b", "klein-base-9b"), "flux2_klein_9b"),
+    ("diffusion_models", ("klein",), "flux2_klein_4b"),
+    ("diffusion_models", ("flux2", "flux-2", "flux_2"), "flux2_dev"),
     ("diffusion_models", ("qwen",), "qwen_image"),
     ("diffusion_models", ("chroma",), "chroma"),
     ("diffusion_models", ("z_image", "z-image", "zimage"), "zimage"),
@@ -46,12 +49,16 @@ RULES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("checkpoints", ("schnell",), "flux_schnell_ckpt"),
     ("checkpoints", ("flux",), "flux_dev_ckpt"),
     ("checkpoints", ("sd3",), "sd3_ckpt"),
+    ("text_encoders", ("qwen_3_8b", "qwen3_8b"), "qwen_3_8b"),
     ("text_encoders", ("qwen_3", "qwen3"), "qwen_3"),
+    ("text_encoders", ("mistral",), "mistral_3"),
     ("text_encoders", ("qwen",), "qwen_2.5"),
     ("text_encoders", ("clip_g",), "clip_g"),
     ("text_encoders", ("clip_l",), "clip_l"),
     ("text_encoders", ("t5",), "t5"),
     ("vae", ("layered",), "qwen_image_layered_vae"),
+    ("vae", ("flux2", "flux-2"), "flux2_vae"),
+    ("vae", ("small_decoder",), "flux2_small_vae"),
     ("vae", ("qwen", "wan"), "qwen_image_vae"),
     ("vae", ("ae.", "flux", "sd3", "vae"), "ae"),
     ("upscale_models", ("",), "esrgan"),
@@ -183,6 +190,40 @@ def _write_controlnets(work: Path) -> dict[str, Path]:
         save_file(state, str(made[key]))
     made["controlnet_qwen_fun"] = work / "controlnet/controlnet_qwen_fun.safetensors"
     save_file(qwen_fun_marker(), str(made["controlnet_qwen_fun"]))
+
+
+def _flux2_stand_ins(work: Path) -> dict[str, Path]:
+    """Flux.2: Klein 4B and 9B (Qwen3 text encoders of two widths, 28 layers so that layers 9, 18, 27
+    exist), dev (a Mistral-layout text encoder of 31 layers carrying a tekken tokenizer, a guidance
+    embedding), both VAEs. The Klein 4B Qwen3 file is also Z-Image's qwen_3_4b stand-in (the same width as
+    Z-Image's caption input)."""
+    import torch
+
+    from tests.nodes.flow_fixtures import _save
+    from tests.nodes.flow_fixtures_new import qwen_file_state
+    from tests.nodes.flux2_fixtures import (
+        flux2_to_comfy,
+        tiny_flux2_transformer,
+        tiny_klein_text_encoder,
+        write_flux2_dev_files,
+        write_klein_files,
+    )
+
+    write_klein_files(work)
+    made = {
+        "flux2_klein_4b": work / "diffusion_models/flux-2-klein-4b.safetensors",
+        "qwen_3": work / "text_encoders/qwen_3_4b.safetensors",
+        "flux2_vae": work / "vae/flux2-vae.safetensors",
+        "flux2_small_vae": work / "vae/full_encoder_small_decoder.safetensors",
+    }
+    qwen_8b = tiny_klein_text_encoder(41, hidden=48)
+    made["qwen_3_8b"] = work / "text_encoders/qwen_3_8b.safetensors"
+    _save(made["qwen_3_8b"], qwen_file_state(qwen_8b), torch.bfloat16)
+    made["flux2_klein_9b"] = work / "diffusion_models/flux-2-klein-9b.safetensors"
+    _save(made["flux2_klein_9b"], flux2_to_comfy(tiny_flux2_transformer(42, joint=3 * 48).state_dict()))
+    write_flux2_dev_files(work)
+    made["mistral_3"] = work / "text_encoders/mistral_3_small_flux2_bf16.safetensors"
+    made["flux2_dev"] = work / "diffusion_models/flux2_dev.safetensors"
     return made
 
 
@@ -230,6 +271,7 @@ def write_stand_ins(work: Path) -> dict[str, Path]:
     _checkpoint(made["flux_schnell_ckpt"], flux_to_comfy(flux["schnell"].state_dict(), 1, 1), made)
     from tests.nodes.upscale_fixtures import esrgan_new_layout, write_standin
 
+    made |= _flux2_stand_ins(work / "flux2")
     made["esrgan"] = write_standin(work / "esrgan_x4.safetensors", esrgan_new_layout())
     from tests.nodes.model_patch_fixtures import diffsynth_weights, uso_projector_weights, zimage_fun_weights
 

@@ -69,7 +69,9 @@ class CLIP:
         cached = self.__dict__.get("_tokenizer")
         if cached is None or cached[0] is not self.embedding_directory:
             widths = [e.get_input_embeddings().weight.shape[-1] for e in self.encoders]
-            tokenizer = ClipTokenizer(self.family, widths, self.embedding_directory, self.roles)
+            # Data a text-encoder file carries for its tokenizer (Mistral's tekken vocabulary).
+            data = {k: v for e in self.encoders for k, v in getattr(e, "tokenizer_data", {}).items()}
+            tokenizer = ClipTokenizer(self.family, widths, self.embedding_directory, self.roles, data)
             cached = (self.embedding_directory, tokenizer)
             self.__dict__["_tokenizer"] = cached
         return cached[1]

@@ -36,7 +36,7 @@ class _FlowClipModel(torch.nn.Module):
         self.family = clip.family
         self.roles = clip.roles
         self._clip = [clip]  # a list, so torch does not see the CLIP
-        for role in ("clip_l", "clip_g", "t5xxl", "qwen3_4b", "qwen25_7b"):
+        for role in ("clip_l", "clip_g", "t5xxl", "qwen3_4b", "qwen25_7b", "qwen3_8b", "mistral3_24b"):
             if role in clip.roles:
                 index = clip.roles.index(role)
                 self.add_module(role, (SDXLClipG if role == "clip_g" else SDClipModel)(clip, index))
@@ -166,6 +166,14 @@ class QwenImageClipModel(_SingleEncoderClipModel):
         return cond[:, end:]
 
 
+class Flux2ClipModel(_SingleEncoderClipModel):
+    """Flux.2: Klein's Qwen3 (4B or 8B) or dev's Mistral Small 3, three hidden layers side by side."""
+
+    @property
+    def role(self) -> str:  # type: ignore[override]
+        return self.roles[0]
+
+
 # Qwen's ids for `<|im_start|>`, "user" and "\n".
 IM_START_ID, USER_ID, NEWLINE_ID = 151644, 872, 198
 _FAMILY_MODELS: dict[str, type[_FlowClipModel]] = {
@@ -174,6 +182,7 @@ _FAMILY_MODELS: dict[str, type[_FlowClipModel]] = {
     "chroma": ChromaClipModel,
     "zimage": ZImageClipModel,
     "qwen_image": QwenImageClipModel,
+    "flux2": Flux2ClipModel,
 }
 
 

@@ -31,7 +31,8 @@ class FlowTransformer(DiffusionModel):
         self, transformer: Any, model_sampling: Any, family: str, latent_format: Any, compute_dtype: Any
     ) -> None:
         super().__init__(transformer, model_sampling, family, latent_format)
-        self.model_type = ModelType.FLUX if family in ("flux", "chroma", "qwen_image") else ModelType.FLOW
+        flux_type = family in ("flux", "flux2", "chroma", "qwen_image")
+        self.model_type = ModelType.FLUX if flux_type else ModelType.FLOW
         self.compute_dtype = compute_dtype
         self.model_config.sampling_settings = {"shift": getattr(model_sampling, "shift", 1.0)}
 

@@ -16,6 +16,8 @@ class LLMEncoder(torch.nn.Module):
         super().__init__()
         self.model = model
         self.visual = visual
+        # What the file carries for the tokenizer (ComfyUI's tokenizer_data: Mistral's tekken.json).
+        self.tokenizer_data: dict[str, Any] = {}
 
     @property
     def config(self) -> Any:
@@ -45,9 +47,16 @@ class LLMEncoder(torch.nn.Module):
         return out.pooler_output, (1, grid[1] // merge, grid[2] // merge)
 
     def forward(
-        self, input_ids: Any, output_hidden_states: bool = True, position_ids: Any = None, **kwargs: Any
+        self,
+        input_ids: Any,
+        output_hidden_states: bool = True,
+        position_ids: Any = None,
+        attention_mask: Any = None,
+        **kwargs: Any,
     ) -> Any:
         extra = {} if position_ids is None else {"position_ids": position_ids}
+        if attention_mask is not None:
+            extra["attention_mask"] = attention_mask
         return self.model(
             input_ids=input_ids, output_hidden_states=output_hidden_states, use_cache=False, **extra
         )

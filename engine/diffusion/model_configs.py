@@ -26,6 +26,7 @@ from engine.diffusion.latent_formats import SDXL as SDXLFormat
 from engine.diffusion.latent_formats import LatentFormat
 from engine.diffusion.latent_formats_flow import SD3 as SD3Format
 from engine.diffusion.latent_formats_flow import Flux as FluxFormat
+from engine.diffusion.latent_formats_flow import Flux2 as Flux2Format
 from engine.diffusion.latent_formats_flow import Wan21 as Wan21Format
 
 
@@ -276,16 +277,27 @@ class QwenImage(BASE):
     loom_family = "qwen_image"
 
 
+class Flux2(Flux):
+    """Flux.2 dev and Klein (ComfyUI's supported_models.Flux2)."""
+
+    unet_config = {"image_model": "flux2"}
+    sampling_settings = {"shift": 2.02}
+    latent_format = Flux2Format  # type: ignore[assignment]  # ComfyUI's Flux2 format is no Flux format
+    loom_family = "flux2"
+
+
 # ComfyUI's matching order (more specific configs first) over the families Loom loads.
 MODELS: list[type[BASE]] = [
     SD15_instructpix2pix, SD15, SD20, SD21UnclipL, SD21UnclipH, SDXL_instructpix2pix, SDXLRefiner, SDXL,
     SSD1B, KOALA_700M, KOALA_1B, Segmind_Vega, SD3, Flux, FluxSchnell, Chroma, Lumina2, QwenImage,
+    Flux2,
 ]  # fmt: skip
 # The config of a family whose model matches no config exactly (Loom loads small or unusual UNets
 # ComfyUI would not recognise: its detection then fails, Loom's names the family it found).
 _FAMILY_DEFAULT: dict[str, type[BASE]] = {
     "sd1": SD15, "sd2": SD20, "sdxl": SDXL, "sdxl_refiner": SDXLRefiner, "sd3": SD3, "flux": Flux,
     "chroma": Chroma, "zimage": Lumina2, "qwen_image": QwenImage,
+    "flux2": Flux2,
 }  # fmt: skip
 # What ComfyUI's detection puts in the unet_config of the flow families, beside the network's own.
 _FLOW_KEYS: dict[str, dict[str, Any]] = {
@@ -294,6 +306,7 @@ _FLOW_KEYS: dict[str, dict[str, Any]] = {
     "chroma": {"image_model": "chroma"},
     "zimage": {"image_model": "lumina2"},
     "qwen_image": {"image_model": "qwen_image"},
+    "flux2": {"image_model": "flux2"},
 }
 
 

@@ -37,6 +37,9 @@ class EncoderOptions:
     pooled: bool = True
     # T5 is always read at its final output; clip skip (CLIPSetLastLayer) does not apply to it.
     fixed_layer: bool = False
+    # Flux.2's text encoders: these hidden states (inputs of those layers) side by side per token, with
+    # padding masked out of the attention.
+    layers: tuple[int, ...] = ()
 
 
 ENCODER_OPTIONS: dict[str, tuple[EncoderOptions, ...]] = {
@@ -61,6 +64,13 @@ ROLE_OPTIONS: dict[str, dict[str, EncoderOptions]] = {
     # Qwen-Image Qwen2.5-VL's final, normalised output.
     "zimage": {"qwen3_4b": EncoderOptions(-2, False, False, None, 151643, pooled=False)},
     "qwen_image": {"qwen25_7b": EncoderOptions(None, False, False, None, 151643, pooled=False)},
+    # Flux.2: Klein's Qwen3 at layers 9, 18, 27, dev's Mistral Small 3 at 10, 20, 30 (ComfyUI's and
+    # diffusers' choice), read without the final norm; fixed, as ComfyUI's.
+    "flux2": {
+        "qwen3_4b": EncoderOptions(None, False, False, None, 151643, False, True, (9, 18, 27)),
+        "qwen3_8b": EncoderOptions(None, False, False, None, 151643, False, True, (9, 18, 27)),
+        "mistral3_24b": EncoderOptions(None, False, False, 1, 2, False, True, (10, 20, 30)),
+    },
 }
 
 
@@ -99,6 +109,8 @@ def encode_token_weights(
         positions = llm_images.with_plain_rows(positions, len(batch) - positions.shape[1])
     ids, slots = _ids_and_slots(batch, encoder, pad_id)
     extra = {} if positions is None else {"position_ids": positions.to(device)}
+    if options.layers:
+        extra["attention_mask"] = padding_mask(ids, pad_id).to(device)
     with torch.no_grad(), _embeddings_in(encoder, slots):
         hidden, pooled = _run(encoder, options, torch.tensor(ids, device=device), layer, unprojected, extra)
     hidden = hidden.float()
@@ -172,6 +184,8 @@ def _run(
     import torch
 
     out = encoder(input_ids=ids, output_hidden_states=True, **(extra or {}))
+    if options.layers:
+        return _stacked_layers(out.hidden_states, options.layers), None
     text_model = getattr(encoder, "text_model", encoder)
     layers = len(out.hidden_states) - 1
     chosen = layer if layer is not None else options.default_layer
@@ -193,3 +207,30 @@ def _run(
         end = (ids == 49407).int().argmax(dim=-1)
         pooled = out.last_hidden_state[torch.arange(ids.shape[0], device=ids.device), end]
     return hidden, pooled
+
+
+def padding_mask(ids: list[list[int]], pad_id: int) -> Any:
+    """1 for each token, 0 for the padding runs at either end of a window (ComfyUI pads Klein's prompt to
+    512 tokens at the end and Flux.2 dev's Mistral prompt at the start)."""
+    import torch
+
+    rows = []
+    for row in ids:
+        real = [i for i, token in enumerate(row) if token != pad_id]
+        first, last = (real[0], real[-1]) if real else (0, -1)
+        rows.append([1 if first <= i <= last else 0 for i in range(len(row))])
+    return torch.tensor(rows, dtype=torch.long)
+
+
+def _stacked_layers(hidden_states: tuple[Any, ...], layers: tuple[int, ...]) -> Any:
+    """The inputs of `layers` side by side per token ([B, L, len(layers)·width]); `hidden_states[i]` is
+    the input of layer i (the last entry, the normalised output, is never one of them)."""
+    import torch
+
+    depth = len(hidden_states) - 1
+    if max(layers) >= depth:
+        raise ValueError(
+            f"this text encoder has {depth} layers, but Flux.2 reads the hidden states of layers "
+            f"{', '.join(map(str, layers))}: load the model's own text encoder (a full Qwen3 or Mistral file)"
+        )
+    return torch.cat([hidden_states[i] for i in layers], dim=-1)

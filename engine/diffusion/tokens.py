@@ -227,6 +227,8 @@ ROLE_KEYS: dict[str, tuple[str, str, bool]] = {
     "t5xxl": ("t5xxl", "t5xxl", False),
     "qwen3_4b": ("qwen3_4b", "qwen3_4b", False),
     "qwen25_7b": ("qwen25_7b", "qwen25_7b", False),
+    "qwen3_8b": ("qwen3_8b", "qwen3_8b", False),
+    "mistral3_24b": ("mistral3_24b", "mistral3_24b", False),
 }
 # ComfyUI's flow tokenizers make windows for every encoder of the family, loaded or not, in this order.
 FLOW_ROLES: dict[str, tuple[str, ...]] = {
@@ -237,7 +239,15 @@ FLOW_ROLES: dict[str, tuple[str, ...]] = {
     "qwen_image": ("qwen25_7b",),
 }
 # Widths of the encoders a flow CLIP lacks (only embeddings read them).
-FLOW_WIDTHS = {"clip_l": 768, "clip_g": 1280, "t5xxl": 4096, "qwen3_4b": 2560, "qwen25_7b": 3584}
+FLOW_WIDTHS = {
+    "clip_l": 768,
+    "clip_g": 1280,
+    "t5xxl": 4096,
+    "qwen3_4b": 2560,
+    "qwen25_7b": 3584,
+    "qwen3_8b": 4096,
+    "mistral3_24b": 5120,
+}
 
 
 def encoder_keys(family: str, roles: Sequence[str] = ()) -> tuple[tuple[str, str, bool], ...]:
@@ -261,17 +271,22 @@ class ClipTokenizer:
         widths: Sequence[int],
         embedding_directory: Any = None,
         roles: Sequence[str] = (),
+        tokenizer_data: dict[str, Any] | None = None,
     ) -> None:
         self.family = family
         self.tokenizers: dict[str, SDTokenizer] = {}
-        if roles:
+        if roles and family in FLOW_ROLES:  # Flux.2's CLIP tokenizes for its one encoder only
             known = dict(zip(roles, widths, strict=True))
             roles = FLOW_ROLES[family]
             widths = [known.get(role, FLOW_WIDTHS[role]) for role in roles]
         for (key, embedding_key, pad_with_end), width in zip(
             encoder_keys(family, roles), widths, strict=True
         ):
-            if key == "t5xxl":
+            if family == "flux2":
+                from engine.diffusion.tokens_flux2 import flux2_tokenizer
+
+                self.tokenizers[key] = flux2_tokenizer(key, embedding_directory, width, tokenizer_data)
+            elif key == "t5xxl":
                 from engine.diffusion.tokens_t5 import T5Tokenizer
 
                 self.tokenizers[key] = T5Tokenizer(family, embedding_directory, width)

@@ -63,6 +63,9 @@ class VAE:
 
     @property
     def downscale_ratio(self) -> int:
+        own = getattr(self.vae, "downscale_ratio", None)  # Flux.2's: its latent is patchified 2×2 too
+        if isinstance(own, int):
+            return own
         return int(2 ** (len(self.vae.config.block_out_channels) - 1))
 
     @property
@@ -283,12 +286,17 @@ def vae_from_state_dict(state: dict[str, Any], metadata: dict[str, str], name: s
     from diffusers import AutoencoderKL
     from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
 
-    from engine.models import qwen_vae
+    from engine.models import flux2_vae, qwen_vae
     from engine.models.detect import VAE_PREFIX, vae_config_from_shapes
     from engine.models.errors import UnsupportedModelError
 
-    if qwen_vae.is_wan_vae({k: tuple(v.shape) for k, v in state.items()}):
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    if qwen_vae.is_wan_vae(shapes):
         return _frame_vae(state, name)
+    bare = {k.removeprefix(VAE_PREFIX): v for k, v in state.items()}
+    if flux2_vae.is_flux2_vae({k: tuple(v.shape) for k, v in bare.items()}):
+        loaded = flux2_vae.load(bare, manager().dtype("vae"), name)
+        return VAE.wrap(loaded, latent_format("flux2", 1.0, {}))
     state = {VAE_PREFIX + k.removeprefix(VAE_PREFIX): v for k, v in state.items()}
     if f"{VAE_PREFIX}decoder.conv_in.weight" not in state:
         found = ", ".join(sorted(state)[:3])

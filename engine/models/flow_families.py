@@ -23,6 +23,7 @@ CLIP_TYPES_SUPPORTED = {
     "chroma": ("t5xxl",),
     "zimage": ("qwen3_4b",),
     "qwen_image": ("qwen25_7b",),
+    "flux2": ("qwen3_4b", "qwen3_8b", "mistral3_24b"),
 }
 # Types whose CLIP-only files are SD1.x / SD2.x / SDXL text encoders.
 SD_CLIP_TYPES = ("stable_diffusion", "stable_cascade")
@@ -35,6 +36,7 @@ CLIP_TYPE_FAMILIES = {
     "pixart": "chroma",
     "lumina2": "zimage",
     "qwen_image": "qwen_image",
+    "flux2": "flux2",
 }
 TEXT_ENCODER_PREFIXES = {
     "clip_l": "text_encoders.clip_l.transformer.",
@@ -45,15 +47,18 @@ TEXT_ENCODER_PREFIXES = {
 
 @dataclass(frozen=True)
 class Detected:
-    family: str  # "sd3", "flux", "chroma", "zimage" or "qwen_image"
+    family: str  # "sd3", "flux", "flux2", "chroma", "zimage" or "qwen_image"
     prefix: str
     variant: str  # for messages: SD3, SD3.5, Flux.1 dev, Flux.1 schnell
 
 
 def detect(shapes: Shapes) -> Detected | None:
     """The flow family of a diffusion model or checkpoint from its keys, or None."""
-    from engine.models import chroma, flux, qwen_image, sd3, zimage
+    from engine.models import chroma, flux, flux2, qwen_image, sd3, zimage
 
+    prefix = flux2.prefix_of(shapes)  # before Flux.1: Flux.2 has its block names too
+    if prefix is not None:
+        return Detected("flux2", prefix, flux2.variant(shapes, prefix))
     prefix = zimage.prefix_of(shapes)
     if prefix is not None:
         return Detected("zimage", prefix, "Z-Image")
@@ -84,6 +89,8 @@ def default_sampling(detected: Detected) -> Any:
         return ModelSamplingDiscreteFlow(shift=3.0, multiplier=1000)
     if detected.family in FAMILY_SHIFT:
         return ModelSamplingDiscreteFlow(shift=FAMILY_SHIFT[detected.family], multiplier=1.0)
+    if detected.family == "flux2":  # ComfyUI's Flux2: a Flux-type model with shift 2.02
+        return ModelSamplingFlux(shift=2.02)
     dev_like = detected.family in ("chroma", "qwen_image") or "dev" in detected.variant
     return ModelSamplingFlux(shift=1.15 if dev_like else 1.0)
 
@@ -154,11 +161,16 @@ def build_model(state: Mapping[str, Any], detected: Detected, weight_dtype: str 
 def _record_lora_rows(transformer: Any, detected: Detected, state: Mapping[str, Any]) -> None:
     """Let LoRAs in the reference layout find the diffusers weights their rows went to."""
     from engine.diffusion.lora_flow import record_rows
-    from engine.models import chroma, flux, qwen_image, sd3, zimage
+    from engine.models import chroma, flux, flux2, qwen_image, sd3, zimage
 
-    module = {"sd3": sd3, "flux": flux, "chroma": chroma, "zimage": zimage, "qwen_image": qwen_image}[
-        detected.family
-    ]
+    module = {
+        "sd3": sd3,
+        "flux": flux,
+        "flux2": flux2,
+        "chroma": chroma,
+        "zimage": zimage,
+        "qwen_image": qwen_image,
+    }[detected.family]
     from engine.models.lazy_view import shapes_of
     from engine.models.zimage import OTHER_MODELS
 
@@ -173,10 +185,11 @@ def _record_lora_rows(transformer: Any, detected: Detected, state: Mapping[str, 
 
 def _family_classes(family: str) -> tuple[Any, Any]:
     """The transformer loader and the MODEL class of a family."""
-    from engine.diffusion import flow_models
-    from engine.models import chroma, flux, qwen_image, sd3, zimage
+    from engine.diffusion import flow_flux2, flow_models
+    from engine.models import chroma, flux, flux2, qwen_image, sd3, zimage
 
     return {
+        "flux2": (flux2.load_transformer, flow_flux2.Flux2),
         "sd3": (sd3.load_transformer, flow_models.SD3),
         "flux": (flux.load_transformer, flow_models.Flux),
         "chroma": (chroma.load_transformer, flow_models.Chroma),
@@ -195,7 +208,7 @@ def load_diffusion_model(path: Path, weight_dtype: str = "default") -> Any:
         if zimage.is_lumina2(shapes):
             raise UnsupportedModelError(f"{path.name}: a Lumina Image 2.0 diffusion model, not supported yet")
         raise UnsupportedModelError(
-            f"{path.name}: not an SD3/SD3.5, Flux.1, Chroma, Z-Image or Qwen-Image diffusion model "
+            f"{path.name}: not an SD3/SD3.5, Flux.1, Flux.2, Chroma, Z-Image or Qwen-Image diffusion model "
             f"(found keys like {', '.join(sorted(shapes)[:3])})"
         )
     try:

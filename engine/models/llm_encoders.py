@@ -26,19 +26,23 @@ MARKER = "model.layers.0.self_attn.q_proj.weight"
 EMBED = "model.embed_tokens.weight"
 # Qwen2.5 (3B, 7B) uses 128 channels per head; its shapes do not say so (Qwen3's q_norm does).
 QWEN25_HEAD_DIM = 128
+MISTRAL_HEAD_DIM = 128
 ROPE_THETA = 1_000_000.0
 # Qwen2.5-VL's rotary sections (time, row, column) over its 64 frequency pairs.
 MROPE = {"rope_type": "default", "rope_theta": ROPE_THETA, "mrope_section": [16, 24, 24]}
 
 
 def kind_of(shapes: Shapes, prefix: str = "") -> str | None:
-    """ "qwen3" or "qwen25" for a Qwen language model under `prefix`, else None."""
+    """ "qwen3", "qwen25" or "mistral" for a language model under `prefix`, else None. Mistral Small 3
+    (Flux.2 dev's text encoder) has neither Qwen3's q/k norms nor Qwen2.5's q/k/v biases."""
     if prefix + MARKER not in shapes or prefix + EMBED not in shapes:
         return None
     if prefix + "model.layers.0.self_attn.q_norm.weight" in shapes:
         return "qwen3"
     if prefix + "model.layers.0.self_attn.q_proj.bias" in shapes:
         return "qwen25"
+    if prefix + "model.layers.0.mlp.gate_proj.weight" in shapes:
+        return "mistral"
     return None
 
 
@@ -53,6 +57,8 @@ def config(shapes: Shapes, prefix: str, kind: str) -> dict[str, Any]:
         int(m.group(1)) for k in shapes if (m := re.match(re.escape(prefix) + r"model\.layers\.(\d+)\.", k))
     }
     head_dim = shapes[p + "self_attn.q_norm.weight"][0] if kind == "qwen3" else QWEN25_HEAD_DIM
+    if kind == "mistral":
+        return mistral_config(shapes, prefix, vocab, hidden, len(layers))
     return {
         "vocab_size": vocab,
         "hidden_size": hidden,
@@ -71,9 +77,34 @@ def config(shapes: Shapes, prefix: str, kind: str) -> dict[str, Any]:
     }
 
 
+def mistral_config(shapes: Shapes, prefix: str, vocab: int, hidden: int, layers: int) -> dict[str, Any]:
+    """Mistral Small 3.1's language model (128-wide heads, rope theta 10⁹, as its released config)."""
+    p = prefix + "model.layers.0."
+    return {
+        "vocab_size": vocab,
+        "hidden_size": hidden,
+        "intermediate_size": shapes[p + "mlp.gate_proj.weight"][0],
+        "num_hidden_layers": layers,
+        "num_attention_heads": shapes[p + "self_attn.q_proj.weight"][0] // MISTRAL_HEAD_DIM,
+        "num_key_value_heads": shapes[p + "self_attn.k_proj.weight"][0] // MISTRAL_HEAD_DIM,
+        "head_dim": MISTRAL_HEAD_DIM,
+        "rms_norm_eps": 1e-5,
+        "rope_theta": 1_000_000_000.0,
+        "max_position_embeddings": 131072,
+        "tie_word_embeddings": False,
+        "use_cache": False,
+        "pad_token_id": 11,
+        "sliding_window": None,
+    }
+
+
 def build(kind: str, cfg: Mapping[str, Any], vision: Mapping[str, Any] | None = None) -> LLMEncoder:
     from engine.diffusion.llm_encoder import LLMEncoder
 
+    if kind == "mistral":
+        from transformers import MistralConfig, MistralModel
+
+        return LLMEncoder(MistralModel(MistralConfig(**cfg)))
     if kind == "qwen3":
         from transformers import Qwen3Config, Qwen3Model
 
@@ -97,7 +128,7 @@ def load(state: Mapping[str, Any], prefix: str, dtype: Any, name: str) -> tuple[
     shapes = shapes_of(state, prefix)
     kind = kind_of(shapes, prefix)
     if kind is None:
-        raise UnsupportedModelError(f"{name}: not a Qwen3 or Qwen2.5 language model")
+        raise UnsupportedModelError(f"{name}: not a Qwen3, Qwen2.5 or Mistral language model")
     cfg = config(shapes, prefix, kind)
     vision = None
     if kind == "qwen25" and qwen_vision.present(shapes, prefix):
@@ -110,6 +141,8 @@ def load(state: Mapping[str, Any], prefix: str, dtype: Any, name: str) -> tuple[
         return {k: _unscaled(state, prefix, k, present) for k in wanted if prefix + k in present}
 
     encoder = _filled(lambda: build(kind, cfg, vision), weights, f"{name} ({kind})", dtype)
+    if prefix + "tekken_model" in shapes:  # ComfyUI's Mistral files carry their tokenizer's tekken.json
+        encoder.tokenizer_data = {"tekken_model": state[prefix + "tekken_model"].numpy().tobytes()}
     return kind, encoder, cfg["hidden_size"]
 
 

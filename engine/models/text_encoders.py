@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 from engine.models.errors import UnsupportedModelError
 
-Kind = Literal["clip", "t5", "qwen3", "qwen25"]
-Role = Literal["clip_l", "clip_g", "t5xxl", "qwen3_4b", "qwen25_7b"]
+Kind = Literal["clip", "t5", "qwen3", "qwen25", "mistral"]
+Role = Literal["clip_l", "clip_g", "t5xxl", "qwen3_4b", "qwen25_7b", "qwen3_8b", "mistral3_24b"]
 Shapes = Mapping[str, tuple[int, ...]]
 
 T5_MARKER = "encoder.block.0.layer.0.SelfAttention.q.weight"
@@ -25,7 +25,10 @@ CLIP_MARKER = "embeddings.token_embedding.weight"
 CLIP_G_MIN_WIDTH = 1280
 CLIP_PAD = {"clip_l": 49407, "clip_g": 0}
 # ComfyUI's names for the Qwen text encoders (qwen_3_4b.safetensors, qwen_2.5_vl_7b.safetensors).
-LLM_ROLES: dict[str, Role] = {"qwen3": "qwen3_4b", "qwen25": "qwen25_7b"}
+LLM_ROLES: dict[str, Role] = {"qwen3": "qwen3_4b", "qwen25": "qwen25_7b", "mistral": "mistral3_24b"}
+# Qwen3 8B (Flux.2 Klein 9B's text encoder) is told from Qwen3 4B by its width, as in ComfyUI.
+QWEN3_8B_WIDTH = 4096
+LLM_PADS = {"mistral3_24b": 11}
 
 
 @dataclass(frozen=True)
@@ -125,11 +128,11 @@ def load(state: Mapping[str, Any], prefix: str, role: Role, dtype: Any) -> TextE
     """Build and fill the text encoder stored under `prefix` in `state` for `role`."""
     from engine.models.checkpoint import _filled
 
-    if role in ("qwen3_4b", "qwen25_7b"):
+    if role in ("qwen3_4b", "qwen25_7b", "qwen3_8b", "mistral3_24b"):
         from engine.models import llm_encoders
 
         _, encoder, width = llm_encoders.load(state, prefix, dtype, role)
-        return TextEncoder(role, encoder, 151643, width)
+        return TextEncoder(role, encoder, LLM_PADS.get(role, 151643), width)
     from engine.models.lazy_view import Prefixed, shapes_of
 
     shapes = shapes_of(state, prefix)
@@ -174,13 +177,16 @@ def assign_roles(files: list[tuple[str, Shapes]]) -> list[Role]:
     for (name, shapes), kind in zip(files, kinds, strict=True):
         if kind is None:
             raise UnsupportedModelError(
-                f"{name}: not a CLIP, T5 or Qwen text encoder (found keys like {describe(shapes)})"
+                f"{name}: not a CLIP, T5, Qwen or Mistral text encoder (found keys like {describe(shapes)})"
             )
     clip_widths = sorted(clip_width(s) for (_, s), k in zip(files, kinds, strict=True) if k == "clip")
     roles: list[Role] = []
     for (_, shapes), kind in zip(files, kinds, strict=True):
         if kind == "t5":
             roles.append("t5xxl")
+            continue
+        if kind == "qwen3" and shapes["model.embed_tokens.weight"][1] == QWEN3_8B_WIDTH:
+            roles.append("qwen3_8b")
             continue
         if kind in LLM_ROLES:
             roles.append(LLM_ROLES[kind])

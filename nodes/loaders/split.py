@@ -12,7 +12,8 @@ from engine.diffusion.fp8 import WEIGHT_DTYPES
 from engine.native import Clip, Input, Model, Node
 from nodes.loaders.checkpoints import model_files
 
-# ComfyUI 0.3.64's type lists; Loom loads the flow families among them (engine.models.flow_families).
+# ComfyUI 0.3.64's type lists, plus newer ComfyUI's flux2 (Flux.2 dev and Klein); Loom loads the flow
+# families among them (engine.models.flow_families).
 CLIP_TYPES = (
     "stable_diffusion",
     "stable_cascade",
@@ -30,6 +31,7 @@ CLIP_TYPES = (
     "omnigen2",
     "qwen_image",
     "hunyuan_image",
+    "flux2",
 )
 DUAL_CLIP_TYPES = ("sdxl", "sd3", "flux", "hunyuan_video", "hidream", "hunyuan_image")
 DEVICE = Input(
