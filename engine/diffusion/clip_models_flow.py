@@ -36,7 +36,7 @@ class _FlowClipModel(torch.nn.Module):
         self.family = clip.family
         self.roles = clip.roles
         self._clip = [clip]  # a list, so torch does not see the CLIP
-        for role in ("clip_l", "clip_g", "t5xxl", "qwen3_4b", "qwen25_7b"):
+        for role in ("clip_l", "clip_g", "t5xxl", "qwen3_4b", "qwen25_7b", "qwen3vl_8b"):
             if role in clip.roles:
                 index = clip.roles.index(role)
                 self.add_module(role, (SDXLClipG if role == "clip_g" else SDClipModel)(clip, index))
@@ -166,6 +166,18 @@ class QwenImageClipModel(_SingleEncoderClipModel):
         return cond[:, end:]
 
 
+class QwenImage21ClipModel(_SingleEncoderClipModel):
+    """Qwen-Image 2.1: Qwen3-VL's hidden states from the user turn on (ComfyUI drops the system turn, up to
+    the second `<|im_start|>`, and keeps `user` and the newline)."""
+
+    role = "qwen3vl_8b"
+
+    def _trim(self, cond: Any, tokens: dict[str, Any]) -> Any:
+        window = tokens.get("qwen3vl_8b", [[]])[0]
+        starts = [i for i, pair in enumerate(window) if isinstance(pair[0], int) and pair[0] == IM_START_ID]
+        return cond[:, starts[1] :] if len(starts) > 1 else cond
+
+
 # Qwen's ids for `<|im_start|>`, "user" and "\n".
 IM_START_ID, USER_ID, NEWLINE_ID = 151644, 872, 198
 _FAMILY_MODELS: dict[str, type[_FlowClipModel]] = {
@@ -174,6 +186,7 @@ _FAMILY_MODELS: dict[str, type[_FlowClipModel]] = {
     "chroma": ChromaClipModel,
     "zimage": ZImageClipModel,
     "qwen_image": QwenImageClipModel,
+    "qwen_image21": QwenImage21ClipModel,
 }
 
 

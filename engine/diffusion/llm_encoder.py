@@ -12,10 +12,13 @@ class LLMEncoder(torch.nn.Module):
     Qwen2.5-VL's may also hold its vision tower under `visual.` (ComfyUI's names), which turns an image
     into language-model tokens for Qwen-Image Edit."""
 
-    def __init__(self, model: Any, visual: Any = None) -> None:
+    def __init__(self, model: Any, visual: Any = None, final_norm: bool = True) -> None:
         super().__init__()
         self.model = model
         self.visual = visual
+        # Qwen-Image 2.1 reads the last layer's output before the final RMSNorm (transformers 4's
+        # hidden_states[-1]; 5's is normalised): without it, the norm passes its input through.
+        self.final_norm = final_norm
 
     @property
     def config(self) -> Any:
@@ -48,6 +51,13 @@ class LLMEncoder(torch.nn.Module):
         self, input_ids: Any, output_hidden_states: bool = True, position_ids: Any = None, **kwargs: Any
     ) -> Any:
         extra = {} if position_ids is None else {"position_ids": position_ids}
-        return self.model(
-            input_ids=input_ids, output_hidden_states=output_hidden_states, use_cache=False, **extra
-        )
+        handle = None
+        if not self.final_norm:
+            handle = self.model.norm.register_forward_hook(lambda _module, args, _output: args[0])
+        try:
+            return self.model(
+                input_ids=input_ids, output_hidden_states=output_hidden_states, use_cache=False, **extra
+            )
+        finally:
+            if handle is not None:
+                handle.remove()

@@ -61,6 +61,8 @@ ROLE_OPTIONS: dict[str, dict[str, EncoderOptions]] = {
     # Qwen-Image Qwen2.5-VL's final, normalised output.
     "zimage": {"qwen3_4b": EncoderOptions(-2, False, False, None, 151643, pooled=False)},
     "qwen_image": {"qwen25_7b": EncoderOptions(None, False, False, None, 151643, pooled=False)},
+    # Qwen-Image 2.1: Qwen3-VL's last layer before its final norm (the encoder leaves the norm out).
+    "qwen_image21": {"qwen3vl_8b": EncoderOptions(None, False, False, None, 151643, pooled=False)},
 }
 
 

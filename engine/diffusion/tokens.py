@@ -227,6 +227,7 @@ ROLE_KEYS: dict[str, tuple[str, str, bool]] = {
     "t5xxl": ("t5xxl", "t5xxl", False),
     "qwen3_4b": ("qwen3_4b", "qwen3_4b", False),
     "qwen25_7b": ("qwen25_7b", "qwen25_7b", False),
+    "qwen3vl_8b": ("qwen3vl_8b", "qwen3vl_8b", False),
 }
 # ComfyUI's flow tokenizers make windows for every encoder of the family, loaded or not, in this order.
 FLOW_ROLES: dict[str, tuple[str, ...]] = {
@@ -235,9 +236,17 @@ FLOW_ROLES: dict[str, tuple[str, ...]] = {
     "chroma": ("t5xxl",),
     "zimage": ("qwen3_4b",),
     "qwen_image": ("qwen25_7b",),
+    "qwen_image21": ("qwen3vl_8b",),
 }
 # Widths of the encoders a flow CLIP lacks (only embeddings read them).
-FLOW_WIDTHS = {"clip_l": 768, "clip_g": 1280, "t5xxl": 4096, "qwen3_4b": 2560, "qwen25_7b": 3584}
+FLOW_WIDTHS = {
+    "clip_l": 768,
+    "clip_g": 1280,
+    "t5xxl": 4096,
+    "qwen3_4b": 2560,
+    "qwen25_7b": 3584,
+    "qwen3vl_8b": 4096,
+}
 
 
 def encoder_keys(family: str, roles: Sequence[str] = ()) -> tuple[tuple[str, str, bool], ...]:

@@ -23,6 +23,7 @@ CLIP_TYPES_SUPPORTED = {
     "chroma": ("t5xxl",),
     "zimage": ("qwen3_4b",),
     "qwen_image": ("qwen25_7b",),
+    "qwen_image21": ("qwen3vl_8b",),
 }
 # Types whose CLIP-only files are SD1.x / SD2.x / SDXL text encoders.
 SD_CLIP_TYPES = ("stable_diffusion", "stable_cascade")
@@ -52,7 +53,7 @@ class Detected:
 
 def detect(shapes: Shapes) -> Detected | None:
     """The flow family of a diffusion model or checkpoint from its keys, or None."""
-    from engine.models import chroma, flux, qwen_image, sd3, zimage
+    from engine.models import chroma, flux, qwen_image, qwen_image21, sd3, zimage
 
     prefix = zimage.prefix_of(shapes)
     if prefix is not None:
@@ -60,6 +61,9 @@ def detect(shapes: Shapes) -> Detected | None:
     prefix = qwen_image.prefix_of(shapes)
     if prefix is not None:
         return Detected("qwen_image", prefix, "Qwen-Image")
+    prefix = qwen_image21.prefix_of(shapes)
+    if prefix is not None:
+        return Detected("qwen_image21", prefix, "Qwen-Image 2.1")
     prefix = chroma.prefix_of(shapes)
     if prefix is not None:
         return Detected("chroma", prefix, "Chroma")
@@ -83,7 +87,7 @@ def default_sampling(detected: Detected) -> Any:
         return ModelSamplingDiscreteFlow(shift=3.0, multiplier=1000)
     if detected.family in FAMILY_SHIFT:
         return ModelSamplingDiscreteFlow(shift=FAMILY_SHIFT[detected.family], multiplier=1.0)
-    dev_like = detected.family in ("chroma", "qwen_image") or "dev" in detected.variant
+    dev_like = detected.family in ("chroma", "qwen_image", "qwen_image21") or "dev" in detected.variant
     return ModelSamplingFlux(shift=1.15 if dev_like else 1.0)
 
 
@@ -153,11 +157,16 @@ def build_model(state: Mapping[str, Any], detected: Detected, weight_dtype: str 
 def _record_lora_rows(transformer: Any, detected: Detected, state: Mapping[str, Any]) -> None:
     """Let LoRAs in the reference layout find the diffusers weights their rows went to."""
     from engine.diffusion.lora_flow import record_rows
-    from engine.models import chroma, flux, qwen_image, sd3, zimage
+    from engine.models import chroma, flux, qwen_image, qwen_image21, sd3, zimage
 
-    module = {"sd3": sd3, "flux": flux, "chroma": chroma, "zimage": zimage, "qwen_image": qwen_image}[
-        detected.family
-    ]
+    module = {
+        "sd3": sd3,
+        "flux": flux,
+        "chroma": chroma,
+        "zimage": zimage,
+        "qwen_image": qwen_image,
+        "qwen_image21": qwen_image21,
+    }[detected.family]
     from engine.models.lazy_view import shapes_of
     from engine.models.zimage import OTHER_MODELS
 
@@ -172,8 +181,8 @@ def _record_lora_rows(transformer: Any, detected: Detected, state: Mapping[str, 
 
 def _family_classes(family: str) -> tuple[Any, Any]:
     """The transformer loader and the MODEL class of a family."""
-    from engine.diffusion import flow_models
-    from engine.models import chroma, flux, qwen_image, sd3, zimage
+    from engine.diffusion import flow_models, flow_qwen21
+    from engine.models import chroma, flux, qwen_image, qwen_image21, sd3, zimage
 
     return {
         "sd3": (sd3.load_transformer, flow_models.SD3),
@@ -181,6 +190,7 @@ def _family_classes(family: str) -> tuple[Any, Any]:
         "chroma": (chroma.load_transformer, flow_models.Chroma),
         "zimage": (zimage.load_transformer, flow_models.ZImage),
         "qwen_image": (qwen_image.load_transformer, flow_models.QwenImage),
+        "qwen_image21": (qwen_image21.load_transformer, flow_qwen21.QwenImage21),
     }[family]
 
 
@@ -239,6 +249,9 @@ def load_clip_states(
     read = [(name, state, shapes_of(state)) for name, state in named]
     roles = text_encoders.assign_roles([(name, shapes) for name, _, shapes in read])
     family = CLIP_TYPE_FAMILIES.get(clip_type)
+    if clip_type == "qwen_image" and roles == ["qwen3_4b"]:
+        # A Qwen3-layer model under type qwen_image is Qwen-Image 2.1's Qwen3-VL (qwen3vl_8b).
+        roles, family = ["qwen3vl_8b"], "qwen_image21"
     if "qwen3_4b" in roles and clip_type not in ("flux", "flux2"):
         family = "zimage"
     if family is None and clip_type in SD_CLIP_TYPES and all(r in ("clip_l", "clip_g") for r in roles):

@@ -28,6 +28,7 @@ EMBED = "model.embed_tokens.weight"
 QWEN25_HEAD_DIM = 128
 ROPE_THETA = 1_000_000.0
 # Qwen2.5-VL's rotary sections (time, row, column) over its 64 frequency pairs.
+QWEN3VL_ROPE_THETA = 5_000_000.0
 MROPE = {"rope_type": "default", "rope_theta": ROPE_THETA, "mrope_section": [16, 24, 24]}
 
 
@@ -71,13 +72,15 @@ def config(shapes: Shapes, prefix: str, kind: str) -> dict[str, Any]:
     }
 
 
-def build(kind: str, cfg: Mapping[str, Any], vision: Mapping[str, Any] | None = None) -> LLMEncoder:
+def build(
+    kind: str, cfg: Mapping[str, Any], vision: Mapping[str, Any] | None = None, final_norm: bool = True
+) -> LLMEncoder:
     from engine.diffusion.llm_encoder import LLMEncoder
 
     if kind == "qwen3":
         from transformers import Qwen3Config, Qwen3Model
 
-        return LLMEncoder(Qwen3Model(Qwen3Config(**cfg)))
+        return LLMEncoder(Qwen3Model(Qwen3Config(**cfg)), final_norm=final_norm)
     from transformers import Qwen2_5_VLTextConfig, Qwen2_5_VLTextModel
 
     from engine.models import qwen_vision
@@ -88,8 +91,16 @@ def build(kind: str, cfg: Mapping[str, Any], vision: Mapping[str, Any] | None = 
     return LLMEncoder(Qwen2_5_VLTextModel(text), visual)
 
 
-def load(state: Mapping[str, Any], prefix: str, dtype: Any, name: str) -> tuple[str, LLMEncoder, int]:
-    """(kind, encoder, width) of the Qwen language model under `prefix` in `state`."""
+def load(
+    state: Mapping[str, Any], prefix: str, dtype: Any, name: str, qwen3vl: bool = False
+) -> tuple[str, LLMEncoder, int]:
+    """(kind, encoder, width) of the Qwen language model under `prefix` in `state`. `qwen3vl`: Qwen3-VL's
+    language model (Qwen-Image 2.1's `qwen3vl_8b`): Qwen3's layers with rotary base 5,000,000 (its
+    multimodal rotary sections agree for text, where all three positions are equal), read before the final
+    norm; int8 ConvRot matrices are dequantised as they are read."""
+    from engine.models.int8_convrot import dequantised
+
+    state = dequantised(state, dtype)
     from engine.models import qwen_vision
     from engine.models.checkpoint import _filled
     from engine.models.lazy_view import shapes_of
@@ -99,6 +110,10 @@ def load(state: Mapping[str, Any], prefix: str, dtype: Any, name: str) -> tuple[
     if kind is None:
         raise UnsupportedModelError(f"{name}: not a Qwen3 or Qwen2.5 language model")
     cfg = config(shapes, prefix, kind)
+    if qwen3vl:
+        if kind != "qwen3":
+            raise UnsupportedModelError(f"{name}: a {kind} language model, not Qwen3-VL's (Qwen3 layers)")
+        cfg = {**cfg, "rope_theta": QWEN3VL_ROPE_THETA, "max_position_embeddings": 262144}
     vision = None
     if kind == "qwen25" and qwen_vision.present(shapes, prefix):
         vision = qwen_vision.config(shapes, prefix, cfg["hidden_size"])
@@ -109,7 +124,9 @@ def load(state: Mapping[str, Any], prefix: str, dtype: Any, name: str) -> tuple[
         present = set(shapes)  # not `in state`: on a lazy file that reads the tensor
         return {k: _unscaled(state, prefix, k, present) for k in wanted if prefix + k in present}
 
-    encoder = _filled(lambda: build(kind, cfg, vision), weights, f"{name} ({kind})", dtype)
+    encoder = _filled(
+        lambda: build(kind, cfg, vision, final_norm=not qwen3vl), weights, f"{name} ({kind})", dtype
+    )
     return kind, encoder, cfg["hidden_size"]
 
 

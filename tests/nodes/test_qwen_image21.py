@@ -1,0 +1,106 @@
+"""Qwen-Image 2.1 on tiny stand-ins in ComfyUI's layouts: detection, int8 ConvRot dequantisation, the model
+call against diffusers' own transformer, the RGBA VAE, text-to-image end to end and clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from engine.executor import Executor
+from engine.folders import Folders
+from tests.nodes.qwen21_fixtures import dequantised_model, t2i_workflow, write_files
+from tests.nodes.test_sd_nodes import image_of, run
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    root = tmp_path_factory.mktemp("qwen21_models")
+    return root, write_files(root)
+
+
+def _use(folders: Folders, root: Path) -> Folders:
+    folders.models = Folders.under(root.parent, models_base=root).models
+    return folders
+
+
+def test_detection_and_config(models: tuple[Path, dict[str, Any]]) -> None:
+    from engine.models import flow_families, qwen_image21
+
+    shapes = {k: tuple(v.shape) for k, v in models[1]["transformer_state"].items()}
+    for prefix in ("", "model.diffusion_model."):
+        found = flow_families.detect({prefix + k: v for k, v in shapes.items()})
+        assert found is not None and (found.family, found.prefix) == ("qwen_image21", prefix)
+    config = qwen_image21.transformer_config(shapes, "")
+    assert (config["num_layers"], config["mlp_ratio"], config["context_in_dim"]) == (2, 3, 32)
+
+
+def test_int8_convrot_dequantises_to_the_rotated_weights() -> None:
+    from engine.models.int8_convrot import Dequantised, hadamard
+    from tests.nodes.qwen21_fixtures import quantise_convrot
+
+    h = hadamard(16)
+    assert torch.allclose(h @ h, torch.eye(16), atol=1e-6) and torch.equal(h, h.T)
+    weight = torch.randn(8, 32)
+    state = quantise_convrot({"transformer_blocks.0.attn.to_q.weight": weight, "other": torch.ones(2)})
+    view = Dequantised(state, torch.float32)
+    assert sorted(view) == ["other", "transformer_blocks.0.attn.to_q.weight"]
+    restored = view["transformer_blocks.0.attn.to_q.weight"]
+    assert (restored - weight).abs().max() <= weight.abs().max() / 127
+
+
+def test_unknown_quantisation_is_refused_by_name() -> None:
+    from engine.models.errors import UnsupportedModelError
+    from engine.models.int8_convrot import Dequantised
+
+    record = torch.tensor(list(b'{"format": "nvfp4"}'), dtype=torch.uint8)
+    state = {
+        "a.weight": torch.zeros(2, 2, dtype=torch.int8),
+        "a.weight_scale": torch.ones(2, 1),
+        "a.comfy_quant": record,
+    }
+    with pytest.raises(UnsupportedModelError, match=r"a\.weight: quantised as 'nvfp4'"):
+        Dequantised(state, torch.float32)["a.weight"]
+
+
+def test_model_call_matches_diffusers(models: tuple[Path, dict[str, Any]]) -> None:
+    """Loom's loaded MODEL (from the int8 file) against diffusers' transformer on the same weights."""
+    from engine.models import flow_families
+
+    root, built = models
+    patcher = flow_families.load_diffusion_model(
+        root / "diffusion_models" / "qwen_image_2.1_int8_convrot.safetensors"
+    )
+    reference = dequantised_model(
+        {
+            k: v.to(torch.bfloat16).float() if v.is_floating_point() else v
+            for k, v in built["transformer_state"].items()
+        },
+        41,
+        32,
+    )
+    torch.manual_seed(3)
+    x, context, sigma = torch.randn(1, 64, 4, 6), torch.randn(1, 7, 32), torch.tensor([0.7])
+    denoised = patcher.model.apply_model(x, sigma, c_crossattn=context)
+    loom_velocity = (x - denoised) / sigma
+    tokens = x.flatten(2).transpose(1, 2)
+    mask = torch.tensor([[False] * 7 + [True] * (24 // 4)])
+    with torch.no_grad():
+        out = reference(tokens, context, sigma, [[(1, 4, 6)]], mask, return_dict=False)[0]
+    expected = out[:, -24:].transpose(1, 2).reshape(1, 64, 4, 6)
+    assert (loom_velocity - expected).abs().max() < 1e-4
+
+
+def test_text_to_image_end_to_end(
+    executor: Executor, loom_folders: Folders, models: tuple[Path, dict[str, Any]]
+) -> None:
+    folders = _use(loom_folders, models[0])
+    first = image_of(folders, run(executor, t2i_workflow(seed=2)), "9")
+    executor.cache.clear()
+    again = image_of(folders, run(executor, t2i_workflow(seed=2)), "9")
+    other = image_of(folders, run(executor, t2i_workflow(seed=3)), "9")
+    assert first.shape == (64, 64, 4) and first.std() > 0  # the VAE writes RGBA
+    assert np.array_equal(first, again) and not np.array_equal(first, other)
