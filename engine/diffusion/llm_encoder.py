@@ -7,6 +7,20 @@ from typing import Any
 import torch
 
 
+class LazyHead:
+    """A language model's output projection (`lm_head.weight`), read from its file only when text is
+    generated (TextGenerate): encoding never needs it, and it is a tenth of an 8B model."""
+
+    def __init__(self, state: Any, key: str) -> None:
+        self.state, self.key = state, key
+        self._weight: Any = None
+
+    def weight(self) -> Any:
+        if self._weight is None:
+            self._weight = self.state[self.key]
+        return self._weight
+
+
 class LLMEncoder(torch.nn.Module):
     """A language model without its head, under ComfyUI's `model.` prefix, called like a text encoder.
     Qwen2.5-VL's may also hold its vision tower under `visual.` (ComfyUI's names), which turns an image
@@ -19,6 +33,7 @@ class LLMEncoder(torch.nn.Module):
         # Qwen-Image 2.1 reads the last layer's output before the final RMSNorm (transformers 4's
         # hidden_states[-1]; 5's is normalised): without it, the norm passes its input through.
         self.final_norm = final_norm
+        self.head: LazyHead | None = None  # set by the loader when the file has an lm_head
 
     @property
     def config(self) -> Any:

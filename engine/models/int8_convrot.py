@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from functools import cache
+from types import SimpleNamespace
 from typing import Any
 
 from engine.models.errors import UnsupportedModelError
@@ -76,6 +77,21 @@ class Dequantised(Mapping[str, Any]):
         self.quantised = {k.removesuffix(QUANT_SUFFIX) + ".weight" for k in keys if k.endswith(QUANT_SUFFIX)}
         hidden = {w + SCALE_SUFFIX for w in self.quantised} | {k for k in keys if k.endswith(QUANT_SUFFIX)}
         self._keys = [k for k in keys if k not in hidden]
+        self._known = set(self._keys)
+
+    @property
+    def header(self) -> Any:
+        """The file's header without the hidden entries, so shapes are read without reading tensors
+        (engine.models.lazy_view.shapes_of); None for in-memory state."""
+        inner = getattr(self.state, "header", None)
+        if inner is None:
+            return None
+        shapes = {k: v for k, v in inner.shapes.items() if k in self._known}
+        locations = {k: v for k, v in inner.locations.items() if k in self._known}
+        return SimpleNamespace(shapes=shapes, locations=locations)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._known
 
     def __getitem__(self, key: str) -> Any:
         if key not in self.quantised:

@@ -127,6 +127,10 @@ def load(
     encoder = _filled(
         lambda: build(kind, cfg, vision, final_norm=not qwen3vl), weights, f"{name} ({kind})", dtype
     )
+    if prefix + "lm_head.weight" in shapes:
+        from engine.diffusion.llm_encoder import LazyHead
+
+        encoder.head = LazyHead(state, prefix + "lm_head.weight")
     return kind, encoder, cfg["hidden_size"]
 
 

@@ -3,6 +3,8 @@ through the executor."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -38,3 +40,48 @@ def test_batch_images_orders_by_number_resizes_and_adds_alpha(executor: Executor
 def test_batch_images_without_images_is_an_error(executor: Executor) -> None:
     with pytest.raises(Exception, match="BatchImagesNode: connect at least one image"):
         call(executor, "BatchImagesNode")
+
+
+def _language_clip(tmp_path: Any) -> Any:
+    """A CLIP of a tiny Qwen3 file with an lm_head, loaded as ComfyUI's CLIPLoader would."""
+    from safetensors.torch import save_file
+
+    from engine.models import flow_families
+    from tests.nodes.flow_fixtures_new import qwen_file_state, tiny_qwen
+
+    encoder = tiny_qwen("qwen3", 50, hidden=32)
+    state = qwen_file_state(encoder, with_head=False)
+    state["lm_head.weight"] = torch.randn(encoder.config.vocab_size, 32) * 0.5
+    path = tmp_path / "qwen3vl_8b.safetensors"
+    save_file(state, str(path))
+    return flow_families.load_clip([path], "qwen_image")
+
+
+def test_text_generate_is_deterministic_per_seed(executor: Executor, tmp_path: Any) -> None:
+    clip = _language_clip(tmp_path)
+    sampled = {"sampling_mode": "on", "sampling_mode.seed": 7, "sampling_mode.top_k": 20}
+    (first,) = call(executor, "TextGenerate", clip=clip, prompt="a fox", max_length=6, **sampled)
+    (again,) = call(executor, "TextGenerate", clip=clip, prompt="a fox", max_length=6, **sampled)
+    other_seed = {**sampled, "sampling_mode.seed": 8}
+    (other,) = call(executor, "TextGenerate", clip=clip, prompt="a fox", max_length=6, **other_seed)
+    (greedy,) = call(executor, "TextGenerate", clip=clip, prompt="a fox", max_length=6, sampling_mode="off")
+    (greedy_again,) = call(
+        executor, "TextGenerate", clip=clip, prompt="a fox", max_length=6, sampling_mode="off"
+    )
+    assert isinstance(first, str) and first and first == again
+    assert other != first
+    assert greedy == greedy_again
+
+
+def test_text_generate_names_what_it_cannot_read(executor: Executor, tmp_path: Any) -> None:
+    clip = _language_clip(tmp_path)
+    with pytest.raises(Exception, match="TextGenerate: input 'image' is not read"):
+        call(
+            executor,
+            "TextGenerate",
+            clip=clip,
+            prompt="x",
+            max_length=2,
+            sampling_mode="off",
+            image=torch.zeros(1, 8, 8, 3),
+        )
