@@ -31,6 +31,12 @@ FILE_WIDGETS = {
 
 # (folder, words any of which the lower-case file name holds, stand-in key), first match wins.
 RULES: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    # Qwen-Image 2.1 (before Qwen-Image's and Qwen3's rules); its Qwen3.5 prompt enhancers are a model
+    # Loom does not load: their stand-in only lets the workflows validate.
+    ("diffusion_models", ("qwen_image_2.1",), "qwen_image21"),
+    ("text_encoders", ("qwen3vl",), "qwen3vl"),
+    ("text_encoders", ("qwen3.5",), "unloadable"),
+    ("vae", ("qwen_image_2.1",), "qwen_image21_vae"),
     ("diffusion_models", ("qwen",), "qwen_image"),
     ("diffusion_models", ("chroma",), "chroma"),
     ("diffusion_models", ("z_image", "z-image", "zimage"), "zimage"),
@@ -142,6 +148,19 @@ def _checkpoint(path: Path, transformer: dict[str, Any], made: dict[str, Path]) 
     save_file({k: v.contiguous() for k, v in state.items()}, str(path))
 
 
+def _qwen_image21(work: Path) -> dict[str, Path]:
+    """Qwen-Image 2.1's int8 ConvRot diffusion model, Qwen3-VL text encoder and RGBA VAE
+    (tests/nodes/qwen21_fixtures.py)."""
+    from tests.nodes.qwen21_fixtures import write_files
+
+    write_files(work)
+    return {
+        "qwen_image21": work / "diffusion_models/qwen_image_2.1_int8_convrot.safetensors",
+        "qwen3vl": work / "text_encoders/qwen3vl_8b_int8_convrot.safetensors",
+        "qwen_image21_vae": work / "vae/qwen_image_2.1_vae_bf16.safetensors",
+    }
+
+
 def write_stand_ins(work: Path) -> dict[str, Path]:
     """One tiny file of each kind under `work`, by the key that picks it."""
     import torch
@@ -194,6 +213,7 @@ def write_stand_ins(work: Path) -> dict[str, Path]:
         made[key] = work / f"model_patches/{key}.safetensors"
         made[key].parent.mkdir(parents=True, exist_ok=True)
         save_file(weights, str(made[key]))
+    made |= _qwen_image21(work / "qwen21")
     made["unloadable"] = work / "unloadable.safetensors"
     save_file({"not_a_model_loom_loads": torch.zeros(1)}, str(made["unloadable"]))
     return made
