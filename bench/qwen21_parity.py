@@ -1,0 +1,104 @@
+"""Loom's Qwen-Image 2.1 against diffusers' own components on the same tiny random weights.
+
+ComfyUI 0.3.64 (the one on this machine) predates Qwen-Image 2.1, so the reference is diffusers 0.42.1:
+* the model call: Loom's MODEL loaded from a ComfyUI-layout file (fused `gate_up`, and once with the block
+  matrices in int8 ConvRot) against `QwenImage21Transformer2DModel.forward` with the same weights
+  (dequantised), text-to-image, on several latent sizes and prompt lengths;
+* the VAE: Loom's VAELoader on the original-layout file against `AutoencoderKLQwenImage21` decode/encode.
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/qwen21_parity.py
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+import engine  # noqa: E402, F401  (before diffusers: torchvision shim)
+
+
+def transformer_rows(work: Path) -> list[tuple[str, float, float]]:
+    import torch
+    from safetensors.torch import save_file
+
+    from engine.models import flow_families
+    from tests.nodes.qwen21_fixtures import dequantised_model, fuse_mlp, quantise_convrot, tiny_transformer
+
+    rows = []
+    model = tiny_transformer(7, context=32)
+    plain = fuse_mlp({k: v.contiguous() for k, v in model.state_dict().items()})
+    for label, state in (("plain file", plain), ("int8 ConvRot file", quantise_convrot(plain))):
+        path = work / f"{label.split()[0]}.safetensors"
+        save_file({k: v.clone() for k, v in state.items()}, str(path))
+        patcher = flow_families.load_diffusion_model(path)
+        reference = dequantised_model(state, 7, 32)
+        for height, width, text in ((4, 6, 7), (8, 8, 12), (6, 10, 3)):
+            torch.manual_seed(height * 100 + width)
+            x, context = torch.randn(1, 64, height, width), torch.randn(1, text, 32)
+            sigma = torch.tensor([0.6])
+            loom = (x - patcher.model.apply_model(x, sigma, c_crossattn=context)) / sigma
+            mask = torch.tensor([[False] * text + [True] * (height * width // 4)])
+            with torch.no_grad():
+                out = reference(x.flatten(2).transpose(1, 2), context, sigma, [[(1, height, width)]], mask)[0]
+            expected = out[:, -height * width :].transpose(1, 2).reshape(1, 64, height, width)
+            rows.append((f"model call, {label}, latent {height}x{width}, {text} text tokens", _diff(loom, expected), _size(expected)))
+    return rows
+
+
+def vae_rows(work: Path) -> list[tuple[str, float, float]]:
+    import torch
+    from safetensors.torch import save_file
+
+    from engine.diffusion.vae import vae_from_state_dict
+    from tests.nodes.qwen21_fixtures import tiny_vae, vae_to_comfy
+
+    reference = tiny_vae(9).eval()
+    path = work / "vae.safetensors"
+    save_file({k: v.contiguous() for k, v in vae_to_comfy(reference.state_dict()).items()}, str(path))
+    from safetensors.torch import load_file
+
+    loom = vae_from_state_dict(load_file(str(path)), {}, path.name)
+    torch.manual_seed(1)
+    latent = torch.randn(1, 64, 2, 3)
+    pixels = loom.decode(latent)  # IMAGE [B, H, W, 4] in 0..1
+    with torch.no_grad():
+        expected = reference.decode(latent.unsqueeze(2)).sample[:, :, 0]
+    expected = ((expected + 1) / 2).clamp(0, 1).movedim(1, -1)
+    image = torch.rand(1, 32, 48, 3)
+    encoded = loom.encode(image)
+    rgba = torch.cat([image.movedim(-1, 1) * 2 - 1, torch.ones(1, 1, 32, 48)], dim=1)
+    with torch.no_grad():
+        mean = reference.encode(rgba.unsqueeze(2)).latent_dist.mode()[:, :, 0]
+    return [
+        ("VAE decode (RGBA)", _diff(pixels, expected), _size(expected)),
+        ("VAE encode (RGB as opaque RGBA)", _diff(encoded, mean), _size(mean)),
+    ]
+
+
+def _diff(a: object, b: object) -> float:
+    return float((a - b).abs().max())  # type: ignore[operator]
+
+
+def _size(a: object) -> float:
+    return float(a.abs().max())  # type: ignore[attr-defined]
+
+
+def main() -> None:
+    import torch
+
+    torch.set_grad_enabled(False)
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = transformer_rows(Path(tmp)) + vae_rows(Path(tmp))
+    width = max(len(name) for name, _, _ in rows)
+    print(f"{'comparison'.ljust(width)}  max |Loom - diffusers|  max |diffusers|")
+    for name, value, size in rows:
+        print(f"{name.ljust(width)}  {value:<22.3g}  {size:.3g}")
+    worst = max(v / s for _, v, s in rows)
+    print(f"\nmax difference over {len(rows)} comparisons: {max(v for _, v, _ in rows):.3g} (relative {worst:.3g})")
+
+
+if __name__ == "__main__":
+    main()
