@@ -168,14 +168,15 @@ class QwenImageClipModel(_SingleEncoderClipModel):
 
 class QwenImage21ClipModel(_SingleEncoderClipModel):
     """Qwen-Image 2.1: Qwen3-VL's hidden states from the user turn on (ComfyUI drops the system turn, up to
-    the second `<|im_start|>`, and keeps `user` and the newline)."""
+    the second `<|im_start|>`, and keeps `user` and the newline), without the vision tokens when the
+    tokens say `keep_vision` is off (engine.diffusion.qwen21_text)."""
 
     role = "qwen3vl_8b"
 
     def _trim(self, cond: Any, tokens: dict[str, Any]) -> Any:
-        window = tokens.get("qwen3vl_8b", [[]])[0]
-        starts = [i for i, pair in enumerate(window) if isinstance(pair[0], int) and pair[0] == IM_START_ID]
-        return cond[:, starts[1] :] if len(starts) > 1 else cond
+        from engine.diffusion.qwen21_text import trim
+
+        return trim(cond, tokens.get("qwen3vl_8b", [[]])[0], bool(tokens.get("keep_vision", True)))
 
 
 # Qwen's ids for `<|im_start|>`, "user" and "\n".

@@ -27,9 +27,10 @@ def fix_empty_latent_channels(model: Any, samples: Any) -> Any:
 
     fmt = model.get_model_object("latent_format")
     channels = getattr(fmt, "latent_channels", samples.shape[1])
-    # A model whose VAE compresses 16× (Qwen-Image 2.1) gets EmptyLatentImage's 8× grid halved too.
+    # A model whose VAE compresses 16× (Qwen-Image 2.1) gets another family's 8× grid (EmptyLatentImage's)
+    # halved too; a latent already in the model's channels is already at its scale.
     ratio = getattr(fmt, "spacial_downscale_ratio", EMPTY_LATENT_RATIO)
-    if (samples.shape[1] != channels or ratio != EMPTY_LATENT_RATIO) and torch.count_nonzero(samples) == 0:
+    if samples.shape[1] != channels and torch.count_nonzero(samples) == 0:
         size = [max(1, round(side * EMPTY_LATENT_RATIO / ratio)) for side in samples.shape[2:]]
         return torch.zeros((samples.shape[0], channels, *size), dtype=samples.dtype)
     return samples

@@ -72,15 +72,13 @@ def config(shapes: Shapes, prefix: str, kind: str) -> dict[str, Any]:
     }
 
 
-def build(
-    kind: str, cfg: Mapping[str, Any], vision: Mapping[str, Any] | None = None, final_norm: bool = True
-) -> LLMEncoder:
+def build(kind: str, cfg: Mapping[str, Any], vision: Mapping[str, Any] | None = None) -> LLMEncoder:
     from engine.diffusion.llm_encoder import LLMEncoder
 
     if kind == "qwen3":
         from transformers import Qwen3Config, Qwen3Model
 
-        return LLMEncoder(Qwen3Model(Qwen3Config(**cfg)), final_norm=final_norm)
+        return LLMEncoder(Qwen3Model(Qwen3Config(**cfg)))
     from transformers import Qwen2_5_VLTextConfig, Qwen2_5_VLTextModel
 
     from engine.models import qwen_vision
@@ -101,7 +99,7 @@ def load(
     from engine.models.int8_convrot import dequantised
 
     state = dequantised(state, dtype)
-    from engine.models import qwen_vision
+    from engine.models import qwen3vl_vision, qwen_vision
     from engine.models.checkpoint import _filled
     from engine.models.lazy_view import shapes_of
 
@@ -117,6 +115,8 @@ def load(
     vision = None
     if kind == "qwen25" and qwen_vision.present(shapes, prefix):
         vision = qwen_vision.config(shapes, prefix, cfg["hidden_size"])
+    if qwen3vl and qwen3vl_vision.present(shapes, prefix):
+        vision = qwen3vl_vision.config(shapes, prefix, cfg["hidden_size"])
 
     def weights(model: Any) -> dict[str, Any]:
         wanted = set(model.state_dict())
@@ -124,9 +124,10 @@ def load(
         present = set(shapes)  # not `in state`: on a lazy file that reads the tensor
         return {k: _unscaled(state, prefix, k, present) for k in wanted if prefix + k in present}
 
-    encoder = _filled(
-        lambda: build(kind, cfg, vision, final_norm=not qwen3vl), weights, f"{name} ({kind})", dtype
-    )
+    def built() -> LLMEncoder:
+        return qwen3vl_vision.build_encoder(cfg, vision) if qwen3vl else build(kind, cfg, vision)
+
+    encoder = _filled(built, weights, f"{name} ({kind})", dtype)
     if prefix + "lm_head.weight" in shapes:
         from engine.diffusion.llm_encoder import LazyHead
 

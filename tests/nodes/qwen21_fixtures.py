@@ -138,23 +138,44 @@ def vae_to_comfy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+VISION = {
+    "depth": 3,
+    "hidden_size": 64,
+    "intermediate_size": 96,
+    "num_heads": 16,
+    "patch_size": 16,
+    "temporal_patch_size": 2,
+    "spatial_merge_size": 2,
+    "num_position_embeddings": 64,
+    "deepstack_visual_indexes": [1, 2],  # what engine.models.qwen3vl_vision reads for 3 blocks, 2 mergers
+}
+
+
+def tiny_vision(seed: int, out_width: int = 32) -> Any:
+    from engine.models.qwen3vl_vision import build
+
+    return _randomize(build({**VISION, "out_hidden_size": out_width}), seed, 0.05)
+
+
 def write_files(models: Path, seed: int = 40) -> dict[str, Any]:
-    """qwen_image_2.1_int8_convrot (and _turbo), qwen3vl_8b_int8_convrot and qwen_image_2.1_vae_bf16."""
+    """qwen_image_2.1_int8_convrot (and _turbo), qwen3vl_8b_int8_convrot (language model and vision tower)
+    and qwen_image_2.1_vae_bf16."""
     encoder = tiny_qwen("qwen3", seed, hidden=32)
+    vision = tiny_vision(seed + 3)
     transformer = tiny_transformer(seed + 1, context=32)
     comfy = quantise_convrot(fuse_mlp({k: v.contiguous() for k, v in transformer.state_dict().items()}))
     for name in ("qwen_image_2.1_int8_convrot", "qwen_image_2.1_turbo_int8_convrot"):
         _save(models / "diffusion_models" / f"{name}.safetensors", comfy, torch.bfloat16)
     _save(
         models / "text_encoders" / "qwen3vl_8b_int8_convrot.safetensors",
-        qwen_file_state(encoder),
+        qwen_file_state(encoder) | {"visual." + k: v.contiguous() for k, v in vision.state_dict().items()},
         torch.bfloat16,
     )
     vae = tiny_vae(seed + 2)
     _save(
         models / "vae" / "qwen_image_2.1_vae_bf16.safetensors", vae_to_comfy(vae.state_dict()), torch.bfloat16
     )
-    return {"encoder": encoder, "transformer_state": comfy, "vae": vae}
+    return {"encoder": encoder, "vision": vision, "transformer_state": comfy, "vae": vae}
 
 
 def t2i_workflow(seed: int = 1, steps: int = 2, width: int = 64, height: int = 64) -> dict[str, Any]:
@@ -181,3 +202,14 @@ def t2i_workflow(seed: int = 1, steps: int = 2, width: int = 64, height: int = 6
         "8": {"class_type": "VAEDecode", "inputs": {"samples": ["7", 0], "vae": ["3", 0]}},
         "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "qwen21"}},
     }
+
+
+def edit_workflow(seed: int = 1, image: str = "input.png", steps: int = 2) -> dict[str, Any]:
+    """The core of the image-edit template: the image as reference (vision tower and latent), the latent
+    TextEncodeQwenImage21 makes on the image's size."""
+    prompt = t2i_workflow(seed, steps)
+    prompt["10"] = {"class_type": "LoadImage", "inputs": {"image": image}}
+    prompt["5"]["inputs"] |= {"vae": ["3", 0], "resolution": 64, "images.image_1": ["10", 0]}
+    prompt["7"]["inputs"]["latent_image"] = ["5", 2]
+    del prompt["6"]
+    return prompt

@@ -12,7 +12,7 @@ import torch
 
 from engine.executor import Executor
 from engine.folders import Folders
-from tests.nodes.qwen21_fixtures import dequantised_model, t2i_workflow, write_files
+from tests.nodes.qwen21_fixtures import dequantised_model, edit_workflow, t2i_workflow, write_files
 from tests.nodes.test_sd_nodes import image_of, run
 
 
@@ -104,3 +104,85 @@ def test_text_to_image_end_to_end(
     other = image_of(folders, run(executor, t2i_workflow(seed=3)), "9")
     assert first.shape == (64, 64, 4) and first.std() > 0  # the VAE writes RGBA
     assert np.array_equal(first, again) and not np.array_equal(first, other)
+
+
+def _picture(folders: Folders, name: str = "input.png") -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(4)
+    Image.fromarray(rng.integers(0, 255, (80, 48, 3), dtype=np.uint8)).save(folders.input / name)
+
+
+def test_edit_with_an_input_image(
+    executor: Executor, loom_folders: Folders, models: tuple[Path, dict[str, Any]]
+) -> None:
+    """The image goes through Qwen3-VL's vision tower and, as a reference latent, into the transformer's
+    sequence at its slot (right after `<|vision_start|>`); the sampled latent takes the reference's size:
+    at resolution 64 a 48×80 picture becomes 64×96 (multiples of 32), a 4×6 latent."""
+    from engine.models import flow_families
+    from engine.models.tokenizer import qwen
+    from tests.nodes.harness import call
+
+    folders = _use(loom_folders, models[0])
+    _picture(folders)
+    first = image_of(folders, run(executor, edit_workflow(seed=2)), "9")
+    executor.cache.clear()
+    again = image_of(folders, run(executor, edit_workflow(seed=2)), "9")
+    assert first.shape == (96, 64, 4) and first.std() > 0 and np.array_equal(first, again)
+
+    clip = flow_families.load_clip(
+        [models[0] / "text_encoders" / "qwen3vl_8b_int8_convrot.safetensors"], "qwen_image"
+    )
+    image = torch.rand(1, 80, 48, 3)
+    inputs = {"clip": clip, "prompt": "make it blue", "negative_prompt": ""}
+    positive, _, latent = call(
+        executor,
+        "TextEncodeQwenImage21",
+        **inputs,
+        vae=_vae(models[0]),
+        resolution=64,
+        **{"images.image_1": image},
+    )
+    cond, options = positive[0]
+    assert latent["samples"].shape == (1, 64, 6, 4)
+    assert [tuple(r.shape) for r in options["reference_latents"]] == [(1, 64, 6, 4)]
+    before = qwen.encode("<|im_start|>user\n<image1><|vision_start|>")
+    after = qwen.encode("<|vision_end|>make it blue<|im_end|>\n<|im_start|>assistant\n")
+    assert options["image_slots"] == [len(before)] and cond.shape[1] == len(before) + len(after)
+    plain, _, _ = call(executor, "TextEncodeQwenImage21", **inputs)
+    assert "image_slots" not in plain[0][1] and "reference_latents" not in plain[0][1]
+
+
+def _vae(root: Path) -> Any:
+    from safetensors.torch import load_file
+
+    from engine.diffusion.vae import vae_from_state_dict
+
+    path = root / "vae" / "qwen_image_2.1_vae_bf16.safetensors"
+    return vae_from_state_dict(load_file(str(path)), {}, path.name)
+
+
+def test_clear_errors(executor: Executor, models: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from engine.models import flow_families
+    from tests.nodes.flow_fixtures_new import qwen_file_state, tiny_qwen
+    from tests.nodes.harness import call
+
+    text_only = tmp_path / "qwen3vl_text_only.safetensors"
+    save_file(qwen_file_state(tiny_qwen("qwen3", 60)), str(text_only))
+    clip = flow_families.load_clip([text_only], "qwen_image")
+    with pytest.raises(
+        Exception, match=r"TextEncodeQwenImage21: input 'images\.image_1' needs Qwen3-VL's vision"
+    ):
+        call(
+            executor,
+            "TextEncodeQwenImage21",
+            clip=clip,
+            prompt="x",
+            negative_prompt="",
+            **{"images.image_1": torch.rand(1, 32, 32, 3)},
+        )
+    zimage = flow_families.load_clip([text_only], "lumina2")
+    with pytest.raises(Exception, match=r"TextEncodeQwenImage21: input 'clip' must be Qwen-Image 2\.1"):
+        call(executor, "TextEncodeQwenImage21", clip=zimage, prompt="x", negative_prompt="")
