@@ -4,7 +4,9 @@ ComfyUI 0.3.64 (the one on this machine) predates Qwen-Image 2.1, so the referen
 * the model call: Loom's MODEL loaded from a ComfyUI-layout file (fused `gate_up`, and once with the block
   matrices in int8 ConvRot) against `QwenImage21Transformer2DModel.forward` with the same weights
   (dequantised), text-to-image, on several latent sizes and prompt lengths;
-* the VAE: Loom's VAELoader on the original-layout file against `AutoencoderKLQwenImage21` decode/encode.
+* the VAE: Loom's VAELoader on the original-layout file against `AutoencoderKLQwenImage21` decode/encode;
+* the text encoder with an image: Loom's CLIP (Qwen3-VL language model and vision tower from one file)
+  against transformers' `Qwen3VLModel` holding the same weights, on the same token ids.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/qwen21_parity.py
 """
@@ -44,7 +46,13 @@ def transformer_rows(work: Path) -> list[tuple[str, float, float]]:
             with torch.no_grad():
                 out = reference(x.flatten(2).transpose(1, 2), context, sigma, [[(1, height, width)]], mask)[0]
             expected = out[:, -height * width :].transpose(1, 2).reshape(1, 64, height, width)
-            rows.append((f"model call, {label}, latent {height}x{width}, {text} text tokens", _diff(loom, expected), _size(expected)))
+            rows.append(
+                (
+                    f"model call, {label}, latent {height}x{width}, {text} text tokens",
+                    _diff(loom, expected),
+                    _size(expected),
+                )
+            )
     return rows
 
 
@@ -78,6 +86,64 @@ def vae_rows(work: Path) -> list[tuple[str, float, float]]:
     ]
 
 
+def text_rows(work: Path) -> list[tuple[str, float, float]]:
+    """Loom's conditioning of a prompt with an image (vision tokens kept) against transformers'
+    `Qwen3VLModel` on the same weights and ids, read before the final norm from the user turn on."""
+    import torch
+    from transformers import Qwen3VLConfig
+    from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLModel
+
+    from engine.models import flow_families, qwen_vision
+    from engine.models.tokenizer import qwen
+    from tests.nodes.qwen21_fixtures import write_files
+
+    write_files(work / "qwen21")
+    clip = flow_families.load_clip(
+        [work / "qwen21/text_encoders/qwen3vl_8b_int8_convrot.safetensors"], "qwen_image"
+    )
+    encoder = clip.encoders[0]
+    torch.manual_seed(5)
+    image = torch.rand(1, 96, 64, 3)
+    tokens = clip.tokenize("make it blue", images=[image])
+    tokens["keep_vision"] = True
+    loom = clip.encode_from_tokens(tokens)
+
+    config = Qwen3VLConfig(
+        text_config=encoder.model.config.to_dict(), vision_config=encoder.visual.config.to_dict()
+    )
+    reference = Qwen3VLModel(config).eval()
+    reference.language_model.load_state_dict(encoder.model.state_dict())
+    reference.visual.load_state_dict(encoder.visual.state_dict())
+    pixels, grid = qwen_vision.patches(image, 16, 2, 2, mean=(0.5,) * 3, std=(0.5,) * 3)
+    count = grid[1] * grid[2] // 4
+    text = "<|im_start|>system\nComprehend and analyze the provided prompt.<|im_end|>\n<|im_start|>user\n"
+    text += (
+        "<image1><|vision_start|><|image_pad|><|vision_end|>make it blue<|im_end|>\n<|im_start|>assistant\n"
+    )
+    ids: list[int] = []
+    for token in qwen.encode(text):
+        ids += [token] * (count if token == 151655 else 1)
+    input_ids = torch.tensor([ids])
+    hook = reference.language_model.norm.register_forward_hook(lambda _m, args, _o: args[0])
+    out = reference(
+        input_ids=input_ids,
+        pixel_values=pixels,
+        image_grid_thw=torch.tensor([grid]),
+        mm_token_type_ids=(input_ids == 151655).int(),
+        output_hidden_states=True,
+    )
+    hook.remove()
+    starts = [i for i, token in enumerate(ids) if token == qwen.IM_START_ID]
+    expected = out.hidden_states[-1][:, starts[1] :]
+    return [
+        (
+            "Qwen3-VL conditioning with an image (vision tower, DeepStack)",
+            _diff(loom, expected),
+            _size(expected),
+        )
+    ]
+
+
 def _diff(a: object, b: object) -> float:
     return float((a - b).abs().max())  # type: ignore[operator]
 
@@ -91,13 +157,15 @@ def main() -> None:
 
     torch.set_grad_enabled(False)
     with tempfile.TemporaryDirectory() as tmp:
-        rows = transformer_rows(Path(tmp)) + vae_rows(Path(tmp))
+        rows = transformer_rows(Path(tmp)) + vae_rows(Path(tmp)) + text_rows(Path(tmp))
     width = max(len(name) for name, _, _ in rows)
-    print(f"{'comparison'.ljust(width)}  max |Loom - diffusers|  max |diffusers|")
+    print(f"{'comparison'.ljust(width)}  max |Loom - reference|  max |reference|")
     for name, value, size in rows:
         print(f"{name.ljust(width)}  {value:<22.3g}  {size:.3g}")
     worst = max(v / s for _, v, s in rows)
-    print(f"\nmax difference over {len(rows)} comparisons: {max(v for _, v, _ in rows):.3g} (relative {worst:.3g})")
+    print(
+        f"\nmax difference over {len(rows)} comparisons: {max(v for _, v, _ in rows):.3g} (relative {worst:.3g})"
+    )
 
 
 if __name__ == "__main__":
