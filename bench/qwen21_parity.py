@@ -162,10 +162,8 @@ def main() -> None:
     print(f"{'comparison'.ljust(width)}  max |Loom - reference|  max |reference|")
     for name, value, size in rows:
         print(f"{name.ljust(width)}  {value:<22.3g}  {size:.3g}")
-    worst = max(v / s for _, v, s in rows)
-    print(
-        f"\nmax difference over {len(rows)} comparisons: {max(v for _, v, _ in rows):.3g} (relative {worst:.3g})"
-    )
+    worst, relative = max(v for _, v, _ in rows), max(v / s for _, v, s in rows)
+    print(f"\nmax difference over {len(rows)} comparisons: {worst:.3g} (relative {relative:.3g})")
 
 
 if __name__ == "__main__":
