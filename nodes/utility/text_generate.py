@@ -16,6 +16,8 @@ from engine.native import Clip, Image, Input, Node, Output, Socket
 
 Audio = Annotated[Any, Socket("AUDIO")]
 SAMPLING_MODES = ("on", "off")
+# Newer ComfyUI's `mtp` (saved after use_default_template); a speed-up that Loom does not do.
+MTP_CHOICES = ("auto", "off", "2", "3", "4", "5")
 NODE = "TextGenerate"
 
 
@@ -97,7 +99,16 @@ class TextGenerate(Node):
         use_default_template: Annotated[
             bool | None, Input("Wrap the prompt in the chat template.", extra={"default": True})
         ] = None,
+        mtp: Annotated[
+            str | None,
+            Input(
+                "Multi-token-prediction speculative decoding (a speed-up; Loom decodes one token at a time).",
+                choices=MTP_CHOICES,
+                extra={"default": "auto"},
+            ),
+        ] = None,
     ) -> Annotated[str, Output("generated_text")]:
+        del mtp  # speculative decoding changes the speed, not what greedy decoding gives
         from engine.diffusion.text_generate import Sampling, generate
         from engine.models.tokenizer import qwen
 
