@@ -278,8 +278,8 @@ class QwenImage(BASE):
 
 
 class QwenImage21(BASE):
-    unet_config = {"image_model": "qwen_image_2.1"}
-    sampling_settings = {"multiplier": 1.0, "shift": 1.15}
+    unet_config = {"image_model": "qwen_image21"}
+    sampling_settings = {"multiplier": 1.0, "shift": 0.69}
     unet_extra_config = {}
     latent_format = QwenImage21Format
     text_encoder_key_prefix = ["text_encoders."]
@@ -305,7 +305,7 @@ _FLOW_KEYS: dict[str, dict[str, Any]] = {
     "chroma": {"image_model": "chroma"},
     "zimage": {"image_model": "lumina2"},
     "qwen_image": {"image_model": "qwen_image"},
-    "qwen_image21": {"image_model": "qwen_image_2.1"},
+    "qwen_image21": {"image_model": "qwen_image21"},
 }
 
 

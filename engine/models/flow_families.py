@@ -87,13 +87,17 @@ def default_sampling(detected: Detected) -> Any:
         return ModelSamplingDiscreteFlow(shift=3.0, multiplier=1000)
     if detected.family in FAMILY_SHIFT:
         return ModelSamplingDiscreteFlow(shift=FAMILY_SHIFT[detected.family], multiplier=1.0)
-    dev_like = detected.family in ("chroma", "qwen_image", "qwen_image21") or "dev" in detected.variant
+    if detected.family == "qwen_image21":
+        return ModelSamplingFlux(shift=QWEN_IMAGE21_MU)
+    dev_like = detected.family in ("chroma", "qwen_image") or "dev" in detected.variant
     return ModelSamplingFlux(shift=1.15 if dev_like else 1.0)
 
 
 # Layers left out of fp8 storage: diffusers' precision-sensitive embedders of these models.
 FP8_KEEP = {"zimage": ("t_embedder", "cap_embedder")}
 FAMILY_SHIFT = {"zimage": 3.0}
+# Newer ComfyUI's Qwen-Image 2.1 settings: shift 0.69 read as Flux's mu ("scheduler mu at 1024x1024").
+QWEN_IMAGE21_MU = 0.69
 
 
 def compute_dtype(role: str) -> Any:

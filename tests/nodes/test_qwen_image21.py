@@ -36,6 +36,8 @@ def test_detection_and_config(models: tuple[Path, dict[str, Any]]) -> None:
         assert found is not None and (found.family, found.prefix) == ("qwen_image21", prefix)
     config = qwen_image21.transformer_config(shapes, "")
     assert (config["num_layers"], config["mlp_ratio"], config["context_in_dim"]) == (2, 3, 32)
+    sampling = flow_families.default_sampling(found)  # newer ComfyUI's: Flux-type, shift 0.69 read as mu
+    assert type(sampling).__name__ == "ModelSamplingFlux" and sampling.shift == pytest.approx(0.69)
 
 
 def test_int8_convrot_dequantises_to_the_rotated_weights() -> None:
