@@ -51,8 +51,10 @@ class QwenImage21(_UnpooledFlow):
         prefix = hidden.shape[1] - height * width
         target = torch.zeros(hidden.shape[1], dtype=torch.bool, device=x.device)
         target[prefix:] = True
-        # One extra row at t = 0: text and references read it (diffusers' causal_condition).
-        temb = net.time_text_embed(torch.cat([timestep, timestep.new_zeros(1)]).to(x.dtype), hidden)
+        # t rounded through the compute dtype as ComfyUI does (t·1000, then back), and one extra row at
+        # t = 0, which text and references read (diffusers' causal_condition).
+        t = ((timestep * 1000).to(x.dtype) / 1000).to(x.dtype)
+        temb = net.time_text_embed(torch.cat([t, t.new_zeros(1)]), hidden)
         modulation = net.modulation(temb)
         rotary = _rope(net).freqs(positions)
         for block in net.transformer_blocks:
