@@ -56,6 +56,46 @@ def transformer_rows(work: Path) -> list[tuple[str, float, float]]:
     return rows
 
 
+def reference_rows(work: Path) -> list[tuple[str, float, float]]:
+    """The model call with a reference latent spliced into the text at its slot (an edit), against diffusers
+    given the same sequence its way: the reference's vision slots (one per 2×2 latent tokens) in the text,
+    condition images first in `hidden_states`."""
+    import torch
+    from safetensors.torch import save_file
+
+    from engine.models import flow_families
+    from tests.nodes.qwen21_fixtures import dequantised_model, fuse_mlp, tiny_transformer
+
+    model = tiny_transformer(8, context=32)
+    state = fuse_mlp({k: v.contiguous() for k, v in model.state_dict().items()})
+    path = work / "edit.safetensors"
+    save_file({k: v.clone() for k, v in state.items()}, str(path))
+    patcher = flow_families.load_diffusion_model(path)
+    reference = dequantised_model(state, 8, 32)
+    rows = []
+    for (height, width), (ref_h, ref_w), slot in (((4, 6), (4, 4), 3), ((6, 4), (2, 6), 5)):
+        torch.manual_seed(height + ref_w)
+        x, context, ref = (
+            torch.randn(1, 64, height, width),
+            torch.randn(1, 9, 32),
+            torch.randn(1, 64, ref_h, ref_w),
+        )
+        sigma = torch.tensor([0.4])
+        extra = {"ref_latents": [ref], "image_slots": [slot]}
+        loom = (x - patcher.model.apply_model(x, sigma, c_crossattn=context, added_cond_kwargs=extra)) / sigma
+        ref_slots = ref_h * ref_w // 4
+        vlm = torch.cat([context[:, :slot], torch.zeros(1, ref_slots, 32), context[:, slot:]], dim=1)
+        mask = [False] * slot + [True] * ref_slots + [False] * (9 - slot) + [True] * (height * width // 4)
+        tokens = torch.cat([ref.flatten(2).transpose(1, 2), x.flatten(2).transpose(1, 2)], dim=1)
+        shapes = [[(1, ref_h, ref_w), (1, height, width)]]
+        with torch.no_grad():
+            out = reference(tokens, vlm, sigma, shapes, torch.tensor([mask]))[0]
+        expected = out[:, -height * width :].transpose(1, 2).reshape(1, 64, height, width)
+        label = f"model call with a {ref_h}x{ref_w} reference at slot {slot}, latent {height}x{width}"
+        rows.append((label, _diff(loom, expected), _size(expected)))
+    return rows
+
+
 def vae_rows(work: Path) -> list[tuple[str, float, float]]:
     import torch
     from safetensors.torch import save_file
@@ -157,7 +197,12 @@ def main() -> None:
 
     torch.set_grad_enabled(False)
     with tempfile.TemporaryDirectory() as tmp:
-        rows = transformer_rows(Path(tmp)) + vae_rows(Path(tmp)) + text_rows(Path(tmp))
+        rows = (
+            transformer_rows(Path(tmp))
+            + reference_rows(Path(tmp))
+            + vae_rows(Path(tmp))
+            + text_rows(Path(tmp))
+        )
     width = max(len(name) for name, _, _ in rows)
     print(f"{'comparison'.ljust(width)}  max |Loom - reference|  max |reference|")
     for name, value, size in rows:

@@ -188,3 +188,30 @@ def test_clear_errors(executor: Executor, models: tuple[Path, dict[str, Any]], t
     zimage = flow_families.load_clip([text_only], "lumina2")
     with pytest.raises(Exception, match=r"TextEncodeQwenImage21: input 'clip' must be Qwen-Image 2\.1"):
         call(executor, "TextEncodeQwenImage21", clip=zimage, prompt="x", negative_prompt="")
+
+
+def test_model_call_with_a_reference_matches_diffusers(models: tuple[Path, dict[str, Any]]) -> None:
+    """A reference latent spliced into the text at its slot, against diffusers given the same sequence
+    its way (the reference's vision slots in the text, condition images first)."""
+    from engine.models import flow_families
+
+    root, built = models
+    patcher = flow_families.load_diffusion_model(
+        root / "diffusion_models" / "qwen_image_2.1_int8_convrot.safetensors"
+    )
+    state = {
+        k: v.to(torch.bfloat16).float() if v.is_floating_point() else v
+        for k, v in built["transformer_state"].items()
+    }
+    reference = dequantised_model(state, 41, 32)
+    torch.manual_seed(6)
+    x, context, ref = torch.randn(1, 64, 4, 6), torch.randn(1, 9, 32), torch.randn(1, 64, 2, 6)
+    sigma, slot = torch.tensor([0.4]), 5
+    extra = {"ref_latents": [ref], "image_slots": [slot]}
+    loom = (x - patcher.model.apply_model(x, sigma, c_crossattn=context, added_cond_kwargs=extra)) / sigma
+    text = torch.cat([context[:, :slot], torch.zeros(1, 3, 32), context[:, slot:]], dim=1)
+    mask = torch.tensor([[False] * slot + [True] * 3 + [False] * (9 - slot) + [True] * 6])
+    tokens = torch.cat([ref.flatten(2).transpose(1, 2), x.flatten(2).transpose(1, 2)], dim=1)
+    with torch.no_grad():
+        out = reference(tokens, text, sigma, [[(1, 2, 6), (1, 4, 6)]], mask, return_dict=False)[0]
+    assert (loom - out[:, -24:].transpose(1, 2).reshape(1, 64, 4, 6)).abs().max() < 1e-4
