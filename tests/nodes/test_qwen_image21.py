@@ -215,3 +215,21 @@ def test_model_call_with_a_reference_matches_diffusers(models: tuple[Path, dict[
     with torch.no_grad():
         out = reference(tokens, text, sigma, [[(1, 2, 6), (1, 4, 6)]], mask, return_dict=False)[0]
     assert (loom - out[:, -24:].transpose(1, 2).reshape(1, 64, 4, 6)).abs().max() < 1e-4
+
+
+def test_sequence_layout_follows_comfyui() -> None:
+    """Text, a reference of odd height (half a token off an even target), text, target: positions and the
+    block-causal segments of the prefix."""
+    from types import SimpleNamespace
+
+    from engine.diffusion.flow_qwen21 import _sequence
+
+    net = SimpleNamespace(img_in=lambda tokens: tokens[..., :2])
+    x, ref, text = torch.zeros(1, 64, 2, 4), torch.zeros(1, 64, 3, 2), torch.zeros(1, 5, 2)
+    tokens, ids, segments = _sequence(net, x, text, [ref], [2])
+    assert tokens.shape[1] == 2 + 6 + 3 + 8
+    assert segments == [(0, 2, True), (2, 8, False), (8, 11, True)]
+    assert ids[:2].tolist() == [[0, 0, 0], [1, 1, 1]]
+    assert ids[2].tolist() == [2, -1.5, -1.0] and ids[7].tolist() == [2, 0.5, 0.0]  # rows -1.5…0.5
+    assert ids[8].tolist() == [5, 5, 5]  # text resumes after the reference's longer side (3)
+    assert ids[11].tolist() == [8, -1, -2] and ids[-1].tolist() == [8, 0, 1]
