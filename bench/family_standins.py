@@ -38,6 +38,12 @@ RULES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("diffusion_models", ("klein-9b", "klein-base-9b"), "flux2_klein_9b"),
     ("diffusion_models", ("klein",), "flux2_klein_4b"),
     ("diffusion_models", ("flux2", "flux-2", "flux_2"), "flux2_dev"),
+    # Qwen-Image 2.1 (before Qwen-Image's and Qwen3's rules); its Qwen3.5 prompt enhancers are a model
+    # Loom does not load: their stand-in only lets the workflows validate.
+    ("diffusion_models", ("qwen_image_2.1",), "qwen_image21"),
+    ("text_encoders", ("qwen3vl",), "qwen3vl"),
+    ("text_encoders", ("qwen3.5",), "unloadable"),
+    ("vae", ("qwen_image_2.1",), "qwen_image21_vae"),
     ("diffusion_models", ("qwen",), "qwen_image"),
     ("diffusion_models", ("chroma",), "chroma"),
     ("diffusion_models", ("z_image", "z-image", "zimage"), "zimage"),
@@ -190,6 +196,7 @@ def _write_controlnets(work: Path) -> dict[str, Path]:
         save_file(state, str(made[key]))
     made["controlnet_qwen_fun"] = work / "controlnet/controlnet_qwen_fun.safetensors"
     save_file(qwen_fun_marker(), str(made["controlnet_qwen_fun"]))
+    return made
 
 
 def _flux2_stand_ins(work: Path) -> dict[str, Path]:
@@ -225,6 +232,19 @@ def _flux2_stand_ins(work: Path) -> dict[str, Path]:
     made["mistral_3"] = work / "text_encoders/mistral_3_small_flux2_bf16.safetensors"
     made["flux2_dev"] = work / "diffusion_models/flux2_dev.safetensors"
     return made
+
+
+def _qwen_image21(work: Path) -> dict[str, Path]:
+    """Qwen-Image 2.1's int8 ConvRot diffusion model, Qwen3-VL text encoder and RGBA VAE
+    (tests/nodes/qwen21_fixtures.py)."""
+    from tests.nodes.qwen21_fixtures import write_files
+
+    write_files(work)
+    return {
+        "qwen_image21": work / "diffusion_models/qwen_image_2.1_int8_convrot.safetensors",
+        "qwen3vl": work / "text_encoders/qwen3vl_8b_int8_convrot.safetensors",
+        "qwen_image21_vae": work / "vae/qwen_image_2.1_vae_bf16.safetensors",
+    }
 
 
 def write_stand_ins(work: Path) -> dict[str, Path]:
@@ -286,6 +306,7 @@ def write_stand_ins(work: Path) -> dict[str, Path]:
         made[key].parent.mkdir(parents=True, exist_ok=True)
         save_file(weights, str(made[key]))
     made |= _write_controlnets(work)
+    made |= _qwen_image21(work / "qwen21")
     made["unloadable"] = work / "unloadable.safetensors"
     save_file({"not_a_model_loom_loads": torch.zeros(1)}, str(made["unloadable"]))
     return made

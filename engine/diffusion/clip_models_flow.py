@@ -36,7 +36,16 @@ class _FlowClipModel(torch.nn.Module):
         self.family = clip.family
         self.roles = clip.roles
         self._clip = [clip]  # a list, so torch does not see the CLIP
-        for role in ("clip_l", "clip_g", "t5xxl", "qwen3_4b", "qwen25_7b", "qwen3_8b", "mistral3_24b"):
+        for role in (
+            "clip_l",
+            "clip_g",
+            "t5xxl",
+            "qwen3_4b",
+            "qwen25_7b",
+            "qwen3_8b",
+            "mistral3_24b",
+            "qwen3vl_8b",
+        ):
             if role in clip.roles:
                 index = clip.roles.index(role)
                 self.add_module(role, (SDXLClipG if role == "clip_g" else SDClipModel)(clip, index))
@@ -174,6 +183,19 @@ class Flux2ClipModel(_SingleEncoderClipModel):
         return self.roles[0]
 
 
+class QwenImage21ClipModel(_SingleEncoderClipModel):
+    """Qwen-Image 2.1: Qwen3-VL's hidden states from the user turn on (ComfyUI drops the system turn, up to
+    the second `<|im_start|>`, and keeps `user` and the newline), without the vision tokens when the
+    tokens say `keep_vision` is off (engine.diffusion.qwen21_text)."""
+
+    role = "qwen3vl_8b"
+
+    def _trim(self, cond: Any, tokens: dict[str, Any]) -> Any:
+        from engine.diffusion.qwen21_text import trim
+
+        return trim(cond, tokens.get("qwen3vl_8b", [[]])[0], bool(tokens.get("keep_vision", True)))
+
+
 # Qwen's ids for `<|im_start|>`, "user" and "\n".
 IM_START_ID, USER_ID, NEWLINE_ID = 151644, 872, 198
 _FAMILY_MODELS: dict[str, type[_FlowClipModel]] = {
@@ -183,6 +205,7 @@ _FAMILY_MODELS: dict[str, type[_FlowClipModel]] = {
     "zimage": ZImageClipModel,
     "qwen_image": QwenImageClipModel,
     "flux2": Flux2ClipModel,
+    "qwen_image21": QwenImage21ClipModel,
 }
 
 

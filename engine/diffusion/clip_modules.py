@@ -39,7 +39,12 @@ def comfy_keys(
     flow families' encoders; T5-XXL's module is `t5xxl` and its parameters keep T5's own names."""
     keys: dict[str, tuple[int, str]] = {}
     for index, ((key, _, _), encoder) in enumerate(zip(encoder_keys(family, roles), encoders, strict=True)):
-        own = key in ("t5xxl", "qwen3_4b", "qwen25_7b")  # modules named by their key, weights as they are
+        own = key in (
+            "t5xxl",
+            "qwen3_4b",
+            "qwen25_7b",
+            "qwen3vl_8b",
+        )  # modules named by their key, weights as they are
         module = key if own else f"clip_{key}"
         inner = "" if hasattr(encoder, "text_model") or own else "text_model."
         for name, _ in encoder.named_parameters():

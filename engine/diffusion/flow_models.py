@@ -31,7 +31,7 @@ class FlowTransformer(DiffusionModel):
         self, transformer: Any, model_sampling: Any, family: str, latent_format: Any, compute_dtype: Any
     ) -> None:
         super().__init__(transformer, model_sampling, family, latent_format)
-        flux_type = family in ("flux", "flux2", "chroma", "qwen_image")
+        flux_type = family in ("flux", "flux2", "chroma", "qwen_image", "qwen_image21")
         self.model_type = ModelType.FLUX if flux_type else ModelType.FLOW
         self.compute_dtype = compute_dtype
         self.model_config.sampling_settings = {"shift": getattr(model_sampling, "shift", 1.0)}
@@ -285,7 +285,12 @@ class _UnpooledFlow(FlowTransformer):
 
 
 # The CLIPLoader type whose text encoder each family takes (for messages).
-CLIP_TYPE_OF = {"zimage": "lumina2", "qwen_image": "qwen_image", "chroma": "chroma"}
+CLIP_TYPE_OF = {
+    "zimage": "lumina2",
+    "qwen_image": "qwen_image",
+    "qwen_image21": "qwen_image",
+    "chroma": "chroma",
+}
 
 
 def _pad_to_patches(x: Any, patch: int) -> Any:

@@ -61,3 +61,14 @@ class _FrameDist:
 
     def sample(self, generator: Any = None) -> torch.Tensor:
         return self.dist.sample(generator)[:, :, 0]
+
+
+class RGBAFrameVAE(FrameVAE):
+    """Qwen-Image 2.1's VAE, which reads and writes RGBA: an RGB image is encoded as opaque (alpha 1,
+    +1 in the VAE's [-1, 1] range); decoded images keep their alpha channel."""
+
+    def encode(self, x: torch.Tensor) -> _Latent:
+        missing = int(self.video_vae.config.in_channels) - x.shape[1]
+        if missing > 0:
+            x = torch.nn.functional.pad(x, (0, 0, 0, 0, 0, missing), value=1.0)
+        return super().encode(x)

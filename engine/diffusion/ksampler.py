@@ -17,6 +17,7 @@ from engine.diffusion.model_patcher import ModelPatcher
 from engine.diffusion.taesd import preview_jpeg
 
 PREVIEW_EVERY = 1
+EMPTY_LATENT_RATIO = 8  # EmptyLatentImage's grid: 1/8 of the image
 
 
 def fix_empty_latent_channels(model: Any, samples: Any) -> Any:
@@ -24,9 +25,14 @@ def fix_empty_latent_channels(model: Any, samples: Any) -> Any:
     model) as zeros with the model's channel count, as ComfyUI's samplers do; others are left alone."""
     import torch
 
-    channels = getattr(model.get_model_object("latent_format"), "latent_channels", samples.shape[1])
+    fmt = model.get_model_object("latent_format")
+    channels = getattr(fmt, "latent_channels", samples.shape[1])
+    # A model whose VAE compresses 16× (Qwen-Image 2.1) gets another family's 8× grid (EmptyLatentImage's)
+    # halved too; a latent already in the model's channels is already at its scale.
+    ratio = getattr(fmt, "spacial_downscale_ratio", EMPTY_LATENT_RATIO)
     if samples.shape[1] != channels and torch.count_nonzero(samples) == 0:
-        return torch.zeros((samples.shape[0], channels, *samples.shape[2:]), dtype=samples.dtype)
+        size = [max(1, round(side * EMPTY_LATENT_RATIO / ratio)) for side in samples.shape[2:]]
+        return torch.zeros((samples.shape[0], channels, *size), dtype=samples.dtype)
     return samples
 
 

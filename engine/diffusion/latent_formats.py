@@ -136,6 +136,10 @@ class SDXL_Playground_2_5(LatentFormat):
 def latent_format(family: str, scale_factor: float, metadata: dict[str, str]) -> LatentFormat:
     from engine.diffusion.latent_formats_flow import FLOW_FORMATS
 
+    if family == "qwen_image21":
+        from engine.diffusion.latent_format_qwen21 import QwenImage21
+
+        return QwenImage21()
     if family in FLOW_FORMATS:  # before the SD branches: their formats are fixed, with a shift
         return FLOW_FORMATS[family]
     kind = SDXL if family.startswith("sdxl") else SD15

@@ -23,6 +23,7 @@ def expand(encoder: Any, windows: Windows) -> tuple[Windows, Any]:
     encode_image = getattr(encoder, "encode_image", None)
     rows: Windows = []
     positions = []
+    spans_per_row = []
     for window in windows:
         row: list[tuple[Any, ...]] = []
         spans = []
@@ -40,7 +41,10 @@ def expand(encoder: Any, windows: Windows) -> tuple[Windows, Any]:
             spans.append((len(row), height, width))
             row.extend((vector, *pair[1:]) for vector in vectors)
         rows.append(row)
+        spans_per_row.append(spans)
         positions.append(mrope_positions(len(row), spans))
+    if hasattr(encoder, "image_spans"):  # Qwen3-VL adds DeepStack features at these tokens
+        encoder.image_spans = spans_per_row
     if len({len(row) for row in rows}) > 1:
         raise ValueError("windows with images must be equally long to be encoded together")
     return rows, torch.stack(positions, dim=1)

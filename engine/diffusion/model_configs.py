@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from engine.diffusion.latent_format_qwen21 import QwenImage21 as QwenImage21Format
 from engine.diffusion.latent_formats import SD15 as SD15Format
 from engine.diffusion.latent_formats import SDXL as SDXLFormat
 from engine.diffusion.latent_formats import LatentFormat
@@ -286,18 +287,26 @@ class Flux2(Flux):
     loom_family = "flux2"
 
 
+class QwenImage21(BASE):
+    unet_config = {"image_model": "qwen_image21"}
+    sampling_settings = {"multiplier": 1.0, "shift": 0.69}
+    unet_extra_config = {}
+    latent_format = QwenImage21Format
+    text_encoder_key_prefix = ["text_encoders."]
+    loom_family = "qwen_image21"
+
+
 # ComfyUI's matching order (more specific configs first) over the families Loom loads.
 MODELS: list[type[BASE]] = [
     SD15_instructpix2pix, SD15, SD20, SD21UnclipL, SD21UnclipH, SDXL_instructpix2pix, SDXLRefiner, SDXL,
     SSD1B, KOALA_700M, KOALA_1B, Segmind_Vega, SD3, Flux, FluxSchnell, Chroma, Lumina2, QwenImage,
-    Flux2,
+    Flux2, QwenImage21,
 ]  # fmt: skip
 # The config of a family whose model matches no config exactly (Loom loads small or unusual UNets
 # ComfyUI would not recognise: its detection then fails, Loom's names the family it found).
 _FAMILY_DEFAULT: dict[str, type[BASE]] = {
     "sd1": SD15, "sd2": SD20, "sdxl": SDXL, "sdxl_refiner": SDXLRefiner, "sd3": SD3, "flux": Flux,
-    "chroma": Chroma, "zimage": Lumina2, "qwen_image": QwenImage,
-    "flux2": Flux2,
+    "chroma": Chroma, "zimage": Lumina2, "qwen_image": QwenImage, "flux2": Flux2, "qwen_image21": QwenImage21,
 }  # fmt: skip
 # What ComfyUI's detection puts in the unet_config of the flow families, beside the network's own.
 _FLOW_KEYS: dict[str, dict[str, Any]] = {
@@ -307,6 +316,7 @@ _FLOW_KEYS: dict[str, dict[str, Any]] = {
     "zimage": {"image_model": "lumina2"},
     "qwen_image": {"image_model": "qwen_image"},
     "flux2": {"image_model": "flux2"},
+    "qwen_image21": {"image_model": "qwen_image21"},
 }
 
 

@@ -71,6 +71,8 @@ ROLE_OPTIONS: dict[str, dict[str, EncoderOptions]] = {
         "qwen3_8b": EncoderOptions(None, False, False, None, 151643, False, True, (9, 18, 27)),
         "mistral3_24b": EncoderOptions(None, False, False, 1, 2, False, True, (10, 20, 30)),
     },
+    # Qwen-Image 2.1: Qwen3-VL's last layer before its final norm (the encoder leaves the norm out).
+    "qwen_image21": {"qwen3vl_8b": EncoderOptions(None, False, False, None, 151643, pooled=False)},
 }
 
 

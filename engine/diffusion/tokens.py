@@ -229,6 +229,7 @@ ROLE_KEYS: dict[str, tuple[str, str, bool]] = {
     "qwen25_7b": ("qwen25_7b", "qwen25_7b", False),
     "qwen3_8b": ("qwen3_8b", "qwen3_8b", False),
     "mistral3_24b": ("mistral3_24b", "mistral3_24b", False),
+    "qwen3vl_8b": ("qwen3vl_8b", "qwen3vl_8b", False),
 }
 # ComfyUI's flow tokenizers make windows for every encoder of the family, loaded or not, in this order.
 FLOW_ROLES: dict[str, tuple[str, ...]] = {
@@ -237,6 +238,7 @@ FLOW_ROLES: dict[str, tuple[str, ...]] = {
     "chroma": ("t5xxl",),
     "zimage": ("qwen3_4b",),
     "qwen_image": ("qwen25_7b",),
+    "qwen_image21": ("qwen3vl_8b",),
 }
 # Widths of the encoders a flow CLIP lacks (only embeddings read them).
 FLOW_WIDTHS = {
@@ -247,6 +249,7 @@ FLOW_WIDTHS = {
     "qwen25_7b": 3584,
     "qwen3_8b": 4096,
     "mistral3_24b": 5120,
+    "qwen3vl_8b": 4096,
 }
 
 

@@ -26,6 +26,11 @@ TEMPLATES = {
         "text, spatial relationships of the objects and background:<|im_end|>\n"
         "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n"
     ),
+    # Qwen-Image 2.1 (ComfyUI's QwenImage21Tokenizer; thinking on: no empty think block).
+    "qwen3vl_8b": (
+        "<|im_start|>system\nComprehend and analyze the provided prompt.<|im_end|>\n"
+        "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n"
+    ),
 }
 # Qwen-Image's template when images are given: the edit system prompt and one vision slot.
 QWEN_IMAGE_EDIT_TEMPLATE = (
@@ -36,6 +41,7 @@ QWEN_IMAGE_EDIT_TEMPLATE = (
     "<|vision_start|><|image_pad|><|vision_end|>{}<|im_end|>\n<|im_start|>assistant\n"
 )
 IMAGE_PAD_ID = 151655
+VISION_BLOCK = "<|vision_start|><|image_pad|><|vision_end|>"
 LLM_MAX_LENGTH = 99999999
 
 
@@ -74,16 +80,28 @@ class QwenTokenizer(SDTokenizer):
         images: list[Any] | None = None,
         **kwargs: Any,
     ) -> list[list[tuple[Any, ...]]]:
-        images = list(images or []) if self.embedding_key == "qwen25_7b" else []
-        templated = self.embedding_key == "qwen25_7b" and text.startswith(
+        key = self.embedding_key
+        images = list(images or []) if key in ("qwen25_7b", "qwen3vl_8b") else []
+        if key == "qwen3vl_8b" and kwargs.pop("prevent_empty_text", False) and text == "":
+            text = " "
+        templated = key in ("qwen25_7b", "qwen3vl_8b") and text.startswith(
             ("<|im_start|>", "<|start_header_id|>")
         )
         if not templated:
-            default = QWEN_IMAGE_EDIT_TEMPLATE if images else self.template
-            text = (llama_template or default).format(text)
+            text = (llama_template or self._template(len(images))).format(text)
         kwargs["disable_weights"] = True
         windows = super().tokenize_with_weights(text, return_word_ids, tokenizer_options, **kwargs)
         return _with_images(windows, images)
+
+    def _template(self, images: int) -> str:
+        """The family's template; with images Qwen-Image Edit's, or for Qwen-Image 2.1 one numbered vision
+        slot per image before the prompt (`<image1><|vision_start|>…`, ComfyUI's QwenImage21Tokenizer)."""
+        if not images:
+            return self.template
+        if self.embedding_key == "qwen25_7b":
+            return QWEN_IMAGE_EDIT_TEMPLATE
+        slots = " ".join(f"<image{i + 1}>{VISION_BLOCK}" for i in range(images))
+        return self.template.replace("{}", slots + "{}", 1)
 
 
 def _with_images(windows: list[list[tuple[Any, ...]]], images: list[Any]) -> list[list[tuple[Any, ...]]]:

@@ -286,7 +286,7 @@ def vae_from_state_dict(state: dict[str, Any], metadata: dict[str, str], name: s
     from diffusers import AutoencoderKL
     from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
 
-    from engine.models import flux2_vae, qwen_vae
+    from engine.models import flux2_vae, qwen_vae, qwen_vae21
     from engine.models.detect import VAE_PREFIX, vae_config_from_shapes
     from engine.models.errors import UnsupportedModelError
 
@@ -297,6 +297,8 @@ def vae_from_state_dict(state: dict[str, Any], metadata: dict[str, str], name: s
     if flux2_vae.is_flux2_vae({k: tuple(v.shape) for k, v in bare.items()}):
         loaded = flux2_vae.load(bare, manager().dtype("vae"), name)
         return VAE.wrap(loaded, latent_format("flux2", 1.0, {}))
+    if qwen_vae21.is_qwen21_vae(shapes):
+        return _rgba_frame_vae(state, name)
     state = {VAE_PREFIX + k.removeprefix(VAE_PREFIX): v for k, v in state.items()}
     if f"{VAE_PREFIX}decoder.conv_in.weight" not in state:
         found = ", ".join(sorted(state)[:3])
@@ -322,6 +324,15 @@ def _frame_vae(state: dict[str, Any], name: str) -> VAE:
 
     video = qwen_vae.load(state, manager().dtype("vae"), name)
     return VAE.wrap(FrameVAE(video).eval(), latent_format("qwen_image", 1.0, {}))
+
+
+def _rgba_frame_vae(state: dict[str, Any], name: str) -> VAE:
+    """Qwen-Image 2.1's RGBA VAE with its 64-channel latent format."""
+    from engine.diffusion.frame_vae import RGBAFrameVAE
+    from engine.models import qwen_vae21
+
+    video = qwen_vae21.load(state, manager().dtype("vae"), name)
+    return VAE.wrap(RGBAFrameVAE(video).eval(), latent_format("qwen_image21", 1.0, {}))
 
 
 class _TileProgress:

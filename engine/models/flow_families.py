@@ -24,6 +24,7 @@ CLIP_TYPES_SUPPORTED = {
     "zimage": ("qwen3_4b",),
     "qwen_image": ("qwen25_7b",),
     "flux2": ("qwen3_4b", "qwen3_8b", "mistral3_24b"),
+    "qwen_image21": ("qwen3vl_8b",),
 }
 # Types whose CLIP-only files are SD1.x / SD2.x / SDXL text encoders.
 SD_CLIP_TYPES = ("stable_diffusion", "stable_cascade")
@@ -54,7 +55,7 @@ class Detected:
 
 def detect(shapes: Shapes) -> Detected | None:
     """The flow family of a diffusion model or checkpoint from its keys, or None."""
-    from engine.models import chroma, flux, flux2, qwen_image, sd3, zimage
+    from engine.models import chroma, flux, flux2, qwen_image, qwen_image21, sd3, zimage
 
     prefix = flux2.prefix_of(shapes)  # before Flux.1: Flux.2 has its block names too
     if prefix is not None:
@@ -66,6 +67,9 @@ def detect(shapes: Shapes) -> Detected | None:
     if prefix is not None:
         layered = qwen_image.is_layered(shapes, prefix)
         return Detected("qwen_image", prefix, "Qwen-Image Layered" if layered else "Qwen-Image")
+    prefix = qwen_image21.prefix_of(shapes)
+    if prefix is not None:
+        return Detected("qwen_image21", prefix, "Qwen-Image 2.1")
     prefix = chroma.prefix_of(shapes)
     if prefix is not None:
         return Detected("chroma", prefix, "Chroma")
@@ -91,6 +95,8 @@ def default_sampling(detected: Detected) -> Any:
         return ModelSamplingDiscreteFlow(shift=FAMILY_SHIFT[detected.family], multiplier=1.0)
     if detected.family == "flux2":  # ComfyUI's Flux2: a Flux-type model with shift 2.02
         return ModelSamplingFlux(shift=2.02)
+    if detected.family == "qwen_image21":
+        return ModelSamplingFlux(shift=QWEN_IMAGE21_MU)
     dev_like = detected.family in ("chroma", "qwen_image") or "dev" in detected.variant
     return ModelSamplingFlux(shift=1.15 if dev_like else 1.0)
 
@@ -98,6 +104,8 @@ def default_sampling(detected: Detected) -> Any:
 # Layers left out of fp8 storage: diffusers' precision-sensitive embedders of these models.
 FP8_KEEP = {"zimage": ("t_embedder", "cap_embedder")}
 FAMILY_SHIFT = {"zimage": 3.0}
+# Newer ComfyUI's Qwen-Image 2.1 settings: shift 0.69 read as Flux's mu ("scheduler mu at 1024x1024").
+QWEN_IMAGE21_MU = 0.69
 
 
 def compute_dtype(role: str) -> Any:
@@ -161,7 +169,7 @@ def build_model(state: Mapping[str, Any], detected: Detected, weight_dtype: str 
 def _record_lora_rows(transformer: Any, detected: Detected, state: Mapping[str, Any]) -> None:
     """Let LoRAs in the reference layout find the diffusers weights their rows went to."""
     from engine.diffusion.lora_flow import record_rows
-    from engine.models import chroma, flux, flux2, qwen_image, sd3, zimage
+    from engine.models import chroma, flux, flux2, qwen_image, qwen_image21, sd3, zimage
 
     module = {
         "sd3": sd3,
@@ -170,6 +178,7 @@ def _record_lora_rows(transformer: Any, detected: Detected, state: Mapping[str, 
         "chroma": chroma,
         "zimage": zimage,
         "qwen_image": qwen_image,
+        "qwen_image21": qwen_image21,
     }[detected.family]
     from engine.models.lazy_view import shapes_of
     from engine.models.zimage import OTHER_MODELS
@@ -185,8 +194,8 @@ def _record_lora_rows(transformer: Any, detected: Detected, state: Mapping[str, 
 
 def _family_classes(family: str) -> tuple[Any, Any]:
     """The transformer loader and the MODEL class of a family."""
-    from engine.diffusion import flow_flux2, flow_models
-    from engine.models import chroma, flux, flux2, qwen_image, sd3, zimage
+    from engine.diffusion import flow_flux2, flow_models, flow_qwen21
+    from engine.models import chroma, flux, flux2, qwen_image, qwen_image21, sd3, zimage
 
     return {
         "flux2": (flux2.load_transformer, flow_flux2.Flux2),
@@ -195,6 +204,7 @@ def _family_classes(family: str) -> tuple[Any, Any]:
         "chroma": (chroma.load_transformer, flow_models.Chroma),
         "zimage": (zimage.load_transformer, flow_models.ZImage),
         "qwen_image": (qwen_image.load_transformer, flow_models.QwenImage),
+        "qwen_image21": (qwen_image21.load_transformer, flow_qwen21.QwenImage21),
     }[family]
 
 
@@ -208,7 +218,8 @@ def load_diffusion_model(path: Path, weight_dtype: str = "default") -> Any:
         if zimage.is_lumina2(shapes):
             raise UnsupportedModelError(f"{path.name}: a Lumina Image 2.0 diffusion model, not supported yet")
         raise UnsupportedModelError(
-            f"{path.name}: not an SD3/SD3.5, Flux.1, Flux.2, Chroma, Z-Image or Qwen-Image diffusion model "
+            f"{path.name}: not an SD3/SD3.5, Flux.1, Flux.2, Chroma, Z-Image, Qwen-Image or Qwen-Image 2.1 "
+            "diffusion model "
             f"(found keys like {', '.join(sorted(shapes)[:3])})"
         )
     try:
@@ -253,6 +264,9 @@ def load_clip_states(
     read = [(name, state, shapes_of(state)) for name, state in named]
     roles = text_encoders.assign_roles([(name, shapes) for name, _, shapes in read])
     family = CLIP_TYPE_FAMILIES.get(clip_type)
+    if clip_type == "qwen_image" and roles in (["qwen3_4b"], ["qwen3_8b"]):
+        # A Qwen3-layer model under type qwen_image is Qwen-Image 2.1's Qwen3-VL (qwen3vl_8b).
+        roles, family = ["qwen3vl_8b"], "qwen_image21"
     if "qwen3_4b" in roles and clip_type not in ("flux", "flux2"):
         family = "zimage"
     if family is None and clip_type in SD_CLIP_TYPES and all(r in ("clip_l", "clip_g") for r in roles):

@@ -29,6 +29,7 @@ QWEN25_HEAD_DIM = 128
 MISTRAL_HEAD_DIM = 128
 ROPE_THETA = 1_000_000.0
 # Qwen2.5-VL's rotary sections (time, row, column) over its 64 frequency pairs.
+QWEN3VL_ROPE_THETA = 5_000_000.0
 MROPE = {"rope_type": "default", "rope_theta": ROPE_THETA, "mrope_section": [16, 24, 24]}
 
 
@@ -119,20 +120,33 @@ def build(kind: str, cfg: Mapping[str, Any], vision: Mapping[str, Any] | None = 
     return LLMEncoder(Qwen2_5_VLTextModel(text), visual)
 
 
-def load(state: Mapping[str, Any], prefix: str, dtype: Any, name: str) -> tuple[str, LLMEncoder, int]:
-    """(kind, encoder, width) of the Qwen language model under `prefix` in `state`."""
-    from engine.models import qwen_vision
+def load(
+    state: Mapping[str, Any], prefix: str, dtype: Any, name: str, qwen3vl: bool = False
+) -> tuple[str, LLMEncoder, int]:
+    """(kind, encoder, width) of the Qwen language model under `prefix` in `state`. `qwen3vl`: Qwen3-VL's
+    language model (Qwen-Image 2.1's `qwen3vl_8b`): Qwen3's layers with rotary base 5,000,000 (its
+    multimodal rotary sections agree for text, where all three positions are equal), read before the final
+    norm; int8 ConvRot matrices are dequantised as they are read."""
+    from engine.models import qwen3vl_vision, qwen_vision
     from engine.models.checkpoint import _filled
+    from engine.models.int8_convrot import dequantised
     from engine.models.lazy_view import shapes_of
 
+    state = dequantised(state, dtype)
     shapes = shapes_of(state, prefix)
     kind = kind_of(shapes, prefix)
     if kind is None:
         raise UnsupportedModelError(f"{name}: not a Qwen3, Qwen2.5 or Mistral language model")
     cfg = config(shapes, prefix, kind)
+    if qwen3vl:
+        if kind != "qwen3":
+            raise UnsupportedModelError(f"{name}: a {kind} language model, not Qwen3-VL's (Qwen3 layers)")
+        cfg = {**cfg, "rope_theta": QWEN3VL_ROPE_THETA, "max_position_embeddings": 262144}
     vision = None
     if kind == "qwen25" and qwen_vision.present(shapes, prefix):
         vision = qwen_vision.config(shapes, prefix, cfg["hidden_size"])
+    if qwen3vl and qwen3vl_vision.present(shapes, prefix):
+        vision = qwen3vl_vision.config(shapes, prefix, cfg["hidden_size"])
 
     def weights(model: Any) -> dict[str, Any]:
         wanted = set(model.state_dict())
@@ -140,9 +154,16 @@ def load(state: Mapping[str, Any], prefix: str, dtype: Any, name: str) -> tuple[
         present = set(shapes)  # not `in state`: on a lazy file that reads the tensor
         return {k: _unscaled(state, prefix, k, present) for k in wanted if prefix + k in present}
 
-    encoder = _filled(lambda: build(kind, cfg, vision), weights, f"{name} ({kind})", dtype)
+    def built() -> LLMEncoder:
+        return qwen3vl_vision.build_encoder(cfg, vision) if qwen3vl else build(kind, cfg, vision)
+
+    encoder = _filled(built, weights, f"{name} ({kind})", dtype)
     if prefix + "tekken_model" in shapes:  # ComfyUI's Mistral files carry their tokenizer's tekken.json
         encoder.tokenizer_data = {"tekken_model": state[prefix + "tekken_model"].numpy().tobytes()}
+    if prefix + "lm_head.weight" in shapes:
+        from engine.diffusion.llm_encoder import LazyHead
+
+        encoder.head = LazyHead(state, prefix + "lm_head.weight")
     return kind, encoder, cfg["hidden_size"]
 
 

@@ -91,7 +91,12 @@ def resized_size(height: int, width: int, factor: int) -> tuple[int, int]:
 
 
 def patches(
-    image: Any, patch: int = 14, temporal: int = 2, merge: int = 2
+    image: Any,
+    patch: int = 14,
+    temporal: int = 2,
+    merge: int = 2,
+    mean: tuple[float, ...] = MEAN,
+    std: tuple[float, ...] = STD,
 ) -> tuple[Any, tuple[int, int, int]]:
     """(flattened patches [grid_h·grid_w, 3·temporal·patch²], (1, grid_h, grid_w)) of the first image of
     an IMAGE batch [B, H, W, C] (its first three channels), resized and normalised as ComfyUI does."""
@@ -101,9 +106,9 @@ def patches(
     pixels = image[0, :, :, :3].movedim(-1, 0).float()
     height, width = resized_size(pixels.shape[1], pixels.shape[2], patch * merge)
     pixels = F.interpolate(pixels[None], size=(height, width), mode="bilinear", align_corners=False)[0]
-    mean = torch.tensor(MEAN, device=pixels.device).view(3, 1, 1)
-    std = torch.tensor(STD, device=pixels.device).view(3, 1, 1)
-    pixels = ((pixels - mean) / std).unsqueeze(0).repeat(temporal, 1, 1, 1)  # [T, C, H, W]
+    shift = torch.tensor(mean, device=pixels.device).view(3, 1, 1)
+    scale = torch.tensor(std, device=pixels.device).view(3, 1, 1)
+    pixels = ((pixels - shift) / scale).unsqueeze(0).repeat(temporal, 1, 1, 1)  # [T, C, H, W]
     grid_h, grid_w = height // patch, width // patch
     cut = pixels.reshape(1, temporal, 3, grid_h // merge, merge, patch, grid_w // merge, merge, patch)
     cut = cut.permute(0, 3, 6, 4, 7, 2, 1, 5, 8)

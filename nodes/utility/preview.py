@@ -1,11 +1,12 @@
-"""PreviewAny: show any value as text on the canvas."""
+"""PreviewAny: show any value as text on the canvas, and pass that text on (newer ComfyUI gives the node a
+STRING output, which the Qwen-Image 2.1 templates feed into the text encoder)."""
 
 from __future__ import annotations
 
 import json
 from typing import Annotated, Any
 
-from engine.native import Input, Node, Socket, Ui
+from engine.native import Input, Node, Output, Socket, Ui, WithUi
 
 AnyValue = Annotated[Any, Socket("*")]
 
@@ -34,5 +35,6 @@ class PreviewAny(Node):
     category = "utils"
     output_node = True
 
-    def run(self, source: Annotated[AnyValue, Input("Any value.")]) -> Ui:
-        return Ui(text=[as_text(source)])
+    def run(self, source: Annotated[AnyValue, Input("Any value.")]) -> Annotated[str, Output("STRING")]:
+        text = as_text(source)
+        return WithUi(text, Ui(text=[text]))  # type: ignore[return-value]

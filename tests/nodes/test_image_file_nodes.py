@@ -86,11 +86,12 @@ def test_load_image_output_reads_the_output_folder(executor: Executor, loom_fold
     assert mask.shape == (1, 2, 3) and mask.sum().item() == 0
 
 
-def test_preview_any_shows_text(executor: Executor) -> None:
-    assert call(executor, "PreviewAny", source="hello")[0] == {"text": ["hello"]}
-    assert call(executor, "PreviewAny", source=1.5)[0] == {"text": ["1.5"]}
-    assert call(executor, "PreviewAny", source={"a": [1, 2]})[0] == {"text": ['{"a": [1, 2]}']}
-    assert call(executor, "PreviewAny", source=torch.zeros(1))[0] == {"text": ["tensor([0.])"]}
+def test_preview_any_passes_its_text_on(executor: Executor) -> None:
+    """The text it shows is also its STRING output (newer ComfyUI)."""
+    assert call(executor, "PreviewAny", source="hello") == ("hello",)
+    assert call(executor, "PreviewAny", source=1.5) == ("1.5",)
+    assert call(executor, "PreviewAny", source={"a": [1, 2]}) == ('{"a": [1, 2]}',)
+    assert call(executor, "PreviewAny", source=torch.zeros(1)) == ("tensor([0.])",)
 
 
 @pytest.mark.parametrize("node", ["SaveImage", "SaveAnimatedWEBP", "SaveLatent"])
