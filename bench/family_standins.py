@@ -1,8 +1,9 @@
 """Tiny stand-in model files for `bench/family_templates.py`, and which one a workflow's file name gets.
 
-Each family's files come from the test fixtures (tests/nodes/flow_fixtures*.py): Flux.1 dev and schnell
+Each family's files come from the test fixtures: Flux.1 dev and schnell
 (split files and fp8 all-in-one checkpoints), Flux Fill (384 input channels) and Flux Canny/Depth (128),
-SD3.5 (split and all-in-one), Z-Image, Qwen-Image and Chroma. Kinds Loom cannot load for these families
+SD3.5 (split and all-in-one), Z-Image, Qwen-Image and Chroma (tests/nodes/flow_fixtures*.py), Lotus-D
+with an SD VAE (tests/nodes/lotus_fixtures.py). Kinds Loom cannot load for these families
 (SD3/Flux ControlNets, Flux Redux's style model and SigLIP vision encoder, model patches) get a file that
 only lets the workflow validate; running such a workflow then reports Loom's own loading error.
 """
@@ -31,6 +32,7 @@ FILE_WIDGETS = {
 
 # (folder, words any of which the lower-case file name holds, stand-in key), first match wins.
 RULES: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("diffusion_models", ("lotus",), "lotus"),
     ("diffusion_models", ("qwen",), "qwen_image"),
     ("diffusion_models", ("chroma",), "chroma"),
     ("diffusion_models", ("z_image", "z-image", "zimage"), "zimage"),
@@ -48,6 +50,7 @@ RULES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("text_encoders", ("clip_l",), "clip_l"),
     ("text_encoders", ("t5",), "t5"),
     ("vae", ("qwen", "wan"), "qwen_image_vae"),
+    ("vae", ("vae-ft-mse", "sd-vae"), "sd_vae"),  # an SD1.x/2.x VAE (the Lotus depth graphs)
     ("vae", ("ae.", "flux", "sd3", "vae"), "ae"),
     ("upscale_models", ("",), "esrgan"),
     ("controlnet", ("",), "unloadable"),
@@ -194,6 +197,11 @@ def write_stand_ins(work: Path) -> dict[str, Path]:
         made[key] = work / f"model_patches/{key}.safetensors"
         made[key].parent.mkdir(parents=True, exist_ok=True)
         save_file(weights, str(made[key]))
+    from tests.nodes.lotus_fixtures import LAYOUT_FILES, VAE_FILE, write_lotus_files
+
+    write_lotus_files(work / "lotus")  # Lotus-D in the diffusers layout it ships in, with an SD VAE
+    made["lotus"] = work / "lotus/diffusion_models" / LAYOUT_FILES["diffusers"]
+    made["sd_vae"] = work / "lotus/vae" / VAE_FILE
     made["unloadable"] = work / "unloadable.safetensors"
     save_file({"not_a_model_loom_loads": torch.zeros(1)}, str(made["unloadable"]))
     return made

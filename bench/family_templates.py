@@ -70,7 +70,9 @@ def prepare(workflow: dict[str, Any], models: Path, inputs: Path, made: dict[str
                     loras.append(target)
                     continue
                 source = pick(kind, values[index], made)
-                if kind in ("diffusion_models", "checkpoints") and model is None:
+                # LoRAs are made for the image model; a Lotus-D UNet only makes a depth map beside it.
+                lotus = "lotus" in values[index].lower()
+                if kind in ("diffusion_models", "checkpoints") and model is None and not lotus:
                     model = source
                 shutil.copyfile(source, target)
         if node.get("type") == "LoadImage" and values and isinstance(values[0], str):
