@@ -1,13 +1,14 @@
 """Tiny stand-in model files for `bench/family_templates.py`, and which one a workflow's file name gets.
 
-Each family's files come from the test fixtures (tests/nodes/flow_fixtures*.py): Flux.1 dev and schnell
+Each family's files come from the test fixtures: Flux.1 dev and schnell
 (split files and fp8 all-in-one checkpoints), Flux Fill (384 input channels) and Flux Canny/Depth (128),
 SD3.5 (split and all-in-one), Z-Image, Qwen-Image (and Qwen-Image Layered with its RGBA VAE, from
 tests/nodes/qwen_layered_fixtures.py), Chroma, Flux.2 dev and Klein 4B / 9B (tests/nodes/flux2_fixtures.py),
-and their ControlNets (tests/nodes/flow_controlnet_fixtures.py); model patches in their released layouts
-(DiffSynth ControlNets, USO's projector, the Z-Image Fun ControlNet 1.0). Kinds Loom cannot load for these
-families (Flux Redux's style model and SigLIP vision encoder) get a file that only lets the workflow
-validate; running such a workflow then reports Loom's own loading error.
+and their ControlNets (tests/nodes/flow_controlnet_fixtures.py); Lotus-D with an SD VAE
+(tests/nodes/lotus_fixtures.py); model patches in their released layouts (DiffSynth ControlNets, USO's
+projector, the Z-Image Fun ControlNet 1.0). Kinds Loom cannot load for these families (Flux Redux's style
+model and SigLIP vision encoder) get a file that only lets the workflow validate; running such a workflow
+then reports Loom's own loading error.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ RULES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("text_encoders", ("qwen3vl",), "qwen3vl"),
     ("text_encoders", ("qwen3.5",), "unloadable"),
     ("vae", ("qwen_image_2.1",), "qwen_image21_vae"),
+    ("diffusion_models", ("lotus",), "lotus"),
     ("diffusion_models", ("qwen",), "qwen_image"),
     ("diffusion_models", ("chroma",), "chroma"),
     ("diffusion_models", ("z_image", "z-image", "zimage"), "zimage"),
@@ -66,6 +68,7 @@ RULES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("vae", ("flux2", "flux-2"), "flux2_vae"),
     ("vae", ("small_decoder",), "flux2_small_vae"),
     ("vae", ("qwen", "wan"), "qwen_image_vae"),
+    ("vae", ("vae-ft-mse", "sd-vae"), "sd_vae"),  # an SD1.x/2.x VAE (the Lotus depth graphs)
     ("vae", ("ae.", "flux", "sd3", "vae"), "ae"),
     ("upscale_models", ("",), "esrgan"),
     ("controlnet", ("fun",), "controlnet_qwen_fun"),
@@ -307,6 +310,11 @@ def write_stand_ins(work: Path) -> dict[str, Path]:
         save_file(weights, str(made[key]))
     made |= _write_controlnets(work)
     made |= _qwen_image21(work / "qwen21")
+    from tests.nodes.lotus_fixtures import LAYOUT_FILES, VAE_FILE, write_lotus_files
+
+    write_lotus_files(work / "lotus")  # Lotus-D in the diffusers layout it ships in, with an SD VAE
+    made["lotus"] = work / "lotus/diffusion_models" / LAYOUT_FILES["diffusers"]
+    made["sd_vae"] = work / "lotus/vae" / VAE_FILE
     made["unloadable"] = work / "unloadable.safetensors"
     save_file({"not_a_model_loom_loads": torch.zeros(1)}, str(made["unloadable"]))
     return made

@@ -5,7 +5,8 @@ they require.
 Every model file a workflow names (UNETLoader, CheckpointLoaderSimple, the CLIP loaders, VAELoader, LoRA,
 ControlNet, style and vision loaders) is written as a tiny random-weight file of the matching family
 (bench/family_standins.py), input images as small PNGs. With --run, they also run end to end at 64×64 (a
-ResolutionSelector at 0.1 MP) and 2 steps (edit graphs with their input image).
+ResolutionSelector at 0.1 MP, ImageScaleToTotalPixels at 0.01 MP) and 2 steps (edit graphs with their
+input image).
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/family_templates.py WORKFLOW.json|EXAMPLE.png... [--run]
 
@@ -70,7 +71,9 @@ def prepare(workflow: dict[str, Any], models: Path, inputs: Path, made: dict[str
                     loras.append(target)
                     continue
                 source = pick(kind, values[index], made)
-                if kind in ("diffusion_models", "checkpoints") and model is None:
+                # LoRAs are made for the image model; a Lotus-D UNet only makes a depth map beside it.
+                lotus = "lotus" in values[index].lower()
+                if kind in ("diffusion_models", "checkpoints") and model is None and not lotus:
                     model = source
                 shutil.copyfile(source, target)
         if node.get("type") == "LoadImage" and values and isinstance(values[0], str):
@@ -82,12 +85,14 @@ def prepare(workflow: dict[str, Any], models: Path, inputs: Path, made: dict[str
 
 
 def shrink(prompt: dict[str, Any]) -> None:
-    """64×64 (0.1 MP where a ResolutionSelector sets the size), two steps: a check that the graph runs,
-    not a picture."""
+    """64×64 (0.1 MP where a ResolutionSelector sets the size, 0.01 MP where ImageScaleToTotalPixels
+    does), two steps: a check that the graph runs, not a picture."""
     for node in prompt.values():
         inputs = node["inputs"]
         if node["class_type"] == "ResolutionSelector":
             inputs["megapixels"] = 0.1
+        if node["class_type"] == "ImageScaleToTotalPixels":  # the depth graphs scale their input to 1 MP
+            inputs["megapixels"] = 0.01
         for key in ("width", "height"):
             if isinstance(inputs.get(key), int):
                 inputs[key] = 64

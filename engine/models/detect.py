@@ -128,6 +128,11 @@ def _family(shapes: Shapes, written_as: str | None = None) -> Family:
     context = _context_dim(shapes)
     if adm is not None and adm[1] in (2816, 2560):
         return "sdxl" if adm[1] == 2816 else "sdxl_refiner"
+    if adm is not None and adm[1] == 4:
+        raise UnsupportedModelError(
+            "a Lotus-D depth/normal UNet (a class embedding of 4 inputs): load it with UNETLoader "
+            "(Load Diffusion Model) from models/diffusion_models"
+        )
     if adm is None and context in (768, 1024):
         return "sd1" if context == 768 else "sd2"
     what = f"adm width {adm[1]}" if adm is not None else f"context width {context}"

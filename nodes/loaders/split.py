@@ -54,10 +54,11 @@ def _text_encoder(name: str) -> Path:
 
 
 class UNETLoader(Node):
-    """Load a diffusion model (SD3/SD3.5, Flux.1) without text encoders or VAE. fp8 weight dtypes keep
-    the weights in 8 bits and upcast each layer as it runs. An SD1.x/SD2.x/SDXL UNet in the original
-    layout (`model.diffusion_model.*`, what ModelSave writes) loads as a checkpoint without CLIP and VAE,
-    at Loom's usual dtype (weight_dtype applies to the flow families)."""
+    """Load a diffusion model (SD3/SD3.5, Flux.1, Z-Image, Qwen-Image, Chroma) without text encoders or
+    VAE. fp8 weight dtypes keep the weights in 8 bits and upcast each layer as it runs. An SD1.x/SD2.x/SDXL
+    UNet in the original layout (`model.diffusion_model.*`, what ModelSave writes) loads as a checkpoint
+    without CLIP and VAE, and a Lotus-D UNet (diffusers or original layout) as ComfyUI's IMG_TO_IMG model,
+    both at Loom's usual dtype (weight_dtype applies to the flow families)."""
 
     display_name = "Load Diffusion Model"
     category = "advanced/loaders"
@@ -69,14 +70,16 @@ class UNETLoader(Node):
             str, Input("How the weights are stored in memory.", choices=WEIGHT_DTYPES)
         ] = "default",
     ) -> Model:
+        from engine.models import lotus
         from engine.models.detect import UNET_PREFIX
-        from engine.models.files import read_header
+        from engine.models.files import open_state_dict, read_header
         from engine.models.flow_families import load_diffusion_model
 
         path = folders.current().model_path("diffusion_models", unet_name)
-        if path.suffix.lower() in (".safetensors", ".sft") and any(
-            key.startswith(UNET_PREFIX) for key in read_header(path).shapes
-        ):
+        shapes = read_header(path).shapes if path.suffix.lower() in (".safetensors", ".sft") else {}
+        if lotus.layout_of(shapes) is not None:
+            return lotus.load_diffusion_model(path, open_state_dict(path)[0], shapes)
+        if any(key.startswith(UNET_PREFIX) for key in shapes):
             from engine.diffusion import handles
 
             return handles.load(path).model

@@ -7,24 +7,11 @@ from typing import Annotated, Any
 
 from engine.native import Input, Model, Node
 from engine.sampling.model_sampling import ModelSampling, _per_sample
+from engine.sampling.model_sampling_x0 import ImgToImgSampling, X0Sampling
 
 SAMPLINGS = ("eps", "v_prediction", "lcm", "x0", "img_to_img")
 # ComfyUI pins alphabar at the last timestep of a zsnr table so its sigma stays finite.
 ZSNR_LAST_ALPHABAR = 4.8973451890853435e-08
-
-
-class X0Sampling(ModelSampling):
-    """The network predicts the clean latent itself."""
-
-    def calculate_denoised(self, sigma: Any, model_output: Any, x: Any) -> Any:
-        return model_output
-
-
-class ImgToImgSampling(X0Sampling):
-    """x0 prediction from the unscaled input (ComfyUI's IMG_TO_IMG)."""
-
-    def calculate_input(self, sigma: Any, x: Any) -> Any:
-        return x
 
 
 class LCMSampling(ModelSampling):
