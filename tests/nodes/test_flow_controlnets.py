@@ -16,7 +16,7 @@ from engine.executor import Executor
 from engine.folders import Folders
 from tests.nodes.flow_controlnet_fixtures import (
     flux_instantx_controlnet,
-    qwen_fun_marker,
+    qwen_fun_controlnet,
     qwen_instantx_controlnet,
     sd3_instantx_controlnet,
     sd35_controlnet,
@@ -41,7 +41,8 @@ CONTROLNETS = {
     "instantx_flux_canny.safetensors": lambda: flux_instantx_controlnet(),
     "flux_union_pro.safetensors": lambda: flux_instantx_controlnet(seed=45, union=True),
     "flux-canny-controlnet-v3.safetensors": lambda: xlabs_flux_controlnet(),
-    "Qwen-Image-2512-Fun-Controlnet-Union-2602.safetensors": qwen_fun_marker,
+    "Qwen-Image-2512-Fun-Controlnet-Union-2602.safetensors": lambda: qwen_fun_controlnet(),
+    "Qwen-Image-Fun-Controlnet-wide.safetensors": lambda: qwen_fun_controlnet(seed=60, width=256, blocks=1),
     "flux_inpainting.safetensors": lambda: flux_instantx_controlnet(seed=46, inpaint=True),
     "Qwen-Image-InstantX-ControlNet-Union.safetensors": lambda: qwen_instantx_controlnet(),
     "Qwen-Image-InstantX-ControlNet-Inpainting.safetensors": lambda: qwen_instantx_controlnet(
@@ -130,6 +131,7 @@ CASES = [
     ("flux", "flux_union_pro.safetensors"),
     ("flux", "flux-canny-controlnet-v3.safetensors"),
     ("qwen", "Qwen-Image-InstantX-ControlNet-Union.safetensors"),
+    ("qwen", "Qwen-Image-2512-Fun-Controlnet-Union-2602.safetensors"),
 ]
 
 
@@ -189,13 +191,12 @@ def test_union_type_changes_the_control(executor: Executor, folders: Folders) ->
         ("flux", "Qwen-Image-InstantX-ControlNet-Union.safetensors", True, "is made for Qwen-Image models"),
         ("qwen", "sd3.5_large_controlnet_canny.safetensors", True, "is made for SD3/SD3.5 models"),
         ("flux", "instantx_flux_canny.safetensors", False, "needs a VAE: connect one to the vae input"),
+        ("flux", "Qwen-Image-2512-Fun-Controlnet-Union-2602.safetensors", True, "is made for Qwen-Image"),
         (
             "qwen",
-            "Qwen-Image-2512-Fun-Controlnet-Union-2602.safetensors",
+            "Qwen-Image-Fun-Controlnet-wide.safetensors",
             True,
-            "ControlNetLoader: control_net_name 'Qwen-Image-2512-Fun-Controlnet-Union-2602.safetensors' "
-            "cannot be used: Qwen-Image-2512-Fun-Controlnet-Union-2602.safetensors: "
-            "a Qwen-Image Fun ControlNet",
+            "this Qwen-Image Fun ControlNet is 256 wide; the Qwen-Image model being sampled is 128 wide",
         ),
     ],
 )
