@@ -1,7 +1,7 @@
 """Tiny random-weight ControlNets of the flow families in the layouts people's files have, sized for the
 tiny models of flow_fixtures*.py: Stability's SD3.5 (fused qkv, adaLN_modulation, control_type), InstantX's
 SD3, Flux (plain, Union, inpainting) and Qwen-Image (Union, inpainting), the last three in diffusers'
-names as those files have them."""
+names as those files have them, and alibaba-pai's Qwen-Image Fun ControlNet."""
 
 from __future__ import annotations
 
