@@ -43,6 +43,9 @@ CONTROLNETS = {
     "flux-canny-controlnet-v3.safetensors": lambda: xlabs_flux_controlnet(),
     "Qwen-Image-2512-Fun-Controlnet-Union-2602.safetensors": lambda: qwen_fun_controlnet(),
     "Qwen-Image-Fun-Controlnet-wide.safetensors": lambda: qwen_fun_controlnet(seed=60, width=256, blocks=1),
+    "Qwen-Image-Fun-Controlnet-broken.safetensors": lambda: {
+        k: v for k, v in qwen_fun_controlnet(seed=61).items() if k != "control_blocks.1.attn.to_k.weight"
+    },
     "flux_inpainting.safetensors": lambda: flux_instantx_controlnet(seed=46, inpaint=True),
     "Qwen-Image-InstantX-ControlNet-Union.safetensors": lambda: qwen_instantx_controlnet(),
     "Qwen-Image-InstantX-ControlNet-Inpainting.safetensors": lambda: qwen_instantx_controlnet(
@@ -197,6 +200,14 @@ def test_union_type_changes_the_control(executor: Executor, folders: Folders) ->
             "Qwen-Image-Fun-Controlnet-wide.safetensors",
             True,
             "this Qwen-Image Fun ControlNet is 256 wide; the Qwen-Image model being sampled is 128 wide",
+        ),
+        (
+            "qwen",
+            "Qwen-Image-Fun-Controlnet-broken.safetensors",
+            True,
+            "ControlNetLoader: control_net_name 'Qwen-Image-Fun-Controlnet-broken.safetensors' cannot be "
+            "used: Qwen-Image-Fun-Controlnet-broken.safetensors: looks like a ControlNet but its weights do "
+            "not fit: not a Qwen-Image Fun ControlNet layout: keys ['control_blocks.1.attn.to_k.weight']",
         ),
     ],
 )
