@@ -31,7 +31,7 @@ FLUX_DOUBLE, FLUX_SINGLE, QWEN_BLOCKS = 19, 38, 60
 
 
 def flow_controlnet_kind(state: Mapping[str, Any]) -> str | None:
-    """ "sd35", "sd3", "flux", "qwen_image" or "xlabs" for a flow ControlNet file, else None."""
+    """ "sd35", "sd3", "flux", "qwen_image", "qwen_fun" or "xlabs" for a flow ControlNet file, else None."""
     if "controlnet_blocks.0.linear.weight" in state:
         return "xlabs"
     if "control_blocks.0.after_proj.weight" in state and "control_img_in.weight" in state:
