@@ -173,13 +173,13 @@ def _checkpoint(path: Path, transformer: dict[str, Any], made: dict[str, Path]) 
 def _write_controlnets(work: Path) -> dict[str, Path]:
     """The flow families' ControlNets in their files' layouts, sized for the stand-ins above: Stability's
     SD3.5 (blur, canny), InstantX's SD3 (64 wide like the SD3 stand-in, so ComfyUI's rule of width / 64
-    blocks leaves it no residual to add), Flux and Qwen-Image (whose Inpainting takes the mask channel).
-    Qwen-Image 2512's Fun ControlNet Union, which Loom recognises and does not load, gets its marker keys."""
+    blocks leaves it no residual to add), Flux and Qwen-Image (whose Inpainting takes the mask channel),
+    and Qwen-Image 2512's Fun ControlNet Union (alibaba-pai's layout, as wide as the Qwen-Image stand-in)."""
     from safetensors.torch import save_file
 
     from tests.nodes.flow_controlnet_fixtures import (
         flux_instantx_controlnet,
-        qwen_fun_marker,
+        qwen_fun_controlnet,
         qwen_instantx_controlnet,
         sd3_instantx_controlnet,
         sd35_controlnet,
@@ -193,12 +193,11 @@ def _write_controlnets(work: Path) -> dict[str, Path]:
         ("controlnet_flux", flux_instantx_controlnet(seed=53)),
         ("controlnet_qwen", qwen_instantx_controlnet(seed=54)),
         ("controlnet_qwen_inpaint", qwen_instantx_controlnet(seed=55, inpaint=True)),
+        ("controlnet_qwen_fun", qwen_fun_controlnet(seed=56)),
     ):
         made[key] = work / f"controlnet/{key}.safetensors"
         made[key].parent.mkdir(parents=True, exist_ok=True)
         save_file(state, str(made[key]))
-    made["controlnet_qwen_fun"] = work / "controlnet/controlnet_qwen_fun.safetensors"
-    save_file(qwen_fun_marker(), str(made["controlnet_qwen_fun"]))
     return made
 
 

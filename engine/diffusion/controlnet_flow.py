@@ -68,6 +68,9 @@ class FlowControlNet(ControlNet):
             )
         super().pre_run(model, percent_to_timestep_function)
         self.main_model = model.diffusion_model
+        check = getattr(self.control_model, "check_main_model", None)  # networks that run on the model's
+        if check is not None:
+            check(self.main_model, self.source or "")
 
     def cleanup(self) -> None:
         self.main_model = None

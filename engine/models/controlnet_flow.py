@@ -7,7 +7,9 @@ built on diffusers' ControlNet models:
 - InstantX's SD3 ControlNets (diffusers' SD3ControlNetModel layout, `pos_embed_input` plus joint blocks);
 - InstantX's Flux ControlNets and the Union ones (InstantX, Shakker Union Pro): diffusers'
   FluxControlNetModel layout (`controlnet_x_embedder`, `controlnet_mode_embedder` for Union);
-- InstantX's Qwen-Image ControlNets (Union, Inpainting): diffusers' QwenImageControlNetModel layout.
+- InstantX's Qwen-Image ControlNets (Union, Inpainting): diffusers' QwenImageControlNetModel layout;
+- alibaba-pai's Qwen-Image Fun ControlNets (`control_blocks.N.after_proj`, `control_img_in`):
+  `engine.models.controlnet_qwen_fun`, run on the sampled model's embedders.
 
 Each becomes a module whose forward returns ComfyUI's control dict, residuals repeated over the blocks
 of the released model as ComfyUI's ControlNets repeat them (SD3: width / 64 blocks; SD3.5 Large: 38;
@@ -29,7 +31,7 @@ FLUX_DOUBLE, FLUX_SINGLE, QWEN_BLOCKS = 19, 38, 60
 
 
 def flow_controlnet_kind(state: Mapping[str, Any]) -> str | None:
-    """ "sd35", "sd3", "flux", "qwen_image" or "xlabs" for a flow ControlNet file, else None."""
+    """ "sd35", "sd3", "flux", "qwen_image", "qwen_fun" or "xlabs" for a flow ControlNet file, else None."""
     if "controlnet_blocks.0.linear.weight" in state:
         return "xlabs"
     if "control_blocks.0.after_proj.weight" in state and "control_img_in.weight" in state:
@@ -53,10 +55,9 @@ def load_flow_controlnet(kind: str, state: dict[str, Any]) -> Any:
     from engine.diffusion.latent_formats_flow import SD3, Flux, Wan21
 
     if kind == "qwen_fun":
-        raise UnsupportedModelError(
-            "a Qwen-Image Fun ControlNet (control_blocks.N.after_proj, control_img_in: e.g. "
-            "Qwen-Image-2512-Fun-Controlnet-Union), which ComfyUI after 0.3.64 loads and Loom does not yet"
-        )
+        from .controlnet_qwen_fun import QwenFunControl
+
+        return FlowControlNet(QwenFunControl(state), "qwen_image", Wan21())
     if kind == "xlabs":
         from .controlnet_xlabs import XLabsFluxControl
 

@@ -1,7 +1,7 @@
 """Tiny random-weight ControlNets of the flow families in the layouts people's files have, sized for the
 tiny models of flow_fixtures*.py: Stability's SD3.5 (fused qkv, adaLN_modulation, control_type), InstantX's
 SD3, Flux (plain, Union, inpainting) and Qwen-Image (Union, inpainting), the last three in diffusers'
-names as those files have them."""
+names as those files have them, and alibaba-pai's Qwen-Image Fun ControlNet."""
 
 from __future__ import annotations
 
@@ -163,9 +163,20 @@ def xlabs_flux_controlnet(seed: int = 48) -> dict[str, Any]:
     return state
 
 
-def qwen_fun_marker() -> dict[str, Any]:
-    """The keys that mark a Qwen-Image Fun ControlNet (VideoX-Fun's control blocks), which Loom refuses."""
-    return {
-        "control_blocks.0.after_proj.weight": torch.zeros(4, 4),
-        "control_img_in.weight": torch.zeros(4, 4),
-    }
+def qwen_fun_controlnet(seed: int = 49, width: int = 128, blocks: int = 2) -> dict[str, Any]:
+    """alibaba-pai's Qwen-Image Fun ControlNet layout (Qwen-Image-2512-Fun-Controlnet-Union): `control_img_in`
+    from 33 latent channels × 2×2 patches, `control_blocks.N` (diffusers' Qwen-Image block names) with
+    `before_proj` on the first and `after_proj` on each."""
+    from diffusers.models.transformers.transformer_qwenimage import QwenImageTransformerBlock
+
+    state: dict[str, torch.Tensor] = {}
+    for index in range(blocks):
+        block = QwenImageTransformerBlock(dim=width, num_attention_heads=width // 128, attention_head_dim=128)
+        state |= {f"control_blocks.{index}.{k}": v for k, v in _randomized(block, seed + index).items()}
+        names = ("before_proj", "after_proj") if index == 0 else ("after_proj",)
+        for name in names:
+            projection = torch.nn.Linear(width, width)
+            weights = _randomized(projection, seed + 100 * index + len(name))
+            state |= {f"control_blocks.{index}.{name}.{k}": v for k, v in weights.items()}
+    state |= {f"control_img_in.{k}": v for k, v in _randomized(torch.nn.Linear(132, width), seed - 1).items()}
+    return state

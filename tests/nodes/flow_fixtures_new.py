@@ -192,7 +192,7 @@ def tiny_qwen_vision(seed: int, out_width: int) -> Any:
     return _randomize(Qwen2_5_VisionTransformerPretrainedModel(config), seed)
 
 
-def tiny_qwen_image_transformer(seed: int = 0, context: int = 32) -> Any:
+def tiny_qwen_image_transformer(seed: int = 0, context: int = 32, layers: int = 2) -> Any:
     from diffusers import QwenImageTransformer2DModel
 
     torch.manual_seed(seed)
@@ -200,7 +200,7 @@ def tiny_qwen_image_transformer(seed: int = 0, context: int = 32) -> Any:
         patch_size=2,
         in_channels=64,
         out_channels=16,
-        num_layers=2,
+        num_layers=layers,
         attention_head_dim=128,
         num_attention_heads=1,
         joint_attention_dim=context,

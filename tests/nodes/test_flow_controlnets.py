@@ -16,7 +16,7 @@ from engine.executor import Executor
 from engine.folders import Folders
 from tests.nodes.flow_controlnet_fixtures import (
     flux_instantx_controlnet,
-    qwen_fun_marker,
+    qwen_fun_controlnet,
     qwen_instantx_controlnet,
     sd3_instantx_controlnet,
     sd35_controlnet,
@@ -41,7 +41,11 @@ CONTROLNETS = {
     "instantx_flux_canny.safetensors": lambda: flux_instantx_controlnet(),
     "flux_union_pro.safetensors": lambda: flux_instantx_controlnet(seed=45, union=True),
     "flux-canny-controlnet-v3.safetensors": lambda: xlabs_flux_controlnet(),
-    "Qwen-Image-2512-Fun-Controlnet-Union-2602.safetensors": qwen_fun_marker,
+    "Qwen-Image-2512-Fun-Controlnet-Union-2602.safetensors": lambda: qwen_fun_controlnet(),
+    "Qwen-Image-Fun-Controlnet-wide.safetensors": lambda: qwen_fun_controlnet(seed=60, width=256, blocks=1),
+    "Qwen-Image-Fun-Controlnet-broken.safetensors": lambda: {
+        k: v for k, v in qwen_fun_controlnet(seed=61).items() if k != "control_blocks.1.attn.to_k.weight"
+    },
     "flux_inpainting.safetensors": lambda: flux_instantx_controlnet(seed=46, inpaint=True),
     "Qwen-Image-InstantX-ControlNet-Union.safetensors": lambda: qwen_instantx_controlnet(),
     "Qwen-Image-InstantX-ControlNet-Inpainting.safetensors": lambda: qwen_instantx_controlnet(
@@ -130,6 +134,7 @@ CASES = [
     ("flux", "flux_union_pro.safetensors"),
     ("flux", "flux-canny-controlnet-v3.safetensors"),
     ("qwen", "Qwen-Image-InstantX-ControlNet-Union.safetensors"),
+    ("qwen", "Qwen-Image-2512-Fun-Controlnet-Union-2602.safetensors"),
 ]
 
 
@@ -189,13 +194,20 @@ def test_union_type_changes_the_control(executor: Executor, folders: Folders) ->
         ("flux", "Qwen-Image-InstantX-ControlNet-Union.safetensors", True, "is made for Qwen-Image models"),
         ("qwen", "sd3.5_large_controlnet_canny.safetensors", True, "is made for SD3/SD3.5 models"),
         ("flux", "instantx_flux_canny.safetensors", False, "needs a VAE: connect one to the vae input"),
+        ("flux", "Qwen-Image-2512-Fun-Controlnet-Union-2602.safetensors", True, "is made for Qwen-Image"),
         (
             "qwen",
-            "Qwen-Image-2512-Fun-Controlnet-Union-2602.safetensors",
+            "Qwen-Image-Fun-Controlnet-wide.safetensors",
             True,
-            "ControlNetLoader: control_net_name 'Qwen-Image-2512-Fun-Controlnet-Union-2602.safetensors' "
-            "cannot be used: Qwen-Image-2512-Fun-Controlnet-Union-2602.safetensors: "
-            "a Qwen-Image Fun ControlNet",
+            "this Qwen-Image Fun ControlNet is 256 wide; the Qwen-Image model being sampled is 128 wide",
+        ),
+        (
+            "qwen",
+            "Qwen-Image-Fun-Controlnet-broken.safetensors",
+            True,
+            "ControlNetLoader: control_net_name 'Qwen-Image-Fun-Controlnet-broken.safetensors' cannot be "
+            "used: Qwen-Image-Fun-Controlnet-broken.safetensors: looks like a ControlNet but its weights do "
+            "not fit: not a Qwen-Image Fun ControlNet layout: keys ['control_blocks.1.attn.to_k.weight']",
         ),
     ],
 )
