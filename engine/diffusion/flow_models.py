@@ -30,7 +30,8 @@ class FlowTransformer(DiffusionModel):
         self, transformer: Any, model_sampling: Any, family: str, latent_format: Any, compute_dtype: Any
     ) -> None:
         super().__init__(transformer, model_sampling, family, latent_format)
-        self.model_type = ModelType.FLUX if family in ("flux", "chroma", "qwen_image") else ModelType.FLOW
+        flux_type = ("flux", "chroma", "chroma_radiance", "qwen_image")
+        self.model_type = ModelType.FLUX if family in flux_type else ModelType.FLOW
         self.compute_dtype = compute_dtype
         self.model_config.sampling_settings = {"shift": getattr(model_sampling, "shift", 1.0)}
 
@@ -279,7 +280,12 @@ class _UnpooledFlow(FlowTransformer):
 
 
 # The CLIPLoader type whose text encoder each family takes (for messages).
-CLIP_TYPE_OF = {"zimage": "lumina2", "qwen_image": "qwen_image", "chroma": "chroma"}
+CLIP_TYPE_OF = {
+    "zimage": "lumina2",
+    "qwen_image": "qwen_image",
+    "chroma": "chroma",
+    "chroma_radiance": "chroma",
+}
 
 
 def _pad_to_patches(x: Any, patch: int) -> Any:

@@ -21,6 +21,7 @@ CLIP_TYPES_SUPPORTED = {
     "sd3": ("clip_l", "clip_g", "t5xxl"),
     "flux": ("clip_l", "t5xxl"),
     "chroma": ("t5xxl",),
+    "chroma_radiance": ("t5xxl",),
     "zimage": ("qwen3_4b",),
     "qwen_image": ("qwen25_7b",),
 }
@@ -52,7 +53,7 @@ class Detected:
 
 def detect(shapes: Shapes) -> Detected | None:
     """The flow family of a diffusion model or checkpoint from its keys, or None."""
-    from engine.models import chroma, flux, qwen_image, sd3, zimage
+    from engine.models import chroma, chroma_radiance, flux, qwen_image, sd3, zimage
 
     prefix = zimage.prefix_of(shapes)
     if prefix is not None:
@@ -63,6 +64,10 @@ def detect(shapes: Shapes) -> Detected | None:
     prefix = chroma.prefix_of(shapes)
     if prefix is not None:
         return Detected("chroma", prefix, "Chroma")
+    prefix = chroma_radiance.prefix_of(shapes)
+    if prefix is not None:
+        x0 = prefix + chroma_radiance.X0_MARKER in shapes
+        return Detected("chroma_radiance", prefix, "Chroma Radiance x0" if x0 else "Chroma Radiance")
     prefix = sd3.prefix_of(shapes)
     if prefix is not None:
         return Detected("sd3", prefix, sd3.variant(sd3.transformer_config(shapes, prefix)))
@@ -83,12 +88,15 @@ def default_sampling(detected: Detected) -> Any:
         return ModelSamplingDiscreteFlow(shift=3.0, multiplier=1000)
     if detected.family in FAMILY_SHIFT:
         return ModelSamplingDiscreteFlow(shift=FAMILY_SHIFT[detected.family], multiplier=1.0)
-    dev_like = detected.family in ("chroma", "qwen_image") or "dev" in detected.variant
+    dev_like = detected.family in ("chroma", "chroma_radiance", "qwen_image") or "dev" in detected.variant
     return ModelSamplingFlux(shift=1.15 if dev_like else 1.0)
 
 
 # Layers left out of fp8 storage: diffusers' precision-sensitive embedders of these models.
-FP8_KEEP = {"zimage": ("t_embedder", "cap_embedder")}
+FP8_KEEP = {
+    "zimage": ("t_embedder", "cap_embedder"),
+    "chroma_radiance": ("nerf_image_embedder", "nerf_head.embedder"),
+}
 FAMILY_SHIFT = {"zimage": 3.0}
 
 
@@ -155,9 +163,9 @@ def _record_lora_rows(transformer: Any, detected: Detected, state: Mapping[str, 
     from engine.diffusion.lora_flow import record_rows
     from engine.models import chroma, flux, qwen_image, sd3, zimage
 
-    module = {"sd3": sd3, "flux": flux, "chroma": chroma, "zimage": zimage, "qwen_image": qwen_image}[
-        detected.family
-    ]
+    module = {"sd3": sd3, "flux": flux, "chroma": chroma, "zimage": zimage, "qwen_image": qwen_image}.get(
+        detected.family, chroma
+    )
     from engine.models.lazy_view import shapes_of
     from engine.models.zimage import OTHER_MODELS
 
@@ -166,16 +174,22 @@ def _record_lora_rows(transformer: Any, detected: Detected, state: Mapping[str, 
         for k, shape in shapes_of(state, detected.prefix).items()
         if not OTHER_MODELS(k.removeprefix(detected.prefix))
     }
+    if detected.family == "chroma_radiance":
+        from engine.models import chroma_radiance
+
+        record_rows(transformer, chroma_radiance.converter(shapes), shapes)
+        return
     config = module.transformer_config(shapes, "") if detected.family in ("flux", "chroma") else {}
     record_rows(transformer, module.converter(config), shapes)
 
 
 def _family_classes(family: str) -> tuple[Any, Any]:
     """The transformer loader and the MODEL class of a family."""
-    from engine.diffusion import flow_models
-    from engine.models import chroma, flux, qwen_image, sd3, zimage
+    from engine.diffusion import flow_models, flow_radiance
+    from engine.models import chroma, chroma_radiance, flux, qwen_image, sd3, zimage
 
     return {
+        "chroma_radiance": (chroma_radiance.load_transformer, flow_radiance.ChromaRadiance),
         "sd3": (sd3.load_transformer, flow_models.SD3),
         "flux": (flux.load_transformer, flow_models.Flux),
         "chroma": (chroma.load_transformer, flow_models.Chroma),
@@ -194,7 +208,8 @@ def load_diffusion_model(path: Path, weight_dtype: str = "default") -> Any:
         if zimage.is_lumina2(shapes):
             raise UnsupportedModelError(f"{path.name}: a Lumina Image 2.0 diffusion model, not supported yet")
         raise UnsupportedModelError(
-            f"{path.name}: not an SD3/SD3.5, Flux.1, Chroma, Z-Image or Qwen-Image diffusion model "
+            f"{path.name}: not an SD3/SD3.5, Flux.1, Chroma (Radiance), Z-Image or Qwen-Image diffusion "
+            "model "
             f"(found keys like {', '.join(sorted(shapes)[:3])})"
         )
     try:
