@@ -2,7 +2,8 @@
 
 Each family's files come from the test fixtures (tests/nodes/flow_fixtures*.py): Flux.1 dev and schnell
 (split files and fp8 all-in-one checkpoints), Flux Fill (384 input channels) and Flux Canny/Depth (128),
-SD3.5 (split and all-in-one), Z-Image, Qwen-Image and Chroma. Kinds Loom cannot load for these families
+SD3.5 (split and all-in-one), Z-Image, Qwen-Image, Chroma and Chroma Radiance (its x0 variant). Kinds Loom
+cannot load for these families
 (SD3/Flux ControlNets, Flux Redux's style model and SigLIP vision encoder, model patches) get a file that
 only lets the workflow validate; running such a workflow then reports Loom's own loading error.
 """
@@ -29,9 +30,13 @@ FILE_WIDGETS = {
     "UpscaleModelLoader": ((0, "upscale_models"),),
 }
 
+# Loader choices that name no file (ComfyUI's built-in ones): no stand-in is written for them.
+BUILT_IN_CHOICES = {"VAELoader": frozenset({"pixel_space"})}
+
 # (folder, words any of which the lower-case file name holds, stand-in key), first match wins.
 RULES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("diffusion_models", ("qwen",), "qwen_image"),
+    ("diffusion_models", ("radiance",), "chroma_radiance"),
     ("diffusion_models", ("chroma",), "chroma"),
     ("diffusion_models", ("z_image", "z-image", "zimage"), "zimage"),
     ("diffusion_models", ("fill",), "flux_fill"),
@@ -194,6 +199,12 @@ def write_stand_ins(work: Path) -> dict[str, Path]:
         made[key] = work / f"model_patches/{key}.safetensors"
         made[key].parent.mkdir(parents=True, exist_ok=True)
         save_file(weights, str(made[key]))
+    from tests.nodes.flow_fixtures import JOINT
+    from tests.nodes.flow_fixtures_radiance import tiny_radiance_state
+
+    # Its T5 is the Flux stand-ins' (JOINT wide), which the template's CLIPLoader gets.
+    made["chroma_radiance"] = work / "chroma/diffusion_models/chroma-radiance-x0.safetensors"
+    _save(made["chroma_radiance"], tiny_radiance_state(20, context=JOINT, x0=True), dtype=None)
     made["unloadable"] = work / "unloadable.safetensors"
     save_file({"not_a_model_loom_loads": torch.zeros(1)}, str(made["unloadable"]))
     return made
