@@ -4,17 +4,20 @@ ChromaRadianceOptions and the pixel_space VAE, determinism, previews and errors.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import save_file
 
 from engine.executor import Executor
 from engine.folders import Folders
 from engine.graph import validate_prompt
+from tests.conftest import Recorder
 from tests.nodes.flow_fixtures_radiance import radiance_workflow, tiny_radiance_state, write_radiance_files
 from tests.nodes.test_sd_nodes import image_of, run
 
@@ -96,7 +99,12 @@ def test_template_graph_repeats_and_options_change_nothing_but_memory(
     executor: Executor, loom_folders: Folders, radiance_models: Path
 ) -> None:
     folders = _use(loom_folders, radiance_models)
-    first = image_of(folders, run(executor, radiance_workflow(seed=5)), "16")
+    recorder = Recorder()
+    first = image_of(folders, run(executor, radiance_workflow(seed=5), recorder), "16")
+    previews = recorder.of("preview_image")
+    # One latent preview per step of the 3-channel pixel latent (32×32, drawn 8× larger).
+    assert len(previews) == 3 and previews[0]["image"][:2] == b"\xff\xd8"
+    assert Image.open(io.BytesIO(previews[-1]["image"])).size == (256, 256)
     executor.cache.clear()
     again = image_of(folders, run(executor, radiance_workflow(seed=5)), "16")
     other = image_of(folders, run(executor, radiance_workflow(seed=6)), "16")
