@@ -160,3 +160,21 @@ def test_errors_name_the_node_and_input(
     result = executor.execute(validate_prompt(executor.registry, wrong).prompt, "p", {"16"})
     assert result.status == "error" and result.error["node_id"] == "2"
     assert "t5xxl_fp8_e4m3fn_scaled.safetensors" in result.error["exception_message"]
+
+
+def test_fp8_weight_dtype_keeps_the_pixel_embedder_in_float32(
+    executor: Executor, loom_folders: Folders, radiance_models: Path
+) -> None:
+    from engine.models.flow_families import load_diffusion_model
+
+    folders = _use(loom_folders, radiance_models)
+    model = load_diffusion_model(
+        folders.model_path("diffusion_models", "chroma-radiance-x0.safetensors"), "fp8_e4m3fn"
+    )
+    head = model.model.diffusion_model.nerf_head
+    assert head.embedder.embedder[0].weight.dtype == torch.float32
+    assert head.blocks[0].param_generator.weight.dtype == torch.float8_e4m3fn
+    prompt = radiance_workflow(seed=5)
+    prompt["1"]["inputs"]["weight_dtype"] = "fp8_e4m3fn"
+    pixels = image_of(folders, run(executor, prompt), "16")
+    assert np.isfinite(pixels).all() and pixels.std() > 0
