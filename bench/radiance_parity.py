@@ -4,7 +4,7 @@ sampled images in −1..1, which for this pixel-space model are the latents).
 ComfyUI 0.3.64 builds Chroma Radiance at its released widths whatever the file holds
 (`comfy/model_detection.py`: hidden 3072, 24 heads, context 4096, approximator 5 layers 5120 wide, pixel
 decoder 64 wide, ratio 4, depth 4, 8 frequencies), so the file written here has those widths with one
-double and one single block (random bf16 weights, about 0.7 B parameters) and the current 3×3
+double and one single block (random bf16 weights, about 1.24 B parameters) and the current 3×3
 convolution final layer (`--head linear`: the older Linear one). Both engines get the same 4096-wide
 context (a random stand-in for T5's), cfg 4 (once also with FluxGuidance 3.5 on the positive
 conditioning), the same seed and ComfyUI's sampler and scheduler names; ComfyUI runs through its Python
