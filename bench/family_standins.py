@@ -3,12 +3,12 @@
 Each family's files come from the test fixtures: Flux.1 dev and schnell
 (split files and fp8 all-in-one checkpoints), Flux Fill (384 input channels) and Flux Canny/Depth (128),
 SD3.5 (split and all-in-one), Z-Image, Qwen-Image (and Qwen-Image Layered with its RGBA VAE, from
-tests/nodes/qwen_layered_fixtures.py), Chroma, Flux.2 dev and Klein 4B / 9B (tests/nodes/flux2_fixtures.py),
-and their ControlNets (tests/nodes/flow_controlnet_fixtures.py); Lotus-D with an SD VAE
-(tests/nodes/lotus_fixtures.py); model patches in their released layouts (DiffSynth ControlNets, USO's
-projector, the Z-Image Fun ControlNet 1.0). Kinds Loom cannot load for these families (Flux Redux's style
-model and SigLIP vision encoder) get a file that only lets the workflow validate; running such a workflow
-then reports Loom's own loading error.
+tests/nodes/qwen_layered_fixtures.py), Chroma and Chroma Radiance (its x0 variant), Flux.2 dev and Klein 4B /
+9B (tests/nodes/flux2_fixtures.py), and their ControlNets (tests/nodes/flow_controlnet_fixtures.py); Lotus-D
+with an SD VAE (tests/nodes/lotus_fixtures.py); model patches in their released layouts (DiffSynth
+ControlNets, USO's projector, the Z-Image Fun ControlNet 1.0). Kinds Loom cannot load for these families
+(Flux Redux's style model and SigLIP vision encoder) get a file that only lets the workflow validate;
+running such a workflow then reports Loom's own loading error.
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ FILE_WIDGETS = {
     "UpscaleModelLoader": ((0, "upscale_models"),),
 }
 
+# Loader choices that name no file (ComfyUI's built-in ones): no stand-in is written for them.
+BUILT_IN_CHOICES = {"VAELoader": frozenset({"pixel_space"})}
+
 # (folder, words any of which the lower-case file name holds, stand-in key), first match wins.
 RULES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("diffusion_models", ("layered",), "qwen_image_layered"),
@@ -47,6 +50,7 @@ RULES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("vae", ("qwen_image_2.1",), "qwen_image21_vae"),
     ("diffusion_models", ("lotus",), "lotus"),
     ("diffusion_models", ("qwen",), "qwen_image"),
+    ("diffusion_models", ("radiance",), "chroma_radiance"),
     ("diffusion_models", ("chroma",), "chroma"),
     ("diffusion_models", ("z_image", "z-image", "zimage"), "zimage"),
     ("diffusion_models", ("fill",), "flux_fill"),
@@ -314,6 +318,12 @@ def write_stand_ins(work: Path) -> dict[str, Path]:
     write_lotus_files(work / "lotus")  # Lotus-D in the diffusers layout it ships in, with an SD VAE
     made["lotus"] = work / "lotus/diffusion_models" / LAYOUT_FILES["diffusers"]
     made["sd_vae"] = work / "lotus/vae" / VAE_FILE
+    from tests.nodes.flow_fixtures import JOINT
+    from tests.nodes.flow_fixtures_radiance import tiny_radiance_state
+
+    # Its T5 is the Flux stand-ins' (JOINT wide), which the template's CLIPLoader gets.
+    made["chroma_radiance"] = work / "chroma/diffusion_models/chroma-radiance-x0.safetensors"
+    _save(made["chroma_radiance"], tiny_radiance_state(20, context=JOINT, x0=True), dtype=None)
     made["unloadable"] = work / "unloadable.safetensors"
     save_file({"not_a_model_loom_loads": torch.zeros(1)}, str(made["unloadable"]))
     return made

@@ -29,7 +29,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 import engine  # noqa: E402, F401  (before diffusers: torchvision shim)
-from bench.family_standins import FILE_WIDGETS, NoStandIn, lora_for, pick, write_stand_ins  # noqa: E402
+from bench.family_standins import (  # noqa: E402
+    BUILT_IN_CHOICES,
+    FILE_WIDGETS,
+    NoStandIn,
+    lora_for,
+    pick,
+    write_stand_ins,
+)
 
 
 def read_workflow(path: Path) -> dict[str, Any]:
@@ -64,7 +71,8 @@ def prepare(workflow: dict[str, Any], models: Path, inputs: Path, made: dict[str
         if not isinstance(values, list):
             continue
         for index, kind in FILE_WIDGETS.get(node.get("type", ""), ()):
-            if index < len(values) and isinstance(values[index], str):
+            built_in = BUILT_IN_CHOICES.get(node.get("type", ""), frozenset())
+            if index < len(values) and isinstance(values[index], str) and values[index] not in built_in:
                 target = models / kind / values[index]
                 target.parent.mkdir(parents=True, exist_ok=True)
                 if kind == "loras":

@@ -28,6 +28,7 @@ BLOCK_LISTS = {
     "sd3": {"double_block": "transformer_blocks"},
     "flux": {"double_block": "transformer_blocks", "single_block": "single_transformer_blocks"},
     "chroma": {"double_block": "transformer_blocks", "single_block": "single_transformer_blocks"},
+    "chroma_radiance": {"double_block": "transformer_blocks", "single_block": "single_transformer_blocks"},
     "qwen_image": {"double_block": "transformer_blocks"},
     # Z-Image's main single-stream layers (image and caption tokens together), as ComfyUI's NextDiT.
     "zimage": {"double_block": "layers"},

@@ -31,7 +31,7 @@ class FlowTransformer(DiffusionModel):
         self, transformer: Any, model_sampling: Any, family: str, latent_format: Any, compute_dtype: Any
     ) -> None:
         super().__init__(transformer, model_sampling, family, latent_format)
-        flux_type = family in ("flux", "flux2", "chroma", "qwen_image", "qwen_image21")
+        flux_type = family in ("flux", "flux2", "chroma", "chroma_radiance", "qwen_image", "qwen_image21")
         self.model_type = ModelType.FLUX if flux_type else ModelType.FLOW
         self.compute_dtype = compute_dtype
         self.model_config.sampling_settings = {"shift": getattr(model_sampling, "shift", 1.0)}
@@ -290,6 +290,7 @@ CLIP_TYPE_OF = {
     "qwen_image": "qwen_image",
     "qwen_image21": "qwen_image",
     "chroma": "chroma",
+    "chroma_radiance": "chroma",
 }
 
 

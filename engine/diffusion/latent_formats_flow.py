@@ -163,12 +163,23 @@ class Flux2(LatentFormat):
         return super().preview_jpeg(pixels.reshape(batch, 32, height * 2, width * 2), max_side)
 
 
+@dataclass(frozen=True)
+class ChromaRadiance(LatentFormat):
+    """Chroma Radiance's "latents" are the RGB image itself in −1..1 (ComfyUI's
+    `latent_formats.ChromaRadiance`): no scaling, and the preview shows the channels as they are."""
+
+    scale_factor: float = 1.0
+    rgb_factors: tuple[tuple[float, float, float], ...] = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
+    channels: int = 3
+
+
 # Z-Image and Chroma decode with Flux's VAE (ae.safetensors) and use its latent format.
 FLOW_FORMATS: dict[str, LatentFormat] = {
     "sd3": SD3(),
     "flux": Flux(),
     "zimage": Flux(),
     "chroma": Flux(),
+    "chroma_radiance": ChromaRadiance(),
     "qwen_image": Wan21(),
     "flux2": Flux2(),
 }

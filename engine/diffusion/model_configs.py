@@ -258,6 +258,11 @@ class Chroma(FluxSchnell):
     loom_family = "chroma"
 
 
+class ChromaRadiance(Chroma):
+    unet_config = {"image_model": "chroma_radiance"}
+    loom_family = "chroma_radiance"
+
+
 class Lumina2(BASE):
     """Z-Image (a Lumina 2 layout in ComfyUI's detection)."""
 
@@ -299,20 +304,22 @@ class QwenImage21(BASE):
 # ComfyUI's matching order (more specific configs first) over the families Loom loads.
 MODELS: list[type[BASE]] = [
     SD15_instructpix2pix, SD15, SD20, SD21UnclipL, SD21UnclipH, SDXL_instructpix2pix, SDXLRefiner, SDXL,
-    SSD1B, KOALA_700M, KOALA_1B, Segmind_Vega, SD3, Flux, FluxSchnell, Chroma, Lumina2, QwenImage,
-    Flux2, QwenImage21,
+    SSD1B, KOALA_700M, KOALA_1B, Segmind_Vega, SD3, Flux, FluxSchnell, Chroma, ChromaRadiance, Lumina2,
+    QwenImage, Flux2, QwenImage21,
 ]  # fmt: skip
 # The config of a family whose model matches no config exactly (Loom loads small or unusual UNets
 # ComfyUI would not recognise: its detection then fails, Loom's names the family it found).
 _FAMILY_DEFAULT: dict[str, type[BASE]] = {
     "sd1": SD15, "sd2": SD20, "sdxl": SDXL, "sdxl_refiner": SDXLRefiner, "sd3": SD3, "flux": Flux,
-    "chroma": Chroma, "zimage": Lumina2, "qwen_image": QwenImage, "flux2": Flux2, "qwen_image21": QwenImage21,
+    "chroma": Chroma, "chroma_radiance": ChromaRadiance, "zimage": Lumina2, "qwen_image": QwenImage,
+    "flux2": Flux2, "qwen_image21": QwenImage21,
 }  # fmt: skip
 # What ComfyUI's detection puts in the unet_config of the flow families, beside the network's own.
 _FLOW_KEYS: dict[str, dict[str, Any]] = {
     "sd3": {"in_channels": 16, "pos_embed_scaling_factor": None},
     "flux": {"image_model": "flux"},
     "chroma": {"image_model": "chroma"},
+    "chroma_radiance": {"image_model": "chroma_radiance"},
     "zimage": {"image_model": "lumina2"},
     "qwen_image": {"image_model": "qwen_image"},
     "flux2": {"image_model": "flux2"},

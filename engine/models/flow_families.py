@@ -21,6 +21,7 @@ CLIP_TYPES_SUPPORTED = {
     "sd3": ("clip_l", "clip_g", "t5xxl"),
     "flux": ("clip_l", "t5xxl"),
     "chroma": ("t5xxl",),
+    "chroma_radiance": ("t5xxl",),
     "zimage": ("qwen3_4b",),
     "qwen_image": ("qwen25_7b",),
     "flux2": ("qwen3_4b", "qwen3_8b", "mistral3_24b"),
@@ -55,7 +56,7 @@ class Detected:
 
 def detect(shapes: Shapes) -> Detected | None:
     """The flow family of a diffusion model or checkpoint from its keys, or None."""
-    from engine.models import chroma, flux, flux2, qwen_image, qwen_image21, sd3, zimage
+    from engine.models import chroma, chroma_radiance, flux, flux2, qwen_image, qwen_image21, sd3, zimage
 
     prefix = flux2.prefix_of(shapes)  # before Flux.1: Flux.2 has its block names too
     if prefix is not None:
@@ -73,6 +74,10 @@ def detect(shapes: Shapes) -> Detected | None:
     prefix = chroma.prefix_of(shapes)
     if prefix is not None:
         return Detected("chroma", prefix, "Chroma")
+    prefix = chroma_radiance.prefix_of(shapes)
+    if prefix is not None:
+        x0 = prefix + chroma_radiance.X0_MARKER in shapes
+        return Detected("chroma_radiance", prefix, "Chroma Radiance x0" if x0 else "Chroma Radiance")
     prefix = sd3.prefix_of(shapes)
     if prefix is not None:
         return Detected("sd3", prefix, sd3.variant(sd3.transformer_config(shapes, prefix)))
@@ -97,12 +102,15 @@ def default_sampling(detected: Detected) -> Any:
         return ModelSamplingFlux(shift=2.02)
     if detected.family == "qwen_image21":
         return ModelSamplingFlux(shift=QWEN_IMAGE21_MU)
-    dev_like = detected.family in ("chroma", "qwen_image") or "dev" in detected.variant
+    dev_like = detected.family in ("chroma", "chroma_radiance", "qwen_image") or "dev" in detected.variant
     return ModelSamplingFlux(shift=1.15 if dev_like else 1.0)
 
 
 # Layers left out of fp8 storage: diffusers' precision-sensitive embedders of these models.
-FP8_KEEP = {"zimage": ("t_embedder", "cap_embedder")}
+FP8_KEEP = {
+    "zimage": ("t_embedder", "cap_embedder"),
+    "chroma_radiance": ("nerf_image_embedder", "nerf_head.embedder"),
+}
 FAMILY_SHIFT = {"zimage": 3.0}
 # Newer ComfyUI's Qwen-Image 2.1 settings: shift 0.69 read as Flux's mu ("scheduler mu at 1024x1024").
 QWEN_IMAGE21_MU = 0.69
@@ -169,8 +177,18 @@ def build_model(state: Mapping[str, Any], detected: Detected, weight_dtype: str 
 def _record_lora_rows(transformer: Any, detected: Detected, state: Mapping[str, Any]) -> None:
     """Let LoRAs in the reference layout find the diffusers weights their rows went to."""
     from engine.diffusion.lora_flow import record_rows
-    from engine.models import chroma, flux, flux2, qwen_image, qwen_image21, sd3, zimage
+    from engine.models import chroma, chroma_radiance, flux, flux2, qwen_image, qwen_image21, sd3, zimage
+    from engine.models.lazy_view import shapes_of
+    from engine.models.zimage import OTHER_MODELS
 
+    shapes = {
+        k.removeprefix(detected.prefix): shape
+        for k, shape in shapes_of(state, detected.prefix).items()
+        if not OTHER_MODELS(k.removeprefix(detected.prefix))
+    }
+    if detected.family == "chroma_radiance":
+        record_rows(transformer, chroma_radiance.converter(shapes), shapes)
+        return
     module = {
         "sd3": sd3,
         "flux": flux,
@@ -180,25 +198,18 @@ def _record_lora_rows(transformer: Any, detected: Detected, state: Mapping[str, 
         "qwen_image": qwen_image,
         "qwen_image21": qwen_image21,
     }[detected.family]
-    from engine.models.lazy_view import shapes_of
-    from engine.models.zimage import OTHER_MODELS
-
-    shapes = {
-        k.removeprefix(detected.prefix): shape
-        for k, shape in shapes_of(state, detected.prefix).items()
-        if not OTHER_MODELS(k.removeprefix(detected.prefix))
-    }
     config = module.transformer_config(shapes, "") if detected.family in ("flux", "chroma") else {}
     record_rows(transformer, module.converter(config), shapes)
 
 
 def _family_classes(family: str) -> tuple[Any, Any]:
     """The transformer loader and the MODEL class of a family."""
-    from engine.diffusion import flow_flux2, flow_models, flow_qwen21
-    from engine.models import chroma, flux, flux2, qwen_image, qwen_image21, sd3, zimage
+    from engine.diffusion import flow_flux2, flow_models, flow_qwen21, flow_radiance
+    from engine.models import chroma, chroma_radiance, flux, flux2, qwen_image, qwen_image21, sd3, zimage
 
     return {
         "flux2": (flux2.load_transformer, flow_flux2.Flux2),
+        "chroma_radiance": (chroma_radiance.load_transformer, flow_radiance.ChromaRadiance),
         "sd3": (sd3.load_transformer, flow_models.SD3),
         "flux": (flux.load_transformer, flow_models.Flux),
         "chroma": (chroma.load_transformer, flow_models.Chroma),
@@ -218,8 +229,8 @@ def load_diffusion_model(path: Path, weight_dtype: str = "default") -> Any:
         if zimage.is_lumina2(shapes):
             raise UnsupportedModelError(f"{path.name}: a Lumina Image 2.0 diffusion model, not supported yet")
         raise UnsupportedModelError(
-            f"{path.name}: not an SD3/SD3.5, Flux.1, Flux.2, Chroma, Z-Image, Qwen-Image or Qwen-Image 2.1 "
-            "diffusion model "
+            f"{path.name}: not an SD3/SD3.5, Flux.1, Flux.2, Chroma (Radiance), Z-Image, Qwen-Image or "
+            "Qwen-Image 2.1 diffusion model "
             f"(found keys like {', '.join(sorted(shapes)[:3])})"
         )
     try:

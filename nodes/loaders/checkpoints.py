@@ -24,6 +24,13 @@ def vae_files() -> list[str]:
     return model_files("vae")
 
 
+def vae_loader_choices() -> list[str]:
+    """The VAE files, then ComfyUI's built-in `pixel_space` (the pass-through of pixel-space models)."""
+    from engine.diffusion.pixel_vae import PIXEL_SPACE
+
+    return [*vae_files(), PIXEL_SPACE]
+
+
 def lora_files() -> list[str]:
     return model_files("loras")
 
@@ -54,12 +61,17 @@ class CheckpointLoaderSimple(Node):
 
 
 class VAELoader(Node):
-    """Load a standalone VAE from models/vae (original or diffusers key layout)."""
+    """Load a standalone VAE from models/vae (original or diffusers key layout), or `pixel_space`: no VAE,
+    for models that sample the image itself (Chroma Radiance), which only rescales 0..1 to −1..1 and back."""
 
     display_name = "Load VAE"
     category = "loaders"
 
-    def run(self, vae_name: Annotated[str, Input("The VAE file.", choices=vae_files)]) -> Vae:
+    def run(self, vae_name: Annotated[str, Input("The VAE file.", choices=vae_loader_choices)]) -> Vae:
+        from engine.diffusion.pixel_vae import PIXEL_SPACE, PixelSpaceVAE
+
+        if vae_name == PIXEL_SPACE:
+            return PixelSpaceVAE.create()
         return handles.load_vae(folders.current().model_path("vae", vae_name))
 
 
