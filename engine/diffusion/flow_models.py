@@ -216,15 +216,25 @@ class Flux(FlowTransformer):
         del kwargs
         if control is not None:
             raise ValueError("Loom's Flux model takes no control residuals (Flux ControlNets)")
-        with dit_patches(self.diffusion_model, self.family, transformer_options or {}):
+        options = transformer_options or {}
+        with dit_patches(self.diffusion_model, self.family, options):
             refs = (tuple(ref_latents or ()), ref_latents_method)
-            return self._transformer(x, timestep, context, y, guidance, refs)
+            post_input = options.get("patches", {}).get("post_input", [])
+            return self._transformer(x, timestep, context, y, guidance, refs, post_input)
 
     def _transformer(
-        self, x: Any, timestep: Any, context: Any, y: Any, guidance: Any, refs: tuple[tuple[Any, ...], str]
+        self,
+        x: Any,
+        timestep: Any,
+        context: Any,
+        y: Any,
+        guidance: Any,
+        refs: tuple[tuple[Any, ...], str],
+        post_input: list[Any],
     ) -> Any:
         import torch
 
+        from engine.diffusion.dit_patches import post_input_patches
         from engine.diffusion.flux_references import guidance_switched_off, reference_tokens
 
         tokens, rows, cols = _pack(x)
@@ -241,7 +251,12 @@ class Flux(FlowTransformer):
             guidance = guidance.nan_to_num(0.0).to(x.dtype)
         else:
             guidance = None
-        with guidance_switched_off(self.diffusion_model, disabled):
+        patched = (
+            post_input_patches(self.diffusion_model, post_input, img_ids)
+            if post_input
+            else contextlib.nullcontext()
+        )
+        with guidance_switched_off(self.diffusion_model, disabled), patched:
             out = self.diffusion_model(
                 hidden_states=tokens,
                 encoder_hidden_states=context,

@@ -1,14 +1,14 @@
 """Model patches (ComfyUI's MODEL_PATCH, read by ModelPatchLoader from models/model_patches).
 
-Loom reads one kind and recognises two more:
+Loom reads two kinds and recognises a third:
 
 - DiffSynth's block-wise ControlNets for Qwen-Image (canny, depth, inpaint): `img_in` (a linear layer from
   the packed control latent, 64 channels plus 4 per extra mask channel, to the model's width) and, per
   transformer block, `controlnet_blocks.N.{x_rms,y_rms}.weight` (RMS norms of the image tokens and of the
   control tokens) and `controlnet_blocks.N.{input_proj,output_proj}.{weight,bias}` (linear, GELU, linear).
   After transformer block N the image tokens gain strength × block N of (image tokens, control tokens).
-- USO's style projector for Flux (`feature_embedder.*`): recognised, but it projects SigLIP features and
-  Loom has no SigLIP vision encoder, so nothing can use it (USOStyleReference says so).
+- USO's style projector for Flux (`feature_embedder.*`): three SigLIP layers → style tokens before the
+  prompt (engine.diffusion.uso_style, USOStyleReference).
 - alibaba-pai's Z-Image Fun ControlNet (`control_all_x_embedder.*`): a second stack of Z-Image transformer
   layers that newer ComfyUI runs beside the model; Loom does not implement it and says so on loading.
 """

@@ -37,6 +37,7 @@ CALLED_PATCHES = frozenset(
         "input_block_patch",
         "output_block_patch",
         "double_block",  # after each DiT block, for the families in dit_patches.AFTER_BLOCK_FAMILIES
+        "post_input",  # on Flux's embedded inputs (dit_patches.post_input_patches)
     }
 )
 
@@ -263,6 +264,10 @@ class ModelPatcher(PatcherExtensions):
 
     def set_model_double_block_patch(self, patch: Any) -> None:
         self.set_model_patch(patch, "double_block")
+
+    def set_model_post_input_patch(self, patch: Any) -> None:
+        """A patch Flux runs on its embedded inputs (engine.diffusion.dit_patches, "post_input")."""
+        self.set_model_patch(patch, "post_input")
 
     def model_patches_to(self, device: Any) -> None:
         """Move patch objects that hold tensors (those with a `.to`) to `device`, as ComfyUI does."""
