@@ -2,9 +2,10 @@
 
 Each family's files come from the test fixtures (tests/nodes/flow_fixtures*.py): Flux.1 dev and schnell
 (split files and fp8 all-in-one checkpoints), Flux Fill (384 input channels) and Flux Canny/Depth (128),
-SD3.5 (split and all-in-one), Z-Image, Qwen-Image and Chroma. Kinds Loom cannot load for these families
-(SD3/Flux ControlNets, Flux Redux's style model and SigLIP vision encoder, model patches) get a file that
-only lets the workflow validate; running such a workflow then reports Loom's own loading error.
+SD3.5 (split and all-in-one), Z-Image, Qwen-Image and Chroma; Flux Redux's style model, the SigLIP vision
+encoder and USO's projector from tests/nodes/redux_fixtures.py. Kinds Loom cannot load for these families
+(SD3/Flux ControlNets, other model patches) get a file that only lets the workflow validate; running such
+a workflow then reports Loom's own loading error.
 """
 
 from __future__ import annotations
@@ -51,7 +52,9 @@ RULES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("vae", ("ae.", "flux", "sd3", "vae"), "ae"),
     ("upscale_models", ("",), "esrgan"),
     ("controlnet", ("",), "unloadable"),
+    ("style_models", ("redux",), "flux_redux"),
     ("style_models", ("",), "unloadable"),
+    ("clip_vision", ("sigclip", "siglip"), "siglip"),
     ("clip_vision", ("",), "unloadable"),
     ("model_patches", ("inpaint",), "diffsynth_inpaint"),
     ("model_patches", ("diffsynth",), "diffsynth"),
@@ -183,17 +186,35 @@ def write_stand_ins(work: Path) -> dict[str, Path]:
     from tests.nodes.upscale_fixtures import esrgan_new_layout, write_standin
 
     made["esrgan"] = write_standin(work / "esrgan_x4.safetensors", esrgan_new_layout())
-    from tests.nodes.model_patch_fixtures import diffsynth_weights, uso_projector_weights, zimage_fun_marker
+    from tests.nodes.model_patch_fixtures import diffsynth_weights, zimage_fun_marker
+    from tests.nodes.redux_fixtures import redux_layout, uso_layout
 
+    _flux_image_references(work, made)
     for key, weights in (
         ("diffsynth", diffsynth_weights(18)),
         ("diffsynth_inpaint", diffsynth_weights(19, extra_channels=1)),
-        ("uso_projector", uso_projector_weights()),
+        ("uso_projector", uso_layout()),  # reads the SigLIP stand-in's 4 tokens, 16 wide
         ("zimage_fun", zimage_fun_marker()),
+        ("flux_redux", redux_layout()),
     ):
-        made[key] = work / f"model_patches/{key}.safetensors"
+        made[key] = work / f"{'style_models' if key == 'flux_redux' else 'model_patches'}/{key}.safetensors"
         made[key].parent.mkdir(parents=True, exist_ok=True)
         save_file(weights, str(made[key]))
     made["unloadable"] = work / "unloadable.safetensors"
     save_file({"not_a_model_loom_loads": torch.zeros(1)}, str(made["unloadable"]))
     return made
+
+
+def _flux_image_references(work: Path, made: dict[str, Path]) -> None:
+    """The SigLIP stand-in (20 layers 16 wide, 28-px input) in ComfyUI's sigclip layout, with its heads in
+    Loom's `loom.arch` metadata."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from tests.nodes.redux_fixtures import SIGLIP, siglip_layout, tiny_siglip
+
+    made["siglip"] = work / "clip_vision/sigclip_vision_patch14_tiny.safetensors"
+    made["siglip"].parent.mkdir(parents=True, exist_ok=True)
+    metadata = {"loom.arch": json.dumps({"heads": SIGLIP["heads"]})}
+    save_file(siglip_layout(tiny_siglip(21)), str(made["siglip"]), metadata)
