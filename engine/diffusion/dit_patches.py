@@ -80,10 +80,13 @@ def dit_patches(
 
 
 @contextmanager
-def post_input_patches(transformer: Any, patches: list[Any], img_ids: Any) -> Iterator[None]:
+def post_input_patches(
+    transformer: Any, patches: list[Any], img_ids: Any, on_text: Callable[[int], None] | None = None
+) -> Iterator[None]:
     """Wrap diffusers' Flux embedders for one call so that the "post_input" patches run between them and
     the position embedding (see the module docstring). `img_ids` [tokens, 3] are the ids the call passes
-    (references included); the text ids are zeros, as Flux's."""
+    (references included); the text ids are zeros, as Flux's. `on_text` hears how many text tokens the
+    patches added (an attention mask must grow with them)."""
     import torch
 
     embed_image, embed_text, embed_positions = (
@@ -113,6 +116,8 @@ def post_input_patches(transformer: Any, patches: list[Any], img_ids: Any) -> It
                 raise ValueError("a Flux post_input patch may not change the number of image tokens")
             img.copy_(args["img"])  # diffusers' forward already holds `img`: update it in place
         state["ids"] = torch.cat([args["txt_ids"][0], args["img_ids"][0]], dim=0)
+        if on_text is not None:
+            on_text(args["txt"].shape[1] - txt.shape[1])
         return args["txt"]
 
     def positions(ids: Any) -> Any:

@@ -153,6 +153,11 @@ class Flux(FlowTransformer):
         concat = concat_channels(self, entries, crop, batch)
         if concat is not None:
             out["concat"] = concat
+        from engine.diffusion.flux_masks import entry_masks
+
+        mask = entry_masks(entries, crop, batch)
+        if mask is not None:
+            out["attention_mask"] = mask
         return out
 
     def _network(
@@ -192,7 +197,9 @@ class Flux(FlowTransformer):
                 options,
             )
             # ComfyUI passes the method only beside reference latents.
-            kwargs = {"ref_latents_method": method} if refs else {}
+            kwargs: dict[str, Any] = {"ref_latents_method": method} if refs else {}
+            if extra.get("attention_mask") is not None:  # ComfyUI's Flux takes it as a keyword too
+                kwargs["attention_mask"] = extra["attention_mask"][rows]
             outputs.append(self.through_wrappers(self.flux_forward, options, *args, **kwargs))
         return torch.cat(outputs)
 
@@ -211,16 +218,16 @@ class Flux(FlowTransformer):
     ) -> Any:
         """The prediction, called as ComfyUI calls its Flux model (what a DIFFUSION_MODEL wrapper
         continues with): the latent (with any concat channels), sigma, the T5 context, the pooled CLIP
-        vector `y`, the guidance per entry (NaN: FluxDisableGuidance) and Kontext's reference latents.
-        Loom's Flux takes no control residuals."""
-        del kwargs
+        vector `y`, the guidance per entry (NaN: FluxDisableGuidance), Kontext's reference latents and an
+        `attention_mask` (engine.diffusion.flux_masks). Loom's Flux takes no control residuals."""
         if control is not None:
             raise ValueError("Loom's Flux model takes no control residuals (Flux ControlNets)")
         options = transformer_options or {}
         with dit_patches(self.diffusion_model, self.family, options):
             refs = (tuple(ref_latents or ()), ref_latents_method)
             post_input = options.get("patches", {}).get("post_input", [])
-            return self._transformer(x, timestep, context, y, guidance, refs, post_input)
+            mask = kwargs.get("attention_mask")
+            return self._transformer(x, timestep, context, y, guidance, refs, (post_input, mask))
 
     def _transformer(
         self,
@@ -230,11 +237,13 @@ class Flux(FlowTransformer):
         y: Any,
         guidance: Any,
         refs: tuple[tuple[Any, ...], str],
-        post_input: list[Any],
+        patches: tuple[list[Any], Any],
     ) -> Any:
+        """`patches`: the "post_input" patches and the attention mask (or None)."""
         import torch
 
         from engine.diffusion.dit_patches import post_input_patches
+        from engine.diffusion.flux_masks import fit_mask, masked_blocks
         from engine.diffusion.flux_references import guidance_switched_off, reference_tokens
 
         tokens, rows, cols = _pack(x)
@@ -251,12 +260,24 @@ class Flux(FlowTransformer):
             guidance = guidance.nan_to_num(0.0).to(x.dtype)
         else:
             guidance = None
+        post_input, mask = patches
+        attention: dict[str, Any] = {}
+
+        def fit(added_text: int) -> None:  # a post_input patch may put text tokens before the prompt
+            if mask is not None:
+                queries = context.shape[1] + added_text + tokens.shape[1]
+                attention["attention_mask"] = fit_mask(mask.to(x.dtype), added_text, queries)
+
+        fit(0)
         patched = (
-            post_input_patches(self.diffusion_model, post_input, img_ids)
+            post_input_patches(self.diffusion_model, post_input, img_ids, fit)
             if post_input
             else contextlib.nullcontext()
         )
-        with guidance_switched_off(self.diffusion_model, disabled), patched:
+        masked = (
+            masked_blocks(self.diffusion_model, attention) if mask is not None else contextlib.nullcontext()
+        )
+        with guidance_switched_off(self.diffusion_model, disabled), patched, masked:
             out = self.diffusion_model(
                 hidden_states=tokens,
                 encoder_hidden_states=context,

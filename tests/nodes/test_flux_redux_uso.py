@@ -218,3 +218,41 @@ def test_wrong_inputs_get_errors_naming_node_and_input(executor: Executor, folde
     folders.models["style_models"].append(folders.models["diffusion_models"][0])
     failed = run(executor, wrong_style)
     assert failed.status == "error" and "StyleModelLoader" in failed.error["exception_message"]
+
+
+def test_style_tokens_and_uso_together_with_an_attention_bias(executor: Executor, folders: Folders) -> None:
+    """USO's tokens go before a prompt whose mask (attn_bias) was made without them: they stay unbiased."""
+    prompt = redux(strength=0.3, kind="attn_bias")
+    prompt["45"] = {
+        "class_type": "ModelPatchLoader",
+        "inputs": {"name": "uso-flux1-projector-v1.safetensors"},
+    }
+    prompt["46"] = {
+        "class_type": "USOStyleReference",
+        "inputs": {"model": ["12", 0], "model_patch": ["45", 0], "clip_vision_output": ["42", 0]},
+    }
+    prompt["31"]["inputs"]["model"] = ["46", 0]
+    both = image_of(folders, run(executor, prompt), "9").astype(int)
+    assert not np.array_equal(
+        both, image_of(folders, run(executor, redux(strength=0.3, kind="attn_bias")), "9")
+    )
+
+
+def test_mask_image_part_resizes_to_the_token_grid() -> None:
+    from engine.diffusion.flux_masks import fit_mask, resize_image_part
+
+    mask = torch.zeros(1, 3 + 1, 3 + 1)
+    mask[:, :3, 3] = -1.0  # text → image
+    mask[:, 3, :3] = -2.0  # image → text
+    mask[:, 3, 3] = -3.0
+    grown = resize_image_part(mask, (1, 1), (2, 3))
+    assert grown.shape == (1, 9, 9)
+    assert torch.equal(grown[:, :3, :3], mask[:, :3, :3])
+    assert (
+        (grown[:, :3, 3:] == -1).all() and (grown[:, 3:, :3] == -2).all() and (grown[:, 3:, 3:] == -3).all()
+    )
+    assert resize_image_part(grown, (2, 3), (2, 3)) is grown
+    fitted = fit_mask(grown, 2, 9 + 2 + 4)
+    assert fitted.shape == (1, 1, 15, 15) and not fitted[0, 0, :2].any() and not fitted[0, 0, :, 11:].any()
+    with pytest.raises(ValueError, match="attention_mask covers 9 tokens"):
+        fit_mask(grown, 0, 8)
