@@ -201,9 +201,31 @@ def test_uso_patch_prepends_projected_tokens_with_zero_ids(executor: Executor, f
     layers = torch.stack((hidden[:, -20], hidden[:, -11], encoded.penultimate_hidden_states))
     style = project(patch, layers, torch.float32, torch.device("cpu"))
     assert style.shape == (1, 9, 128)
+    assert torch.allclose(style, by_hand(uso_layout(), hidden), atol=1e-5)
     assert torch.equal(out["txt"][:, 9:], txt) and torch.allclose(out["txt"][:, :9], style)
     assert out["txt_ids"].shape == (1, 15, 3) and not out["txt_ids"].any()
     assert "post_input" not in model.model_options["transformer_options"].get("patches", {})
+
+
+def by_hand(weights: dict[str, torch.Tensor], hidden: torch.Tensor) -> torch.Tensor:
+    """USO's projection with torch modules: per level, tokens mixed by a linear layer + SiLU, then a layer
+    norm and a projection; high (penultimate), mid (11th from last), low (20th from last)."""
+    out = []
+    for level, layer in (("high", -2), ("mid", -11), ("low", -20)):
+        p = f"feature_embedder.{level}_"
+        mix_w, proj_w = weights[p + "embedding_linear.0.weight"], weights[p + "projection.weight"]
+        mix = torch.nn.Linear(mix_w.shape[1], mix_w.shape[0])
+        norm = torch.nn.LayerNorm(proj_w.shape[1])
+        proj = torch.nn.Linear(proj_w.shape[1], proj_w.shape[0])
+        mix.load_state_dict({"weight": mix_w, "bias": weights[p + "embedding_linear.0.bias"]})
+        norm.load_state_dict(
+            {"weight": weights[p + "layer_norm.weight"], "bias": weights[p + "layer_norm.bias"]}
+        )
+        proj.load_state_dict({"weight": proj_w, "bias": weights[p + "projection.bias"]})
+        with torch.no_grad():
+            tokens = torch.nn.functional.silu(mix(hidden[:, layer].transpose(1, 2))).transpose(1, 2)
+            out.append(proj(norm(tokens)))
+    return torch.cat(out, dim=1)
 
 
 def test_wrong_inputs_get_errors_naming_node_and_input(executor: Executor, folders: Folders) -> None:
