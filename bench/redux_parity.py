@@ -75,7 +75,7 @@ for strength, kind in args["styles"]:
     samples = comfy.sample.sample(model, noise, args["steps"], 1.0, "euler", "simple", cond, negative, latent,
                                   seed=args["seed"], disable_pbar=True)
     out[f"flux/{strength}/{kind}"] = samples.float().contiguous()
-save_file(out, args["result"])
+save_file({k: v.clone() for k, v in out.items()}, args["result"])  # embeds and last share memory
 """
 
 
@@ -213,16 +213,25 @@ def main() -> None:
     parser.add_argument("--comfy", type=Path, default=Path("/tmp/comfy"), help="ComfyUI checkout + venv")
     parser.add_argument("--work", type=Path, default=Path("/tmp/redux_bench"), help="stand-in files")
     parser.add_argument("--lock", type=Path, default=None, help="flock(1) file held while ComfyUI runs")
+    parser.add_argument("--loom-only", action="store_true", help="(internal) write Loom's results and exit")
+    parser.add_argument("--reuse-loom", action="store_true", help="compare Loom's results of the last run")
     options = parser.parse_args()
     torch.set_num_threads(1)
     paths = files(options.work)
-    loom = run_loom(paths)
+    loom_result = options.work / "loom_result.safetensors"
+    if options.loom_only:
+        save_file({k: v.float().clone() for k, v in run_loom(paths).items()}, str(loom_result))
+        return
+    # Loom runs in a process of its own, so that its GBs are free again while ComfyUI runs.
+    if not (options.reuse_loom and loom_result.exists()):
+        subprocess.run([sys.executable, __file__, "--work", str(options.work), "--loom-only"], check=True)
+    loom = load_file(str(loom_result))
     comfy = run_comfy(options.comfy, paths, options.work / "comfy_result.safetensors", options.lock)
     print(f"{'what':<32} {'PSNR dB':>8} {'max |diff|':>11}")
     scores: list[float] = []
     for key, value in loom.items():
         reference = comfy[key]
-        score = psnr(reference, value.float())
+        score = psnr(reference, value)
         scores.append(score)
         print(f"{key:<32} {score:>8.1f} {float((reference - value).abs().max()):>11.2e}")
     passing = sum(s >= 30 for s in scores)

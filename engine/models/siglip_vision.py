@@ -1,6 +1,7 @@
 """SigLIP vision encoders ("Sigmoid Loss for Language Image Pre-Training", Zhai et al. 2023), as ComfyUI
 reads them for Flux Redux and USO: google's so400m/patch14 at 384 px (ComfyUI's
-`sigclip_vision_patch14_384.safetensors`) and at 512 px, built on transformers' `SiglipVisionModel`.
+`sigclip_vision_patch14_384.safetensors`) and so400m/patch16 at 512 px, built on transformers'
+`SiglipVisionModel`.
 
 The files use transformers' key names under `vision_model.` (`embeddings.patch_embedding.{weight,bias}`,
 `embeddings.position_embedding.weight`, `encoder.layers.N.*`, `post_layernorm.*`; a `head.*` attention
@@ -25,8 +26,9 @@ SIGLIP_MEAN = (0.5, 0.5, 0.5)
 SIGLIP_STD = (0.5, 0.5, 0.5)
 PATCH_BIAS = "vision_model.embeddings.patch_embedding.bias"
 CLASS_EMBEDDING = "vision_model.embeddings.class_embedding"
-# (width, layers, input size) of the released encoders → their config file.
-KNOWN = {(1152, 27, 384): "siglip_384", (1152, 27, 512): "siglip_512"}
+# (width, layers, positions, patch) of the released encoders → their config file. The input size is not
+# the patch grid's: 384 px in 14-px patches is 27 × 27 (the convolution drops the last 6 pixels).
+KNOWN = {(1152, 27, 729, 14): "siglip_384", (1152, 27, 1024, 16): "siglip_512"}
 
 
 def is_siglip(shapes: Mapping[str, Any]) -> bool:
@@ -53,8 +55,8 @@ def siglip_config(
         raise UnsupportedModelError("SigLIP vision: the file holds no encoder layers")
     layers = max(layer_ids) + 1
     image_size = grid * patch_size
-    known = KNOWN.get((hidden, layers, image_size))
-    if known is not None and patch_size == 14:
+    known = KNOWN.get((hidden, layers, positions, patch_size))
+    if known is not None:
         return known, json.loads((CONFIGS / f"{known}.json").read_text())
     heads = int(hints.get("heads", 16))
     if hidden % heads:

@@ -278,3 +278,19 @@ def test_mask_image_part_resizes_to_the_token_grid() -> None:
     assert fitted.shape == (1, 1, 15, 15) and not fitted[0, 0, :2].any() and not fitted[0, 0, :, 11:].any()
     with pytest.raises(ValueError, match="attention_mask covers 9 tokens"):
         fit_mask(grown, 0, 8)
+
+
+def test_released_siglip_sizes_are_recognised_from_shapes() -> None:
+    """so400m: 384 px in 14-px patches is a 27 × 27 grid (ComfyUI resizes to 384 and the convolution drops
+    the last 6 pixels); 512 px in 16-px patches is 32 × 32."""
+    from engine.models.clip_vision import detect_vision
+
+    for positions, patch, name, size in ((729, 14, "siglip_384", 384), (1024, 16, "siglip_512", 512)):
+        shapes = {
+            "vision_model.embeddings.patch_embedding.weight": (1152, 3, patch, patch),
+            "vision_model.embeddings.patch_embedding.bias": (1152,),
+            "vision_model.embeddings.position_embedding.weight": (positions, 1152),
+        }
+        shapes |= {f"vision_model.encoder.layers.{i}.mlp.fc1.weight": (4304, 1152) for i in range(27)}
+        spec = detect_vision(shapes)
+        assert (spec.kind, spec.name, spec.image_size, spec.mean_std[0]) == ("siglip", name, size, (0.5,) * 3)
