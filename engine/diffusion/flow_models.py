@@ -242,8 +242,7 @@ class Flux(FlowTransformer):
         """`patches`: the "post_input" patches and the attention mask (or None)."""
         import torch
 
-        from engine.diffusion.dit_patches import post_input_patches
-        from engine.diffusion.flux_masks import fit_mask, masked_blocks
+        from engine.diffusion.flux_masks import call_patches
         from engine.diffusion.flux_references import guidance_switched_off, reference_tokens
 
         tokens, rows, cols = _pack(x)
@@ -261,23 +260,9 @@ class Flux(FlowTransformer):
         else:
             guidance = None
         post_input, mask = patches
-        attention: dict[str, Any] = {}
-
-        def fit(added_text: int) -> None:  # a post_input patch may put text tokens before the prompt
-            if mask is not None:
-                queries = context.shape[1] + added_text + tokens.shape[1]
-                attention["attention_mask"] = fit_mask(mask.to(x.dtype), added_text, queries)
-
-        fit(0)
-        patched = (
-            post_input_patches(self.diffusion_model, post_input, img_ids, fit)
-            if post_input
-            else contextlib.nullcontext()
-        )
-        masked = (
-            masked_blocks(self.diffusion_model, attention) if mask is not None else contextlib.nullcontext()
-        )
-        with guidance_switched_off(self.diffusion_model, disabled), patched, masked:
+        lengths = (context.shape[1], tokens.shape[1])
+        patched = call_patches(self.diffusion_model, post_input, mask, img_ids, lengths)
+        with guidance_switched_off(self.diffusion_model, disabled), patched:
             out = self.diffusion_model(
                 hidden_states=tokens,
                 encoder_hidden_states=context,

@@ -85,6 +85,35 @@ def fit_mask(mask: Any, text_before: int, queries: int) -> Any:
 
 
 @contextmanager
+def call_patches(
+    transformer: Any, post_input: list[Any], mask: Any, img_ids: Any, lengths: tuple[int, int]
+) -> Iterator[None]:
+    """For one call of diffusers' Flux: the "post_input" patches (engine.diffusion.dit_patches) and the
+    attention mask (or None), fitted to the text and image token counts `lengths` and to any text tokens
+    the patches put before the prompt."""
+    from contextlib import ExitStack
+
+    from engine.diffusion.dit_patches import post_input_patches
+
+    text, image = lengths
+    attention: dict[str, Any] = {}
+
+    def fit(added_text: int) -> None:
+        if mask is not None:
+            attention["attention_mask"] = fit_mask(
+                mask.to(img_ids.dtype), added_text, text + added_text + image
+            )
+
+    fit(0)
+    with ExitStack() as stack:
+        if post_input:
+            stack.enter_context(post_input_patches(transformer, post_input, img_ids, fit))
+        if mask is not None:
+            stack.enter_context(masked_blocks(transformer, attention))
+        yield
+
+
+@contextmanager
 def masked_blocks(transformer: Any, attention: dict[str, Any]) -> Iterator[None]:
     """While inside, every Flux block (double and single) attends with `attention["attention_mask"]`."""
     saved = []
