@@ -5,10 +5,10 @@ Each family's files come from the test fixtures: Flux.1 dev and schnell
 SD3.5 (split and all-in-one), Z-Image, Qwen-Image (and Qwen-Image Layered with its RGBA VAE, from
 tests/nodes/qwen_layered_fixtures.py), Chroma and Chroma Radiance (its x0 variant), Flux.2 dev and Klein 4B /
 9B (tests/nodes/flux2_fixtures.py), and their ControlNets (tests/nodes/flow_controlnet_fixtures.py); Lotus-D
-with an SD VAE (tests/nodes/lotus_fixtures.py); model patches in their released layouts (DiffSynth
-ControlNets, USO's projector, the Z-Image Fun ControlNet 1.0). Kinds Loom cannot load for these families
-(Flux Redux's style model and SigLIP vision encoder) get a file that only lets the workflow validate;
-running such a workflow then reports Loom's own loading error.
+with an SD VAE (tests/nodes/lotus_fixtures.py); Flux Redux's style model, the SigLIP vision encoder and
+USO's projector (tests/nodes/redux_fixtures.py); model patches in their released layouts (DiffSynth
+ControlNets, the Z-Image Fun ControlNet 1.0). Kinds Loom cannot load (Qwen3.5 prompt enhancers) get a file
+that only lets the workflow validate; running such a workflow then reports Loom's own loading error.
 """
 
 from __future__ import annotations
@@ -83,7 +83,9 @@ RULES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("controlnet", ("qwen",), "controlnet_qwen"),
     ("controlnet", ("flux",), "controlnet_flux"),
     ("controlnet", ("",), "unloadable"),
+    ("style_models", ("redux",), "flux_redux"),
     ("style_models", ("",), "unloadable"),
+    ("clip_vision", ("sigclip", "siglip"), "siglip"),
     ("clip_vision", ("",), "unloadable"),
     ("model_patches", ("inpaint",), "diffsynth_inpaint"),
     ("model_patches", ("diffsynth",), "diffsynth"),
@@ -299,16 +301,19 @@ def write_stand_ins(work: Path) -> dict[str, Path]:
 
     made |= _flux2_stand_ins(work / "flux2")
     made["esrgan"] = write_standin(work / "esrgan_x4.safetensors", esrgan_new_layout())
-    from tests.nodes.model_patch_fixtures import diffsynth_weights, uso_projector_weights, zimage_fun_weights
+    from tests.nodes.model_patch_fixtures import diffsynth_weights, zimage_fun_weights
+    from tests.nodes.redux_fixtures import redux_layout, uso_layout
 
+    _flux_image_references(work, made)
     for key, weights in (
         ("diffsynth", diffsynth_weights(18)),
         ("diffsynth_inpaint", diffsynth_weights(19, extra_channels=1)),
-        ("uso_projector", uso_projector_weights()),
+        ("uso_projector", uso_layout()),  # reads the SigLIP stand-in's 4 tokens, 16 wide
         # The template's Z-Image-Turbo-Fun-Controlnet-Union is the 1.0 release: 6 layers, 16 input channels.
         ("zimage_fun", zimage_fun_weights(20, "1.0", width=256)),
+        ("flux_redux", redux_layout()),
     ):
-        made[key] = work / f"model_patches/{key}.safetensors"
+        made[key] = work / f"{'style_models' if key == 'flux_redux' else 'model_patches'}/{key}.safetensors"
         made[key].parent.mkdir(parents=True, exist_ok=True)
         save_file(weights, str(made[key]))
     made |= _write_controlnets(work)
@@ -327,3 +332,18 @@ def write_stand_ins(work: Path) -> dict[str, Path]:
     made["unloadable"] = work / "unloadable.safetensors"
     save_file({"not_a_model_loom_loads": torch.zeros(1)}, str(made["unloadable"]))
     return made
+
+
+def _flux_image_references(work: Path, made: dict[str, Path]) -> None:
+    """The SigLIP stand-in (20 layers 16 wide, 28-px input) in ComfyUI's sigclip layout, with its heads in
+    Loom's `loom.arch` metadata."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from tests.nodes.redux_fixtures import SIGLIP, siglip_layout, tiny_siglip
+
+    made["siglip"] = work / "clip_vision/sigclip_vision_patch14_tiny.safetensors"
+    made["siglip"].parent.mkdir(parents=True, exist_ok=True)
+    metadata = {"loom.arch": json.dumps({"heads": SIGLIP["heads"]})}
+    save_file(siglip_layout(tiny_siglip(21)), str(made["siglip"]), metadata)

@@ -5,7 +5,10 @@ with antialiasing so the short side fits, centre crop — or a plain resize to a
 rounded to 8 bits, then CLIP's mean/std) and returns an `Output` with ComfyUI's fields: `last_hidden_state`
 (the last layer's tokens, before the final norm), `penultimate_hidden_states` (the second-to-last layer's),
 `image_embeds` (the class token after the final norm and the visual projection) and `mm_projected` (LLaVA's
-projection of the penultimate patch tokens, or None). `model` is a torch module called as ComfyUI's
+projection of the penultimate patch tokens, or None). SigLIP encoders (Flux Redux, USO) follow ComfyUI's
+`siglip_vision_model`: mean and std 0.5, `last_hidden_state` and `image_embeds` both the last layer's patch
+tokens after the final norm, and `all_hidden_states` [B, layers, T, D] beside the penultimate layer's.
+`model` is a torch module called as ComfyUI's
 CLIPVisionModelProjection is (packs such as IPAdapter_plus call it directly):
 `model(pixel_values=..., intermediate_output=-2)` → (last, intermediate, image_embeds, mm_projected).
 """
@@ -60,12 +63,14 @@ def clip_preprocess(
 
 
 class VisionModule(torch.nn.Module):
-    """transformers' CLIPVisionModelWithProjection, called as ComfyUI's CLIPVisionModelProjection is."""
+    """transformers' CLIPVisionModelWithProjection (or SiglipVisionModel), called as ComfyUI's
+    CLIPVisionModelProjection is."""
 
-    def __init__(self, encoder: Any, projector: Any = None) -> None:
+    def __init__(self, encoder: Any, projector: Any = None, siglip: bool = False) -> None:
         super().__init__()
         self.encoder = encoder
         self.projector = projector
+        self.siglip = siglip
 
     def forward(
         self, pixel_values: torch.Tensor, attention_mask: Any = None, intermediate_output: Any = None
@@ -85,7 +90,9 @@ class VisionModule(torch.nn.Module):
             penultimate = layers[-2][:, 1:]
             hidden = torch.nn.functional.gelu(self.projector["linear_1"](penultimate))
             projected = self.projector["linear_2"](hidden)
-        return out.last_hidden_state, intermediate, out.image_embeds, projected
+        # SigLIP has no pooled embedding: ComfyUI's image_embeds are its normed tokens.
+        embeds = out.last_hidden_state if self.siglip else out.image_embeds
+        return out.last_hidden_state, intermediate, embeds, projected
 
 
 class _VisionPatcher:
@@ -106,10 +113,11 @@ class ClipVisionModel:
     def __init__(self, spec: VisionSpec, encoder: Any, projector: Any = None) -> None:
         self.spec = spec
         self.image_size = spec.image_size
-        self.image_mean = list(CLIP_MEAN)
-        self.image_std = list(CLIP_STD)
-        self.return_all_hidden_states = False
-        self.model = VisionModule(encoder, projector)
+        mean, std = spec.mean_std
+        self.image_mean = list(mean)
+        self.image_std = list(std)
+        self.return_all_hidden_states = spec.kind == "siglip"
+        self.model = VisionModule(encoder, projector, siglip=spec.kind == "siglip")
         self.patcher = _VisionPatcher(self.model)
         self.dtype = next(encoder.parameters()).dtype
 
@@ -131,12 +139,17 @@ class ClipVisionModel:
         pixels = clip_preprocess(
             image.to(device).float(), self.image_size, self.image_mean, self.image_std, crop=crop
         )
+        layers: Any = "all" if self.return_all_hidden_states else -2
         with torch.no_grad():
-            last, penultimate, embeds, projected = self.model(pixel_values=pixels, intermediate_output=-2)
+            last, hidden, embeds, projected = self.model(pixel_values=pixels, intermediate_output=layers)
         outputs = Output()
         outputs["last_hidden_state"] = last.float().cpu()
         outputs["image_embeds"] = embeds.float().cpu()
-        outputs["penultimate_hidden_states"] = penultimate.float().cpu()
+        if self.return_all_hidden_states:
+            outputs["all_hidden_states"] = hidden.float().cpu()
+            outputs["penultimate_hidden_states"] = outputs["all_hidden_states"][:, -2]
+        else:
+            outputs["penultimate_hidden_states"] = hidden.float().cpu()
         outputs["mm_projected"] = projected.float().cpu() if projected is not None else None
         return outputs
 

@@ -15,6 +15,13 @@ patch gets `{"img", "txt", "x" (the model's input latent), "block_index", "trans
 returns that dict with `img` and `txt` updated (QwenImageDiffsynthControlnet adds its control there).
 Z-Image runs them, and the "noise_refiner" patches, with NextDiT's arguments
 (engine.diffusion.zimage_block_patches).
+
+`transformer_options["patches"]["post_input"]` (ModelPatcher.set_model_post_input_patch) runs once per
+model call on Flux (`post_input_patches`, entered by the Flux model), after the image and text tokens are
+embedded and before the position embedding: each patch gets `{"img", "txt", "img_ids", "txt_ids"}` (ids
+[B, tokens, 3]) and returns that dict; it may lengthen the text (USOStyleReference prepends its style
+tokens with zero ids). On diffusers' Flux the embedders are wrapped for the call: `x_embedder` records the
+image tokens, `context_embedder` runs the patches, and `pos_embed` gets the patched ids.
 """
 
 from __future__ import annotations
@@ -77,6 +84,59 @@ def dit_patches(
         for block in wrapped:
             if "forward" in vars(block):
                 del block.forward  # back to the class's forward
+
+
+@contextmanager
+def post_input_patches(
+    transformer: Any, patches: list[Any], img_ids: Any, on_text: Callable[[int], None] | None = None
+) -> Iterator[None]:
+    """Wrap diffusers' Flux embedders for one call so that the "post_input" patches run between them and
+    the position embedding (see the module docstring). `img_ids` [tokens, 3] are the ids the call passes
+    (references included); the text ids are zeros, as Flux's. `on_text` hears how many text tokens the
+    patches added (an attention mask must grow with them)."""
+    import torch
+
+    embed_image, embed_text, embed_positions = (
+        transformer.x_embedder,
+        transformer.context_embedder,
+        transformer.pos_embed,
+    )
+    state: dict[str, Any] = {}
+
+    def image(hidden: Any) -> Any:
+        state["img"] = type(embed_image).forward(embed_image, hidden)
+        return state["img"]
+
+    def text(context: Any) -> Any:
+        img, txt = state["img"], type(embed_text).forward(embed_text, context)
+        batch = img.shape[0]
+        args = {
+            "img": img,
+            "txt": txt,
+            "img_ids": img_ids.unsqueeze(0).expand(batch, -1, -1),
+            "txt_ids": torch.zeros((batch, txt.shape[1], 3), device=txt.device, dtype=img_ids.dtype),
+        }
+        for patch in patches:
+            args = patch(args)
+        if args["img"] is not img:
+            if args["img"].shape != img.shape:
+                raise ValueError("a Flux post_input patch may not change the number of image tokens")
+            img.copy_(args["img"])  # diffusers' forward already holds `img`: update it in place
+        state["ids"] = torch.cat([args["txt_ids"][0], args["img_ids"][0]], dim=0)
+        if on_text is not None:
+            on_text(args["txt"].shape[1] - txt.shape[1])
+        return args["txt"]
+
+    def positions(ids: Any) -> Any:
+        return type(embed_positions).forward(embed_positions, state.pop("ids", ids).to(ids.device))
+
+    embed_image.forward, embed_text.forward, embed_positions.forward = image, text, positions
+    try:
+        yield
+    finally:
+        for module in (embed_image, embed_text, embed_positions):
+            if "forward" in vars(module):
+                del module.forward
 
 
 def _followed(

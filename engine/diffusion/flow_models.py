@@ -158,6 +158,11 @@ class Flux(FlowTransformer):
         concat = concat_channels(self, entries, crop, batch)
         if concat is not None:
             out["concat"] = concat
+        from engine.diffusion.flux_masks import entry_masks
+
+        mask = entry_masks(entries, crop, batch)
+        if mask is not None:
+            out["attention_mask"] = mask
         return out
 
     def _network(
@@ -197,7 +202,9 @@ class Flux(FlowTransformer):
                 options,
             )
             # ComfyUI passes the method only beside reference latents.
-            kwargs = {"ref_latents_method": method} if refs else {}
+            kwargs: dict[str, Any] = {"ref_latents_method": method} if refs else {}
+            if extra.get("attention_mask") is not None:  # ComfyUI's Flux takes it as a keyword too
+                kwargs["attention_mask"] = extra["attention_mask"][rows]
             outputs.append(self.through_wrappers(self.flux_forward, options, *args, **kwargs))
         return torch.cat(outputs)
 
@@ -216,21 +223,33 @@ class Flux(FlowTransformer):
     ) -> Any:
         """The prediction, called as ComfyUI calls its Flux model (what a DIFFUSION_MODEL wrapper
         continues with): the latent (with any concat channels), sigma, the T5 context, the pooled CLIP
-        vector `y`, the guidance per entry (NaN: FluxDisableGuidance), Kontext's reference latents and
-        ControlNet residuals (`control`: "input" after double blocks, "output" after single ones)."""
-        del kwargs
+        vector `y`, the guidance per entry (NaN: FluxDisableGuidance), Kontext's reference latents, ControlNet
+        residuals (`control`: "input" after double blocks, "output" after single ones) and an
+        `attention_mask` (engine.diffusion.flux_masks)."""
+        options = transformer_options or {}
         with (
-            dit_patches(self.diffusion_model, self.family, transformer_options or {}),
+            dit_patches(self.diffusion_model, self.family, options),
             control_residuals(self.diffusion_model, self.family, control),
         ):
             refs = (tuple(ref_latents or ()), ref_latents_method)
-            return self._transformer(x, timestep, context, y, guidance, refs)
+            post_input = options.get("patches", {}).get("post_input", [])
+            mask = kwargs.get("attention_mask")
+            return self._transformer(x, timestep, context, y, guidance, refs, (post_input, mask))
 
     def _transformer(
-        self, x: Any, timestep: Any, context: Any, y: Any, guidance: Any, refs: tuple[tuple[Any, ...], str]
+        self,
+        x: Any,
+        timestep: Any,
+        context: Any,
+        y: Any,
+        guidance: Any,
+        refs: tuple[tuple[Any, ...], str],
+        patches: tuple[list[Any], Any],
     ) -> Any:
+        """`patches`: the "post_input" patches and the attention mask (or None)."""
         import torch
 
+        from engine.diffusion.flux_masks import call_patches
         from engine.diffusion.flux_references import guidance_switched_off, reference_tokens
 
         tokens, rows, cols = _pack(x)
@@ -247,7 +266,10 @@ class Flux(FlowTransformer):
             guidance = guidance.nan_to_num(0.0).to(x.dtype)
         else:
             guidance = None
-        with guidance_switched_off(self.diffusion_model, disabled):
+        post_input, mask = patches
+        lengths = (context.shape[1], tokens.shape[1])
+        patched = call_patches(self.diffusion_model, post_input, mask, img_ids, lengths)
+        with guidance_switched_off(self.diffusion_model, disabled), patched:
             out = self.diffusion_model(
                 hidden_states=tokens,
                 encoder_hidden_states=context,

@@ -7,8 +7,8 @@ Loom reads two kinds and recognises a third:
   transformer block, `controlnet_blocks.N.{x_rms,y_rms}.weight` (RMS norms of the image tokens and of the
   control tokens) and `controlnet_blocks.N.{input_proj,output_proj}.{weight,bias}` (linear, GELU, linear).
   After transformer block N the image tokens gain strength × block N of (image tokens, control tokens).
-- USO's style projector for Flux (`feature_embedder.*`): recognised, but it projects SigLIP features and
-  Loom has no SigLIP vision encoder, so nothing can use it (USOStyleReference says so).
+- USO's style projector for Flux (`feature_embedder.*`): three SigLIP layers → style tokens before the
+  prompt (engine.diffusion.uso_style, USOStyleReference).
 - alibaba-pai's Z-Image Fun ControlNet (`control_all_x_embedder.2-1.*`, `control_layers.N.*`,
   `control_noise_refiner.N.*`): a second stack of Z-Image transformer blocks whose outputs are added to the
   model's image tokens (engine.diffusion.zimage_fun_control).

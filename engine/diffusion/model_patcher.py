@@ -39,6 +39,7 @@ CALLED_PATCHES = frozenset(
         # after each DiT block, for the families in dit_patches.AFTER_BLOCK_FAMILIES and Z-Image
         "double_block",
         "noise_refiner",  # after each of Z-Image's noise-refiner layers
+        "post_input",  # on Flux's embedded inputs (dit_patches.post_input_patches)
     }
 )
 
@@ -268,6 +269,10 @@ class ModelPatcher(PatcherExtensions):
 
     def set_model_noise_refiner_patch(self, patch: Any) -> None:
         self.set_model_patch(patch, "noise_refiner")
+
+    def set_model_post_input_patch(self, patch: Any) -> None:
+        """A patch Flux runs on its embedded inputs (engine.diffusion.dit_patches, "post_input")."""
+        self.set_model_patch(patch, "post_input")
 
     def model_patches_to(self, device: Any) -> None:
         """Move patch objects that hold tensors (those with a `.to`) to `device`, as ComfyUI does."""

@@ -6,6 +6,10 @@ A small transformer reads the CLIP vision encoder's last hidden state together w
 (`proj`, [width, context]); StyleModelApply appends them to the prompt's tokens. The file's keys are
 those of the original code (`transformer_layes.N.attn.in_proj_weight`, `ln_pre`, `ln_post`, ...); the
 widths and depth are read from the shapes, with 8 attention heads as in the released model.
+
+Black Forest Labs' Flux Redux (`flux1-redux-dev.safetensors`) is a STYLE_MODEL too: two linear layers,
+`redux_up` (SigLIP width → 3 × T5 width) and `redux_down` (→ T5 width) with SiLU between, turning every
+SigLIP patch token of the reference image (729 at 384 px) into a token appended to the Flux prompt.
 """
 
 from __future__ import annotations
@@ -72,30 +76,54 @@ class StyleAdapter(nn.Module):
         return self.ln_post(x[:, -self.num_token :, :]) @ self.proj
 
 
+class ReduxImageEncoder(nn.Module):
+    """Flux Redux: SigLIP tokens [B, T, vision width] → prompt tokens [B, T, text width]."""
+
+    def __init__(self, vision_width: int, text_width: int) -> None:
+        super().__init__()
+        self.redux_up = nn.Linear(vision_width, text_width * 3)
+        self.redux_down = nn.Linear(text_width * 3, text_width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.redux_down(nn.functional.silu(self.redux_up(x)))
+
+
 class StyleModel:
     """What travels on STYLE_MODEL links (ComfyUI's comfy.sd.StyleModel API)."""
 
-    def __init__(self, model: StyleAdapter) -> None:
+    def __init__(self, model: StyleAdapter | ReduxImageEncoder) -> None:
         self.model = model
+
+    @property
+    def input_width(self) -> int:
+        """The width of the vision tokens the model reads."""
+        if isinstance(self.model, ReduxImageEncoder):
+            return int(self.model.redux_up.in_features)
+        return int(self.model.style_embedding.shape[-1])
 
     def get_cond(self, clip_vision_output: Any) -> torch.Tensor:
         """Style tokens for a CLIP_VISION_OUTPUT (from its last hidden state)."""
         hidden = clip_vision_output.last_hidden_state
-        width = self.model.style_embedding.shape[-1]
+        width = self.input_width
         if hidden.shape[-1] != width:
+            needs = "SigLIP (sigclip_vision_patch14_384)" if self.is_redux else "CLIP-ViT-L/14"
             raise ValueError(
-                f"the style model reads CLIP vision tokens {width} wide, but the CLIP vision output's are "
-                f"{hidden.shape[-1]} wide (the released style model needs CLIP-ViT-L/14)"
+                f"the style model reads vision tokens {width} wide, but the CLIP vision output's are "
+                f"{hidden.shape[-1]} wide (the released model needs {needs})"
             )
-        dtype = self.model.proj.dtype
+        dtype = next(self.model.parameters()).dtype
         with torch.no_grad():
             return self.model(hidden.to(dtype)).float()
 
+    @property
+    def is_redux(self) -> bool:
+        return isinstance(self.model, ReduxImageEncoder)
+
 
 def style_model_from_state(state: Mapping[str, torch.Tensor], name: str = "style model") -> StyleModel:
+    if "redux_down.weight" in state:
+        return _redux_from_state(state, name)
     if "style_embedding" not in state:
-        if "redux_down.weight" in state:
-            raise UnsupportedModelError(f"{name}: a Flux Redux model; Loom has no SigLIP encoder for it yet")
         raise UnsupportedModelError(
             f"{name}: not a T2I-Adapter style model (no style_embedding); found keys like "
             f"{', '.join(list(state)[:3])}"
@@ -114,6 +142,28 @@ def style_model_from_state(state: Mapping[str, torch.Tensor], name: str = "style
         model.load_state_dict({k: state[k].float() for k in own})
     except RuntimeError as exc:
         raise UnsupportedModelError(f"{name}: weights do not fit: {str(exc).splitlines()[0]}") from exc
+    return StyleModel(model.eval().requires_grad_(False))
+
+
+def _redux_from_state(state: Mapping[str, torch.Tensor], name: str) -> StyleModel:
+    up, down = state.get("redux_up.weight"), state["redux_down.weight"]
+    if (
+        up is None
+        or up.ndim != 2
+        or down.ndim != 2
+        or down.shape[1] != up.shape[0]
+        or up.shape[0] != 3 * down.shape[0]
+    ):
+        raise UnsupportedModelError(
+            f"{name}: a Flux Redux model needs redux_up.weight [3 × text width, vision width] and "
+            f"redux_down.weight [text width, 3 × text width]; got "
+            f"{None if up is None else tuple(up.shape)} and {tuple(down.shape)}"
+        )
+    model = ReduxImageEncoder(int(up.shape[1]), int(down.shape[0]))
+    try:
+        model.load_state_dict({k: state[k].float() for k in model.state_dict()})
+    except (KeyError, RuntimeError) as exc:
+        raise UnsupportedModelError(f"{name}: Flux Redux weights do not fit: {exc}") from exc
     return StyleModel(model.eval().requires_grad_(False))
 
 

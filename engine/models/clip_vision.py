@@ -1,5 +1,6 @@
 """CLIP vision encoders (OpenAI CLIP-ViT-L/14 at 224 and 336 px, OpenCLIP ViT-H/14 and ViT-bigG/14), read
-from the layouts that circulate and built on transformers' `CLIPVisionModelWithProjection`.
+from the layouts that circulate and built on transformers' `CLIPVisionModelWithProjection`; SigLIP encoders
+(Flux Redux, USO) in transformers' layout are told apart by their keys and built in `siglip_vision`.
 
 Two key layouts are understood, told apart by their keys:
 - transformers' (`vision_model.embeddings.*`, `vision_model.encoder.layers.N.*`, `visual_projection.weight`,
@@ -64,10 +65,18 @@ class VisionSpec:
     name: str
     config: dict[str, Any]
     llava_projector: bool = False
+    kind: str = "clip"  # or "siglip" (engine.models.siglip_vision)
 
     @property
     def image_size(self) -> int:
         return int(self.config["image_size"])
+
+    @property
+    def mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """The normalisation of the encoder's pixel values (ComfyUI's image_mean / image_std)."""
+        from .siglip_vision import SIGLIP_MEAN, SIGLIP_STD
+
+        return (SIGLIP_MEAN, SIGLIP_STD) if self.kind == "siglip" else (CLIP_MEAN, CLIP_STD)
 
 
 def find_layout(keys: Any, prefix: str = "") -> str | None:
@@ -121,8 +130,13 @@ def detect_vision(
     shapes: Mapping[str, tuple[int, ...]], metadata: Mapping[str, str] | None = None
 ) -> VisionSpec:
     """The encoder in a transformers-named state dict (see `hf_state`), from its shapes."""
+    from .siglip_vision import is_siglip, siglip_config
+
     if HF_PROBE not in shapes:
         raise UnsupportedModelError(f"not a CLIP vision encoder: {describe_keys(shapes)}")
+    if is_siglip(shapes):
+        name, config = siglip_config(shapes, _hints(metadata or {}))
+        return VisionSpec(name, config, kind="siglip")
     patch = shapes[HF_PROBE]
     hidden, patch_size = patch[0], patch[2]
     positions = shapes["vision_model.embeddings.position_embedding.weight"][0]
@@ -186,6 +200,10 @@ def build_vision_model(spec: VisionSpec, state: Mapping[str, Any], dtype: Any = 
     from transformers.initialization import no_init_weights
 
     dtype = dtype or torch.float32
+    if spec.kind == "siglip":
+        from .siglip_vision import build_siglip
+
+        return build_siglip(spec.config, state, dtype), None
     with init_empty_weights(include_buffers=False), no_init_weights():
         model = CLIPVisionModelWithProjection(CLIPVisionConfig(**spec.config))
     if "visual_projection.weight" not in state:  # some encoders ship without their projection: identity

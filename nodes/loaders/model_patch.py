@@ -1,8 +1,8 @@
 """Model patches (ComfyUI's `comfy_extras/nodes_model_patch.py`, 0.3.64 and newer): ModelPatchLoader reads
 a MODEL_PATCH from models/model_patches; QwenImageDiffsynthControlnet puts DiffSynth's block-wise ControlNet
 on a Qwen-Image model (engine.diffusion.model_patch_files) or, given a Z-Image Fun ControlNet, that one on a
-Z-Image model (nodes.loaders.model_patch_zimage); USOStyleReference takes USO's style projector for Flux,
-which needs SigLIP features Loom cannot make, so it refuses at run time."""
+Z-Image model (nodes.loaders.model_patch_zimage); USOStyleReference puts USO's style projector on a Flux
+model as a "post_input" patch (engine.diffusion.uso_style)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ ModelPatch = Annotated[Any, Socket("MODEL_PATCH")]
 class ModelPatchLoader(Node):
     """Load a model patch from models/model_patches: a Qwen-Image DiffSynth ControlNet (canny, depth,
     inpaint), a Z-Image Fun ControlNet (alibaba-pai's Union 1.0 / 2.0 / 2.1 / lite) or USO's style projector
-    (recognised; see USOStyleReference)."""
+    for Flux (USOStyleReference)."""
 
     category = "advanced/loaders"
     experimental = True
@@ -105,9 +105,8 @@ def _check(node: str, model: Any, patch: Any, vae: Any) -> None:
 
 
 class USOStyleReference(Node):
-    """Give a Flux model (with the USO LoRA) a style reference: USO's projector turns SigLIP features of
-    the reference image into extra text tokens. Loom has no SigLIP vision encoder (and no Flux
-    post-input patch), so this node refuses at run time rather than ignore the reference."""
+    """Give a Flux model (with the USO LoRA) a style reference: USO's projector turns three layers of SigLIP
+    features of the reference image into style tokens placed before the prompt's tokens."""
 
     category = "advanced/model_patches/flux"
     experimental = True
@@ -118,14 +117,35 @@ class USOStyleReference(Node):
         model_patch: Annotated[ModelPatch, Input("USO's style projector (ModelPatchLoader).")],
         clip_vision_output: Annotated[ClipVisionOutput, Input("SigLIP features of the style image.")],
     ) -> Model:
-        del model, clip_vision_output
+        from engine.diffusion.model_patch_files import ModelPatchError
+        from engine.diffusion.uso_style import UsoStylePatch, check_projector, siglip_layers
+
+        node = "USOStyleReference"
         if getattr(model_patch, "kind", None) != "uso_style_projector":
             raise ValueError(
-                "USOStyleReference: input 'model_patch' must be USO's style projector "
+                f"{node}: input 'model_patch' must be USO's style projector "
                 f"(uso-flux1-projector); got {getattr(model_patch, 'kind', type(model_patch).__name__)}"
             )
-        raise ValueError(
-            "USOStyleReference: input 'clip_vision_output' must hold SigLIP (sigclip_vision_patch14_384) "
-            "hidden states, and Loom has no SigLIP vision encoder, so USO style references are not "
-            "supported"
-        )
+        if getattr(model, "family", None) != "flux":
+            raise ValueError(
+                f"{node}: input 'model' must be a Flux.1 model; got {getattr(model, 'family', '?')}"
+            )
+        try:
+            tokens, dims, width = check_projector(model_patch)
+        except ModelPatchError as exc:
+            raise ValueError(f"{node}: input 'model_patch': {exc}") from exc
+        layers = siglip_layers(clip_vision_output, node)
+        if tuple(layers.shape[2:]) != (tokens, dims):
+            raise ValueError(
+                f"{node}: input 'clip_vision_output' holds {layers.shape[2]} tokens {layers.shape[3]} wide, "
+                f"but the projector reads {tokens} tokens {dims} wide (SigLIP so400m at 384 px)"
+            )
+        config = model.unet.config
+        inner = config.num_attention_heads * config.attention_head_dim
+        if width != inner:
+            raise ValueError(
+                f"{node}: input 'model_patch' writes tokens {width} wide, but the model is {inner} wide"
+            )
+        patched = model.clone()
+        patched.set_model_post_input_patch(UsoStylePatch(model_patch, layers))
+        return patched
