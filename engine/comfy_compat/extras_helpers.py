@@ -7,14 +7,8 @@ from typing import Any
 
 import torch
 
+from engine.diffusion.batching import repeat_to_batch
 from engine.sampling.custom import DisableNoise, RandomNoise
-
-
-def _repeat_to_batch(tensor: torch.Tensor, batch: int) -> torch.Tensor:
-    if tensor.shape[0] >= batch:
-        return tensor[:batch]
-    repeats = -(-batch // tensor.shape[0])
-    return tensor.repeat(repeats, *([1] * (tensor.ndim - 1)))[:batch]
 
 
 def composite(
@@ -28,7 +22,7 @@ def composite(
     source = source.to(destination.device)
     if resize_source:
         source = torch.nn.functional.interpolate(source, size=destination.shape[-2:], mode="bilinear")
-    source = _repeat_to_batch(source, destination.shape[0])
+    source = repeat_to_batch(source, destination.shape[0])
     x = max(-source.shape[-1] * multiplier, min(x, destination.shape[-1] * multiplier))
     y = max(-source.shape[-2] * multiplier, min(y, destination.shape[-2] * multiplier))
     left, top = x // multiplier, y // multiplier
@@ -37,7 +31,7 @@ def composite(
     else:
         flat = mask.to(destination.device).reshape(-1, 1, mask.shape[-2], mask.shape[-1]).float()
         weight = torch.nn.functional.interpolate(flat, size=source.shape[-2:], mode="bilinear")
-        weight = _repeat_to_batch(weight, source.shape[0])
+        weight = repeat_to_batch(weight, source.shape[0])
     # Source rows/columns left of or above the destination are cut off; so is what overhangs it.
     src_left, src_top = max(0, -left), max(0, -top)
     dst_left, dst_top = max(0, left), max(0, top)

@@ -19,6 +19,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from engine.diffusion.batching import repeat_to_batch
 from engine.diffusion.controlnet import ControlDict, ControlNet, _identity, broadcast_image_to, fit_image
 
 # Which control list each block list of the sampled transformer takes.
@@ -124,17 +125,11 @@ class FlowControlNet(ControlNet):
                 c = fit_image(
                     c.float().to(latent.device), latent.shape[-1], latent.shape[-2], self.upscale_algorithm
                 )
-                extra.append(_to_batch(c, latent.shape[0]))
+                extra.append(repeat_to_batch(c, latent.shape[0]))
             self.cond_hint = torch.cat([latent, *extra], dim=1).to(x_noisy.device, dtype)
             self._hint_size = size
         if x_noisy.shape[0] != self.cond_hint.shape[0]:
             self.cond_hint = broadcast_image_to(self.cond_hint, x_noisy.shape[0], batched_number)
-
-
-def _to_batch(tensor: Any, batch: int) -> Any:
-    if tensor.shape[0] >= batch:
-        return tensor[:batch]
-    return tensor.repeat(-(-batch // tensor.shape[0]), *([1] * (tensor.ndim - 1)))[:batch]
 
 
 def check_controls(controls: list[Any], model: Any) -> None:

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from engine.diffusion.batching import repeat_to_batch
 from engine.diffusion.dit_patches import dit_patches
 from engine.diffusion.flow_models import FLUX_DEFAULT_GUIDANCE, FlowTransformer
 
@@ -82,7 +83,7 @@ class Flux2(FlowTransformer):
         stacked = []
         for index in range(len(references[0])):
             parts = [self.process_latent_in(refs[index].to(crop.device).float()) for refs in references]
-            stacked.append(torch.cat([_to_batch(part, batch) for part in parts]))
+            stacked.append(torch.cat([repeat_to_batch(part, batch) for part in parts]))
         sources = [latent for refs in references for latent in refs]
         return {
             "guidance": torch.tensor(guidance, device=crop.device),
@@ -281,10 +282,3 @@ def image_ids(height: int, width: int, frame: int, like: Any) -> Any:
     ids[..., 1] = torch.arange(height, device=like.device, dtype=like.dtype)[:, None]
     ids[..., 2] = torch.arange(width, device=like.device, dtype=like.dtype)[None, :]
     return ids.reshape(-1, 4)
-
-
-def _to_batch(tensor: Any, batch: int) -> Any:
-    """`tensor` cut or repeated to `batch` rows (ComfyUI's repeat_to_batch_size)."""
-    if tensor.shape[0] >= batch:
-        return tensor[:batch]
-    return tensor.repeat(-(-batch // tensor.shape[0]), *([1] * (tensor.ndim - 1)))[:batch]

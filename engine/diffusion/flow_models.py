@@ -8,14 +8,13 @@ Weights may be stored in fp8 (UNETLoader's weight_dtype) while the computation r
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator
 from typing import Any
 
 from engine.diffusion.controlnet_flow import control_residuals, slice_control
 from engine.diffusion.diffusion_model import DiffusionModel, ModelType
 from engine.diffusion.dit_patches import dit_patches
+from engine.diffusion.flow_tokens import flux_ids, pack, pad_to_patches, unpack
 
 FLUX_DEFAULT_GUIDANCE = 3.5
 
@@ -252,12 +251,12 @@ class Flux(FlowTransformer):
         from engine.diffusion.flux_masks import call_patches
         from engine.diffusion.flux_references import guidance_switched_off, reference_tokens
 
-        tokens, rows, cols = _pack(x)
-        img_ids = _flux_ids(rows, cols, x)
+        tokens, rows, cols = pack(x)
+        img_ids = flux_ids(rows, cols, x)
         image_tokens = tokens.shape[1]
         references, method = refs
         if references:
-            ref_tokens, ref_ids = reference_tokens(list(references), method, rows, cols, x.shape[0], _pack, x)
+            ref_tokens, ref_ids = reference_tokens(list(references), method, rows, cols, x.shape[0], pack, x)
             tokens, img_ids = torch.cat([tokens, ref_tokens], dim=1), torch.cat([img_ids, ref_ids])
         txt_ids = torch.zeros((context.shape[1], 3), device=x.device, dtype=x.dtype)
         disabled = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
@@ -281,7 +280,7 @@ class Flux(FlowTransformer):
                 return_dict=False,
             )[0]
         channels = int(self.diffusion_model.out_channels) // 4
-        return _unpack(out[:, :image_tokens], x[:, :channels], rows, cols)
+        return unpack(out[:, :image_tokens], x[:, :channels], rows, cols)
 
 
 class _UnpooledFlow(FlowTransformer):
@@ -316,13 +315,6 @@ CLIP_TYPE_OF = {
 }
 
 
-def _pad_to_patches(x: Any, patch: int) -> Any:
-    """Pad height and width to whole patches, circularly as ComfyUI's `pad_to_patch_size`."""
-    import torch.nn.functional as F
-
-    return F.pad(x, (0, (-x.shape[3]) % patch, 0, (-x.shape[2]) % patch), mode="circular")
-
-
 class ZImage(_UnpooledFlow):
     """Z-Image (diffusers' ZImageTransformer2DModel). ComfyUI samples it as AuraFlow (timestep = sigma);
     the network takes t = 1 - sigma and predicts x0 - noise, so its output is negated into the velocity."""
@@ -334,36 +326,12 @@ class ZImage(_UnpooledFlow):
         import torch
 
         height, width = x.shape[-2:]
-        padded = _pad_to_patches(x, 2)
+        padded = pad_to_patches(x, 2)
         images = list(padded.unsqueeze(2).unbind(0))  # one [C, 1, H, W] per sample
         captions = list(context.unbind(0))
         out = self.diffusion_model(images, 1.0 - timestep.to(x.dtype), captions, return_dict=False)[0]
         velocity = -torch.stack([o.squeeze(1) for o in out])
         return velocity[:, :, :height, :width]
-
-
-def _pack(x: Any) -> tuple[Any, int, int]:
-    """[B, C, H, W] → [B, (H/2)(W/2), 4C] tokens of 2×2 patches (Flux's and Qwen-Image's packing)."""
-    padded = _pad_to_patches(x, 2)
-    batch, channels = x.shape[:2]
-    rows, cols = padded.shape[2] // 2, padded.shape[3] // 2
-    tokens = padded.reshape(batch, channels, rows, 2, cols, 2).permute(0, 2, 4, 1, 3, 5)
-    return tokens.reshape(batch, rows * cols, channels * 4), rows, cols
-
-
-def _unpack(out: Any, x: Any, rows: int, cols: int) -> Any:
-    batch, channels, height, width = x.shape
-    out = out.reshape(batch, rows, cols, channels, 2, 2).permute(0, 3, 1, 4, 2, 5)
-    return out.reshape(batch, channels, rows * 2, cols * 2)[:, :, :height, :width]
-
-
-def _flux_ids(rows: int, cols: int, x: Any) -> Any:
-    import torch
-
-    ids = torch.zeros((rows, cols, 3), device=x.device, dtype=x.dtype)
-    ids[..., 1] = torch.arange(rows, device=x.device, dtype=x.dtype)[:, None]
-    ids[..., 2] = torch.arange(cols, device=x.device, dtype=x.dtype)[None, :]
-    return ids.reshape(-1, 3)
 
 
 class Chroma(_UnpooledFlow):
@@ -417,122 +385,15 @@ class Chroma(_UnpooledFlow):
 
         from engine.models.chroma import distilled_guidance
 
-        tokens, rows, cols = _pack(x)
+        tokens, rows, cols = pack(x)
         txt_ids = torch.zeros((context.shape[1], 3), device=x.device, dtype=x.dtype)
         with distilled_guidance(self.diffusion_model, extra.get("guidance")):
             out = self.diffusion_model(
                 hidden_states=tokens,
                 encoder_hidden_states=context,
                 timestep=timestep.to(x.dtype),
-                img_ids=_flux_ids(rows, cols, x),
+                img_ids=flux_ids(rows, cols, x),
                 txt_ids=txt_ids,
                 return_dict=False,
             )[0]
-        return _unpack(out, x, rows, cols)
-
-
-class QwenImage(_UnpooledFlow):
-    """Qwen-Image (diffusers' QwenImageTransformer2DModel): 2×2 patches packed into tokens, the image's
-    shape given for its centred rotary positions; the timestep is sigma (scaled by 1000 inside).
-
-    Qwen-Image Edit: the conditioning's `reference_latents` (TextEncodeQwenImageEdit with a VAE) are
-    normalised as the latent is, packed the same way and appended to the image tokens, the n-th at rotary
-    frame index n (ComfyUI's and diffusers' "index" placement); only the generated image's tokens come
-    back out.
-
-    Qwen-Image Layered (`engine.diffusion.qwen_layers`): the latent may be 5-D, the image and its layers
-    as frames, and references go to frame -n ("negative_index", its default as ComfyUI's)."""
-
-    def context_width(self) -> int:
-        return int(self.diffusion_model.config.joint_attention_dim)
-
-    @property
-    def takes_frames(self) -> bool:
-        """Layered samples 5-D latents [B, C, frames, H, W]."""
-        from engine.diffusion.qwen_layers import is_layered
-
-        return is_layered(self.diffusion_model)
-
-    @property
-    def default_reference_method(self) -> str:
-        return "negative_index" if self.takes_frames else "index"
-
-    def condition_key(self, entry: dict[str, Any]) -> tuple[Any, ...]:
-        """Entries batch together only with reference latents of the same shapes (ComfyUI's CONDList)
-        and placement method."""
-        shapes = tuple(tuple(latent.shape) for latent in entry.get("reference_latents") or [])
-        return (*shapes, entry.get("reference_latents_method", self.default_reference_method))
-
-    def added_conditions(self, entries: list[dict[str, Any]], crop: Any, batch: int) -> dict[str, Any]:
-        import torch
-
-        references = [entry.get("reference_latents") or [] for entry in entries]
-        if not references[0]:
-            return {}
-        default = self.default_reference_method
-        methods = {entry.get("reference_latents_method", default) for entry in entries}
-        unknown = methods - {"index", "index_timestep_zero", "negative_index"}
-        if unknown:
-            raise ValueError(
-                f"reference_latents_method {sorted(unknown)[0]!r} is not supported for Qwen-Image in Loom; "
-                "reference latents are placed by index (index_timestep_zero, negative_index)"
-            )
-        stacked = []
-        for index in range(len(references[0])):
-            parts = [self.process_latent_in(refs[index].to(crop.device).float()) for refs in references]
-            stacked.append(torch.cat([_to_batch(part, batch) for part in parts]))
-        # index_timestep_zero (Qwen-Image Edit 2511): the references are modulated as at timestep 0.
-        return {
-            "ref_latents": stacked,
-            "references_at_time_zero": methods == {"index_timestep_zero"},
-            "reference_step": -1 if methods == {"negative_index"} else 1,
-        }
-
-    def _forward(self, x: Any, timestep: Any, context: Any, extra: dict[str, Any]) -> Any:
-        import torch
-
-        from engine.diffusion.qwen_layers import layer_condition, pack, reference_step, unpack
-
-        tokens, grid = pack(x)
-        shapes = [grid]
-        for latent in extra.get("ref_latents", []):
-            packed, ref_grid = pack(latent.to(x.dtype))
-            tokens = torch.cat([tokens, packed], dim=1)
-            shapes.append(ref_grid)
-        transformer = self.diffusion_model
-        # No mask: ComfyUI drops an all-ones mask, and its prompts are never padded.
-        with (
-            _zero_cond_t(transformer, extra.get("references_at_time_zero", False)),
-            reference_step(transformer.pos_embed, extra.get("reference_step", 1)),
-        ):
-            out = transformer(
-                hidden_states=tokens,
-                encoder_hidden_states=context,
-                timestep=timestep.to(x.dtype),
-                img_shapes=[shapes] * x.shape[0],
-                return_dict=False,
-                **layer_condition(transformer, x.shape[0], x.device),
-            )[0]
-        return unpack(out[:, : grid[0] * grid[1] * grid[2]], x, grid)
-
-
-@contextlib.contextmanager
-def _zero_cond_t(transformer: Any, enabled: bool) -> Iterator[None]:
-    """diffusers' `zero_cond_t` for one call: tokens after the first image's (the references) get the
-    modulation of timestep 0, as Qwen-Image Edit 2511 (ComfyUI's index_timestep_zero) expects."""
-    modules = [transformer, *transformer.transformer_blocks]
-    saved = [module.zero_cond_t for module in modules]
-    for module in modules:
-        module.zero_cond_t = enabled
-    try:
-        yield
-    finally:
-        for module, value in zip(modules, saved, strict=True):
-            module.zero_cond_t = value
-
-
-def _to_batch(tensor: Any, batch: int) -> Any:
-    """`tensor` cut or repeated to `batch` rows (ComfyUI's repeat_to_batch_size)."""
-    if tensor.shape[0] >= batch:
-        return tensor[:batch]
-    return tensor.repeat(-(-batch // tensor.shape[0]), *([1] * (tensor.ndim - 1)))[:batch]
+        return unpack(out, x, rows, cols)

@@ -15,7 +15,8 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from engine.diffusion.flow_models import _to_batch, _UnpooledFlow
+from engine.diffusion.batching import repeat_to_batch
+from engine.diffusion.flow_models import _UnpooledFlow
 
 
 class QwenImage21(_UnpooledFlow):
@@ -36,7 +37,7 @@ class QwenImage21(_UnpooledFlow):
         stacked = []
         for index in range(len(references[0])):
             parts = [self.process_latent_in(refs[index].to(crop.device).float()) for refs in references]
-            stacked.append(torch.cat([_to_batch(part, batch) for part in parts]))
+            stacked.append(torch.cat([repeat_to_batch(part, batch) for part in parts]))
         return {"ref_latents": stacked, "image_slots": list(entries[0].get("image_slots") or [])}
 
     def _forward(self, x: Any, timestep: Any, context: Any, extra: dict[str, Any]) -> Any:

@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from engine.diffusion.dit_patches import dit_patches
-from engine.diffusion.flow_models import Chroma, _flux_ids, _pad_to_patches
+from engine.diffusion.flow_models import Chroma
+from engine.diffusion.flow_tokens import flux_ids, pad_to_patches
 
 OPTIONS_KEY = "chroma_radiance_options"
 # The options ChromaRadianceOptions may set, with their types (ComfyUI rejects others by name).
@@ -63,7 +64,7 @@ class ChromaRadiance(Chroma):
         model = self.diffusion_model
         head = model.nerf_head
         height, width = x.shape[-2:]
-        image = _pad_to_patches(x, head.patch)
+        image = pad_to_patches(x, head.patch)
         rows, cols = image.shape[-2] // head.patch, image.shape[-1] // head.patch
         tokens = F.unfold(image, head.patch, stride=head.patch).transpose(1, 2)
         txt_ids = torch.zeros((context.shape[1], 3), device=x.device, dtype=x.dtype)
@@ -72,7 +73,7 @@ class ChromaRadiance(Chroma):
                 hidden_states=tokens,
                 encoder_hidden_states=context,
                 timestep=timestep.to(x.dtype),
-                img_ids=_flux_ids(rows, cols, x),
+                img_ids=flux_ids(rows, cols, x),
                 txt_ids=txt_ids,
                 return_dict=False,
             )[0]

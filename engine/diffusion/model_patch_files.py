@@ -142,7 +142,7 @@ class DiffSynthControl:
         import torch
         import torch.nn.functional as F
 
-        from engine.diffusion.flow_models import _pack
+        from engine.diffusion.flow_tokens import pack
         from engine.diffusion.latent_formats_flow import Wan21
         from nodes.image.basic import upscale
 
@@ -159,7 +159,7 @@ class DiffSynthControl:
                 if keep.shape[0] != latent.shape[0]:
                     keep = keep.repeat(-(-latent.shape[0] // keep.shape[0]), 1, 1, 1)[: latent.shape[0]]
             latent = torch.cat([latent, keep.repeat(1, self.patch.extra_channels, 1, 1)], dim=1)
-        packed, _, _ = _pack(latent)
+        packed, _, _ = pack(latent)
         weights = self.patch.weights  # in the file's dtype; the projection runs in float32
         return F.linear(packed, weights["img_in.weight"].float(), weights["img_in.bias"].float())
 

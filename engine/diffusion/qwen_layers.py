@@ -19,21 +19,21 @@ Grid = tuple[int, int, int]  # frames, token rows, token columns
 
 def pack(latent: Any) -> tuple[Any, Grid]:
     """[B, C, H, W] or [B, C, T, H, W] → [B, T·(H/2)·(W/2), 4C] tokens and their (T, rows, cols)."""
-    from engine.diffusion.flow_models import _pack
+    from engine.diffusion.flow_tokens import pack
 
     frames = latent.shape[2] if latent.ndim == 5 else 1
     flat = _frames_in_batch(latent)
-    tokens, rows, cols = _pack(flat)
+    tokens, rows, cols = pack(flat)
     return tokens.reshape(latent.shape[0], frames * rows * cols, tokens.shape[-1]), (frames, rows, cols)
 
 
 def unpack(tokens: Any, like: Any, grid: Grid) -> Any:
     """The transformer's output tokens back in the shape of `like` (4-D or 5-D)."""
-    from engine.diffusion.flow_models import _unpack
+    from engine.diffusion.flow_tokens import unpack
 
     frames, rows, cols = grid
     flat_like = _frames_in_batch(like)
-    flat = _unpack(tokens.reshape(flat_like.shape[0], rows * cols, tokens.shape[-1]), flat_like, rows, cols)
+    flat = unpack(tokens.reshape(flat_like.shape[0], rows * cols, tokens.shape[-1]), flat_like, rows, cols)
     if like.ndim == 4:
         return flat
     batch, channels = like.shape[:2]

@@ -34,6 +34,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from engine.diffusion.batching import repeat_to_batch
+
 ZIMAGE_DEPTH = (
     30  # ComfyUI spaces the control layers over Z-Image's 30 main layers, whatever the model's depth
 )
@@ -122,9 +124,9 @@ def control_net(layout: FunLayout, weights: dict[str, Any], dtype: Any, device: 
 
 def control_tokens(latent: Any) -> Any:
     """[B, C, H, W] → [B, (H/2)(W/2), 4C] in Z-Image's patch order (row, column; then 2×2 offset, channel)."""
-    from engine.diffusion.flow_models import _pad_to_patches
+    from engine.diffusion.flow_tokens import pad_to_patches
 
-    padded = _pad_to_patches(latent, 2)
+    padded = pad_to_patches(latent, 2)
     batch, channels, height, width = padded.shape
     tokens = padded.reshape(batch, channels, height // 2, 2, width // 2, 2).permute(0, 2, 4, 3, 5, 1)
     return tokens.reshape(batch, (height // 2) * (width // 2), 4 * channels)
@@ -215,7 +217,7 @@ class ZImageFunControl:
         img = args["img"]
         net = self._net(img)
         latent = self.latent(args["x"]).to(device=img.device, dtype=img.dtype)
-        stream = net.control_all_x_embedder["2-1"](_to_batch(control_tokens(latent), img.shape[0]))
+        stream = net.control_all_x_embedder["2-1"](repeat_to_batch(control_tokens(latent), img.shape[0]))
         if self.layout.refiner == "plain":
             count = stream.shape[1]
             for block in net.control_noise_refiner:
@@ -249,7 +251,7 @@ class ZImageFunControl:
             inpaint = torch.full_like(control, 0.5)
         if self.keep is not None:
             keep = _scaled(self.keep.movedim(1, -1), width, height, "bilinear").round()
-            keep = _to_batch(keep, inpaint.shape[0]).to(inpaint.device)
+            keep = repeat_to_batch(keep, inpaint.shape[0]).to(inpaint.device)
             inpaint = (inpaint - 0.5) * keep + 0.5  # grey where the mask repaints
         inpaint_latent = self._encoded(inpaint)
         if control is None:
@@ -262,7 +264,7 @@ class ZImageFunControl:
             keep_channel = _scaled(self.keep.movedim(1, -1), cols, rows, "nearest").movedim(-1, 1)
         batch = max(control_latent.shape[0], keep_channel.shape[0], inpaint_latent.shape[0])
         parts = [control_latent, keep_channel.to(inpaint_latent), inpaint_latent]
-        return torch.cat([_to_batch(part, batch) for part in parts], dim=1)
+        return torch.cat([repeat_to_batch(part, batch) for part in parts], dim=1)
 
     def _encoded(self, pixels: Any) -> Any:
         from engine.diffusion.latent_formats_flow import Flux
@@ -294,9 +296,3 @@ def _scaled(image: Any, width: int, height: int, method: str = "area") -> Any:
     from nodes.image.basic import upscale
 
     return upscale(image.movedim(-1, 1).float(), width, height, method, "center").movedim(1, -1)
-
-
-def _to_batch(tensor: Any, batch: int) -> Any:
-    if tensor.shape[0] == batch:
-        return tensor
-    return tensor.repeat(-(-batch // tensor.shape[0]), *([1] * (tensor.ndim - 1)))[:batch]

@@ -317,12 +317,12 @@ class FluxControl(torch.nn.Module, _Control):
         self, x: Any, timestep: Any, context: Any, hint: Any, added: dict[str, Any], extra: Any, main: Any
     ) -> dict[str, Any]:
 
-        from engine.diffusion.flow_models import _flux_ids, _pack
+        from engine.diffusion.flow_tokens import flux_ids, pack
 
         config = self.net.config
         self._check_context(context, config.joint_attention_dim)
-        tokens, rows, cols = _pack(x)
-        hint_tokens = _pack(hint)[0]
+        tokens, rows, cols = pack(x)
+        hint_tokens = pack(hint)[0]
         pooled = added.get("pooled")
         if pooled is None:
             pooled = torch.zeros((x.shape[0], config.pooled_projection_dim), device=x.device)
@@ -346,7 +346,7 @@ class FluxControl(torch.nn.Module, _Control):
                 encoder_hidden_states=context,
                 pooled_projections=pooled,
                 timestep=timestep.to(x.dtype),
-                img_ids=_flux_ids(rows, cols, x),
+                img_ids=flux_ids(rows, cols, x),
                 txt_ids=torch.zeros((context.shape[1], 3), device=x.device, dtype=x.dtype),
                 guidance=guidance,
                 return_dict=False,
@@ -391,13 +391,13 @@ class QwenControl(torch.nn.Module, _Control):
     def forward(
         self, x: Any, timestep: Any, context: Any, hint: Any, added: dict[str, Any], extra: Any, main: Any
     ) -> dict[str, Any]:
-        from engine.diffusion.flow_models import _pack
+        from engine.diffusion.flow_tokens import pack
 
         self._check_context(context, self.net.config.joint_attention_dim)
-        tokens, rows, cols = _pack(x)
+        tokens, rows, cols = pack(x)
         samples = self.net(
             hidden_states=tokens,
-            controlnet_cond=_pack(hint)[0],
+            controlnet_cond=pack(hint)[0],
             encoder_hidden_states=context,
             timestep=timestep.to(x.dtype),
             img_shapes=[[(1, rows, cols)]] * x.shape[0],

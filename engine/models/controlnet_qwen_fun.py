@@ -102,12 +102,12 @@ class QwenFunControl(torch.nn.Module):
     def hint_tokens(self, hint: Any) -> Any:
         """The packed hint: 16-channel latents get zero mask and inpaint channels (33 in all, what the
         checkpoints take), then 2×2 patches; other widths are padded or cut to the input features."""
-        from engine.diffusion.flow_models import _pack
+        from engine.diffusion.flow_tokens import pack
 
         features = self.control_img_in.in_features
         if hint.shape[1] == 16 and features == 33 * 4:
             hint = torch.cat([hint, torch.zeros_like(hint[:, :17])], dim=1)
-        tokens = _pack(hint)[0]
+        tokens = pack(hint)[0]
         if tokens.shape[-1] < features:
             tokens = torch.nn.functional.pad(tokens, (0, features - tokens.shape[-1]))
         return tokens[..., :features]
@@ -131,10 +131,10 @@ class QwenFunControl(torch.nn.Module):
     def forward(
         self, x: Any, timestep: Any, context: Any, hint: Any, added: dict[str, Any], extra: Any, main: Any
     ) -> dict[str, Any]:
-        from engine.diffusion.flow_models import _pack
+        from engine.diffusion.flow_tokens import pack
 
         # The sampled model's embedders, as its own forward runs them (inputs in the compute dtype).
-        tokens, rows, cols = _pack(x)
+        tokens, rows, cols = pack(x)
         image = main.img_in(tokens)
         control = self.control_img_in(self.hint_tokens(hint).to(x.dtype))
         count = min(control.shape[1], image.shape[1])

@@ -86,11 +86,11 @@ class XLabsFluxControl(torch.nn.Module, _Control):
     def forward(
         self, x: Any, timestep: Any, context: Any, hint: Any, added: dict[str, Any], extra: Any, main: Any
     ) -> dict[str, Any]:
-        from engine.diffusion.flow_models import _flux_ids, _pack
+        from engine.diffusion.flow_tokens import flux_ids, pack
 
         config = self.net.config
         self._check_context(context, config.joint_attention_dim)
-        tokens, rows, cols = _pack(x)
+        tokens, rows, cols = pack(x)
         features = self.hint(hint.to(x.dtype) * 2.0 - 1.0)
         pooled = added.get("pooled")
         if pooled is None:
@@ -101,11 +101,11 @@ class XLabsFluxControl(torch.nn.Module, _Control):
             guidance = guidance.nan_to_num(0.0).to(x.device, x.dtype)
         double, _ = self.net(
             hidden_states=tokens,
-            controlnet_cond=_pack(features)[0],
+            controlnet_cond=pack(features)[0],
             encoder_hidden_states=context,
             pooled_projections=pooled[:, : config.pooled_projection_dim].to(x.device, x.dtype),
             timestep=timestep.to(x.dtype),
-            img_ids=_flux_ids(rows, cols, x),
+            img_ids=flux_ids(rows, cols, x),
             txt_ids=torch.zeros((context.shape[1], 3), device=x.device, dtype=x.dtype),
             guidance=guidance,
             return_dict=False,

@@ -204,7 +204,7 @@ def _record_lora_rows(transformer: Any, detected: Detected, state: Mapping[str, 
 
 def _family_classes(family: str) -> tuple[Any, Any]:
     """The transformer loader and the MODEL class of a family."""
-    from engine.diffusion import flow_flux2, flow_models, flow_qwen21, flow_radiance
+    from engine.diffusion import flow_flux2, flow_models, flow_qwen, flow_qwen21, flow_radiance
     from engine.models import chroma, chroma_radiance, flux, flux2, qwen_image, qwen_image21, sd3, zimage
 
     return {
@@ -214,7 +214,7 @@ def _family_classes(family: str) -> tuple[Any, Any]:
         "flux": (flux.load_transformer, flow_models.Flux),
         "chroma": (chroma.load_transformer, flow_models.Chroma),
         "zimage": (zimage.load_transformer, flow_models.ZImage),
-        "qwen_image": (qwen_image.load_transformer, flow_models.QwenImage),
+        "qwen_image": (qwen_image.load_transformer, flow_qwen.QwenImage),
         "qwen_image21": (qwen_image21.load_transformer, flow_qwen21.QwenImage21),
     }[family]
 

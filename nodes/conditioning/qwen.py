@@ -3,7 +3,7 @@
 
 An image goes into the prompt through Qwen2.5-VL's vision tower (loaded from the `qwen_2.5_vl_7b` file)
 and, with a VAE, onto the conditioning as a reference latent (`reference_latents`), which Qwen-Image's
-diffusion model appends to the image tokens (engine.diffusion.flow_models.QwenImage). Sizes follow
+diffusion model appends to the image tokens (engine.diffusion.flow_qwen.QwenImage). Sizes follow
 ComfyUI: the single-image node scales its image to about 1 MP (area resampling) for both; the Plus node
 gives the vision tower about 384² and the VAE about 1 MP in multiples of 8.
 """

@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-
-def repeat_to_batch(tensor: Any, size: int) -> Any:
-    """Cut or cyclically repeat a batch along dim 0 to exactly `size` items."""
-    if tensor.shape[0] > size:
-        return tensor[:size]
-    if tensor.shape[0] < size:
-        repeats = (math.ceil(size / tensor.shape[0]),) + (1,) * (tensor.ndim - 1)
-        return tensor.repeat(repeats)[:size]
-    return tensor
+from engine.diffusion.batching import repeat_to_batch
 
 
 def as_masks(mask: Any) -> Any:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from engine.diffusion.batching import repeat_to_batch
 from engine.native import Input, Latent, Node
 from nodes.image.basic import upscale
-from nodes.image.tensors import repeat_to_batch
 
 FIRST = Input("The first latents.")
 SECOND = Input("The second latents; resized and repeated to match the first.")

@@ -14,17 +14,9 @@ from typing import Any
 
 import torch
 
+from engine.diffusion.batching import repeat_to_batch
+
 __all__ = ["CONDConstant", "CONDCrossAttn", "CONDList", "CONDNoiseShape", "CONDRegular"]
-
-
-def _to_batch(tensor: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Cut or tile along the first dimension to `batch_size` (ComfyUI's repeat_to_batch_size)."""
-    if tensor.shape[0] > batch_size:
-        return tensor[:batch_size]
-    if tensor.shape[0] < batch_size:
-        tiles = math.ceil(batch_size / tensor.shape[0])
-        return tensor.repeat(tiles, *([1] * (tensor.ndim - 1)))[:batch_size]
-    return tensor
 
 
 def _same_device(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -44,7 +36,7 @@ class CONDRegular:
         return self.__class__(cond)
 
     def process_cond(self, batch_size: int, **kwargs: Any) -> CONDRegular:
-        return self._copy_with(_to_batch(self.cond, batch_size))
+        return self._copy_with(repeat_to_batch(self.cond, batch_size))
 
     def can_concat(self, other: CONDRegular) -> bool:
         return self.cond.shape == other.cond.shape and _same_device(self.cond, other.cond)
@@ -66,7 +58,7 @@ class CONDNoiseShape(CONDRegular):
             dims = len(area) // 2
             for i in range(dims):
                 data = data.narrow(i + 2, area[i + dims], area[i])
-        return self._copy_with(_to_batch(data, batch_size))
+        return self._copy_with(repeat_to_batch(data, batch_size))
 
 
 class CONDCrossAttn(CONDRegular):
@@ -109,7 +101,7 @@ class CONDList(CONDRegular):
     """A list of tensors, each batched and joined on its own."""
 
     def process_cond(self, batch_size: int, **kwargs: Any) -> CONDRegular:
-        return self._copy_with([_to_batch(c, batch_size) for c in self.cond])
+        return self._copy_with([repeat_to_batch(c, batch_size) for c in self.cond])
 
     def can_concat(self, other: CONDRegular) -> bool:
         return len(self.cond) == len(other.cond) and all(

@@ -164,14 +164,9 @@ def copy_to_param(obj: Any, attr: str, value: torch.Tensor) -> None:
 
 def repeat_to_batch_size(tensor: torch.Tensor, batch_size: int, dim: int = 0) -> torch.Tensor:
     """Cut or repeat (tiling whole batches) along `dim` to `batch_size`."""
-    size = tensor.shape[dim]
-    if size > batch_size:
-        return tensor.narrow(dim, 0, batch_size)
-    if size < batch_size:
-        repeats = [1] * tensor.ndim
-        repeats[dim] = -(-batch_size // size)
-        return tensor.repeat(repeats).narrow(dim, 0, batch_size)
-    return tensor
+    from engine.diffusion.batching import repeat_to_batch
+
+    return repeat_to_batch(tensor, batch_size, dim)
 
 
 def _batch_indices(size: int, batch_size: int) -> list[int]:
