@@ -73,6 +73,12 @@ ROLE_OPTIONS: dict[str, dict[str, EncoderOptions]] = {
     },
     # Qwen-Image 2.1: Qwen3-VL's last layer before its final norm (the encoder leaves the norm out).
     "qwen_image21": {"qwen3vl_8b": EncoderOptions(None, False, False, None, 151643, pooled=False)},
+    # Flux 3: Qwen3-VL 4B's hidden states entering layers 4, 8, …, 32 (diffusers' Flux 3 encoder step).
+    "flux3": {
+        "qwen3vl_4b": EncoderOptions(
+            None, False, False, None, 151643, False, True, (4, 8, 12, 16, 20, 24, 28, 32)
+        )
+    },
 }
 
 

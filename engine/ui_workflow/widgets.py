@@ -25,6 +25,9 @@ UPLOAD_OPTIONS = ("image_upload", "video_upload", "animated_image_upload")
 # INT inputs with these names get a control widget unless they say otherwise (useIntWidget).
 SEED_NAMES = frozenset({"seed", "noise_seed"})
 UPLOAD_BUTTON_VALUE = "image"
+# An input of another type that the frontend still shows as a widget (a custom editor saving a list,
+# such as CreateBoundingBoxes' boxes) says so with this option.
+FRONTEND_WIDGET = "frontend_widget"
 _ZERO: dict[str, Any] = {"INT": 0, "FLOAT": 0.0, "STRING": "", "BOOLEAN": False}
 
 
@@ -80,7 +83,7 @@ def layout(
 
 def _add(widgets: list[Widget], item: InputSpec, legacy: bool) -> None:
     """The widget of one input (none for a socket), with its frontend-only companions."""
-    if item.type not in PRIMITIVE_TYPES:
+    if item.type not in PRIMITIVE_TYPES and not item.options.get(FRONTEND_WIDGET):
         return
     if item.options.get("forceInput"):
         widgets.extend([Widget("legacy")] if legacy else [])
