@@ -50,6 +50,7 @@ def widget_inputs(node: UiNode, spec: NodeSpec) -> dict[str, Any]:
         values = {item.name: stored[item.name] for item in widgets if item.name in stored}
     else:
         values = _positional(spec, stored or [])
+    values |= {name: value for name, value in node.overrides.items() if any(w.name == name for w in widgets)}
     return {item.name: wrap(values[item.name]) if item.name in values else _default(item) for item in widgets}
 
 
