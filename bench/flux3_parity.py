@@ -6,6 +6,11 @@ No ComfyUI on this machine knows Flux 3, so the reference is diffusers 0.42.1:
   (dequantised) weights, called with the position ids diffusers' Flux 3 pipeline makes (image rows and
   columns at half scale, the n-th reference at l = -n, text along l), for the base model and the distilled
   flow map (target timestep = the next sigma of the schedule), with and without reference latents;
+* the conditioning: Loom's CLIP (CLIPLoader type flux3 on a Qwen3-VL-layout file) against diffusers'
+  `Flux3TextEncoderStep._get_qwen3_vl_prompt_embeds` run on transformers' `Qwen3VLTextModel` holding the
+  same weights, with Loom's Qwen vocabulary and Qwen3-VL's user-turn chat template standing in for the
+  Qwen3-VL processor (so the template itself is not what is checked: the padding to 80, the padding's
+  positions and mask, and the eight stacked layers are);
 * the sigmas: Loom's KSampler schedule (`simple`, shift 6.93) against diffusers' pipeline
   (`FlowMatchEulerDiscreteScheduler(shift=6.93)` over `linspace(1, 1/N, N)`).
 
@@ -99,6 +104,84 @@ def transformer_rows(work: Path) -> list[tuple[str, float, float]]:
     return rows
 
 
+class _Processor:
+    """What diffusers' encoder step needs of Qwen3-VL's processor: its chat template and tokenizer."""
+
+    def __init__(self) -> None:
+        from engine.models.tokenizer import qwen
+
+        self.tokenizer = qwen.tokenizer()
+        self.tokenizer.pad_token = "<|endoftext|>"
+
+    def apply_chat_template(self, messages: list[dict[str, str]], **_: object) -> str:
+        return f"<|im_start|>user\n{messages[0]['content']}<|im_end|>\n<|im_start|>assistant\n"
+
+
+def conditioning_rows(work: Path) -> list[tuple[str, float, float]]:
+    import torch
+    from diffusers.modular_pipelines.flux3.encoders import Flux3TextEncoderStep
+    from transformers import Qwen3VLTextConfig, Qwen3VLTextModel
+
+    from engine.models.flow_families import load_clip
+    from engine.models.qwen3vl_vision import mrope_section
+    from tests.nodes.flux3_fixtures import TEXT, write_files
+
+    made = write_files(work)
+    clip = load_clip([work / "text_encoders" / TEXT], "flux3")
+    weights = {k.removeprefix("model."): v for k, v in made["text"].state_dict().items()}
+    config = made["text"].config
+    theirs = Qwen3VLTextModel(
+        Qwen3VLTextConfig(
+            vocab_size=config.vocab_size,
+            hidden_size=config.hidden_size,
+            intermediate_size=config.intermediate_size,
+            num_hidden_layers=config.num_hidden_layers,
+            num_attention_heads=config.num_attention_heads,
+            num_key_value_heads=config.num_key_value_heads,
+            head_dim=config.head_dim,
+            rms_norm_eps=config.rms_norm_eps,
+            rope_parameters={
+                "rope_type": "default",
+                "rope_theta": 5_000_000.0,
+                "mrope_section": mrope_section(config.head_dim),
+                "mrope_interleaved": True,
+            },
+        )
+    ).eval()
+    theirs.config._attn_implementation = "sdpa"
+    missing = theirs.load_state_dict(
+        {k: v.float() for k, v in _dequantised_file(work / "text_encoders" / TEXT).items() if k in weights},
+        strict=False,
+    )
+    rows = []
+    for prompt in (
+        "a red fox in snow",
+        "A close-up photograph of a red fox standing in fresh snow at sunrise. " * 6,
+    ):
+        ours = clip.encode_from_tokens(clip.tokenize(prompt))
+        with torch.no_grad():
+            reference = Flux3TextEncoderStep._get_qwen3_vl_prompt_embeds(theirs, _Processor(), prompt)
+        label = f"conditioning, {reference.shape[1]} tokens"
+        if ours.shape != reference.shape:
+            rows.append((f"{label}: Loom's shape {tuple(ours.shape)}", float("inf"), 0.0))
+            continue
+        rows.append(
+            (label, float((ours.float() - reference.float()).abs().max()), float(reference.abs().max()))
+        )
+    if missing.missing_keys:
+        rows.append((f"(reference lacks {len(missing.missing_keys)} weights)", float("nan"), 0.0))
+    return rows
+
+
+def _dequantised_file(path: Path) -> dict[str, object]:
+    import torch
+    from safetensors.torch import load_file
+
+    from engine.models.int8_convrot import dequantised
+
+    return {k.removeprefix("model."): v for k, v in dequantised(load_file(str(path)), torch.float32).items()}
+
+
 def sigma_rows() -> list[tuple[str, float, float]]:
     import numpy as np
     import torch
@@ -123,7 +206,7 @@ def sigma_rows() -> list[tuple[str, float, float]]:
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        rows = transformer_rows(Path(tmp)) + sigma_rows()
+        rows = transformer_rows(Path(tmp)) + conditioning_rows(Path(tmp) / "te") + sigma_rows()
     width = max(len(r[0]) for r in rows)
     print(f"{'comparison':<{width}}  max |Loom - diffusers|  max |diffusers|")
     for name, diff, scale in rows:
