@@ -196,3 +196,52 @@ def test_layout_nodes_give_clear_errors() -> None:
         ReferenceMultiLatent().attach([], "resize", 1.0)
     with pytest.raises(ValueError, match="ReferenceMultiLatent: input 'vae'"):
         ReferenceMultiLatent().attach([], "resize", 1.0, **{"images.image0": torch.zeros(1, 8, 8, 3)})
+
+
+def test_reference_multi_latent_adds_every_image_to_both_conditionings(flux3_folders: Folders) -> None:
+    from engine.diffusion.vae import vae_from_state_dict
+    from engine.models.files import open_state_dict
+    from nodes.conditioning.flux3_references import ReferenceMultiLatent
+
+    state, _ = open_state_dict(flux3_folders.model_path("vae", "flux2-vae.safetensors"))
+    vae = vae_from_state_dict(dict(state), {}, "flux2-vae")
+    positive = [[torch.zeros(1, 4, JOINT), {"reference_latents": ["earlier"]}]]
+    images = {"images.image3": torch.rand(1, 40, 72, 3), "images.image0": torch.rand(1, 64, 48, 3)}
+    pos, neg, empty = ReferenceMultiLatent().attach(positive, "none", 1.0, None, vae, **images)
+    refs = pos[0][1]["reference_latents"]
+    # image0 first (the order of the numbers), kept at its size cropped to 16s: 48×64 → 3×4 tokens
+    assert refs[0] == "earlier" and [tuple(r.shape[-2:]) for r in refs[1:]] == [(4, 3), (2, 4)]
+    assert neg is None and tuple(empty["samples"].shape) == (1, 128, 4, 3)
+    assert not empty["samples"].any()
+
+
+def test_layout_widgets_convert_from_the_ui_and_run(executor: Executor, loom_folders: Folders) -> None:
+    """CreateBoundingBoxes' editor lists are widgets in a saved workflow (wrapped as the front end does)."""
+    from engine.ui_workflow import ui_to_api
+
+    boxes = [{"x": 0, "y": 0, "width": 32, "height": 64, "metadata": {"type": "obj", "desc": "cat"}}]
+    workflow = {
+        "nodes": [
+            {
+                "id": 1,
+                "type": "CreateBoundingBoxes",
+                "outputs": [{"name": "elements", "type": "ARRAY", "links": [1]}],
+                "widgets_values": [64, 64, boxes, []],
+            },
+            {
+                "id": 2,
+                "type": "Flux3LayoutPrompt",
+                "inputs": [{"name": "element", "type": "ARRAY", "link": 1}],
+                "outputs": [{"name": "prompt", "type": "STRING", "links": [2]}],
+                "widgets_values": ["a <obj_1> on a sofa"],
+            },
+            {"id": 3, "type": "PreviewAny", "inputs": [{"name": "source", "type": "*", "link": 2}]},
+        ],
+        "links": [[1, 1, 2, 2, 0, "ARRAY"], [2, 2, 0, 3, 0, "STRING"]],
+    }
+    prompt = ui_to_api(workflow, executor.registry)
+    assert prompt["1"]["inputs"]["boxes"] == {"__value__": boxes}
+    result = run(executor, prompt)
+    assert result.status == "success", result.error
+    text = result.outputs["3"]["text"][0]
+    assert text == 'a <obj_1> on a sofa [{"id":"obj_1","bbox":[0,0,1000,500],"desc":"cat"}]'
