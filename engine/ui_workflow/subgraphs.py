@@ -131,8 +131,9 @@ def _pass_values(
         if target is None or not isinstance(x[4], int) or x[4] >= len(slots):
             continue
         slot = slots[x[4]] if isinstance(slots[x[4]], dict) else {}
-        widget = slot.get("widget") if isinstance(slot.get("widget"), dict) else {}
-        name = widget.get("name") or slot.get("name")
+        widget = slot.get("widget")
+        name = widget.get("name") if isinstance(widget, dict) else None
+        name = name or slot.get("name")
         if isinstance(name, str):
             target.setdefault(OVERRIDES, {})[name] = values[x[2]]
 
