@@ -4,7 +4,8 @@ Each family's files come from the test fixtures: Flux.1 dev and schnell
 (split files and fp8 all-in-one checkpoints), Flux Fill (384 input channels) and Flux Canny/Depth (128),
 SD3.5 (split and all-in-one), Z-Image, Qwen-Image (and Qwen-Image Layered with its RGBA VAE, from
 tests/nodes/qwen_layered_fixtures.py), Chroma and Chroma Radiance (its x0 variant), Flux.2 dev and Klein 4B /
-9B (tests/nodes/flux2_fixtures.py), and their ControlNets (tests/nodes/flow_controlnet_fixtures.py); Lotus-D
+9B (tests/nodes/flux2_fixtures.py), Flux 3 Klein base and distilled with Qwen3-VL 4B
+(tests/nodes/flux3_fixtures.py), and their ControlNets (tests/nodes/flow_controlnet_fixtures.py); Lotus-D
 with an SD VAE (tests/nodes/lotus_fixtures.py); Flux Redux's style model, the SigLIP vision encoder and
 USO's projector (tests/nodes/redux_fixtures.py); model patches in their released layouts (DiffSynth
 ControlNets, the Z-Image Fun ControlNet 1.0). Kinds Loom cannot load (Qwen3.5 prompt enhancers) get a file
@@ -39,6 +40,10 @@ BUILT_IN_CHOICES = {"VAELoader": frozenset({"pixel_space"})}
 # (folder, words any of which the lower-case file name holds, stand-in key), first match wins.
 RULES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("diffusion_models", ("layered",), "qwen_image_layered"),
+    # Flux 3 Klein (before Flux.2's "klein"): base, and the distilled flow map; its Qwen3-VL 4B.
+    ("diffusion_models", ("flux3-image-klein-base",), "flux3_klein_base"),
+    ("diffusion_models", ("flux3",), "flux3_klein"),
+    ("text_encoders", ("qwen3vl_4b",), "qwen3vl_4b"),
     ("diffusion_models", ("klein-9b", "klein-base-9b"), "flux2_klein_9b"),
     ("diffusion_models", ("klein",), "flux2_klein_4b"),
     ("diffusion_models", ("flux2", "flux-2", "flux_2"), "flux2_dev"),
@@ -255,6 +260,18 @@ def _qwen_image21(work: Path) -> dict[str, Path]:
     }
 
 
+def _flux3(work: Path) -> dict[str, Path]:
+    """Flux 3 Klein's int8 ConvRot diffusion models and Qwen3-VL 4B (tests/nodes/flux3_fixtures.py)."""
+    from tests.nodes.flux3_fixtures import BASE, DISTILLED, TEXT, write_files
+
+    write_files(work)
+    return {
+        "flux3_klein_base": work / "diffusion_models" / BASE,
+        "flux3_klein": work / "diffusion_models" / DISTILLED,
+        "qwen3vl_4b": work / "text_encoders" / TEXT,
+    }
+
+
 def write_stand_ins(work: Path) -> dict[str, Path]:
     """One tiny file of each kind under `work`, by the key that picks it."""
     import torch
@@ -329,6 +346,7 @@ def write_stand_ins(work: Path) -> dict[str, Path]:
     # Its T5 is the Flux stand-ins' (JOINT wide), which the template's CLIPLoader gets.
     made["chroma_radiance"] = work / "chroma/diffusion_models/chroma-radiance-x0.safetensors"
     _save(made["chroma_radiance"], tiny_radiance_state(20, context=JOINT, x0=True), dtype=None)
+    made |= _flux3(work / "flux3")
     made["unloadable"] = work / "unloadable.safetensors"
     save_file({"not_a_model_loom_loads": torch.zeros(1)}, str(made["unloadable"]))
     return made

@@ -18,6 +18,7 @@ are read for the workflow embedded in them); none is copied into the repository.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import shutil
 import sys
@@ -131,6 +132,7 @@ def check(path: Path, run: bool, made: dict[str, Path], work: Path) -> tuple[str
             prompt = ui_to_api(workflow, registry)
         except WorkflowConversionError as exc:
             return "conversion error", str(exc)[:160]
+        original = copy.deepcopy(prompt)  # validation unwraps list-valued widgets in place
         checked = validate_prompt(registry, prompt)
         # As ComfyUI, validation passes when some outputs are valid; the bench wants all of them.
         if not checked.ok or checked.node_errors:
@@ -138,8 +140,11 @@ def check(path: Path, run: bool, made: dict[str, Path], work: Path) -> tuple[str
             return "invalid", json.dumps(first)[:160]
         if not run:
             return "valid", f"{len(prompt)} nodes"
-        shrink(checked.prompt)
-        checked = validate_prompt(registry, checked.prompt)
+        shrink(original)
+        checked = validate_prompt(registry, original)
+        if not checked.ok or checked.node_errors:
+            first = next(iter(checked.node_errors.values()), None) or str(checked.error)
+            return "invalid when shrunk", json.dumps(first)[:160]
         start = time.perf_counter()
         result = Executor(registry).execute(checked.prompt, "t", checked.outputs)
         if result.status != "success":

@@ -45,6 +45,7 @@ class _FlowClipModel(torch.nn.Module):
             "qwen3_8b",
             "mistral3_24b",
             "qwen3vl_8b",
+            "qwen3vl_4b",
         ):
             if role in clip.roles:
                 index = clip.roles.index(role)
@@ -196,6 +197,12 @@ class QwenImage21ClipModel(_SingleEncoderClipModel):
         return trim(cond, tokens.get("qwen3vl_8b", [[]])[0], bool(tokens.get("keep_vision", True)))
 
 
+class Flux3ClipModel(_SingleEncoderClipModel):
+    """Flux 3: Qwen3-VL 4B's hidden states at eight layers side by side, over the whole padded prompt."""
+
+    role = "qwen3vl_4b"
+
+
 # Qwen's ids for `<|im_start|>`, "user" and "\n".
 IM_START_ID, USER_ID, NEWLINE_ID = 151644, 872, 198
 _FAMILY_MODELS: dict[str, type[_FlowClipModel]] = {
@@ -206,6 +213,7 @@ _FAMILY_MODELS: dict[str, type[_FlowClipModel]] = {
     "qwen_image": QwenImageClipModel,
     "flux2": Flux2ClipModel,
     "qwen_image21": QwenImage21ClipModel,
+    "flux3": Flux3ClipModel,
 }
 
 

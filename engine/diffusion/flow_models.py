@@ -310,6 +310,7 @@ CLIP_TYPE_OF = {
     "zimage": "lumina2",
     "qwen_image": "qwen_image",
     "qwen_image21": "qwen_image",
+    "flux3": "flux3",
     "chroma": "chroma",
     "chroma_radiance": "chroma",
 }

@@ -182,4 +182,5 @@ FLOW_FORMATS: dict[str, LatentFormat] = {
     "chroma_radiance": ChromaRadiance(),
     "qwen_image": Wan21(),
     "flux2": Flux2(),
+    "flux3": Flux2(),  # Flux 3 decodes with Flux.2's VAE
 }

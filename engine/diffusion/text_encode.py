@@ -40,6 +40,9 @@ class EncoderOptions:
     # Flux.2's text encoders: these hidden states (inputs of those layers) side by side per token, with
     # padding masked out of the attention.
     layers: tuple[int, ...] = ()
+    # Flux 3: every padding token at this rotary position (diffusers' pipeline passes 1, transformers
+    # 4.57's numbering, which the model was trained with); None numbers the padding on.
+    padding_position: int | None = None
 
 
 ENCODER_OPTIONS: dict[str, tuple[EncoderOptions, ...]] = {
@@ -73,6 +76,12 @@ ROLE_OPTIONS: dict[str, dict[str, EncoderOptions]] = {
     },
     # Qwen-Image 2.1: Qwen3-VL's last layer before its final norm (the encoder leaves the norm out).
     "qwen_image21": {"qwen3vl_8b": EncoderOptions(None, False, False, None, 151643, pooled=False)},
+    # Flux 3: Qwen3-VL 4B's hidden states entering layers 4, 8, …, 32 (diffusers' Flux 3 encoder step).
+    "flux3": {
+        "qwen3vl_4b": EncoderOptions(
+            None, False, False, None, 151643, False, True, (4, 8, 12, 16, 20, 24, 28, 32), padding_position=1
+        )
+    },
 }
 
 
@@ -113,6 +122,10 @@ def encode_token_weights(
     extra = {} if positions is None else {"position_ids": positions.to(device)}
     if options.layers:
         extra["attention_mask"] = padding_mask(ids, pad_id).to(device)
+        if options.padding_position is not None and "position_ids" not in extra:
+            mask = extra["attention_mask"]
+            numbered = torch.arange(mask.shape[1], device=device).expand(mask.shape[0], -1)
+            extra["position_ids"] = numbered.masked_fill(mask == 0, options.padding_position)
     with torch.no_grad(), _embeddings_in(encoder, slots):
         hidden, pooled = _run(encoder, options, torch.tensor(ids, device=device), layer, unprojected, extra)
     hidden = hidden.float()

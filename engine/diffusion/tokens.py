@@ -230,6 +230,7 @@ ROLE_KEYS: dict[str, tuple[str, str, bool]] = {
     "qwen3_8b": ("qwen3_8b", "qwen3_8b", False),
     "mistral3_24b": ("mistral3_24b", "mistral3_24b", False),
     "qwen3vl_8b": ("qwen3vl_8b", "qwen3vl_8b", False),
+    "qwen3vl_4b": ("qwen3vl_4b", "qwen3vl_4b", False),
 }
 # ComfyUI's flow tokenizers make windows for every encoder of the family, loaded or not, in this order.
 FLOW_ROLES: dict[str, tuple[str, ...]] = {
@@ -239,6 +240,7 @@ FLOW_ROLES: dict[str, tuple[str, ...]] = {
     "zimage": ("qwen3_4b",),
     "qwen_image": ("qwen25_7b",),
     "qwen_image21": ("qwen3vl_8b",),
+    "flux3": ("qwen3vl_4b",),
 }
 # Widths of the encoders a flow CLIP lacks (only embeddings read them).
 FLOW_WIDTHS = {
@@ -250,6 +252,7 @@ FLOW_WIDTHS = {
     "qwen3_8b": 4096,
     "mistral3_24b": 5120,
     "qwen3vl_8b": 4096,
+    "qwen3vl_4b": 2560,
 }
 
 
@@ -289,6 +292,10 @@ class ClipTokenizer:
                 from engine.diffusion.tokens_flux2 import flux2_tokenizer
 
                 self.tokenizers[key] = flux2_tokenizer(key, embedding_directory, width, tokenizer_data)
+            elif family == "flux3":
+                from engine.diffusion.tokens_flux3 import Flux3Tokenizer
+
+                self.tokenizers[key] = Flux3Tokenizer(embedding_directory, width)
             elif key == "t5xxl":
                 from engine.diffusion.tokens_t5 import T5Tokenizer
 

@@ -26,6 +26,7 @@ CLIP_TYPES_SUPPORTED = {
     "qwen_image": ("qwen25_7b",),
     "flux2": ("qwen3_4b", "qwen3_8b", "mistral3_24b"),
     "qwen_image21": ("qwen3vl_8b",),
+    "flux3": ("qwen3vl_4b",),
 }
 # Types whose CLIP-only files are SD1.x / SD2.x / SDXL text encoders.
 SD_CLIP_TYPES = ("stable_diffusion", "stable_cascade")
@@ -39,6 +40,7 @@ CLIP_TYPE_FAMILIES = {
     "lumina2": "zimage",
     "qwen_image": "qwen_image",
     "flux2": "flux2",
+    "flux3": "flux3",
 }
 TEXT_ENCODER_PREFIXES = {
     "clip_l": "text_encoders.clip_l.transformer.",
@@ -56,8 +58,21 @@ class Detected:
 
 def detect(shapes: Shapes) -> Detected | None:
     """The flow family of a diffusion model or checkpoint from its keys, or None."""
-    from engine.models import chroma, chroma_radiance, flux, flux2, qwen_image, qwen_image21, sd3, zimage
+    from engine.models import (
+        chroma,
+        chroma_radiance,
+        flux,
+        flux2,
+        flux3,
+        qwen_image,
+        qwen_image21,
+        sd3,
+        zimage,
+    )
 
+    prefix = flux3.prefix_of(shapes)
+    if prefix is not None:
+        return Detected("flux3", prefix, flux3.variant(shapes, prefix))
     prefix = flux2.prefix_of(shapes)  # before Flux.1: Flux.2 has its block names too
     if prefix is not None:
         return Detected("flux2", prefix, flux2.variant(shapes, prefix))
@@ -102,6 +117,8 @@ def default_sampling(detected: Detected) -> Any:
         return ModelSamplingFlux(shift=2.02)
     if detected.family == "qwen_image21":
         return ModelSamplingFlux(shift=QWEN_IMAGE21_MU)
+    if detected.family == "flux3":  # diffusers' Flux 3 recipe: a constant shift of 6.93, sigma in [0, 1]
+        return ModelSamplingDiscreteFlow(shift=FLUX3_SHIFT, multiplier=1.0)
     dev_like = detected.family in ("chroma", "chroma_radiance", "qwen_image") or "dev" in detected.variant
     return ModelSamplingFlux(shift=1.15 if dev_like else 1.0)
 
@@ -114,6 +131,7 @@ FP8_KEEP = {
 FAMILY_SHIFT = {"zimage": 3.0}
 # Newer ComfyUI's Qwen-Image 2.1 settings: shift 0.69 read as Flux's mu ("scheduler mu at 1024x1024").
 QWEN_IMAGE21_MU = 0.69
+FLUX3_SHIFT = 6.93
 
 
 def compute_dtype(role: str) -> Any:
@@ -177,7 +195,17 @@ def build_model(state: Mapping[str, Any], detected: Detected, weight_dtype: str 
 def _record_lora_rows(transformer: Any, detected: Detected, state: Mapping[str, Any]) -> None:
     """Let LoRAs in the reference layout find the diffusers weights their rows went to."""
     from engine.diffusion.lora_flow import record_rows
-    from engine.models import chroma, chroma_radiance, flux, flux2, qwen_image, qwen_image21, sd3, zimage
+    from engine.models import (
+        chroma,
+        chroma_radiance,
+        flux,
+        flux2,
+        flux3,
+        qwen_image,
+        qwen_image21,
+        sd3,
+        zimage,
+    )
     from engine.models.lazy_view import shapes_of
     from engine.models.zimage import OTHER_MODELS
 
@@ -190,6 +218,7 @@ def _record_lora_rows(transformer: Any, detected: Detected, state: Mapping[str, 
         record_rows(transformer, chroma_radiance.converter(shapes), shapes)
         return
     module = {
+        "flux3": flux3,
         "sd3": sd3,
         "flux": flux,
         "flux2": flux2,
@@ -204,10 +233,21 @@ def _record_lora_rows(transformer: Any, detected: Detected, state: Mapping[str, 
 
 def _family_classes(family: str) -> tuple[Any, Any]:
     """The transformer loader and the MODEL class of a family."""
-    from engine.diffusion import flow_flux2, flow_models, flow_qwen, flow_qwen21, flow_radiance
-    from engine.models import chroma, chroma_radiance, flux, flux2, qwen_image, qwen_image21, sd3, zimage
+    from engine.diffusion import flow_flux2, flow_flux3, flow_models, flow_qwen, flow_qwen21, flow_radiance
+    from engine.models import (
+        chroma,
+        chroma_radiance,
+        flux,
+        flux2,
+        flux3,
+        qwen_image,
+        qwen_image21,
+        sd3,
+        zimage,
+    )
 
     return {
+        "flux3": (flux3.load_transformer, flow_flux3.Flux3),
         "flux2": (flux2.load_transformer, flow_flux2.Flux2),
         "chroma_radiance": (chroma_radiance.load_transformer, flow_radiance.ChromaRadiance),
         "sd3": (sd3.load_transformer, flow_models.SD3),
@@ -229,8 +269,8 @@ def load_diffusion_model(path: Path, weight_dtype: str = "default") -> Any:
         if zimage.is_lumina2(shapes):
             raise UnsupportedModelError(f"{path.name}: a Lumina Image 2.0 diffusion model, not supported yet")
         raise UnsupportedModelError(
-            f"{path.name}: not an SD3/SD3.5, Flux.1, Flux.2, Chroma (Radiance), Z-Image, Qwen-Image or "
-            "Qwen-Image 2.1 diffusion model "
+            f"{path.name}: not an SD3/SD3.5, Flux.1, Flux.2, Flux 3, Chroma (Radiance), Z-Image, "
+            "Qwen-Image or Qwen-Image 2.1 diffusion model "
             f"(found keys like {', '.join(sorted(shapes)[:3])})"
         )
     try:
@@ -278,6 +318,9 @@ def load_clip_states(
     if clip_type == "qwen_image" and roles in (["qwen3_4b"], ["qwen3_8b"]):
         # A Qwen3-layer model under type qwen_image is Qwen-Image 2.1's Qwen3-VL (qwen3vl_8b).
         roles, family = ["qwen3vl_8b"], "qwen_image21"
+    if clip_type == "flux3" and roles in (["qwen3_4b"], ["qwen3_8b"]):
+        # Flux 3's text encoder is Qwen3-VL 4B's language model (Qwen3 layers): role qwen3vl_4b.
+        roles = ["qwen3vl_4b"]
     if "qwen3_4b" in roles and clip_type not in ("flux", "flux2"):
         family = "zimage"
     if family is None and clip_type in SD_CLIP_TYPES and all(r in ("clip_l", "clip_g") for r in roles):

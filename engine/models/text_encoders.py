@@ -16,7 +16,17 @@ from typing import Any, Literal
 from engine.models.errors import UnsupportedModelError
 
 Kind = Literal["clip", "t5", "qwen3", "qwen25", "mistral"]
-Role = Literal["clip_l", "clip_g", "t5xxl", "qwen3_4b", "qwen25_7b", "qwen3_8b", "mistral3_24b", "qwen3vl_8b"]
+Role = Literal[
+    "clip_l",
+    "clip_g",
+    "t5xxl",
+    "qwen3_4b",
+    "qwen25_7b",
+    "qwen3_8b",
+    "mistral3_24b",
+    "qwen3vl_8b",
+    "qwen3vl_4b",
+]
 Shapes = Mapping[str, tuple[int, ...]]
 
 T5_MARKER = "encoder.block.0.layer.0.SelfAttention.q.weight"
@@ -128,10 +138,11 @@ def load(state: Mapping[str, Any], prefix: str, role: Role, dtype: Any) -> TextE
     """Build and fill the text encoder stored under `prefix` in `state` for `role`."""
     from engine.models.checkpoint import _filled
 
-    if role in ("qwen3_4b", "qwen25_7b", "qwen3_8b", "mistral3_24b", "qwen3vl_8b"):
+    if role in ("qwen3_4b", "qwen25_7b", "qwen3_8b", "mistral3_24b", "qwen3vl_8b", "qwen3vl_4b"):
         from engine.models import llm_encoders
 
-        _, encoder, width = llm_encoders.load(state, prefix, dtype, role, qwen3vl=role == "qwen3vl_8b")
+        qwen3vl = role in ("qwen3vl_8b", "qwen3vl_4b")
+        _, encoder, width = llm_encoders.load(state, prefix, dtype, role, qwen3vl=qwen3vl)
         return TextEncoder(role, encoder, LLM_PADS.get(role, 151643), width)
     from engine.models.lazy_view import Prefixed, shapes_of
 

@@ -6,7 +6,7 @@ target_slot, type], ...]`) and schema 1 (`"version": 1`, links as objects with t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from engine.registry import NodeRegistry
@@ -19,6 +19,8 @@ BYPASS = 4
 REROUTE = "Reroute"
 PRIMITIVE = "PrimitiveNode"
 VIRTUAL_TYPES = frozenset({REROUTE, PRIMITIVE, "Note", "MarkdownNote"})
+# Where flattening leaves the widget values a subgraph instance passes to an inner node, by widget name.
+OVERRIDES = "loom_widget_overrides"
 
 
 class WorkflowConversionError(ValueError):
@@ -58,6 +60,8 @@ class UiNode:
     output_types: tuple[str, ...]
     widgets_values: list[Any] | dict[str, Any] | None
     virtual: bool
+    # Widget values a subgraph instance passes to this inner node (engine.ui_workflow.subgraphs).
+    overrides: dict[str, Any] = field(default_factory=dict)
 
     def describe(self) -> str:
         title = f" {self.title!r}" if self.title else ""
@@ -137,6 +141,7 @@ def _parse_node(index: int, raw: Any) -> UiNode:
         tuple(_output_type(node, i, s) for i, s in enumerate(_list(node, raw, "outputs"))),
         values,
         node.virtual,
+        dict(raw.get(OVERRIDES) or {}),
     )
 
 

@@ -3,8 +3,11 @@
 A subgraph instance is a node whose type is a subgraph's id. As the front end does when it queues, its
 inner nodes take its place under the ids `<instance id>:<inner id>` (nested subgraphs repeat this), and
 its links are rewired: an inner link from the subgraph's input node (id -10) continues the outer link
-into that input, or, when the input is not linked, is dropped so the inner node's own widget value
-applies (the front end keeps promoted widget values on the inner nodes, `properties.proxyWidgets`); an
+into that input, or, when the input is not linked, is dropped so a widget value applies: the instance's
+own value for that input when it stores one (`widgets_values_named`, or `widgets_values` holding one
+value per subgraph input: the Flux 3 Klein templates keep the prompt and sampler settings there), else
+the inner node's own (the front end keeps promoted widget values on the inner nodes,
+`properties.proxyWidgets`); an
 inner link into the output node (id -20) feeds every outer link out of that output. A muted or bypassed
 instance mutes or bypasses what it holds.
 """
@@ -14,6 +17,8 @@ from __future__ import annotations
 import copy
 from itertools import count
 from typing import Any
+
+from engine.ui_workflow.model import OVERRIDES
 
 INPUT_NODE = -10
 OUTPUT_NODE = -20
@@ -92,7 +97,45 @@ def _expand(
             for goal in targets:
                 new.append([next(ids), source[0], source[1], goal[0], goal[1], kind])
     _relink(everything, new, inner_links, prefix, instance)
+    _pass_values(everything, inner_links, prefix, _instance_values(instance, subgraph), into)
     return everything, kept + new
+
+
+def _instance_values(instance: dict[str, Any], subgraph: dict[str, Any]) -> dict[int, Any]:
+    """{subgraph input slot: the value the instance stores for it}: by name, or by position when the
+    instance stores one value per subgraph input."""
+    inputs = [i for i in subgraph.get("inputs") or [] if isinstance(i, dict)]
+    named = instance.get("widgets_values_named")
+    if isinstance(named, dict):
+        return {k: named[i.get("name")] for k, i in enumerate(inputs) if i.get("name") in named}
+    values = instance.get("widgets_values")
+    if isinstance(values, list) and inputs and len(values) == len(inputs):
+        return dict(enumerate(values))
+    return {}
+
+
+def _pass_values(
+    nodes: list[dict[str, Any]],
+    inner_links: list[list[Any]],
+    prefix: str,
+    values: dict[int, Any],
+    into: dict[Any, list[Any]],
+) -> None:
+    """Give each inner widget fed by an unlinked subgraph input the instance's value for that input."""
+    by_id = {str(n["id"]): n for n in nodes}
+    for x in inner_links:
+        if x[1] != INPUT_NODE or x[2] in into or x[2] not in values or str(x[3]) == str(OUTPUT_NODE):
+            continue
+        target = by_id.get(prefix + str(x[3]))
+        slots = target.get("inputs", []) if target else []
+        if target is None or not isinstance(x[4], int) or x[4] >= len(slots):
+            continue
+        slot = slots[x[4]] if isinstance(slots[x[4]], dict) else {}
+        widget = slot.get("widget")
+        name = widget.get("name") if isinstance(widget, dict) else None
+        name = name or slot.get("name")
+        if isinstance(name, str):
+            target.setdefault(OVERRIDES, {})[name] = values[x[2]]
 
 
 def _links_into(

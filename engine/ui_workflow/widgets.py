@@ -25,6 +25,9 @@ UPLOAD_OPTIONS = ("image_upload", "video_upload", "animated_image_upload")
 # INT inputs with these names get a control widget unless they say otherwise (useIntWidget).
 SEED_NAMES = frozenset({"seed", "noise_seed"})
 UPLOAD_BUTTON_VALUE = "image"
+# An input of another type that the frontend still shows as a widget (a custom editor saving a list,
+# such as CreateBoundingBoxes' boxes) says so with this option.
+FRONTEND_WIDGET = "frontend_widget"
 _ZERO: dict[str, Any] = {"INT": 0, "FLOAT": 0.0, "STRING": "", "BOOLEAN": False}
 
 
@@ -47,6 +50,7 @@ def widget_inputs(node: UiNode, spec: NodeSpec) -> dict[str, Any]:
         values = {item.name: stored[item.name] for item in widgets if item.name in stored}
     else:
         values = _positional(spec, stored or [])
+    values |= {name: value for name, value in node.overrides.items() if any(w.name == name for w in widgets)}
     return {item.name: wrap(values[item.name]) if item.name in values else _default(item) for item in widgets}
 
 
@@ -80,7 +84,7 @@ def layout(
 
 def _add(widgets: list[Widget], item: InputSpec, legacy: bool) -> None:
     """The widget of one input (none for a socket), with its frontend-only companions."""
-    if item.type not in PRIMITIVE_TYPES:
+    if item.type not in PRIMITIVE_TYPES and not item.options.get(FRONTEND_WIDGET):
         return
     if item.options.get("forceInput"):
         widgets.extend([Widget("legacy")] if legacy else [])

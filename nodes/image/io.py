@@ -15,7 +15,7 @@ from typing import Annotated, Any, NamedTuple
 from engine import folders
 from engine.context import Context
 from engine.folders import safe_join
-from engine.native import Image, Input, Mask, Node, Ui
+from engine.native import Image, Input, Mask, Node, Output, Ui, WithUi
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
@@ -106,7 +106,8 @@ SAVE_HIDDEN = {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}
 
 
 class SaveImage(Node):
-    """Save images as PNG files in the output folder, with the workflow embedded in each file."""
+    """Save images as PNG files in the output folder, with the workflow embedded in each file; the images
+    are also passed on, as newer ComfyUI's SaveImage does."""
 
     display_name = "Save Image"
     category = "image"
@@ -120,8 +121,10 @@ class SaveImage(Node):
         filename_prefix: Annotated[
             str, Input("File name prefix; may contain a subfolder, %width%, %height%, %date:yyyy-MM-dd%.")
         ] = "Loom",
-    ) -> Ui:
-        return Ui(images=save_images(images, ctx.folders.output, filename_prefix, "output", ctx, 4))
+    ) -> Annotated[Image, Output("images")]:
+        # Newer ComfyUI passes the images on (its templates link SaveImage to ImageCompare).
+        saved = save_images(images, ctx.folders.output, filename_prefix, "output", ctx, 4)
+        return WithUi(images, Ui(images=saved))
 
 
 class PreviewImage(Node):

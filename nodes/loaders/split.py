@@ -12,8 +12,8 @@ from engine.diffusion.fp8 import WEIGHT_DTYPES
 from engine.native import Clip, Input, Model, Node
 from nodes.loaders.checkpoints import model_files
 
-# ComfyUI 0.3.64's type lists, plus newer ComfyUI's flux2 (Flux.2 dev and Klein); Loom loads the flow
-# families among them (engine.models.flow_families).
+# ComfyUI 0.3.64's type lists, plus newer ComfyUI's flux2 (Flux.2 dev and Klein) and flux3 (Flux 3);
+# Loom loads the flow families among them (engine.models.flow_families).
 CLIP_TYPES = (
     "stable_diffusion",
     "stable_cascade",
@@ -32,6 +32,7 @@ CLIP_TYPES = (
     "qwen_image",
     "hunyuan_image",
     "flux2",
+    "flux3",
 )
 DUAL_CLIP_TYPES = ("sdxl", "sd3", "flux", "hunyuan_video", "hidream", "hunyuan_image")
 DEVICE = Input(

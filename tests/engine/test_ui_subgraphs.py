@@ -136,3 +136,26 @@ def test_outer_links_reach_the_subgraph_input_of_their_name(registry: NodeRegist
             link["origin_slot"] = 1 - link["origin_slot"]
     prompt = ui_to_api(graph, registry)
     assert prompt["5:7"]["inputs"] == {"samples": ["1", 0], "upscale_method": "bilinear", "scale_by": 2.0}
+
+
+@pytest.mark.parametrize("stored", ["positional", "named"])
+def test_an_instance_value_for_an_unlinked_input_reaches_the_inner_widget(
+    registry: NodeRegistry, stored: str
+) -> None:
+    """The Flux 3 Klein templates keep the prompt and sampler settings on the instance, one value per
+    subgraph input (or by name in `widgets_values_named`): those win over the inner nodes' own values.
+    The linked input (samples) keeps its link."""
+    graph = workflow(SCALE)
+    instance = graph["nodes"][1]
+    if stored == "positional":
+        instance["widgets_values"] = [None, 3.0]
+    else:
+        instance["widgets_values_named"] = {"scale_by": 3.0}
+    prompt = ui_to_api(graph, registry)
+    assert prompt["5:7"]["inputs"] == {"samples": ["1", 0], "upscale_method": "bilinear", "scale_by": 3.0}
+
+
+def test_an_instance_with_other_values_leaves_the_inner_widgets(registry: NodeRegistry) -> None:
+    graph = workflow(SCALE)
+    graph["nodes"][1]["widgets_values"] = [3.0]  # not one value per subgraph input: not read
+    assert ui_to_api(graph, registry)["5:7"]["inputs"]["scale_by"] == 2.0

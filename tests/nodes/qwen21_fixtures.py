@@ -51,8 +51,11 @@ def fuse_mlp(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def quantise_convrot(state: dict[str, torch.Tensor], group: int = CONVROT_GROUP) -> dict[str, torch.Tensor]:
-    """ComfyUI's int8 ConvRot records: rotated by the group Hadamard matrix, int8 per row with a scale."""
+def quantise_convrot(
+    state: dict[str, torch.Tensor], group: int = CONVROT_GROUP, pattern: re.Pattern[str] = QUANTISED
+) -> dict[str, torch.Tensor]:
+    """ComfyUI's int8 ConvRot records: rotated by the group Hadamard matrix, int8 per row with a scale
+    (the matrices whose names match `pattern`)."""
     from engine.models.int8_convrot import hadamard
 
     record = torch.tensor(
@@ -61,7 +64,7 @@ def quantise_convrot(state: dict[str, torch.Tensor], group: int = CONVROT_GROUP)
     )
     out = {}
     for key, value in state.items():
-        if not QUANTISED.search(key):
+        if not pattern.search(key):
             out[key] = value
             continue
         rows, cols = value.shape

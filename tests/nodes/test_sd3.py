@@ -80,8 +80,8 @@ def test_non_model_file_is_refused_with_what_was_found(tmp_path: Path) -> None:
     save_file({"foo.weight": torch.zeros(2, 2)}, str(tmp_path / "odd.safetensors"))
     with pytest.raises(
         UnsupportedModelError,
-        match=r"odd.safetensors: not an SD3/SD3.5, Flux.1, Flux.2, Chroma \(Radiance\), Z-Image, Qwen-Image "
-        r"or Qwen-Image 2.1 diffusion model .*foo.weight",
+        match=r"odd.safetensors: not an SD3/SD3.5, Flux.1, Flux.2, Flux 3, Chroma \(Radiance\), Z-Image, "
+        r"Qwen-Image or Qwen-Image 2.1 diffusion model .*foo.weight",
     ):
         load_diffusion_model(tmp_path / "odd.safetensors")
 

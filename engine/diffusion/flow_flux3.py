@@ -1,0 +1,122 @@
+"""Flux 3 (Klein) as a MODEL: diffusers' `Flux3Transformer2DModel` called as its pipeline calls it.
+
+The latent comes patchified from Flux.2's VAE (128 channels at 1/16 of the image, the same VAE and latent
+format), so each latent pixel is one token. Position ids are 4-D (frame, row, column, l): the generated
+image's (0, row / 2, column / 2, 0) (the model was trained with rows and columns at half scale), the n-th
+reference's (0, row / 2, column / 2, -n) (ReferenceMultiLatent / ReferenceLatent, the n-th from 1), the
+prompt's (0, 0, 0, k). References are a mode of their own, modulated at timestep 0; only the generated
+image's tokens come out. The timestep is sigma (the network scales it by 1000).
+
+The distilled Klein is a flow map: each call also embeds the timestep the step jumps to. Loom takes it
+from the sampler's schedule (`transformer_options["sample_sigmas"]`): the next sigma of the schedule below
+the current one, 0 after the last, which is what diffusers' distilled pipeline passes for its Euler steps.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.diffusion.batching import repeat_to_batch
+from engine.diffusion.dit_patches import dit_patches
+from engine.diffusion.flow_models import _UnpooledFlow
+
+ROPE_SCALE = 0.5
+
+
+class Flux3(_UnpooledFlow):
+    """Flux 3 Klein, base and distilled."""
+
+    def context_width(self) -> int:
+        return int(self.diffusion_model.config.joint_attention_dim)
+
+    def condition_key(self, entry: dict[str, Any]) -> tuple[Any, ...]:
+        """Entries batch together only with reference latents of the same shapes (token counts)."""
+        return tuple(tuple(latent.shape) for latent in entry.get("reference_latents") or [])
+
+    def added_conditions(self, entries: list[dict[str, Any]], crop: Any, batch: int) -> dict[str, Any]:
+        import torch
+
+        references = [entry.get("reference_latents") or [] for entry in entries]
+        stacked = []
+        for index in range(len(references[0])):
+            parts = [self.process_latent_in(refs[index].to(crop.device).float()) for refs in references]
+            stacked.append(torch.cat([repeat_to_batch(part, batch) for part in parts]))
+        return {"ref_latents": stacked}
+
+    def _network(
+        self,
+        x: Any,
+        timestep: Any,
+        context: Any,
+        extra: dict[str, Any],
+        control: Any,
+        options: dict[str, Any],
+    ) -> Any:
+        if control is not None:
+            raise ValueError("Loom's Flux 3 model takes no control residuals")
+        target = None
+        if self.diffusion_model.config.flow_map:
+            target = target_timestep(timestep, options.get("sample_sigmas"))
+        with dit_patches(self.diffusion_model, self.family, options, x):
+            return self.forward_tokens(x, timestep, context, extra.get("ref_latents") or [], target)
+
+    def forward_tokens(self, x: Any, timestep: Any, context: Any, refs: list[Any], target: Any = None) -> Any:
+        """The velocity of latent `x` [B, C, H, W] at `timestep` (sigma) for text `context` [B, N, D]."""
+        import torch
+
+        batch, _, height, width = x.shape
+        cond_tokens = cond_ids = None
+        if refs:
+            tokens, ids = [], []
+            for index, ref in enumerate(refs, start=1):
+                ref = ref.to(x.device, x.dtype)
+                tokens.append(ref.flatten(2).transpose(1, 2))
+                ids.append(image_ids(ref.shape[-2], ref.shape[-1], -index, x.device))
+            cond_tokens, cond_ids = torch.cat(tokens, dim=1), torch.cat(ids)
+        out = self.diffusion_model(
+            hidden_states=x.flatten(2).transpose(1, 2),
+            encoder_hidden_states=context.to(x.dtype),
+            timestep=timestep.to(x.dtype),
+            img_ids=image_ids(height, width, 0, x.device),
+            txt_ids=text_ids(context.shape[1], x.device),
+            image_cond_hidden_states=cond_tokens,
+            image_cond_ids=cond_ids,
+            target_timestep=None if target is None else target.to(x.dtype),
+            return_dict=False,
+        )[0]
+        return out.transpose(1, 2).reshape(batch, -1, height, width)
+
+
+def target_timestep(timestep: Any, schedule: Any) -> Any:
+    """Per row, the largest sigma of the sampler's schedule below the row's sigma (0 when none)."""
+    import torch
+
+    if schedule is None:
+        raise ValueError(
+            "the distilled Flux 3 Klein is a flow map: it needs the sampler's sigmas to know where each step "
+            "goes; sample it with KSampler or SamplerCustom (transformer_options['sample_sigmas'] is unset)"
+        )
+    sigmas = schedule.to(timestep.device, torch.float32).flatten()
+    current = timestep.float()[:, None]
+    below = torch.where(sigmas[None, :] < current - 1e-6, sigmas[None, :], torch.zeros_like(sigmas[None, :]))
+    return below.max(dim=1).values.clamp(min=0.0)
+
+
+def image_ids(height: int, width: int, l_coord: int, device: Any) -> Any:
+    """[height·width, 4] ids (0, row / 2, column / 2, l) of a latent's tokens."""
+    import torch
+
+    ids = torch.zeros((height, width, 4), device=device, dtype=torch.float32)
+    ids[..., 1] = torch.arange(height, device=device, dtype=torch.float32)[:, None] * ROPE_SCALE
+    ids[..., 2] = torch.arange(width, device=device, dtype=torch.float32)[None, :] * ROPE_SCALE
+    ids[..., 3] = float(l_coord)
+    return ids.reshape(-1, 4)
+
+
+def text_ids(length: int, device: Any) -> Any:
+    """[length, 4] ids (0, 0, 0, k) of the prompt's tokens."""
+    import torch
+
+    ids = torch.zeros((length, 4), device=device, dtype=torch.float32)
+    ids[:, 3] = torch.arange(length, device=device, dtype=torch.float32)
+    return ids
