@@ -175,9 +175,11 @@ def build_model(state: Mapping[str, Any], detected: Detected, weight_dtype: str 
     from engine.diffusion.fp8 import FP8, file_fp8_dtype, store_linear_weights
     from engine.diffusion.latent_formats import latent_format
     from engine.diffusion.model_patcher import ModelPatcher
+    from engine.models.int8_convrot import dequantised
     from engine.models.lazy_view import stored_dtypes
 
     compute = compute_dtype("unet")
+    state = dequantised(state, compute)  # ComfyUI's int8 ConvRot files, in any family
     storage = FP8.get(weight_dtype) or file_fp8_dtype(stored_dtypes(state, detected.prefix))
     from engine.models.flow_fill import TypedReader
 

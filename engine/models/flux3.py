@@ -11,7 +11,7 @@ step jumps to), `{early,single}_stream_modulations.{image,image_cond,txt}.lin`,
 with `model.diffusion_model.`. Widths, block counts and the MLP ratio are read from the shapes; heads are
 128 wide with rotary axes (32, 32, 32, 32) over (frame, row, column, text position) in the released model
 (test-sized heads split theirs in four). The conversion is diffusers' own; int8 ConvRot matrices are
-dequantised as they are read (engine.models.int8_convrot).
+dequantised on load (engine.models.flow_families.build_model).
 """
 
 from __future__ import annotations
@@ -93,7 +93,6 @@ def load_transformer(state: Mapping[str, Any], prefix: str, dtype: Any) -> Any:
     from diffusers import Flux3Transformer2DModel
 
     from engine.models.flow_fill import fill as filled
-    from engine.models.int8_convrot import dequantised
     from engine.models.lazy_view import Prefixed, shapes_of
     from engine.models.zimage import OTHER_MODELS
 
@@ -102,7 +101,7 @@ def load_transformer(state: Mapping[str, Any], prefix: str, dtype: Any) -> Any:
     convert = converter(config)
     return filled(
         lambda: Flux3Transformer2DModel(**config),
-        lambda _: convert(dequantised(own, dtype)),
+        lambda _: convert(own),
         "Flux 3 diffusion model",
         dtype,
     )

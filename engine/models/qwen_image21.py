@@ -70,12 +70,11 @@ def converter(config: Mapping[str, Any]) -> Any:
 
 
 def load_transformer(state: Mapping[str, Any], prefix: str, dtype: Any) -> Any:
-    """A `QwenImage21Transformer2DModel` filled from the weights under `prefix` (other keys ignored);
-    int8 ConvRot matrices are dequantised as they are read (engine.models.int8_convrot)."""
+    """A `QwenImage21Transformer2DModel` filled from the weights under `prefix` (other keys ignored; int8
+    ConvRot files arrive dequantised, engine.models.flow_families.build_model)."""
     from diffusers import QwenImage21Transformer2DModel
 
     from engine.models.flow_fill import fill as filled
-    from engine.models.int8_convrot import dequantised
     from engine.models.lazy_view import Prefixed, shapes_of
     from engine.models.zimage import OTHER_MODELS
 
@@ -84,7 +83,7 @@ def load_transformer(state: Mapping[str, Any], prefix: str, dtype: Any) -> Any:
     convert = converter(config)
     return filled(
         lambda: QwenImage21Transformer2DModel(**config),
-        lambda _: convert(dequantised(own, dtype)),
+        lambda _: convert(own),
         "Qwen-Image 2.1 diffusion model",
         dtype,
     )

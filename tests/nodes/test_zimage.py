@@ -119,3 +119,35 @@ def test_skip_layer_guidance_reaches_its_layers(executor: Executor, zimage_folde
     prompt["8"]["inputs"]["model"] = ["20", 0]
     guided = image_of(zimage_folders, run(executor, prompt), "10")
     assert np.isfinite(guided).all() and not np.array_equal(plain, guided)
+
+
+def test_int8_convrot_file_loads_dequantised(
+    executor: Executor, zimage_folders: Folders, zimage_models: tuple[Path, dict[str, Any]]
+) -> None:
+    """ComfyUI's `*_int8_convrot` files (the Z-Image int8 templates) load in any flow family: each
+    quantised matrix is int8 × its row scale, rotated back, and the graph runs."""
+    import re
+
+    from safetensors.torch import load_file, save_file
+
+    from engine.models.flow_families import load_diffusion_model
+    from engine.models.int8_convrot import hadamard
+    from tests.nodes.qwen21_fixtures import quantise_convrot
+
+    root = zimage_models[0]
+    plain = load_file(str(root / "diffusion_models" / "z_image_turbo_bf16.safetensors"))
+    pattern = re.compile(r"layers\.\d+\.attention\.qkv\.weight$")
+    quantised = quantise_convrot(plain, pattern=pattern)
+    assert any(key.endswith(".comfy_quant") for key in quantised)
+    path = root / "diffusion_models" / "z_image_turbo_int8_convrot.safetensors"
+    save_file(quantised, str(path))
+    model = load_diffusion_model(path).model.diffusion_model
+    key = next(k for k in quantised if pattern.search(k))
+    rows, cols = quantised[key].shape
+    expected = (quantised[key].float() * quantised[key + "_scale"]).reshape(rows, -1, 16) @ hadamard(16)
+    layer = int(key.split(".")[1])
+    loaded = torch.cat([getattr(model.layers[layer].attention, n).weight for n in ("to_q", "to_k", "to_v")])
+    assert torch.allclose(loaded.float(), expected.reshape(rows, cols), atol=1e-2)
+    assert torch.allclose(loaded.float(), plain[key].float(), atol=0.05)
+    pixels = image_of(zimage_folders, run(executor, zimage_workflow(unet=path.name)), "10")
+    assert np.isfinite(pixels).all() and pixels.std() > 0
