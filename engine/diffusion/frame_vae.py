@@ -63,4 +63,3 @@ class _FrameDist:
 
     def sample(self, generator: Any = None) -> torch.Tensor:
         return self.dist.sample(generator)[:, :, 0]
-

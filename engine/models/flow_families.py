@@ -21,7 +21,6 @@ CLIP_TYPES_SUPPORTED = {
     "sd3": ("clip_l", "clip_g", "t5xxl"),
     "flux": ("clip_l", "t5xxl"),
     "chroma": ("t5xxl",),
-    "chroma_radiance": ("t5xxl",),
     "zimage": ("qwen3_4b",),
     "qwen_image": ("qwen25_7b",),
     "flux2": ("qwen3_4b", "qwen3_8b", "mistral3_24b"),
@@ -42,6 +41,8 @@ CLIP_TYPE_FAMILIES = {
     "flux2": "flux2",
     "flux3": "flux3",
 }
+# Families whose text encoder is another family's CLIP (a checkpoint's CLIP gets that family).
+CLIP_FAMILY_OF = {"chroma_radiance": "chroma"}
 TEXT_ENCODER_PREFIXES = {
     "clip_l": "text_encoders.clip_l.transformer.",
     "clip_g": "text_encoders.clip_g.transformer.",
@@ -363,12 +364,13 @@ def load_checkpoint(path: Path, state: Mapping[str, Any], shapes: Shapes, detect
 
     model = build_model(state, detected)
     dtype = compute_dtype("text")
+    clip_family = CLIP_FAMILY_OF.get(detected.family, detected.family)
     encoders = [
         text_encoders.load(_reading_as(state, dtype), prefix, role, dtype)  # type: ignore[arg-type]
         for role, prefix in TEXT_ENCODER_PREFIXES.items()
-        if role in CLIP_TYPES_SUPPORTED[detected.family] and text_encoders.kind_of(shapes, prefix) is not None
+        if role in CLIP_TYPES_SUPPORTED[clip_family] and text_encoders.kind_of(shapes, prefix) is not None
     ]
-    clip = clip_handle(encoders, detected.family) if encoders else None
+    clip = clip_handle(encoders, clip_family) if encoders else None
     vae = vae_from_state(state, path.name) if "first_stage_model.decoder.conv_in.weight" in shapes else None
     return Checkpoint(model, clip, vae)
 
