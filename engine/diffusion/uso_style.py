@@ -93,6 +93,11 @@ class UsoStylePatch:
         self.patch = patch
         self.layers = layers
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> UsoStylePatch:
+        # ModelPatcher.clone deep-copies model_options; ComfyUI's clone copies only the dicts and lists, so
+        # the patch (with the projector's weights) is shared by the clones, as the control patches are.
+        return self
+
     def __call__(self, args: dict[str, Any]) -> dict[str, Any]:
         import torch
 
