@@ -197,18 +197,9 @@ def build_model(state: Mapping[str, Any], detected: Detected, weight_dtype: str 
 
 def _record_lora_rows(transformer: Any, detected: Detected, state: Mapping[str, Any]) -> None:
     """Let LoRAs in the reference layout find the diffusers weights their rows went to."""
+    from importlib import import_module
+
     from engine.diffusion.lora_flow import record_rows
-    from engine.models import (
-        chroma,
-        chroma_radiance,
-        flux,
-        flux2,
-        flux3,
-        qwen_image,
-        qwen_image21,
-        sd3,
-        zimage,
-    )
     from engine.models.lazy_view import shapes_of
     from engine.models.zimage import OTHER_MODELS
 
@@ -217,19 +208,10 @@ def _record_lora_rows(transformer: Any, detected: Detected, state: Mapping[str, 
         for k, shape in shapes_of(state, detected.prefix).items()
         if not OTHER_MODELS(k.removeprefix(detected.prefix))
     }
-    if detected.family == "chroma_radiance":
-        record_rows(transformer, chroma_radiance.converter(shapes), shapes)
+    module = import_module(f"engine.models.{detected.family}")  # each family's module bears its name
+    if detected.family == "chroma_radiance":  # its converter reads the shapes
+        record_rows(transformer, module.converter(shapes), shapes)
         return
-    module = {
-        "flux3": flux3,
-        "sd3": sd3,
-        "flux": flux,
-        "flux2": flux2,
-        "chroma": chroma,
-        "zimage": zimage,
-        "qwen_image": qwen_image,
-        "qwen_image21": qwen_image21,
-    }[detected.family]
     config = module.transformer_config(shapes, "") if detected.family in ("flux", "chroma") else {}
     record_rows(transformer, module.converter(config), shapes)
 
