@@ -172,6 +172,7 @@ class ChromaRadiance(LatentFormat):
     scale_factor: float = 1.0
     rgb_factors: tuple[tuple[float, float, float], ...] = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
     channels: int = 3
+    spacial_downscale_ratio: int = 1  # another family's empty latent grows to the image's size
 
 
 # Z-Image and Chroma decode with Flux's VAE (ae.safetensors) and use its latent format.

@@ -1,6 +1,7 @@
 """An empty latent made for another family (EmptyLatentImage: 4 channels at 1/8 of the image) takes the
-sampled model's channels and, for the families whose latents are 1/16 of the image (Flux.2, Flux 3,
-Qwen-Image 2.1), half its size, as newer ComfyUI's fix_empty_latent_channels does."""
+sampled model's channels and its scale: half the size for the families whose latents are 1/16 of the image
+(Flux.2, Flux 3, Qwen-Image 2.1), the image's size for Chroma Radiance's pixel latents, as newer ComfyUI's
+fix_empty_latent_channels does."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ class _Model:
         ("flux3", (2, 128, 4, 6)),
         ("qwen_image21", (2, 64, 4, 6)),
         ("flux", (2, 16, 8, 12)),
+        ("chroma_radiance", (2, 3, 64, 96)),
     ],
 )
 def test_empty_latent_of_another_family_is_rescaled(family: str, expected: tuple[int, ...]) -> None:
