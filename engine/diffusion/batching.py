@@ -1,8 +1,9 @@
 """Fitting a tensor to a batch size, as ComfyUI's `repeat_to_batch_size` does everywhere (conditioning,
-references, masks, control hints, composites)."""
+references, masks, control hints, composites), and the conditioning entries' reference latents stacked so."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 
@@ -16,3 +17,19 @@ def repeat_to_batch(tensor: Any, batch: int, dim: int = 0) -> Any:
         repeats[dim] = -(-batch // size)
         return tensor.repeat(repeats).narrow(dim, 0, batch)
     return tensor
+
+
+def stacked_references(
+    entries: list[dict[str, Any]], batch: int, process_in: Callable[[Any], Any], device: Any
+) -> list[Any]:
+    """Per reference index, the entries' `reference_latents` at that index in float32 on `device`, through
+    `process_in` (the model's latent scaling) and fitted to `batch` rows, one entry after another:
+    len(entries)·batch rows (the models' `condition_key` batches only entries whose references have the
+    same shapes)."""
+    import torch
+
+    references = [entry.get("reference_latents") or [] for entry in entries]
+    return [
+        torch.cat([repeat_to_batch(process_in(refs[index].to(device).float()), batch) for refs in references])
+        for index in range(len(references[0]))
+    ]

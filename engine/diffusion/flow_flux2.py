@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from engine.diffusion.batching import repeat_to_batch
+from engine.diffusion.batching import stacked_references
 from engine.diffusion.dit_patches import dit_patches
 from engine.diffusion.flow_models import FLUX_DEFAULT_GUIDANCE, FlowTransformer
 
@@ -80,10 +80,7 @@ class Flux2(FlowTransformer):
             value = entry.get("guidance", FLUX_DEFAULT_GUIDANCE)
             guidance += [math.nan if value is None else float(value)] * batch
         references = [entry.get("reference_latents") or [] for entry in entries]
-        stacked = []
-        for index in range(len(references[0])):
-            parts = [self.process_latent_in(refs[index].to(crop.device).float()) for refs in references]
-            stacked.append(torch.cat([repeat_to_batch(part, batch) for part in parts]))
+        stacked = stacked_references(entries, batch, self.process_latent_in, crop.device)
         sources = [latent for refs in references for latent in refs]
         return {
             "guidance": torch.tensor(guidance, device=crop.device),

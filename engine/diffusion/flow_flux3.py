@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.diffusion.batching import repeat_to_batch
+from engine.diffusion.batching import stacked_references
 from engine.diffusion.dit_patches import dit_patches
 from engine.diffusion.flow_models import _UnpooledFlow
 
@@ -34,13 +34,7 @@ class Flux3(_UnpooledFlow):
         return tuple(tuple(latent.shape) for latent in entry.get("reference_latents") or [])
 
     def added_conditions(self, entries: list[dict[str, Any]], crop: Any, batch: int) -> dict[str, Any]:
-        import torch
-
-        references = [entry.get("reference_latents") or [] for entry in entries]
-        stacked = []
-        for index in range(len(references[0])):
-            parts = [self.process_latent_in(refs[index].to(crop.device).float()) for refs in references]
-            stacked.append(torch.cat([repeat_to_batch(part, batch) for part in parts]))
+        stacked = stacked_references(entries, batch, self.process_latent_in, crop.device)
         return {"ref_latents": stacked}
 
     def _network(

@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from engine.diffusion.batching import repeat_to_batch
+from engine.diffusion.batching import stacked_references
 from engine.diffusion.flow_models import _UnpooledFlow
 
 
@@ -44,8 +44,6 @@ class QwenImage(_UnpooledFlow):
         return (*shapes, entry.get("reference_latents_method", self.default_reference_method))
 
     def added_conditions(self, entries: list[dict[str, Any]], crop: Any, batch: int) -> dict[str, Any]:
-        import torch
-
         references = [entry.get("reference_latents") or [] for entry in entries]
         if not references[0]:
             return {}
@@ -57,10 +55,7 @@ class QwenImage(_UnpooledFlow):
                 f"reference_latents_method {sorted(unknown)[0]!r} is not supported for Qwen-Image in Loom; "
                 "reference latents are placed by index (index_timestep_zero, negative_index)"
             )
-        stacked = []
-        for index in range(len(references[0])):
-            parts = [self.process_latent_in(refs[index].to(crop.device).float()) for refs in references]
-            stacked.append(torch.cat([repeat_to_batch(part, batch) for part in parts]))
+        stacked = stacked_references(entries, batch, self.process_latent_in, crop.device)
         # index_timestep_zero (Qwen-Image Edit 2511): the references are modulated as at timestep 0.
         return {
             "ref_latents": stacked,

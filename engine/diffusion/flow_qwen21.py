@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from engine.diffusion.batching import repeat_to_batch
+from engine.diffusion.batching import stacked_references
 from engine.diffusion.flow_models import _UnpooledFlow
 
 
@@ -31,13 +31,7 @@ class QwenImage21(_UnpooledFlow):
         return (*shapes, tuple(entry.get("image_slots") or ()))
 
     def added_conditions(self, entries: list[dict[str, Any]], crop: Any, batch: int) -> dict[str, Any]:
-        import torch
-
-        references = [entry.get("reference_latents") or [] for entry in entries]
-        stacked = []
-        for index in range(len(references[0])):
-            parts = [self.process_latent_in(refs[index].to(crop.device).float()) for refs in references]
-            stacked.append(torch.cat([repeat_to_batch(part, batch) for part in parts]))
+        stacked = stacked_references(entries, batch, self.process_latent_in, crop.device)
         return {"ref_latents": stacked, "image_slots": list(entries[0].get("image_slots") or [])}
 
     def _forward(self, x: Any, timestep: Any, context: Any, extra: dict[str, Any]) -> Any:

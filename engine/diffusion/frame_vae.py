@@ -43,8 +43,10 @@ class FrameVAE(torch.nn.Module):
 
     @property
     def image_channels(self) -> int:
-        """3 (RGB), or 4 for Qwen-Image Layered's RGBA VAE."""
-        return int(self.video_vae.config.input_channels)
+        """3 (RGB), or 4 for the RGBA VAEs of Qwen-Image Layered (`input_channels`) and Qwen-Image 2.1
+        (`in_channels`); `engine.diffusion.vae.VAE` gives an RGB image an opaque alpha for them."""
+        config = self.video_vae.config
+        return int(config.get("input_channels", config.get("in_channels", 3)))
 
     def decode(self, z: torch.Tensor) -> _Sample:
         if z.ndim == 5:  # frames into the batch: [B, C, T, h, w] → [B·T, C, h, w]
@@ -61,14 +63,3 @@ class _FrameDist:
 
     def sample(self, generator: Any = None) -> torch.Tensor:
         return self.dist.sample(generator)[:, :, 0]
-
-
-class RGBAFrameVAE(FrameVAE):
-    """Qwen-Image 2.1's VAE, which reads and writes RGBA: an RGB image is encoded as opaque (alpha 1,
-    +1 in the VAE's [-1, 1] range); decoded images keep their alpha channel."""
-
-    def encode(self, x: torch.Tensor) -> _Latent:
-        missing = int(self.video_vae.config.in_channels) - x.shape[1]
-        if missing > 0:
-            x = torch.nn.functional.pad(x, (0, 0, 0, 0, 0, missing), value=1.0)
-        return super().encode(x)

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from engine.diffusion.latent_formats import LatentFormat
+from engine.diffusion.latent_formats_flow import Wan21
 
 CHANNELS = 64
 
 
 @cache
-def _stats() -> tuple[tuple[float, ...], tuple[float, ...]]:
+def _vae_stats() -> tuple[tuple[float, ...], tuple[float, ...]]:
     import inspect
 
     from diffusers import AutoencoderKLQwenImage21
@@ -24,26 +24,20 @@ def _stats() -> tuple[tuple[float, ...], tuple[float, ...]]:
 
 
 @dataclass(frozen=True)
-class QwenImage21(LatentFormat):
-    """No published RGB preview fit is shipped with diffusers: previews of these latents are grey."""
+class QwenImage21(Wan21):
+    """Normalised per channel as Wan21's latents, with this VAE's statistics. No published RGB preview fit
+    is shipped with diffusers: previews of these latents are grey."""
 
     scale_factor: float = 1.0
     rgb_factors: tuple[tuple[float, float, float], ...] = ((0.0, 0.0, 0.0),) * CHANNELS
+    rgb_bias: tuple[float, float, float] = (0.0, 0.0, 0.0)
     channels: int = CHANNELS
     spacial_downscale_ratio: int = 16
 
-    def _tensors(self, latent: Any) -> tuple[Any, Any]:
+    def _stats(self, latent: Any) -> tuple[Any, Any]:
         import torch
 
-        mean, std = _stats()
         shape = (1, self.channels) + (1,) * (latent.ndim - 2)
-        as_tensor = lambda v: torch.tensor(v, device=latent.device, dtype=latent.dtype).view(shape)  # noqa: E731
-        return as_tensor(mean), as_tensor(std)
-
-    def process_in(self, latent: Any) -> Any:
-        mean, std = self._tensors(latent)
-        return (latent - mean) / std
-
-    def process_out(self, latent: Any) -> Any:
-        mean, std = self._tensors(latent)
-        return latent * std + mean
+        mean, std = _vae_stats()
+        mean_t = torch.tensor(mean, device=latent.device, dtype=latent.dtype).view(shape)
+        return mean_t, torch.tensor(std, device=latent.device, dtype=latent.dtype).view(shape)

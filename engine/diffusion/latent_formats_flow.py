@@ -155,6 +155,7 @@ class Flux2(LatentFormat):
     rgb_factors: tuple[tuple[float, float, float], ...] = FLUX2_RGB
     rgb_bias: tuple[float, float, float] = (-0.0329, -0.0718, -0.0851)
     channels: int = 128
+    spacial_downscale_ratio: int = 16  # another family's empty latent (1/8) is halved, as newer ComfyUI's
     taesd_decoder_name = "taef2_decoder"
 
     def preview_jpeg(self, x0: Any, max_side: int = 512) -> bytes:
@@ -171,6 +172,7 @@ class ChromaRadiance(LatentFormat):
     scale_factor: float = 1.0
     rgb_factors: tuple[tuple[float, float, float], ...] = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
     channels: int = 3
+    spacial_downscale_ratio: int = 1  # another family's empty latent grows to the image's size
 
 
 # Z-Image and Chroma decode with Flux's VAE (ae.safetensors) and use its latent format.

@@ -245,7 +245,8 @@ def _stacked_layers(hidden_states: tuple[Any, ...], layers: tuple[int, ...]) -> 
     depth = len(hidden_states) - 1
     if max(layers) >= depth:
         raise ValueError(
-            f"this text encoder has {depth} layers, but Flux.2 reads the hidden states of layers "
-            f"{', '.join(map(str, layers))}: load the model's own text encoder (a full Qwen3 or Mistral file)"
+            f"this text encoder has {depth} layers, but its family reads the hidden states of layers "
+            f"{', '.join(map(str, layers))}: load the complete file "
+            "(Flux.2: Qwen3 or Mistral, Flux 3: Qwen3-VL)"
         )
     return torch.cat([hidden_states[i] for i in layers], dim=-1)

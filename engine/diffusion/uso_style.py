@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.diffusion.batching import repeat_to_batch
 from engine.diffusion.model_patch_files import ModelPatch, ModelPatchError
 
 LEVELS = ("high", "mid", "low")  # the order of the tokens in the prompt
@@ -92,13 +93,17 @@ class UsoStylePatch:
         self.patch = patch
         self.layers = layers
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> UsoStylePatch:
+        # ModelPatcher.clone deep-copies model_options; ComfyUI's clone copies only the dicts and lists, so
+        # the patch (with the projector's weights) is shared by the clones, as the control patches are.
+        return self
+
     def __call__(self, args: dict[str, Any]) -> dict[str, Any]:
         import torch
 
         txt, txt_ids = args["txt"], args["txt_ids"]
         style = project(self.patch, self.layers, txt.dtype, txt.device)
-        if style.shape[0] != txt.shape[0]:  # one style image for a batch, as torch.cat would need
-            style = style.repeat(-(-txt.shape[0] // style.shape[0]), 1, 1)[: txt.shape[0]]
+        style = repeat_to_batch(style, txt.shape[0])  # one style image for a batch, as torch.cat needs
         zeros = torch.zeros((txt.shape[0], style.shape[1], 3), dtype=txt_ids.dtype, device=txt_ids.device)
         return {**args, "txt": torch.cat([style, txt], dim=1), "txt_ids": torch.cat([zeros, txt_ids], dim=1)}
 

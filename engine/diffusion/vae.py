@@ -328,11 +328,11 @@ def _frame_vae(state: dict[str, Any], name: str) -> VAE:
 
 def _rgba_frame_vae(state: dict[str, Any], name: str) -> VAE:
     """Qwen-Image 2.1's RGBA VAE with its 64-channel latent format."""
-    from engine.diffusion.frame_vae import RGBAFrameVAE
+    from engine.diffusion.frame_vae import FrameVAE
     from engine.models import qwen_vae21
 
     video = qwen_vae21.load(state, manager().dtype("vae"), name)
-    return VAE.wrap(RGBAFrameVAE(video).eval(), latent_format("qwen_image21", 1.0, {}))
+    return VAE.wrap(FrameVAE(video).eval(), latent_format("qwen_image21", 1.0, {}))
 
 
 class _TileProgress:

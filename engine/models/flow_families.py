@@ -21,7 +21,6 @@ CLIP_TYPES_SUPPORTED = {
     "sd3": ("clip_l", "clip_g", "t5xxl"),
     "flux": ("clip_l", "t5xxl"),
     "chroma": ("t5xxl",),
-    "chroma_radiance": ("t5xxl",),
     "zimage": ("qwen3_4b",),
     "qwen_image": ("qwen25_7b",),
     "flux2": ("qwen3_4b", "qwen3_8b", "mistral3_24b"),
@@ -42,6 +41,8 @@ CLIP_TYPE_FAMILIES = {
     "flux2": "flux2",
     "flux3": "flux3",
 }
+# Families whose text encoder is another family's CLIP (a checkpoint's CLIP gets that family).
+CLIP_FAMILY_OF = {"chroma_radiance": "chroma"}
 TEXT_ENCODER_PREFIXES = {
     "clip_l": "text_encoders.clip_l.transformer.",
     "clip_g": "text_encoders.clip_g.transformer.",
@@ -196,18 +197,9 @@ def build_model(state: Mapping[str, Any], detected: Detected, weight_dtype: str 
 
 def _record_lora_rows(transformer: Any, detected: Detected, state: Mapping[str, Any]) -> None:
     """Let LoRAs in the reference layout find the diffusers weights their rows went to."""
+    from importlib import import_module
+
     from engine.diffusion.lora_flow import record_rows
-    from engine.models import (
-        chroma,
-        chroma_radiance,
-        flux,
-        flux2,
-        flux3,
-        qwen_image,
-        qwen_image21,
-        sd3,
-        zimage,
-    )
     from engine.models.lazy_view import shapes_of
     from engine.models.zimage import OTHER_MODELS
 
@@ -216,19 +208,10 @@ def _record_lora_rows(transformer: Any, detected: Detected, state: Mapping[str, 
         for k, shape in shapes_of(state, detected.prefix).items()
         if not OTHER_MODELS(k.removeprefix(detected.prefix))
     }
-    if detected.family == "chroma_radiance":
-        record_rows(transformer, chroma_radiance.converter(shapes), shapes)
+    module = import_module(f"engine.models.{detected.family}")  # each family's module bears its name
+    if detected.family == "chroma_radiance":  # its converter reads the shapes
+        record_rows(transformer, module.converter(shapes), shapes)
         return
-    module = {
-        "flux3": flux3,
-        "sd3": sd3,
-        "flux": flux,
-        "flux2": flux2,
-        "chroma": chroma,
-        "zimage": zimage,
-        "qwen_image": qwen_image,
-        "qwen_image21": qwen_image21,
-    }[detected.family]
     config = module.transformer_config(shapes, "") if detected.family in ("flux", "chroma") else {}
     record_rows(transformer, module.converter(config), shapes)
 
@@ -363,12 +346,13 @@ def load_checkpoint(path: Path, state: Mapping[str, Any], shapes: Shapes, detect
 
     model = build_model(state, detected)
     dtype = compute_dtype("text")
+    clip_family = CLIP_FAMILY_OF.get(detected.family, detected.family)
     encoders = [
         text_encoders.load(_reading_as(state, dtype), prefix, role, dtype)  # type: ignore[arg-type]
         for role, prefix in TEXT_ENCODER_PREFIXES.items()
-        if role in CLIP_TYPES_SUPPORTED[detected.family] and text_encoders.kind_of(shapes, prefix) is not None
+        if role in CLIP_TYPES_SUPPORTED[clip_family] and text_encoders.kind_of(shapes, prefix) is not None
     ]
-    clip = clip_handle(encoders, detected.family) if encoders else None
+    clip = clip_handle(encoders, clip_family) if encoders else None
     vae = vae_from_state(state, path.name) if "first_stage_model.decoder.conv_in.weight" in shapes else None
     return Checkpoint(model, clip, vae)
 

@@ -7,7 +7,9 @@ the matrix was rotated before quantising: each run of `convrot_groupsize` input 
 normalised Hadamard matrix built as Kronecker powers of the regular 4×4 one
 ([[1,1,1,-1],[1,1,-1,1],[1,-1,1,1],[-1,1,1,1]] / 2), so the int8 grid suits the flattened outliers. That
 matrix is symmetric and orthogonal (its own inverse), so the weight is `(int8 × scale)` with each group
-multiplied by it once more. Other formats (nvfp4, mxfp8, int4 ConvRot) are refused by name.
+multiplied by it once more. ComfyUI's fp8mixed files (Flux.2) mark their fp8 matrices the same way
+(`float8_e4m3fn`, a per-tensor `weight_scale`, an `input_scale` Loom does not need): read as fp8 × scale.
+Other formats (nvfp4, mxfp8, int4 ConvRot) are refused by name.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from engine.models.errors import UnsupportedModelError
 
 QUANT_SUFFIX = ".comfy_quant"
 SCALE_SUFFIX = "_scale"
-SUPPORTED_FORMATS = ("int8_tensorwise",)
+SUPPORTED_FORMATS = ("int8_tensorwise", "float8_e4m3fn", "float8_e5m2")
 
 
 def is_quantised(keys: Any) -> bool:

@@ -178,3 +178,19 @@ def test_fp8_weight_dtype_keeps_the_pixel_embedder_in_float32(
     prompt["1"]["inputs"]["weight_dtype"] = "fp8_e4m3fn"
     pixels = image_of(folders, run(executor, prompt), "16")
     assert np.isfinite(pixels).all() and pixels.std() > 0
+
+
+def test_a_checkpoint_with_t5_gives_a_chroma_clip(tmp_path: Path) -> None:
+    """A Chroma Radiance checkpoint holding its T5 (as CheckpointSave writes one) loads a CLIP that encodes
+    as Chroma's: the radiance model takes Chroma's text encoder."""
+    from engine.diffusion import handles
+    from tests.nodes.flow_fixtures import JOINT, t5_file_state, tiny_t5
+
+    state = {f"model.diffusion_model.{k}": v for k, v in tiny_radiance_state(context=JOINT).items()}
+    state |= {f"text_encoders.t5xxl.transformer.{k}": v for k, v in t5_file_state(tiny_t5(3)).items()}
+    path = tmp_path / "radiance_with_t5.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    loaded = handles.load(path)
+    assert loaded.clip is not None and loaded.clip.family == "chroma"
+    cond = loaded.clip.encode_from_tokens(loaded.clip.tokenize("a red fox"))
+    assert cond.shape[-1] == JOINT

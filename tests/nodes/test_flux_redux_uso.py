@@ -205,6 +205,8 @@ def test_uso_patch_prepends_projected_tokens_with_zero_ids(executor: Executor, f
     assert torch.equal(out["txt"][:, 9:], txt) and torch.allclose(out["txt"][:, :9], style)
     assert out["txt_ids"].shape == (1, 15, 3) and not out["txt_ids"].any()
     assert "post_input" not in model.model_options["transformer_options"].get("patches", {})
+    # Clones downstream (LoRAs, sampling patches) share the patch and its weights, as ComfyUI's do.
+    assert patched.clone().model_options["transformer_options"]["patches"]["post_input"][0] is post
 
 
 def by_hand(weights: dict[str, torch.Tensor], hidden: torch.Tensor) -> torch.Tensor:

@@ -233,3 +233,20 @@ def test_sequence_layout_follows_comfyui() -> None:
     assert ids[2].tolist() == [2, -1.5, -1.0] and ids[7].tolist() == [2, 0.5, 0.0]  # rows -1.5…0.5
     assert ids[8].tolist() == [5, 5, 5]  # text resumes after the reference's longer side (3)
     assert ids[11].tolist() == [8, -1, -2] and ids[-1].tolist() == [8, 0, 1]
+
+
+def test_rgba_vae_tiles_and_keeps_alpha() -> None:
+    """The RGBA VAE reports four image channels: tiled decoding fills RGBA tiles, an RGBA image's alpha
+    reaches the encoder, and an RGB image is encoded as opaque."""
+    from engine.diffusion.vae import vae_from_state_dict
+    from tests.nodes.qwen21_fixtures import tiny_vae, vae_to_comfy
+
+    vae = vae_from_state_dict(vae_to_comfy(tiny_vae(3).state_dict()), {}, "qwen_image_2.1_vae.safetensors")
+    assert vae.output_channels == 4
+    latent = torch.randn(1, 64, 12, 12, generator=torch.Generator().manual_seed(0))
+    assert vae.decode_tiled(latent, tile_x=8, tile_y=8, overlap=1).shape == (1, 192, 192, 4)
+    image = torch.rand(1, 64, 64, 4, generator=torch.Generator().manual_seed(1))
+    opaque = image.clone()
+    opaque[..., 3] = 1.0
+    assert not torch.equal(vae.encode(image), vae.encode(opaque))
+    assert torch.equal(vae.encode(opaque), vae.encode(opaque[..., :3]))
