@@ -28,10 +28,7 @@ NERF_TILE_SIZE = 32
 
 
 def prefix_of(shapes: Shapes) -> str | None:
-    for prefix in flux.PREFIXES:
-        if all(prefix + m in shapes for m in MARKERS):
-            return prefix
-    return None
+    return flux.marked_prefix(shapes, MARKERS)
 
 
 def transformer_config(shapes: Shapes, prefix: str) -> dict[str, Any]:

@@ -21,11 +21,16 @@ HEAD_DIM = 128
 MLP_RATIO = 4
 
 
-def prefix_of(shapes: Shapes) -> str | None:
+def marked_prefix(shapes: Shapes, markers: tuple[str, ...]) -> str | None:
+    """The key prefix (all-in-one, bare diffusion model…) under which every marker key is present."""
     for prefix in PREFIXES:
-        if all(prefix + m in shapes for m in MARKERS):
+        if all(prefix + m in shapes for m in markers):
             return prefix
     return None
+
+
+def prefix_of(shapes: Shapes) -> str | None:
+    return marked_prefix(shapes, MARKERS)
 
 
 def variant(shapes: Shapes, prefix: str) -> str:

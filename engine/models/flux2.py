@@ -19,9 +19,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from engine.models.flux import marked_prefix
+
 Shapes = Mapping[str, tuple[int, ...]]
 
-PREFIXES = ("model.diffusion_model.", "diffusion_model.", "")
 MARKERS = ("double_stream_modulation_img.lin.weight", "single_stream_modulation.lin.weight", "img_in.weight")
 HEAD_DIM = 128
 AXES_DIMS = (32, 32, 32, 32)
@@ -31,10 +32,7 @@ SIZES = {3 * 2560: "Klein 4B", 3 * 4096: "Klein 9B", 3 * 5120: "dev"}
 
 
 def prefix_of(shapes: Shapes) -> str | None:
-    for prefix in PREFIXES:
-        if all(prefix + m in shapes for m in MARKERS):
-            return prefix
-    return None
+    return marked_prefix(shapes, MARKERS)
 
 
 def variant(shapes: Shapes, prefix: str) -> str:

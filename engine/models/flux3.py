@@ -20,9 +20,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from engine.models.flux import marked_prefix
+
 Shapes = Mapping[str, tuple[int, ...]]
 
-PREFIXES = ("model.diffusion_model.", "diffusion_model.", "")
 MARKERS = ("early_stream_modulations.image.lin.weight", "emb_in.image.weight", "txt_in.weight")
 DISTILLED_MARKER = "ref_time_in.in_layer.weight"
 HEAD_DIM = 128
@@ -30,10 +31,7 @@ ROPE_THETA = 10000
 
 
 def prefix_of(shapes: Shapes) -> str | None:
-    for prefix in PREFIXES:
-        if all(prefix + m in shapes for m in MARKERS):
-            return prefix
-    return None
+    return marked_prefix(shapes, MARKERS)
 
 
 def is_distilled(shapes: Shapes, prefix: str) -> bool:

@@ -16,18 +16,16 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from engine.models.flux import marked_prefix
+
 Shapes = Mapping[str, tuple[int, ...]]
 
-PREFIXES = ("model.diffusion_model.", "diffusion_model.", "")
 MARKERS = ("txt_in.text_norm.weight", "img_in.weight", "modulation.1.weight")
 HEAD_DIM = 128
 
 
 def prefix_of(shapes: Shapes) -> str | None:
-    for prefix in PREFIXES:
-        if all(prefix + m in shapes for m in MARKERS):
-            return prefix
-    return None
+    return marked_prefix(shapes, MARKERS)
 
 
 def _mlp_hidden(shapes: Shapes, p: str) -> int:
