@@ -60,10 +60,14 @@ class Watched:
         self.page = page
         self.url = ""
         self.answered: set[int] = set()
+        # Requests sent before the page was last reloaded: the reload itself cancels those still open.
+        self.before_reload: set[int] = set()
         self.console: list[str] = []
+        self.sent: list[int] = []
         self.failed: list[str] = []
         page.on("console", lambda m: self.console.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda error: self.console.append(f"page error: {error}"))
+        page.on("request", lambda request: self.sent.append(id(request)))
         page.on("response", self._response)
         page.on("requestfailed", self._request_failed)
 
@@ -80,11 +84,18 @@ class Watched:
             return
         if not request.url.startswith(self.url):
             return  # elsewhere on the internet (release check, model links): network-only
+        if id(request) in self.before_reload and request.failure == "net::ERR_ABORTED":
+            return  # cancelled by the reload, not refused by the server
         self.failed.append(f"failed {request.method} {request.url}: {request.failure}")
 
     def open(self, url: str) -> None:
         self.url = url
         self.page.goto(url)
+        self.page.wait_for_function(READY, timeout=60000)
+
+    def reload(self) -> None:
+        self.before_reload.update(self.sent)
+        self.page.reload()
         self.page.wait_for_function(READY, timeout=60000)
 
     def unexplained_errors(self) -> list[str]:
@@ -148,8 +159,7 @@ def test_saved_workflow_and_changed_setting_survive_a_reload(watched: Watched, c
     with page.expect_request(lambda r: r.method == "POST" and "loom-saved.json" in r.url):
         page.keyboard.press("Enter")
     page.wait_for_function(SAVED)
-    page.reload()
-    page.wait_for_function(READY, timeout=60000)
+    watched.reload()
     assert page.evaluate("() => app.extensionManager.setting.get('Comfy.TextareaWidget.FontSize')") == 13
     page.wait_for_function(
         SAVED,
