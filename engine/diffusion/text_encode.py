@@ -67,6 +67,8 @@ ROLE_OPTIONS: dict[str, dict[str, EncoderOptions]] = {
     # Qwen-Image Qwen2.5-VL's final, normalised output.
     "zimage": {"qwen3_4b": EncoderOptions(-2, False, False, None, 151643, pooled=False)},
     "qwen_image": {"qwen25_7b": EncoderOptions(None, False, False, None, 151643, pooled=False)},
+    # Lumina 2: Gemma 2's penultimate layer, unnormalised; start token 2, no end token (pad 0 stands in).
+    "lumina2": {"gemma2_2b": EncoderOptions(-2, False, False, 2, 0, pooled=False)},
     # Flux.2: Klein's Qwen3 at layers 9, 18, 27, dev's Mistral Small 3 at 10, 20, 30 (ComfyUI's and
     # diffusers' choice), read without the final norm; fixed, as ComfyUI's.
     "flux2": {
