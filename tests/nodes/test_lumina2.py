@@ -101,6 +101,29 @@ def test_gemma_encoder_reads_the_penultimate_layer(lumina2_models: tuple[Path, d
     assert torch.allclose(cond, hidden, atol=1e-3)
 
 
+def test_weighted_tokens_push_from_the_masked_empty_prompt(
+    lumina2_models: tuple[Path, dict[str, Any]],
+) -> None:
+    """As ComfyUI's Gemma: the empty prompt is the start token then padding, and the padding is masked out
+    of the attention (keys), so weighted tokens move away from what the start token alone gives."""
+    from engine.models.flow_families import load_clip
+
+    root, made = lumina2_models
+    clip = load_clip([root / "text_encoders" / "gemma_2_2b_fp16.safetensors"], "lumina2", device="cpu")
+    tokens = clip.tokenize("a (red:1.5) circle")
+    pairs = tokens["gemma2_2b"][0]
+    ids = torch.tensor([[pair[0] for pair in pairs], [2] + [0] * (len(pairs) - 1)])
+    mask = torch.ones_like(ids)
+    mask[1, 1:] = 0
+    reference = made["gemma"].half().float()
+    with torch.no_grad():
+        hidden = reference(ids, attention_mask=mask, output_hidden_states=True).hidden_states[-2]
+    weights = torch.tensor([pair[1] for pair in pairs]).reshape(1, -1, 1)
+    expected = (hidden[:1] - hidden[1:]) * weights + hidden[1:]
+    cond = clip.encode_from_tokens(tokens)
+    assert torch.allclose(cond, expected, atol=1e-3)
+
+
 def test_qwen3_file_under_lumina2_is_still_zimage(tmp_path: Path) -> None:
     from engine.models.flow_families import load_clip
     from tests.nodes.flow_fixtures import _save
