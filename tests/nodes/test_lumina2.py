@@ -188,3 +188,30 @@ def test_renorm_cfg_changes_guidance_and_truncates(executor: Executor, lumina2_f
     unguided = checkpoint_workflow(seed=3)
     unguided["6"]["inputs"]["cfg"] = 1.0
     assert close(renormed(0.0, 1.0), image_of(lumina2_folders, run(executor, unguided), "8"))
+
+
+@pytest.mark.parametrize("name", ["diffusion_model.{base}", "lora_unet_{flat}"])
+def test_reference_layout_lora_equals_the_baked_file(tmp_path: Path, name: str) -> None:
+    """A LoRA in the reference layout (fused qkv included) lands on the diffusers weights the file's rows
+    went to: the same weights as the LoRA baked into the file."""
+    from safetensors.torch import save_file
+
+    from tests.nodes.test_flow_lora import _baked, _file, _lora, _weights
+
+    state = lumina2_to_comfy(tiny_lumina2_transformer(seed=2).state_dict())
+    bases = [
+        "layers.0.attention.qkv",
+        "layers.1.feed_forward.w1",
+        "context_refiner.0.attention.out",
+        "noise_refiner.0.adaLN_modulation.1",
+        "final_layer.adaLN_modulation.1",
+    ]
+    lora = _lora(state, bases, seed=7)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "base.safetensors"))
+    baked_state = {k: v.contiguous() for k, v in _baked(state, lora, 0.8).items()}
+    save_file(baked_state, str(tmp_path / "baked.safetensors"))
+    patched = _weights(tmp_path / "base.safetensors", _file(lora, name), 0.8)
+    baked = _weights(tmp_path / "baked.safetensors", None, 1.0)
+    plain = _weights(tmp_path / "base.safetensors", None, 1.0)
+    changed = [k for k in plain if not torch.equal(plain[k], baked[k])]
+    assert changed and all(torch.allclose(patched[k], baked[k], atol=1e-5) for k in plain)
