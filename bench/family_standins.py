@@ -58,10 +58,10 @@ RULES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("diffusion_models", ("radiance",), "chroma_radiance"),
     ("diffusion_models", ("chroma",), "chroma"),
     ("diffusion_models", ("z_image", "z-image", "zimage"), "zimage"),
-    # Lumina Image 2.0 (ComfyUI_examples' lumina_2.safetensors; the split lumina_2_model_bf16 and its
-    # Gemma 2 2B, not PixelDiT's gemma_2_2b_it_elm).
-    ("diffusion_models", ("lumina_2", "lumina2"), "lumina2"),
-    ("checkpoints", ("lumina_2", "lumina2"), "lumina2_ckpt"),
+    # Lumina Image 2.0 and its Neta Lumina fine-tunes (ComfyUI_examples' lumina_2.safetensors; the split
+    # lumina_2_model_bf16 and its Gemma 2 2B, not PixelDiT's gemma_2_2b_it_elm).
+    ("diffusion_models", ("lumina_2", "lumina2", "neta"), "lumina2"),
+    ("checkpoints", ("lumina_2", "lumina2", "neta"), "lumina2_ckpt"),
     ("text_encoders", ("gemma_2_2b_fp16", "gemma_2_2b_bf16"), "gemma_2_2b"),
     ("diffusion_models", ("fill",), "flux_fill"),
     ("diffusion_models", ("canny", "depth"), "flux_control"),

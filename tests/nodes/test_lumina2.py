@@ -215,3 +215,17 @@ def test_reference_layout_lora_equals_the_baked_file(tmp_path: Path, name: str) 
     plain = _weights(tmp_path / "base.safetensors", None, 1.0)
     changed = [k for k in plain if not torch.equal(plain[k], baked[k])]
     assert changed and all(torch.allclose(patched[k], baked[k], atol=1e-5) for k in plain)
+
+
+def test_fp8_weight_dtype_stores_fp8_and_runs(executor: Executor, lumina2_folders: Folders) -> None:
+    from engine import folders
+    from engine.models.flow_families import load_diffusion_model
+
+    path = folders.current().model_path("diffusion_models", "lumina_2_model_bf16.safetensors")
+    network = load_diffusion_model(path, "fp8_e4m3fn").model.diffusion_model
+    assert network.layers[0].attn.to_q.weight.dtype == torch.float8_e4m3fn
+    assert network.time_caption_embed.caption_embedder[1].weight.dtype != torch.float8_e4m3fn
+    prompt = split_workflow(seed=3)
+    prompt["1"]["inputs"]["weight_dtype"] = "fp8_e4m3fn"
+    pixels = image_of(lumina2_folders, run(executor, prompt), "8")
+    assert np.isfinite(pixels).all() and pixels.std() > 0
