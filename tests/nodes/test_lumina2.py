@@ -229,3 +229,19 @@ def test_fp8_weight_dtype_stores_fp8_and_runs(executor: Executor, lumina2_folder
     prompt["1"]["inputs"]["weight_dtype"] = "fp8_e4m3fn"
     pixels = image_of(lumina2_folders, run(executor, prompt), "8")
     assert np.isfinite(pixels).all() and pixels.std() > 0
+
+
+def test_clip_save_keeps_the_tokenizer(lumina2_models: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    """CLIPSave's Gemma file carries the sentencepiece model, so it loads and tokenizes again."""
+    from safetensors.torch import save_file
+
+    from engine.diffusion.saving import clip_files_state
+    from engine.models.flow_families import load_clip
+
+    root, _ = lumina2_models
+    clip = load_clip([root / "text_encoders" / "gemma_2_2b_fp16.safetensors"], "lumina2")
+    files = clip_files_state(clip)
+    assert set(files) == {"gemma2_2b"} and "spiece_model" in files["gemma2_2b"]
+    save_file(files["gemma2_2b"], str(tmp_path / "saved.safetensors"))
+    again = load_clip([tmp_path / "saved.safetensors"], "lumina2")
+    assert again.tokenize("a red circle") == clip.tokenize("a red circle")
