@@ -58,6 +58,11 @@ RULES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("diffusion_models", ("radiance",), "chroma_radiance"),
     ("diffusion_models", ("chroma",), "chroma"),
     ("diffusion_models", ("z_image", "z-image", "zimage"), "zimage"),
+    # Lumina Image 2.0 and its Neta Lumina fine-tunes (ComfyUI_examples' lumina_2.safetensors; the split
+    # lumina_2_model_bf16 and its Gemma 2 2B, not PixelDiT's gemma_2_2b_it_elm).
+    ("diffusion_models", ("lumina_2", "lumina2", "neta"), "lumina2"),
+    ("checkpoints", ("lumina_2", "lumina2", "neta"), "lumina2_ckpt"),
+    ("text_encoders", ("gemma_2_2b_fp16", "gemma_2_2b_bf16"), "gemma_2_2b"),
     ("diffusion_models", ("fill",), "flux_fill"),
     ("diffusion_models", ("canny", "depth"), "flux_control"),
     ("diffusion_models", ("schnell",), "flux_schnell"),
@@ -347,9 +352,23 @@ def write_stand_ins(work: Path) -> dict[str, Path]:
     made["chroma_radiance"] = work / "chroma/diffusion_models/chroma-radiance-x0.safetensors"
     _save(made["chroma_radiance"], tiny_radiance_state(20, context=JOINT, x0=True), dtype=None)
     made |= _flux3(work / "flux3")
+    made |= _lumina2(work / "lumina2")
     made["unloadable"] = work / "unloadable.safetensors"
     save_file({"not_a_model_loom_loads": torch.zeros(1)}, str(made["unloadable"]))
     return made
+
+
+def _lumina2(work: Path) -> dict[str, Path]:
+    """Lumina Image 2.0: the all-in-one checkpoint and the split diffusion model and Gemma 2 2B (with its
+    sentencepiece model inside, as ComfyUI's file)."""
+    from tests.nodes.lumina2_fixtures import write_lumina2_files
+
+    write_lumina2_files(work)
+    return {
+        "lumina2_ckpt": work / "checkpoints/lumina_2.safetensors",
+        "lumina2": work / "diffusion_models/lumina_2_model_bf16.safetensors",
+        "gemma_2_2b": work / "text_encoders/gemma_2_2b_fp16.safetensors",
+    }
 
 
 def _flux_image_references(work: Path, made: dict[str, Path]) -> None:

@@ -46,6 +46,7 @@ class _FlowClipModel(torch.nn.Module):
             "mistral3_24b",
             "qwen3vl_8b",
             "qwen3vl_4b",
+            "gemma2_2b",
         ):
             if role in clip.roles:
                 index = clip.roles.index(role)
@@ -203,6 +204,12 @@ class Flux3ClipModel(_SingleEncoderClipModel):
     role = "qwen3vl_4b"
 
 
+class Lumina2ClipModel(_SingleEncoderClipModel):
+    """Lumina Image 2.0: Gemma 2 2B's penultimate hidden states over the whole prompt."""
+
+    role = "gemma2_2b"
+
+
 # Qwen's ids for `<|im_start|>`, "user" and "\n".
 IM_START_ID, USER_ID, NEWLINE_ID = 151644, 872, 198
 _FAMILY_MODELS: dict[str, type[_FlowClipModel]] = {
@@ -214,6 +221,7 @@ _FAMILY_MODELS: dict[str, type[_FlowClipModel]] = {
     "flux2": Flux2ClipModel,
     "qwen_image21": QwenImage21ClipModel,
     "flux3": Flux3ClipModel,
+    "lumina2": Lumina2ClipModel,
 }
 
 

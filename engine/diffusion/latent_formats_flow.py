@@ -180,6 +180,7 @@ FLOW_FORMATS: dict[str, LatentFormat] = {
     "sd3": SD3(),
     "flux": Flux(),
     "zimage": Flux(),
+    "lumina2": Flux(),
     "chroma": Flux(),
     "chroma_radiance": ChromaRadiance(),
     "qwen_image": Wan21(),

@@ -274,6 +274,12 @@ class Lumina2(BASE):
     loom_family = "zimage"
 
 
+class Lumina2Image(Lumina2):
+    """Lumina Image 2.0 itself (ComfyUI's Lumina2: shift 6, Flux's latent format)."""
+
+    loom_family = "lumina2"
+
+
 class QwenImage(BASE):
     unet_config = {"image_model": "qwen_image"}
     sampling_settings = {"multiplier": 1.0, "shift": 1.15}
@@ -323,7 +329,7 @@ MODELS: list[type[BASE]] = [
 _FAMILY_DEFAULT: dict[str, type[BASE]] = {
     "sd1": SD15, "sd2": SD20, "sdxl": SDXL, "sdxl_refiner": SDXLRefiner, "sd3": SD3, "flux": Flux,
     "chroma": Chroma, "chroma_radiance": ChromaRadiance, "zimage": Lumina2, "qwen_image": QwenImage,
-    "flux2": Flux2, "qwen_image21": QwenImage21, "flux3": Flux3,
+    "flux2": Flux2, "lumina2": Lumina2Image, "qwen_image21": QwenImage21, "flux3": Flux3,
 }  # fmt: skip
 # What ComfyUI's detection puts in the unet_config of the flow families, beside the network's own.
 _FLOW_KEYS: dict[str, dict[str, Any]] = {
@@ -332,6 +338,7 @@ _FLOW_KEYS: dict[str, dict[str, Any]] = {
     "chroma": {"image_model": "chroma"},
     "chroma_radiance": {"image_model": "chroma_radiance"},
     "zimage": {"image_model": "lumina2"},
+    "lumina2": {"image_model": "lumina2"},
     "qwen_image": {"image_model": "qwen_image"},
     "flux2": {"image_model": "flux2"},
     "qwen_image21": {"image_model": "qwen_image21"},

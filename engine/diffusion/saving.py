@@ -98,4 +98,8 @@ def clip_files_state(clip: Any) -> dict[str, dict[str, torch.Tensor]]:
             module, _, name = key.partition(".")
             name = name.removeprefix("transformer.")
             out.setdefault(module, {})[name] = tensor.detach().to("cpu", copy=True).contiguous()
+    for role, encoder in zip(getattr(clip, "roles", ()), clip.encoders, strict=False):
+        proto = getattr(encoder, "tokenizer_data", {}).get("spiece_model")
+        if proto is not None and role in out:  # Gemma's tokenizer travels in its file, as ComfyUI saves it
+            out[role]["spiece_model"] = torch.frombuffer(bytearray(proto), dtype=torch.uint8)
     return out

@@ -40,6 +40,9 @@ class EncoderOptions:
     # Flux.2's text encoders: these hidden states (inputs of those layers) side by side per token, with
     # padding masked out of the attention.
     layers: tuple[int, ...] = ()
+    # Lumina 2 (ComfyUI's Gemma, no end token): from a window's first padding token on, the tokens are
+    # masked out of the attention; the empty prompt weights push from is start + padding.
+    mask_from_pad: bool = False
     # Flux 3: every padding token at this rotary position (diffusers' pipeline passes 1, transformers
     # 4.57's numbering, which the model was trained with); None numbers the padding on.
     padding_position: int | None = None
@@ -67,6 +70,8 @@ ROLE_OPTIONS: dict[str, dict[str, EncoderOptions]] = {
     # Qwen-Image Qwen2.5-VL's final, normalised output.
     "zimage": {"qwen3_4b": EncoderOptions(-2, False, False, None, 151643, pooled=False)},
     "qwen_image": {"qwen25_7b": EncoderOptions(None, False, False, None, 151643, pooled=False)},
+    # Lumina 2: Gemma 2's penultimate layer, unnormalised; start token 2, no end token (pad 0 stands in).
+    "lumina2": {"gemma2_2b": EncoderOptions(-2, False, False, 2, 0, pooled=False, mask_from_pad=True)},
     # Flux.2: Klein's Qwen3 at layers 9, 18, 27, dev's Mistral Small 3 at 10, 20, 30 (ComfyUI's and
     # diffusers' choice), read without the final norm; fixed, as ComfyUI's.
     "flux2": {
@@ -120,6 +125,8 @@ def encode_token_weights(
         positions = llm_images.with_plain_rows(positions, len(batch) - positions.shape[1])
     ids, slots = _ids_and_slots(batch, encoder, pad_id)
     extra = {} if positions is None else {"position_ids": positions.to(device)}
+    if options.mask_from_pad:
+        extra["attention_mask"] = mask_from_pad(batch, pad_id, len(ids[0])).to(device)
     if options.layers:
         extra["attention_mask"] = padding_mask(ids, pad_id).to(device)
         if options.padding_position is not None and "position_ids" not in extra:
@@ -222,6 +229,19 @@ def _run(
         end = (ids == 49407).int().argmax(dim=-1)
         pooled = out.last_hidden_state[torch.arange(ids.shape[0], device=ids.device), end]
     return hidden, pooled
+
+
+def mask_from_pad(batch: list[list[tuple[Any, ...]]], pad_id: int, length: int) -> Any:
+    """1 for each token before a window's first padding token, 0 from it on, over `length` ids (ComfyUI's
+    mask for encoders without an end token); embedding vectors are never padding."""
+    import torch
+
+    rows = []
+    for window in batch:
+        pads = (i for i, pair in enumerate(window) if isinstance(pair[0], int) and pair[0] == pad_id)
+        first = next(pads, len(window))
+        rows.append([1] * first + [0] * (length - first))
+    return torch.tensor(rows, dtype=torch.long)
 
 
 def padding_mask(ids: list[list[int]], pad_id: int) -> Any:

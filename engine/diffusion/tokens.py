@@ -231,6 +231,7 @@ ROLE_KEYS: dict[str, tuple[str, str, bool]] = {
     "mistral3_24b": ("mistral3_24b", "mistral3_24b", False),
     "qwen3vl_8b": ("qwen3vl_8b", "qwen3vl_8b", False),
     "qwen3vl_4b": ("qwen3vl_4b", "qwen3vl_4b", False),
+    "gemma2_2b": ("gemma2_2b", "gemma2_2b", False),
 }
 # ComfyUI's flow tokenizers make windows for every encoder of the family, loaded or not, in this order.
 FLOW_ROLES: dict[str, tuple[str, ...]] = {
@@ -241,6 +242,7 @@ FLOW_ROLES: dict[str, tuple[str, ...]] = {
     "qwen_image": ("qwen25_7b",),
     "qwen_image21": ("qwen3vl_8b",),
     "flux3": ("qwen3vl_4b",),
+    "lumina2": ("gemma2_2b",),
 }
 # Widths of the encoders a flow CLIP lacks (only embeddings read them).
 FLOW_WIDTHS = {
@@ -253,6 +255,7 @@ FLOW_WIDTHS = {
     "mistral3_24b": 5120,
     "qwen3vl_8b": 4096,
     "qwen3vl_4b": 2560,
+    "gemma2_2b": 2304,
 }
 
 
@@ -300,6 +303,11 @@ class ClipTokenizer:
                 from engine.diffusion.tokens_t5 import T5Tokenizer
 
                 self.tokenizers[key] = T5Tokenizer(family, embedding_directory, width)
+            elif key == "gemma2_2b":
+                from engine.diffusion.tokens_gemma import GemmaTokenizer
+
+                proto = (tokenizer_data or {}).get("spiece_model")
+                self.tokenizers[key] = GemmaTokenizer(proto, embedding_directory, width)
             elif key.startswith("qwen"):
                 from engine.diffusion.tokens_llm import QwenTokenizer
 

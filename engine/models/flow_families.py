@@ -26,27 +26,32 @@ CLIP_TYPES_SUPPORTED = {
     "flux2": ("qwen3_4b", "qwen3_8b", "mistral3_24b"),
     "qwen_image21": ("qwen3vl_8b",),
     "flux3": ("qwen3vl_4b",),
+    "lumina2": ("gemma2_2b",),
 }
 # Types whose CLIP-only files are SD1.x / SD2.x / SDXL text encoders.
 SD_CLIP_TYPES = ("stable_diffusion", "stable_cascade")
-# ComfyUI's CLIP types → Loom's family: Z-Image's Qwen3-4B is loaded as type lumina2 (ComfyUI's newer
-# versions send a Qwen3-4B file to Z-Image whatever the type but flux); pixart's T5 is Chroma's.
+# ComfyUI's CLIP types → Loom's family: type lumina2 is Lumina 2's Gemma 2 2B; Z-Image's Qwen3-4B is loaded
+# as type lumina2 too (ComfyUI's newer versions send a Qwen3-4B file to Z-Image whatever the type but flux);
+# pixart's T5 is Chroma's.
 CLIP_TYPE_FAMILIES = {
     "sd3": "sd3",
     "flux": "flux",
     "chroma": "chroma",
     "pixart": "chroma",
-    "lumina2": "zimage",
+    "lumina2": "lumina2",
     "qwen_image": "qwen_image",
     "flux2": "flux2",
     "flux3": "flux3",
 }
 # Families whose text encoder is another family's CLIP (a checkpoint's CLIP gets that family).
 CLIP_FAMILY_OF = {"chroma_radiance": "chroma"}
+# Where an all-in-one checkpoint keeps its VAE: `vae.` in ComfyUI's Lumina 2 checkpoints.
+CHECKPOINT_VAE_PREFIXES = ("first_stage_model.", "vae.")
 TEXT_ENCODER_PREFIXES = {
     "clip_l": "text_encoders.clip_l.transformer.",
     "clip_g": "text_encoders.clip_g.transformer.",
     "t5xxl": "text_encoders.t5xxl.transformer.",
+    "gemma2_2b": "text_encoders.gemma2_2b.transformer.",
 }
 
 
@@ -65,6 +70,7 @@ def detect(shapes: Shapes) -> Detected | None:
         flux,
         flux2,
         flux3,
+        lumina2,
         qwen_image,
         qwen_image21,
         sd3,
@@ -80,6 +86,9 @@ def detect(shapes: Shapes) -> Detected | None:
     prefix = zimage.prefix_of(shapes)
     if prefix is not None:
         return Detected("zimage", prefix, "Z-Image")
+    prefix = lumina2.prefix_of(shapes)
+    if prefix is not None:
+        return Detected("lumina2", prefix, "Lumina Image 2.0")
     prefix = qwen_image.prefix_of(shapes)
     if prefix is not None:
         layered = qwen_image.is_layered(shapes, prefix)
@@ -127,9 +136,11 @@ def default_sampling(detected: Detected) -> Any:
 # Layers left out of fp8 storage: diffusers' precision-sensitive embedders of these models.
 FP8_KEEP = {
     "zimage": ("t_embedder", "cap_embedder"),
+    "lumina2": ("t_embedder", "cap_embedder", "time_caption_embed"),
     "chroma_radiance": ("nerf_image_embedder", "nerf_head.embedder"),
 }
-FAMILY_SHIFT = {"zimage": 3.0}
+# ComfyUI's Lumina2 settings (shift 6, multiplier 1) serve Lumina Image 2.0.
+FAMILY_SHIFT = {"zimage": 3.0, "lumina2": 6.0}
 # Newer ComfyUI's Qwen-Image 2.1 settings: shift 0.69 read as Flux's mu ("scheduler mu at 1024x1024").
 QWEN_IMAGE21_MU = 0.69
 FLUX3_SHIFT = 6.93
@@ -218,13 +229,22 @@ def _record_lora_rows(transformer: Any, detected: Detected, state: Mapping[str, 
 
 def _family_classes(family: str) -> tuple[Any, Any]:
     """The transformer loader and the MODEL class of a family."""
-    from engine.diffusion import flow_flux2, flow_flux3, flow_models, flow_qwen, flow_qwen21, flow_radiance
+    from engine.diffusion import (
+        flow_flux2,
+        flow_flux3,
+        flow_lumina2,
+        flow_models,
+        flow_qwen,
+        flow_qwen21,
+        flow_radiance,
+    )
     from engine.models import (
         chroma,
         chroma_radiance,
         flux,
         flux2,
         flux3,
+        lumina2,
         qwen_image,
         qwen_image21,
         sd3,
@@ -239,6 +259,7 @@ def _family_classes(family: str) -> tuple[Any, Any]:
         "flux": (flux.load_transformer, flow_models.Flux),
         "chroma": (chroma.load_transformer, flow_models.Chroma),
         "zimage": (zimage.load_transformer, flow_models.ZImage),
+        "lumina2": (lumina2.load_transformer, flow_lumina2.Lumina2),
         "qwen_image": (qwen_image.load_transformer, flow_qwen.QwenImage),
         "qwen_image21": (qwen_image21.load_transformer, flow_qwen21.QwenImage21),
     }[family]
@@ -246,16 +267,12 @@ def _family_classes(family: str) -> tuple[Any, Any]:
 
 def load_diffusion_model(path: Path, weight_dtype: str = "default") -> Any:
     """UNETLoader: a diffusion-model file of a flow family as a MODEL."""
-    from engine.models import zimage
-
     state, shapes = _read(path)
     detected = detect(shapes)
     if detected is None:
-        if zimage.is_lumina2(shapes):
-            raise UnsupportedModelError(f"{path.name}: a Lumina Image 2.0 diffusion model, not supported yet")
         raise UnsupportedModelError(
             f"{path.name}: not an SD3/SD3.5, Flux.1, Flux.2, Flux 3, Chroma (Radiance), Z-Image, "
-            "Qwen-Image or Qwen-Image 2.1 diffusion model "
+            "Lumina Image 2.0, Qwen-Image or Qwen-Image 2.1 diffusion model "
             f"(found keys like {', '.join(sorted(shapes)[:3])})"
         )
     try:
@@ -353,7 +370,8 @@ def load_checkpoint(path: Path, state: Mapping[str, Any], shapes: Shapes, detect
         if role in CLIP_TYPES_SUPPORTED[clip_family] and text_encoders.kind_of(shapes, prefix) is not None
     ]
     clip = clip_handle(encoders, clip_family) if encoders else None
-    vae = vae_from_state(state, path.name) if "first_stage_model.decoder.conv_in.weight" in shapes else None
+    has_vae = any(p + "decoder.conv_in.weight" in shapes for p in CHECKPOINT_VAE_PREFIXES)
+    vae = vae_from_state(state, path.name) if has_vae else None
     return Checkpoint(model, clip, vae)
 
 
@@ -363,7 +381,7 @@ def vae_from_state(state: Mapping[str, Any], name: str) -> Any:
     from engine.diffusion.vae import vae_from_state_dict
 
     own = {
-        k: state[k]
+        k.removeprefix("vae."): state[k]
         for k in state
         if not k.startswith(("model.", "text_encoders.", "cond_stage_model.", "conditioner."))
     }

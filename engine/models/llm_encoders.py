@@ -16,6 +16,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from engine.models import gemma
 from engine.models.errors import UnsupportedModelError
 
 if TYPE_CHECKING:
@@ -38,6 +39,8 @@ def kind_of(shapes: Shapes, prefix: str = "") -> str | None:
     (Flux.2 dev's text encoder) has neither Qwen3's q/k norms nor Qwen2.5's q/k/v biases."""
     if prefix + MARKER not in shapes or prefix + EMBED not in shapes:
         return None
+    if gemma.is_gemma2(shapes, prefix):
+        return "gemma2"
     if prefix + "model.layers.0.self_attn.q_norm.weight" in shapes:
         return "qwen3"
     if prefix + "model.layers.0.self_attn.q_proj.bias" in shapes:
@@ -58,6 +61,8 @@ def config(shapes: Shapes, prefix: str, kind: str) -> dict[str, Any]:
         int(m.group(1)) for k in shapes if (m := re.match(re.escape(prefix) + r"model\.layers\.(\d+)\.", k))
     }
     head_dim = shapes[p + "self_attn.q_norm.weight"][0] if kind == "qwen3" else QWEN25_HEAD_DIM
+    if kind == "gemma2":
+        return gemma.config(shapes, prefix, vocab, hidden, len(layers))
     if kind == "mistral":
         return mistral_config(shapes, prefix, vocab, hidden, len(layers))
     return {
@@ -102,6 +107,8 @@ def mistral_config(shapes: Shapes, prefix: str, vocab: int, hidden: int, layers:
 def build(kind: str, cfg: Mapping[str, Any], vision: Mapping[str, Any] | None = None) -> LLMEncoder:
     from engine.diffusion.llm_encoder import LLMEncoder
 
+    if kind == "gemma2":
+        return gemma.build(cfg)
     if kind == "mistral":
         from transformers import MistralConfig, MistralModel
 
@@ -136,7 +143,7 @@ def load(
     shapes = shapes_of(state, prefix)
     kind = kind_of(shapes, prefix)
     if kind is None:
-        raise UnsupportedModelError(f"{name}: not a Qwen3, Qwen2.5 or Mistral language model")
+        raise UnsupportedModelError(f"{name}: not a Qwen3, Qwen2.5, Mistral or Gemma 2 language model")
     cfg = config(shapes, prefix, kind)
     if qwen3vl:
         if kind != "qwen3":
@@ -160,6 +167,9 @@ def load(
     encoder = _filled(built, weights, f"{name} ({kind})", dtype)
     if prefix + "tekken_model" in shapes:  # ComfyUI's Mistral files carry their tokenizer's tekken.json
         encoder.tokenizer_data = {"tekken_model": state[prefix + "tekken_model"].numpy().tobytes()}
+    spiece = gemma.spiece_key(shapes_of(state), prefix) if kind == "gemma2" else None
+    if spiece is not None:  # ComfyUI's Gemma files carry their sentencepiece model
+        encoder.tokenizer_data = {"spiece_model": state[spiece].numpy().tobytes()}
     if prefix + "lm_head.weight" in shapes:
         from engine.diffusion.llm_encoder import LazyHead
 

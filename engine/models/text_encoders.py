@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from engine.models.errors import UnsupportedModelError
 
-Kind = Literal["clip", "t5", "qwen3", "qwen25", "mistral"]
+Kind = Literal["clip", "t5", "qwen3", "qwen25", "mistral", "gemma2"]
 Role = Literal[
     "clip_l",
     "clip_g",
@@ -26,6 +26,7 @@ Role = Literal[
     "mistral3_24b",
     "qwen3vl_8b",
     "qwen3vl_4b",
+    "gemma2_2b",
 ]
 Shapes = Mapping[str, tuple[int, ...]]
 
@@ -35,10 +36,15 @@ CLIP_MARKER = "embeddings.token_embedding.weight"
 CLIP_G_MIN_WIDTH = 1280
 CLIP_PAD = {"clip_l": 49407, "clip_g": 0}
 # ComfyUI's names for the Qwen text encoders (qwen_3_4b.safetensors, qwen_2.5_vl_7b.safetensors).
-LLM_ROLES: dict[str, Role] = {"qwen3": "qwen3_4b", "qwen25": "qwen25_7b", "mistral": "mistral3_24b"}
+LLM_ROLES: dict[str, Role] = {
+    "qwen3": "qwen3_4b",
+    "qwen25": "qwen25_7b",
+    "mistral": "mistral3_24b",
+    "gemma2": "gemma2_2b",  # Lumina Image 2.0's gemma_2_2b
+}
 # Qwen3 8B (Flux.2 Klein 9B's text encoder) is told from Qwen3 4B by its width, as in ComfyUI.
 QWEN3_8B_WIDTH = 4096
-LLM_PADS = {"mistral3_24b": 11}
+LLM_PADS = {"mistral3_24b": 11, "gemma2_2b": 0}
 
 
 @dataclass(frozen=True)
@@ -138,7 +144,7 @@ def load(state: Mapping[str, Any], prefix: str, role: Role, dtype: Any) -> TextE
     """Build and fill the text encoder stored under `prefix` in `state` for `role`."""
     from engine.models.checkpoint import _filled
 
-    if role in ("qwen3_4b", "qwen25_7b", "qwen3_8b", "mistral3_24b", "qwen3vl_8b", "qwen3vl_4b"):
+    if role in ("qwen3_4b", "qwen25_7b", "qwen3_8b", "mistral3_24b", "qwen3vl_8b", "qwen3vl_4b", "gemma2_2b"):
         from engine.models import llm_encoders
 
         qwen3vl = role in ("qwen3vl_8b", "qwen3vl_4b")
@@ -188,7 +194,8 @@ def assign_roles(files: list[tuple[str, Shapes]]) -> list[Role]:
     for (name, shapes), kind in zip(files, kinds, strict=True):
         if kind is None:
             raise UnsupportedModelError(
-                f"{name}: not a CLIP, T5, Qwen or Mistral text encoder (found keys like {describe(shapes)})"
+                f"{name}: not a CLIP, T5, Qwen, Mistral or Gemma 2 text encoder "
+                f"(found keys like {describe(shapes)})"
             )
     clip_widths = sorted(clip_width(s) for (_, s), k in zip(files, kinds, strict=True) if k == "clip")
     roles: list[Role] = []

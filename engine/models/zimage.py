@@ -6,7 +6,7 @@ names: `x_embedder`, `t_embedder.mlp.{0,2}`, `cap_embedder.{0 (RMSNorm), 1}`, `x
 attention_norm{1,2}, ffn_norm{1,2}, feed_forward.w{1,2,3}, adaLN_modulation.0}`, `final_layer.{linear,
 adaLN_modulation.1}` (and `norm_final`, which the model does not use). A checkpoint prefixes them with
 `model.diffusion_model.`. diffusers' converter renames them into a `ZImageTransformer2DModel`; Lumina 2
-has the same blocks without the pad tokens and is not loaded.
+has the same blocks without the pad tokens (engine.models.lumina2).
 """
 
 from __future__ import annotations
@@ -30,11 +30,6 @@ def prefix_of(shapes: Shapes) -> str | None:
         if all(prefix + m in shapes for m in MARKERS):
             return prefix
     return None
-
-
-def is_lumina2(shapes: Shapes) -> bool:
-    """Lumina Image 2.0: the same NextDiT keys without Z-Image's pad tokens."""
-    return any(p + "cap_embedder.1.weight" in shapes and p + "x_pad_token" not in shapes for p in PREFIXES)
 
 
 def _count(shapes: Shapes, prefix: str, group: str) -> int:
