@@ -34,6 +34,7 @@ from typing import Any
 BLOCK_LISTS = {
     "sd3": {"double_block": "transformer_blocks"},
     "flux": {"double_block": "transformer_blocks", "single_block": "single_transformer_blocks"},
+    "flux2": {"double_block": "transformer_blocks", "single_block": "single_transformer_blocks"},
     "chroma": {"double_block": "transformer_blocks", "single_block": "single_transformer_blocks"},
     "chroma_radiance": {"double_block": "transformer_blocks", "single_block": "single_transformer_blocks"},
     "qwen_image": {"double_block": "transformer_blocks"},
