@@ -164,7 +164,9 @@ def _replaced(original: Callable[..., Any], patch: Callable[..., Any], options: 
     def forward(*args: Any, **kwargs: Any) -> Any:
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
-        two_streams = "encoder_hidden_states" in bound.arguments
+        # Blocks given text and image apart return both; Flux.2's single blocks get them as one sequence
+        # (encoder_hidden_states None) and return it alone.
+        two_streams = bound.arguments.get("encoder_hidden_states") is not None
         shape: list[bool] = []
 
         def run(block_args: dict[str, Any]) -> dict[str, Any]:
