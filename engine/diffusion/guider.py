@@ -22,13 +22,11 @@ from typing import Any
 from engine import threads
 from engine.diffusion import control_conds
 from engine.diffusion.guidance import (
-    add_opposite_areas,
     calc_cond_batch,
     cfg_function,
     convert_cond,
     resolve_conds,
     sampling_function,
-    share_with_uncond,
 )
 from engine.diffusion.patcher_extension import (
     WrapperExecutor,
@@ -36,6 +34,7 @@ from engine.diffusion.patcher_extension import (
     get_all_wrappers,
     merge_nested_dicts,
 )
+from engine.diffusion.process_conds import add_opposite_areas, share_with_uncond
 
 StepCallback = Callable[[int, Any, Any, int], None]
 """ComfyUI's sampling callback: `callback(step, denoised, x, total_steps)`."""
