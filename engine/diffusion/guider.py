@@ -116,7 +116,7 @@ class CFGGuider:
         """Denoise `latent_image` (VAE space) from `noise` along `sigmas`; returns the VAE-space result.
         The run goes through the model's OUTER_SAMPLE wrappers; for its duration `model_options` is
         a copy, so what a wrapper adds to it (e.g. an APPLY_MODEL wrapper) lasts only this run."""
-        from engine.diffusion.model_patcher import create_model_options_clone
+        from engine.diffusion.model_options import create_model_options_clone
 
         if sigmas.shape[-1] == 0:
             return latent_image
@@ -147,7 +147,7 @@ class CFGGuider:
         import torch
 
         from engine.diffusion.devices import manager
-        from engine.diffusion.model_patcher import create_model_options_clone
+        from engine.diffusion.model_options import create_model_options_clone
 
         patcher = self.model_patcher
         device = manager().use(patcher.unet)
