@@ -226,6 +226,8 @@ class Chroma(_UnpooledFlow):
     timestep is sigma (the model scales it by 1000) and the distilled guidance input is the conditioning's
     `guidance` (FluxGuidance), 0 when unset, as ComfyUI's."""
 
+    NAME = "Chroma"
+
     def context_width(self) -> int:
         return int(self.diffusion_model.config.joint_attention_dim)
 
@@ -263,9 +265,14 @@ class Chroma(_UnpooledFlow):
         residuals."""
         del kwargs
         if control is not None:
-            raise ValueError("Loom's Chroma model takes no control residuals")
-        with dit_patches(self.diffusion_model, self.family, transformer_options or {}):
-            return self._forward(x, timestep, context, {"guidance": guidance})
+            raise ValueError(f"Loom's {self.NAME} model takes no control residuals")
+        options = transformer_options or {}
+        with dit_patches(self.diffusion_model, self.family, options):
+            return self._forward(x, timestep, context, self._call_extra(guidance, options))
+
+    def _call_extra(self, guidance: Any, options: dict[str, Any]) -> dict[str, Any]:
+        """What `_forward` takes beside latent, timestep and text."""
+        return {"guidance": guidance}
 
     def _forward(self, x: Any, timestep: Any, context: Any, extra: dict[str, Any]) -> Any:
         import torch
