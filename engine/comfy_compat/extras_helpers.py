@@ -53,7 +53,7 @@ class Noise_EmptyNoise(DisableNoise):
 def _custom_sampler_helpers() -> dict[str, Any]:
     """The NOISE and guider classes ComfyUI defines beside its custom-sampling nodes (packs build
     them directly: `Noise_RandomNoise(seed).generate_noise(latent)`, `Guider_Basic(model)`)."""
-    from engine.diffusion.guider import Guider_Basic, Guider_DualCFG, Guider_PerpNeg
+    from engine.diffusion.custom_guiders import Guider_Basic, Guider_DualCFG, Guider_PerpNeg
 
     return {
         "Noise_RandomNoise": RandomNoise,

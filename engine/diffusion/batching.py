@@ -19,6 +19,12 @@ def repeat_to_batch(tensor: Any, batch: int, dim: int = 0) -> Any:
     return tensor
 
 
+def reference_shapes(entry: dict[str, Any]) -> tuple[Any, ...]:
+    """The shapes of an entry's reference latents: entries batch together only when theirs match (their
+    token counts; ComfyUI's CONDList), the models' `condition_key`."""
+    return tuple(tuple(latent.shape) for latent in entry.get("reference_latents") or [])
+
+
 def stacked_references(
     entries: list[dict[str, Any]], batch: int, process_in: Callable[[Any], Any], device: Any
 ) -> list[Any]:

@@ -1,7 +1,7 @@
 """Control objects on the cond lists of a sampling run: prepare, place and clean them up.
 
 What ComfyUI's sampler helpers do with the `"control"` key of conditioning entries (sharing a control
-applied with the old ControlNetApply onto the negative side is `engine.diffusion.guidance.
+applied with the old ControlNetApply onto the negative side is `engine.diffusion.process_conds.
 share_with_uncond`, beside GLIGEN's boxes): before the first step every control chain gets `pre_run`
 with the sampled model and its percent-to-sigma function, and its modules go to the compute device
 (`prepare`); after the run each chain's `cleanup` drops its cached hints.

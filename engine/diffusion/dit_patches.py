@@ -5,9 +5,11 @@ While the model runs, each patched block's forward is wrapped: the replacement g
 `args` — `img` (the image stream), `txt` (the text stream, for two-stream blocks), `vec` (the
 conditioning vector), `pe` (rotary embeddings), `transformer_options` — and `{"original_block": fn}`,
 where `fn(args)` runs the block on `args` and returns `{"img", "txt"}`; what it returns is the block's
-output. Families and their block lists: SD3 `transformer_blocks` (double); Flux and Chroma
-`transformer_blocks` (double) and `single_transformer_blocks` (single); Qwen-Image `transformer_blocks`;
-Z-Image `layers` (its single-stream blocks, addressed as "double_block" as in ComfyUI's NextDiT).
+output. Families and their block lists: SD3 `transformer_blocks` (double); Flux.1, Flux.2 and Chroma
+`transformer_blocks` (double) and `single_transformer_blocks` (single; Flux.2's get text and image as one
+sequence in `img`, as ComfyUI's single blocks do); Flux 3 `single_transformer_blocks` (single: its joint
+blocks; its per-mode blocks are not addressable); Qwen-Image `transformer_blocks`; Z-Image `layers` (its
+single-stream blocks, addressed as "double_block" as in ComfyUI's NextDiT).
 
 `transformer_options["patches"]["double_block"]` (ModelPatcher.set_model_double_block_patch) runs after
 every block of the families whose ComfyUI model calls it (0.3.64: Qwen-Image), replacement or not: each
@@ -34,6 +36,9 @@ from typing import Any
 BLOCK_LISTS = {
     "sd3": {"double_block": "transformer_blocks"},
     "flux": {"double_block": "transformer_blocks", "single_block": "single_transformer_blocks"},
+    "flux2": {"double_block": "transformer_blocks", "single_block": "single_transformer_blocks"},
+    # Flux 3's joint blocks (text and content streams); its per-mode blocks have no double-block counterpart.
+    "flux3": {"single_block": "single_transformer_blocks"},
     "chroma": {"double_block": "transformer_blocks", "single_block": "single_transformer_blocks"},
     "chroma_radiance": {"double_block": "transformer_blocks", "single_block": "single_transformer_blocks"},
     "qwen_image": {"double_block": "transformer_blocks"},
@@ -163,7 +168,9 @@ def _replaced(original: Callable[..., Any], patch: Callable[..., Any], options: 
     def forward(*args: Any, **kwargs: Any) -> Any:
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
-        two_streams = "encoder_hidden_states" in bound.arguments
+        # Blocks given text and image apart return both; Flux.2's single blocks get them as one sequence
+        # (encoder_hidden_states None) and return it alone.
+        two_streams = bound.arguments.get("encoder_hidden_states") is not None
         shape: list[bool] = []
 
         def run(block_args: dict[str, Any]) -> dict[str, Any]:

@@ -24,9 +24,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from engine.diffusion.batching import stacked_references
-from engine.diffusion.dit_patches import dit_patches
-from engine.diffusion.flow_models import FLUX_DEFAULT_GUIDANCE, FlowTransformer
+from engine.diffusion.batching import reference_shapes, stacked_references
+from engine.diffusion.flow_base import FluxFamily, entry_guidance
+from engine.diffusion.flow_tokens import axes4_ids, pixel_latent, pixel_tokens, text_ids4
 
 TEXT_TOKENS = 512
 REFERENCE_FRAME_STEP = 10
@@ -56,34 +56,28 @@ class ReferenceKVCache:
         return ReferenceKVCache()  # a cloned model starts with no cached references
 
 
-class Flux2(FlowTransformer):
+class Flux2(FluxFamily):
     """Flux.2 dev and Klein (4B, 9B; base and distilled)."""
+
+    NAME = "Flux.2"
 
     def condition_key(self, entry: dict[str, Any]) -> tuple[Any, ...]:
         """Entries batch together only with reference latents of the same shapes (token counts)."""
-        return tuple(tuple(latent.shape) for latent in entry.get("reference_latents") or [])
+        return reference_shapes(entry)
 
     def added_conditions(self, entries: list[dict[str, Any]], crop: Any, batch: int) -> dict[str, Any]:
         """Each entry's guidance (NaN: disabled) and reference latents, repeated over the batch."""
-        import math
-
-        import torch
-
         methods = {entry.get("reference_latents_method") or "index" for entry in entries}
         if methods != {"index"}:
             raise ValueError(
                 f"reference_latents_method {sorted(methods - {'index'})[0]!r} is not supported for Flux.2 in "
                 "Loom: its references are placed by index (frame 10·n); FluxKVCache runs them at timestep 0"
             )
-        guidance = []
-        for entry in entries:
-            value = entry.get("guidance", FLUX_DEFAULT_GUIDANCE)
-            guidance += [math.nan if value is None else float(value)] * batch
         references = [entry.get("reference_latents") or [] for entry in entries]
         stacked = stacked_references(entries, batch, self.process_latent_in, crop.device)
         sources = [latent for refs in references for latent in refs]
         return {
-            "guidance": torch.tensor(guidance, device=crop.device),
+            "guidance": entry_guidance(entries, batch, crop.device),
             "ref_latents": stacked,
             "ref_sources": sources,
         }
@@ -106,58 +100,48 @@ class Flux2(FlowTransformer):
         control: Any,
         options: dict[str, Any],
     ) -> Any:
-        guidance = extra.get("guidance")
-        refs = extra.get("ref_latents") or None
-        store = options.get(KV_OPTION)
-        if refs and isinstance(store, ReferenceKVCache):
+        """With FluxKVCache, the sources of the references (to find their cached keys and values) travel
+        in transformer_options."""
+        if extra.get("ref_latents") and isinstance(options.get(KV_OPTION), ReferenceKVCache):
             options = {**options, "flux2_reference_sources": extra.get("ref_sources") or []}
-        return self.through_wrappers(
-            self.flux_forward, options, x, timestep, context, None, guidance, refs, control, options
-        )
+        return super()._network(x, timestep, context, extra, control, options)
 
-    def flux_forward(
+    def _flux_call(
         self,
         x: Any,
         timestep: Any,
         context: Any,
-        y: Any = None,
-        guidance: Any = None,
-        ref_latents: Any = None,
-        control: Any = None,
-        transformer_options: dict[str, Any] | None = None,
+        y: Any,
+        guidance: Any,
+        ref_latents: Any,
+        options: dict[str, Any],
         **kwargs: Any,
     ) -> Any:
-        """The prediction, called as ComfyUI calls its Flux.2 model (what a DIFFUSION_MODEL wrapper
-        continues with). Loom's Flux.2 takes no control residuals."""
-        del y, kwargs
-        if control is not None:
-            raise ValueError("Loom's Flux.2 model takes no control residuals")
+        """Flux.2's call (no pooled vector `y`): rows whose guidance is disabled run without the guidance
+        embedding; with FluxKVCache the references' keys and values are extracted once, then reused."""
         import torch
 
-        options = transformer_options or {}
-        with dit_patches(self.diffusion_model, "flux", options):
-            store, sources = options.get(KV_OPTION), options.get("flux2_reference_sources")
-            if ref_latents and isinstance(store, ReferenceKVCache) and sources:
-                return self._forward_cached(x, timestep, context, guidance, ref_latents, store, sources)
-            if guidance is None or not self.diffusion_model.config.guidance_embeds:
-                return self._forward_rows(x, timestep, context, None, ref_latents)
-            disabled = guidance.isnan()
-            if not bool(disabled.any()):
-                return self._forward_rows(x, timestep, context, guidance, ref_latents)
-            out = torch.empty_like(x)
-            # Rows whose guidance is disabled run without the guidance embedding.
-            for rows, value in ((disabled, None), (~disabled, guidance)):
-                if bool(rows.any()):
-                    refs = [r[rows] for r in ref_latents] if ref_latents else None
-                    kept = None if value is None else value[rows]
-                    out[rows] = self._forward_rows(x[rows], timestep[rows], context[rows], kept, refs)
-            return out
+        store, sources = options.get(KV_OPTION), options.get("flux2_reference_sources")
+        if ref_latents and isinstance(store, ReferenceKVCache) and sources:
+            return self._forward_cached(x, timestep, context, guidance, ref_latents, store, sources)
+        if guidance is None or not self.diffusion_model.config.guidance_embeds:
+            return self._forward_rows(x, timestep, context, None, ref_latents)
+        disabled = guidance.isnan()
+        if not bool(disabled.any()):
+            return self._forward_rows(x, timestep, context, guidance, ref_latents)
+        out = torch.empty_like(x)
+        for rows, value in ((disabled, None), (~disabled, guidance)):
+            if bool(rows.any()):
+                refs = [r[rows] for r in ref_latents] if ref_latents else None
+                kept = None if value is None else value[rows]
+                out[rows] = self._forward_rows(x[rows], timestep[rows], context[rows], kept, refs)
+        return out
 
     def _forward_rows(self, x: Any, timestep: Any, context: Any, guidance: Any, refs: Any) -> Any:
         import torch
 
-        batch, _, height, width = x.shape
-        tokens, img_ids = _tokens(x), image_ids(height, width, 0, x)
+        height, width = x.shape[-2:]
+        tokens, img_ids = pixel_tokens(x), axes4_ids(height, width, x, x.dtype)
         ref_tokens, ref_ids = _reference_tokens(refs or [], x)
         if ref_tokens is not None:
             tokens, img_ids = torch.cat([tokens, ref_tokens], dim=1), torch.cat([img_ids, ref_ids])
@@ -171,7 +155,7 @@ class Flux2(FlowTransformer):
             guidance=None if guidance is None else guidance.to(x.dtype),
             return_dict=False,
         )[0]
-        return out[:, : height * width].permute(0, 2, 1).reshape(batch, -1, height, width)
+        return pixel_latent(out[:, : height * width], height, width)
 
     def _forward_cached(
         self,
@@ -190,7 +174,7 @@ class Flux2(FlowTransformer):
         use_guidance = guidance is not None and self.diffusion_model.config.guidance_embeds
         guidance = guidance.nan_to_num(0.0).to(x.dtype) if use_guidance else None
         key = (batch, None if guidance is None else tuple(guidance.tolist()))
-        tokens, img_ids = _tokens(x), image_ids(height, width, 0, x)
+        tokens, img_ids = pixel_tokens(x), axes4_ids(height, width, x, x.dtype)
         context, txt_ids = _text(context, x)
         common = {
             "encoder_hidden_states": context,
@@ -216,12 +200,7 @@ class Flux2(FlowTransformer):
                 out = self.diffusion_model(
                     hidden_states=tokens, img_ids=img_ids, kv_cache=cache, kv_cache_mode="cached", **common
                 )[0]
-        return out.permute(0, 2, 1).reshape(batch, -1, height, width)
-
-
-def _tokens(latent: Any) -> Any:
-    """[B, C, H, W] → [B, H·W, C]: every latent pixel is one token."""
-    return latent.reshape(latent.shape[0], latent.shape[1], -1).permute(0, 2, 1)
+        return pixel_latent(out, height, width)
 
 
 def _reference_tokens(refs: list[Any], x: Any) -> tuple[Any, Any]:
@@ -233,8 +212,8 @@ def _reference_tokens(refs: list[Any], x: Any) -> tuple[Any, Any]:
     tokens, ids = [], []
     for index, ref in enumerate(refs, start=1):
         ref = ref.to(x.device, x.dtype)
-        tokens.append(_tokens(ref))
-        ids.append(image_ids(ref.shape[-2], ref.shape[-1], REFERENCE_FRAME_STEP * index, x))
+        tokens.append(pixel_tokens(ref))
+        ids.append(axes4_ids(ref.shape[-2], ref.shape[-1], x, x.dtype, frame=REFERENCE_FRAME_STEP * index))
     return torch.cat(tokens, dim=1), torch.cat(ids)
 
 
@@ -244,9 +223,7 @@ def _text(context: Any, x: Any) -> tuple[Any, Any]:
 
     if context.shape[1] < TEXT_TOKENS:
         context = torch.nn.functional.pad(context, (0, 0, TEXT_TOKENS - context.shape[1], 0))
-    txt_ids = torch.zeros((context.shape[1], 4), device=x.device, dtype=x.dtype)
-    txt_ids[:, 3] = torch.arange(context.shape[1], device=x.device, dtype=x.dtype)
-    return context.to(x.dtype), txt_ids
+    return context.to(x.dtype), text_ids4(context.shape[1], x, x.dtype)
 
 
 @contextmanager
@@ -268,14 +245,3 @@ def _kv_processors(transformer: Any) -> Iterator[None]:
     finally:
         for block, processor in zip(blocks, saved, strict=True):
             block.attn.set_processor(processor)
-
-
-def image_ids(height: int, width: int, frame: int, like: Any) -> Any:
-    """[height·width, 4] ids (frame, row, column, 0) of a latent's tokens."""
-    import torch
-
-    ids = torch.zeros((height, width, 4), device=like.device, dtype=like.dtype)
-    ids[..., 0] = frame
-    ids[..., 1] = torch.arange(height, device=like.device, dtype=like.dtype)[:, None]
-    ids[..., 2] = torch.arange(width, device=like.device, dtype=like.dtype)[None, :]
-    return ids.reshape(-1, 4)

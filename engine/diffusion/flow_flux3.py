@@ -16,69 +16,73 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.diffusion.batching import stacked_references
-from engine.diffusion.dit_patches import dit_patches
+from engine.diffusion.batching import reference_shapes, stacked_references
+from engine.diffusion.flow_base import FluxFamily
 from engine.diffusion.flow_models import _UnpooledFlow
+from engine.diffusion.flow_tokens import axes4_ids, pixel_latent, pixel_tokens, text_ids4
 
 ROPE_SCALE = 0.5
 
 
-class Flux3(_UnpooledFlow):
-    """Flux 3 Klein, base and distilled."""
+class Flux3(FluxFamily, _UnpooledFlow):
+    """Flux 3 Klein, base and distilled: ComfyUI's Flux call with the text context alone (no pooled vector,
+    no guidance input)."""
+
+    NAME = "Flux 3"
 
     def context_width(self) -> int:
         return int(self.diffusion_model.config.joint_attention_dim)
 
     def condition_key(self, entry: dict[str, Any]) -> tuple[Any, ...]:
         """Entries batch together only with reference latents of the same shapes (token counts)."""
-        return tuple(tuple(latent.shape) for latent in entry.get("reference_latents") or [])
+        return reference_shapes(entry)
 
     def added_conditions(self, entries: list[dict[str, Any]], crop: Any, batch: int) -> dict[str, Any]:
         stacked = stacked_references(entries, batch, self.process_latent_in, crop.device)
         return {"ref_latents": stacked}
 
-    def _network(
+    def _flux_call(
         self,
         x: Any,
         timestep: Any,
         context: Any,
-        extra: dict[str, Any],
-        control: Any,
+        y: Any,
+        guidance: Any,
+        ref_latents: Any,
         options: dict[str, Any],
+        **kwargs: Any,
     ) -> Any:
-        if control is not None:
-            raise ValueError("Loom's Flux 3 model takes no control residuals")
+        """The distilled flow map also takes the timestep the step jumps to, from the sampler's schedule."""
         target = None
         if self.diffusion_model.config.flow_map:
             target = target_timestep(timestep, options.get("sample_sigmas"))
-        with dit_patches(self.diffusion_model, self.family, options, x):
-            return self.forward_tokens(x, timestep, context, extra.get("ref_latents") or [], target)
+        return self.forward_tokens(x, timestep, context, ref_latents or [], target)
 
     def forward_tokens(self, x: Any, timestep: Any, context: Any, refs: list[Any], target: Any = None) -> Any:
         """The velocity of latent `x` [B, C, H, W] at `timestep` (sigma) for text `context` [B, N, D]."""
         import torch
 
-        batch, _, height, width = x.shape
+        height, width = x.shape[-2:]
         cond_tokens = cond_ids = None
         if refs:
             tokens, ids = [], []
             for index, ref in enumerate(refs, start=1):
                 ref = ref.to(x.device, x.dtype)
-                tokens.append(ref.flatten(2).transpose(1, 2))
-                ids.append(image_ids(ref.shape[-2], ref.shape[-1], -index, x.device))
+                tokens.append(pixel_tokens(ref))
+                ids.append(image_ids(ref.shape[-2], ref.shape[-1], -index, x))
             cond_tokens, cond_ids = torch.cat(tokens, dim=1), torch.cat(ids)
         out = self.diffusion_model(
-            hidden_states=x.flatten(2).transpose(1, 2),
+            hidden_states=pixel_tokens(x),
             encoder_hidden_states=context.to(x.dtype),
             timestep=timestep.to(x.dtype),
-            img_ids=image_ids(height, width, 0, x.device),
-            txt_ids=text_ids(context.shape[1], x.device),
+            img_ids=image_ids(height, width, 0, x),
+            txt_ids=text_ids4(context.shape[1], x, torch.float32),
             image_cond_hidden_states=cond_tokens,
             image_cond_ids=cond_ids,
             target_timestep=None if target is None else target.to(x.dtype),
             return_dict=False,
         )[0]
-        return out.transpose(1, 2).reshape(batch, -1, height, width)
+        return pixel_latent(out, height, width)
 
 
 def target_timestep(timestep: Any, schedule: Any) -> Any:
@@ -96,21 +100,8 @@ def target_timestep(timestep: Any, schedule: Any) -> Any:
     return below.max(dim=1).values.clamp(min=0.0)
 
 
-def image_ids(height: int, width: int, l_coord: int, device: Any) -> Any:
-    """[height·width, 4] ids (0, row / 2, column / 2, l) of a latent's tokens."""
+def image_ids(height: int, width: int, l_coord: int, like: Any) -> Any:
+    """[height·width, 4] ids (0, row / 2, column / 2, l) of a latent's tokens, in float32."""
     import torch
 
-    ids = torch.zeros((height, width, 4), device=device, dtype=torch.float32)
-    ids[..., 1] = torch.arange(height, device=device, dtype=torch.float32)[:, None] * ROPE_SCALE
-    ids[..., 2] = torch.arange(width, device=device, dtype=torch.float32)[None, :] * ROPE_SCALE
-    ids[..., 3] = float(l_coord)
-    return ids.reshape(-1, 4)
-
-
-def text_ids(length: int, device: Any) -> Any:
-    """[length, 4] ids (0, 0, 0, k) of the prompt's tokens."""
-    import torch
-
-    ids = torch.zeros((length, 4), device=device, dtype=torch.float32)
-    ids[:, 3] = torch.arange(length, device=device, dtype=torch.float32)
-    return ids
+    return axes4_ids(height, width, like, torch.float32, scale=ROPE_SCALE, last=float(l_coord))

@@ -1,123 +1,14 @@
-"""BaseModel counterparts for the flow-matching transformers: SD3 (MMDiT) and Flux.
-
-`apply_model(x, sigma, c_crossattn=..., added_cond_kwargs={"pooled": ..., "guidance": ...})` returns the
-denoised prediction as ComfyUI's do. The sampler's conditioning dicts carry `pooled_output` and, for
-Flux dev, `guidance` (FluxGuidance / CLIPTextEncodeFlux); `added_conditions` batches them per entry.
-Weights may be stored in fp8 (UNETLoader's weight_dtype) while the computation runs in `compute_dtype`.
-"""
+"""BaseModel counterparts for the flow-matching transformers: SD3 (MMDiT), Flux.1, Z-Image and Chroma
+(their common base and the call the Flux families share: `engine.diffusion.flow_base`)."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from engine.diffusion.controlnet_flow import control_residuals, slice_control
-from engine.diffusion.diffusion_model import DiffusionModel, ModelType
+from engine.diffusion.controlnet_flow import slice_control
 from engine.diffusion.dit_patches import dit_patches
+from engine.diffusion.flow_base import FlowTransformer, FluxFamily
 from engine.diffusion.flow_tokens import flux_ids, pack, pad_to_patches, unpack
-
-FLUX_DEFAULT_GUIDANCE = 3.5
-
-
-class FlowTransformer(DiffusionModel):
-    """A rectified-flow transformer with its flow sampling and 16-channel latent format."""
-
-    # Text and image tokens share one attention: a context repeated to batch it with a longer one would
-    # change the output, so the guidance batches only contexts of equal length (ComfyUI's CONDRegular).
-    batch_equal_context_lengths = True
-
-    def __init__(
-        self, transformer: Any, model_sampling: Any, family: str, latent_format: Any, compute_dtype: Any
-    ) -> None:
-        super().__init__(transformer, model_sampling, family, latent_format)
-        flux_type = family in ("flux", "flux2", "chroma", "chroma_radiance", "qwen_image", "qwen_image21")
-        self.model_type = ModelType.FLUX if flux_type else ModelType.FLOW
-        self.compute_dtype = compute_dtype
-        self.model_config.sampling_settings = {"shift": getattr(model_sampling, "shift", 1.0)}
-
-    def get_dtype(self) -> Any:
-        return self.compute_dtype
-
-    def state_dict(self) -> dict[str, Any]:
-        """The transformer's weights under diffusers' names, prefixed as ComfyUI prefixes its own."""
-        return {"diffusion_model." + k: v for k, v in self.diffusion_model.state_dict().items()}
-
-    def added_conditions(self, entries: list[dict[str, Any]], crop: Any, batch: int) -> dict[str, Any]:
-        """The pooled text vector (and Flux's guidance) of each entry, repeated over the batch."""
-        import torch
-
-        width = self.diffusion_model.config.pooled_projection_dim
-        pooled = []
-        guidance = []
-        for entry in entries:
-            vector = entry.get("pooled_output")
-            if vector is None:
-                vector = torch.zeros((1, width))
-            pooled.append(vector.to(crop.device).float().expand(batch, -1))
-            value = entry.get("guidance", FLUX_DEFAULT_GUIDANCE)
-            # None (FluxDisableGuidance) travels as NaN: the model then leaves its guidance embedding out.
-            guidance += [math.nan if value is None else float(value)] * batch
-        return {"pooled": torch.cat(pooled), "guidance": torch.tensor(guidance, device=crop.device)}
-
-    def apply_model(
-        self,
-        x: Any,
-        t: Any,
-        c_concat: Any = None,
-        c_crossattn: Any = None,
-        control: Any = None,
-        transformer_options: dict[str, Any] | None = None,
-        added_cond_kwargs: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        sigma = t
-        sampling = self.model_sampling
-        x_in = sampling.calculate_input(sigma, x)
-        timestep = sampling.timestep(sigma).float().reshape(-1).expand(x.shape[0])
-        extra = (
-            added_cond_kwargs if added_cond_kwargs is not None else self.added_conditions([{}], x, x.shape[0])
-        )
-        self._check_conditioning(c_crossattn, extra.get("pooled"))
-        context = c_crossattn.to(self.compute_dtype)
-        options = transformer_options if transformer_options is not None else {}
-        output = self._network(x_in.to(self.compute_dtype), timestep, context, extra, control, options)
-        return sampling.calculate_denoised(sigma, output.float(), x)
-
-    def _network(
-        self,
-        x: Any,
-        timestep: Any,
-        context: Any,
-        extra: dict[str, Any],
-        control: Any,
-        options: dict[str, Any],
-    ) -> Any:
-        """The transformer's prediction. Families whose ComfyUI model runs DIFFUSION_MODEL wrappers
-        around its forward (Flux, Chroma) do the same, with that forward's arguments; ComfyUI 0.3.64's
-        SD3, Lumina 2 and Qwen-Image models run none, and neither do Loom's. ControlNet residuals
-        (SD3, Qwen-Image) join the image tokens after each block."""
-        with (
-            dit_patches(self.diffusion_model, self.family, options, x),
-            control_residuals(self.diffusion_model, self.family, control),
-        ):
-            return self._forward(x, timestep, context, extra)
-
-    def _check_conditioning(self, context: Any, pooled: Any) -> None:
-        """Conditioning from another family's text encoders gets a message, not a shape error deep inside."""
-        config = self.diffusion_model.config
-        if (
-            context.shape[-1] != config.joint_attention_dim
-            or pooled.shape[-1] != config.pooled_projection_dim
-        ):
-            raise ValueError(
-                f"this {self.family} model takes text conditioning {config.joint_attention_dim} wide with a "
-                f"pooled vector of {config.pooled_projection_dim}, but got {context.shape[-1]} and "
-                f"{pooled.shape[-1]}: "
-                f"encode the prompt with the text encoders of this model (CLIP type {self.family})"
-            )
-
-    def _forward(self, x: Any, timestep: Any, context: Any, extra: dict[str, Any]) -> Any:
-        raise NotImplementedError
 
 
 class SD3(FlowTransformer):
@@ -133,10 +24,13 @@ class SD3(FlowTransformer):
         )[0]
 
 
-class Flux(FlowTransformer):
+class Flux(FluxFamily):
     """Flux.1 (diffusers' FluxTransformer2DModel): 2×2 patches packed into tokens with (0, row, column)
     position ids; the timestep is sigma (the model scales it by 1000) and dev embeds the guidance.
     Reference latents (Flux Kontext, `engine.diffusion.flux_references`) are extra image tokens."""
+
+    NAME = "Flux.1"
+    takes_control = True
 
     def added_conditions(self, entries: list[dict[str, Any]], crop: Any, batch: int) -> dict[str, Any]:
         """As every flow transformer's, plus each entry's reference latents (model-scaled) and method."""
@@ -207,33 +101,25 @@ class Flux(FlowTransformer):
             outputs.append(self.through_wrappers(self.flux_forward, options, *args, **kwargs))
         return torch.cat(outputs)
 
-    def flux_forward(
+    def _flux_call(
         self,
         x: Any,
         timestep: Any,
         context: Any,
-        y: Any = None,
-        guidance: Any = None,
-        ref_latents: Any = None,
-        control: Any = None,
-        transformer_options: dict[str, Any] | None = None,
+        y: Any,
+        guidance: Any,
+        ref_latents: Any,
+        options: dict[str, Any],
         ref_latents_method: str = "offset",
         **kwargs: Any,
     ) -> Any:
-        """The prediction, called as ComfyUI calls its Flux model (what a DIFFUSION_MODEL wrapper
-        continues with): the latent (with any concat channels), sigma, the T5 context, the pooled CLIP
-        vector `y`, the guidance per entry (NaN: FluxDisableGuidance), Kontext's reference latents, ControlNet
-        residuals (`control`: "input" after double blocks, "output" after single ones) and an
-        `attention_mask` (engine.diffusion.flux_masks)."""
-        options = transformer_options or {}
-        with (
-            dit_patches(self.diffusion_model, self.family, options),
-            control_residuals(self.diffusion_model, self.family, control),
-        ):
-            refs = (tuple(ref_latents or ()), ref_latents_method)
-            post_input = options.get("patches", {}).get("post_input", [])
-            mask = kwargs.get("attention_mask")
-            return self._transformer(x, timestep, context, y, guidance, refs, (post_input, mask))
+        """Flux.1's call: the latent carries any concat channels, `y` is the pooled CLIP vector, the
+        reference latents are Kontext's (placed by `ref_latents_method`), and an `attention_mask`
+        keyword (engine.diffusion.flux_masks) and the "post_input" patches apply."""
+        refs = (tuple(ref_latents or ()), ref_latents_method)
+        post_input = options.get("patches", {}).get("post_input", [])
+        mask = kwargs.get("attention_mask")
+        return self._transformer(x, timestep, context, y, guidance, refs, (post_input, mask))
 
     def _transformer(
         self,
@@ -340,6 +226,8 @@ class Chroma(_UnpooledFlow):
     timestep is sigma (the model scales it by 1000) and the distilled guidance input is the conditioning's
     `guidance` (FluxGuidance), 0 when unset, as ComfyUI's."""
 
+    NAME = "Chroma"
+
     def context_width(self) -> int:
         return int(self.diffusion_model.config.joint_attention_dim)
 
@@ -377,9 +265,14 @@ class Chroma(_UnpooledFlow):
         residuals."""
         del kwargs
         if control is not None:
-            raise ValueError("Loom's Chroma model takes no control residuals")
-        with dit_patches(self.diffusion_model, self.family, transformer_options or {}):
-            return self._forward(x, timestep, context, {"guidance": guidance})
+            raise ValueError(f"Loom's {self.NAME} model takes no control residuals")
+        options = transformer_options or {}
+        with dit_patches(self.diffusion_model, self.family, options):
+            return self._forward(x, timestep, context, self._call_extra(guidance, options))
+
+    def _call_extra(self, guidance: Any, options: dict[str, Any]) -> dict[str, Any]:
+        """What `_forward` takes beside latent, timestep and text."""
+        return {"guidance": guidance}
 
     def _forward(self, x: Any, timestep: Any, context: Any, extra: dict[str, Any]) -> Any:
         import torch

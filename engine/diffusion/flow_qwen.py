@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from engine.diffusion.batching import stacked_references
+from engine.diffusion.batching import reference_shapes, stacked_references
 from engine.diffusion.flow_models import _UnpooledFlow
 
 
@@ -40,8 +40,10 @@ class QwenImage(_UnpooledFlow):
     def condition_key(self, entry: dict[str, Any]) -> tuple[Any, ...]:
         """Entries batch together only with reference latents of the same shapes (ComfyUI's CONDList)
         and placement method."""
-        shapes = tuple(tuple(latent.shape) for latent in entry.get("reference_latents") or [])
-        return (*shapes, entry.get("reference_latents_method", self.default_reference_method))
+        return (
+            *reference_shapes(entry),
+            entry.get("reference_latents_method", self.default_reference_method),
+        )
 
     def added_conditions(self, entries: list[dict[str, Any]], crop: Any, batch: int) -> dict[str, Any]:
         references = [entry.get("reference_latents") or [] for entry in entries]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from engine.diffusion.batching import stacked_references
+from engine.diffusion.batching import reference_shapes, stacked_references
 from engine.diffusion.flow_models import _UnpooledFlow
 
 
@@ -27,8 +27,7 @@ class QwenImage21(_UnpooledFlow):
 
     def condition_key(self, entry: dict[str, Any]) -> tuple[Any, ...]:
         """Entries batch together only with the same reference shapes and slots."""
-        shapes = tuple(tuple(latent.shape) for latent in entry.get("reference_latents") or [])
-        return (*shapes, tuple(entry.get("image_slots") or ()))
+        return (*reference_shapes(entry), tuple(entry.get("image_slots") or ()))
 
     def added_conditions(self, entries: list[dict[str, Any]], crop: Any, batch: int) -> dict[str, Any]:
         stacked = stacked_references(entries, batch, self.process_latent_in, crop.device)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.diffusion.dit_patches import dit_patches
 from engine.diffusion.flow_models import Chroma
 from engine.diffusion.flow_tokens import flux_ids, pad_to_patches
 
@@ -34,25 +33,11 @@ def head_options(transformer_options: dict[str, Any]) -> dict[str, Any]:
 class ChromaRadiance(Chroma):
     """Chroma Radiance (ComfyUI's `chroma_radiance` image model), and its x0 variant."""
 
-    def chroma_forward(
-        self,
-        x: Any,
-        timestep: Any,
-        context: Any,
-        guidance: Any = None,
-        control: Any = None,
-        transformer_options: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        """Chroma's call (what a DIFFUSION_MODEL wrapper continues with); the head's options come from
-        `transformer_options`."""
-        del kwargs
-        if control is not None:
-            raise ValueError("Loom's Chroma Radiance model takes no control residuals")
-        options = transformer_options or {}
-        extra = {"guidance": guidance, "head": head_options(options)}
-        with dit_patches(self.diffusion_model, self.family, options):
-            return self._forward(x, timestep, context, extra)
+    NAME = "Chroma Radiance"
+
+    def _call_extra(self, guidance: Any, options: dict[str, Any]) -> dict[str, Any]:
+        """Chroma's, and the head's options from `transformer_options`."""
+        return {"guidance": guidance, "head": head_options(options)}
 
     def _forward(self, x: Any, timestep: Any, context: Any, extra: dict[str, Any]) -> Any:
         import torch

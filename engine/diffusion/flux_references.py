@@ -108,7 +108,7 @@ def concat_channels(model: Any, entries: list[dict[str, Any]], crop: Any, batch:
     """The extra input channels of each entry, stacked: None for a model that takes only the latent."""
     import torch
 
-    from engine.diffusion.guidance import _fit
+    from engine.diffusion.model_inputs import fit_to_latent
 
     latent_channels = crop.shape[1]
     extra = model.diffusion_model.config.in_channels // (PATCH * PATCH) - latent_channels
@@ -123,7 +123,11 @@ def concat_channels(model: Any, entries: list[dict[str, Any]], crop: Any, batch:
     parts = []
     for entry in entries:
         image = entry.get("concat_latent_image")
-        image = torch.zeros_like(rows) if image is None else _fit(image.to(rows.device, rows.dtype), rows)
+        image = (
+            torch.zeros_like(rows)
+            if image is None
+            else fit_to_latent(image.to(rows.device, rows.dtype), rows)
+        )
         channels = [model.process_latent_in(image)]
         if extra > latent_channels:
             channels.append(_folded_mask(entry.get("concat_mask"), rows))
@@ -138,10 +142,10 @@ def _folded_mask(mask: Any, rows: Any) -> Any:
     batch, _, height, width = rows.shape
     if mask is None:
         return torch.ones((batch, 64, height, width), device=rows.device, dtype=rows.dtype)
-    from engine.diffusion.guidance import _fit
+    from engine.diffusion.model_inputs import fit_to_latent
 
     mask = mask.to(rows.device, rows.dtype)
     mask = mask.reshape(-1, 1, *mask.shape[-2:]) if mask.ndim < 4 else mask.mean(dim=1, keepdim=True)
-    mask = _fit(mask, torch.empty((batch, 1, height * 8, width * 8), device=rows.device))
+    mask = fit_to_latent(mask, torch.empty((batch, 1, height * 8, width * 8), device=rows.device))
     mask = mask.view(batch, height, 8, width, 8).permute(0, 2, 4, 1, 3)
     return mask.reshape(batch, 64, height, width)

@@ -11,8 +11,9 @@ unchanged; the joint-attention transformers batch only contexts of equal length,
 and blends each list's entries by their masks or feathered areas; `sampling_function` then
 applies, as ComfyUI does, the pre-cfg functions, the cfg function (default
 `uncond + (cond - uncond) * cfg`) and the post-cfg functions of `model_options`. At cfg 1 the
-negative side is skipped unless a patch set `disable_cfg1_optimization`. Before sampling,
-`add_opposite_areas` gives every area an opposite one, as ComfyUI's process_conds does.
+negative side is skipped unless a patch set `disable_cfg1_optimization`. Before sampling, the guider
+applies ComfyUI's process_conds rules (`engine.diffusion.process_conds`); what each entry feeds the model
+beside latent and text is batched by `engine.diffusion.model_inputs`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from __future__ import annotations
 import math
 import uuid
 from typing import Any
+
+from engine.diffusion.model_inputs import added_conditions, class_input, concat_channels, model_conds
 
 FEATHER = 8  # latent pixels over which an area's inner edges fade in
 
@@ -301,15 +304,15 @@ def _run_group(
     options.update(cond_or_uncond=cond_or_uncond[:], uuids=[e["uuid"] for e, _ in group], sigmas=sigma)
     options = with_gligen_patch(options, [entry for entry, _ in group], crop.shape, batch)
     c: dict[str, Any] = {"c_crossattn": context, "transformer_options": options}
-    adm = _class_input([entry for entry, _ in group], batch)
+    adm = class_input([entry for entry, _ in group], batch)
     if adm is not None:
         c["y"] = adm
-    concat = _concat_channels(model, [entry for entry, _ in group], x, area)
+    concat = concat_channels(model, [entry for entry, _ in group], x, area)
     if concat is not None:
         c["c_concat"] = concat
-    for key, value in _model_conds(group[0][0], batch, area, x.device).items():
+    for key, value in model_conds(group[0][0], batch, area, x.device).items():
         c.setdefault(key, value)  # what the model itself derives wins, as in ComfyUI's encode_model_conds
-    added = _added_conditions(model, [entry for entry, _ in group], crop, batch)
+    added = added_conditions(model, [entry for entry, _ in group], crop, batch)
     if added is not None:
         c["added_cond_kwargs"] = added
     control = group[0][0].get("control")
@@ -321,18 +324,6 @@ def _run_group(
     with fitting(control, model):
         c["control"] = control.get_control(x_all, sigmas, c, len(group), options)
         return _apply(model, x_all, sigmas, c, cond_or_uncond, model_options, options, len(group))
-
-
-def _model_conds(
-    entry: dict[str, Any], batch: int, area: tuple[int, int, int, int], device: Any
-) -> dict[str, Any]:
-    """A pack's extra model inputs on an entry (`model_conds`: comfy.conds objects), batched and cut
-    to the area as ComfyUI does; `c_concat` then joins the UNet input, other keys reach apply_model."""
-    out = {}
-    h, w, y, x0 = area
-    for key, cond in (entry.get("model_conds") or {}).items():
-        out[key] = cond.process_cond(batch_size=batch, area=(h, w, y, x0), device=device).concat([])
-    return out
 
 
 def _apply(
@@ -373,191 +364,3 @@ def _wrapped_apply_model(model: Any, transformer_options: dict[str, Any]) -> Any
         return executor.execute(x, t, c_concat, c_crossattn, control, transformer_options or {}, **kwargs)
 
     return apply_model
-
-
-def _class_input(entries: list[dict[str, Any]], batch: int) -> Any:
-    """The class-embedding (ADM) input `y` of models that take one (SD2.1 unCLIP; engine.diffusion.unclip
-    sets it on every entry before sampling), repeated to each entry's rows; None for other models."""
-    import torch
-
-    if not entries or "y" not in entries[0]:
-        return None
-    return torch.cat(
-        [entry["y"].expand(batch, -1) if entry["y"].shape[0] == 1 else entry["y"] for entry in entries]
-    )
-
-
-def _added_conditions(
-    model: Any, entries: list[dict[str, Any]], crop: Any, batch: int
-) -> dict[str, Any] | None:
-    """SDXL's pooled text embedding and size/crop time ids; None for SD1.x/SD2.x."""
-    import torch
-
-    own = getattr(model, "added_conditions", None)
-    if own is not None:  # transformer families (engine.diffusion.flow_models) batch their own extras
-        return own(entries, crop, batch)
-    unet = model.diffusion_model
-    if getattr(unet.config, "addition_embed_type", None) != "text_time":
-        return None
-    dtype = model.get_dtype()
-    pooled, time_ids = [], []
-    for entry in entries:
-        height, width = crop.shape[2] * 8, crop.shape[3] * 8
-        sizes = [entry.get("height", height), entry.get("width", width)]
-        sizes += [entry.get("crop_h", 0), entry.get("crop_w", 0)]
-        if model.family == "sdxl_refiner":
-            default_score = 2.5 if entry.get("prompt_type") == "negative" else 6.0
-            sizes.append(entry.get("aesthetic_score", default_score))
-        else:
-            sizes += [entry.get("target_height", height), entry.get("target_width", width)]
-        pooled.append(entry["pooled_output"].to(crop.device).expand(batch, -1))
-        time_ids.append(torch.tensor([sizes], device=crop.device, dtype=torch.float32).expand(batch, -1))
-    return {"text_embeds": torch.cat(pooled).to(dtype), "time_ids": torch.cat(time_ids).to(dtype)}
-
-
-# What an entry predicts with (ComfyUI's "model conds"), as opposed to where and when it applies.
-MODEL_CONDITION_KEYS = frozenset(
-    {
-        "cross_attn",
-        "pooled_output",
-        "width",
-        "height",
-        "crop_w",
-        "crop_h",
-        "target_width",
-        "target_height",
-        "aesthetic_score",
-        "concat_latent_image",
-        "concat_mask",
-        "y",
-        "reference_latents",
-        "reference_latents_method",
-    }
-)
-
-
-def share_with_uncond(conds: dict[str, list[dict[str, Any]]]) -> None:
-    """ComfyUI's apply_empty_x_to_equal_area, for ControlNets applied with `control_apply_to_uncond`
-    (the old ControlNetApply) and for GLIGEN boxes: unless another cond list's full-frame entries
-    already carry their own, they take the positive side's, so CFG compares like with like."""
-    positive = conds.get("positive", [])
-    sources = {
-        "control": [e for e in positive if e.get("control_apply_to_uncond")],
-        "gligen": positive,
-    }
-    for name, entries in conds.items():
-        if name != "positive":
-            for key, source in sources.items():
-                _share_full_frame(source, entries, key)
-
-
-def _share_full_frame(source: list[dict[str, Any]], entries: list[dict[str, Any]], key: str) -> None:
-    given = [e[key] for e in source if "area" not in e and e.get(key) is not None]
-    frame = [i for i, e in enumerate(entries) if "area" not in e]
-    if not given or not frame or any(entries[i].get(key) is not None for i in frame):
-        return
-    for n, value in enumerate(given):  # more values than entries: later ones win, as in ComfyUI
-        index = frame[n % len(frame)]
-        entries[index] = {**entries[index], key: value}
-
-
-def add_opposite_areas(conds: dict[str, list[dict[str, Any]]]) -> None:
-    """ComfyUI's rule that every area has an opposite one: for each entry with an area, every other
-    cond list gets a copy of it that predicts with that list's smallest entry covering the area (or its
-    first entry without an area). Areas must be resolved to latent pixels first (`resolve_conds`)."""
-    for name, entries in conds.items():
-        for entry in entries:  # grows while it is read: copies placed here are looked at too
-            for other_name, others in conds.items():
-                if other_name != name:
-                    _add_same_area_copy(others, entry)
-
-
-def _add_same_area_copy(entries: list[dict[str, Any]], entry: dict[str, Any]) -> None:
-    area = entry.get("area")
-    if area is None:
-        return
-    smallest: dict[str, Any] | None = None
-    for other in entries:
-        other_area = other.get("area")
-        if other_area is None:
-            if smallest is None:
-                smallest = other
-        elif _inside(area, other_area) and (
-            smallest is None
-            or "area" not in smallest
-            or math.prod(smallest["area"][:2]) > math.prod(other_area[:2])
-        ):
-            smallest = other
-    if smallest is None or tuple(smallest.get("area", ())) == tuple(area):
-        return
-    copy = {k: v for k, v in entry.items() if k not in MODEL_CONDITION_KEYS}
-    copy.update({k: v for k, v in smallest.items() if k in MODEL_CONDITION_KEYS})
-    entries.append(copy)
-
-
-def _inside(area: Any, outer: Any) -> bool:
-    h, w, y, x0 = (int(v) for v in area)
-    outer_h, outer_w, outer_y, outer_x = (int(v) for v in outer)
-    return y >= outer_y and x0 >= outer_x and y + h <= outer_y + outer_h and x0 + w <= outer_x + outer_w
-
-
-# SD1.x's latent of a mid-grey image, what ComfyUI feeds an inpainting model without a masked image.
-BLANK_INPAINT_LATENT = (0.8223, -0.6876, 0.6364, 0.1380)
-
-
-def _concat_channels(model: Any, entries: list[dict[str, Any]], x: Any, area: tuple[int, ...]) -> Any:
-    """Extra UNet input channels after the noisy latent, stacked by entry, cropped to the area: for a
-    9-channel inpainting model the mask and the masked image's latent (`concat_mask`,
-    `concat_latent_image`), for an 8-channel InstructPix2Pix model the image's latent; None if the
-    model takes no extra channels."""
-    import torch
-
-    if getattr(model, "added_conditions", None) is not None:
-        return None  # the transformer families (flow_models) take none; Flux packs 2×2 patches as channels
-    config = getattr(model.diffusion_model, "config", None)
-    extra = int(getattr(config, "in_channels", x.shape[1])) - x.shape[1]
-    if extra <= 0:
-        return None
-    if extra not in (4, 5):
-        raise ValueError(
-            f"the model takes {extra} input channels beside the latent; Loom knows 9-channel inpainting "
-            "and 8-channel InstructPix2Pix models"
-        )
-    h, w, y, x0 = area
-    parts = []
-    for entry in entries:
-        image = entry.get("concat_latent_image")
-        if extra == 5:
-            mask = entry.get("concat_mask")
-            mask = (
-                torch.ones_like(x[:, :1])
-                if mask is None
-                else _fit(mask.reshape(-1, 1, *mask.shape[-2:]), x).round()
-            )
-            if image is None:
-                blank = torch.tensor(BLANK_INPAINT_LATENT, dtype=x.dtype, device=x.device)
-                image = blank.view(1, 4, 1, 1).expand_as(x)
-            else:
-                image = _fit(model.process_latent_in(image.to(x.device, x.dtype)), x)
-            channels = torch.cat([mask, image], dim=1)
-        else:
-            channels = torch.zeros_like(x) if image is None else _fit(image, x)
-        parts.append(channels[:, :, y : y + h, x0 : x0 + w])
-    return torch.cat(parts)
-
-
-def _fit(tensor: Any, x: Any) -> Any:
-    """Resize [B, C, h, w] to x's latent size (bilinear, centre crop) and repeat it to x's batch."""
-    import torch.nn.functional as F
-
-    tensor = tensor.to(x.device, x.dtype)
-    if tensor.shape[-2:] != x.shape[-2:]:
-        height, width = tensor.shape[-2], tensor.shape[-1]
-        old_aspect, new_aspect = width / height, x.shape[3] / x.shape[2]
-        trim_x = round((width - width * (new_aspect / old_aspect)) / 2) if old_aspect > new_aspect else 0
-        trim_y = round((height - height * (old_aspect / new_aspect)) / 2) if old_aspect < new_aspect else 0
-        tensor = tensor[:, :, trim_y : height - trim_y, trim_x : width - trim_x]
-        tensor = F.interpolate(tensor, size=x.shape[2:], mode="bilinear")
-    if tensor.shape[0] < x.shape[0]:
-        tensor = tensor.repeat(-(-x.shape[0] // tensor.shape[0]), 1, 1, 1)[: x.shape[0]]
-    return tensor[: x.shape[0]]

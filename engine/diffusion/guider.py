@@ -5,7 +5,8 @@
 sigmas, denoise_mask, callback, disable_pbar, seed)`, which returns the latent in the VAE's space.
 It applies the ModelPatcher's patches for the run, honours every model_options hook (cfg, pre/post
 cfg, unet wrapper, denoise mask function, transformer patches) and passes
-`transformer_options["sample_sigmas"]`. Subclasses give ComfyUI's DualCFG, Basic and PerpNeg guiders.
+`transformer_options["sample_sigmas"]`. Its subclasses, ComfyUI's Basic, DualCFG and PerpNeg guiders, are in
+`engine.diffusion.custom_guiders`.
 
 `sampler` is a Loom sampler name or a SAMPLER object with
 `.sample(model_fn, noise, latent, sigmas, *, callback, seed, denoise_mask, model_sampling, extra_args)`;
@@ -15,20 +16,15 @@ runs the guider with the options a sampler passes back.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
 from engine import threads
 from engine.diffusion import control_conds
 from engine.diffusion.guidance import (
-    add_opposite_areas,
-    calc_cond_batch,
-    cfg_function,
     convert_cond,
     resolve_conds,
     sampling_function,
-    share_with_uncond,
 )
 from engine.diffusion.patcher_extension import (
     WrapperExecutor,
@@ -36,6 +32,7 @@ from engine.diffusion.patcher_extension import (
     get_all_wrappers,
     merge_nested_dicts,
 )
+from engine.diffusion.process_conds import add_opposite_areas, share_with_uncond
 
 StepCallback = Callable[[int, Any, Any, int], None]
 """ComfyUI's sampling callback: `callback(step, denoised, x, total_steps)`."""
@@ -119,7 +116,7 @@ class CFGGuider:
         """Denoise `latent_image` (VAE space) from `noise` along `sigmas`; returns the VAE-space result.
         The run goes through the model's OUTER_SAMPLE wrappers; for its duration `model_options` is
         a copy, so what a wrapper adds to it (e.g. an APPLY_MODEL wrapper) lasts only this run."""
-        from engine.diffusion.model_patcher import create_model_options_clone
+        from engine.diffusion.model_options import create_model_options_clone
 
         if sigmas.shape[-1] == 0:
             return latent_image
@@ -150,7 +147,7 @@ class CFGGuider:
         import torch
 
         from engine.diffusion.devices import manager
-        from engine.diffusion.model_patcher import create_model_options_clone
+        from engine.diffusion.model_options import create_model_options_clone
 
         patcher = self.model_patcher
         device = manager().use(patcher.unet)
@@ -296,114 +293,6 @@ def _latent_mask(mask: Any, samples: Any) -> Any:
     if mask.shape[0] < samples.shape[0]:
         mask = mask.repeat(samples.shape[0] // mask.shape[0] + 1, 1, 1, 1)[: samples.shape[0]]
     return mask if samples.ndim == 4 else mask.unsqueeze(2)
-
-
-class Guider_Basic(CFGGuider):
-    """Only the positive conditioning, no guidance (cfg 1): for distilled models such as Flux."""
-
-    def set_conds(self, positive: list[Any]) -> None:  # type: ignore[override]
-        self.inner_set_conds({"positive": positive})
-
-
-class Guider_DualCFG(CFGGuider):
-    """Two positive conditionings against a negative: regular (added) or nested guidance."""
-
-    def set_cfg(self, cfg1: float, cfg2: float, nested: bool = False) -> None:  # type: ignore[override]
-        self.cfg1, self.cfg2, self.nested = cfg1, cfg2, nested
-
-    def set_conds(self, positive: list[Any], middle: list[Any], negative: list[Any]) -> None:  # type: ignore[override]
-        self.inner_set_conds({"positive": positive, "negative": negative})
-        self.original_conds["middle"] = convert_cond(middle, "negative")
-
-    def predict_noise(
-        self, x: Any, timestep: Any, model_options: dict[str, Any] | None = None, seed: int | None = None
-    ) -> Any:
-        options = model_options or {}
-        negative, middle, positive = (self.conds.get(k) for k in ("negative", "middle", "positive"))
-        model = self.inner_model
-        if self.nested:
-            out = calc_cond_batch(model, [negative, middle, positive], x, timestep, options)
-            text = cfg_function(
-                model, out[2], out[1], self.cfg1, x, timestep, options, cond=positive, uncond=middle
-            )
-            return out[0] + self.cfg2 * (text - out[0])
-        if not options.get("disable_cfg1_optimization", False) and math.isclose(self.cfg2, 1.0):
-            negative = None
-            if math.isclose(self.cfg1, 1.0):
-                middle = None
-        out = calc_cond_batch(model, [negative, middle, positive], x, timestep, options)
-        guided = cfg_function(
-            model, out[1], out[0], self.cfg2, x, timestep, options, cond=middle, uncond=negative
-        )
-        return guided + (out[2] - out[1]) * self.cfg1
-
-
-def perp_neg(
-    x: Any, pos_pred: Any, neg_pred: Any, empty_pred: Any, neg_scale: float, cond_scale: float
-) -> Any:
-    """Perp-Neg (Armandpour et al. 2023): remove from the negative direction its part along the positive."""
-    del x
-    pos = pos_pred - empty_pred
-    neg = neg_pred - empty_pred
-    perp = neg - ((neg * pos).sum() / (pos.norm() ** 2)) * pos
-    return empty_pred + cond_scale * (pos - perp * neg_scale)
-
-
-class Guider_PerpNeg(CFGGuider):
-    """Guidance by a positive, a negative and an empty prompt with Perp-Neg."""
-
-    def set_conds(self, positive: list[Any], negative: list[Any], empty_negative_prompt: list[Any]) -> None:  # type: ignore[override]
-        self.inner_set_conds({"positive": positive, "negative": negative})
-        self.original_conds["empty_negative_prompt"] = convert_cond(empty_negative_prompt, "negative")
-
-    def set_cfg(self, cfg: float, neg_scale: float = 1.0) -> None:
-        self.cfg, self.neg_scale = cfg, neg_scale
-
-    def predict_noise(
-        self, x: Any, timestep: Any, model_options: dict[str, Any] | None = None, seed: int | None = None
-    ) -> Any:
-        options = model_options or {}
-        positive, negative, empty = (
-            self.conds.get(k) for k in ("positive", "negative", "empty_negative_prompt")
-        )
-        if not options.get("disable_cfg1_optimization", False) and math.isclose(self.neg_scale, 0.0):
-            negative = None
-            if math.isclose(self.cfg, 1.0):
-                empty = None
-        conds = [positive, negative, empty]
-        model = self.inner_model
-        out = calc_cond_batch(model, conds, x, timestep, options)
-        for fn in options.get("sampler_pre_cfg_function", []):
-            args = {
-                "conds": conds,
-                "conds_out": out,
-                "cond_scale": self.cfg,
-                "timestep": timestep,
-                "input": x,
-                "sigma": timestep,
-                "model": model,
-                "model_options": options,
-            }
-            out = fn(args)
-        pos_pred, neg_pred, empty_pred = out
-        result = perp_neg(x, pos_pred, neg_pred, empty_pred, self.neg_scale, self.cfg)
-        for fn in options.get("sampler_post_cfg_function", []):
-            args = {
-                "denoised": result,
-                "cond": positive,
-                "uncond": negative,
-                "cond_scale": self.cfg,
-                "model": model,
-                "uncond_denoised": neg_pred,
-                "cond_denoised": pos_pred,
-                "sigma": timestep,
-                "model_options": options,
-                "input": x,
-                "empty_cond": empty,
-                "empty_cond_denoised": empty_pred,
-            }
-            result = fn(args)
-        return result
 
 
 def check_image_latent(model: Any, latent: Any) -> None:

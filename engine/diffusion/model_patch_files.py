@@ -102,7 +102,16 @@ def control_block(weights: dict[str, Any], index: int, img: Any, control: Any) -
     return F.linear(F.gelu(hidden), weights[p + "output_proj.weight"], weights[p + "output_proj.bias"])
 
 
-class DiffSynthControl:
+class SharedByClones:
+    """A patch that a ModelPatcher's clones share rather than copy. ModelPatcher.clone deep-copies
+    model_options, where ComfyUI's clone copies only the dicts and lists: the patch (its weights, its VAE)
+    stays one object, as in ComfyUI."""
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        return self
+
+
+class DiffSynthControl(SharedByClones):
     """The "double_block" patch QwenImageDiffsynthControlnet puts on a Qwen-Image model: the control image
     is VAE-encoded at the size of the latent being sampled (scaled to it first, area resampling with a
     centre crop), normalised as Qwen-Image's latents are, joined by the inpaint mask channels (1 where the
@@ -112,11 +121,6 @@ class DiffSynthControl:
     def __init__(self, patch: ModelPatch, vae: Any, image: Any, strength: float, keep: Any = None) -> None:
         self.patch, self.vae, self.image, self.strength, self.keep = patch, vae, image, strength, keep
         self._tokens: tuple[tuple[int, int], Any] | None = None
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> DiffSynthControl:
-        # ModelPatcher.clone deep-copies model_options; ComfyUI's clone copies only the dicts and lists, so
-        # the patch (with its weights and VAE) is shared by the clones, as here.
-        return self
 
     def __call__(self, args: dict[str, Any]) -> dict[str, Any]:
         img, index = args["img"], args["block_index"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.diffusion.batching import repeat_to_batch
-from engine.diffusion.model_patch_files import ModelPatch, ModelPatchError
+from engine.diffusion.model_patch_files import ModelPatch, ModelPatchError, SharedByClones
 
 LEVELS = ("high", "mid", "low")  # the order of the tokens in the prompt
 LAYER_EPS = 1e-5
@@ -85,18 +85,13 @@ def project(patch: ModelPatch, layers: Any, dtype: Any, device: Any) -> Any:
     return torch.cat(out, dim=1)
 
 
-class UsoStylePatch:
+class UsoStylePatch(SharedByClones):
     """The "post_input" patch USOStyleReference puts on a Flux model: the style tokens go before the text
     tokens, with zero ids."""
 
     def __init__(self, patch: ModelPatch, layers: Any) -> None:
         self.patch = patch
         self.layers = layers
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> UsoStylePatch:
-        # ModelPatcher.clone deep-copies model_options; ComfyUI's clone copies only the dicts and lists, so
-        # the patch (with the projector's weights) is shared by the clones, as the control patches are.
-        return self
 
     def __call__(self, args: dict[str, Any]) -> dict[str, Any]:
         import torch

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.diffusion.batching import repeat_to_batch
+from engine.diffusion.model_patch_files import SharedByClones
 
 ZIMAGE_DEPTH = (
     30  # ComfyUI spaces the control layers over Z-Image's 30 main layers, whatever the model's depth
@@ -139,7 +140,7 @@ def run_control_block(block: Any, stream: Any, image: Any, pe: Any, vec: Any) ->
     return out[-2], out[-1]
 
 
-class ZImageFunControl:
+class ZImageFunControl(SharedByClones):
     """The patch QwenImageDiffsynthControlnet / ZImageFunControlnet put on a Z-Image model, at both the
     "noise_refiner" and the "double_block" patch points; one control stream per model call."""
 
@@ -159,11 +160,6 @@ class ZImageFunControl:
         self._stream: Any = None
         self._next = 0  # the next control layer to run in this call
         self._refined = False  # the refiner stage of this call has started the stream
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> ZImageFunControl:
-        # ModelPatcher.clone deep-copies model_options; ComfyUI's clone copies only the dicts and lists, so
-        # the patch (with its weights and VAE) is shared by the clones, as here.
-        return self
 
     def __call__(self, args: dict[str, Any]) -> dict[str, Any]:
         if args.get("block_type") == "noise_refiner":

@@ -16,7 +16,6 @@ pick the same indices; for any other depth `match_modulation_indices` gives Loom
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -32,15 +31,7 @@ MARKERS = ("distilled_guidance_layer.in_proj.weight", "double_blocks.0.img_attn.
 
 
 def prefix_of(shapes: Shapes) -> str | None:
-    for prefix in flux.PREFIXES:
-        if all(prefix + m in shapes for m in MARKERS):
-            return prefix
-    return None
-
-
-def _count(shapes: Shapes, prefix: str, group: str) -> int:
-    pattern = re.compile(re.escape(prefix + group) + r"\.(\d+)\.")
-    return len({int(m.group(1)) for k in shapes if (m := pattern.match(k))})
+    return flux.marked_prefix(shapes, MARKERS)
 
 
 def transformer_config(shapes: Shapes, prefix: str) -> dict[str, Any]:
@@ -51,15 +42,15 @@ def transformer_config(shapes: Shapes, prefix: str) -> dict[str, Any]:
         "patch_size": 1,
         "in_channels": in_channels,
         "out_channels": shapes[p + "final_layer.linear.weight"][0],
-        "num_layers": _count(shapes, p, "double_blocks"),
-        "num_single_layers": _count(shapes, p, "single_blocks"),
+        "num_layers": flux.count_blocks(shapes, p, "double_blocks"),
+        "num_single_layers": flux.count_blocks(shapes, p, "single_blocks"),
         "attention_head_dim": flux.HEAD_DIM,
         "num_attention_heads": hidden // flux.HEAD_DIM,
         "joint_attention_dim": shapes[p + "txt_in.weight"][1],
         "axes_dims_rope": (16, 56, 56),
         "approximator_num_channels": approximator_in,
         "approximator_hidden_dim": approximator_hidden,
-        "approximator_layers": _count(shapes, p, "distilled_guidance_layer.layers"),
+        "approximator_layers": flux.count_blocks(shapes, p, "distilled_guidance_layer.layers"),
     }
 
 

@@ -39,15 +39,15 @@ def transformer_config(shapes: Shapes, prefix: str) -> dict[str, Any]:
     return {
         "patch_size": 1,
         "in_channels": channels * patch * patch,
-        "num_layers": chroma._count(shapes, p, "double_blocks"),
-        "num_single_layers": chroma._count(shapes, p, "single_blocks"),
+        "num_layers": flux.count_blocks(shapes, p, "double_blocks"),
+        "num_single_layers": flux.count_blocks(shapes, p, "single_blocks"),
         "attention_head_dim": flux.HEAD_DIM,
         "num_attention_heads": hidden // flux.HEAD_DIM,
         "joint_attention_dim": shapes[p + "txt_in.weight"][1],
         "axes_dims_rope": (16, 56, 56),
         "approximator_num_channels": approximator_in,
         "approximator_hidden_dim": approximator_hidden,
-        "approximator_layers": chroma._count(shapes, p, "distilled_guidance_layer.layers"),
+        "approximator_layers": flux.count_blocks(shapes, p, "distilled_guidance_layer.layers"),
     }
 
 
@@ -63,7 +63,7 @@ def head_config(shapes: Shapes, prefix: str) -> dict[str, Any]:
         "patch": patch,
         "width": width,
         "mlp_ratio": generated // (3 * width * width),
-        "depth": chroma._count(shapes, p, "nerf_blocks"),
+        "depth": flux.count_blocks(shapes, p, "nerf_blocks"),
         "max_freqs": round((embed_in - channels) ** 0.5),
         "final": "conv" if p + "nerf_final_layer_conv.norm.scale" in shapes else "linear",
     }

@@ -38,7 +38,8 @@ def variant(shapes: Shapes, prefix: str) -> str:
     return "Flux.1 dev" if prefix + "guidance_in.in_layer.weight" in shapes else "Flux.1 schnell"
 
 
-def _count(shapes: Shapes, prefix: str, group: str) -> int:
+def count_blocks(shapes: Shapes, prefix: str, group: str) -> int:
+    """How many numbered blocks `prefix + group + ".N."` the keys hold (the distinct N)."""
     pattern = re.compile(re.escape(prefix + group) + r"\.(\d+)\.")
     return len({int(m.group(1)) for k in shapes if (m := pattern.match(k))})
 
@@ -50,8 +51,8 @@ def transformer_config(shapes: Shapes, prefix: str) -> dict[str, Any]:
         "patch_size": 1,
         "in_channels": in_channels,
         "out_channels": shapes[p + "final_layer.linear.weight"][0],
-        "num_layers": _count(shapes, p, "double_blocks"),
-        "num_single_layers": _count(shapes, p, "single_blocks"),
+        "num_layers": count_blocks(shapes, p, "double_blocks"),
+        "num_single_layers": count_blocks(shapes, p, "single_blocks"),
         "attention_head_dim": HEAD_DIM,
         "num_attention_heads": hidden // HEAD_DIM,
         "joint_attention_dim": shapes[p + "txt_in.weight"][1],

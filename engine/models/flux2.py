@@ -15,11 +15,10 @@ ComfyUI's `*fp8mixed*` files quantise some matrices to fp8 with a per-tensor `we
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
-from engine.models.flux import marked_prefix
+from engine.models.flux import count_blocks, marked_prefix
 
 Shapes = Mapping[str, tuple[int, ...]]
 
@@ -44,11 +43,6 @@ def variant(shapes: Shapes, prefix: str) -> str:
     return f"Flux.2 Klein {size}".rstrip() if size != "dev" else "Flux.2 Klein"
 
 
-def _count(shapes: Shapes, prefix: str, group: str) -> int:
-    pattern = re.compile(re.escape(prefix + group) + r"\.(\d+)\.")
-    return len({int(m.group(1)) for k in shapes if (m := pattern.match(k))})
-
-
 def transformer_config(shapes: Shapes, prefix: str) -> dict[str, Any]:
     p = prefix
     hidden, in_channels = shapes[p + "img_in.weight"]
@@ -57,8 +51,8 @@ def transformer_config(shapes: Shapes, prefix: str) -> dict[str, Any]:
         "patch_size": 1,
         "in_channels": in_channels,
         "out_channels": shapes[p + "final_layer.linear.weight"][0],
-        "num_layers": _count(shapes, p, "double_blocks"),
-        "num_single_layers": _count(shapes, p, "single_blocks"),
+        "num_layers": count_blocks(shapes, p, "double_blocks"),
+        "num_single_layers": count_blocks(shapes, p, "single_blocks"),
         "attention_head_dim": HEAD_DIM,
         "num_attention_heads": hidden // HEAD_DIM,
         "joint_attention_dim": shapes[p + "txt_in.weight"][1],

@@ -16,11 +16,10 @@ dequantised on load (engine.models.flow_families.build_model).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
-from engine.models.flux import marked_prefix
+from engine.models.flux import count_blocks, marked_prefix
 
 Shapes = Mapping[str, tuple[int, ...]]
 
@@ -43,11 +42,6 @@ def variant(shapes: Shapes, prefix: str) -> str:
     return "Flux 3 Klein (distilled)" if is_distilled(shapes, prefix) else "Flux 3 Klein base"
 
 
-def _count(shapes: Shapes, prefix: str, group: str) -> int:
-    pattern = re.compile(re.escape(prefix + group) + r"\.(\d+)\.")
-    return len({int(m.group(1)) for k in shapes if (m := pattern.match(k))})
-
-
 def _head_dim(shapes: Shapes, prefix: str) -> int:
     return shapes[prefix + "single_blocks.0.norm.query_norm.scale"][0]
 
@@ -66,8 +60,8 @@ def transformer_config(shapes: Shapes, prefix: str) -> dict[str, Any]:
     return {
         "in_channels": in_channels,
         "cond_in_channels": shapes.get(p + "emb_in.image_cond.weight", (hidden, in_channels))[1],
-        "num_layers": _count(shapes, p, "txt_mode_blocks"),
-        "num_single_layers": _count(shapes, p, "single_blocks"),
+        "num_layers": count_blocks(shapes, p, "txt_mode_blocks"),
+        "num_single_layers": count_blocks(shapes, p, "single_blocks"),
         "attention_head_dim": head_dim,
         "num_attention_heads": hidden // head_dim,
         "joint_attention_dim": shapes[p + "txt_in.weight"][1],

@@ -21,9 +21,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from engine.models.flux import marked_prefix
+
 Shapes = Mapping[str, tuple[int, ...]]
 
-PREFIXES = ("model.diffusion_model.", "diffusion_model.", "")
 MARKERS = ("txt_norm.weight", "img_in.weight", "transformer_blocks.0.img_mod.1.weight")
 LAYERED_MARKER = "time_text_embed.addition_t_embedding.weight"
 HEAD_DIM = 128
@@ -31,10 +32,7 @@ PATCH = 2
 
 
 def prefix_of(shapes: Shapes) -> str | None:
-    for prefix in PREFIXES:
-        if all(prefix + m in shapes for m in MARKERS):
-            return prefix
-    return None
+    return marked_prefix(shapes, MARKERS)
 
 
 def is_layered(shapes: Shapes, prefix: str) -> bool:

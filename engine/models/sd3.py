@@ -14,9 +14,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from engine.models.flux import marked_prefix
+
 Shapes = Mapping[str, tuple[int, ...]]
 
-PREFIXES = ("model.diffusion_model.", "diffusion_model.", "")
 MARKER = "joint_blocks.0.x_block.attn.qkv.weight"
 # ComfyUI's MMDiT uses 64 channels per attention head (SD3 medium 24 heads, SD3.5 large 38).
 HEAD_DIM = 64
@@ -24,10 +25,7 @@ HEAD_DIM = 64
 
 def prefix_of(shapes: Shapes) -> str | None:
     """The key prefix of an MMDiT in `shapes`, or None when there is none."""
-    for prefix in PREFIXES:
-        if prefix + MARKER in shapes and prefix + "x_embedder.proj.weight" in shapes:
-            return prefix
-    return None
+    return marked_prefix(shapes, (MARKER, "x_embedder.proj.weight"))
 
 
 def transformer_config(shapes: Shapes, prefix: str) -> dict[str, Any]:

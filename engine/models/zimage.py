@@ -15,9 +15,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from engine.models.flux import PREFIXES, marked_prefix
+
 Shapes = Mapping[str, tuple[int, ...]]
 
-PREFIXES = ("model.diffusion_model.", "diffusion_model.", "")
 MARKERS = ("cap_embedder.1.weight", "x_pad_token", "layers.0.attention.qkv.weight", "x_embedder.weight")
 PATCH = 2
 # Z-Image's rotary axes (frame, row, column) over 128-channel heads, as its released config.
@@ -26,10 +27,7 @@ AXES_LENS = (1536, 512, 512)
 
 
 def prefix_of(shapes: Shapes) -> str | None:
-    for prefix in PREFIXES:
-        if all(prefix + m in shapes for m in MARKERS):
-            return prefix
-    return None
+    return marked_prefix(shapes, MARKERS)
 
 
 def _count(shapes: Shapes, prefix: str, group: str) -> int:

@@ -39,7 +39,7 @@ class UncondRecorder:
 
 def recording_uncond(extra_args: dict[str, Any] | None) -> tuple[dict[str, Any], UncondRecorder]:
     """extra_args whose model_options (a copy) also record the unconditional prediction."""
-    from engine.diffusion.model_patcher import set_model_options_post_cfg_function
+    from engine.diffusion.model_options import set_model_options_post_cfg_function
 
     recorder = UncondRecorder()
     extra = dict(extra_args or {})

@@ -147,7 +147,7 @@ def identity_attention(q: Any, k: Any, v: Any, extra_options: dict[str, Any], ma
 def _pag_post_cfg(scale: float) -> Any:
     def post_cfg(args: dict[str, Any]) -> Any:
         from engine.diffusion.guidance import calc_cond_batch
-        from engine.diffusion.model_patcher import set_model_options_patch_replace
+        from engine.diffusion.model_options import set_model_options_patch_replace
 
         result = args["denoised"]
         if scale == 0:

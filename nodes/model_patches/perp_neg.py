@@ -11,8 +11,8 @@ from engine.native import Conditioning, Input, Model, Node
 
 def _perp_neg_cfg(empty: list[dict[str, Any]], neg_scale: float) -> Any:
     def cfg(args: dict[str, Any]) -> Any:
+        from engine.diffusion.custom_guiders import perp_neg
         from engine.diffusion.guidance import calc_cond_batch, resolve_conds
-        from engine.diffusion.guider import perp_neg
 
         x = args["input"]
         entries = [

@@ -23,7 +23,7 @@ def _skip(args: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def _skipping(model_options: dict[str, Any], double: list[int], single: list[int]) -> dict[str, Any]:
-    from engine.diffusion.model_patcher import set_model_options_patch_replace
+    from engine.diffusion.model_options import set_model_options_patch_replace
 
     options = dict(model_options)
     for kind, layers in (("double_block", double), ("single_block", single)):

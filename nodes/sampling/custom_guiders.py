@@ -59,7 +59,7 @@ class DualCFGGuider(Node):
             str, Input("Add the two guidances, or nest one in the other.", choices=("regular", "nested"))
         ] = "regular",
     ) -> Guider:
-        from engine.diffusion.guider import Guider_DualCFG
+        from engine.diffusion.custom_guiders import Guider_DualCFG
 
         guider = Guider_DualCFG(model)
         guider.set_conds(cond1, cond2, negative)
@@ -77,7 +77,7 @@ class BasicGuider(Node):
         model: Annotated[Model, Input("The denoising model, with its patches.")],
         conditioning: Annotated[Conditioning, Input("What the image should show.")],
     ) -> Guider:
-        from engine.diffusion.guider import Guider_Basic
+        from engine.diffusion.custom_guiders import Guider_Basic
 
         guider = Guider_Basic(model)
         guider.set_conds(conditioning)
@@ -102,7 +102,7 @@ class PerpNegGuider(Node):
             float, Input("Strength of the negative prompt.", min=0.0, max=100.0, step=0.01)
         ] = 1.0,
     ) -> Guider:
-        from engine.diffusion.guider import Guider_PerpNeg
+        from engine.diffusion.custom_guiders import Guider_PerpNeg
 
         guider = Guider_PerpNeg(model)
         guider.set_conds(positive, negative, empty_conditioning)

@@ -113,7 +113,7 @@ def pack_style_euler(
     model: Any, x: Any, sigmas: Any, extra_args: Any = None, callback: Any = None, disable: Any = None
 ) -> Any:
     """A pack's KSAMPLER function that hooks the guidance as ComfyUI's CFG++ samplers do."""
-    from engine.diffusion.model_patcher import set_model_options_post_cfg_function
+    from engine.diffusion.model_options import set_model_options_post_cfg_function
 
     def record(args: dict[str, Any]) -> Any:
         UNCONDS_SEEN.append(args["uncond_denoised"])

@@ -387,3 +387,34 @@ def test_reference_layout_lora_equals_the_baked_file(tmp_path: Path, name: str) 
     plain = _weights(tmp_path / "base.safetensors", None, 1.0)
     changed = [k for k in plain if not torch.equal(plain[k], baked[k])]
     assert changed and all(torch.allclose(patched[k], baked[k], atol=1e-5) for k in plain)
+
+
+def test_dit_block_replacements_run_on_both_block_kinds(klein_models: tuple[Path, dict[str, Any]]) -> None:
+    """A "dit" replacement (SkipLayerGuidanceDiT's mechanism) on Flux.2's double and single blocks: one that
+    runs the original block keeps the prediction, one that skips a single block changes it. (Flux.2's
+    single blocks take text and image as one sequence: the replacement must hand back one tensor.)"""
+    from engine.models.flow_families import load_diffusion_model
+
+    model = load_diffusion_model(klein_models[0] / "diffusion_models" / "flux-2-klein-4b.safetensors").model
+    torch.manual_seed(0)
+    x, context, sigma = torch.randn(1, 128, 2, 3), torch.randn(1, 9, 96), torch.tensor([0.5])
+
+    def predict(replacements: dict[tuple[str, int], Any]) -> torch.Tensor:
+        options = {"patches_replace": {"dit": replacements}}
+        extra = model.added_conditions([{}], x, 1)
+        with torch.no_grad():
+            return model.apply_model(
+                x, sigma, c_crossattn=context, transformer_options=options, added_cond_kwargs=extra
+            )
+
+    def keep(args: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+        return extra["original_block"](args)
+
+    def skip(args: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+        return {"img": args["img"]}
+
+    plain = predict({})
+    kept = predict({("double_block", 0): keep, ("single_block", 0): keep})
+    skipped = predict({("single_block", 0): skip})
+    assert torch.equal(plain, kept)
+    assert (plain - skipped).abs().max() > 1e-4

@@ -245,3 +245,32 @@ def test_layout_widgets_convert_from_the_ui_and_run(executor: Executor, loom_fol
     assert result.status == "success", result.error
     text = result.outputs["3"]["text"][0]
     assert text == 'a <obj_1> on a sofa [{"id":"obj_1","bbox":[0,0,1000,500],"desc":"cat"}]'
+
+
+def test_dit_replacements_reach_the_joint_blocks(flux3_models: tuple[Path, dict[str, Any]]) -> None:
+    """A "dit" ("single_block", i) replacement (SkipLayerGuidanceDiT's mechanism) on Flux 3's joint blocks:
+    one that runs the original block keeps the prediction, one that skips the block changes it."""
+    from engine.models.flow_families import load_diffusion_model
+
+    model = load_diffusion_model(flux3_models[0] / "diffusion_models" / BASE).model
+    torch.manual_seed(0)
+    x, context, sigma = torch.randn(1, 128, 3, 4), torch.randn(1, 80, JOINT), torch.tensor([0.6])
+
+    def predict(replacements: dict[tuple[str, int], Any]) -> torch.Tensor:
+        options = {"patches_replace": {"dit": replacements}}
+        extra = model.added_conditions([{}], x, 1)
+        with torch.no_grad():
+            return model.apply_model(
+                x, sigma, c_crossattn=context, transformer_options=options, added_cond_kwargs=extra
+            )
+
+    def keep(args: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+        assert args["txt"].shape[1] == 80 and args["img"].shape[1] == 12
+        return extra["original_block"](args)
+
+    def skip(args: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+        return {"img": args["img"], "txt": args["txt"]}
+
+    plain = predict({})
+    assert torch.equal(plain, predict({("single_block", 0): keep}))
+    assert (plain - predict({("single_block", 0): skip})).abs().max() > 1e-4

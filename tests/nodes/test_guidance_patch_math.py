@@ -130,7 +130,7 @@ def test_random_divisor_candidates() -> None:
 
 
 def test_perp_neg_removes_the_parallel_part() -> None:
-    from engine.diffusion.guider import perp_neg
+    from engine.diffusion.custom_guiders import perp_neg
 
     empty = torch.zeros(1, 2)
     pos = torch.tensor([[1.0, 0.0]])

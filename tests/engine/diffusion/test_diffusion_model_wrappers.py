@@ -1,4 +1,5 @@
-"""DIFFUSION_MODEL wrappers around the flow transformers whose ComfyUI models run them (Flux, Chroma):
+"""DIFFUSION_MODEL wrappers around the flow transformers whose ComfyUI models run them (Flux.1, Flux.2 and
+Flux 3 through one call, Chroma):
 called with the arguments of ComfyUI's `forward` for that model, and what they return is the
 prediction. (SD1.x UNets: tests/packs/test_diffusion_model_wrapper.py, through the node API.)"""
 
@@ -35,9 +36,11 @@ class Scale:
         return executor(*args) * self.scale
 
 
-def denoise(model: Any, wrapper: Scale | None, **cond: Any) -> tuple[torch.Tensor, torch.Tensor]:
+def denoise(
+    model: Any, wrapper: Scale | None, channels: int = 16, **cond: Any
+) -> tuple[torch.Tensor, torch.Tensor]:
     torch.manual_seed(0)
-    x = torch.randn(1, 16, 8, 8)
+    x = torch.randn(1, channels, 8, 8)
     options: dict[str, Any] = {}
     if wrapper is not None:
         options["wrappers"] = {"diffusion_model": {"test": [wrapper]}}
@@ -46,11 +49,11 @@ def denoise(model: Any, wrapper: Scale | None, **cond: Any) -> tuple[torch.Tenso
         return x, model.apply_model(x, sigma, transformer_options=options, **cond)
 
 
-def check_scaling(model: Any, **cond: Any) -> Scale:
+def check_scaling(model: Any, channels: int = 16, **cond: Any) -> Scale:
     """With a prediction scaled by s, denoised = x - sigma * s * v = (1 - s) * x + s * denoised."""
-    x, plain = denoise(model, None, **cond)
+    x, plain = denoise(model, None, channels, **cond)
     wrapper = Scale(0.5)
-    _, scaled = denoise(model, wrapper, **cond)
+    _, scaled = denoise(model, wrapper, channels, **cond)
     assert torch.allclose(scaled, 0.5 * x + 0.5 * plain, atol=1e-5)
     assert not torch.allclose(scaled, plain, atol=1e-3)
     return wrapper
@@ -81,3 +84,36 @@ def test_chroma_wrapper_gets_comfyuis_chroma_forward_arguments(flow_files: Path)
     x, timestep, context, guidance, control, options = wrapper.args
     assert x.shape == (1, 16, 8, 8) and timestep.shape == (1,) and context.shape == (1, 5, width)
     assert torch.equal(guidance, torch.zeros(1)) and control is None and "wrappers" in options
+
+
+@pytest.fixture(scope="module")
+def newer_flux_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.nodes.flux2_fixtures import write_klein_files
+    from tests.nodes.flux3_fixtures import write_files
+
+    root = tmp_path_factory.mktemp("newer_flux_models")
+    write_klein_files(root)
+    write_files(root)
+    return root
+
+
+@pytest.mark.parametrize(
+    "name", ["flux-2-klein-4b.safetensors", "flux3-image-klein-base-int8-convrot.safetensors"]
+)
+def test_flux2_and_flux3_wrappers_get_the_same_flux_forward_arguments(
+    newer_flux_files: Path, name: str
+) -> None:
+    """Flux.2 and Flux 3 run the wrappers with Flux.1's arguments: no pooled vector, and the reference
+    latents of the conditioning."""
+    from engine.models.flow_families import load_diffusion_model
+
+    model = load_diffusion_model(newer_flux_files / "diffusion_models" / name).model
+    width = model.diffusion_model.config.joint_attention_dim
+    reference = torch.randn(1, 128, 4, 4)
+    added = model.added_conditions([{"reference_latents": [reference]}], torch.zeros(1, 128, 8, 8), 1)
+    wrapper = check_scaling(model, 128, c_crossattn=torch.randn(1, 6, width), added_cond_kwargs=added)
+    x, timestep, context, y, guidance, ref_latents, control, options = wrapper.args
+    assert x.shape == (1, 128, 8, 8) and float(timestep[0]) == pytest.approx(0.6) and context.shape[1] == 6
+    assert y is None and control is None and "wrappers" in options
+    assert (guidance is None) == name.startswith("flux3")
+    assert len(ref_latents) == 1 and ref_latents[0].shape == reference.shape
