@@ -15,13 +15,13 @@ the joint layers. diffusers' own single-file converter assumes the released widt
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
+from engine.models.flux import count_blocks, marked_prefix
+
 Shapes = Mapping[str, tuple[int, ...]]
 
-PREFIXES = ("model.diffusion_model.", "diffusion_model.", "")
 MARKERS = ("cap_embedder.1.weight", "layers.0.attention.qkv.weight", "x_embedder.weight")
 PATCH = 2
 # The released model's rotary axes over its 96-channel heads (ComfyUI's detection fixes them).
@@ -35,15 +35,8 @@ NORM_EPS = 1e-5
 
 def prefix_of(shapes: Shapes) -> str | None:
     """The prefix of a Lumina 2 NextDiT: Z-Image's markers without its `x_pad_token`."""
-    for prefix in PREFIXES:
-        if all(prefix + m in shapes for m in MARKERS) and prefix + "x_pad_token" not in shapes:
-            return prefix
-    return None
-
-
-def _count(shapes: Shapes, prefix: str, group: str) -> int:
-    pattern = re.compile(re.escape(prefix + group) + r"\.(\d+)\.")
-    return len({int(m.group(1)) for k in shapes if (m := pattern.match(k))})
+    prefix = marked_prefix(shapes, MARKERS)
+    return None if prefix is None or prefix + "x_pad_token" in shapes else prefix
 
 
 def transformer_config(shapes: Shapes, prefix: str) -> dict[str, Any]:
@@ -60,8 +53,8 @@ def transformer_config(shapes: Shapes, prefix: str) -> dict[str, Any]:
         "in_channels": in_channels,
         "out_channels": shapes[p + "final_layer.linear.weight"][0] // (PATCH * PATCH),
         "hidden_size": dim,
-        "num_layers": _count(shapes, p, "layers"),
-        "num_refiner_layers": _count(shapes, p, "noise_refiner"),
+        "num_layers": count_blocks(shapes, p, "layers"),
+        "num_refiner_layers": count_blocks(shapes, p, "noise_refiner"),
         "num_attention_heads": heads,
         "num_kv_heads": (qkv // head_dim - heads) // 2,
         "multiple_of": multiple_of,

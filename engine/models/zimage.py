@@ -11,11 +11,10 @@ has the same blocks without the pad tokens (engine.models.lumina2).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
-from engine.models.flux import PREFIXES, marked_prefix
+from engine.models.flux import count_blocks, marked_prefix
 
 Shapes = Mapping[str, tuple[int, ...]]
 
@@ -30,11 +29,6 @@ def prefix_of(shapes: Shapes) -> str | None:
     return marked_prefix(shapes, MARKERS)
 
 
-def _count(shapes: Shapes, prefix: str, group: str) -> int:
-    pattern = re.compile(re.escape(prefix + group) + r"\.(\d+)\.")
-    return len({int(m.group(1)) for k in shapes if (m := pattern.match(k))})
-
-
 def transformer_config(shapes: Shapes, prefix: str) -> dict[str, Any]:
     p = prefix
     dim, patch_features = shapes[p + "x_embedder.weight"]
@@ -47,8 +41,8 @@ def transformer_config(shapes: Shapes, prefix: str) -> dict[str, Any]:
         "all_f_patch_size": (1,),
         "in_channels": patch_features // (PATCH * PATCH),
         "dim": dim,
-        "n_layers": _count(shapes, p, "layers"),
-        "n_refiner_layers": _count(shapes, p, "noise_refiner"),
+        "n_layers": count_blocks(shapes, p, "layers"),
+        "n_refiner_layers": count_blocks(shapes, p, "noise_refiner"),
         "n_heads": heads,
         "n_kv_heads": (qkv // head_dim - heads) // 2,
         "norm_eps": 1e-5,
