@@ -234,7 +234,7 @@ def main() -> int:
                 print(f"{name:26} {flow:28} {result}")
         same = sum(r == "same pixels" for rows in smoke.values() for _, r in rows)
         print(f"{same}/{sum(len(rows) for rows in smoke.values())} smoke workflows give the same pixels.")
-    share = f"{loom_total / comfy_total:.0%}" if comfy_total else "-"
+    share = f"{loom_total / comfy_total:.1%}" if comfy_total else "-"
     totals = f"{loom_total} of the {comfy_total} nodes ComfyUI registers"
     print(f"Loom registers {totals} from {len(rows)} packs ({share}).")
     return 0
