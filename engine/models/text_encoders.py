@@ -26,6 +26,7 @@ Role = Literal[
     "mistral3_24b",
     "qwen3vl_8b",
     "qwen3vl_4b",
+    "llama3_8b",
 ]
 Shapes = Mapping[str, tuple[int, ...]]
 
@@ -134,9 +135,18 @@ def t5_config(shapes: Shapes, prefix: str) -> dict[str, Any]:
     }
 
 
-def load(state: Mapping[str, Any], prefix: str, role: Role, dtype: Any) -> TextEncoder:
-    """Build and fill the text encoder stored under `prefix` in `state` for `role`."""
+def load(
+    state: Mapping[str, Any], prefix: str, role: Role, dtype: Any, with_projection: bool = False
+) -> TextEncoder:
+    """Build and fill the text encoder stored under `prefix` in `state` for `role`; `with_projection`:
+    a CLIP-L file's `text_projection` is kept (HiDream pools CLIP-L through it)."""
     from engine.models.checkpoint import _filled
+
+    if role == "llama3_8b":
+        from engine.models import llama3_encoder
+
+        llama, width = llama3_encoder.load(state, prefix, dtype, role)
+        return TextEncoder(role, llama, llama3_encoder.PAD_ID, width)
 
     if role in ("qwen3_4b", "qwen25_7b", "qwen3_8b", "mistral3_24b", "qwen3vl_8b", "qwen3vl_4b"):
         from engine.models import llm_encoders
@@ -161,7 +171,7 @@ def load(state: Mapping[str, Any], prefix: str, role: Role, dtype: Any) -> TextE
     from engine.models.keymap import text_from_original, text_state_for_model
 
     config = clip_config(shapes, prefix, role)
-    projected = role == "clip_g"
+    projected = role == "clip_g" or (with_projection and prefix + "text_projection.weight" in shapes)
     cls = CLIPTextModelWithProjection if projected else CLIPTextModel
     canonical = text_from_original(state, prefix, "hf")
     model = _filled(
