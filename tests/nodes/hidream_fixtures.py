@@ -37,7 +37,7 @@ FILES = {
 }
 
 
-def tiny_hidream_transformer(seed: int = 0, experts: int = 4) -> Any:
+def tiny_hidream_transformer(seed: int = 0, experts: int = 4, single: int = 1) -> Any:
     from diffusers import HiDreamImageTransformer2DModel
 
     torch.manual_seed(seed)
@@ -46,7 +46,7 @@ def tiny_hidream_transformer(seed: int = 0, experts: int = 4) -> Any:
         in_channels=16,
         out_channels=16,
         num_layers=1,
-        num_single_layers=1,
+        num_single_layers=single,
         attention_head_dim=128,
         num_attention_heads=1,
         caption_channels=[JOINT, LLAMA_WIDTH],
@@ -55,7 +55,7 @@ def tiny_hidream_transformer(seed: int = 0, experts: int = 4) -> Any:
         num_activated_experts=2,
         axes_dims_rope=(64, 32, 32),
         max_resolution=(128, 128),
-        llama_layers=[0, 1],
+        llama_layers=list(range(1 + single)),
     )
     with torch.no_grad():  # diffusers leaves the gates at a small scale; spread the routing
         for name, parameter in model.named_parameters():
