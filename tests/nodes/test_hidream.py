@@ -173,3 +173,72 @@ def test_hidream_conditioning_into_another_family_is_named(hidream_folders: Fold
         model.model.apply_model(
             torch.zeros(1, 16, 8, 8), torch.tensor([0.5]), c_crossattn=torch.zeros(1, 4, 32)
         )
+
+
+def test_e1_reference_latent_sits_beside_the_image() -> None:
+    """E1's reference joins along the width; only the image's half comes back, and it steers the result."""
+    from engine.diffusion.flow_hidream import forward
+
+    model = tiny_hidream_transformer(seed=8)
+    x, reference = torch.randn(1, 16, 6, 8), torch.randn(1, 16, 6, 8)
+    args = (torch.tensor([500.0]), torch.randn(1, 192), torch.randn(1, 9, 192), torch.randn(1, 3, 7, 64))
+    with torch.no_grad():
+        plain = forward(model, x, *args)
+        edited = forward(model, x, *args, image_cond=reference)
+        joined = forward(model, torch.cat([x, reference], dim=-1), *args)
+    assert plain.shape == edited.shape == x.shape
+    assert not torch.allclose(plain, edited) and torch.allclose(edited, joined[..., :8], atol=1e-6)
+
+
+def test_blocks_stream_under_a_memory_budget_with_the_same_output() -> None:
+    from engine.diffusion import block_offload
+    from engine.diffusion.flow_hidream import forward
+
+    model = tiny_hidream_transformer(seed=9, single=2)
+    inputs = (torch.randn(1, 16, 8, 8), torch.tensor([400.0]), torch.randn(1, 192))
+    text = (torch.randn(1, 5, 192), torch.randn(1, 3, 6, 64))
+    with torch.no_grad():
+        expected = forward(model, *inputs, *text)
+    blocks = block_offload.blocks_of(model)
+    assert len(blocks) == 3  # one double and two single blocks
+    sizes = [block_offload._bytes(b) for b in blocks]
+    budget = block_offload._bytes(model) - sum(sizes) + sizes[0] + max(sizes)
+    offload = block_offload.place(model, torch.device("cpu"), budget)
+    try:
+        with torch.no_grad():
+            assert torch.equal(forward(model, *inputs, *text), expected)
+        assert offload.streamed == blocks[1:] and offload.peak_bytes <= budget
+    finally:
+        block_offload.remove(model)
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "transformer.double_stream_blocks.0.block.attn1.to_q",
+        "diffusion_model.double_stream_blocks.0.block.attn1.to_q",
+        "lycoris_double_stream_blocks_0_block_attn1_to_q",
+    ],
+)
+def test_loras_in_simpletuner_and_comfyui_names_apply(
+    executor: Executor, hidream_folders: Folders, module: str
+) -> None:
+    from safetensors.torch import save_file
+
+    loras = hidream_folders.models["loras"][0]
+    loras.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(3)
+    lora = {
+        f"{module}.lora_down.weight": torch.randn(4, 128),
+        f"{module}.lora_up.weight": torch.randn(128, 4),
+    }
+    save_file(lora, str(loras / "hidream_lora.safetensors"))
+    graph = hidream_workflow(seed=5)
+    plain = image_of(hidream_folders, run(executor, graph))
+    graph["71"] = {
+        "class_type": "LoraLoaderModelOnly",
+        "inputs": {"model": ["70", 0], "lora_name": "hidream_lora.safetensors", "strength_model": 1.0},
+    }
+    graph["3"]["inputs"]["model"] = ["71", 0]
+    steered = image_of(hidream_folders, run(executor, graph))
+    assert not np.array_equal(plain, steered)
