@@ -33,8 +33,8 @@ PROMPTS = [
     "A photograph of an albino woman with white skin and dark hair wearing black in the style of old baroque "
     "oil paintings, with soft focus, wearing a pearl necklace around her neck, with a dark background",
     "A lo-fi, grungy wide shot of a ragged large red tree leaning slightly to one side Polaroid aesthetic.",
-    "Let the girl put on the VR glasses full of a sense of technology, just like the scenes in Ready Player One",
-    "Change the image to let the girl’s hair fall loose around her shoulders, natural and flowing. Don’t change",
+    "Let the girl put on the VR glasses full of a sense of technology, just like the scenes in Ready Player",
+    "Change the image to let the girl’s hair fall loose around her shoulders, natural and flowing. Don’t",
     "(masterpiece:1.2), best quality, 8k, HDR — 50mm f/1.8; ISO 100 @ 1/250s",
     "日本語のテキスト、中文文本 and 한국어 with emoji 🦊🎨👩‍👩‍👧 and numbers 1234567890 3.14159",
     "tabs\tand\nnew lines\r\n  double  spaces   and trailing   ",
