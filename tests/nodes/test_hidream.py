@@ -242,3 +242,14 @@ def test_loras_in_simpletuner_and_comfyui_names_apply(
     graph["3"]["inputs"]["model"] = ["71", 0]
     steered = image_of(hidream_folders, run(executor, graph))
     assert not np.array_equal(plain, steered)
+
+
+def test_prompts_of_different_llama_lengths_sample_together(
+    executor: Executor, hidream_folders: Folders
+) -> None:
+    """A positive prompt past Llama's 128 tokens (never cut) beside a short negative samples: the two cannot
+    share one batch (their Llama sequences differ in length)."""
+    graph = hidream_workflow(seed=6)
+    graph["16"]["inputs"]["text"] = "a fox " * 80
+    pixels = image_of(hidream_folders, run(executor, graph))
+    assert pixels.std() > 0
