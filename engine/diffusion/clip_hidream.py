@@ -7,8 +7,10 @@ HiDreamTEModel does.
   norm), [1, layers, tokens, width], the padding masked out of the attention; without Llama, zeros
   [1, 32, 1, width].
 
-A weighted token moves from the empty prompt's state at every Llama layer alike (ComfyUI applies weights
-to this 4-D output by mistake, mixing layer and token indices; plain prompts are the same in both).
+Prompt weights on the Llama part act as ComfyUI's do on this 4-D output (its CLIP weighting loop, written for
+[tokens, width], walks the layer axis): where token j of a window is weighted, the whole of hidden state j
+(the embedding output counting as 0) is pushed from the empty prompt's by that weight. Kept for the same
+images as ComfyUI; an unweighted prompt is not touched.
 """
 
 from __future__ import annotations
@@ -65,14 +67,15 @@ def encode_llama(encoder: Any, windows: list[list[tuple[Any, ...]]], pad_id: int
     mask = padding_mask(ids, pad_id).to(device)
     with torch.no_grad(), _embeddings_in(encoder, slots):
         out = encoder(input_ids=torch.tensor(ids, device=device), attention_mask=mask)
-    states = torch.stack(out.hidden_states[1:], dim=1).float()  # [rows, layers, tokens, width]
+    states = torch.stack(out.hidden_states, dim=1).float()  # [rows, 1 + layers, tokens, width]
     sections = len(windows)
     if weighted:
         empty = states[-1]
-        weights = torch.tensor([[pair[1] for pair in w] for w in windows], dtype=torch.float32)
-        weights = weights.to(states.device)[:, None, :, None]
-        body = states[:sections]
-        states = torch.where(weights != 1.0, (body - empty) * weights + empty, body)
-    states = states[:sections] if sections else states[-1:]
+        for row, window in enumerate(windows):
+            for j in range(min(states.shape[1], len(window))):
+                weight = window[j][1]
+                if weight != 1.0:
+                    states[row, j] = (states[row, j] - empty[j]) * weight + empty[j]
+    states = (states[:sections] if sections else states[-1:])[:, 1:]
     # Windows follow one another along the tokens (one window: ComfyUI never cuts Llama's prompt).
     return torch.cat(list(states), dim=1).unsqueeze(0).cpu()

@@ -69,7 +69,7 @@ def hidream_file_state(model: Any) -> dict[str, torch.Tensor]:
     return {k: v.contiguous() for k, v in model.state_dict().items()}
 
 
-def tiny_long_clip(role: str, seed: int) -> Any:
+def tiny_long_clip(role: str, seed: int, layers: int = 2) -> Any:
     from transformers import CLIPTextConfig, CLIPTextModelWithProjection
 
     from engine.models.tokenizer import VOCAB_SIZE
@@ -80,7 +80,7 @@ def tiny_long_clip(role: str, seed: int) -> Any:
         vocab_size=VOCAB_SIZE,
         hidden_size=width,
         intermediate_size=2 * width,
-        num_hidden_layers=2,
+        num_hidden_layers=layers,
         num_attention_heads=width // 64,
         max_position_embeddings=LONG_CLIP_POSITIONS,
         projection_dim=width,

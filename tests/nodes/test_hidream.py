@@ -253,3 +253,17 @@ def test_prompts_of_different_llama_lengths_sample_together(
     graph["16"]["inputs"]["text"] = "a fox " * 80
     pixels = image_of(hidream_folders, run(executor, graph))
     assert pixels.std() > 0
+
+
+def test_llama_weights_push_hidden_states_as_comfyui_does(hidream_folders: Folders) -> None:
+    """ComfyUI's weighting loop walks the layer axis of Llama's [layers + 1, tokens, width] output: token 1
+    weighted pushes hidden state 1 (the first layer's output) whole; the other layers stay as unweighted."""
+    clip = _clip(hidream_folders.models["text_encoders"][0])
+
+    def llama(text: str) -> torch.Tensor:
+        tokens = clip.tokenize(text)
+        return clip.encode_from_tokens_scheduled(tokens)[0][1]["conditioning_llama3"]
+
+    weighted, plain = llama("(a:1.5) fox"), llama("a fox")
+    assert not torch.allclose(weighted[:, 0], plain[:, 0])
+    assert torch.allclose(weighted[:, 1:], plain[:, 1:], atol=1e-6)
