@@ -182,10 +182,14 @@ def load(
 
 def _t5_state(own: Mapping[str, Any], model: Any) -> dict[str, Any]:
     """The T5 weights the model has; the token embedding (tied: `shared` and `encoder.embed_tokens`) is
-    read once, from whichever the file holds."""
+    read once, from whichever the file holds. In ComfyUI's `*_fp8_scaled` files
+    (`t5xxl_fp8_e4m3fn_scaled`) a matrix is fp8 beside its `scale_weight`: the weight is their product."""
+    from engine.models.llm_encoders import _unscaled
+
     wanted = set(model.state_dict())
     tied = ("shared.weight", "encoder.embed_tokens.weight")
-    out = {k: own[k] for k in own if k in wanted and k not in tied}
+    present = set(own)
+    out = {k: _unscaled(own, "", k, present) for k in own if k in wanted and k not in tied}
     embedding = own["shared.weight"] if "shared.weight" in own else own["encoder.embed_tokens.weight"]
     out.update({k: embedding for k in tied if k in wanted})
     return out

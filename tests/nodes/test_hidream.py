@@ -267,3 +267,30 @@ def test_llama_weights_push_hidden_states_as_comfyui_does(hidream_folders: Folde
     weighted, plain = llama("(a:1.5) fox"), llama("a fox")
     assert not torch.allclose(weighted[:, 0], plain[:, 0])
     assert torch.allclose(weighted[:, 1:], plain[:, 1:], atol=1e-6)
+
+
+def test_scaled_fp8_t5_is_read_as_weight_times_scale(
+    tmp_path: Path, hidream_models: tuple[Path, dict[str, Any]]
+) -> None:
+    """t5xxl_fp8_e4m3fn_scaled (the HiDream templates' T5): fp8 matrices beside their `scale_weight`."""
+    from safetensors.torch import save_file
+
+    from engine.models.flow_families import load_clip
+    from tests.nodes.flow_fixtures import t5_file_state
+
+    state = t5_file_state(hidream_models[1]["t5"])
+    scaled: dict[str, torch.Tensor] = {"scaled_fp8": torch.empty(0, dtype=torch.float8_e4m3fn)}
+    expected = {}
+    for key, value in state.items():
+        if key.endswith(".weight") and value.ndim == 2 and key.startswith("encoder.block."):
+            scale = value.abs().max() / 448
+            stored = (value / scale).to(torch.float8_e4m3fn)
+            scaled[key], scaled[key.removesuffix("weight") + "scale_weight"] = stored, scale.reshape(())
+            expected[key] = stored.float() * scale
+        else:
+            scaled[key] = value
+    save_file(scaled, str(tmp_path / "t5xxl_fp8_e4m3fn_scaled.safetensors"))
+    clip = load_clip([tmp_path / "t5xxl_fp8_e4m3fn_scaled.safetensors"], "hidream")
+    weights = clip.encoders[0].state_dict()
+    for key, value in expected.items():
+        assert torch.allclose(weights[key].float(), value, rtol=1e-2, atol=1e-6), key
