@@ -21,8 +21,7 @@ import torch
 
 from engine.diffusion.clip_models_flow import _FlowClipModel
 from engine.diffusion.devices import manager
-
-MISSING_LLAMA_LAYERS = 32
+from engine.models.hidream import LLAMA_LAYERS
 
 
 class HiDreamClipModel(_FlowClipModel):
@@ -46,7 +45,7 @@ class HiDreamClipModel(_FlowClipModel):
     def _llama(self, windows: list[list[tuple[Any, ...]]]) -> Any:
         part = getattr(self, "llama3_8b", None)
         if part is None:
-            return torch.zeros((1, MISSING_LLAMA_LAYERS, 1, self.width("llama3_8b")))
+            return torch.zeros((1, LLAMA_LAYERS, 1, self.width("llama3_8b")))
         clip = self._clip[0]
         encoder = clip.encoders[part.index]
         device = torch.device("cpu") if clip.device == "cpu" else manager().use(encoder)

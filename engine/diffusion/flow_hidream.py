@@ -18,6 +18,7 @@ from typing import Any
 
 from engine.diffusion.flow_models import FlowTransformer
 from engine.diffusion.flow_tokens import pad_to_patches
+from engine.models.hidream import LLAMA_LAYERS
 
 PATCH = 2
 
@@ -44,7 +45,7 @@ class HiDream(FlowTransformer):
             pooled.append(vector.to(crop.device).float().expand(batch, -1))
             states = entry.get("conditioning_llama3")
             if states is None:  # ComfyUI's stand-in when the CLIP has no Llama: one zero token per layer
-                states = torch.zeros((1, 32, 1, config.caption_channels[1]))
+                states = torch.zeros((1, LLAMA_LAYERS, 1, config.caption_channels[1]))
             llama.append(states.to(crop.device).float().expand(batch, -1, -1, -1))
             image = entry.get("concat_latent_image")
             if image is not None:

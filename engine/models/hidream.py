@@ -35,7 +35,8 @@ PATCH = 2
 HEAD_DIM = 128
 ACTIVE_EXPERTS = 2
 AXES_DIMS = (64, 32, 32)
-# The Llama 3.1 8B text encoder has 32 layers: block i reads layer min(i, 31) (ComfyUI's list).
+# Llama 3.1 8B's layers: block i reads layer min(i, 31) (ComfyUI's list); a CLIP without Llama gives
+# zeros for this many layers.
 LLAMA_LAYERS = 32
 
 
