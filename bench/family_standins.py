@@ -1,11 +1,11 @@
 """Tiny stand-in model files for `bench/family_templates.py`, and which one a workflow's file name gets.
 
-Each family's files come from the test fixtures: Flux.1 dev and schnell
-(split files and fp8 all-in-one checkpoints), Flux Fill (384 input channels) and Flux Canny/Depth (128),
-SD3.5 (split and all-in-one), Z-Image, Qwen-Image (and Qwen-Image Layered with its RGBA VAE, from
-tests/nodes/qwen_layered_fixtures.py), Chroma and Chroma Radiance (its x0 variant), Flux.2 dev and Klein 4B /
-9B (tests/nodes/flux2_fixtures.py), Flux 3 Klein base and distilled with Qwen3-VL 4B
-(tests/nodes/flux3_fixtures.py), and their ControlNets (tests/nodes/flow_controlnet_fixtures.py); Lotus-D
+Each family's files come from the test fixtures: Flux.1 dev and schnell (split files and fp8 all-in-one
+checkpoints), Flux Fill (384 input channels) and Flux Canny/Depth (128), SD3.5 (split and all-in-one),
+Z-Image, Qwen-Image (and Qwen-Image Layered with its RGBA VAE, from tests/nodes/qwen_layered_fixtures.py),
+Chroma and Chroma Radiance (its x0 variant), Flux.2 dev and Klein 4B / 9B (tests/nodes/flux2_fixtures.py),
+Flux 3 Klein base and distilled with Qwen3-VL 4B (tests/nodes/flux3_fixtures.py), HiDream-I1/E1
+(tests/nodes/hidream_fixtures.py), and their ControlNets (tests/nodes/flow_controlnet_fixtures.py); Lotus-D
 with an SD VAE (tests/nodes/lotus_fixtures.py); Flux Redux's style model, the SigLIP vision encoder and
 USO's projector (tests/nodes/redux_fixtures.py); model patches in their released layouts (DiffSynth
 ControlNets, the Z-Image Fun ControlNet 1.0). Kinds Loom cannot load (Qwen3.5 prompt enhancers) get a file
@@ -24,6 +24,7 @@ FILE_WIDGETS = {
     "CLIPLoader": ((0, "text_encoders"),),
     "DualCLIPLoader": ((0, "text_encoders"), (1, "text_encoders")),
     "TripleCLIPLoader": ((0, "text_encoders"), (1, "text_encoders"), (2, "text_encoders")),
+    "QuadrupleCLIPLoader": tuple((i, "text_encoders") for i in range(4)),
     "VAELoader": ((0, "vae"),),
     "LoraLoaderModelOnly": ((0, "loras"),),
     "LoraLoader": ((0, "loras"),),
@@ -54,6 +55,11 @@ RULES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("text_encoders", ("qwen3.5",), "unloadable"),
     ("vae", ("qwen_image_2.1",), "qwen_image21_vae"),
     ("diffusion_models", ("lotus",), "lotus"),
+    # HiDream-I1 / E1: its long CLIPs (248 positions, CLIP-L projected) and Llama 3.1 (with a tokenizer).
+    ("diffusion_models", ("hidream",), "hidream"),
+    ("text_encoders", ("clip_l_hidream",), "clip_l_hidream"),
+    ("text_encoders", ("clip_g_hidream",), "clip_g_hidream"),
+    ("text_encoders", ("llama",), "llama_3.1"),
     ("diffusion_models", ("qwen",), "qwen_image"),
     ("diffusion_models", ("radiance",), "chroma_radiance"),
     ("diffusion_models", ("chroma",), "chroma"),
@@ -277,6 +283,21 @@ def _flux3(work: Path) -> dict[str, Path]:
     }
 
 
+def _hidream(work: Path) -> dict[str, Path]:
+    """HiDream's transformer, long CLIPs and Llama 3.1 (tests/nodes/hidream_fixtures.py); its T5 is the
+    Flux stand-ins' width. Llama 3's tokenizer stand-in lies in `llama_tokenizer/` beside the Llama file."""
+    from tests.nodes.hidream_fixtures import FILES, write_hidream_files
+
+    write_hidream_files(work)
+    encoders = work / "text_encoders"
+    return {
+        "hidream": work / "diffusion_models/hidream_i1_dev_fp8.safetensors",
+        "clip_l_hidream": encoders / FILES["clip_l"],
+        "clip_g_hidream": encoders / FILES["clip_g"],
+        "llama_3.1": encoders / FILES["llama"],
+    }
+
+
 def write_stand_ins(work: Path) -> dict[str, Path]:
     """One tiny file of each kind under `work`, by the key that picks it."""
     import torch
@@ -353,6 +374,7 @@ def write_stand_ins(work: Path) -> dict[str, Path]:
     _save(made["chroma_radiance"], tiny_radiance_state(20, context=JOINT, x0=True), dtype=None)
     made |= _flux3(work / "flux3")
     made |= _lumina2(work / "lumina2")
+    made |= _hidream(work / "hidream")
     made["unloadable"] = work / "unloadable.safetensors"
     save_file({"not_a_model_loom_loads": torch.zeros(1)}, str(made["unloadable"]))
     return made

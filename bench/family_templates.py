@@ -85,6 +85,9 @@ def prepare(workflow: dict[str, Any], models: Path, inputs: Path, made: dict[str
                 if kind in ("diffusion_models", "checkpoints") and model is None and not lotus:
                     model = source
                 shutil.copyfile(source, target)
+                companion = source.parent / "llama_tokenizer"  # Llama 3's tokenizer: Loom ships none
+                if kind == "text_encoders" and companion.is_dir():
+                    shutil.copytree(companion, target.parent / companion.name, dirs_exist_ok=True)
         if node.get("type") == "LoadImage" and values and isinstance(values[0], str):
             Image.new("RGB", (64, 64), (200, 80, 40)).save(inputs / values[0].split(" [")[0])
     for target in loras:

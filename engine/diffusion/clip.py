@@ -114,9 +114,9 @@ class CLIP:
         """cond [1, tokens, width]; with `return_pooled` (cond, pooled); with `return_dict`
         {"cond", "pooled_output"}. `return_pooled="unprojected"` pools without CLIP-G's projection.
         SD3's tokens are {"g", "l", "t5xxl"}, Flux's {"l", "t5xxl"} (engine.diffusion.clip_models_flow)."""
-        cond, pooled = self._encode(tokens, unprojected=return_pooled == "unprojected")
-        if return_dict:
-            return {"cond": cond, "pooled_output": pooled}
+        cond, pooled, *rest = self._encode(tokens, unprojected=return_pooled == "unprojected")
+        if return_dict:  # a family's extra conditioning (HiDream's Llama states) travels in the dict
+            return {"cond": cond, "pooled_output": pooled, **(rest[0] if rest else {})}
         return (cond, pooled) if return_pooled else cond
 
     def encode_from_tokens_scheduled(
@@ -181,7 +181,7 @@ class CLIP:
 
     # Loom's encoding ---------------------------------------------------------------------------------
 
-    def _encode(self, tokens: dict[str, Any], unprojected: bool) -> tuple[Any, Any]:
+    def _encode(self, tokens: dict[str, Any], unprojected: bool) -> tuple[Any, ...]:
         """Through `cond_stage_model`, as ComfyUI: its options reset, then this CLIP's layer."""
         model = self.cond_stage_model
         model.reset_clip_options()

@@ -47,6 +47,7 @@ class _FlowClipModel(torch.nn.Module):
             "qwen3vl_8b",
             "qwen3vl_4b",
             "gemma2_2b",
+            "llama3_8b",
         ):
             if role in clip.roles:
                 index = clip.roles.index(role)
@@ -226,4 +227,8 @@ _FAMILY_MODELS: dict[str, type[_FlowClipModel]] = {
 
 
 def flow_cond_stage_model(clip: CLIP) -> torch.nn.Module:
+    if clip.family == "hidream":
+        from engine.diffusion.clip_hidream import HiDreamClipModel
+
+        return HiDreamClipModel(clip)
     return _FAMILY_MODELS[clip.family](clip)

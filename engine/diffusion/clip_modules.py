@@ -46,6 +46,7 @@ def comfy_keys(
             "qwen3vl_8b",
             "qwen3vl_4b",
             "gemma2_2b",
+            "llama",
         )  # modules named by their key, weights as they are
         module = key if own else f"clip_{key}"
         inner = "" if hasattr(encoder, "text_model") or own else "text_model."

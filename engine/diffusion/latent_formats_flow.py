@@ -186,4 +186,5 @@ FLOW_FORMATS: dict[str, LatentFormat] = {
     "qwen_image": Wan21(),
     "flux2": Flux2(),
     "flux3": Flux2(),  # Flux 3 decodes with Flux.2's VAE
+    "hidream": Flux(),
 }

@@ -4,7 +4,7 @@ ComfyUI reads for them.
 Loom runs these models in diffusers' layout, where q, k and v are separate Linears, while most LoRAs for
 them are trained on the reference layout (fused `qkv`, Flux's `linear1` = q|k|v|mlp, scale/shift swaps):
 * diffusers / PEFT names: `transformer.<module>`, `base_model.model.<module>`, `lora_transformer_<module
-  with _>`, or the bare module — applied as they are;
+  with _>`, SimpleTuner's `lycoris_<module with _>`, or the bare module — applied as they are;
 * reference names: `diffusion_model.<module>`, `model.diffusion_model.<module>`, `lora_unet_<module
   with _>`, or the bare module — each split into the diffusers weights its rows went to.
 Which rows went where is recorded when the model is loaded (`record_rows`): the family's converter is run
@@ -71,6 +71,7 @@ def _aliases(transformer: Any) -> dict[str, list[tuple[str, Any]]]:
             for alias in ("transformer." + name, "base_model.model." + name, name):
                 aliases[alias] = target
             aliases["lora_transformer_" + name.replace(".", "_")] = target
+            aliases["lycoris_" + name.replace(".", "_")] = target  # SimpleTuner's LyCORIS names
     for base, targets in _rows.get(transformer, {}).items():
         for alias in (PREFIX + base, "model." + PREFIX + base, base):
             aliases.setdefault(alias, targets)

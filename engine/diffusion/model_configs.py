@@ -318,18 +318,29 @@ class Flux3(BASE):
     loom_family = "flux3"
 
 
+class HiDream(BASE):
+    """HiDream-I1 / E1: no sampling settings (shift 1, timestep × 1000), Flux's latent format."""
+
+    unet_config = {"image_model": "hidream"}
+    sampling_settings: dict[str, Any] = {}
+    unet_extra_config = {}
+    latent_format = FluxFormat
+    text_encoder_key_prefix = ["text_encoders."]
+    loom_family = "hidream"
+
+
 # ComfyUI's matching order (more specific configs first) over the families Loom loads.
 MODELS: list[type[BASE]] = [
     SD15_instructpix2pix, SD15, SD20, SD21UnclipL, SD21UnclipH, SDXL_instructpix2pix, SDXLRefiner, SDXL,
     SSD1B, KOALA_700M, KOALA_1B, Segmind_Vega, SD3, Flux, FluxSchnell, Chroma, ChromaRadiance, Lumina2,
-    QwenImage, Flux2, QwenImage21, Flux3,
+    QwenImage, Flux2, QwenImage21, Flux3, HiDream,
 ]  # fmt: skip
 # The config of a family whose model matches no config exactly (Loom loads small or unusual UNets
 # ComfyUI would not recognise: its detection then fails, Loom's names the family it found).
 _FAMILY_DEFAULT: dict[str, type[BASE]] = {
     "sd1": SD15, "sd2": SD20, "sdxl": SDXL, "sdxl_refiner": SDXLRefiner, "sd3": SD3, "flux": Flux,
     "chroma": Chroma, "chroma_radiance": ChromaRadiance, "zimage": Lumina2, "qwen_image": QwenImage,
-    "flux2": Flux2, "lumina2": Lumina2Image, "qwen_image21": QwenImage21, "flux3": Flux3,
+    "flux2": Flux2, "lumina2": Lumina2Image, "qwen_image21": QwenImage21, "flux3": Flux3, "hidream": HiDream,
 }  # fmt: skip
 # What ComfyUI's detection puts in the unet_config of the flow families, beside the network's own.
 _FLOW_KEYS: dict[str, dict[str, Any]] = {
@@ -343,6 +354,7 @@ _FLOW_KEYS: dict[str, dict[str, Any]] = {
     "flux2": {"image_model": "flux2"},
     "qwen_image21": {"image_model": "qwen_image21"},
     "flux3": {"image_model": "flux3"},
+    "hidream": {"image_model": "hidream"},
 }
 
 

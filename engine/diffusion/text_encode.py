@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 log = logging.getLogger("loom.embeddings")
@@ -46,6 +46,8 @@ class EncoderOptions:
     # Flux 3: every padding token at this rotary position (diffusers' pipeline passes 1, transformers
     # 4.57's numbering, which the model was trained with); None numbers the padding on.
     padding_position: int | None = None
+    # HiDream's T5 and Llama: padding is masked out of the attention (ComfyUI's attention_mask=True).
+    mask_padding: bool = False
 
 
 ENCODER_OPTIONS: dict[str, tuple[EncoderOptions, ...]] = {
@@ -81,6 +83,16 @@ ROLE_OPTIONS: dict[str, dict[str, EncoderOptions]] = {
     },
     # Qwen-Image 2.1: Qwen3-VL's last layer before its final norm (the encoder leaves the norm out).
     "qwen_image21": {"qwen3vl_8b": EncoderOptions(None, False, False, None, 151643, pooled=False)},
+    # HiDream: CLIP-L's and CLIP-G's projected pooled vectors, T5 with its padding masked; the Llama
+    # states are read by engine.diffusion.clip_hidream.
+    "hidream": {
+        "clip_l": EncoderOptions(None, True),
+        "clip_g": EncoderOptions(-2, False),
+        "t5xxl": replace(T5_OPTIONS, mask_padding=True),
+        "llama3_8b": EncoderOptions(
+            None, False, False, 128000, 128009, pooled=False, fixed_layer=True, mask_padding=True
+        ),
+    },
     # Flux 3: Qwen3-VL 4B's hidden states entering layers 4, 8, …, 32 (diffusers' Flux 3 encoder step).
     "flux3": {
         "qwen3vl_4b": EncoderOptions(
@@ -127,7 +139,7 @@ def encode_token_weights(
     extra = {} if positions is None else {"position_ids": positions.to(device)}
     if options.mask_from_pad:
         extra["attention_mask"] = mask_from_pad(batch, pad_id, len(ids[0])).to(device)
-    if options.layers:
+    if options.layers or options.mask_padding:
         extra["attention_mask"] = padding_mask(ids, pad_id).to(device)
         if options.padding_position is not None and "position_ids" not in extra:
             mask = extra["attention_mask"]

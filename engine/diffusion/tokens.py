@@ -232,6 +232,7 @@ ROLE_KEYS: dict[str, tuple[str, str, bool]] = {
     "qwen3vl_8b": ("qwen3vl_8b", "qwen3vl_8b", False),
     "qwen3vl_4b": ("qwen3vl_4b", "qwen3vl_4b", False),
     "gemma2_2b": ("gemma2_2b", "gemma2_2b", False),
+    "llama3_8b": ("llama", "llama", False),
 }
 # ComfyUI's flow tokenizers make windows for every encoder of the family, loaded or not, in this order.
 FLOW_ROLES: dict[str, tuple[str, ...]] = {
@@ -243,6 +244,7 @@ FLOW_ROLES: dict[str, tuple[str, ...]] = {
     "qwen_image21": ("qwen3vl_8b",),
     "flux3": ("qwen3vl_4b",),
     "lumina2": ("gemma2_2b",),
+    "hidream": ("clip_g", "clip_l", "t5xxl", "llama3_8b"),
 }
 # Widths of the encoders a flow CLIP lacks (only embeddings read them).
 FLOW_WIDTHS = {
@@ -256,6 +258,7 @@ FLOW_WIDTHS = {
     "qwen3vl_8b": 4096,
     "qwen3vl_4b": 2560,
     "gemma2_2b": 2304,
+    "llama3_8b": 4096,
 }
 
 
@@ -291,7 +294,11 @@ class ClipTokenizer:
         for (key, embedding_key, pad_with_end), width in zip(
             encoder_keys(family, roles), widths, strict=True
         ):
-            if family == "flux2":
+            if family == "hidream":
+                from engine.diffusion.tokens_hidream import hidream_tokenizer
+
+                self.tokenizers[key] = hidream_tokenizer(key, embedding_directory, width, tokenizer_data)
+            elif family == "flux2":
                 from engine.diffusion.tokens_flux2 import flux2_tokenizer
 
                 self.tokenizers[key] = flux2_tokenizer(key, embedding_directory, width, tokenizer_data)

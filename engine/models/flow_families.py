@@ -27,6 +27,7 @@ CLIP_TYPES_SUPPORTED = {
     "qwen_image21": ("qwen3vl_8b",),
     "flux3": ("qwen3vl_4b",),
     "lumina2": ("gemma2_2b",),
+    "hidream": ("clip_l", "clip_g", "t5xxl", "llama3_8b"),
 }
 # Types whose CLIP-only files are SD1.x / SD2.x / SDXL text encoders.
 SD_CLIP_TYPES = ("stable_diffusion", "stable_cascade")
@@ -42,6 +43,7 @@ CLIP_TYPE_FAMILIES = {
     "qwen_image": "qwen_image",
     "flux2": "flux2",
     "flux3": "flux3",
+    "hidream": "hidream",
 }
 # Families whose text encoder is another family's CLIP (a checkpoint's CLIP gets that family).
 CLIP_FAMILY_OF = {"chroma_radiance": "chroma"}
@@ -70,6 +72,7 @@ def detect(shapes: Shapes) -> Detected | None:
         flux,
         flux2,
         flux3,
+        hidream,
         lumina2,
         qwen_image,
         qwen_image21,
@@ -77,6 +80,9 @@ def detect(shapes: Shapes) -> Detected | None:
         zimage,
     )
 
+    prefix = hidream.prefix_of(shapes)
+    if prefix is not None:
+        return Detected("hidream", prefix, hidream.variant(shapes, prefix))
     prefix = flux3.prefix_of(shapes)
     if prefix is not None:
         return Detected("flux3", prefix, flux3.variant(shapes, prefix))
@@ -121,6 +127,8 @@ def default_sampling(detected: Detected) -> Any:
 
     if detected.family == "sd3":
         return ModelSamplingDiscreteFlow(shift=3.0, multiplier=1000)
+    if detected.family == "hidream":  # ComfyUI's HiDream: no sampling settings, i.e. shift 1, × 1000
+        return ModelSamplingDiscreteFlow(shift=1.0, multiplier=1000)
     if detected.family in FAMILY_SHIFT:
         return ModelSamplingDiscreteFlow(shift=FAMILY_SHIFT[detected.family], multiplier=1.0)
     if detected.family == "flux2":  # ComfyUI's Flux2: a Flux-type model with shift 2.02
@@ -232,6 +240,7 @@ def _family_classes(family: str) -> tuple[Any, Any]:
     from engine.diffusion import (
         flow_flux2,
         flow_flux3,
+        flow_hidream,
         flow_lumina2,
         flow_models,
         flow_qwen,
@@ -244,6 +253,7 @@ def _family_classes(family: str) -> tuple[Any, Any]:
         flux,
         flux2,
         flux3,
+        hidream,
         lumina2,
         qwen_image,
         qwen_image21,
@@ -253,6 +263,7 @@ def _family_classes(family: str) -> tuple[Any, Any]:
 
     return {
         "flux3": (flux3.load_transformer, flow_flux3.Flux3),
+        "hidream": (hidream.load_transformer, flow_hidream.HiDream),
         "flux2": (flux2.load_transformer, flow_flux2.Flux2),
         "chroma_radiance": (chroma_radiance.load_transformer, flow_radiance.ChromaRadiance),
         "sd3": (sd3.load_transformer, flow_models.SD3),
@@ -272,7 +283,7 @@ def load_diffusion_model(path: Path, weight_dtype: str = "default") -> Any:
     if detected is None:
         raise UnsupportedModelError(
             f"{path.name}: not an SD3/SD3.5, Flux.1, Flux.2, Flux 3, Chroma (Radiance), Z-Image, "
-            "Lumina Image 2.0, Qwen-Image or Qwen-Image 2.1 diffusion model "
+            "Lumina Image 2.0, Qwen-Image, Qwen-Image 2.1 or HiDream diffusion model "
             f"(found keys like {', '.join(sorted(shapes)[:3])})"
         )
     try:
@@ -325,6 +336,8 @@ def load_clip_states(
         roles = ["qwen3vl_4b"]
     if "qwen3_4b" in roles and clip_type not in ("flux", "flux2"):
         family = "zimage"
+    if clip_type == "hidream":  # HiDream's language model is Llama 3.1 (Mistral's layout, no Qwen markers)
+        roles = ["llama3_8b" if role == "mistral3_24b" else role for role in roles]
     if family is None and clip_type in SD_CLIP_TYPES and all(r in ("clip_l", "clip_g") for r in roles):
         from engine.diffusion.clip import loom_embedding_folders
         from engine.diffusion.clip_loader import clip_from_state_dicts
@@ -350,9 +363,13 @@ def load_clip_states(
         seen.add(role)
     dtype = torch.float32 if device == "cpu" else compute_dtype("text")
     loaded = [
-        text_encoders.load(_reading_as(state, dtype), "", role, dtype)
+        text_encoders.load(_reading_as(state, dtype), "", role, dtype, with_projection=family == "hidream")
         for (_, state, _), role in zip(read, roles, strict=True)
     ]
+    if family == "hidream":
+        from engine.diffusion.tokens_hidream import note_clip_lengths
+
+        note_clip_lengths(loaded)
     return clip_handle(loaded, family, device)
 
 

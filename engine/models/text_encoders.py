@@ -27,6 +27,7 @@ Role = Literal[
     "qwen3vl_8b",
     "qwen3vl_4b",
     "gemma2_2b",
+    "llama3_8b",
 ]
 Shapes = Mapping[str, tuple[int, ...]]
 
@@ -140,9 +141,18 @@ def t5_config(shapes: Shapes, prefix: str) -> dict[str, Any]:
     }
 
 
-def load(state: Mapping[str, Any], prefix: str, role: Role, dtype: Any) -> TextEncoder:
-    """Build and fill the text encoder stored under `prefix` in `state` for `role`."""
+def load(
+    state: Mapping[str, Any], prefix: str, role: Role, dtype: Any, with_projection: bool = False
+) -> TextEncoder:
+    """Build and fill the text encoder stored under `prefix` in `state` for `role`; `with_projection`:
+    a CLIP-L file's `text_projection` is kept (HiDream pools CLIP-L through it)."""
     from engine.models.checkpoint import _filled
+
+    if role == "llama3_8b":
+        from engine.models import llama3_encoder
+
+        llama, width = llama3_encoder.load(state, prefix, dtype, role)
+        return TextEncoder(role, llama, llama3_encoder.PAD_ID, width)
 
     if role in ("qwen3_4b", "qwen25_7b", "qwen3_8b", "mistral3_24b", "qwen3vl_8b", "qwen3vl_4b", "gemma2_2b"):
         from engine.models import llm_encoders
@@ -167,7 +177,7 @@ def load(state: Mapping[str, Any], prefix: str, role: Role, dtype: Any) -> TextE
     from engine.models.keymap import text_from_original, text_state_for_model
 
     config = clip_config(shapes, prefix, role)
-    projected = role == "clip_g"
+    projected = role == "clip_g" or (with_projection and prefix + "text_projection.weight" in shapes)
     cls = CLIPTextModelWithProjection if projected else CLIPTextModel
     canonical = text_from_original(state, prefix, "hf")
     model = _filled(
@@ -178,10 +188,14 @@ def load(state: Mapping[str, Any], prefix: str, role: Role, dtype: Any) -> TextE
 
 def _t5_state(own: Mapping[str, Any], model: Any) -> dict[str, Any]:
     """The T5 weights the model has; the token embedding (tied: `shared` and `encoder.embed_tokens`) is
-    read once, from whichever the file holds."""
+    read once, from whichever the file holds. In ComfyUI's `*_fp8_scaled` files
+    (`t5xxl_fp8_e4m3fn_scaled`) a matrix is fp8 beside its `scale_weight`: the weight is their product."""
+    from engine.models.llm_encoders import _unscaled
+
     wanted = set(model.state_dict())
     tied = ("shared.weight", "encoder.embed_tokens.weight")
-    out = {k: own[k] for k in own if k in wanted and k not in tied}
+    present = set(own)
+    out = {k: _unscaled(own, "", k, present) for k in own if k in wanted and k not in tied}
     embedding = own["shared.weight"] if "shared.weight" in own else own["encoder.embed_tokens.weight"]
     out.update({k: embedding for k in tied if k in wanted})
     return out

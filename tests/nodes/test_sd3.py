@@ -81,7 +81,7 @@ def test_non_model_file_is_refused_with_what_was_found(tmp_path: Path) -> None:
     with pytest.raises(
         UnsupportedModelError,
         match=r"odd.safetensors: not an SD3/SD3.5, Flux.1, Flux.2, Flux 3, Chroma \(Radiance\), Z-Image, "
-        r"Qwen-Image or Qwen-Image 2.1 diffusion model .*foo.weight",
+        r"Lumina Image 2.0, Qwen-Image, Qwen-Image 2.1 or HiDream diffusion model .*foo.weight",
     ):
         load_diffusion_model(tmp_path / "odd.safetensors")
 
