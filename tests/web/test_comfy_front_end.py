@@ -60,14 +60,10 @@ class Watched:
         self.page = page
         self.url = ""
         self.answered: set[int] = set()
-        # Requests sent before the page was last reloaded: the reload itself cancels those still open.
-        self.before_reload: set[int] = set()
         self.console: list[str] = []
-        self.sent: list[int] = []
         self.failed: list[str] = []
         page.on("console", lambda m: self.console.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda error: self.console.append(f"page error: {error}"))
-        page.on("request", lambda request: self.sent.append(id(request)))
         page.on("response", self._response)
         page.on("requestfailed", self._request_failed)
 
@@ -84,8 +80,10 @@ class Watched:
             return
         if not request.url.startswith(self.url):
             return  # elsewhere on the internet (release check, model links): network-only
-        if id(request) in self.before_reload and request.failure == "net::ERR_ABORTED":
-            return  # cancelled by the reload, not refused by the server
+        if request.failure == "net::ERR_ABORTED":
+            # Cancelled by the page itself (a reload leaving a large asset half-read, an aborted fetch);
+            # a server that fails or drops the connection shows as a status or another net:: error.
+            return
         self.failed.append(f"failed {request.method} {request.url}: {request.failure}")
 
     def open(self, url: str) -> None:
@@ -94,7 +92,6 @@ class Watched:
         self.page.wait_for_function(READY, timeout=60000)
 
     def reload(self) -> None:
-        self.before_reload.update(self.sent)
         self.page.reload()
         self.page.wait_for_function(READY, timeout=60000)
 
