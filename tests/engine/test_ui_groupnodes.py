@@ -38,6 +38,8 @@ def node(
     **extra: Any,
 ) -> dict[str, Any]:
     entry: dict[str, Any] = {"type": kind, "mode": 0, "inputs": inputs or [], "outputs": outputs or []}
+    # The front end places nodes when it unpacks a group (bench/group_node_frontend.py loads these).
+    entry |= {"pos": [0, 0], "size": [200, 100], "flags": {}, "properties": {}}
     if node_id is not None:
         entry["id"] = node_id
     if values is not None:
@@ -129,7 +131,7 @@ def test_legacy_slash_separator_is_the_same_group(registry: NodeRegistry) -> Non
     assert ui_to_api(graph, registry) == ui_to_api(sampler_workflow(), registry)
 
 
-def test_two_instances_of_one_definition_keep_their_own_values(registry: NodeRegistry) -> None:
+def two_instances_workflow() -> dict[str, Any]:
     graph = sampler_workflow()
     graph["nodes"][0]["outputs"][0]["links"] = [1, 5]
     graph["nodes"] += [
@@ -138,7 +140,11 @@ def test_two_instances_of_one_definition_keep_their_own_values(registry: NodeReg
     ]
     graph["links"] += [[5, 4, 0, 6, 0, "MODEL"], [6, 6, 0, 10, 2, "SAMPLER"]]
     graph["links"] += [[7, 6, 1, 10, 3, "SIGMAS"], [8, 6, 2, 10, 0, "NOISE"]]
-    prompt = inputs_of(ui_to_api(graph, registry))
+    return graph
+
+
+def test_two_instances_of_one_definition_keep_their_own_values(registry: NodeRegistry) -> None:
+    prompt = inputs_of(ui_to_api(two_instances_workflow(), registry))
     assert prompt["5:1"] == {"scheduler": "karras", "steps": 30, "denoise": 0.8, "model": ["4", 0]}
     assert prompt["6:1"] == {"scheduler": "simple", "steps": 8, "denoise": 0.5, "model": ["4", 0]}
     assert (prompt["5:0"], prompt["6:0"]) == ({"sampler_name": "dpmpp_2m"}, {"sampler_name": "heun"})
@@ -164,7 +170,7 @@ def upscale_chain() -> dict[str, Any]:
     return {"nodes": nodes, "links": [[0, 0, 1, 0, 20, "LATENT"], [1, 0, 2, 0, 21, "LATENT"]], "external": []}
 
 
-def test_shared_input_names_are_prefixed_and_reachable_by_name(registry: NodeRegistry) -> None:
+def shared_names_workflow() -> dict[str, Any]:
     # Group widgets: upscale_method, scale_by, "LatentUpscaleBy upscale_method", "LatentUpscaleBy scale_by",
     # "LatentUpscaleBy 2 upscale_method", "LatentUpscaleBy 2 scale_by"; the last is shown as an input
     # fed by a PrimitiveNode.
@@ -189,7 +195,11 @@ def test_shared_input_names_are_prefixed_and_reachable_by_name(registry: NodeReg
         node(9, "LatentMultiply", [slot("samples", "LATENT", 2)], [out("LATENT", "LATENT")], [0.5]),
     ]
     links = [[1, 3, 0, 5, 0, "LATENT"], [2, 5, 0, 9, 0, "LATENT"], [3, 8, 0, 5, 1, "FLOAT"]]
-    prompt = inputs_of(ui_to_api(workflow(nodes, links, {"Upscale": upscale_chain()}), registry))
+    return workflow(nodes, links, {"Upscale": upscale_chain()})
+
+
+def test_shared_input_names_are_prefixed_and_reachable_by_name(registry: NodeRegistry) -> None:
+    prompt = inputs_of(ui_to_api(shared_names_workflow(), registry))
     assert prompt["5:0"] == {"upscale_method": "nearest-exact", "scale_by": 1.1, "samples": ["3", 0]}
     assert prompt["5:1"] == {"upscale_method": "bicubic", "scale_by": 1.2, "samples": ["5:0", 0]}
     assert prompt["5:2"] == {"upscale_method": "area", "scale_by": 3.0, "samples": ["5:1", 0]}
@@ -234,7 +244,7 @@ def test_a_bypassed_group_passes_its_input_on(registry: NodeRegistry) -> None:
 # --- a PrimitiveNode and a Reroute inside the group -----------------------------------------------------
 
 
-def test_inner_primitive_and_reroute(registry: NodeRegistry) -> None:
+def mixed_workflow() -> dict[str, Any]:
     primitive_out = {"name": "FLOAT", "type": "FLOAT", "links": [], "widget": {"name": "scale_by"}}
     group = {
         "nodes": [
@@ -267,7 +277,11 @@ def test_inner_primitive_and_reroute(registry: NodeRegistry) -> None:
         node(9, "LatentMultiply", [slot("samples", "LATENT", 2)], [out("LATENT", "LATENT")], [0.5]),
     ]
     links = [[1, 3, 0, 5, 0, "LATENT"], [2, 5, 0, 9, 0, "LATENT"]]
-    prompt = inputs_of(ui_to_api(workflow(nodes, links, {"Mixed": group}), registry))
+    return workflow(nodes, links, {"Mixed": group})
+
+
+def test_inner_primitive_and_reroute(registry: NodeRegistry) -> None:
+    prompt = inputs_of(ui_to_api(mixed_workflow(), registry))
     assert sorted(prompt) == ["3", "5:2", "5:3", "9"]  # primitive and reroute are never sent
     assert prompt["5:2"] == {"upscale_method": "bicubic", "scale_by": 2.0, "samples": ["3", 0]}
     assert prompt["5:3"] == {"upscale_method": "area", "scale_by": 0.5, "samples": ["5:2", 0]}
