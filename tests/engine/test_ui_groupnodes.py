@@ -500,3 +500,75 @@ def test_a_link_from_an_output_the_group_lacks_is_an_error(registry: NodeRegistr
     graph["links"][3][2] = 7
     with pytest.raises(WorkflowConversionError, match=r"node #5 .*output 7"):
         ui_to_api(graph, registry)
+
+
+# --- hidden widgets, a Reroute fed from outside into two nodes (stable_cascade__inpaint_controlnet) ------
+
+
+def inpaint_workflow() -> dict[str, Any]:
+    """The shape of ComfyUI_examples' Stable Cascade inpaint group (saved as `workflow/Name`): widgets
+    kept on the inner nodes and hidden by `config`, the mask coming in through a Reroute."""
+    img, mask = "IMAGE", "MASK"
+    group = {
+        "nodes": [
+            inner(0, "EmptyImage", [], [out(img, img, [])], [512, 512, 1, 16777215]),
+            inner(1, "ThresholdMask", [slot("mask", mask)], [out(mask, mask, [])], [0.5]),
+            inner(2, "InvertMask", [slot("mask", mask)], [out(mask, mask, [])]),
+            inner(
+                3,
+                "ImageCompositeMasked",
+                [slot("destination", img), slot("source", img), slot("mask", mask)],
+                [out(img, img, [])],
+                [0, 0, True],
+            ),
+            inner(4, "Reroute", [slot("", "*")], [out("", "*")]),
+            inner(5, "JoinImageWithAlpha", [slot("image", img), slot("alpha", mask)], [out(img, img, [])]),
+        ],
+        "links": [
+            [None, 1, 4, 0, 50, mask],
+            [4, 0, 1, 0, 66, mask],
+            [4, 0, 2, 0, 66, mask],
+            [None, 0, 3, 0, 50, img],
+            [0, 0, 3, 1, 62, img],
+            [1, 0, 3, 2, 64, mask],
+            [3, 0, 5, 0, 59, img],
+            [2, 0, 5, 1, 61, mask],
+        ],
+        "external": [[5, 0, img]],
+        "config": {
+            "0": {"input": {n: {"visible": False} for n in ("width", "height", "batch_size", "color")}},
+            "1": {"input": {"value": {"visible": False}}},
+            "3": {"input": {"x": {"visible": False}, "destination": {"name": "image"}}},
+            "4": {"output": {"0": {"name": ""}}, "input": {mask: {"name": "mask"}}},
+        },
+    }
+    instance = node(
+        68, "workflow/Inpaint", [slot("image", img, 1), slot("mask", mask, 2)], [out(img, img, [3])]
+    )
+    instance["widgets_values"] = [256, 128, 1, 0, 0.25, 8, 4, False]
+    nodes = [
+        node(50, "LoadImage", [], [out(img, img, [1]), out(mask, mask, [2])], ["in.png", "image"]),
+        instance,
+        node(9, "PreviewImage", [slot("images", img, 3)], []),
+    ]
+    links = [[1, 50, 0, 68, 0, img], [2, 50, 1, 68, 1, mask], [3, 68, 0, 9, 0, img]]
+    return workflow(nodes, links, {"Inpaint": group})
+
+
+def test_hidden_widgets_and_an_outside_reroute_feeding_two_inner_nodes(registry: NodeRegistry) -> None:
+    prompt = inputs_of(ui_to_api(inpaint_workflow(), registry))
+    assert {k: v for k, v in prompt.items() if k.startswith("68:")} == {
+        "68:0": {"width": 256, "height": 128, "batch_size": 1, "color": 0},
+        "68:1": {"value": 0.25, "mask": ["50", 1]},
+        "68:2": {"mask": ["50", 1]},
+        "68:3": {
+            "x": 8,
+            "y": 4,
+            "resize_source": False,
+            "destination": ["50", 0],
+            "source": ["68:0", 0],
+            "mask": ["68:1", 0],
+        },
+        "68:5": {"image": ["68:3", 0], "alpha": ["68:2", 0]},
+    }
+    assert prompt["9"] == {"images": ["68:5", 0]}
