@@ -572,3 +572,18 @@ def test_hidden_widgets_and_an_outside_reroute_feeding_two_inner_nodes(registry:
         "68:5": {"image": ["68:3", 0], "alpha": ["68:2", 0]},
     }
     assert prompt["9"] == {"images": ["68:5", 0]}
+
+
+def test_one_instance_feeding_another(registry: NodeRegistry) -> None:
+    graph = chain_workflow(0)
+    second = copy.deepcopy(graph["nodes"][1])
+    second |= {"id": 6, "widgets_values": ["area", 0.5, "area", 0.5]}
+    second["inputs"][0]["link"], second["outputs"][0]["links"] = 2, [4]
+    graph["nodes"][1]["outputs"][0]["links"] = [2]
+    graph["nodes"][2]["inputs"][0]["link"] = 4
+    graph["nodes"].insert(2, second)
+    graph["links"] = [[1, 3, 0, 5, 0, "LATENT"], [2, 5, 0, 6, 0, "LATENT"], [4, 6, 0, 9, 0, "LATENT"]]
+    prompt = inputs_of(ui_to_api(graph, registry))
+    assert prompt["6:0"] == {"upscale_method": "area", "scale_by": 0.5, "samples": ["5:1", 0]}
+    assert prompt["5:1"] == {"upscale_method": "bilinear", "scale_by": 2.0, "samples": ["5:0", 0]}
+    assert prompt["9"]["samples"] == ["6:1", 0]
