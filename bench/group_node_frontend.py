@@ -10,7 +10,8 @@ For each workflow (a JSON file, or a PNG with a `workflow` chunk), three prompts
 Ids are not compared: each node is named by what it computes (its class, literal inputs and, recursively,
 what its links come from), so two prompts match when they compute the same graph.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/group_node_frontend.py FILE.png|json... [--browser] [--port N]
+    OMP_NUM_THREADS=1 .venv/bin/python bench/group_node_frontend.py [FILE.png|json...] [--fixtures]
+        [--browser] [--port N]
 """
 
 from __future__ import annotations
@@ -190,14 +191,36 @@ class Browser:
         self.server.wait(30)
 
 
+def fixtures() -> list[tuple[str, dict[str, Any]]]:
+    """The workflows tests/engine/test_ui_groupnodes.py builds (their nodes carry the positions the front
+    end needs to unpack a group)."""
+    from tests.engine import test_ui_groupnodes as tests
+
+    return [
+        ("old-style widgets", tests.sampler_workflow()),
+        ("two instances", tests.two_instances_workflow()),
+        ("shared input names", tests.shared_names_workflow()),
+        ("chain", tests.chain_workflow(0)),
+        ("muted chain", tests.chain_workflow(2)),
+        ("bypassed chain", tests.chain_workflow(4)),
+        ("inner primitive and reroute", tests.mixed_workflow()),
+        ("hidream e1 shape", tests.ip2p_workflow()),
+        ("inpaint shape", tests.inpaint_workflow()),
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("workflows", nargs="+", type=Path)
+    parser.add_argument("workflows", nargs="*", type=Path)
     parser.add_argument("--browser", action="store_true", help="also ask the pinned front end in Chromium")
+    parser.add_argument("--fixtures", action="store_true", help="also the workflows of the group-node tests")
     parser.add_argument("--port", type=int, default=19140)
     args = parser.parse_args()
+    named = [(path.name, *read(path)) for path in args.workflows]
+    if args.fixtures:
+        named += [(f"test fixture {name}", workflow, None) for name, workflow in fixtures()]
     registry = builtin_registry()
     browser = None
     if args.browser:
@@ -206,10 +229,9 @@ def main() -> int:
         browser = Browser(args.port, Path(tempfile.mkdtemp(prefix="loom-groupnodes-")))
     same = True
     try:
-        for path in args.workflows:
-            workflow, recorded = read(path)
+        for label, workflow, recorded in named:
             groups = list((workflow.get("extra") or {}).get("groupNodes") or {})
-            print(f"{path.name}: group definitions {groups}")
+            print(f"{label}: group definitions {groups}")
             ours = ui_to_api(workflow, registry)
             if recorded is not None:
                 same &= compare_by_id("recorded prompt", ours, without_recorded_extras(recorded))
