@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.registry import NodeRegistry
+from engine.ui_workflow.groupnodes import expand_group_nodes
 from engine.ui_workflow.model import (
     BYPASS,
     NEVER,
@@ -36,7 +37,7 @@ def ui_to_api(workflow: dict[str, Any], registry: NodeRegistry) -> dict[str, Any
 
     Raises WorkflowConversionError, naming the node, for anything it cannot convert.
     """
-    graph = parse_workflow(flatten(workflow), registry)
+    graph = parse_workflow(flatten(expand_group_nodes(workflow, registry)), registry)
     resolver = Resolver(graph)
     overrides = primitive_values(graph)
     prompt: dict[str, Any] = {}

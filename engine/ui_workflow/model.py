@@ -198,18 +198,13 @@ def _parse_link(raw: Any) -> Link | None:
 
 
 def _special_types(workflow: dict[str, Any]) -> dict[str, str]:
-    """Node types that stand for subgraphs or legacy group nodes, with what to call them."""
+    """Node types that stand for subgraphs, with what to call them (group nodes are unpacked before)."""
     names: dict[str, str] = {}
     definitions = workflow.get("definitions")
     subgraphs = definitions.get("subgraphs") if isinstance(definitions, dict) else None
     for subgraph in subgraphs if isinstance(subgraphs, list) else []:
         if isinstance(subgraph, dict) and isinstance(subgraph.get("id"), str):
             names[subgraph["id"]] = f"subgraph {subgraph.get('name', subgraph['id'])!r}"
-    extra = workflow.get("extra")
-    groups = extra.get("groupNodes") if isinstance(extra, dict) else None
-    for name in groups if isinstance(groups, dict) else {}:
-        for separator in (">", "/"):
-            names[f"workflow{separator}{name}"] = f"group node {name!r}"
     return names
 
 

@@ -36,7 +36,7 @@ def flatten(workflow: dict[str, Any]) -> dict[str, Any]:
         return workflow
     by_id = {s["id"]: s for s in subgraphs if isinstance(s, dict) and isinstance(s.get("id"), str)}
     nodes = copy.deepcopy([n for n in workflow.get("nodes", []) if isinstance(n, dict)])
-    links = [x for x in (_link(raw) for raw in workflow.get("links", [])) if x]
+    links = [x for x in (link_row(raw) for raw in workflow.get("links", [])) if x]
     ids = count(1 + max((x[0] for x in links if isinstance(x[0], int)), default=0))
     for _ in range(MAX_DEPTH):
         instance = next((n for n in nodes if n.get("type") in by_id), None)
@@ -48,7 +48,7 @@ def flatten(workflow: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _link(raw: Any) -> list[Any] | None:
+def link_row(raw: Any) -> list[Any] | None:
     """A link as [id, origin, origin slot, target, target slot, type] from either stored form."""
     if isinstance(raw, list) and len(raw) >= 5:
         return list(raw[:6]) + [None] * (6 - len(raw[:6]))
@@ -75,7 +75,7 @@ def _expand(
         node["id"] = prefix + str(node["id"])
         if instance.get("mode") in (2, 4):
             node["mode"] = instance["mode"]
-    inner_links = [x for x in (_link(raw) for raw in subgraph.get("links", [])) if x]
+    inner_links = [x for x in (link_row(raw) for raw in subgraph.get("links", [])) if x]
     into = _links_into(instance, subgraph, links)
     out_of: dict[int, list[list[Any]]] = {}
     for x in links:

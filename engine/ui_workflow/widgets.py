@@ -46,12 +46,24 @@ def widget_inputs(node: UiNode, spec: NodeSpec) -> dict[str, Any]:
     """{input name: value} for every widget of the node, defaults where the workflow has none."""
     stored = node.widgets_values
     widgets = [w.input for w in layout(spec, stored=stored) if w.input is not None]
-    if isinstance(stored, dict):  # some nodes serialise their widgets by name
-        values = {item.name: stored[item.name] for item in widgets if item.name in stored}
-    else:
-        values = _positional(spec, stored or [])
+    values = stored_values(spec, stored)
     values |= {name: value for name, value in node.overrides.items() if any(w.name == name for w in widgets)}
     return {item.name: wrap(values[item.name]) if item.name in values else _default(item) for item in widgets}
+
+
+def stored_values(spec: NodeSpec, stored: list[Any] | dict[str, Any] | None) -> dict[str, Any]:
+    """{widget input name: saved value} for the widgets whose value the node stores (no defaults)."""
+    if isinstance(stored, dict):  # some nodes serialise their widgets by name
+        widgets = [w.input for w in layout(spec, stored=stored) if w.input is not None]
+        return {item.name: stored[item.name] for item in widgets if item.name in stored}
+    return _positional(spec, stored or [])
+
+
+def is_widget(item: InputSpec) -> bool:
+    """Whether the frontend draws a widget for this input (else it is only a socket)."""
+    if item.type not in PRIMITIVE_TYPES and not item.options.get(FRONTEND_WIDGET):
+        return False
+    return not item.options.get("forceInput")
 
 
 def layout(
