@@ -208,7 +208,7 @@ def assign_roles(files: list[tuple[str, Shapes]]) -> list[Role]:
     for (name, shapes), kind in zip(files, kinds, strict=True):
         if kind is None:
             raise UnsupportedModelError(
-                f"{name}: not a CLIP, T5, Qwen, Mistral or Gemma 2 text encoder "
+                f"{name}: not a CLIP, T5, Qwen, Mistral, Gemma 2 or Llama 3 text encoder "
                 f"(found keys like {describe(shapes)})"
             )
     clip_widths = sorted(clip_width(s) for (_, s), k in zip(files, kinds, strict=True) if k == "clip")
