@@ -130,29 +130,28 @@ def check(path: Path, run: bool, made: dict[str, Path], work: Path) -> tuple[str
     except NoStandIn as exc:
         return "no stand-in", str(exc)
     loom_folders.configure(folders)
-    if True:
-        try:
-            prompt = ui_to_api(workflow, registry)
-        except WorkflowConversionError as exc:
-            return "conversion error", str(exc)[:160]
-        original = copy.deepcopy(prompt)  # validation unwraps list-valued widgets in place
-        checked = validate_prompt(registry, prompt)
-        # As ComfyUI, validation passes when some outputs are valid; the bench wants all of them.
-        if not checked.ok or checked.node_errors:
-            first = next(iter(checked.node_errors.values()), None) or str(checked.error)
-            return "invalid", json.dumps(first)[:160]
-        if not run:
-            return "valid", f"{len(prompt)} nodes"
-        shrink(original)
-        checked = validate_prompt(registry, original)
-        if not checked.ok or checked.node_errors:
-            first = next(iter(checked.node_errors.values()), None) or str(checked.error)
-            return "invalid when shrunk", json.dumps(first)[:160]
-        start = time.perf_counter()
-        result = Executor(registry).execute(checked.prompt, "t", checked.outputs)
-        if result.status != "success":
-            return "run error", str(result.error.get("exception_message", result.error))[:160]
-        return "ran", f"{len(prompt)} nodes, {time.perf_counter() - start:.1f} s"
+    try:
+        prompt = ui_to_api(workflow, registry)
+    except WorkflowConversionError as exc:
+        return "conversion error", str(exc)[:160]
+    original = copy.deepcopy(prompt)  # validation unwraps list-valued widgets in place
+    checked = validate_prompt(registry, prompt)
+    # As ComfyUI, validation passes when some outputs are valid; the bench wants all of them.
+    if not checked.ok or checked.node_errors:
+        first = next(iter(checked.node_errors.values()), None) or str(checked.error)
+        return "invalid", json.dumps(first)[:160]
+    if not run:
+        return "valid", f"{len(prompt)} nodes"
+    shrink(original)
+    checked = validate_prompt(registry, original)
+    if not checked.ok or checked.node_errors:
+        first = next(iter(checked.node_errors.values()), None) or str(checked.error)
+        return "invalid when shrunk", json.dumps(first)[:160]
+    start = time.perf_counter()
+    result = Executor(registry).execute(checked.prompt, "t", checked.outputs)
+    if result.status != "success":
+        return "run error", str(result.error.get("exception_message", result.error))[:160]
+    return "ran", f"{len(prompt)} nodes, {time.perf_counter() - start:.1f} s"
 
 
 def main() -> None:
