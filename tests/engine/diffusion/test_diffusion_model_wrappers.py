@@ -117,3 +117,40 @@ def test_flux2_and_flux3_wrappers_get_the_same_flux_forward_arguments(
     assert y is None and control is None and "wrappers" in options
     assert (guidance is None) == name.startswith("flux3")
     assert len(ref_latents) == 1 and ref_latents[0].shape == reference.shape
+
+
+class Recording:
+    """A wrapper halving the prediction; records positional and keyword arguments (ComfyUI's NextDiT passes
+    its own five positionally, transformer_options and control by keyword)."""
+
+    def __init__(self) -> None:
+        self.args: list[Any] = []
+        self.kwargs: dict[str, Any] = {}
+
+    def __call__(self, executor: Any, *args: Any, **kwargs: Any) -> Any:
+        self.args, self.kwargs = list(args), dict(kwargs)
+        assert executor.class_obj is not None
+        return executor(*args, **kwargs) * 0.5
+
+
+def test_lumina2_wrapper_gets_comfyuis_nextdit_forward_arguments(tmp_path: Path) -> None:
+    """ComfyUI 0.3.64's NextDiT (Lumina 2) runs the DIFFUSION_MODEL wrappers around its forward."""
+    from engine.models.flow_families import load_diffusion_model
+    from tests.nodes.lumina2_fixtures import write_lumina2_files
+
+    write_lumina2_files(tmp_path)
+    model = load_diffusion_model(tmp_path / "diffusion_models" / "lumina_2_model_bf16.safetensors").model
+    context = torch.randn(1, 6, model.context_width())
+    torch.manual_seed(0)
+    x, sigma = torch.randn(1, 16, 8, 8), torch.tensor([0.6])
+    wrapper = Recording()
+    wrapped = {"wrappers": {"diffusion_model": {"test": [wrapper]}}}
+    with torch.no_grad():
+        plain = model.apply_model(x, sigma, c_crossattn=context, transformer_options={})
+        scaled = model.apply_model(x, sigma, c_crossattn=context, transformer_options=wrapped)
+    assert torch.allclose(scaled, 0.5 * x + 0.5 * plain, atol=1e-4)
+    # ComfyUI's NextDiT.forward(x, timesteps, context, num_tokens, attention_mask, **kwargs)
+    x_in, timesteps, ctx, num_tokens, attention_mask = wrapper.args
+    assert x_in.shape == (1, 16, 8, 8) and float(timesteps[0]) == pytest.approx(0.6)
+    assert ctx.shape == (1, 6, model.context_width()) and num_tokens == 6 and attention_mask is None
+    assert wrapper.kwargs["control"] is None and "wrappers" in wrapper.kwargs["transformer_options"]
