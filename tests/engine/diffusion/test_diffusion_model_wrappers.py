@@ -1,5 +1,5 @@
 """DIFFUSION_MODEL wrappers around the flow transformers whose ComfyUI models run them (Flux.1, Flux.2 and
-Flux 3 through one call, Chroma):
+Flux 3 through one call, Chroma, Lumina 2 and Z-Image through another):
 called with the arguments of ComfyUI's `forward` for that model, and what they return is the
 prediction. (SD1.x UNets: tests/packs/test_diffusion_model_wrapper.py, through the node API.)"""
 
@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from tests.nodes.flow_fixtures import write_flux_files
-from tests.nodes.flow_fixtures_new import write_chroma_files
+from tests.nodes.flow_fixtures_new import write_chroma_files, write_zimage_files
 
 
 @pytest.fixture(scope="module")
@@ -133,13 +133,23 @@ class Recording:
         return executor(*args, **kwargs) * 0.5
 
 
-def test_lumina2_wrapper_gets_comfyuis_nextdit_forward_arguments(tmp_path: Path) -> None:
-    """ComfyUI 0.3.64's NextDiT (Lumina 2) runs the DIFFUSION_MODEL wrappers around its forward."""
-    from engine.models.flow_families import load_diffusion_model
-    from tests.nodes.lumina2_fixtures import write_lumina2_files
+def _nextdit_files(root: Path, family: str) -> Path:
+    if family == "lumina2":
+        from tests.nodes.lumina2_fixtures import write_lumina2_files
 
-    write_lumina2_files(tmp_path)
-    model = load_diffusion_model(tmp_path / "diffusion_models" / "lumina_2_model_bf16.safetensors").model
+        write_lumina2_files(root)
+        return root / "diffusion_models" / "lumina_2_model_bf16.safetensors"
+    write_zimage_files(root)
+    return root / "diffusion_models" / "z_image_turbo_bf16.safetensors"
+
+
+@pytest.mark.parametrize("family", ["lumina2", "zimage"])
+def test_nextdit_wrapper_gets_comfyuis_nextdit_forward_arguments(tmp_path: Path, family: str) -> None:
+    """ComfyUI's NextDiT (Lumina 2 in 0.3.64, Z-Image too in newer ComfyUI) runs the DIFFUSION_MODEL
+    wrappers around its forward."""
+    from engine.models.flow_families import load_diffusion_model
+
+    model = load_diffusion_model(_nextdit_files(tmp_path, family)).model
     context = torch.randn(1, 6, model.context_width())
     torch.manual_seed(0)
     x, sigma = torch.randn(1, 16, 8, 8), torch.tensor([0.6])
