@@ -1,5 +1,5 @@
 """DIFFUSION_MODEL wrappers around the flow transformers whose ComfyUI models run them (Flux.1, Flux.2 and
-Flux 3 through one call, Chroma, Lumina 2 and Z-Image through another):
+Flux 3 through one call, Chroma, Lumina 2 and Z-Image through another, Qwen-Image):
 called with the arguments of ComfyUI's `forward` for that model, and what they return is the
 prediction. (SD1.x UNets: tests/packs/test_diffusion_model_wrapper.py, through the node API.)"""
 
@@ -164,3 +164,33 @@ def test_nextdit_wrapper_gets_comfyuis_nextdit_forward_arguments(tmp_path: Path,
     assert x_in.shape == (1, 16, 8, 8) and float(timesteps[0]) == pytest.approx(0.6)
     assert ctx.shape == (1, 6, model.context_width()) and num_tokens == 6 and attention_mask is None
     assert wrapper.kwargs["control"] is None and "wrappers" in wrapper.kwargs["transformer_options"]
+
+
+def test_qwen_image_wrapper_gets_comfyuis_qwen_forward_arguments(tmp_path: Path) -> None:
+    """ComfyUI 0.3.64's Qwen-Image runs the DIFFUSION_MODEL wrappers around its forward: (x, timestep,
+    context, attention_mask, guidance, ref_latents, transformer_options), control and the reference
+    method by keyword."""
+    from engine.models.flow_families import load_diffusion_model
+    from tests.nodes.flow_fixtures_new import write_qwen_image_files
+
+    write_qwen_image_files(tmp_path)
+    model = load_diffusion_model(tmp_path / "diffusion_models" / "qwen_image_bf16.safetensors").model
+    reference = torch.randn(1, 16, 4, 4)
+    entry = {"reference_latents": [reference], "reference_latents_method": "index"}
+    added = model.added_conditions([entry], torch.zeros(1, 16, 8, 8), 1)
+    context = torch.randn(1, 5, model.context_width())
+    torch.manual_seed(0)
+    x, sigma = torch.randn(1, 16, 8, 8), torch.tensor([0.6])
+    wrapper = Recording()
+    wrapped = {"wrappers": {"diffusion_model": {"test": [wrapper]}}}
+    with torch.no_grad():
+        plain = model.apply_model(x, sigma, c_crossattn=context, added_cond_kwargs=added)
+        scaled = model.apply_model(
+            x, sigma, c_crossattn=context, added_cond_kwargs=added, transformer_options=wrapped
+        )
+    assert torch.allclose(scaled, 0.5 * x + 0.5 * plain, atol=1e-4)
+    x_in, timestep, ctx, attention_mask, guidance, ref_latents, options = wrapper.args
+    assert x_in.shape == (1, 16, 8, 8) and float(timestep[0]) == pytest.approx(0.6) and ctx.shape[1] == 5
+    assert attention_mask is None and guidance is None and "wrappers" in options
+    assert len(ref_latents) == 1 and ref_latents[0].shape == reference.shape
+    assert wrapper.kwargs == {"control": None, "ref_latents_method": "index"}
