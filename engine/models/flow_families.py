@@ -336,7 +336,11 @@ def load_clip_states(
         roles = ["qwen3vl_4b"]
     if "qwen3_4b" in roles and clip_type not in ("flux", "flux2"):
         family = "zimage"
-    if clip_type == "hidream":  # HiDream's language model is Llama 3.1 (Mistral's layout, no Qwen markers)
+    if roles == ["gemma2_2b"]:  # ComfyUI 0.3.64: a Gemma 2 2B file alone is Lumina 2's under any type
+        family = "lumina2"
+    if roles == ["mistral3_24b"] and _is_llama3(read[0][2]):
+        family = "hidream"  # ComfyUI 0.3.64: a Llama 3 8B file alone is HiDream's under any type
+    if family == "hidream":  # HiDream's language model is Llama 3.1 (Mistral's layout, no Qwen markers)
         roles = ["llama3_8b" if role == "mistral3_24b" else role for role in roles]
     if family is None and clip_type in SD_CLIP_TYPES and all(r in ("clip_l", "clip_g") for r in roles):
         from engine.diffusion.clip import loom_embedding_folders
@@ -344,6 +348,13 @@ def load_clip_states(
 
         states = [dict(s) for _, s, _ in read]
         return clip_from_state_dicts(states, [n for n, _, _ in read], loom_embedding_folders)
+    if family is None and clip_type in SD_CLIP_TYPES:
+        name, role = next(
+            (n, r) for (n, _, _), r in zip(read, roles, strict=True) if r not in ("clip_l", "clip_g")
+        )
+        raise UnsupportedModelError(
+            f"{name}: a {role} text encoder is not used by type {clip_type!r} (Stable Diffusion's CLIP files)"
+        )
     if family is None:
         raise UnsupportedModelError(
             f"CLIP type {clip_type!r} is not supported by Loom yet; "
@@ -390,6 +401,14 @@ def load_checkpoint(path: Path, state: Mapping[str, Any], shapes: Shapes, detect
     has_vae = any(p + "decoder.conv_in.weight" in shapes for p in CHECKPOINT_VAE_PREFIXES)
     vae = vae_from_state(state, path.name) if has_vae else None
     return Checkpoint(model, clip, vae)
+
+
+def _is_llama3(shapes: Shapes) -> bool:
+    """A language model in Mistral's layout with Llama 3's vocabulary (Mistral Small 3 has 131,072)."""
+    from engine.models.llama3_encoder import VOCAB_SIZE
+
+    embedding = shapes.get("model.embed_tokens.weight")
+    return embedding is not None and embedding[0] == VOCAB_SIZE
 
 
 def vae_from_state(state: Mapping[str, Any], name: str) -> Any:

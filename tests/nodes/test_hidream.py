@@ -329,3 +329,14 @@ def test_llama_keeps_comfyuis_module_name_in_saves_and_patches(
         again.encode_from_tokens(tokens, return_dict=True),
     )
     assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+
+@pytest.mark.parametrize("clip_type", ["stable_diffusion", "sd3"])
+def test_a_llama_file_alone_is_hidreams_under_any_type(hidream_folders: Folders, clip_type: str) -> None:
+    """ComfyUI 0.3.64's CLIPLoader makes a Llama 3.1 8B file HiDream's text encoder whatever its type."""
+    from nodes.loaders.split import CLIPLoader
+
+    clip = CLIPLoader().run(FILES["llama"], clip_type)
+    assert clip.family == "hidream" and clip.roles == ("llama3_8b",)
+    [[_, extra]] = clip.encode_from_tokens_scheduled(clip.tokenize("a red fox"))
+    assert extra["conditioning_llama3"].shape[:2] == (1, 3)
