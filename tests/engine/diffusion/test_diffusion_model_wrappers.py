@@ -1,5 +1,5 @@
 """DIFFUSION_MODEL wrappers around the flow transformers whose ComfyUI models run them (Flux.1, Flux.2 and
-Flux 3 through one call, Chroma, Lumina 2 and Z-Image through another, Qwen-Image):
+Flux 3 through one call, Chroma, Lumina 2 and Z-Image through another, Qwen-Image, HiDream):
 called with the arguments of ComfyUI's `forward` for that model, and what they return is the
 prediction. (SD1.x UNets: tests/packs/test_diffusion_model_wrapper.py, through the node API.)"""
 
@@ -194,3 +194,25 @@ def test_qwen_image_wrapper_gets_comfyuis_qwen_forward_arguments(tmp_path: Path)
     assert attention_mask is None and guidance is None and "wrappers" in options
     assert len(ref_latents) == 1 and ref_latents[0].shape == reference.shape
     assert wrapper.kwargs == {"control": None, "ref_latents_method": "index"}
+
+
+def test_hidream_wrapper_gets_comfyuis_hidream_forward_arguments(tmp_path: Path) -> None:
+    """ComfyUI 0.3.64's HiDream runs the wrappers with (x, t, y, context, encoder_hidden_states_llama3,
+    image_cond, control, transformer_options): t is sigma × 1000, y the pooled CLIP-L + CLIP-G vector."""
+    from engine.models.flow_families import load_diffusion_model
+    from tests.nodes.hidream_fixtures import write_hidream_files
+
+    write_hidream_files(tmp_path)
+    model = load_diffusion_model(tmp_path / "diffusion_models" / "hidream_i1_dev_bf16.safetensors").model
+    config = model.diffusion_model.config
+    t5_width, llama_width = config.caption_channels
+    entry = {
+        "pooled_output": torch.randn(1, config.text_emb_dim),
+        "conditioning_llama3": torch.randn(1, 3, 4, llama_width),
+    }
+    added = model.added_conditions([entry], torch.zeros(1, 16, 8, 8), 1)
+    wrapper = check_scaling(model, c_crossattn=torch.randn(1, 7, t5_width), added_cond_kwargs=added)
+    x, t, y, context, llama, image_cond, control, options = wrapper.args
+    assert x.shape == (1, 16, 8, 8) and float(t[0]) == pytest.approx(600.0) and context.shape[1] == 7
+    assert torch.equal(y, entry["pooled_output"].to(y.dtype)) and llama.shape == (1, 3, 4, llama_width)
+    assert image_cond is None and control is None and "wrappers" in options
