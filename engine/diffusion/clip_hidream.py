@@ -25,7 +25,8 @@ from engine.models.hidream import LLAMA_LAYERS
 
 
 class HiDreamClipModel(_FlowClipModel):
-    """HiDream's four encoders (`clip_l`, `clip_g`, `t5xxl`, `llama3_8b`; absent ones are None)."""
+    """HiDream's four encoders (`clip_l`, `clip_g`, `t5xxl`, `llama` as ComfyUI names them; absent ones are
+    None)."""
 
     def _compose(self, tokens: dict[str, Any]) -> tuple[Any, ...]:
         l_width, g_width = self.width("clip_l"), self.width("clip_g")
@@ -43,7 +44,7 @@ class HiDreamClipModel(_FlowClipModel):
         return cond, pooled, {"conditioning_llama3": llama}
 
     def _llama(self, windows: list[list[tuple[Any, ...]]]) -> Any:
-        part = getattr(self, "llama3_8b", None)
+        part = self.part("llama3_8b")
         if part is None:
             return torch.zeros((1, LLAMA_LAYERS, 1, self.width("llama3_8b")))
         clip = self._clip[0]

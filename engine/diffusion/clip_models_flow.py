@@ -28,8 +28,18 @@ if TYPE_CHECKING:
 Output = tuple[Any, Any] | None
 
 
+# ComfyUI's attribute (and state-dict prefix) for an encoder whose role Loom names otherwise: HiDream's
+# text model holds Llama 3.1 as `llama` (its keys `llama.transformer.…`, CLIPSave's `_llama` file).
+MODULE_NAMES = {"llama3_8b": "llama"}
+
+
+def module_name(role: str) -> str:
+    return MODULE_NAMES.get(role, role)
+
+
 class _FlowClipModel(torch.nn.Module):
-    """The encoders a flow CLIP holds, as `clip_l`, `clip_g`, `t5xxl` (absent ones are None)."""
+    """The encoders a flow CLIP holds, as `clip_l`, `clip_g`, `t5xxl`, … (absent ones are None), each under
+    ComfyUI's name (`module_name`)."""
 
     def __init__(self, clip: CLIP) -> None:
         super().__init__()
@@ -51,13 +61,18 @@ class _FlowClipModel(torch.nn.Module):
         ):
             if role in clip.roles:
                 index = clip.roles.index(role)
-                self.add_module(role, (SDXLClipG if role == "clip_g" else SDClipModel)(clip, index))
+                part = (SDXLClipG if role == "clip_g" else SDClipModel)(clip, index)
+                self.add_module(module_name(role), part)
             else:
-                setattr(self, role, None)
+                setattr(self, module_name(role), None)
         self.dtypes = {next(clip.encoders[0].parameters()).dtype}
 
     def _parts(self) -> list[SDClipModel]:
-        return [getattr(self, role) for role in self.roles]
+        return [part for role in self.roles if (part := self.part(role)) is not None]
+
+    def part(self, role: str) -> SDClipModel | None:
+        """The encoder of `role`, or None when this CLIP lacks it."""
+        return getattr(self, module_name(role), None)
 
     def set_clip_options(self, options: dict[str, Any]) -> None:
         for part in self._parts():
@@ -73,7 +88,7 @@ class _FlowClipModel(torch.nn.Module):
         return clip.widths[clip.roles.index(role)] if role in clip.roles else FLOW_WIDTHS[role]
 
     def _run(self, role: str, tokens: dict[str, Any]) -> Output:
-        part = getattr(self, role)
+        part = self.part(role)
         if part is None:
             return None
         return part.encode_token_weights(tokens.get(ROLE_KEYS[role][0], []))

@@ -90,9 +90,9 @@ class FlowTransformer(DiffusionModel):
         options: dict[str, Any],
     ) -> Any:
         """The transformer's prediction. Families whose ComfyUI model runs DIFFUSION_MODEL wrappers
-        around its forward (Flux, Chroma) do the same, with that forward's arguments; ComfyUI 0.3.64's
-        SD3, Lumina 2 and Qwen-Image models run none, and neither do Loom's. ControlNet residuals
-        (SD3, Qwen-Image) join the image tokens after each block."""
+        around its forward (Flux, Chroma, Lumina 2, Z-Image, Qwen-Image, HiDream) override this to do the
+        same, with that forward's arguments; ComfyUI 0.3.64's SD3 runs none.
+        ControlNet residuals (SD3, Qwen-Image) join the image tokens after each block."""
         with (
             dit_patches(self.diffusion_model, self.family, options, x),
             control_residuals(self.diffusion_model, self.family, control),

@@ -202,7 +202,43 @@ CLIP_TYPE_OF = {
 }
 
 
-class ZImage(_UnpooledFlow):
+class NextDiT(_UnpooledFlow):
+    """What Lumina 2 and Z-Image share: ComfyUI's NextDiT call, inside the DIFFUSION_MODEL wrappers as that
+    forward runs them (0.3.64's for Lumina 2; newer ComfyUI's for Z-Image too), with its arguments."""
+
+    def _network(
+        self,
+        x: Any,
+        timestep: Any,
+        context: Any,
+        extra: dict[str, Any],
+        control: Any,
+        options: dict[str, Any],
+    ) -> Any:
+        args = (x, timestep, context, context.shape[1], None)
+        return self.through_wrappers(
+            self.nextdit_forward, options, *args, control=control, transformer_options=options
+        )
+
+    def nextdit_forward(
+        self,
+        x: Any,
+        timesteps: Any,
+        context: Any,
+        num_tokens: int,
+        attention_mask: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        """The prediction, with the arguments of ComfyUI's NextDiT forward (what a DIFFUSION_MODEL wrapper
+        continues with): latent, timestep (sigma), caption states, their token count, their mask (None: all
+        tokens), and transformer_options (and control, which NextDiT does not read) as keywords."""
+        options = kwargs.get("transformer_options") or {}
+        mask = None if attention_mask is None else attention_mask[:, :num_tokens]
+        with dit_patches(self.diffusion_model, self.family, options, x):
+            return self._forward(x, timesteps, context[:, :num_tokens], {"attention_mask": mask})
+
+
+class ZImage(NextDiT):
     """Z-Image (diffusers' ZImageTransformer2DModel). ComfyUI samples it as AuraFlow (timestep = sigma);
     the network takes t = 1 - sigma and predicts x0 - noise, so its output is negated into the velocity."""
 

@@ -58,12 +58,57 @@ class QwenImage(_UnpooledFlow):
                 "reference latents are placed by index (index_timestep_zero, negative_index)"
             )
         stacked = stacked_references(entries, batch, self.process_latent_in, crop.device)
-        # index_timestep_zero (Qwen-Image Edit 2511): the references are modulated as at timestep 0.
-        return {
-            "ref_latents": stacked,
-            "references_at_time_zero": methods == {"index_timestep_zero"},
-            "reference_step": -1 if methods == {"negative_index"} else 1,
+        out: dict[str, Any] = {"ref_latents": stacked}
+        given = {
+            entry["reference_latents_method"] for entry in entries if "reference_latents_method" in entry
         }
+        if given:  # ComfyUI passes the method only where the conditioning sets it
+            out["ref_latents_method"] = sorted(given)[0]
+        return out
+
+    def _network(
+        self,
+        x: Any,
+        timestep: Any,
+        context: Any,
+        extra: dict[str, Any],
+        control: Any,
+        options: dict[str, Any],
+    ) -> Any:
+        """Inside the DIFFUSION_MODEL wrappers, as ComfyUI 0.3.64's Qwen-Image forward runs them."""
+        refs = extra.get("ref_latents") or None
+        kwargs: dict[str, Any] = {"control": control}
+        if "ref_latents_method" in extra:
+            kwargs["ref_latents_method"] = extra["ref_latents_method"]
+        return self.through_wrappers(
+            self.qwen_forward, options, x, timestep, context, None, None, refs, options, **kwargs
+        )
+
+    def qwen_forward(
+        self,
+        x: Any,
+        timestep: Any,
+        context: Any,
+        attention_mask: Any = None,
+        guidance: Any = None,
+        ref_latents: Any = None,
+        transformer_options: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """The prediction, with the arguments of ComfyUI's Qwen-Image forward (what a DIFFUSION_MODEL wrapper
+        continues with): latent, timestep (sigma), text states, their mask (None: ComfyUI drops an all-ones
+        one), guidance (unused), the reference latents, transformer_options; `control` (ControlNet
+        residuals) and `ref_latents_method` as keywords."""
+        del attention_mask, guidance
+        options = transformer_options or {}
+        method = kwargs.get("ref_latents_method", self.default_reference_method)
+        extra: dict[str, Any] = {
+            "ref_latents": list(ref_latents or ()),
+            # index_timestep_zero (Qwen-Image Edit 2511): the references are modulated as at timestep 0.
+            "references_at_time_zero": method == "index_timestep_zero",
+            "reference_step": -1 if method == "negative_index" else 1,
+        }
+        return super()._network(x, timestep, context, extra, kwargs.get("control"), options)
 
     def _forward(self, x: Any, timestep: Any, context: Any, extra: dict[str, Any]) -> Any:
         import torch

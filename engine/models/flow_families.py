@@ -322,45 +322,20 @@ def load_clip_states(
     stable_diffusion (or stable_cascade) are SD1.x / SD2.x / SDXL text encoders."""
     import torch
 
-    from engine.models import text_encoders
+    from engine.models import clip_types, text_encoders
     from engine.models.lazy_view import shapes_of
 
     read = [(name, state, shapes_of(state)) for name, state in named]
     roles = text_encoders.assign_roles([(name, shapes) for name, _, shapes in read])
-    family = CLIP_TYPE_FAMILIES.get(clip_type)
-    if clip_type == "qwen_image" and roles in (["qwen3_4b"], ["qwen3_8b"]):
-        # A Qwen3-layer model under type qwen_image is Qwen-Image 2.1's Qwen3-VL (qwen3vl_8b).
-        roles, family = ["qwen3vl_8b"], "qwen_image21"
-    if clip_type == "flux3" and roles in (["qwen3_4b"], ["qwen3_8b"]):
-        # Flux 3's text encoder is Qwen3-VL 4B's language model (Qwen3 layers): role qwen3vl_4b.
-        roles = ["qwen3vl_4b"]
-    if "qwen3_4b" in roles and clip_type not in ("flux", "flux2"):
-        family = "zimage"
-    if clip_type == "hidream":  # HiDream's language model is Llama 3.1 (Mistral's layout, no Qwen markers)
-        roles = ["llama3_8b" if role == "mistral3_24b" else role for role in roles]
+    family, roles = clip_types.family_and_roles(clip_type, roles, read[0][2] if len(read) == 1 else {})
     if family is None and clip_type in SD_CLIP_TYPES and all(r in ("clip_l", "clip_g") for r in roles):
         from engine.diffusion.clip import loom_embedding_folders
         from engine.diffusion.clip_loader import clip_from_state_dicts
 
         states = [dict(s) for _, s, _ in read]
         return clip_from_state_dicts(states, [n for n, _, _ in read], loom_embedding_folders)
-    if family is None:
-        raise UnsupportedModelError(
-            f"CLIP type {clip_type!r} is not supported by Loom yet; "
-            f"supported: {', '.join(CLIP_TYPE_FAMILIES)} (and {', '.join(SD_CLIP_TYPES)} for CLIP files)"
-        )
-    allowed = CLIP_TYPES_SUPPORTED[family]
-    seen: set[str] = set()
-    for (name, _, _), role in zip(read, roles, strict=True):
-        if role not in allowed:
-            raise UnsupportedModelError(
-                f"{name}: a {role} text encoder is not used by type {clip_type!r} ({', '.join(allowed)})"
-            )
-        if role in seen:
-            raise UnsupportedModelError(
-                f"{name}: a second {role} text encoder; give each of {', '.join(allowed)} once"
-            )
-        seen.add(role)
+    clip_types.check_roles([name for name, _, _ in read], roles, family, clip_type)
+    assert family is not None
     dtype = torch.float32 if device == "cpu" else compute_dtype("text")
     loaded = [
         text_encoders.load(_reading_as(state, dtype), "", role, dtype, with_projection=family == "hidream")

@@ -20,6 +20,7 @@ Shapes = Mapping[str, tuple[int, ...]]
 HEAD_DIM = 128
 ROPE_THETA = 500_000.0
 PAD_ID = 128009  # <|eot_id|>, HiDream's padding
+VOCAB_SIZE = 128256  # Llama 3's token embedding rows (Mistral Small 3, the same layout, has 131,072)
 
 
 def config(shapes: Shapes, prefix: str) -> dict[str, Any]:

@@ -92,11 +92,22 @@ class UNETLoader(Node):
 SD_CLIP_TYPES = ("stable_diffusion", "sdxl")
 
 
+def _clip_or_unknown(path: Path) -> bool:
+    """Whether a file is a CLIP text encoder (or not a .safetensors file Loom can tell): the other kinds
+    go to the flow families' loader whatever the type, as ComfyUI's loader tells them by their keys."""
+    from engine.models.files import read_header
+    from engine.models.text_encoders import kind_of
+
+    if path.suffix.lower() not in (".safetensors", ".sft"):
+        return True
+    return kind_of(read_header(path).shapes) in ("clip", None)
+
+
 def _load(names: list[str], clip_type: str, device: str | None = None) -> Clip:
     from engine.models.flow_families import load_clip
 
     paths = [_text_encoder(n) for n in names]
-    if clip_type in SD_CLIP_TYPES:
+    if clip_type in SD_CLIP_TYPES and all(_clip_or_unknown(p) for p in paths):
         from engine.diffusion.clip import loom_embedding_folders
         from engine.diffusion.clip_loader import load_clip_files
 

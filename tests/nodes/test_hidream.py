@@ -294,3 +294,49 @@ def test_scaled_fp8_t5_is_read_as_weight_times_scale(
     weights = clip.encoders[0].state_dict()
     for key, value in expected.items():
         assert torch.allclose(weights[key].float(), value, rtol=1e-2, atol=1e-6), key
+
+
+def test_llama_keeps_comfyuis_module_name_in_saves_and_patches(
+    executor: Executor, hidream_folders: Folders
+) -> None:
+    """ComfyUI's HiDream text model holds Llama as `llama`: its state-dict keys (what CLIPSave names the
+    file after and packs build patches from) are the keys add_patches takes, and the saved four files load
+    back to the same conditioning."""
+    from engine.models.flow_families import load_clip
+
+    root = hidream_folders.models["text_encoders"][0]
+    loader = {
+        "class_type": "QuadrupleCLIPLoader",
+        "inputs": {f"clip_name{i + 1}": name for i, name in enumerate(FILES.values())},
+    }
+    run(
+        executor,
+        {
+            "1": loader,
+            "2": {"class_type": "CLIPSave", "inputs": {"clip": ["1", 0], "filename_prefix": "clip/HiDream"}},
+        },
+    )
+    saved = sorted(p.name for p in (hidream_folders.output / "clip").iterdir())
+    assert saved == [f"HiDream_{m}_00001_.safetensors" for m in ("clip_g", "clip_l", "llama", "t5xxl")]
+    clip = _clip(root)
+    keys = [k for k in clip.get_sd() if k.startswith("llama.")]
+    assert keys and clip.cond_stage_model.llama is not None
+    assert set(clip.clone().add_patches({k: (torch.zeros(()),) for k in keys})) == set(keys)
+    again = load_clip(sorted((hidream_folders.output / "clip").iterdir()), "hidream")
+    tokens = clip.tokenize("a red fox")
+    ours, theirs = (
+        clip.encode_from_tokens(tokens, return_dict=True),
+        again.encode_from_tokens(tokens, return_dict=True),
+    )
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+
+@pytest.mark.parametrize("clip_type", ["stable_diffusion", "sd3"])
+def test_a_llama_file_alone_is_hidreams_under_any_type(hidream_folders: Folders, clip_type: str) -> None:
+    """ComfyUI 0.3.64's CLIPLoader makes a Llama 3.1 8B file HiDream's text encoder whatever its type."""
+    from nodes.loaders.split import CLIPLoader
+
+    clip = CLIPLoader().run(FILES["llama"], clip_type)
+    assert clip.family == "hidream" and clip.roles == ("llama3_8b",)
+    [[_, extra]] = clip.encode_from_tokens_scheduled(clip.tokenize("a red fox"))
+    assert extra["conditioning_llama3"].shape[:2] == (1, 3)

@@ -245,3 +245,17 @@ def test_clip_save_keeps_the_tokenizer(lumina2_models: tuple[Path, dict[str, Any
     save_file(files["gemma2_2b"], str(tmp_path / "saved.safetensors"))
     again = load_clip([tmp_path / "saved.safetensors"], "lumina2")
     assert again.tokenize("a red circle") == clip.tokenize("a red circle")
+
+
+@pytest.mark.parametrize("clip_type", ["stable_diffusion", "sd3", "wan"])
+def test_a_gemma_file_alone_is_lumina2_under_any_type(
+    executor: Executor, lumina2_folders: Folders, clip_type: str
+) -> None:
+    """ComfyUI 0.3.64's CLIPLoader makes a Gemma 2 2B file Lumina 2's text encoder whatever its type
+    (a workflow that left the type at stable_diffusion runs)."""
+    expected = image_of(lumina2_folders, run(executor, split_workflow(seed=3)), "8")
+    workflow = split_workflow(seed=3)
+    loader = next(n for n in workflow.values() if n["class_type"] == "CLIPLoader")
+    loader["inputs"]["type"] = clip_type
+    executor.cache.clear()
+    assert np.array_equal(image_of(lumina2_folders, run(executor, workflow), "8"), expected)

@@ -192,3 +192,14 @@ def test_extras_helpers_and_noise(comfy: Any) -> None:
         torch.tensor(5.0), torch.tensor(2.0)
     )
     assert torch.equal(first, again) and 0.5 < float(first.std()) < 1.5
+
+
+def test_every_config_in_models_is_reachable_by_comfyuis_name(comfy: Any) -> None:
+    """A pack tests `isinstance(model.model.model_config, comfy.supported_models.HiDream)`: each config of
+    ComfyUI 0.3.64 that Loom's models carry is an attribute of the module, not only an entry of `models`."""
+    supported = comfy("comfy.supported_models")
+    detection = comfy("comfy.model_detection")
+    for name in ("SD3", "Flux", "Chroma", "ChromaRadiance", "Lumina2", "HiDream", "QwenImage"):
+        assert getattr(supported, name, None) in supported.models, name
+    config = detection.model_config_from_unet_config({"image_model": "hidream"})
+    assert type(config) is supported.HiDream and config.sampling_settings == {}

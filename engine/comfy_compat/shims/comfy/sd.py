@@ -125,8 +125,8 @@ def load_clip(
     model_options: dict | None = None,
 ) -> CLIP:
     """A CLIP from text-encoder files: CLIP-L (SD1.x), OpenCLIP-H (SD2.x), CLIP-G, or CLIP-L + G (SDXL);
-    for the flow types (sd3, flux, chroma, pixart, lumina2 — Z-Image's Qwen3 —, qwen_image) CLIP-L, CLIP-G,
-    T5-XXL and Qwen files as ComfyUI's CLIPLoader takes them."""
+    for the flow types (sd3, flux, chroma, pixart, lumina2 — Lumina 2's Gemma 2, Z-Image's Qwen3 —,
+    qwen_image, hidream — any of CLIP-L, CLIP-G, T5-XXL, Llama 3.1 —) as ComfyUI's loaders take them."""
     from engine.diffusion.clip_loader import load_clip_files
     from engine.models.flow_families import load_clip as load_flow_clip
     from engine.models.text_encoders import kind_of

@@ -2,11 +2,12 @@
 ComfyUI's detection walks in order.
 
 The classes of the families Loom loads (SD15, SD20, SD21UnclipL/H, SDXL, SDXLRefiner, SSD1B, the
-KOALA and Vega SDXL variants, the InstructPix2Pix ones, SD3, Flux, FluxSchnell, Chroma, Lumina2 for
-Z-Image, QwenImage) are the configs Loom's models carry, so `isinstance(model.model.model_config,
-comfy.supported_models.SDXL)` answers truthfully. The classes defined here describe families Loom does
-not load (for packs that test against them: the answer is False for every Loom model); `models` lists
-all of them, and comfy.model_detection reads it at call time, so a pack may swap it as in ComfyUI.
+KOALA and Vega SDXL variants, the InstructPix2Pix ones, SD3, Flux, FluxSchnell, Chroma, ChromaRadiance,
+Lumina2 for Z-Image and Lumina Image 2.0, HiDream, QwenImage) are the configs Loom's models carry, so
+`isinstance(model.model.model_config, comfy.supported_models.SDXL)` answers truthfully. The classes
+defined here describe families Loom does not load (for packs that test against them: the answer is
+False for every Loom model); `models` lists all of them, and comfy.model_detection reads it at call
+time, so a pack may swap it as in ComfyUI.
 """
 
 # ComfyUI's configs are classes whose dict and list attributes packs read and override per class;
@@ -30,8 +31,10 @@ from engine.diffusion.model_configs import (
     SDXL,
     SSD1B,
     Chroma,
+    ChromaRadiance,
     Flux,
     FluxSchnell,
+    HiDream,
     Lumina2,
     QwenImage,
     SD15_instructpix2pix,
@@ -56,9 +59,11 @@ __all__ = [
     "SSD1B",
     "AuraFlow",
     "Chroma",
+    "ChromaRadiance",
     "Flux",
     "FluxSchnell",
     "GenmoMochi",
+    "HiDream",
     "HunyuanDiT",
     "Lumina2",
     "PixArtAlpha",
