@@ -11,6 +11,8 @@ Weights may be stored in fp8 (UNETLoader's weight_dtype) while the computation r
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from engine.diffusion.controlnet_flow import control_residuals
@@ -93,11 +95,17 @@ class FlowTransformer(DiffusionModel):
         around its forward (Flux, Chroma, Lumina 2, Z-Image, Qwen-Image, HiDream) override this to do the
         same, with that forward's arguments; ComfyUI 0.3.64's SD3 runs none.
         ControlNet residuals (SD3, Qwen-Image) join the image tokens after each block."""
+        with self.patch_points(options, x, control):
+            return self._forward(x, timestep, context, extra)
+
+    @contextmanager
+    def patch_points(self, options: dict[str, Any], x: Any, control: Any = None) -> Iterator[None]:
+        """For one model call: the "dit" block replacements of `options` and the ControlNet residuals."""
         with (
             dit_patches(self.diffusion_model, self.family, options, x),
             control_residuals(self.diffusion_model, self.family, control),
         ):
-            return self._forward(x, timestep, context, extra)
+            yield
 
     def _check_conditioning(self, context: Any, pooled: Any) -> None:
         """Conditioning from another family's text encoders gets a message, not a shape error deep inside."""
@@ -172,10 +180,7 @@ class FluxFamily(FlowTransformer):
         if control is not None and not self.takes_control:
             raise ValueError(f"Loom's {self.NAME} model takes no control residuals")
         options = transformer_options or {}
-        with (
-            dit_patches(self.diffusion_model, self.family, options, x),
-            control_residuals(self.diffusion_model, self.family, control),
-        ):
+        with self.patch_points(options, x, control):
             return self._flux_call(x, timestep, context, y, guidance, ref_latents, options, **kwargs)
 
     def _flux_call(

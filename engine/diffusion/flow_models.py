@@ -234,7 +234,7 @@ class NextDiT(_UnpooledFlow):
         tokens), and transformer_options (and control, which NextDiT does not read) as keywords."""
         options = kwargs.get("transformer_options") or {}
         mask = None if attention_mask is None else attention_mask[:, :num_tokens]
-        with dit_patches(self.diffusion_model, self.family, options, x):
+        with self.patch_points(options, x):
             return self._forward(x, timesteps, context[:, :num_tokens], {"attention_mask": mask})
 
 
