@@ -3,13 +3,19 @@ ComfyUI and on Loom side by side: queue a prompt, wait for its saved image, comp
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
+import os
+import signal
+import subprocess
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -100,3 +106,39 @@ def upload_image(port: int, name: str, png: bytes) -> None:
     )
     with urllib.request.urlopen(request, timeout=120) as response:
         response.read()
+
+
+@contextlib.contextmanager
+def serving(
+    command: list[str], cwd: Path, env: dict[str, str], port: int, log: Path, timeout: float = 600
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A server started with `command` (output to `log`), once it answers /object_info on `port`;
+    stopped with its children (its own process group) when the context ends."""
+    with open(log, "wb") as sink:
+        process = subprocess.Popen(
+            command, cwd=cwd, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        _wait_ready(port, process, log, timeout)
+        yield process
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _wait_ready(port: int, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server on port {port} exited; see {log}:\n{log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/object_info", timeout=30):
+                return
+        except OSError:
+            time.sleep(1)
+    raise RuntimeError(f"server on port {port} not ready after {timeout:.0f} s; see {log}")

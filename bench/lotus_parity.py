@@ -27,17 +27,14 @@ import argparse
 import contextlib
 import io
 import os
-import signal
-import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from comfy_client import psnr, queue_prompt, saved_image, upload_image  # bench/comfy_client.py
+from comfy_client import psnr, queue_prompt, saved_image, serving, upload_image  # bench/comfy_client.py
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,30 +118,8 @@ def server(side: str, port: int, models: Path, work: Path, head_fix: bool = True
         env = {**env, "LOTUS_HEAD_FIX": "1" if head_fix else ""}
     else:
         command, cwd = [sys.executable, "main.py", *args], ROOT
-    log = work / f"{side}.log"
-    with open(log, "wb") as sink:
-        process = subprocess.Popen(
-            command, cwd=cwd, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        deadline = time.monotonic() + 600
-        while True:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{side} server did not start; see {log}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/object_info", timeout=30):
-                    break
-            except OSError:
-                time.sleep(1)
+    with serving(command, cwd, env, port, work / f"{side}.log"):
         yield
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def run_cases(port: int) -> dict[float, np.ndarray | str]:

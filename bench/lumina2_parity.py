@@ -25,11 +25,8 @@ import contextlib
 import fcntl
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,7 +37,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 import engine  # noqa: E402, F401  (keeps a CUDA-built torchvision importable)
-from bench.comfy_client import psnr, queue_prompt, saved_image  # noqa: E402
+from bench.comfy_client import psnr, queue_prompt, saved_image, serving  # noqa: E402
 
 COMFY_SRC = Path("/tmp/comfy/ComfyUI")
 COMFY_PYTHON = "/tmp/comfy/venv/bin/python"
@@ -235,30 +232,8 @@ def server(side: str, port: int, models: Path, work: Path) -> Iterator[None]:
         env["LUMINA2_TINY_GEMMA"] = json.dumps(tiny)
     else:
         command, cwd = [sys.executable, "main.py", *args], ROOT
-    log = work / f"{side}.log"
-    with open(log, "wb") as sink:
-        process = subprocess.Popen(
-            command, cwd=cwd, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        deadline = time.monotonic() + 600
-        while True:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{side} server did not start; see {log}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/object_info", timeout=30):
-                    break
-            except OSError:
-                time.sleep(1)
+    with serving(command, cwd, env, port, work / f"{side}.log"):
         yield
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def run_cases(port: int) -> dict[str, np.ndarray | str]:

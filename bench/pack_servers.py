@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+
+from comfy_client import serving  # bench/comfy_client.py
 
 LOOM = Path(__file__).resolve().parents[1]
 COMFY_SRC = Path("/tmp/comfy/ComfyUI")
@@ -42,19 +41,6 @@ def write_paths_config(folder: Path, checkpoints: Path, custom_nodes: Path) -> P
     return config
 
 
-def _wait_ready(port: int, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server on port {port} exited; see {log}:\n{log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/object_info", timeout=30):
-                return
-        except OSError:
-            time.sleep(1)
-    raise RuntimeError(f"server on port {port} not ready after {timeout:.0f} s; see {log}")
-
-
 @contextlib.contextmanager
 def server(
     side: str, port: int, config: Path, work: Path, deps: str, timeout: float = 600,
@@ -73,23 +59,9 @@ def server(
     else:
         python, cwd, extra = LOOM_PYTHON, LOOM, f"{COMFY_SITE}:{deps}"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    log = work / f"{side}.log"
-    with open(log, "wb") as sink:
-        process = subprocess.Popen(
-            [python, "-c", _LAUNCH, extra, *common], cwd=cwd, env=env, stdout=sink,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    try:
-        _wait_ready(port, process, log, timeout)
+    command = [python, "-c", _LAUNCH, extra, *common]
+    with serving(command, cwd, env, port, work / f"{side}.log", timeout) as process:
         yield process
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def temp_work(prefix: str, keep: bool) -> contextlib.AbstractContextManager[str]:
