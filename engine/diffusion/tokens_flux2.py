@@ -18,7 +18,7 @@ from functools import lru_cache
 from typing import Any
 
 from engine.diffusion.tokens import SDTokenizer
-from engine.diffusion.tokens_llm import LLM_MAX_LENGTH, QwenTokenizer
+from engine.diffusion.tokens_llm import LLMTokenizer, QwenTokenizer
 
 KLEIN_TEMPLATE = "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
 KLEIN_MIN_LENGTH = 512
@@ -42,25 +42,13 @@ MISTRAL_TEMPLATE = (
 MISTRAL_BOS, MISTRAL_PAD = 1, 11
 
 
-class MistralTokenizer(SDTokenizer):
+class MistralTokenizer(LLMTokenizer):
     """Mistral Small 3's tekken tokenizer (from the text-encoder file) with Flux.2 dev's template."""
 
     def __init__(
         self, tekken: bytes | None, embedding_directory: Any = None, embedding_size: int = 5120
     ) -> None:
-        super().__init__(
-            max_length=LLM_MAX_LENGTH,
-            pad_with_end=False,
-            embedding_directory=embedding_directory,
-            embedding_size=embedding_size,
-            embedding_key="mistral3_24b",
-            pad_to_max_length=False,
-            min_length=1,
-            pad_token=MISTRAL_PAD,
-        )
-        self.start_token = MISTRAL_BOS
-        self.end_token = None
-        self.tokens_start = 0
+        super().__init__("mistral3_24b", embedding_directory, embedding_size, MISTRAL_PAD, MISTRAL_BOS)
         self.tekken = tekken
 
     @property

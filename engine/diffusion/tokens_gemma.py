@@ -13,9 +13,8 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any
 
-from engine.diffusion.tokens import SDTokenizer
+from engine.diffusion.tokens_llm import LLMTokenizer
 
-LLM_MAX_LENGTH = 99999999
 PAD_ID = 0
 
 
@@ -47,24 +46,14 @@ def proto_bytes(tensor: Any) -> bytes:
     return bytes(tensor.numpy().tobytes())
 
 
-class GemmaTokenizer(SDTokenizer):
+class GemmaTokenizer(LLMTokenizer):
     """`SDTokenizer` over the sentencepiece model a Gemma file carries (None: the file has none)."""
 
     def __init__(
         self, proto: bytes | None, embedding_directory: Any = None, embedding_size: int = 2304
     ) -> None:
-        super().__init__(
-            max_length=LLM_MAX_LENGTH,
-            pad_with_end=False,
-            embedding_directory=embedding_directory,
-            embedding_size=embedding_size,
-            embedding_key="gemma2_2b",
-            pad_to_max_length=False,
-            min_length=1,
-            pad_token=PAD_ID,
-        )
+        super().__init__("gemma2_2b", embedding_directory, embedding_size, PAD_ID)
         self.proto = proto
-        self.end_token = None
         self.tokens_start = 1
         self.start_token = self.tokenizer("")["input_ids"][0] if proto is not None else None
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 from engine.diffusion.tokens import SDTokenizer
+from engine.diffusion.tokens_llm import LLMTokenizer
 from engine.diffusion.tokens_t5 import T5Tokenizer
 from engine.models.tokenizer import llama3
 
 T5_LENGTH = 128
 LLAMA_MIN_LENGTH = 128
-LLM_MAX_LENGTH = 99999999
 CLIP_LENGTH_KEY = "{}_max_length"  # ComfyUI's tokenizer_data key for a long CLIP's window
 
 
@@ -35,24 +35,14 @@ class HiDreamT5Tokenizer(T5Tokenizer):
         return super().tokenize_with_weights(text, return_word_ids, tokenizer_options, **kwargs)[:1]
 
 
-class Llama3Tokenizer(SDTokenizer):
+class Llama3Tokenizer(LLMTokenizer):
     """`SDTokenizer` over Llama 3's vocabulary (engine.models.tokenizer.llama3), as ComfyUI's LLAMA3Tokenizer
     with HiDream's settings."""
 
     def __init__(self, embedding_directory: Any = None, embedding_size: int = 4096) -> None:
         super().__init__(
-            max_length=LLM_MAX_LENGTH,
-            pad_with_end=False,
-            embedding_directory=embedding_directory,
-            embedding_size=embedding_size,
-            embedding_key="llama",
-            pad_to_max_length=False,
-            min_length=LLAMA_MIN_LENGTH,
-            pad_token=llama3.PAD_ID,
+            "llama", embedding_directory, embedding_size, llama3.PAD_ID, llama3.BEGIN_ID, LLAMA_MIN_LENGTH
         )
-        self.start_token = llama3.BEGIN_ID
-        self.end_token = None
-        self.tokens_start = 0
 
     @property
     def tokenizer(self) -> Any:

@@ -45,10 +45,19 @@ VISION_BLOCK = "<|vision_start|><|image_pad|><|vision_end|>"
 LLM_MAX_LENGTH = 99999999
 
 
-class QwenTokenizer(SDTokenizer):
-    """`SDTokenizer` over Qwen's vocabulary, with the chat template of `key` (qwen3_4b or qwen25_7b)."""
+class LLMTokenizer(SDTokenizer):
+    """`SDTokenizer` set up as ComfyUI sets it up for language-model text encoders (`key`): no length
+    limit (one window), no end token, no padding to a length, at least `min_length` tokens."""
 
-    def __init__(self, key: str, embedding_directory: Any = None, embedding_size: int = 2560) -> None:
+    def __init__(
+        self,
+        key: str,
+        embedding_directory: Any,
+        embedding_size: int,
+        pad_token: int,
+        start_token: int | None = None,
+        min_length: int = 1,
+    ) -> None:
         super().__init__(
             max_length=LLM_MAX_LENGTH,
             pad_with_end=False,
@@ -56,12 +65,19 @@ class QwenTokenizer(SDTokenizer):
             embedding_size=embedding_size,
             embedding_key=key,
             pad_to_max_length=False,
-            min_length=1,
-            pad_token=qwen.PAD_ID,
+            min_length=min_length,
+            pad_token=pad_token,
         )
-        self.start_token = None
+        self.start_token = start_token
         self.end_token = None
         self.tokens_start = 0
+
+
+class QwenTokenizer(LLMTokenizer):
+    """`SDTokenizer` over Qwen's vocabulary, with the chat template of `key` (qwen3_4b or qwen25_7b)."""
+
+    def __init__(self, key: str, embedding_directory: Any = None, embedding_size: int = 2560) -> None:
+        super().__init__(key, embedding_directory, embedding_size, qwen.PAD_ID)
         self.template = TEMPLATES[key]
 
     @property
