@@ -13,13 +13,14 @@ loaded ones say otherwise (test-sized models).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import torch
 
 from engine.diffusion.clip_models import SDClipModel, SDXLClipG
 from engine.diffusion.devices import manager
 from engine.diffusion.tokens import FLOW_WIDTHS, ROLE_KEYS
+from engine.models.text_encoders import Role
 
 if TYPE_CHECKING:
     from engine.diffusion.clip import CLIP
@@ -46,19 +47,7 @@ class _FlowClipModel(torch.nn.Module):
         self.family = clip.family
         self.roles = clip.roles
         self._clip = [clip]  # a list, so torch does not see the CLIP
-        for role in (
-            "clip_l",
-            "clip_g",
-            "t5xxl",
-            "qwen3_4b",
-            "qwen25_7b",
-            "qwen3_8b",
-            "mistral3_24b",
-            "qwen3vl_8b",
-            "qwen3vl_4b",
-            "gemma2_2b",
-            "llama3_8b",
-        ):
+        for role in get_args(Role):  # every role's attribute exists (None when the CLIP lacks it)
             if role in clip.roles:
                 index = clip.roles.index(role)
                 part = (SDXLClipG if role == "clip_g" else SDClipModel)(clip, index)
