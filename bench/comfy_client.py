@@ -21,6 +21,19 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+# The start of the scripts the parity benches run in ComfyUI's venv: their JSON arguments (`args`, with
+# `comfy_root`), ComfyUI's own argument parsing on the CPU, one torch thread.
+COMFY_DRIVER_HEAD = """
+import json, sys
+args = json.loads(sys.argv[1])
+sys.argv = ["parity", "--cpu"]
+sys.path.insert(0, args["comfy_root"])
+import torch
+torch.set_num_threads(1)
+import comfy.options
+comfy.options.enable_args_parsing()
+"""
+
 
 def get(port: int, path: str, timeout: float = 120) -> bytes:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as response:

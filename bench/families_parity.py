@@ -39,6 +39,8 @@ from safetensors.torch import load_file, save_file
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 # Before diffusers: keeps a CUDA-built torchvision importable (engine/torchvision_compat.py).
+from comfy_client import COMFY_DRIVER_HEAD  # noqa: E402  (bench/comfy_client.py)
+
 import engine  # noqa: E402, F401
 
 FLUX_GUIDANCE = 3.5
@@ -76,16 +78,9 @@ CONDITIONING = {"sd3": (192, 192), "flux": (4096, 768), "chroma": (4096, None), 
 # The families ComfyUI builds at their released widths: written shallow by `write_shallow`.
 SHALLOW = ("flux", "chroma", "qwen_image")
 
-DRIVER = """
-import json, sys
-args = json.loads(sys.argv[1])
-sys.argv = ["parity", "--cpu"]
-sys.path.insert(0, args["comfy_root"])
-import torch
-torch.set_num_threads(1)
-import comfy.options
-comfy.options.enable_args_parsing()
-import comfy.sd, comfy.sample
+DRIVER = (
+    COMFY_DRIVER_HEAD
+    + """import comfy.sd, comfy.sample
 from safetensors.torch import load_file, save_file
 out = {}
 loaded, model = None, None
@@ -109,6 +104,7 @@ for case in args["cases"]:
     out["/".join(map(str, case))] = samples.reshape(1, 16, args["size"] // 8, -1).float().contiguous()
 save_file(out, args["result"])
 """
+)
 
 
 def write_models(folder: Path, families: set[str]) -> tuple[dict[str, str], dict[str, str]]:

@@ -29,21 +29,16 @@ from safetensors.torch import load_file, save_file
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from comfy_client import COMFY_DRIVER_HEAD  # noqa: E402  (bench/comfy_client.py)
+
 import engine  # noqa: E402, F401
 
 # name: (file writer, family, union type or None)
 CASES = ["flux instantx", "flux union auto", "flux union depth", "flux xlabs", "qwen union", "qwen inpaint"]
 
-DRIVER = """
-import json, sys
-args = json.loads(sys.argv[1])
-sys.argv = ["parity", "--cpu"]
-sys.path.insert(0, args["comfy_root"])
-import torch
-torch.set_num_threads(1)
-import comfy.options
-comfy.options.enable_args_parsing()
-import comfy.ops, comfy.model_detection
+DRIVER = (
+    COMFY_DRIVER_HEAD
+    + """import comfy.ops, comfy.model_detection
 from comfy.ldm.flux.controlnet import ControlNetFlux
 from comfy.ldm.qwen_image.controlnet import QwenImageControlNetModel
 from safetensors.torch import load_file, save_file
@@ -89,6 +84,7 @@ for name, path in args["files"].items():
             out[f"{name}/{key}/{i}"] = value.float().clone().contiguous()
 save_file(out, args["result"])
 """
+)
 
 
 def write_inputs(folder: Path) -> tuple[dict[str, str], Path]:

@@ -48,6 +48,8 @@ from safetensors.torch import load_file, save_file
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from comfy_client import COMFY_DRIVER_HEAD  # noqa: E402  (bench/comfy_client.py)
+
 import engine  # noqa: E402, F401  (before diffusers: torchvision shim)
 from bench.families_parity import psnr  # noqa: E402
 
@@ -71,16 +73,9 @@ CLIP_G_LAYERS, T5_LAYERS = 32, 24
 ENCODED = 2  # prompts whose conditioning is compared
 DEFAULT_TOKENIZER = Path("/tmp/hidream_tok/package/models/tokenizer.json")
 
-DRIVER = """
-import json, sys
-args = json.loads(sys.argv[1])
-sys.argv = ["parity", "--cpu"]
-sys.path.insert(0, args["comfy_root"])
-import torch
-torch.set_num_threads(1)
-import comfy.options
-comfy.options.enable_args_parsing()
-import comfy.model_detection, comfy.sd, comfy.sample
+DRIVER = (
+    COMFY_DRIVER_HEAD
+    + """import comfy.model_detection, comfy.sd, comfy.sample
 import comfy.text_encoders.long_clipl as long_clipl
 import comfy.text_encoders.hunyuan_video as hunyuan_video
 from comfy_extras.nodes_model_advanced import ModelSamplingSD3
@@ -151,6 +146,7 @@ for name, height, width, sampler, scheduler, edit in args["cases"]:
     out[name] = samples.float().contiguous()
 save_file(out, args["result"])
 """
+)
 
 
 def write_files(work: Path, tokenizer: Path) -> dict[str, Any]:

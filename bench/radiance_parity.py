@@ -40,6 +40,8 @@ from safetensors.torch import load_file, save_file
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from comfy_client import COMFY_DRIVER_HEAD  # noqa: E402  (bench/comfy_client.py)
+
 import engine  # noqa: E402, F401  (before diffusers: torchvision shim)
 from bench.families_parity import psnr  # noqa: E402
 
@@ -52,16 +54,9 @@ CASES: list[tuple[int, str, str, float | None]] = [
 ]
 STEPS, SEED, CFG = 6, 42, 4.0
 
-DRIVER = """
-import json, sys
-args = json.loads(sys.argv[1])
-sys.argv = ["parity", "--cpu"]
-sys.path.insert(0, args["comfy_root"])
-import torch
-torch.set_num_threads(1)
-import comfy.options
-comfy.options.enable_args_parsing()
-import comfy.sd, comfy.sample
+DRIVER = (
+    COMFY_DRIVER_HEAD
+    + """import comfy.sd, comfy.sample
 from safetensors.torch import load_file, save_file
 model = comfy.sd.load_diffusion_model(args["file"])
 # No tiling of the pixel decoder (0.3.64's tiles mix up the rows of a batch of two, cond and uncond).
@@ -79,6 +74,7 @@ for size, sampler, scheduler, guidance in args["cases"]:
     out["/".join(map(str, [size, sampler, scheduler, guidance]))] = samples.float().contiguous()
 save_file(out, args["result"])
 """
+)
 
 
 def released_shapes(head: str) -> dict[str, tuple[int, ...]]:

@@ -32,6 +32,8 @@ from safetensors.torch import load_file, save_file
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from comfy_client import COMFY_DRIVER_HEAD  # noqa: E402  (bench/comfy_client.py)
+
 import engine  # noqa: E402, F401  (keeps a CUDA-built torchvision importable)
 
 STEPS, SEED, SIZE, GUIDANCE = 4, 42, 64, 3.5
@@ -39,16 +41,9 @@ STYLES = [(0.6, "multiply"), (0.5, "attn_bias")]
 CROPS = ("center", "none")
 LAYERS = (-20, -11, -2)  # the hidden states compared (USO's three)
 
-DRIVER = """
-import json, sys
-args = json.loads(sys.argv[1])
-sys.argv = ["parity", "--cpu"]
-sys.path.insert(0, args["comfy_root"])
-import torch
-torch.set_num_threads(1)
-import comfy.options
-comfy.options.enable_args_parsing()
-import comfy.clip_vision, comfy.sd, comfy.sample
+DRIVER = (
+    COMFY_DRIVER_HEAD
+    + """import comfy.clip_vision, comfy.sd, comfy.sample
 import nodes
 from safetensors.torch import load_file, save_file
 out = {}
@@ -77,6 +72,7 @@ for strength, kind in args["styles"]:
     out[f"flux/{strength}/{kind}"] = samples.float().contiguous()
 save_file({k: v.clone() for k, v in out.items()}, args["result"])  # embeds and last share memory
 """
+)
 
 
 def write_siglip(path: Path) -> None:
