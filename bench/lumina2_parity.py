@@ -63,10 +63,6 @@ _COMFY_LAUNCH = (
     "llama.Gemma2_2B.__init__ = _tiny\n"
     "runpy.run_path('main.py', run_name='__main__')\n"
 )
-PROMPT = (
-    "You are an assistant designed to generate superior images with the superior degree of image-text "
-    "alignment based on textual prompts or user prompts. <Prompt Start> a red circle on white"
-)
 # (name, sampler, scheduler, steps, use CLIPTextEncodeLumina2 + RenormCFG)
 CASES = [
     ("example res_multistep/simple", "res_multistep", "simple", 4, False),
@@ -158,31 +154,10 @@ def _init_std(name: str) -> float:
 
 
 def workflow(case: tuple[str, str, str, int, bool], seed: int = 42) -> dict[str, Any]:
+    from tests.nodes.lumina2_fixtures import checkpoint_workflow
+
     _, sampler, scheduler, steps, lumina_node = case
-    prompt: dict[str, Any] = {
-        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CHECKPOINT}},
-        "2": {"class_type": "ModelSamplingAuraFlow", "inputs": {"model": ["1", 0], "shift": 6.0}},
-        "3": {"class_type": "CLIPTextEncode", "inputs": {"text": PROMPT, "clip": ["1", 1]}},
-        "4": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry ugly bad", "clip": ["1", 1]}},
-        "5": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
-        "6": {
-            "class_type": "KSampler",
-            "inputs": {
-                "seed": seed,
-                "steps": steps,
-                "cfg": 4.0,
-                "sampler_name": sampler,
-                "scheduler": scheduler,
-                "denoise": 1.0,
-                "model": ["2", 0],
-                "positive": ["3", 0],
-                "negative": ["4", 0],
-                "latent_image": ["5", 0],
-            },
-        },
-        "7": {"class_type": "VAEDecode", "inputs": {"samples": ["6", 0], "vae": ["1", 2]}},
-        "8": {"class_type": "SaveImage", "inputs": {"images": ["7", 0], "filename_prefix": "lumina2"}},
-    }
+    prompt = checkpoint_workflow(seed, steps, checkpoint=CHECKPOINT, sampler=(sampler, scheduler), height=64)
     if lumina_node:
         prompt["3"] = {
             "class_type": "CLIPTextEncodeLumina2",

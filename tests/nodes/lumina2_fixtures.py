@@ -182,24 +182,32 @@ SYSTEM_PROMPT = (
 
 
 def checkpoint_workflow(
-    seed: int = 1, steps: int = 3, prompt: str = "a red circle on white"
+    seed: int = 1,
+    steps: int = 3,
+    prompt: str = "a red circle on white",
+    checkpoint: str = "lumina_2.safetensors",
+    sampler: tuple[str, str] = ("res_multistep", "simple"),
+    height: int = 48,
 ) -> dict[str, Any]:
-    """ComfyUI_examples' lumina2 basic example at a tiny size: CheckpointLoaderSimple, ModelSamplingAuraFlow
-    shift 6, the system prompt before the prompt, res_multistep / simple at cfg 4."""
+    """ComfyUI_examples' lumina2 basic example at a tiny size (64 wide): CheckpointLoaderSimple,
+    ModelSamplingAuraFlow shift 6, the system prompt before the prompt, res_multistep / simple at cfg 4."""
     return {
-        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "lumina_2.safetensors"}},
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": checkpoint}},
         "2": {"class_type": "ModelSamplingAuraFlow", "inputs": {"model": ["1", 0], "shift": 6.0}},
         "3": {"class_type": "CLIPTextEncode", "inputs": {"text": SYSTEM_PROMPT + prompt, "clip": ["1", 1]}},
         "4": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry ugly bad", "clip": ["1", 1]}},
-        "5": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 48, "batch_size": 1}},
+        "5": {
+            "class_type": "EmptySD3LatentImage",
+            "inputs": {"width": 64, "height": height, "batch_size": 1},
+        },
         "6": {
             "class_type": "KSampler",
             "inputs": {
                 "seed": seed,
                 "steps": steps,
                 "cfg": 4.0,
-                "sampler_name": "res_multistep",
-                "scheduler": "simple",
+                "sampler_name": sampler[0],
+                "scheduler": sampler[1],
                 "denoise": 1.0,
                 "model": ["2", 0],
                 "positive": ["3", 0],
